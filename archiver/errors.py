@@ -1,0 +1,68 @@
+"""The one exception hierarchy of telewatch.
+
+Every error a user can cause derives from :class:`TelewatchError`. Each edge translates it
+once: the CLI prints ``str(err)`` on one line and exits with ``err.exit_code``; the bot replies
+with usage text; the archiver logs it and goes on with the next channel.
+"""
+
+from __future__ import annotations
+
+
+class TelewatchError(Exception):
+    """Base class. ``str()`` is a one-line message that says what to do next."""
+
+    exit_code = 1
+
+
+class ConfigError(TelewatchError):
+    """The configuration is invalid; the message names the key."""
+
+    exit_code = 2
+
+
+class QueryError(TelewatchError):
+    """A search or rule query does not parse; the message gives the position."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, position: int, query: str = "") -> None:
+        super().__init__(f"{message} at {position}")
+        self.reason = message
+        self.position = position
+        self.query = query
+
+
+class RuleError(TelewatchError):
+    """A rule is invalid; the message names the rule."""
+
+    exit_code = 2
+
+
+class InputFileError(TelewatchError):
+    """An input file (export, rules file) is malformed; the message names the file."""
+
+    exit_code = 1
+
+
+class ChannelNotFound(TelewatchError):
+    """A channel reference matches no archived channel."""
+
+    exit_code = 1
+
+
+class NotLoggedIn(TelewatchError):
+    """No usable Telegram session: the user must run ``telewatch login``."""
+
+    exit_code = 3
+
+
+class AlreadyRunning(TelewatchError):
+    """Another sync or run holds the archive's lock."""
+
+    exit_code = 1
+
+
+class SourceError(TelewatchError):
+    """A channel could not be read from its source (private, no preview, ...)."""
+
+    exit_code = 1

@@ -1,0 +1,156 @@
+"""Text normalisation and word forms for Russian, Ukrainian and English.
+
+The same two functions feed the full-text index and every query, so search and rules agree:
+
+- :func:`normalize` folds case, ``ё``→``е``, every Ukrainian apostrophe to ``ʼ`` (U+02BC, a
+  letter for SQLite's unicode61 tokenizer, so ``мʼясо`` stays one word), applies NFC and drops
+  zero-width characters, soft hyphens and stress marks.
+- :func:`words` splits normalised text into words exactly as the FTS5 ``unicode61`` tokenizer
+  will split the space-joined result.
+- :func:`lemmas` gives the dictionary forms of one normalised word: pymorphy3 with its Russian
+  and Ukrainian dictionaries for Cyrillic words, the Snowball English stemmer for Latin ones.
+  Results are cached; the analysers load on first use, never at import time.
+
+The choice of analysers and their measured recall and speed: ``docs/word-forms.md``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+APOSTROPHE = "\u02bc"  # ʼ MODIFIER LETTER APOSTROPHE: the one apostrophe we keep
+_APOSTROPHES = "'\u2019\u02bc`\u2018\u00b4\u02b9\u2032"
+_DROP = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u0301\u0300"  # zero-width, soft hyphen, stress
+
+_TRANSLATE: dict[int, str | None] = {ord(c): APOSTROPHE for c in _APOSTROPHES}
+_TRANSLATE.update({ord(c): None for c in _DROP})
+_TRANSLATE[ord("ё")] = "е"
+_TRANSLATE[ord("Ё")] = "е"
+
+# A word: letters/digits (no underscore, which unicode61 splits on), joined by single apostrophes.
+_WORD = re.compile(rf"[^\W_]+(?:{APOSTROPHE}[^\W_]+)*")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_LATIN = re.compile(r"[a-z]")
+_UK_ONLY = frozenset("іїєґ")
+_RU_ONLY = frozenset("ыэъ")
+
+
+def normalize(text: str) -> str:
+    """Fold text for matching: see the module docstring."""
+    if text.isascii():
+        return text.lower().translate(_TRANSLATE)
+    return unicodedata.normalize("NFC", text).translate(_TRANSLATE).lower().replace("ё", "е")
+
+
+def words(text: str) -> list[str]:
+    """The normalised words of ``text``, in order."""
+    return _WORD.findall(normalize(text))
+
+
+def split_normalized(norm: str) -> list[str]:
+    """The words of text that is already normalised."""
+    return _WORD.findall(norm)
+
+
+class _Analysers:
+    """pymorphy3 (ru, uk) and the Snowball English stemmer, loaded once on first use."""
+
+    def __init__(self) -> None:
+        import pymorphy3
+        import Stemmer
+
+        self.ru: Any = pymorphy3.MorphAnalyzer(lang="ru")
+        self.uk: Any = pymorphy3.MorphAnalyzer(lang="uk")
+        self.en: Any = Stemmer.Stemmer("english")
+
+
+_lock = threading.Lock()
+_analysers: _Analysers | None = None
+
+
+def _get() -> _Analysers:
+    global _analysers
+    if _analysers is None:
+        with _lock:
+            if _analysers is None:
+                _analysers = _Analysers()
+    return _analysers
+
+
+def _clean_lemma(form: str) -> list[str]:
+    return _WORD.findall(normalize(form))
+
+
+def _forms(parses: Iterable[Any]) -> set[str]:
+    out: set[str] = set()
+    for p in parses:
+        out.update(_clean_lemma(p.normal_form))
+    return out
+
+
+@lru_cache(maxsize=200_000)
+def lemmas(word: str) -> tuple[str, ...]:
+    """Dictionary forms of one normalised word (may be several for ambiguous forms).
+
+    A word neither dictionary knows gets the top guess of the matching language's predictor;
+    a word in another script is its own lemma. The word itself is matched separately (the
+    ``words`` column), so it need not be included here.
+    """
+    if _CYRILLIC.search(word):
+        a = _get()
+        w = word.replace(APOSTROPHE, "'")
+        out: set[str] = set()
+        ru_known = a.ru.word_is_known(w)
+        uk_known = a.uk.word_is_known(w)
+        if ru_known:
+            out |= _forms(a.ru.parse(w))
+        if uk_known:
+            out |= _forms(a.uk.parse(w))
+        if not out:
+            letters = set(word)
+            if not letters & _UK_ONLY:
+                out |= _forms(a.ru.parse(w)[:1])
+            if not letters & _RU_ONLY:
+                out |= _forms(a.uk.parse(w)[:1])
+        return tuple(sorted(out)) or (word,)
+    if _LATIN.search(word) and word.isascii():
+        return (_get().en.stemWord(word),)
+    return (word,)
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """A text as the index and the matcher see it."""
+
+    words: tuple[str, ...]  # normalised words in order (phrases, prefixes)
+    lemmas: frozenset[str]  # every dictionary form of every word (bare words)
+
+    @property
+    def words_text(self) -> str:
+        """The FTS ``words`` column."""
+        return " ".join(self.words)
+
+    @property
+    def lemmas_text(self) -> str:
+        """The FTS ``lemmas`` column."""
+        return " ".join(sorted(self.lemmas))
+
+
+EMPTY = Analysis((), frozenset())
+
+
+def analyze(text: str) -> Analysis:
+    """Normalise, split and lemmatise a post's text."""
+    ws = tuple(words(text))
+    if not ws:
+        return EMPTY
+    out: set[str] = set()
+    for w in set(ws):
+        out.update(lemmas(w))
+    return Analysis(ws, frozenset(out))
