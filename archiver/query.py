@@ -1,0 +1,458 @@
+"""The one query language, parsed once and used by search (SQL/FTS5) and rules (in memory).
+
+Grammar (operators are upper case; everything else is searched text)::
+
+    query   := or ( OR or )*
+    or      := and ( [AND] and )*          implicit AND
+    and     := ( '-' | NOT ) and | primary
+    primary := '(' query ')' | "exact phrase" | filter | word | prefix*
+    filter  := channel:NAME | since:YYYY-MM-DD | until:YYYY-MM-DD
+             | is:edited | is:deleted | has:media|photo|video|document|link
+
+A bare word matches every form of it (see :mod:`archiver.text`); a phrase matches these
+exact words in this order; ``prefix*`` matches words starting with it. A post matches when
+any one of its versions satisfies the whole query. Errors are :class:`QueryError` with a
+1-based position into the query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from archiver.errors import QueryError
+from archiver.text import lemmas, normalize, split_normalized
+
+FILTERS = ("channel", "since", "until", "is", "has")
+IS_VALUES = ("edited", "deleted")
+HAS_VALUES = ("media", "photo", "video", "document", "link")
+MIN_PREFIX = 2
+
+
+# ---------------------------------------------------------------------------- the tree
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A bare word: matches the word itself or any word sharing one of its lemmas."""
+
+    word: str
+    lemmas: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    """These normalised words, consecutive and in order."""
+
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """A metadata condition. ``value`` is normalised: a date for since/until (``until``
+    is inclusive), a lower-case word otherwise."""
+
+    field: str
+    value: str
+    day: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    item: Node
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    """The empty query: matches everything."""
+
+
+Node = Term | Phrase | Prefix | Filter | And | Or | Not | All
+TextNode = Term | Phrase | Prefix
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    text: str
+    root: Node
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def positive_terms(self) -> tuple[TextNode, ...]:
+        """Text nodes not under a NOT: what highlighting marks in a snippet."""
+        return tuple(_positive(self.root, negated=False))
+
+    @property
+    def filters(self) -> tuple[Filter, ...]:
+        return tuple(n for n in walk(self.root) if isinstance(n, Filter))
+
+    @property
+    def has_text(self) -> bool:
+        return any(isinstance(n, Term | Phrase | Prefix) for n in walk(self.root))
+
+
+def walk(node: Node) -> Iterator[Node]:
+    yield node
+    if isinstance(node, And | Or):
+        for item in node.items:
+            yield from walk(item)
+    elif isinstance(node, Not):
+        yield from walk(node.item)
+
+
+def _positive(node: Node, negated: bool) -> Iterator[TextNode]:
+    if isinstance(node, Term | Phrase | Prefix):
+        if not negated:
+            yield node
+    elif isinstance(node, And | Or):
+        for item in node.items:
+            yield from _positive(item, negated)
+    elif isinstance(node, Not):
+        yield from _positive(node.item, not negated)
+
+
+# ---------------------------------------------------------------------------- lexing
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<lparen>\()
+  | (?P<rparen>\))
+  | (?P<quote>")
+  | (?P<minus>-(?=[^\s\-)]))
+  | (?P<word>[^\s()"]+)
+    """,
+    re.VERBOSE,
+)
+_FILTER = re.compile(r"^([A-Za-z]+):(.*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str  # lparen rparen phrase minus word or and not
+    value: str
+    pos: int  # 1-based
+
+
+def _lex(text: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    i = 0
+    while i < len(text):
+        if text[i] == '"':
+            end = text.find('"', i + 1)
+            if end < 0:
+                raise QueryError("unbalanced quote", i + 1, text)
+            out.append(_Tok("phrase", text[i + 1 : end], i + 1))
+            i = end + 1
+            continue
+        m = _TOKEN.match(text, i)
+        assert m is not None  # the pattern matches any character
+        kind = m.lastgroup or "ws"
+        value = m.group()
+        if kind == "word" and value in ("OR", "AND", "NOT"):
+            kind = value.lower()
+        if kind != "ws":
+            out.append(_Tok(kind, value, i + 1))
+        i = m.end()
+    return out
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks = _lex(text)
+        self.i = 0
+
+    def peek(self) -> _Tok | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def error(self, message: str, pos: int) -> QueryError:
+        return QueryError(message, pos, self.text)
+
+    def parse(self) -> Node:
+        if not self.toks:
+            return All()
+        node = self.parse_or()
+        tok = self.peek()
+        if tok is not None:  # only a stray ')' can stop the loops early
+            raise self.error("unbalanced parenthesis ')'", tok.pos)
+        return node
+
+    def parse_or(self) -> Node:
+        items = [self.parse_and()]
+        while (tok := self.peek()) is not None and tok.kind == "or":
+            self.take()
+            nxt = self.peek()
+            if nxt is None or nxt.kind in ("or", "and", "rparen"):
+                raise self.error("OR needs a term on both sides", tok.pos)
+            items.append(self.parse_and())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def parse_and(self) -> Node:
+        first = self.peek()
+        if first is None:
+            raise self.error("expected a term", len(self.text) + 1)
+        if first.kind in ("or", "and"):
+            raise self.error(f"{first.value} needs a term on both sides", first.pos)
+        items = [self.parse_unary()]
+        while (tok := self.peek()) is not None and tok.kind not in ("or", "rparen"):
+            if tok.kind == "and":
+                self.take()
+                nxt = self.peek()
+                if nxt is None or nxt.kind in ("or", "and", "rparen"):
+                    raise self.error("AND needs a term on both sides", tok.pos)
+            items.append(self.parse_unary())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def parse_unary(self) -> Node:
+        tok = self.peek()
+        if tok is not None and tok.kind in ("minus", "not"):
+            self.take()
+            nxt = self.peek()
+            if nxt is None or nxt.kind in ("or", "and", "rparen"):
+                what = "NOT" if tok.kind == "not" else "'-'"
+                raise self.error(f"{what} needs a term after it", tok.pos)
+            return Not(self.parse_unary())
+        return self.parse_primary()
+
+    def parse_primary(self) -> Node:
+        tok = self.take()
+        if tok.kind == "lparen":
+            if (nxt := self.peek()) is not None and nxt.kind == "rparen":
+                raise self.error("empty parentheses", tok.pos)
+            node = self.parse_or()
+            close = self.peek()
+            if close is None or close.kind != "rparen":
+                raise self.error("unbalanced parenthesis '('", tok.pos)
+            self.take()
+            return node
+        if tok.kind == "rparen":
+            raise self.error("unbalanced parenthesis ')'", tok.pos)
+        if tok.kind == "phrase":
+            ws = split_normalized(normalize(tok.value))
+            if not ws:
+                raise self.error("empty phrase", tok.pos)
+            return Phrase(tuple(ws)) if len(ws) > 1 else _term(ws[0])
+        return self.parse_word(tok)
+
+    def parse_word(self, tok: _Tok) -> Node:
+        value = tok.value
+        m = _FILTER.match(value)
+        if m and m.group(1).lower() in FILTERS:
+            return _filter(m.group(1).lower(), m.group(2), tok.pos, self.text)
+        if m and m.group(2) and not m.group(2).startswith("/"):
+            name = m.group(1)
+            raise self.error(
+                f"unknown filter '{name}:' (use {', '.join(f + ':' for f in FILTERS)};"
+                f' put it in quotes to search for the text "{value}")',
+                tok.pos,
+            )
+        star = value.endswith("*")
+        ws = split_normalized(normalize(value.rstrip("*")))
+        if not ws:
+            raise self.error(f"nothing to search for in '{value}'", tok.pos)
+        if star:
+            if len(ws) > 1:
+                raise self.error(f"a prefix* must be a single word, not '{value}'", tok.pos)
+            if len(ws[0]) < MIN_PREFIX:
+                raise self.error(f"a prefix* needs at least {MIN_PREFIX} letters", tok.pos)
+            return Prefix(ws[0])
+        return Phrase(tuple(ws)) if len(ws) > 1 else _term(ws[0])
+
+
+def _term(word: str) -> Term:
+    return Term(word, frozenset(lemmas(word)))
+
+
+def _filter(name: str, value: str, pos: int, text: str) -> Filter:
+    raw = value.strip()
+    if not raw:
+        raise QueryError(f"{name}: needs a value", pos, text)
+    if name in ("since", "until"):
+        try:
+            day = datetime.strptime(raw, "%Y-%m-%d").date()
+        except ValueError:
+            raise QueryError(f"{name}: expected YYYY-MM-DD, got '{raw}'", pos, text) from None
+        return Filter(name, day.isoformat(), day)
+    low = raw.lower()
+    if name == "is" and low not in IS_VALUES:
+        raise QueryError(f"is: expected one of {', '.join(IS_VALUES)}, got '{raw}'", pos, text)
+    if name == "has" and low not in HAS_VALUES:
+        raise QueryError(f"has: expected one of {', '.join(HAS_VALUES)}, got '{raw}'", pos, text)
+    return Filter(name, raw if name == "channel" else low)
+
+
+def parse(text: str) -> Query:
+    """Parse a query; raises :class:`QueryError` with the position of the first problem."""
+    return Query(text, _Parser(text).parse())
+
+
+def and_filters(query: Query, extra: list[Filter]) -> Query:
+    """``query`` with more filters ANDed on (the CLI's ``--channel``/``--since`` options)."""
+    if not extra:
+        return query
+    if len(extra) == 1 and isinstance(query.root, All):
+        return Query(query.text, extra[0])
+    items: list[Node] = [] if isinstance(query.root, All) else [query.root]
+    return Query(query.text, And((*items, *extra)))
+
+
+def until_bound(day: date) -> str:
+    """The exclusive upper bound (UTC ``YYYY-MM-DD HH:MM:SS``) of an inclusive ``until:`` day."""
+    return (day + timedelta(days=1)).isoformat() + " 00:00:00"
+
+
+# ---------------------------------------------------------------------------- in memory
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """One version of one post, as the in-memory matcher sees it."""
+
+    words: tuple[str, ...]
+    word_set: frozenset[str]
+    lemmas: frozenset[str]
+    channel_id: int
+    channel_username: str | None
+    date: str  # UTC "YYYY-MM-DD HH:MM:SS"
+    edited: bool = False
+    deleted: bool = False
+    media_kind: str | None = None
+    has_link: bool = False
+    is_service: bool = False
+
+
+def contains_phrase(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    n = len(phrase)
+    first = phrase[0]
+    for i, w in enumerate(words):
+        if w == first and words[i : i + n] == phrase:
+            return True
+    return False
+
+
+def match_text(node: TextNode, doc: Doc) -> bool:
+    if isinstance(node, Term):
+        return node.word in doc.word_set or not node.lemmas.isdisjoint(doc.lemmas)
+    if isinstance(node, Phrase):
+        return contains_phrase(doc.words, node.words)
+    return any(w.startswith(node.prefix) for w in doc.word_set)
+
+
+def channel_matches(value: str, channel_id: int, username: str | None) -> bool:
+    """Whether a ``channel:`` value (username, bare or marked id, t.me link) names a channel."""
+    from archiver.channels import parse_ref
+
+    ref = parse_ref(value)
+    if ref.id is not None:
+        return ref.id == channel_id
+    return username is not None and ref.username == username.lower()
+
+
+def match_filter(f: Filter, doc: Doc) -> bool:
+    if f.field == "channel":
+        return channel_matches(f.value, doc.channel_id, doc.channel_username)
+    if f.field == "since":
+        return doc.date >= f.value
+    if f.field == "until":
+        assert f.day is not None
+        return doc.date < until_bound(f.day)
+    if f.field == "is":
+        return doc.edited if f.value == "edited" else doc.deleted
+    if f.value == "media":
+        return doc.media_kind is not None
+    if f.value == "link":
+        return doc.has_link
+    return doc.media_kind == f.value
+
+
+def matches(node: Node, doc: Doc) -> bool:
+    """Evaluate a query tree against one document. Service posts never match."""
+    if doc.is_service:
+        return False
+    return _eval(node, doc)
+
+
+def _eval(node: Node, doc: Doc) -> bool:
+    if isinstance(node, Term | Phrase | Prefix):
+        return match_text(node, doc)
+    if isinstance(node, And):
+        return all(_eval(n, doc) for n in node.items)
+    if isinstance(node, Or):
+        return any(_eval(n, doc) for n in node.items)
+    if isinstance(node, Not):
+        return not _eval(node.item, doc)
+    if isinstance(node, Filter):
+        return match_filter(node, doc)
+    return True
+
+
+# ---------------------------------------------------------------------------- FTS5
+
+
+def _quote(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
+
+
+def fts_text(node: TextNode) -> str:
+    """One text node as an FTS5 expression over the ``words`` and ``lemmas`` columns."""
+    if isinstance(node, Term):
+        parts = [f"words : {_quote(node.word)}"]
+        parts += [f"lemmas : {_quote(lemma)}" for lemma in sorted(node.lemmas)]
+        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+    if isinstance(node, Phrase):
+        return "words : " + _quote(" ".join(node.words))
+    return f"words : {_quote(node.prefix)} *"
+
+
+def to_fts(node: Node) -> str | None:
+    """The FTS5 MATCH expression for a purely textual subtree that FTS5 can express, else None.
+
+    FTS5's NOT is binary, so a NOT must sit in an AND beside at least one positive item.
+    """
+    if isinstance(node, Term | Phrase | Prefix):
+        return fts_text(node)
+    if isinstance(node, Or):
+        subs = [to_fts(n) for n in node.items]
+        if any(s is None for s in subs):
+            return None
+        return "(" + " OR ".join(s for s in subs if s is not None) + ")"
+    if isinstance(node, And):
+        pos = [n for n in node.items if not isinstance(n, Not)]
+        neg = [n.item for n in node.items if isinstance(n, Not)]
+        psubs = [to_fts(n) for n in pos]
+        nsubs = [to_fts(n) for n in neg]
+        if not pos or any(s is None for s in psubs) or any(s is None for s in nsubs):
+            return None
+        expr = "(" + " AND ".join(s for s in psubs if s is not None) + ")"
+        for s in nsubs:
+            expr = f"({expr} NOT {s})"
+        return expr
+    return None

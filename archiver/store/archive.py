@@ -1,0 +1,179 @@
+"""The archive: one SQLite file, one owner of its connection.
+
+:class:`Archive` opens the file (WAL, busy timeout, foreign keys), runs migrations, and hands
+out a write transaction. The feature modules beside it (``ingest``, ``search``, ``channels``,
+``outbox`` ...) are plain async functions that take the archive as their first argument.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import aiosqlite
+
+from archiver.errors import TelewatchError
+from archiver.store.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class ArchiveError(TelewatchError):
+    """The archive file cannot be opened or is not a telewatch archive."""
+
+
+class Matcher(Protocol):
+    """What ingest needs from the rules engine (implemented by ``archiver.rules.RuleSet``)."""
+
+    def match(self, doc: Any, kind: str) -> dict[int, list[str]]:
+        """Recipients (chat ids) mapped to the names of the rules that matched ``doc``."""
+        ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def ts(dt: datetime | None) -> str | None:
+    """A datetime as the archive writes it: UTC ``YYYY-MM-DD HH:MM:SS``."""
+    if dt is None:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+
+class Archive:
+    """An open archive. Use ``async with await Archive.open(path) as archive`` or close it."""
+
+    def __init__(self, path: Path, db: aiosqlite.Connection) -> None:
+        self.path = path
+        self.db = db
+        self.matcher: Matcher | None = None
+        self.matcher_loader: Callable[[Archive], Any] | None = None
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path | str, *, create: bool = True) -> Archive:
+        """Open (and create and migrate) the archive at ``path``."""
+        p = Path(path)
+        if not create and not p.exists():
+            raise ArchiveError(
+                f"{p}: no archive here yet; run `telewatch import` or `telewatch sync` first"
+            )
+        if create:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(p, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"{p}: cannot open the archive ({exc})") from None
+        archive = cls(p, db)
+        try:
+            await archive._setup()
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
+        except BaseException:
+            await db.close()
+            raise
+        return archive
+
+    async def _setup(self) -> None:
+        db = self.db
+        db.row_factory = sqlite3.Row
+        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
+        if mode is not None and str(mode[0]).lower() != "wal":
+            log.warning("archive %s: journal mode is %s, not WAL", self.path, mode[0])
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        await db.execute("PRAGMA cache_size = -32000")
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        row = await (await self.db.execute("PRAGMA user_version")).fetchone()
+        current = int(row[0]) if row else 0
+        if current > len(MIGRATIONS):
+            raise ArchiveError(
+                f"{self.path}: made by a newer telewatch (schema {current}); upgrade telewatch"
+            )
+        for version in range(current, len(MIGRATIONS)):
+            log.info("archive %s: migrating schema %d -> %d", self.path, version, version + 1)
+            script = f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\nPRAGMA user_version = {version + 1};\nCOMMIT;"
+            try:
+                await self.db.executescript(script)
+            except sqlite3.Error:
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
+                raise
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.db.close()
+
+    async def __aenter__(self) -> Archive:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on any
+        exception, so a batch lands whole or not at all."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            else:
+                await self.db.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        async with self.db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        async with self.db.execute(sql, params) as cur:
+            row: sqlite3.Row | None = await cur.fetchone()
+            return row
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else row[0]
+
+    async def heartbeat(self, process: str, pid: int) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO heartbeats (process, pid, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (process) DO UPDATE SET pid = excluded.pid, at = excluded.at",
+                (process, pid, ts(utcnow())),
+            )

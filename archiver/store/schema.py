@@ -1,0 +1,182 @@
+"""The archive's schema, as an append-only list of migrations keyed on ``PRAGMA user_version``.
+
+Never edit a migration that has shipped: append a new one. Times are UTC text
+``YYYY-MM-DD HH:MM:SS`` (sortable, readable in Datasette). Channel ids are marked ids.
+
+``versions.id`` is a sort key, not a counter: ``unix(post date) << 32 | sequence``. It is also
+the rowid of the FTS5 index, so "newest first" is the index's own rowid order and a search
+reads only as many index entries as it shows.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the archive
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT
+    );
+
+    CREATE TABLE channels (
+        id INTEGER PRIMARY KEY,              -- marked id: -100 followed by the bare id
+        username TEXT,
+        title TEXT,
+        description TEXT,
+        subscribers INTEGER,
+        access_hash INTEGER,                 -- Telethon: lets later runs skip ResolveUsername
+        source TEXT NOT NULL,                -- telethon | web | export
+        created_at TEXT NOT NULL,
+        backfilled_at TEXT,                  -- first sync finished; NULL while backfilling
+        high_water INTEGER NOT NULL DEFAULT 0,  -- highest message id archived by sync
+        backfill_low INTEGER,                -- lowest id reached by an unfinished backfill
+        last_sync_at TEXT,
+        last_sync_ok_at TEXT,
+        last_sync_status TEXT,               -- ok | error | flood_wait | skipped
+        last_error TEXT,
+        flood_wait_until TEXT
+    );
+    CREATE INDEX channels_username ON channels(username COLLATE NOCASE);
+
+    CREATE TABLE channel_versions (
+        id INTEGER PRIMARY KEY,
+        channel_id INTEGER NOT NULL REFERENCES channels(id),
+        seen_at TEXT NOT NULL,
+        username TEXT,
+        title TEXT,
+        description TEXT,
+        subscribers INTEGER
+    );
+    CREATE INDEX channel_versions_channel ON channel_versions(channel_id, id);
+
+    CREATE TABLE posts (
+        id INTEGER PRIMARY KEY,
+        channel_id INTEGER NOT NULL REFERENCES channels(id),
+        message_id INTEGER NOT NULL,
+        date TEXT NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        current_version_id INTEGER,
+        version_count INTEGER NOT NULL DEFAULT 1,
+        edited INTEGER NOT NULL DEFAULT 0,   -- more than one version, or marked edited
+        views INTEGER,
+        forwards INTEGER,
+        replies INTEGER,
+        reactions INTEGER,
+        reactions_json TEXT,
+        counts_at TEXT,
+        media_kind TEXT,
+        media_json TEXT,
+        has_link INTEGER NOT NULL DEFAULT 0,
+        fwd_from_id INTEGER,
+        fwd_from_title TEXT,
+        fwd_from_message_id INTEGER,
+        reply_to INTEGER,
+        grouped_id INTEGER,
+        is_service INTEGER NOT NULL DEFAULT 0,
+        service_action TEXT,
+        deleted_at TEXT,
+        deleted_how TEXT,                    -- live | recheck | web | manual
+        UNIQUE (channel_id, message_id)
+    );
+    CREATE INDEX posts_date ON posts(date);
+
+    CREATE TABLE versions (
+        id INTEGER PRIMARY KEY,              -- unix(post date) << 32 | sequence: the sort key
+        post_id INTEGER NOT NULL REFERENCES posts(id),
+        text TEXT NOT NULL,
+        entities TEXT,                       -- JSON [{"type","offset","length","url"?}], UTF-16
+        edit_date TEXT,
+        seen_at TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        source TEXT NOT NULL,
+        raw TEXT,                            -- the source object as JSON (provenance)
+        words TEXT NOT NULL,                 -- normalised words (phrases, prefixes)
+        lemmas TEXT NOT NULL                 -- dictionary forms (bare words)
+    );
+    CREATE INDEX versions_post ON versions(post_id);
+
+    CREATE VIRTUAL TABLE versions_fts USING fts5(
+        words, lemmas, content="versions", content_rowid="id",
+        tokenize="unicode61 remove_diacritics 0"
+    );
+    CREATE TRIGGER versions_ai AFTER INSERT ON versions BEGIN
+        INSERT INTO versions_fts (rowid, words, lemmas) VALUES (new.id, new.words, new.lemmas);
+    END;
+    CREATE TRIGGER versions_ad AFTER DELETE ON versions BEGIN
+        INSERT INTO versions_fts (versions_fts, rowid, words, lemmas)
+        VALUES ('delete', old.id, old.words, old.lemmas);
+    END;
+    CREATE TRIGGER versions_au AFTER UPDATE ON versions BEGIN
+        INSERT INTO versions_fts (versions_fts, rowid, words, lemmas)
+        VALUES ('delete', old.id, old.words, old.lemmas);
+        INSERT INTO versions_fts (rowid, words, lemmas) VALUES (new.id, new.words, new.lemmas);
+    END;
+
+    CREATE TABLE media_files (
+        sha256 TEXT PRIMARY KEY,
+        path TEXT NOT NULL,                  -- relative to the media folder
+        size INTEGER NOT NULL,
+        mime_type TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE post_media (
+        post_id INTEGER NOT NULL REFERENCES posts(id),
+        idx INTEGER NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES media_files(sha256),
+        PRIMARY KEY (post_id, idx)
+    );
+
+    CREATE TABLE rules (
+        id INTEGER PRIMARY KEY,
+        owner INTEGER NOT NULL,              -- Telegram user id of the journalist
+        name TEXT NOT NULL,
+        query TEXT NOT NULL,
+        channels TEXT NOT NULL DEFAULT '[]', -- JSON list of channel references
+        notify TEXT NOT NULL DEFAULT '[]',   -- JSON list of chat ids; empty = the owner
+        kinds TEXT NOT NULL DEFAULT '["new","edited","deleted"]',
+        created_at TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1
+    );
+
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        post_id INTEGER NOT NULL REFERENCES posts(id),
+        version_id INTEGER NOT NULL REFERENCES versions(id),
+        prev_version_id INTEGER REFERENCES versions(id),
+        recipient INTEGER NOT NULL,
+        kind TEXT NOT NULL,                  -- new | edited | deleted
+        rules TEXT NOT NULL,                 -- JSON list of rule names
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        sent_at TEXT,
+        tg_message_id INTEGER,
+        UNIQUE (post_id, version_id, recipient, kind)
+    );
+    CREATE INDEX alerts_status ON alerts(status, id);
+    CREATE INDEX alerts_post ON alerts(post_id, recipient);
+
+    CREATE TABLE recipients (
+        chat_id INTEGER PRIMARY KEY,
+        active INTEGER NOT NULL DEFAULT 1,
+        inactive_reason TEXT,
+        changed_at TEXT NOT NULL
+    );
+
+    CREATE TABLE access (
+        user_id INTEGER PRIMARY KEY,
+        allowed INTEGER NOT NULL,            -- 1 allowed, 0 denied (overrides the config)
+        changed_by INTEGER,
+        changed_at TEXT NOT NULL
+    );
+
+    CREATE TABLE heartbeats (
+        process TEXT PRIMARY KEY,            -- run | bot | sync
+        pid INTEGER,
+        at TEXT NOT NULL
+    );
+    """,
+]
