@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +35,12 @@ class Matcher(Protocol):
     """What ingest needs from the rules engine (implemented by ``archiver.rules.RuleSet``)."""
 
     def match(self, doc: Any, kind: str) -> dict[int, list[str]]:
-        """Recipients (chat ids) mapped to the names of the rules that matched ``doc``."""
+        """Recipients (chat ids) mapped to the names of the rules that matched ``doc``
+        (an :class:`archiver.query.Doc`) for an alert of ``kind`` (new, edited, deleted)."""
+        ...
+
+    def wants(self, rule_name: str, kind: str) -> bool:
+        """Whether the rule of that name (still) exists and alerts on ``kind``."""
         ...
 
 
@@ -65,7 +70,9 @@ class Archive:
         self.path = path
         self.db = db
         self.matcher: Matcher | None = None
-        self.matcher_loader: Callable[[Archive], Any] | None = None
+        # Called before each alerting write; returns the current matcher (the rules engine
+        # reloads personal rules that another process changed).
+        self.matcher_loader: Callable[[Archive], Awaitable[Matcher | None]] | None = None
         self._write_lock = asyncio.Lock()
         self._closed = False
 
@@ -122,6 +129,11 @@ class Archive:
                 if self.db.in_transaction:
                     await self.db.execute("ROLLBACK")
                 raise
+
+    async def current_matcher(self) -> Matcher | None:
+        if self.matcher_loader is not None:
+            self.matcher = await self.matcher_loader(self)
+        return self.matcher
 
     @property
     def closed(self) -> bool:

@@ -1,0 +1,612 @@
+"""Configuration: TOML file + environment -> validated, frozen :class:`Settings`.
+
+Nothing is read at import time. :func:`load_settings` is called once, at the CLI edge. Every
+error is a :class:`ConfigError` whose one-line message names the key and what was expected,
+e.g. ``config.toml: storage.path: expected a string, got 5``.
+
+Secrets may come from the environment instead of the file: ``TELEWATCH_API_ID``,
+``TELEWATCH_API_HASH``, ``TELEWATCH_BOT_TOKEN``, ``TELEWATCH_SESSION`` (a session string).
+The full list of keys, with comments: ``config.example.toml`` and ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from archiver import __version__
+from archiver.channels import BadChannelRef, ChannelRef, parse_ref
+from archiver.errors import ConfigError
+from archiver.models import POST_KINDS, Rule
+
+DEFAULT_CONFIG = Path("config.toml")
+DEFAULT_DB = Path("data/telewatch.db")
+ENV_CONFIG = "TELEWATCH_CONFIG"
+SOURCES = ("telethon", "web")
+MEDIA_KINDS = ("photo", "video", "document", "audio", "voice", "animation", "sticker")
+DEFAULT_USER_AGENT = f"telewatch/{__version__} (+https://github.com/telewatch/telewatch)"
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """How far back a channel's first sync reads: everything, N posts, or an age."""
+
+    kind: str  # all | count | age
+    count: int | None = None
+    age: timedelta | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "count":
+            return f"{self.count} posts"
+        if self.kind == "age":
+            assert self.age is not None
+            return f"{self.age.days}d"
+        return "all"
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    ref: ChannelRef
+    source: str = "telethon"
+    backfill: Backfill = Backfill("age", age=timedelta(days=30))
+    join: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    path: Path = DEFAULT_DB
+    backup_dir: Path = Path("data/backups")
+    backup_keep: int = 7
+    media_dir: Path = Path("data/media")
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramSettings:
+    api_id: int | None = None
+    api_hash: str | None = field(default=None, repr=False)
+    session: Path = Path("data/telewatch.session")
+    session_string: str | None = field(default=None, repr=False)
+    flood_wait_ceiling: int = 300
+    recent_posts: int = 100
+    recent_hours: int = 48
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    base_url: str = "https://t.me"
+    delay_seconds: float = 1.0
+    user_agent: str = DEFAULT_USER_AGENT
+    timeout_seconds: float = 20.0
+    max_retries: int = 4
+    recent_pages: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    download: frozenset[str] = frozenset()
+    max_size_mb: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class BotSettings:
+    token: str | None = field(default=None, repr=False)
+    api_base_url: str = "https://api.telegram.org/bot"
+    admins: frozenset[int] = frozenset()
+    allowed_users: frozenset[int] = frozenset()
+    allowed_chats: frozenset[int] = frozenset()
+    export_cap: int = 5000
+    poll_seconds: float = 1.0
+    max_attempts: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DisplaySettings:
+    timezone: ZoneInfo = ZoneInfo("UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSettings:
+    """Cron expressions (five fields); an empty string switches a job off."""
+
+    sync: str = "*/15 * * * *"
+    recheck: str = "7 * * * *"
+    backup: str = "30 3 * * *"
+    maintenance: str = "45 4 * * 0"
+    digest: str = ""
+    heartbeat_seconds: int = 30
+    stale_after_minutes: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: str = "INFO"
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: Path | None = None  # the config file read, or None for built-in defaults
+    storage: StorageSettings = StorageSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    web: WebSettings = WebSettings()
+    media: MediaSettings = MediaSettings()
+    bot: BotSettings = BotSettings()
+    display: DisplaySettings = DisplaySettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    logging: LoggingSettings = LoggingSettings()
+    channels: tuple[ChannelConfig, ...] = ()
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value configured: what log redaction must never let through."""
+        values = (
+            self.telegram.api_hash,
+            self.telegram.session_string,
+            self.bot.token,
+        )
+        return tuple(v for v in values if v)
+
+
+# ---------------------------------------------------------------------------- validation
+
+T = TypeVar("T")
+
+
+class _Section:
+    """Typed access to one TOML table; every error names ``prefix.key``."""
+
+    def __init__(self, data: Any, prefix: str, where: str) -> None:
+        self.where = where
+        self.prefix = prefix
+        if not isinstance(data, dict):
+            self.fail("", f"expected a table, got {_show(data)}")
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix and key else (self.prefix or key)
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        raise ConfigError(f"{self.where}: {self.name(key)}: {message}")
+
+    def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            names = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+            self.fail(key, f"expected {names}, got {_show(value)}")
+        return value
+
+    def ints(self, key: str) -> frozenset[int]:
+        value = self.get(key, list, [])
+        for i, item in enumerate(value):
+            if not isinstance(item, int) or isinstance(item, bool):
+                self.fail(f"{key}[{i}]", f"expected an integer Telegram id, got {_show(item)}")
+        return frozenset(value)
+
+    def positive(self, key: str, kind: type[T] | tuple[type, ...], default: Any) -> Any:
+        value = self.get(key, kind, default)
+        if value is not None and value <= 0:
+            self.fail(key, f"expected a positive number, got {_show(value)}")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            self.fail(unknown[0], "unknown key (see config.example.toml for the known keys)")
+
+
+_KIND_NAMES: dict[type, str] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+_AGE = re.compile(r"^(\d+)\s*([dhw])$")
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
+
+
+def _backfill(sec: _Section) -> Backfill:
+    value = sec.get("backfill", (str, int), "30d")
+    if isinstance(value, int):
+        if value < 0:
+            sec.fail(
+                "backfill", f'expected "all", a number of posts or an age like "90d", got {value}'
+            )
+        return Backfill("count", count=value)
+    text = value.strip().lower()
+    if text == "all":
+        return Backfill("all")
+    if text.isdigit():
+        return Backfill("count", count=int(text))
+    m = _AGE.match(text)
+    if not m:
+        sec.fail(
+            "backfill", f'expected "all", a number of posts or an age like "90d", got {value!r}'
+        )
+    assert m is not None
+    n, unit = int(m.group(1)), m.group(2)
+    days = {"d": 1, "w": 7}.get(unit)
+    age = timedelta(days=n * days) if days else timedelta(hours=n)
+    return Backfill("age", age=age)
+
+
+def _channel(data: Any, i: int, where: str) -> ChannelConfig:
+    sec = _Section(data, f"channels[{i}]", where)
+    refs = [(k, sec.get(k, (str, int), None)) for k in ("username", "id", "link")]
+    given = [(k, v) for k, v in refs if v is not None]
+    if len(given) != 1:
+        sec.fail("", "give exactly one of username, id or link")
+    key, value = given[0]
+    try:
+        ref = parse_ref(str(value))
+    except BadChannelRef as exc:
+        sec.fail(key, str(exc))
+        raise
+    source = sec.get("source", str, "telethon")
+    if source not in SOURCES:
+        sec.fail("source", f"expected one of {', '.join(SOURCES)}, got {source!r}")
+    if source == "web" and ref.username is None:
+        sec.fail(key, "a web channel needs its public username (the preview is t.me/s/<username>)")
+    ch = ChannelConfig(ref, source, _backfill(sec), sec.get("join", bool, True))
+    sec.done()
+    return ch
+
+
+def _rule(data: Any, i: int, where: str) -> Rule:
+    from archiver.errors import QueryError
+    from archiver.query import parse
+
+    sec = _Section(data, f"rules[{i}]", where)
+    name = sec.get("name", str, None)
+    if not name or not name.strip():
+        sec.fail("name", "every rule needs a name")
+    sec.prefix = f"rules[{i}] ({name})"
+    query = sec.get("query", str, None)
+    if query is None:
+        sec.fail("query", "missing: the search query the rule matches")
+    try:
+        parse(query)
+    except QueryError as exc:
+        sec.fail("query", f"{exc}: {query!r}")
+    channels = sec.get("channels", list, [])
+    for j, ref in enumerate(channels):
+        try:
+            parse_ref(str(ref))
+        except BadChannelRef as exc:
+            sec.fail(f"channels[{j}]", str(exc))
+    notify = sorted(sec.ints("notify"))
+    kinds = sec.get("kinds", list, list(POST_KINDS))
+    for j, kind in enumerate(kinds):
+        if kind not in POST_KINDS:
+            sec.fail(f"kinds[{j}]", f"expected one of {', '.join(POST_KINDS)}, got {_show(kind)}")
+    sec.done()
+    return Rule(
+        name=name.strip(),
+        query=query,
+        notify=tuple(notify),
+        channels=tuple(str(c) for c in channels),
+        kinds=frozenset(kinds),
+    )
+
+
+def _cron(sec: _Section, key: str, default: str) -> str:
+    value: str = sec.get(key, str, default).strip()
+    if value and (len(value.split()) != 5 or not all(_CRON_FIELD.match(f) for f in value.split())):
+        sec.fail(
+            key, f'expected a cron expression of five fields like "*/15 * * * *", got {value!r}'
+        )
+    if value:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            sec.fail(key, f"invalid cron expression {value!r}: {exc}")
+    return value
+
+
+def _section(raw: dict[str, Any], key: str, where: str) -> _Section:
+    return _Section(raw.get(key, {}), key, where)
+
+
+def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
+    known = {
+        "storage",
+        "telegram",
+        "web",
+        "media",
+        "bot",
+        "display",
+        "schedule",
+        "logging",
+        "channels",
+        "rules",
+    }
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"{where}: {key}: unknown section (known: {', '.join(sorted(known))})"
+            )
+
+    def path(sec: _Section, key: str, default: Path) -> Path:
+        value = sec.get(key, str, None)
+        if value is None:
+            return default
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+
+    s = _section(raw, "storage", where)
+    storage = StorageSettings(
+        path=path(s, "path", DEFAULT_DB),
+        backup_dir=path(s, "backup_dir", Path("data/backups")),
+        backup_keep=s.positive("backup_keep", int, 7),
+        media_dir=path(s, "media_dir", Path("data/media")),
+    )
+    s.done()
+
+    t = _section(raw, "telegram", where)
+    telegram = TelegramSettings(
+        api_id=t.get("api_id", int, None),
+        api_hash=t.get("api_hash", str, None),
+        session=path(t, "session", Path("data/telewatch.session")),
+        flood_wait_ceiling=t.positive("flood_wait_ceiling", int, 300),
+        recent_posts=t.positive("recent_posts", int, 100),
+        recent_hours=t.positive("recent_hours", int, 48),
+    )
+    t.done()
+
+    w = _section(raw, "web", where)
+    base_url = w.get("base_url", str, "https://t.me").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        w.fail("base_url", f"expected an http(s) URL, got {base_url!r}")
+    web = WebSettings(
+        base_url=base_url,
+        delay_seconds=float(w.get("delay_seconds", (int, float), 1.0)),
+        user_agent=w.get("user_agent", str, DEFAULT_USER_AGENT),
+        timeout_seconds=float(w.positive("timeout_seconds", (int, float), 20.0)),
+        max_retries=w.get("max_retries", int, 4),
+        recent_pages=w.positive("recent_pages", int, 1),
+    )
+    if web.delay_seconds < 0:
+        w.fail("delay_seconds", f"expected zero or more seconds, got {web.delay_seconds}")
+    w.done()
+
+    m = _section(raw, "media", where)
+    download = m.get("download", list, [])
+    for j, kind in enumerate(download):
+        if kind not in MEDIA_KINDS:
+            m.fail(f"download[{j}]", f"expected one of {', '.join(MEDIA_KINDS)}, got {_show(kind)}")
+    media = MediaSettings(frozenset(download), float(m.positive("max_size_mb", (int, float), 20.0)))
+    m.done()
+
+    b = _section(raw, "bot", where)
+    bot = BotSettings(
+        token=b.get("token", str, None),
+        api_base_url=b.get("api_base_url", str, "https://api.telegram.org/bot").rstrip("/"),
+        admins=b.ints("admins"),
+        allowed_users=b.ints("allowed_users"),
+        allowed_chats=b.ints("allowed_chats"),
+        export_cap=b.positive("export_cap", int, 5000),
+        poll_seconds=float(b.positive("poll_seconds", (int, float), 1.0)),
+        max_attempts=b.positive("max_attempts", int, 8),
+    )
+    b.done()
+
+    d = _section(raw, "display", where)
+    tzname = d.get("timezone", str, "UTC")
+    try:
+        tz = ZoneInfo(tzname)
+    except (ZoneInfoNotFoundError, ValueError):
+        d.fail("timezone", f'unknown time zone {tzname!r} (use an IANA name like "Europe/Kyiv")')
+        raise
+    d.done()
+
+    sc = _section(raw, "schedule", where)
+    schedule = ScheduleSettings(
+        sync=_cron(sc, "sync", "*/15 * * * *"),
+        recheck=_cron(sc, "recheck", "7 * * * *"),
+        backup=_cron(sc, "backup", "30 3 * * *"),
+        maintenance=_cron(sc, "maintenance", "45 4 * * 0"),
+        digest=_cron(sc, "digest", ""),
+        heartbeat_seconds=sc.positive("heartbeat_seconds", int, 30),
+        stale_after_minutes=sc.positive("stale_after_minutes", int, 90),
+    )
+    sc.done()
+
+    lg = _section(raw, "logging", where)
+    level = lg.get("level", str, "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        lg.fail("level", f"expected DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    fmt = lg.get("format", str, "text")
+    if fmt not in ("text", "json"):
+        lg.fail("format", f'expected "text" or "json", got {fmt!r}')
+    lg.done()
+
+    channels_raw = raw.get("channels", [])
+    if not isinstance(channels_raw, list):
+        raise ConfigError(f"{where}: channels: expected a list of [[channels]] tables")
+    channels = tuple(_channel(c, i, where) for i, c in enumerate(channels_raw))
+    seen: dict[str, int] = {}
+    for i, ch in enumerate(channels):
+        key = str(ch.ref)
+        if key in seen:
+            raise ConfigError(
+                f"{where}: channels[{i}]: {key} is already listed as channels[{seen[key]}]"
+            )
+        seen[key] = i
+
+    rules_raw = raw.get("rules", [])
+    if not isinstance(rules_raw, list):
+        raise ConfigError(f"{where}: rules: expected a list of [[rules]] tables")
+    rules = tuple(_rule(r, i, where) for i, r in enumerate(rules_raw))
+    names: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        if rule.name in names:
+            raise ConfigError(
+                f"{where}: rules[{i}]: the name {rule.name!r} is already used by rules[{names[rule.name]}]"
+            )
+        names[rule.name] = i
+
+    return Settings(
+        storage=storage,
+        telegram=telegram,
+        web=web,
+        media=media,
+        bot=bot,
+        display=DisplaySettings(tz),
+        schedule=schedule,
+        logging=LoggingSettings(level, fmt),
+        channels=channels,
+        rules=rules,
+    )
+
+
+def _env(settings: Settings, env: Mapping[str, str], where: str) -> Settings:
+    tg = settings.telegram
+    if api_id := env.get("TELEWATCH_API_ID"):
+        if not api_id.strip().isdigit():
+            raise ConfigError(f"environment: TELEWATCH_API_ID: expected an integer, got {api_id!r}")
+        tg = replace(tg, api_id=int(api_id))
+    if api_hash := env.get("TELEWATCH_API_HASH"):
+        tg = replace(tg, api_hash=api_hash.strip())
+    if session := env.get("TELEWATCH_SESSION"):
+        tg = replace(tg, session_string=session.strip())
+    bot = settings.bot
+    if token := env.get("TELEWATCH_BOT_TOKEN"):
+        bot = replace(bot, token=token.strip())
+    return replace(settings, telegram=tg, bot=bot)
+
+
+def parse_rules_file(path: Path) -> tuple[Rule, ...]:
+    """The ``[[rules]]`` of a separate TOML file (``telewatch rules test --rules FILE``)."""
+    raw = _read(path)
+    unknown = set(raw) - {"rules"}
+    if unknown:
+        raise ConfigError(
+            f"{path}: {sorted(unknown)[0]}: unknown key (a rules file holds [[rules]] only)"
+        )
+    rules = raw.get("rules", [])
+    if not isinstance(rules, list) or not rules:
+        raise ConfigError(f"{path}: rules: expected one or more [[rules]] tables")
+    return tuple(_rule(r, i, str(path)) for i, r in enumerate(rules))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (copy config.example.toml)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """``--config``, else ``$TELEWATCH_CONFIG``, else ``./config.toml`` if it exists, else None."""
+    if explicit is not None:
+        return explicit
+    if env.get(ENV_CONFIG):
+        return Path(env[ENV_CONFIG])
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    db: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read and validate the configuration. ``path=None`` means built-in defaults.
+
+    Relative paths in the file are relative to the current directory (where telewatch runs).
+    """
+    environ = os.environ if env is None else env
+    if path is None:
+        settings = Settings()
+        where = "environment"
+    else:
+        raw = _read(path)
+        where = str(path)
+        settings = replace(_build(raw, where, Path(".")), source=path)
+    settings = _env(settings, environ, where)
+    if db is not None:
+        settings = replace(settings, storage=replace(settings.storage, path=db))
+    return settings
+
+
+def require(value: T | None, key: str, hint: str, check: Callable[[T], bool] = bool) -> T:
+    """A setting that a command needs: a ConfigError naming the key when it is missing."""
+    if value is None or not check(value):
+        raise ConfigError(f"{key}: not set; {hint}")
+    return value
+
+
+def summary(settings: Settings) -> list[str]:
+    """A human summary for ``telewatch config check``. Never shows a secret's value."""
+
+    def secret(value: object) -> str:
+        return "set" if value else "not set"
+
+    s = settings
+    lines = [
+        f"config: {s.source or 'built-in defaults'}",
+        f"archive: {s.storage.path}",
+        f"backups: {s.storage.backup_dir} (keep {s.storage.backup_keep})",
+        f"telegram: api_id {secret(s.telegram.api_id)}, api_hash {secret(s.telegram.api_hash)}, "
+        f"session {'string from TELEWATCH_SESSION' if s.telegram.session_string else s.telegram.session}",
+        f"bot: token {secret(s.bot.token)}, {len(s.bot.admins)} admin(s), "
+        f"{len(s.bot.allowed_users)} allowed user(s), {len(s.bot.allowed_chats)} allowed chat(s)",
+        f"display time zone: {s.display.timezone.key}",
+        f"channels: {len(s.channels)}",
+    ]
+    for ch in s.channels:
+        lines.append(
+            f"  {ch.ref} via {ch.source}, backfill {ch.backfill}, join {str(ch.join).lower()}"
+        )
+    lines.append(f"rules: {len(s.rules)}")
+    for rule in s.rules:
+        lines.append(f"  {rule.name}: {rule.query}  -> {len(rule.notify)} recipient(s)")
+    jobs = ", ".join(
+        f"{name} '{expr}'"
+        for name, expr in (
+            ("sync", s.schedule.sync),
+            ("recheck", s.schedule.recheck),
+            ("backup", s.schedule.backup),
+            ("maintenance", s.schedule.maintenance),
+            ("digest", s.schedule.digest),
+        )
+        if expr
+    )
+    lines.append(f"schedule: {jobs}")
+    return lines
