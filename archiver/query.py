@@ -314,13 +314,15 @@ def parse(text: str) -> Query:
     return Query(text, _Parser(text).parse())
 
 
-def and_filters(query: Query, extra: list[Filter]) -> Query:
-    """``query`` with more filters ANDed on (the CLI's ``--channel``/``--since`` options)."""
+def and_filters(query: Query, extra: list[Node]) -> Query:
+    """``query`` with more conditions ANDed on (the CLI's ``--channel``/``--since`` options)."""
     if not extra:
         return query
     if len(extra) == 1 and isinstance(query.root, All):
         return Query(query.text, extra[0])
     items: list[Node] = [] if isinstance(query.root, All) else [query.root]
+    if isinstance(query.root, And):
+        items = list(query.root.items)
     return Query(query.text, And((*items, *extra)))
 
 

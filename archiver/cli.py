@@ -1,0 +1,417 @@
+"""The ``telewatch`` command.
+
+Global options come before the subcommand: ``telewatch [--config PATH] [--db PATH] COMMAND``.
+Every :class:`~archiver.errors.TelewatchError` becomes one line on stderr and its exit code
+(0 done, 1 failed, 2 usage or config error, 3 not logged in); no traceback reaches a user.
+The bot is imported lazily, inside the commands that run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from archiver import __version__
+from archiver.config import Settings, find_config, load_settings
+from archiver.errors import QueryError, TelewatchError
+from archiver.logs import setup_logging
+from archiver.query import Node, Or, Query, and_filters, parse
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_LOGGED_IN = 0, 1, 2, 3
+
+
+class App:
+    """What the global options decided; settings are loaded on first use."""
+
+    def __init__(
+        self, config: Path | None, db: Path | None, log_level: str | None, log_format: str | None
+    ) -> None:
+        self.config_path = find_config(config, os.environ)
+        self.db_override = db
+        self.log_level = log_level
+        self.log_format = log_format
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path, db=self.db_override)
+            setup_logging(
+                self.log_level or self._settings.logging.level,
+                self.log_format or self._settings.logging.format,
+                self._settings.secrets,
+            )
+        return self._settings
+
+    async def open_archive(self, *, create: bool = True) -> Any:
+        from archiver.store import Archive
+
+        return await Archive.open(self.settings.storage.path, create=create)
+
+
+class TelewatchGroup(click.Group):
+    """Turns domain errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QueryError as exc:
+            click.echo(f"Error: query {exc.query!r}: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except TelewatchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                click.echo(
+                    "Error: the archive is locked by another telewatch process; try again shortly",
+                    err=True,
+                )
+                ctx.exit(EXIT_FAILED)
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=TelewatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (default: $TELEWATCH_CONFIG, then ./config.toml, else built-in defaults).",
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Archive file; overrides [storage] path (default data/telewatch.db).",
+)
+@click.option(
+    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
+)
+@click.option("--log-format", type=click.Choice(["text", "json"]))
+@click.version_option(__version__, prog_name="telewatch")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config: Path | None,
+    db: Path | None,
+    log_level: str | None,
+    log_format: str | None,
+) -> None:
+    """telewatch: follow public Telegram channels, archive every post, edit and deletion,
+    search them in Russian, Ukrainian and English, and get alerts in Telegram.
+
+    \b
+    First steps without Telegram credentials:
+      telewatch import result.json --username vsaldo
+      telewatch search 'эвакуация OR евакуація'
+    """
+    ctx.obj = App(config, db, log_level, log_format)
+
+
+def _filters(channels: tuple[str, ...], since: str | None, until: str | None) -> list[Node]:
+    """The ``--channel/--since/--until`` options as query filters (validated like the query)."""
+    extra: list[Node] = []
+    if channels:
+        nodes = [parse(f"channel:{c}").root for c in channels]
+        extra.append(nodes[0] if len(nodes) == 1 else Or(tuple(nodes)))
+    for name, value in (("since", since), ("until", until)):
+        if value:
+            extra.append(parse(f"{name}:{value}").root)
+    return extra
+
+
+def _query(text: str, channels: tuple[str, ...], since: str | None, until: str | None) -> Query:
+    return and_filters(parse(text), _filters(channels, since, until))
+
+
+def search_options(fn: Callable[P, R]) -> Callable[P, R]:
+    for opt in reversed(
+        [
+            click.option(
+                "--channel",
+                "channels",
+                multiple=True,
+                metavar="C",
+                help="Only this channel (username, id or t.me link); repeatable.",
+            ),
+            click.option("--since", metavar="YYYY-MM-DD", help="Posts on or after this day (UTC)."),
+            click.option(
+                "--until", metavar="YYYY-MM-DD", help="Posts on or before this day (UTC)."
+            ),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+# ---------------------------------------------------------------------------- archive commands
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--username", help="The channel's public username (exports do not carry it).")
+@pass_app
+@run_async
+async def import_cmd(app: App, files: tuple[Path, ...], username: str | None) -> None:
+    """Import Telegram Desktop "Export chat history" JSON files.
+
+    Accepts a channel's result.json and the whole-account export (its channels). Importing the
+    same file twice changes nothing; a changed text becomes a new version. Import never alerts.
+
+    \b
+    Example:
+      telewatch import ~/Downloads/ChatExport_2024-05-01/result.json --username vsaldo
+    """
+    from archiver.channels import parse_ref
+    from archiver.sources.export import import_file
+
+    if username is not None:
+        ref = parse_ref(username)
+        if ref.username is None:
+            raise TelewatchError(f"--username: expected a public username, got {username!r}")
+        username = ref.username
+    archive = await app.open_archive()
+    try:
+        for path in files:
+            if not path.is_file():
+                raise TelewatchError(f"{path}: no such file")
+            size = path.stat().st_size
+            show = sys.stderr.isatty()
+            with click.progressbar(
+                length=size, label=path.name, file=sys.stderr, hidden=not show
+            ) as bar:
+                done = 0
+
+                def progress(pos: int) -> None:
+                    nonlocal done
+                    bar.update(pos - done)
+                    done = pos
+
+                results = await import_file(archive, path, username=username, progress=progress)
+            for r in results:
+                name = r.username or r.title or str(r.channel_id)
+                click.echo(
+                    f"{path}: {name}: {r.posts_added} posts added, "
+                    f"{r.versions_added} versions added"
+                )
+    finally:
+        await archive.close()
+
+
+@cli.command()
+@click.argument("query")
+@search_options
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--sort", type=click.Choice(["newest", "relevance"]), default="newest", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+@run_async
+async def search(
+    app: App,
+    query: str,
+    channels: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int,
+    sort: str,
+    as_json: bool,
+) -> None:
+    """Search the archive, newest first.
+
+    A bare word finds every form of it: `эвакуация` finds эвакуацию and эвакуации. Also
+    "exact phrase", prefix*, OR, -word, NOT word, (parentheses), channel:NAME,
+    since:YYYY-MM-DD, until:YYYY-MM-DD, is:edited, is:deleted, has:media.
+    See docs/query-language.md.
+
+    \b
+    Examples:
+      telewatch search 'эвакуация OR евакуація OR evacuation -учения'
+      telewatch search '"организовать выезд"' --channel vsaldo --since 2022-10-01
+    """
+    from archiver.display import hit_lines
+    from archiver.store.search import search as run_search
+
+    q = _query(query, channels, since, until)
+    archive = await app.open_archive(create=False)
+    try:
+        hits = await run_search(archive, q, limit=limit, sort=sort)
+    finally:
+        await archive.close()
+    if as_json:
+        for h in hits:
+            click.echo(json.dumps(h.to_json(), ensure_ascii=False))
+        return
+    tz = app.settings.display.timezone
+    color = sys.stdout.isatty()
+    for h in hits:
+        click.echo("\n".join(hit_lines(h, tz, color)))
+        click.echo()
+    click.echo(f"{len(hits)} result(s)" + (" (--limit reached)" if len(hits) == limit else ""))
+
+
+@cli.command()
+@click.argument("channel")
+@click.argument("message_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+@run_async
+async def history(app: App, channel: str, message_id: int, as_json: bool) -> None:
+    """Every version of one post, oldest first, and its deletion.
+
+    \b
+    Example:
+      telewatch history vsaldo 1234
+    """
+    from archiver.display import history_lines
+    from archiver.store.search import history as get_history
+
+    archive = await app.open_archive(create=False)
+    try:
+        h = await get_history(archive, channel, message_id)
+    finally:
+        await archive.close()
+    if as_json:
+        click.echo(json.dumps(h.to_json(), ensure_ascii=False))
+    else:
+        click.echo("\n".join(history_lines(h, app.settings.display.timezone)))
+
+
+@cli.command()
+@click.argument("query", required=False, default="")
+@search_options
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File to write (default: standard output).",
+)
+@pass_app
+@run_async
+async def export(
+    app: App,
+    query: str,
+    channels: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Export search results (everything, without a query) to CSV or JSON lines.
+
+    The CSV is UTF-8 with a byte-order mark, so Excel and LibreOffice show Cyrillic as is.
+
+    \b
+    Example:
+      telewatch export 'евакуація' --channel vsaldo --format csv -o evacuation.csv
+    """
+    from archiver.display import CsvWriter
+    from archiver.store.search import iter_hits
+
+    q = _query(query, channels, since, until)
+    archive = await app.open_archive(create=False)
+    n = 0
+    try:
+        out = (
+            output.open("w", encoding="utf-8", newline="")
+            if output
+            else click.get_text_stream("stdout")
+        )
+        try:
+            writer = CsvWriter(out) if fmt == "csv" else None
+            async for hit in iter_hits(archive, q):
+                row = hit.to_json()
+                if writer is not None:
+                    writer.write(row)
+                else:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+        finally:
+            if output:
+                out.close()
+    finally:
+        await archive.close()
+    if output:
+        click.echo(f"{output}: {n} post(s) written", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+@run_async
+async def stats(app: App, as_json: bool) -> None:
+    """Per channel: posts, edits, deletions, first and last post, last sync.
+
+    \b
+    Example:
+      telewatch stats --json
+    """
+    from archiver.display import stats_lines
+    from archiver.store.search import channel_stats
+
+    archive = await app.open_archive(create=False)
+    try:
+        rows = await channel_stats(archive)
+    finally:
+        await archive.close()
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r.to_json(), ensure_ascii=False))
+    else:
+        click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
+
+
+@cli.group()
+def config() -> None:
+    """Check the configuration."""
+
+
+@config.command("check")
+@pass_app
+def config_check(app: App) -> None:
+    """Validate the config and print a summary (secrets are never shown).
+
+    \b
+    Example:
+      telewatch --config config.toml config check
+    """
+    from archiver.config import summary
+
+    click.echo("\n".join(summary(app.settings)))
+    click.echo("config OK")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="telewatch")

@@ -1,0 +1,80 @@
+"""Logging set-up for the CLI edge: text or JSON lines, and redaction of every secret.
+
+Called once by the CLI; nothing here runs at import time. The redaction filter sits on the
+handler, so no logger anywhere (ours, Telethon's, PTB's, httpx's) can write a configured
+token, api_hash or session string, nor a Bot API URL with its token, nor a phone number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+_BOT_TOKEN = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
+_PHONE = re.compile(r"(?<![\w/=])\+\d[\d ()-]{7,}\d")
+REDACTED = "[redacted]"
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces secrets in the final message (after %-formatting) with ``[redacted]``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for s in self.secrets:
+            text = text.replace(s, REDACTED)
+        text = _BOT_TOKEN.sub(REDACTED, text)
+        return _PHONE.sub(REDACTED, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        clean = self.redact(message)
+        if clean != message or record.args:
+            record.msg = clean
+            record.args = None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+    """Configure the root logger once: one stderr handler, redacting."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+            )
+        )
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Libraries that log request URLs (which carry the bot token) stay at WARNING.
+    for noisy in ("httpx", "httpcore", "telethon.network", "apscheduler.executors"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

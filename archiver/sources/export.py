@@ -1,0 +1,525 @@
+"""Telegram Desktop "Export chat history" JSON: streamed into the archive.
+
+Two shapes are read, both as Telegram Desktop writes them:
+
+- one chat's ``result.json``: ``{"name", "type", "id", "messages": [...]}``;
+- the whole-account export: chats in ``chats.list[*]`` and channels the account has left in
+  ``left_chats.list[*]``, each of the same shape. Only channels (``public_channel``,
+  ``private_channel``) are imported; personal chats, groups and bots are skipped and counted.
+
+The file is never loaded whole. A single chat's file is read twice: a few events to learn its
+header (Telegram Desktop always writes ``name``, ``type`` and ``id`` before ``messages``), then
+``ijson.items`` on ``messages.item`` so each message is built by ijson's C backend and dropped
+once converted. A whole-account file is read once: its events are routed by hand and only the
+messages of channels are handed to a C object builder. Memory depends on the batch size, not on
+the size of the file.
+
+What is read from each message: ``date_unixtime`` (UTC; the ``date`` field is local time
+without a zone), ``edited_unixtime``, ``text`` / ``text_entities`` (plain text plus entities with
+UTF-16 offsets, export type names mapped to the Bot API's: ``link`` -> ``url``, ``mention_name``
+-> ``text_mention``, ``phone`` -> ``phone_number``), service messages (kept, flagged, with their
+``action``), forwards, replies, photos and files, reactions, views, and the message object
+itself as compact JSON for provenance. Messages Telegram Desktop could not export
+(``"type": "unsupported"``, no date) are skipped and counted.
+
+Every malformed input raises :class:`~archiver.errors.InputFileError` naming the file and the
+place: a byte offset for broken JSON, a JSON path (``messages[17].date_unixtime``) for a value
+of the wrong type. What earlier batches archived stays archived.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import ijson
+
+from archiver.errors import InputFileError
+from archiver.models import ChannelInfo, Entity, Forward, Media, Post, marked_id
+
+log = logging.getLogger(__name__)
+
+CHANNEL_TYPES = frozenset({"public_channel", "private_channel"})
+BUF_SIZE = 64 * 1024
+
+# Export entity names -> the Bot API names every source uses.
+_ENTITY_TYPES = {"link": "url", "mention_name": "text_mention", "phone": "phone_number"}
+# Export media_type -> Media.kind.
+_MEDIA_KINDS = {
+    "video_file": "video",
+    "voice_message": "voice",
+    "audio_file": "audio",
+    "sticker": "sticker",
+    "animation": "animation",
+    "video_message": "video_note",
+}
+_CHAT_LISTS = ("chats.list.item", "left_chats.list.item")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What importing one channel of a file changed."""
+
+    channel_id: int
+    title: str | None
+    username: str | None
+    posts_added: int
+    versions_added: int
+
+
+class _Bad(Exception):
+    """A value of the wrong type; ``where`` is its JSON path inside the file."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
+
+
+class _Reader:
+    """A binary file that counts what was read and keeps the last chunk (to place errors)."""
+
+    def __init__(self, f: IO[bytes], on_read: Callable[[int], None] | None) -> None:
+        self._f = f
+        self._on_read = on_read
+        self.pos = 0
+        self.chunk = b""
+        self.chunk_start = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.chunk_start = self.pos
+        self.chunk = data
+        self.pos += len(data)
+        if self._on_read is not None and data:
+            self._on_read(self.pos)
+        return data
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _expected(where: str, what: str, value: Any) -> _Bad:
+    return _Bad(where, f"expected {what}, got {_show(value)}")
+
+
+def _int(m: dict[str, Any], key: str, where: str) -> int | None:
+    v = m.get(key)
+    if v is None or type(v) is int:
+        return v
+    if type(v) is float and v.is_integer():
+        return int(v)
+    raise _expected(f"{where}.{key}", "an integer", v)
+
+
+def _str(m: dict[str, Any], key: str, where: str) -> str | None:
+    v = m.get(key)
+    if v is None or type(v) is str:
+        return v
+    raise _expected(f"{where}.{key}", "a string", v)
+
+
+def _unixtime(m: dict[str, Any], key: str, where: str) -> datetime | None:
+    v = m.get(key)
+    if v is None:
+        return None
+    if type(v) is str and v.isdigit():
+        return datetime.fromtimestamp(int(v), UTC)
+    if type(v) is int and v >= 0:
+        return datetime.fromtimestamp(v, UTC)
+    raise _expected(f"{where}.{key}", "a number", v)
+
+
+def _peer_id(value: str) -> int | None:
+    """``channel123`` -> the marked channel id; ``user123`` -> 123; ``chat123`` -> -123."""
+    for prefix, convert in (("channel", marked_id), ("user", int), ("chat", lambda n: -n)):
+        if value.startswith(prefix) and value[len(prefix) :].isdigit():
+            return convert(int(value[len(prefix) :]))
+    return None
+
+
+def _u16(s: str) -> int:
+    """Length in UTF-16 code units, as Telegram counts entity offsets (an emoji counts 2)."""
+    return len(s) if s.isascii() else len(s.encode("utf-16-le")) // 2
+
+
+def _text(m: dict[str, Any], where: str) -> tuple[str, tuple[Entity, ...]]:
+    parts = m.get("text_entities")
+    key = "text_entities"
+    if parts is None:
+        parts, key = m.get("text", ""), "text"
+    if type(parts) is str:
+        return parts, ()
+    if type(parts) is not list:
+        raise _expected(f"{where}.{key}", "a string or a list", parts)
+    if len(parts) == 1 and type(parts[0]) is dict and parts[0].get("type") == "plain":
+        text = parts[0].get("text")
+        if type(text) is str:
+            return text, ()
+    pieces: list[str] = []
+    entities: list[Entity] = []
+    offset = 0
+    for i, part in enumerate(parts):
+        if type(part) is str:
+            piece, kind = part, "plain"
+        elif type(part) is dict:
+            piece, kind = part.get("text", ""), part.get("type", "plain")
+            if type(piece) is not str:
+                raise _expected(f"{where}.{key}[{i}].text", "a string", piece)
+            if type(kind) is not str:
+                raise _expected(f"{where}.{key}[{i}].type", "a string", kind)
+        else:
+            raise _expected(f"{where}.{key}[{i}]", "a string or an object", part)
+        pieces.append(piece)
+        n = _u16(piece)
+        if kind != "plain" and n:
+            url = part.get("href") if kind == "text_link" else None
+            entities.append(
+                Entity(_ENTITY_TYPES.get(kind, kind), offset, n, url if type(url) is str else None)
+            )
+        offset += n
+    return "".join(pieces), tuple(entities)
+
+
+def _media(m: dict[str, Any], where: str) -> tuple[Media, ...]:
+    out: list[Media] = []
+    if "photo" in m:
+        out.append(
+            Media(
+                "photo",
+                size=_int(m, "photo_file_size", where),
+                width=_int(m, "width", where),
+                height=_int(m, "height", where),
+            )
+        )
+    media_type = _str(m, "media_type", where)
+    if media_type is not None or "file" in m:
+        duration = m.get("duration_seconds")
+        if duration is not None and type(duration) not in (int, float):
+            raise _expected(f"{where}.duration_seconds", "a number", duration)
+        out.append(
+            Media(
+                _MEDIA_KINDS.get(media_type, "other") if media_type else "document",
+                mime_type=_str(m, "mime_type", where),
+                size=_int(m, "file_size", where),
+                file_name=_str(m, "file_name", where),
+                width=_int(m, "width", where),
+                height=_int(m, "height", where),
+                duration=float(duration) if duration is not None else None,
+            )
+        )
+    if "poll" in m:
+        out.append(Media("poll"))
+    elif "contact_information" in m:
+        out.append(Media("contact"))
+    elif "location_information" in m or "place_name" in m:
+        out.append(Media("geo"))
+    elif not out and ("game_title" in m or "invoice_information" in m):
+        out.append(Media("other"))
+    return tuple(out)
+
+
+def _reactions(m: dict[str, Any], where: str) -> tuple[tuple[str, int], ...]:
+    value = m.get("reactions")
+    if value is None:
+        return ()
+    if type(value) is not list:
+        raise _expected(f"{where}.reactions", "a list", value)
+    out: list[tuple[str, int]] = []
+    for i, r in enumerate(value):
+        if type(r) is not dict:
+            raise _expected(f"{where}.reactions[{i}]", "an object", r)
+        count = _int(r, "count", f"{where}.reactions[{i}]") or 0
+        key = r.get("emoji") or r.get("document_id") or r.get("type") or "?"
+        out.append((str(key), count))
+    return tuple(out)
+
+
+def message_to_post(channel_id: int, m: Any, where: str) -> Post | None:
+    """One exported message as a :class:`Post`; ``None`` for messages Telegram Desktop could
+    not export (``"type": "unsupported"``). Raises ``_Bad`` naming the field at fault."""
+    if type(m) is not dict:
+        raise _expected(where, "an object", m)
+    message_id = m.get("id")
+    if type(message_id) is not int:
+        raise _expected(f"{where}.id", "an integer", message_id)
+    kind = m.get("type", "message")
+    if kind == "unsupported":
+        return None
+    date = _unixtime(m, "date_unixtime", where)
+    if date is None:
+        date = _local_date(m, where)
+    text, entities = _text(m, where)
+    forward = None
+    if "forwarded_from" in m or "forwarded_from_id" in m:
+        fwd_id = _str(m, "forwarded_from_id", where)
+        forward = Forward(
+            from_id=_peer_id(fwd_id) if fwd_id else None,
+            from_title=_str(m, "forwarded_from", where),
+        )
+    is_service = kind == "service"
+    reply_to = None if "reply_to_peer_id" in m else _int(m, "reply_to_message_id", where)
+    return Post(
+        channel_id=channel_id,
+        message_id=message_id,
+        date=date,
+        text=text,
+        entities=entities,
+        edit_date=_unixtime(m, "edited_unixtime", where),
+        views=_int(m, "views", where),
+        forwards=_int(m, "forwards", where),
+        reactions=_reactions(m, where),
+        media=() if is_service else _media(m, where),
+        forward=forward,
+        reply_to=None if is_service else reply_to,
+        is_service=is_service,
+        service_action=_str(m, "action", where) if is_service else None,
+        raw=json.dumps(m, ensure_ascii=False, separators=(",", ":")),
+    )
+
+
+def _local_date(m: dict[str, Any], where: str) -> datetime:
+    """Exports older than ``date_unixtime`` carry only local time: read it in this machine's
+    zone, the best guess of where the export was made."""
+    value = m.get("date")
+    if type(value) is not str:
+        raise _expected(f"{where}.date_unixtime", "a number", m.get("date_unixtime"))
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
+        raise _expected(f"{where}.date", "an ISO date", value) from None
+
+
+def _channel(header: dict[str, Any], where: str) -> ChannelInfo:
+    bare = header.get("id")
+    if type(bare) is not int:
+        raise _expected(f"{where}id", "an integer", bare)
+    name = header.get("name")
+    if name is not None and type(name) is not str:
+        raise _expected(f"{where}name", "a string", name)
+    return ChannelInfo(id=marked_id(bare), title=name)
+
+
+class ExportReader:
+    """Iterate a Telegram Desktop export as ``ChannelInfo`` (each channel first) then its
+    ``Post`` objects, in file order. ``bytes_read`` and ``on_read`` follow the reading."""
+
+    def __init__(self, path: Path, *, on_read: Callable[[int], None] | None = None) -> None:
+        self.path = path
+        self.on_read = on_read
+        self.skipped_chats = 0
+        self.skipped_messages = 0
+        self._reader: _Reader | None = None
+        self._where = ""
+
+    def __iter__(self) -> Iterator[ChannelInfo | Post]:
+        try:
+            header = self._header()
+            if header is None:
+                yield from self._account()
+            else:
+                yield from self._single(header)
+        except _Bad as exc:
+            raise InputFileError(f"{self.path}: {exc}") from None
+        except ijson.JSONError as exc:
+            raise InputFileError(self._json_error(exc)) from None
+        except OSError as exc:
+            raise InputFileError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
+        if self.skipped_messages:
+            log.info(
+                "export %s: %d message(s) Telegram Desktop could not export were skipped",
+                self.path.name,
+                self.skipped_messages,
+            )
+
+    # -- the two shapes -------------------------------------------------------------------
+
+    def _header(self) -> dict[str, Any] | None:
+        """The header of a single chat's file, or None for a whole-account export."""
+        header: dict[str, Any] = {}
+        with self.path.open("rb") as f:
+            if f.read(512).lstrip()[:1] == b"<":
+                raise _Bad(
+                    "", "this is an HTML export; export again choosing 'Machine-readable JSON'"
+                )
+            f.seek(0)
+            self._reader = _Reader(f, None)
+            events = ijson.parse(self._reader, buf_size=BUF_SIZE, use_float=True)
+            for prefix, event, value in events:
+                if prefix == "" and event != "start_map":
+                    raise _Bad("top level", "expected an object (is this a Telegram export?)")
+                if prefix in ("name", "type", "id"):
+                    if event in ("start_map", "start_array"):
+                        raise _expected(prefix, "a scalar", "[...]" if "array" in event else {})
+                    header[prefix] = value
+                elif prefix == "messages":
+                    if event != "start_array":
+                        raise _Bad("messages", "expected a list")
+                    return header
+                elif prefix in ("chats", "left_chats") and event == "start_map":
+                    return None
+        raise _Bad("top level", "no messages and no chats.list: not a Telegram Desktop JSON export")
+
+    def _single(self, header: dict[str, Any]) -> Iterator[ChannelInfo | Post]:
+        kind = header.get("type")
+        if kind not in CHANNEL_TYPES:
+            raise _Bad(
+                "type",
+                f"this is a {_show(kind)} export, not a channel; telewatch archives channels"
+                " (export a channel, or the whole account to pick its channels)",
+            )
+        info = _channel(header, "")
+        yield info
+        with self.path.open("rb") as f:
+            self._reader = _Reader(f, self.on_read)
+            items = ijson.items(self._reader, "messages.item", buf_size=BUF_SIZE, use_float=True)
+            for i, m in enumerate(items):
+                self._where = f"messages[{i}]"
+                post = message_to_post(info.id, m, self._where)
+                if post is None:
+                    self.skipped_messages += 1
+                else:
+                    yield post
+
+    def _account(self) -> Iterator[ChannelInfo | Post]:
+        from ijson.backends import yajl2_c
+
+        built: list[Any] = _SendableList()
+        builder: Any = None
+        messages_prefix = ""
+        chat: dict[str, Any] = {}
+        index = {p: -1 for p in _CHAT_LISTS}
+        channel_id = 0
+        n = 0
+        channels = 0
+        with self.path.open("rb") as f:
+            self._reader = _Reader(f, self.on_read)
+            events = ijson.parse(self._reader, buf_size=BUF_SIZE, use_float=True)
+            for prefix, event, value in events:
+                if builder is not None:
+                    if event == "end_array" and prefix == messages_prefix:
+                        builder = None
+                        continue
+                    builder.send((prefix, event, value))
+                    if built:
+                        for m in built:
+                            self._where = f"{chat['where']}.messages[{n}]"
+                            n += 1
+                            post = message_to_post(channel_id, m, self._where)
+                            if post is None:
+                                self.skipped_messages += 1
+                            else:
+                                yield post
+                        del built[:]
+                    continue
+                if prefix in index:
+                    if event == "start_map":
+                        index[prefix] += 1
+                        name = prefix.removesuffix(".item")
+                        chat = {"where": f"{name}[{index[prefix]}]"}
+                        self._where = chat["where"]
+                    continue
+                base, _, key = prefix.rpartition(".")
+                if base not in index or not chat:
+                    continue
+                if key in ("name", "type", "id") and event not in ("start_map", "start_array"):
+                    chat[key] = value
+                elif key == "messages" and event == "start_array":
+                    n = 0
+                    if chat.get("type") in CHANNEL_TYPES:
+                        info = _channel(chat, f"{chat['where']}.")
+                        channel_id = info.id
+                        channels += 1
+                        yield info
+                        messages_prefix = prefix
+                        builder = yajl2_c.items_basecoro(built, prefix + ".item", None)
+                    else:
+                        self.skipped_chats += 1
+        if index == {p: -1 for p in _CHAT_LISTS}:
+            raise _Bad("chats", "expected chats.list with the exported chats")
+        log.info(
+            "export %s: %d channel(s) found, %d chat(s) that are not channels skipped",
+            self.path.name,
+            channels,
+            self.skipped_chats,
+        )
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _json_error(self, exc: Exception) -> str:
+        reader = self._reader
+        message = _error_bytes(exc)
+        lines = message.split(b"\n")
+        reason = lines[0].decode("utf-8", "replace").split(": ", 1)[-1].strip()
+        after = f" (after {self._where})" if self._where else ""
+        if reader is None:
+            return f"{self.path}: invalid JSON: {reason}"
+        if reader.pos == 0:
+            return f"{self.path}: the file is empty; export the channel again"
+        if "premature EOF" in reason:
+            return (
+                f"{self.path}: the file ends too early at byte {reader.pos}{after}: it is"
+                " truncated; export the channel again"
+            )
+        where = _locate(lines, reader)
+        at = f"at byte {where}" if where is not None else f"near byte {reader.pos}"
+        return f"{self.path}: invalid JSON {at}{after}: {reason or 'syntax error'}"
+
+
+def _error_bytes(exc: Exception) -> bytes:
+    """yajl's message as bytes: ijson gives ``str`` when it decodes as UTF-8, else the
+    ``repr`` of the bytes (the context cuts multi-byte characters)."""
+    text = str(exc)
+    if text[:2] in ("b'", 'b"'):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text.encode("utf-8", "replace")
+        if isinstance(value, bytes):
+            return value
+    return text.encode("utf-8", "replace")
+
+
+def _locate(lines: list[bytes], reader: _Reader) -> int | None:
+    """The exact byte offset of a yajl error. yajl prints the bytes around the error (up to
+    30 before it, fewer only near the start of the chunk it was given) padded so that the
+    error sits in column 40 of the context line, under the caret of the next line."""
+    if len(lines) < 3 or b"^" not in lines[2]:
+        return None
+    caret = lines[2].index(b"^")
+    context = lines[1]
+    pad = len(context) - len(context.lstrip(b" "))
+    if caret < pad:
+        return None
+    before = caret - pad
+    if before < 30:  # the error is that close to the start of the chunk
+        return reader.chunk_start + before
+    chunk = reader.chunk.replace(b"\n", b" ").replace(b"\r", b" ")
+    needle = context[pad:]
+    found = chunk.find(needle)
+    if found < 0 or chunk.find(needle, found + 1) >= 0:
+        return None
+    return reader.chunk_start + found + before
+
+
+class _SendableList(list[Any]):
+    """What ijson's C builder sends finished objects to."""
+
+    def send(self, value: Any) -> None:
+        self.append(value)
+
+
+def read_export(
+    path: Path, *, on_read: Callable[[int], None] | None = None
+) -> Iterator[ChannelInfo | Post]:
+    """Shorthand for ``iter(ExportReader(path, on_read=on_read))``."""
+    return iter(ExportReader(path, on_read=on_read))

@@ -1,0 +1,563 @@
+"""The HTML of a channel's web preview (``https://t.me/s/<username>``) -> domain objects.
+
+One job: a page in, a :class:`WebPage` out (the channel header as a
+:class:`~archiver.models.ChannelInfo`, the posts as :class:`~archiver.models.Post`). No network,
+no archive. The parser is selectolax (Lexbor, an HTML5 parser); there are no regular
+expressions over HTML.
+
+The markup, as Telegram serves it (see docs/web-source.md for the full list of what is read):
+each post is ``div.tgme_widget_message[data-post="<username>/<id>"]``, its text in
+``.tgme_widget_message_text``, its date in ``.tgme_widget_message_date time[datetime]``, its
+views in ``.tgme_widget_message_views`` ("1.2K"), the word "edited" in
+``.tgme_widget_message_meta``. Posts are in ascending id order. An album is one block whose
+photos/videos/files link to ``https://t.me/<username>/<id>?single``, one id per item.
+
+Channel ids: the page shows no numeric id as such, but every post block carries
+``data-view``, base64 JSON whose ``c`` is the negated bare channel id (``{"c":-1005640892,...}``
+for @telegram, which is -1001005640892). When no block has it (a trimmed page, a mirror), the
+id is derived from the username by :func:`derived_channel_id`, in a range real channel ids never
+reach (bare ids from 2*10^12: Telegram's channel ids stay below 10^12).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from urllib.parse import unquote, urlsplit
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from archiver.models import ChannelInfo, Entity, Forward, Media, Post, bare_id, marked_id
+
+log = logging.getLogger(__name__)
+
+# Derived ids: bare ids in [DERIVED_BASE, DERIVED_BASE + DERIVED_SPAN). Telegram's channel ids
+# are below 10^12 (TDLib: MAX_CHANNEL_ID = 10^12 - 2^31); secret chats sit near -2*10^12 in
+# the marked space. Bare ids from 2*10^12 give marked ids from -3*10^12: nothing else lives there.
+DERIVED_BASE = 2_000_000_000_000
+DERIVED_SPAN = 1 << 40
+
+_HOSTS = frozenset({"t.me", "telegram.me", "telegram.dog", "www.t.me"})
+_SUFFIX = {"K": Decimal(1_000), "M": Decimal(1_000_000), "B": Decimal(1_000_000_000)}
+_SIMPLE_TAGS = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "code": "code",
+    "pre": "pre",
+    "tg-spoiler": "spoiler",
+}
+# Parts of a post block that belong to something else: the post replied to, a link's preview,
+# the poll, and the "media not supported" notice.
+_NOT_THE_POST = frozenset(
+    {
+        "tgme_widget_message_reply",
+        "tgme_widget_message_link_preview",
+        "tgme_widget_message_poll",
+        "message_media_not_supported_wrap",
+    }
+)
+_SERVICE_ACTIONS = (
+    ("channel created", "create_channel"),
+    ("channel photo updated", "edit_photo"),
+    ("channel photo removed", "delete_photo"),
+    ("channel name was changed", "edit_title"),
+    ("channel renamed", "edit_title"),
+    ("pinned", "pin_message"),
+    ("video chat", "group_call"),
+    ("live stream", "group_call"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WebPage:
+    """What one page of the web preview shows."""
+
+    username: str | None  # lower case, from the posts or the header
+    channel: ChannelInfo | None  # None when the page shows neither a post nor a header
+    channel_id_derived: bool  # True when no data-view gave the real id
+    posts: tuple[Post, ...]  # ascending message id
+    shown_ids: frozenset[int] = field(default_factory=frozenset)  # posts + album items
+    has_history: bool = False  # the messages widget (section.tgme_channel_history) is there
+    no_posts_notice: bool = False  # "No posts found": the start of the channel was passed
+
+    @property
+    def min_id(self) -> int | None:
+        return min(self.shown_ids) if self.shown_ids else None
+
+    @property
+    def max_id(self) -> int | None:
+        return max(self.shown_ids) if self.shown_ids else None
+
+
+def derived_channel_id(username: str) -> int:
+    """A stable marked id for a channel whose real id is unknown: a hash of the lower-case
+    username placed where no real channel id can be (see the module docstring)."""
+    digest = hashlib.sha256(username.lower().encode("utf-8")).digest()
+    return marked_id(DERIVED_BASE + int.from_bytes(digest[:8], "big") % DERIVED_SPAN)
+
+
+def is_derived_id(channel_id: int) -> bool:
+    """Whether a marked id was made by :func:`derived_channel_id`."""
+    return bare_id(channel_id) >= DERIVED_BASE
+
+
+def parse_count(text: str | None) -> int | None:
+    """``"1.2K"`` -> 1200, ``"3.4M"`` -> 3400000, ``"12 345"`` -> 12345; None when not a count."""
+    if not text:
+        return None
+    s = "".join(text.split()).upper()
+    mult = Decimal(1)
+    if s and s[-1] in _SUFFIX:
+        mult = _SUFFIX[s[-1]]
+        s = s[:-1].replace(",", ".")
+    else:
+        s = s.replace(",", "")
+    if not (s.isascii() and s.replace(".", "", 1).isdigit()):
+        return None
+    value = Decimal(s) * mult
+    if value != value.to_integral_value():
+        return None if mult == 1 else int(value)
+    return int(value)
+
+
+def _duration(text: str | None) -> float | None:
+    """``"1:05"`` -> 65.0, ``"1:02:03"`` -> 3723.0."""
+    if not text:
+        return None
+    total = 0
+    for part in text.strip().split(":"):
+        if not part.isdigit():
+            return None
+        total = total * 60 + int(part)
+    return float(total)
+
+
+def _u16(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+def _classes(node: LexborNode) -> frozenset[str]:
+    return frozenset((node.attributes.get("class") or "").split())
+
+
+def _text(node: LexborNode | None) -> str | None:
+    if node is None:
+        return None
+    t = node.text(deep=True).strip()
+    return t or None
+
+
+def _inside(node: LexborNode, top: LexborNode, classes: frozenset[str]) -> bool:
+    """Whether ``node`` lies under an element of one of ``classes`` below ``top``."""
+    cur = node.parent
+    while cur is not None and cur.mem_id != top.mem_id:
+        if _classes(cur) & classes:
+            return True
+        cur = cur.parent
+    return False
+
+
+def _own(block: LexborNode, selector: str) -> list[LexborNode]:
+    """Matches of ``selector`` in a post block that belong to the post itself."""
+    return [n for n in block.css(selector) if not _inside(n, block, _NOT_THE_POST)]
+
+
+def _own_first(block: LexborNode, selector: str) -> LexborNode | None:
+    for n in block.css(selector):
+        if not _inside(n, block, _NOT_THE_POST):
+            return n
+    return None
+
+
+def tme_link(href: str | None) -> tuple[str, int | None] | None:
+    """``https://t.me/<name>[/<id>][?single]`` -> (lower-case name, id or None)."""
+    if not href:
+        return None
+    parts = urlsplit(href)
+    if parts.netloc and parts.netloc.lower() not in _HOSTS:
+        return None
+    segs = [s for s in parts.path.split("/") if s]
+    if segs and segs[0] == "s":
+        segs = segs[1:]
+    if not segs or segs[0] == "c":
+        return None
+    name = segs[0].lower()
+    msg = int(segs[1]) if len(segs) > 1 and segs[1].isdigit() else None
+    return name, msg
+
+
+class _TextBuilder:
+    """Plain text and entities (UTF-16 offsets) of a ``.tgme_widget_message_text`` element."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.pos = 0  # UTF-16 code units so far
+        self.entities: list[Entity] = []
+
+    def add(self, s: str) -> None:
+        if s:
+            self.parts.append(s)
+            self.pos += _u16(s)
+
+    def walk(self, node: LexborNode, *, in_pre: bool = False) -> None:
+        for child in node.iter(include_text=True):
+            tag = child.tag
+            if tag == "-text":
+                self.add(child.text_content or "")
+                continue
+            if tag == "br":
+                self.add("\n")
+                continue
+            if tag in ("-comment", "script", "style", "template"):
+                continue
+            cls = _classes(child)
+            if "emoji" in cls:  # <i class="emoji"><b>👍</b></i>: a picture of the character
+                self.add(child.text(deep=True))
+                continue
+            etype, url = self._classify(child, cls, in_pre)
+            start = self.pos
+            self.walk(child, in_pre=in_pre or tag == "pre")
+            if etype is not None and self.pos > start:
+                self.entities.append(Entity(etype, start, self.pos - start, url))
+
+    @staticmethod
+    def _classify(
+        node: LexborNode, cls: frozenset[str], in_pre: bool
+    ) -> tuple[str | None, str | None]:
+        tag = node.tag or ""
+        if tag == "a":
+            return _link_entity(node)
+        if tag == "code" and in_pre:
+            return None, None
+        if tag == "blockquote":
+            expandable = "expandable" in node.attributes
+            return ("expandable_blockquote" if expandable else "blockquote"), None
+        if tag == "span" and "tg-spoiler" in cls:
+            return "spoiler", None
+        if tag == "tg-emoji":
+            return "custom_emoji", None
+        return _SIMPLE_TAGS.get(tag), None
+
+    def result(self) -> tuple[str, tuple[Entity, ...]]:
+        """The text with outer blanks removed and the entities moved and clipped to match."""
+        text = "".join(self.parts)
+        stripped = text.strip()
+        if not stripped:
+            return "", ()
+        lead = _u16(text[: len(text) - len(text.lstrip())])
+        size = _u16(stripped)
+        out: list[Entity] = []
+        for e in sorted(self.entities, key=lambda e: (e.offset, -e.length)):
+            start = max(e.offset - lead, 0)
+            end = min(e.offset + e.length - lead, size)
+            if end > start:
+                out.append(Entity(e.type, start, end - start, e.url))
+        return stripped, tuple(out)
+
+
+def _link_entity(node: LexborNode) -> tuple[str | None, str | None]:
+    href = (node.attributes.get("href") or "").strip()
+    label = node.text(deep=True).strip()
+    if not href:
+        return None, None
+    if href.startswith("?q="):
+        if label.startswith("#"):
+            return "hashtag", None
+        if label.startswith("$"):
+            return "cashtag", None
+        return "text_link", href
+    if href.startswith("mailto:"):
+        return ("email", None) if unquote(href[7:]) == label else ("text_link", href)
+    if href.startswith("tel:"):
+        return "phone_number", None
+    if label.startswith("@") and (tme_link(href) or ("", None))[0] == label[1:].lower():
+        return "mention", None
+    if _same_url(label, href):
+        return "url", None
+    return "text_link", href
+
+
+def _same_url(label: str, href: str) -> bool:
+    def bare(u: str) -> str:
+        u = u.strip()
+        for scheme in ("https://", "http://"):
+            if u.lower().startswith(scheme):
+                u = u[len(scheme) :]
+                break
+        return u.rstrip("/")
+
+    return bool(label) and (label == href or bare(label) == bare(unquote(href)))
+
+
+def _data_view_channel(value: str | None) -> int | None:
+    """The marked channel id in a post block's ``data-view`` (base64 JSON, ``c`` = -bare id)."""
+    if not value:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        c = json.loads(raw).get("c")
+    except (binascii.Error, ValueError, AttributeError):
+        return None
+    if not isinstance(c, int) or isinstance(c, bool) or c == 0:
+        return None
+    bare = abs(c)
+    return marked_id(bare) if bare < DERIVED_BASE else None
+
+
+def _header(tree: LexborHTMLParser) -> tuple[str | None, str | None, str | None, int | None]:
+    """(username, title, description, subscribers) from the channel header, where shown."""
+    title = _text(tree.css_first(".tgme_channel_info_header_title"))
+    if title is None:
+        meta = tree.css_first('meta[property="og:title"]')
+        title = (meta.attributes.get("content") or "").strip() or None if meta else None
+    username = _text(tree.css_first(".tgme_channel_info_header_username"))
+    if username is not None:
+        username = username.lstrip("@").lower() or None
+    desc_node = tree.css_first(".tgme_channel_info_description")
+    description = None
+    if desc_node is not None:
+        b = _TextBuilder()
+        b.walk(desc_node)
+        description = b.result()[0] or None
+    subscribers = None
+    for counter in tree.css(".tgme_channel_info_counter"):
+        kind = (_text(counter.css_first(".counter_type")) or "").lower()
+        if kind.startswith(("subscriber", "member")):
+            subscribers = parse_count(_text(counter.css_first(".counter_value")))
+    return username, title, description, subscribers
+
+
+def _media(block: LexborNode, raw: dict[str, object]) -> tuple[Media, ...]:
+    out: list[Media] = []
+    for _ in _own(block, ".tgme_widget_message_photo_wrap"):
+        out.append(Media("photo"))
+    for player in _own(block, ".tgme_widget_message_video_player"):
+        gif = any("gif" in c for n in player.traverse() for c in _classes(n))
+        dur = _duration(_text(player.css_first(".message_video_duration")))
+        out.append(Media("animation" if gif else "video", duration=dur))
+    for player in _own(block, ".tgme_widget_message_roundvideo_player"):
+        dur = _duration(_text(player.css_first(".tgme_widget_message_roundvideo_duration")))
+        out.append(Media("video_note", duration=dur))
+    voices = _own(block, ".tgme_widget_message_voice_player") or _own(
+        block, ".tgme_widget_message_voice"
+    )
+    for player in voices:
+        dur = _duration(_text(player.css_first(".tgme_widget_message_voice_duration")))
+        out.append(Media("voice", duration=dur))
+    docs: list[dict[str, str | None]] = []
+    for wrap in _own(block, ".tgme_widget_message_document_wrap"):
+        title = _text(wrap.css_first(".tgme_widget_message_document_title"))
+        extra = _text(wrap.css_first(".tgme_widget_message_document_extra"))
+        audio = wrap.css_first(".audio") is not None
+        out.append(Media("audio" if audio else "document", file_name=None if audio else title))
+        docs.append({"title": title, "extra": extra})
+    if docs:
+        raw["documents"] = docs
+    if _own(block, ".tgme_widget_message_sticker_wrap"):
+        out.append(Media("sticker"))
+    poll = block.css_first(".tgme_widget_message_poll")
+    if poll is not None:
+        out.append(Media("poll"))
+        raw["poll"] = {
+            "question": _text(poll.css_first(".tgme_widget_message_poll_question")),
+            "type": _text(poll.css_first(".tgme_widget_message_poll_type")),
+            "options": [_text(o) for o in poll.css(".tgme_widget_message_poll_option_text")],
+        }
+    if _own(block, ".tgme_widget_message_location_wrap"):
+        out.append(Media("geo"))
+    preview = block.css_first("a.tgme_widget_message_link_preview")
+    if preview is not None:
+        out.append(Media("webpage"))
+        raw["link_preview"] = {
+            "url": preview.attributes.get("href"),
+            "site": _text(preview.css_first(".link_preview_site_name")),
+            "title": _text(preview.css_first(".link_preview_title")),
+            "description": _text(preview.css_first(".link_preview_description")),
+        }
+    if not out and block.css_first(".message_media_not_supported") is not None:
+        out.append(Media("other"))
+    return tuple(out)
+
+
+def _item_ids(block: LexborNode, username: str) -> set[int]:
+    """Ids of the album items a block shows (each links to ``/<username>/<id>?single``)."""
+    ids: set[int] = set()
+    selector = (
+        "a.grouped_media_wrap, a.tgme_widget_message_photo_wrap, "
+        "a.tgme_widget_message_video_player, a.tgme_widget_message_document_wrap, "
+        "a.tgme_widget_message_roundvideo_player"
+    )
+    for a in _own(block, selector):
+        link = tme_link(a.attributes.get("href"))
+        if link is not None and link[0] == username and link[1] is not None:
+            ids.add(link[1])
+    return ids
+
+
+def _service_action(text: str) -> str:
+    low = text.lower()
+    for prefix, action in _SERVICE_ACTIONS:
+        if prefix in low:
+            return action
+    return "other"
+
+
+def _parse_date(block: LexborNode) -> datetime | None:
+    node = _own_first(block, ".tgme_widget_message_date time[datetime]") or _own_first(
+        block, "time[datetime]"
+    )
+    if node is None:
+        return None
+    try:
+        dt = datetime.fromisoformat((node.attributes.get("datetime") or "").strip())
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _reactions(block: LexborNode) -> tuple[tuple[str, int], ...]:
+    out: list[tuple[str, int]] = []
+    for r in block.css(".tgme_widget_message_reactions .tgme_reaction"):
+        custom = r.css_first("tg-emoji[emoji-id]")
+        emoji_node = r.css_first(".emoji")
+        if custom is not None:
+            key = str(custom.attributes.get("emoji-id"))
+        elif emoji_node is not None:
+            key = emoji_node.text(deep=True).strip()
+        else:
+            continue
+        count = parse_count(r.text(deep=False))
+        if key and count is not None:
+            out.append((key, count))
+    return tuple(out)
+
+
+def _parse_block(
+    block: LexborNode, username: str, channel_id: int, msg_id: int, data_post: str
+) -> Post | None:
+    cls = _classes(block)
+    date = _parse_date(block)
+    if date is None:
+        log.debug("web %s/%d: no date in the block, skipped", username, msg_id)
+        return None
+    raw: dict[str, object] = {"data_post": data_post}
+    text_node = _own_first(block, ".tgme_widget_message_text")
+    text = ""
+    entities: tuple[Entity, ...] = ()
+    if text_node is not None:
+        builder = _TextBuilder()
+        builder.walk(text_node)
+        text, entities = builder.result()
+    meta = block.css_first(".tgme_widget_message_meta")
+    edited = meta is not None and "edited" in meta.text(deep=False).lower().split()
+    if edited:
+        raw["edited"] = True
+    author = _text(block.css_first(".tgme_widget_message_from_author"))
+    if author:
+        raw["author"] = author
+    forward = None
+    fwd = block.css_first(".tgme_widget_message_forwarded_from")
+    if fwd is not None:
+        name_node = fwd.css_first(".tgme_widget_message_forwarded_from_name")
+        href = name_node.attributes.get("href") if name_node is not None else None
+        name = _text(name_node) or _text(fwd)
+        link = tme_link(href)
+        forward = Forward(from_title=name, from_message_id=link[1] if link else None)
+        raw["forward"] = {"name": name, "url": href}
+    reply_to = None
+    reply = block.css_first("a.tgme_widget_message_reply")
+    if reply is not None:
+        link = tme_link(reply.attributes.get("href"))
+        if link is not None and link[1] is not None:
+            if link[0] == username:
+                reply_to = link[1]
+            else:
+                raw["reply_to_url"] = reply.attributes.get("href")
+    media = _media(block, raw)
+    items = _item_ids(block, username)
+    if len(items) > 1:
+        raw["album"] = sorted(items)
+    is_service = "service_message" in cls
+    return Post(
+        channel_id=channel_id,
+        message_id=msg_id,
+        date=date,
+        text=text,
+        entities=entities,
+        views=parse_count(_text(block.css_first(".tgme_widget_message_views"))),
+        reactions=_reactions(block),
+        media=media,
+        forward=forward,
+        reply_to=reply_to,
+        is_service=is_service,
+        service_action=_service_action(text) if is_service else None,
+        raw=json.dumps(raw, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+    )
+
+
+def _blocks(tree: LexborHTMLParser) -> Iterable[tuple[LexborNode, str, int, str]]:
+    for block in tree.css("div.tgme_widget_message[data-post]"):
+        data_post = (block.attributes.get("data-post") or "").strip()
+        name, _, num = data_post.rpartition("/")
+        if name and num.isdigit():
+            yield block, name.lower(), int(num), data_post
+
+
+def parse_page(html: str | bytes, *, username: str | None = None) -> WebPage:
+    """Parse one page of ``t.me/s/<username>``. Blocks of other channels (``data-post`` with
+    another username) are ignored when ``username`` is given."""
+    tree = LexborHTMLParser(html)
+    want = username.lower().lstrip("@") if username else None
+    h_user, title, description, subscribers = _header(tree)
+    blocks = [b for b in _blocks(tree) if want is None or b[1] == want]
+    name = want or (blocks[0][1] if blocks else h_user)
+    real_id = None
+    for block, *_ in blocks:
+        real_id = _data_view_channel(block.attributes.get("data-view"))
+        if real_id is not None:
+            break
+    has_history = tree.css_first("section.tgme_channel_history") is not None
+    no_posts = tree.css_first(".tme_no_messages_found") is not None
+    if name is None:
+        return WebPage(None, None, True, (), frozenset(), has_history, no_posts)
+    channel_id = real_id if real_id is not None else derived_channel_id(name)
+    posts: dict[int, Post] = {}
+    shown: set[int] = set()
+    for block, _, msg_id, data_post in blocks:
+        shown.add(msg_id)
+        shown.update(_item_ids(block, name))
+        post = _parse_block(block, name, channel_id, msg_id, data_post)
+        if post is not None:
+            posts[msg_id] = post
+    info = ChannelInfo(
+        id=channel_id,
+        username=name,
+        title=title,
+        description=description,
+        subscribers=subscribers,
+    )
+    return WebPage(
+        username=name,
+        channel=info,
+        channel_id_derived=real_id is None,
+        posts=tuple(posts[k] for k in sorted(posts)),
+        shown_ids=frozenset(shown),
+        has_history=has_history,
+        no_posts_notice=no_posts,
+    )

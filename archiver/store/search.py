@@ -1,0 +1,484 @@
+"""Reads: search (the query language over FTS5), post history and per-channel statistics.
+
+A query is compiled once into SQL. The textual part that FTS5 can express becomes one MATCH
+read in the index's rowid order, which is the post date (``versions.id`` is a date-ordered
+key), so newest-first search reads only as many index entries as it shows. Anything FTS5
+cannot express alone (a lone NOT, a filter inside an OR) becomes SQL around per-term MATCH
+subqueries. A post matches when any of its versions satisfies the query; it is shown once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from archiver.channels import parse_ref, post_link
+from archiver.errors import TelewatchError
+from archiver.query import (
+    All,
+    And,
+    Filter,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Query,
+    Term,
+    to_fts,
+    until_bound,
+)
+from archiver.snippets import Span, snippet
+from archiver.store.archive import Archive, parse_ts
+from archiver.store.channels import require_channel
+from archiver.store.ingest import EPOCH
+
+SORTS = ("newest", "relevance")
+_HYDRATE_CHUNK = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One post found by a search."""
+
+    post_id: int
+    version_id: int  # the newest version that matched
+    channel_id: int
+    channel: str | None  # username
+    channel_title: str | None
+    message_id: int
+    date: datetime
+    text: str  # the latest version
+    snippet: str  # from the version that matched
+    spans: list[Span]  # matched words in ``snippet``
+    link: str
+    edited: bool
+    deleted: bool
+    deleted_at: datetime | None
+    views: int | None
+    forwarded_from: str | None
+    media_kind: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object: exactly the keys the CLI documents."""
+        from archiver.snippets import mark
+
+        return {
+            "channel_id": self.channel_id,
+            "channel": self.channel,
+            "channel_title": self.channel_title,
+            "message_id": self.message_id,
+            "date": self.date.isoformat().replace("+00:00", "Z"),
+            "text": self.text,
+            "snippet": mark(self.snippet, self.spans),
+            "link": self.link,
+            "edited": self.edited,
+            "deleted": self.deleted,
+            "views": self.views,
+            "forwarded_from": self.forwarded_from,
+        }
+
+
+# ---------------------------------------------------------------------------- compiling
+
+
+def _is_text(node: Node) -> bool:
+    if isinstance(node, Term | Phrase | Prefix):
+        return True
+    if isinstance(node, Not):
+        return _is_text(node.item)
+    if isinstance(node, And | Or):
+        return all(_is_text(n) for n in node.items)
+    return False
+
+
+def _key(day_text: str) -> int:
+    dt = parse_ts(day_text)
+    assert dt is not None
+    return max(0, int(dt.timestamp()) - EPOCH) << 32
+
+
+class _Compiler:
+    def __init__(self, channel_ids: dict[str, int]) -> None:
+        self.channel_ids = channel_ids
+        self.params: list[Any] = []
+
+    def where(self, node: Node) -> str:
+        if isinstance(node, All):
+            return "1"
+        expr = to_fts(node) if _is_text(node) else None
+        if expr is not None:
+            self.params.append(expr)
+            return "v.id IN (SELECT rowid FROM versions_fts WHERE versions_fts MATCH ?)"
+        if isinstance(node, Term | Phrase | Prefix):  # unreachable: text always compiles
+            raise AssertionError(node)
+        if isinstance(node, And):
+            return "(" + " AND ".join(self.where(n) for n in node.items) + ")"
+        if isinstance(node, Or):
+            return "(" + " OR ".join(self.where(n) for n in node.items) + ")"
+        if isinstance(node, Not):
+            return f"NOT {self.where(node.item)}"
+        return self.filter(node)
+
+    def filter(self, f: Filter) -> str:
+        if f.field == "channel":
+            self.params.append(self.channel_ids[f.value])
+            return "p.channel_id = ?"
+        if f.field == "since":
+            self.params.append(f.value + " 00:00:00")
+            return "p.date >= ?"
+        if f.field == "until":
+            assert f.day is not None
+            self.params.append(until_bound(f.day))
+            return "p.date < ?"
+        if f.field == "is":
+            return "p.edited = 1" if f.value == "edited" else "p.deleted_at IS NOT NULL"
+        if f.value == "media":
+            return "p.media_kind IS NOT NULL"
+        if f.value == "link":
+            return "p.has_link = 1"
+        self.params.append(f.value)
+        return "p.media_kind = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    params: tuple[Any, ...]
+
+
+async def _channel_ids(archive: Archive, query: Query) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in query.filters:
+        if f.field == "channel" and f.value not in out:
+            parse_ref(f.value)  # a clear error for something that is not a channel at all
+            out[f.value] = (await require_channel(archive, f.value)).id
+    return out
+
+
+async def plan(archive: Archive, query: Query, sort: str = "newest") -> _Plan:
+    """The SQL that yields ``(version id, post id)`` rows in display order."""
+    if sort not in SORTS:
+        raise TelewatchError(f"sort: expected one of {', '.join(SORTS)}, got {sort!r}")
+    c = _Compiler(await _channel_ids(archive, query))
+    root = query.root
+    items = list(root.items) if isinstance(root, And) else [root]
+    text_items = [n for n in items if _is_text(n)]
+    match = to_fts(And(tuple(text_items))) if len(text_items) > 1 else None
+    if len(text_items) == 1:
+        match = to_fts(text_items[0])
+    if match is None:
+        where = c.where(root)
+        sql = (
+            "SELECT v.id, v.post_id FROM versions v JOIN posts p ON p.id = v.post_id"
+            f" WHERE p.is_service = 0 AND {where} ORDER BY v.id DESC"
+        )
+        return _Plan(sql, tuple(c.params))
+    rest = [n for n in items if n not in text_items]
+    conds = ["versions_fts MATCH ?", "p.is_service = 0"]
+    c.params.append(match)
+    for n in rest:
+        conds.append(c.where(n))
+        if isinstance(n, Filter) and n.field == "since":
+            conds.append("versions_fts.rowid >= ?")
+            c.params.append(_key(n.value + " 00:00:00"))
+        elif isinstance(n, Filter) and n.field == "until" and n.day is not None:
+            conds.append("versions_fts.rowid < ?")
+            c.params.append(_key(until_bound(n.day)))
+    order = "bm25(versions_fts)" if sort == "relevance" else "versions_fts.rowid DESC"
+    sql = (
+        "SELECT v.id, v.post_id FROM versions_fts"
+        " JOIN versions v ON v.id = versions_fts.rowid JOIN posts p ON p.id = v.post_id"
+        f" WHERE {' AND '.join(conds)} ORDER BY {order}"
+    )
+    return _Plan(sql, tuple(c.params))
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+async def iter_matches(
+    archive: Archive, query: Query, *, sort: str = "newest"
+) -> AsyncIterator[tuple[int, int]]:
+    """``(post id, version id)`` of each matching post once, in display order, lazily."""
+    p = await plan(archive, query, sort)
+    seen: set[int] = set()
+    async with archive.db.execute(p.sql, p.params) as cur:
+        async for vid, pid in cur:
+            if pid not in seen:
+                seen.add(pid)
+                yield pid, vid
+
+
+_HYDRATE = """
+SELECT p.id, p.channel_id, c.username, c.title, p.message_id, p.date, cur.text AS text,
+       hit.text AS hit_text, p.edited, p.deleted_at, p.views, p.fwd_from_title, p.fwd_from_id,
+       p.media_kind
+FROM posts p
+JOIN channels c ON c.id = p.channel_id
+JOIN versions cur ON cur.id = p.current_version_id
+JOIN versions hit ON hit.id = ?
+WHERE p.id = ?
+"""
+
+
+async def hydrate(archive: Archive, query: Query, found: Sequence[tuple[int, int]]) -> list[Hit]:
+    hits: list[Hit] = []
+    for pid, vid in found:
+        r = await archive.fetchone(_HYDRATE, (vid, pid))
+        if r is None:
+            continue
+        snip, spans = snippet(r["hit_text"], query)
+        date = parse_ts(r["date"])
+        assert date is not None
+        fwd = r["fwd_from_title"] or (str(r["fwd_from_id"]) if r["fwd_from_id"] else None)
+        hits.append(
+            Hit(
+                post_id=pid,
+                version_id=vid,
+                channel_id=r["channel_id"],
+                channel=r["username"],
+                channel_title=r["title"],
+                message_id=r["message_id"],
+                date=date,
+                text=r["text"],
+                snippet=snip,
+                spans=spans,
+                link=post_link(r["channel_id"], r["username"], r["message_id"]),
+                edited=bool(r["edited"]),
+                deleted=r["deleted_at"] is not None,
+                deleted_at=parse_ts(r["deleted_at"]),
+                views=r["views"],
+                forwarded_from=fwd,
+                media_kind=r["media_kind"],
+            )
+        )
+    return hits
+
+
+async def search(
+    archive: Archive, query: Query, *, limit: int = 20, offset: int = 0, sort: str = "newest"
+) -> list[Hit]:
+    """One page of results."""
+    found: list[tuple[int, int]] = []
+    i = 0
+    async for pair in iter_matches(archive, query, sort=sort):
+        if i >= offset:
+            found.append(pair)
+            if len(found) >= limit:
+                break
+        i += 1
+    return await hydrate(archive, query, found)
+
+
+async def iter_hits(
+    archive: Archive, query: Query, *, sort: str = "newest", limit: int | None = None
+) -> AsyncIterator[Hit]:
+    """Every result (for exports), hydrated in chunks; memory stays flat."""
+    batch: list[tuple[int, int]] = []
+    n = 0
+    async for pair in iter_matches(archive, query, sort=sort):
+        batch.append(pair)
+        n += 1
+        if len(batch) >= _HYDRATE_CHUNK:
+            for hit in await hydrate(archive, query, batch):
+                yield hit
+            batch = []
+        if limit is not None and n >= limit:
+            break
+    for hit in await hydrate(archive, query, batch):
+        yield hit
+
+
+async def count(archive: Archive, query: Query) -> int:
+    n = 0
+    async for _ in iter_matches(archive, query):
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    text: str
+    edit_date: datetime | None
+    seen_at: datetime
+    sha256: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostHistory:
+    channel_id: int
+    channel: str | None
+    channel_title: str | None
+    message_id: int
+    date: datetime
+    link: str
+    versions: list[VersionInfo]  # oldest first
+    deleted: bool
+    deleted_at: datetime | None
+    deleted_how: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(d: datetime | None) -> str | None:
+            return None if d is None else d.isoformat().replace("+00:00", "Z")
+
+        return {
+            "channel_id": self.channel_id,
+            "message_id": self.message_id,
+            "versions": [
+                {
+                    "text": v.text,
+                    "edit_date": iso(v.edit_date),
+                    "seen_at": iso(v.seen_at),
+                    "sha256": v.sha256,
+                }
+                for v in self.versions
+            ],
+            "deleted": self.deleted,
+            "deleted_at": iso(self.deleted_at),
+        }
+
+
+class PostNotFound(TelewatchError):
+    pass
+
+
+async def history(archive: Archive, channel: str | int, message_id: int) -> PostHistory:
+    """Every version of one post, oldest first (by when each was seen), and its deletion."""
+    ch = await require_channel(archive, channel)
+    post = await archive.fetchone(
+        "SELECT * FROM posts WHERE channel_id = ? AND message_id = ?", (ch.id, message_id)
+    )
+    if post is None:
+        raise PostNotFound(
+            f"{ch.name}: no post {message_id} in the archive "
+            f"(newest archived: {await _max_message(archive, ch.id)})"
+        )
+    rows = await archive.fetchall(
+        "SELECT text, edit_date, seen_at, sha256, source FROM versions WHERE post_id = ?"
+        " ORDER BY coalesce(edit_date, ''), seen_at, id",
+        (post["id"],),
+    )
+    versions = []
+    for r in rows:
+        seen = parse_ts(r["seen_at"])
+        assert seen is not None
+        versions.append(
+            VersionInfo(r["text"], parse_ts(r["edit_date"]), seen, r["sha256"], r["source"])
+        )
+    date = parse_ts(post["date"])
+    assert date is not None
+    return PostHistory(
+        channel_id=ch.id,
+        channel=ch.username,
+        channel_title=ch.title,
+        message_id=message_id,
+        date=date,
+        link=post_link(ch.id, ch.username, message_id),
+        versions=versions,
+        deleted=post["deleted_at"] is not None,
+        deleted_at=parse_ts(post["deleted_at"]),
+        deleted_how=post["deleted_how"],
+    )
+
+
+async def _max_message(archive: Archive, channel_id: int) -> int | None:
+    row = await archive.fetchone(
+        "SELECT max(message_id) FROM posts WHERE channel_id = ?", (channel_id,)
+    )
+    return None if row is None else row[0]
+
+
+# ---------------------------------------------------------------------------- stats
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStats:
+    channel_id: int
+    channel: str | None
+    title: str | None
+    source: str
+    posts: int
+    edits: int  # versions beyond the first
+    edited_posts: int
+    deletions: int
+    first_post: datetime | None
+    last_post: datetime | None
+    last_sync: datetime | None
+    last_sync_ok: datetime | None
+    sync_status: str | None
+    last_error: str | None
+    flood_wait_until: datetime | None
+    backfilled: bool
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(d: datetime | None) -> str | None:
+            return None if d is None else d.isoformat().replace("+00:00", "Z")
+
+        return {
+            "channel_id": self.channel_id,
+            "channel": self.channel,
+            "title": self.title,
+            "source": self.source,
+            "posts": self.posts,
+            "edits": self.edits,
+            "edited_posts": self.edited_posts,
+            "deletions": self.deletions,
+            "first_post": iso(self.first_post),
+            "last_post": iso(self.last_post),
+            "last_sync": iso(self.last_sync),
+            "last_sync_ok": iso(self.last_sync_ok),
+            "sync_status": self.sync_status,
+            "last_error": self.last_error,
+            "flood_wait_until": iso(self.flood_wait_until),
+            "backfilled": self.backfilled,
+        }
+
+
+async def channel_stats(archive: Archive) -> list[ChannelStats]:
+    rows = await archive.fetchall(
+        """
+        SELECT c.*, coalesce(s.posts, 0) AS posts, coalesce(s.edits, 0) AS edits,
+               coalesce(s.edited_posts, 0) AS edited_posts, coalesce(s.deletions, 0) AS deletions,
+               s.first_post, s.last_post
+        FROM channels c LEFT JOIN (
+            SELECT channel_id, count(*) AS posts, sum(version_count - 1) AS edits,
+                   sum(edited) AS edited_posts, count(deleted_at) AS deletions,
+                   min(date) AS first_post, max(date) AS last_post
+            FROM posts WHERE is_service = 0 GROUP BY channel_id
+        ) s ON s.channel_id = c.id
+        ORDER BY coalesce(c.username, c.title, c.id)
+        """
+    )
+    return [
+        ChannelStats(
+            channel_id=r["id"],
+            channel=r["username"],
+            title=r["title"],
+            source=r["source"],
+            posts=r["posts"],
+            edits=r["edits"],
+            edited_posts=r["edited_posts"],
+            deletions=r["deletions"],
+            first_post=parse_ts(r["first_post"]),
+            last_post=parse_ts(r["last_post"]),
+            last_sync=parse_ts(r["last_sync_at"]),
+            last_sync_ok=parse_ts(r["last_sync_ok_at"]),
+            sync_status=r["last_sync_status"],
+            last_error=r["last_error"],
+            flood_wait_until=parse_ts(r["flood_wait_until"]),
+            backfilled=r["backfilled_at"] is not None,
+        )
+        for r in rows
+    ]
+
+
+def reactions(raw: str | None) -> list[tuple[str, int]]:
+    return [] if not raw else [(str(k), int(n)) for k, n in json.loads(raw)]
