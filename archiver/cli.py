@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import IO, Any, ParamSpec, TypeVar
 
 import click
 
@@ -343,7 +343,7 @@ async def export(
     archive = await app.open_archive(create=False)
     n = 0
     try:
-        out = (
+        out: IO[str] = (
             output.open("w", encoding="utf-8", newline="")
             if output
             else click.get_text_stream("stdout")

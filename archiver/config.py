@@ -108,7 +108,7 @@ class BotSettings:
 
 @dataclass(frozen=True, slots=True)
 class DisplaySettings:
-    timezone: ZoneInfo = ZoneInfo("UTC")
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,7 +472,8 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
     for i, rule in enumerate(rules):
         if rule.name in names:
             raise ConfigError(
-                f"{where}: rules[{i}]: the name {rule.name!r} is already used by rules[{names[rule.name]}]"
+                f"{where}: rules[{i}]: the name {rule.name!r} is already used by "
+                f"rules[{names[rule.name]}]"
             )
         names[rule.name] = i
 
@@ -584,7 +585,12 @@ def summary(settings: Settings) -> list[str]:
         f"archive: {s.storage.path}",
         f"backups: {s.storage.backup_dir} (keep {s.storage.backup_keep})",
         f"telegram: api_id {secret(s.telegram.api_id)}, api_hash {secret(s.telegram.api_hash)}, "
-        f"session {'string from TELEWATCH_SESSION' if s.telegram.session_string else s.telegram.session}",
+        "session "
+        + (
+            "string from TELEWATCH_SESSION"
+            if s.telegram.session_string
+            else str(s.telegram.session)
+        ),
         f"bot: token {secret(s.bot.token)}, {len(s.bot.admins)} admin(s), "
         f"{len(s.bot.allowed_users)} allowed user(s), {len(s.bot.allowed_chats)} allowed chat(s)",
         f"display time zone: {s.display.timezone.key}",

@@ -89,7 +89,8 @@ def stats_lines(rows: Iterable[ChannelStats], tz: ZoneInfo) -> list[str]:
             state += f": {s.last_error}"
         out.append(
             f"{name} ({s.channel_id}, {s.source}): {s.posts} posts, {s.edits} edits, "
-            f"{s.deletions} deletions; posts {local(s.first_post, tz)} .. {local(s.last_post, tz)}; "
+            f"{s.deletions} deletions; "
+            f"posts {local(s.first_post, tz)} .. {local(s.last_post, tz)}; "
             f"last sync {sync} ({state})"
         )
     return out or [

@@ -354,10 +354,7 @@ class Doc:
 def contains_phrase(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
     n = len(phrase)
     first = phrase[0]
-    for i, w in enumerate(words):
-        if w == first and words[i : i + n] == phrase:
-            return True
-    return False
+    return any(w == first and words[i : i + n] == phrase for i, w in enumerate(words))
 
 
 def match_text(node: TextNode, doc: Doc) -> bool:

@@ -80,7 +80,7 @@ class Archive:
     async def open(cls, path: Path | str, *, create: bool = True) -> Archive:
         """Open (and create and migrate) the archive at ``path``."""
         p = Path(path)
-        if not create and not p.exists():
+        if not create and not await asyncio.to_thread(p.exists):
             raise ArchiveError(
                 f"{p}: no archive here yet; run `telewatch import` or `telewatch sync` first"
             )
@@ -122,7 +122,10 @@ class Archive:
             )
         for version in range(current, len(MIGRATIONS)):
             log.info("archive %s: migrating schema %d -> %d", self.path, version, version + 1)
-            script = f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\nPRAGMA user_version = {version + 1};\nCOMMIT;"
+            script = (
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
+                f"PRAGMA user_version = {version + 1};\nCOMMIT;"
+            )
             try:
                 await self.db.executescript(script)
             except sqlite3.Error:

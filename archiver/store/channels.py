@@ -108,10 +108,7 @@ async def upsert_channel(archive: Archive, info: ChannelInfo, *, source: str) ->
 
 async def get_channel(archive: Archive, ref: str | int | ChannelRef) -> ChannelRow | None:
     """The archived channel named by a username, a bare or marked id, or a t.me link."""
-    if isinstance(ref, ChannelRef):
-        parsed = ref
-    else:
-        parsed = parse_ref(str(ref))
+    parsed = ref if isinstance(ref, ChannelRef) else parse_ref(str(ref))
     if parsed.id is not None:
         row = await archive.fetchone("SELECT * FROM channels WHERE id = ?", (parsed.id,))
     else:

@@ -295,7 +295,7 @@ async def ingest(
             if old.shas is None:
                 old.shas = await _version_shas(db, old.post_id)
             if sha in old.shas:  # a text we already have: a revert, or an older export
-                vid, vdate = old.shas[sha]
+                vid, _ = old.shas[sha]
                 if edit_date is not None and (old.edit_date is None or edit_date > old.edit_date):
                     current.append((vid, 0, old.post_id))
                     old.current_version_id, old.sha, old.edit_date = vid, sha, edit_date
