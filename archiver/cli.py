@@ -346,7 +346,7 @@ async def export(
         out: IO[str] = (
             output.open("w", encoding="utf-8", newline="")
             if output
-            else click.get_text_stream("stdout")
+            else sys.stdout
         )
         try:
             writer = CsvWriter(out) if fmt == "csv" else None
