@@ -1,0 +1,58 @@
+# telewatch: `make demo` and `make test` work on a fresh machine with Python 3.11+ and make.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DB ?= data/demo.db
+
+.PHONY: setup demo run test lint check bench lock clean
+
+$(STAMP): pyproject.toml requirements-dev.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+## setup: create .venv with the pinned dependencies and telewatch itself
+setup: $(STAMP)
+
+## demo: the whole pipeline on the bundled sample channel (no Telegram credentials needed)
+demo: setup
+	$(BIN)/telewatch --db $(DEMO_DB) demo
+
+## run: follow the configured channels (needs config.toml and `telewatch login`)
+run: setup
+	$(BIN)/telewatch run
+
+## test: the test suite (no network, no Telegram)
+test: setup
+	$(BIN)/python -m pytest -q
+
+## lint: ruff, ruff format --check, mypy --strict, hadolint
+lint: setup
+	$(BIN)/ruff check archiver bot tests bench
+	$(BIN)/ruff format --check archiver bot tests bench
+	$(BIN)/mypy --strict archiver bot
+	$(BIN)/hadolint Dockerfile
+
+check: test lint
+
+## bench: the benchmarks (minutes; figures go to docs/benchmarks.md)
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+## lock: regenerate the pinned requirement files from pyproject.toml
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet --upgrade pip
+	.lockvenv/bin/pip install --quiet .
+	(echo "# Pinned runtime dependencies (pip freeze of a clean install). Regenerate: make lock"; \
+		.lockvenv/bin/pip freeze --exclude telewatch) > requirements.lock
+	.lockvenv/bin/pip install --quiet ".[dev]"
+	(echo "# Pinned runtime + development dependencies. Regenerate: make lock"; \
+		.lockvenv/bin/pip freeze --exclude telewatch) > requirements-dev.lock
+	rm -rf .lockvenv
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
