@@ -343,11 +343,7 @@ async def export(
     archive = await app.open_archive(create=False)
     n = 0
     try:
-        out: IO[str] = (
-            output.open("w", encoding="utf-8", newline="")
-            if output
-            else sys.stdout
-        )
+        out: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
         try:
             writer = CsvWriter(out) if fmt == "csv" else None
             async for hit in iter_hits(archive, q):
@@ -410,6 +406,26 @@ def config_check(app: App) -> None:
 
     click.echo("\n".join(summary(app.settings)))
     click.echo("config OK")
+
+
+@cli.command()
+@pass_app
+@run_async
+async def demo(app: App) -> None:
+    """The whole pipeline on the bundled sample channel, with no Telegram account.
+
+    Imports the sample export, searches it, backtests two rules, replays a new post, an edit
+    and a deletion through the live ingest path, and prints the alerts the bot would send.
+    Writes only to a demo archive (default data/demo.db with `make demo`).
+
+    \b
+    Example:
+      telewatch --db data/demo.db demo
+    """
+    from archiver.demo import run_demo
+
+    path = app.db_override or Path("data/demo.db")
+    await run_demo(path, click.echo, tz_name=app.settings.display.timezone.key)
 
 
 def main() -> None:
