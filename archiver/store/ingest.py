@@ -180,6 +180,15 @@ class _AlertBuffer:
         self.matcher = matcher
         self.now = now
         self.rows: list[tuple[Any, ...]] = []
+        self.texts: dict[int, str] = {}  # versions of this batch, not in the table yet
+
+    def recipients_of(self, post_id: int) -> dict[int, set[str]]:
+        """Recipients (and rules) of the alerts this batch queued for a post so far."""
+        out: dict[int, set[str]] = {}
+        for row in self.rows:
+            if row[0] == post_id:
+                out.setdefault(row[3], set()).update(json.loads(row[5]))
+        return out
 
     def add(
         self,
@@ -269,6 +278,7 @@ async def ingest(
                     (vid, post_id, p.text, _entities_json(p), edit_date, now, sha, source, p.raw,
                      analysis.words_text, analysis.lemmas_text)
                 )  # fmt: skip
+                buf.texts[vid] = p.text
                 existing[key] = _Existing(
                     post_id, vid, sha, edit_date, False, date, media_kind, link,
                     p.edit_date is not None, {sha: (vid, edit_date)},
@@ -308,6 +318,7 @@ async def ingest(
                 (vid, old.post_id, p.text, _entities_json(p), edit_date, now, sha, source, p.raw,
                  analysis.words_text, analysis.lemmas_text)
             )  # fmt: skip
+            buf.texts[vid] = p.text
             old.shas[sha] = (vid, edit_date)
             versions_added += 1
             older = (
@@ -380,9 +391,11 @@ async def _edit_alerts(
 ) -> None:
     """Alerts for an edit: recipients whose rules now match but did not before, and everyone
     already alerted about this post (they get old against new)."""
-    async with db.execute("SELECT text FROM versions WHERE id = ?", (prev_vid,)) as cur:
-        row = await cur.fetchone()
-    old_text = row[0] if row else ""
+    old_text = buf.texts.get(prev_vid)  # the previous version may be in this same batch
+    if old_text is None:
+        async with db.execute("SELECT text FROM versions WHERE id = ?", (prev_vid,)) as cur:
+            row = await cur.fetchone()
+        old_text = row[0] if row else ""
     common = {
         "channel_id": p.channel_id,
         "username": usernames.get(p.channel_id),
@@ -399,7 +412,10 @@ async def _edit_alerts(
     for r, rules in now_hits.items():
         if rules - before_hits.get(r, set()):
             recipients[r] = set(rules)
-    for r, (rules, _) in (await _previous_recipients(db, old.post_id)).items():
+    previous = {r: rules for r, (rules, _) in (await _previous_recipients(db, old.post_id)).items()}
+    for r, rules in buf.recipients_of(old.post_id).items():  # queued earlier in this batch
+        previous.setdefault(r, set()).update(rules)
+    for r, rules in previous.items():
         wanted = {n for n in rules if buf.matcher is None or buf.matcher.wants(n, "edited")}
         if wanted:
             recipients.setdefault(r, set()).update(wanted | now_hits.get(r, set()))
