@@ -428,6 +428,150 @@ async def demo(app: App) -> None:
     await run_demo(path, click.echo, tz_name=app.settings.display.timezone.key)
 
 
+# ---------------------------------------------------------------------------- operations
+
+
+@cli.command()
+@click.option("--no-bot", is_flag=True, help="The archiver alone; run `telewatch bot` elsewhere.")
+@pass_app
+@run_async
+async def run(app: App, no_bot: bool) -> None:
+    """Follow every channel, run the scheduled jobs and serve the bot, in one process.
+
+    Live updates for Telethon channels with join = true, the [schedule] jobs (sync of the
+    other channels, recheck, backup, maintenance, digest), a heartbeat for `telewatch health`,
+    and the bot unless --no-bot. Stops cleanly on SIGTERM or Ctrl-C. A second `run` or `sync`
+    on the same archive or session refuses to start. See docs/operations.md.
+
+    \b
+    Examples:
+      telewatch run
+      telewatch --log-format json run --no-bot
+    """
+    from archiver.runner import run as run_service
+
+    await run_service(app.settings, with_bot=not no_bot)
+
+
+@cli.command()
+@click.option(
+    "--process",
+    type=click.Choice(["run", "bot", "sync", "none"]),
+    default="run",
+    show_default=True,
+    help="Whose heartbeat must be fresh; none in cron mode (channels only).",
+)
+@pass_app
+@click.pass_context
+@run_async
+async def health(ctx: click.Context, app: App, process: str) -> None:
+    """Exit 0 when the running process and every channel are fresh, else 1 with the reasons.
+
+    Fresh: the process wrote its heartbeat within three [schedule] heartbeat_seconds (at least
+    90 s), and each configured channel synced successfully within stale_after_minutes. The
+    container's HEALTHCHECK runs this.
+
+    \b
+    Examples:
+      telewatch health
+      telewatch health --process none   # cron mode: channels only
+    """
+    from archiver.health import check_health
+
+    settings = app.settings
+    archive = await app.open_archive(create=False)
+    try:
+        report = await check_health(
+            archive, settings, process=None if process == "none" else process
+        )
+    finally:
+        await archive.close()
+    for line in report.ok_lines:
+        click.echo(f"ok: {line}")
+    for line in report.problems:
+        click.echo(f"PROBLEM: {line}")
+    if not report.healthy:
+        click.echo(f"unhealthy: {len(report.problems)} problem(s)", err=True)
+        ctx.exit(EXIT_FAILED)
+    click.echo("healthy")
+
+
+@cli.command()
+@pass_app
+@run_async
+async def backup(app: App) -> None:
+    """Back up the archive now (safe while telewatch runs) and keep the newest N.
+
+    Uses SQLite's online backup into [storage] backup_dir, checks the copy with
+    PRAGMA integrity_check, and deletes the oldest beyond [storage] backup_keep.
+
+    \b
+    Example:
+      telewatch backup
+    """
+    from archiver.backup import backup as run_backup
+
+    st = app.settings.storage
+    result = await run_backup(st.path, st.backup_dir, st.backup_keep)
+    click.echo(
+        f"{result.path}: {result.size} bytes, verified; {len(result.removed)} old backup(s) removed"
+    )
+
+
+@cli.command()
+@click.argument("backup_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def restore(app: App, backup_file: Path, yes: bool) -> None:
+    """Replace the archive with a backup (stop `telewatch run` first).
+
+    The backup is verified first; the archive's lock is held while it is written, so this
+    refuses while a `run` or `sync` is going on. Everything archived after the backup is lost:
+    make a backup of the current state first if in doubt.
+
+    \b
+    Example:
+      telewatch restore data/backups/telewatch-20240501T033000Z.db
+    """
+    from archiver.backup import restore_sync, verify
+    from archiver.lock import archive_lock
+
+    settings = app.settings
+    verify(backup_file)
+    target = settings.storage.path
+    if not yes:
+        click.confirm(f"Replace {target} with {backup_file}?", abort=True, err=True)
+    lock = archive_lock(settings)
+    lock.acquire("restore")
+    try:
+        restore_sync(backup_file, target)
+    finally:
+        lock.release()
+    click.echo(f"{target}: restored from {backup_file}")
+
+
+@cli.command()
+@pass_app
+@run_async
+async def maintenance(app: App) -> None:
+    """Optimise the archive: PRAGMA optimize, merge the full-text index, checkpoint the WAL.
+
+    Safe while telewatch runs; `telewatch run` does it weekly ([schedule] maintenance).
+
+    \b
+    Example:
+      telewatch maintenance
+    """
+    from archiver.maintenance import maintain
+
+    archive = await app.open_archive(create=False)
+    try:
+        result = await maintain(archive)
+    finally:
+        await archive.close()
+    click.echo(f"maintenance done in {result.seconds:.1f} s")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="telewatch")

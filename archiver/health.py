@@ -1,0 +1,106 @@
+"""``telewatch health``: is the running process alive and is every channel being synced?
+
+Healthy means both:
+
+- the heartbeat of the process (``run`` by default; ``bot`` or ``sync`` with ``--process``) is
+  younger than :func:`heartbeat_limit` (three heartbeats, at least 90 s): the process writes one
+  every ``[schedule] heartbeat_seconds``;
+- every configured channel had a successful sync within ``[schedule] stale_after_minutes``. A
+  channel still on its first pass counts as fresh for that long after it was first seen.
+
+Anything else is a problem with a one-line reason. The container's ``HEALTHCHECK`` runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from archiver.config import Settings
+from archiver.store.archive import Archive, parse_ts, utcnow
+from archiver.store.channels import get_channel
+
+PROCESSES = ("run", "bot", "sync")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    ok_lines: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def heartbeat_limit(settings: Settings) -> timedelta:
+    return timedelta(seconds=max(3 * settings.schedule.heartbeat_seconds, 90))
+
+
+def _age(now: datetime, then: datetime) -> str:
+    seconds = int((now - then).total_seconds())
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+async def check_health(
+    archive: Archive,
+    settings: Settings,
+    *,
+    process: str | None = "run",
+    now: datetime | None = None,
+) -> HealthReport:
+    """Check the heartbeat of ``process`` (None: skip, e.g. in cron mode) and every configured
+    channel's last successful sync."""
+    now = now or utcnow()
+    ok: list[str] = []
+    problems: list[str] = []
+
+    if process is not None:
+        row = await archive.fetchone("SELECT pid, at FROM heartbeats WHERE process = ?", (process,))
+        at = parse_ts(row["at"]) if row is not None else None
+        limit = heartbeat_limit(settings)
+        if at is None:
+            problems.append(
+                f"process {process}: no heartbeat yet; is `telewatch {process}` running?"
+            )
+        elif now - at > limit:
+            pid = row["pid"] if row is not None else None
+            problems.append(
+                f"process {process}: last heartbeat {_age(now, at)} (pid {pid}), older than "
+                f"{int(limit.total_seconds())} s; is it running or stuck?"
+            )
+        else:
+            ok.append(f"process {process}: heartbeat {_age(now, at)}")
+
+    stale = timedelta(minutes=settings.schedule.stale_after_minutes)
+    for cfg in settings.channels:
+        ch = await get_channel(archive, cfg.ref)
+        name = str(cfg.ref)
+        if ch is None:
+            problems.append(f"channel {name}: never synced")
+            continue
+        last = ch.last_sync_ok_at
+        if last is not None and now - last <= stale:
+            ok.append(f"channel {name}: synced {_age(now, last)}")
+            continue
+        if last is None and not ch.backfilled and now - ch.created_at <= stale:
+            ok.append(f"channel {name}: first sync in progress")
+            continue
+        when = f"last successful sync {_age(now, last)}" if last else "no successful sync"
+        why = ""
+        if ch.flood_wait_until is not None and ch.flood_wait_until > now:
+            why = f"; flood wait until {ch.flood_wait_until:%Y-%m-%d %H:%M} UTC"
+        elif ch.last_sync_status and ch.last_sync_status != "ok":
+            why = f"; last attempt: {ch.last_sync_status}"
+            if ch.last_error:
+                why += f" ({ch.last_error})"
+        problems.append(
+            f"channel {name}: {when}, older than {settings.schedule.stale_after_minutes} min{why}"
+        )
+    return HealthReport(tuple(ok), tuple(problems))

@@ -1,0 +1,54 @@
+"""Weekly upkeep of the archive: the query planner's statistics and the full-text index.
+
+- ``PRAGMA optimize``: lets SQLite refresh the statistics its query planner uses.
+- FTS5 ``'optimize'``: merges the index's segments into one, so searches read fewer b-trees
+  (an index that only ever grows by small inserts ends up with many segments).
+- ``PRAGMA wal_checkpoint(TRUNCATE)``: folds the write-ahead log back into the archive file
+  and shrinks it, so a copied archive file is complete and the ``-wal`` stays small.
+
+All three are safe while the bot and other readers run; the FTS merge holds the write lock
+for its duration (seconds on a few million posts), and writers wait for it (busy timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from archiver.store.archive import BUSY_TIMEOUT_MS, Archive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceResult:
+    seconds: float
+    wal_pages: int  # pages in the write-ahead log before the checkpoint (-1: unknown)
+
+
+async def maintain(archive: Archive) -> MaintenanceResult:
+    """Run ``PRAGMA optimize``, the FTS5 ``optimize`` merge and a WAL checkpoint."""
+    started = time.monotonic()
+    async with archive.transaction() as db:
+        await db.execute("INSERT INTO versions_fts (versions_fts) VALUES ('optimize')")
+        await db.execute("PRAGMA optimize")
+    # Its own connection: a checkpoint cannot run inside a transaction, and the archive's
+    # connection may be inside one of another task's by now.
+    wal_pages = await asyncio.to_thread(_checkpoint, archive.path)
+    seconds = time.monotonic() - started
+    log.info("maintenance: done in %.1f s (%d WAL pages checkpointed)", seconds, wal_pages)
+    return MaintenanceResult(seconds, wal_pages)
+
+
+def _checkpoint(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
+    return int(row[1]) if row is not None and row[1] is not None else -1

@@ -1,0 +1,254 @@
+"""``telewatch run``: the whole service in one asyncio process.
+
+Started in this order, each stopped in the reverse order:
+
+1. the locks of the archive (and of the Telegram session when a channel uses Telethon): a
+   second ``run`` or ``sync`` refuses at once;
+2. the archive, with the rules engine installed, so every ingest queues its alerts;
+3. the heartbeat (``heartbeats`` row ``run``, every ``[schedule] heartbeat_seconds``), which
+   ``telewatch health`` reads;
+4. one Telethon client, when any channel uses Telethon, shared by everything below (one session
+   per process) and the live listener for the ``join = true`` channels;
+5. the scheduler: ``sync`` for the channels that are not followed live (polled Telethon
+   channels and web channels; it also runs once at start), ``recheck``, ``backup``,
+   ``maintenance`` and ``digest``;
+6. the bot (imported lazily), unless ``--no-bot``: then run ``telewatch bot`` elsewhere.
+
+SIGTERM or SIGINT sets one stop event. Each part is given a few seconds to finish what it is
+doing and is then cancelled; every write is one transaction and every cursor is in the archive,
+so nothing is lost: the next start resumes from there. The whole shutdown takes well under
+10 s (Docker's default grace period). A part that fails stops the others and the command exits
+non-zero with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from archiver.config import Settings
+from archiver.errors import ConfigError, TelewatchError
+from archiver.lock import instance_lock
+from archiver.store.archive import Archive
+
+log = logging.getLogger(__name__)
+
+PROCESS = "run"
+BOT_GRACE = 4.0  # seconds the bot gets to finish its current send and stop polling
+JOBS_GRACE = 3.0  # seconds running jobs get before they are cancelled
+LIVE_GRACE = 2.0
+
+
+def uses_telethon(settings: Settings) -> bool:
+    return any(c.source == "telethon" for c in settings.channels)
+
+
+async def heartbeat_loop(archive: Archive, seconds: float, stop: asyncio.Event) -> None:
+    """Write the ``run`` heartbeat now and every ``seconds`` until ``stop`` is set."""
+    pid = os.getpid()
+    while not stop.is_set():
+        try:
+            await archive.heartbeat(PROCESS, pid)
+        except sqlite3.OperationalError as exc:  # busy for longer than the busy timeout
+            log.warning("heartbeat: not written (%s); trying again", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _finish(task: asyncio.Task[Any], grace: float, what: str) -> None:
+    """Give ``task`` up to ``grace`` seconds to end by itself, then cancel it; log how it
+    failed, if it did (with the traceback: the log is redacted)."""
+    if not task.done():
+        await asyncio.wait([task], timeout=grace)
+    if not task.done():
+        log.warning("%s: did not stop within %.0f s; cancelling", what, grace)
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
+    if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+        if isinstance(exc, TelewatchError):
+            log.error("%s: %s", what, exc)
+        else:
+            log.error("%s failed", what, exc_info=exc)
+
+
+def _jobs(
+    archive: Archive, settings: Settings, client: Any, live: bool
+) -> dict[str, Callable[[], Awaitable[object]]]:
+    """The scheduler's job functions (the imports happen when a job first runs)."""
+    polled = [c for c in settings.channels if not (live and c.source == "telethon" and c.join)]
+
+    async def sync() -> object:
+        from archiver.sync import sync_all
+
+        if not polled:
+            return []
+        return await sync_all(archive, settings, client=client, channels=polled)
+
+    async def recheck() -> object:
+        from archiver.sync import recheck_all
+
+        return await recheck_all(archive, settings, client=client)
+
+    async def backup() -> object:
+        from archiver.backup import backup as run_backup
+
+        st = settings.storage
+        return await run_backup(archive.path, st.backup_dir, st.backup_keep)
+
+    async def maintenance() -> object:
+        from archiver.maintenance import maintain
+
+        return await maintain(archive)
+
+    jobs: dict[str, Callable[[], Awaitable[object]]] = {
+        "sync": sync,
+        "backup": backup,
+        "maintenance": maintenance,
+    }
+    if uses_telethon(settings):
+        jobs["recheck"] = recheck
+    if settings.bot.token:
+
+        async def digest() -> object:
+            from archiver.digest import send_digests
+
+            return await send_digests(archive, settings)
+
+        jobs["digest"] = digest
+    elif settings.schedule.digest:
+        log.warning("schedule.digest is set but bot.token is not: no digest will be sent")
+    return jobs
+
+
+async def run(
+    settings: Settings,
+    *,
+    with_bot: bool = True,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set); see the module docstring."""
+    if with_bot and not settings.bot.token:
+        raise ConfigError(
+            "bot.token: not set; set TELEWATCH_BOT_TOKEN (or [bot] token), "
+            "or run the archiver alone with `telewatch run --no-bot`"
+        )
+    stop = stop or asyncio.Event()
+    with instance_lock(settings, session=uses_telethon(settings), command="run"):
+        await _run(settings, with_bot, stop)
+
+
+async def _run(settings: Settings, with_bot: bool, stop: asyncio.Event) -> None:
+    tasks: dict[str, asyncio.Task[Any]] = {}  # the long-running parts, by name
+    trigger: list[str] = []  # the part whose end stopped the others, if one did
+
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await _start(settings, with_bot, stop, stack, tasks, trigger)
+            await stop.wait()
+            log.info("telewatch run: stopping")
+        finally:
+            stop.set()  # teardown (the stack, in reverse) starts with every part told to stop
+    log.info("telewatch run: stopped")
+    if trigger:
+        failure = _failure(trigger[0], tasks[trigger[0]])
+        if failure is not None:
+            raise failure
+
+
+async def _start(
+    settings: Settings,
+    with_bot: bool,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
+    tasks: dict[str, asyncio.Task[Any]],
+    trigger: list[str],
+) -> None:
+    from archiver.rules import RuleLoader
+    from archiver.scheduler import Scheduler
+
+    loop = asyncio.get_running_loop()
+    loader = RuleLoader(settings.rules)  # a bad config rule stops start-up here
+    archive = await Archive.open(settings.storage.path)
+    stack.push_async_callback(archive.close)
+    loader.install(archive)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
+        stack.callback(loop.remove_signal_handler, sig)
+
+    def start(name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        def ended(task: asyncio.Task[Any]) -> None:
+            if stop.is_set() or (name == "live" and not task.cancelled() and not task.exception()):
+                return  # told to stop; or nothing to follow live, which is no reason to stop
+            trigger.append(name)
+            stop.set()
+
+        task = loop.create_task(coro, name=name)
+        task.add_done_callback(ended)
+        tasks[name] = task
+        return task
+
+    hb = start("heartbeat", heartbeat_loop(archive, settings.schedule.heartbeat_seconds, stop))
+    stack.push_async_callback(_finish, hb, 1.0, "heartbeat")
+
+    client: Any = None
+    live = any(c.source == "telethon" and c.join for c in settings.channels)
+    if uses_telethon(settings):
+        from archiver.sources import telethon as tg
+
+        client = await tg.connect_client(settings, receive_updates=live)
+        stack.push_async_callback(client.disconnect)
+    if live:
+        from archiver.sync import follow_live
+
+        task = start("live", follow_live(archive, settings, stop, client=client))
+        stack.push_async_callback(_finish, task, LIVE_GRACE, "live listener")
+
+    scheduler = Scheduler(
+        _jobs(archive, settings, client, live),
+        settings.schedule,
+        timezone=settings.display.timezone,
+    )
+    scheduler.start(run_now=["sync"] if settings.channels else [])
+    stack.push_async_callback(scheduler.stop, JOBS_GRACE)
+
+    if with_bot:
+        from bot.app import run_bot
+
+        task = start("bot", run_bot(settings, archive=archive, stop_event=stop))
+        stack.push_async_callback(_finish, task, BOT_GRACE, "bot")
+
+    log.info(
+        "telewatch run: started (pid %d): %d channel(s), live %s, jobs %s, bot %s",
+        os.getpid(),
+        len(settings.channels),
+        "on" if live else "off",
+        ", ".join(scheduler.job_names) or "none",
+        "on" if with_bot else "off",
+    )
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+    if not stop.is_set():
+        log.info("received %s: shutting down", sig.name)
+        stop.set()
+
+
+def _failure(name: str, task: asyncio.Task[Any]) -> TelewatchError | None:
+    """Why the part that ended first stopped the process (it was not told to stop)."""
+    if task.cancelled():
+        return TelewatchError(f"{name} was cancelled unexpectedly; see the log above")
+    exc = task.exception()
+    if isinstance(exc, TelewatchError):
+        return exc
+    if exc is not None:
+        # Never the exception's own text here: it may carry a token, and this line is printed
+        # by the CLI without the log's redaction. The log line (redacted) has the details.
+        return TelewatchError(f"{name} failed with {type(exc).__name__}; see the log above")
+    return TelewatchError(f"{name} stopped unexpectedly; see the log above")
