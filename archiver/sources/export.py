@@ -33,7 +33,7 @@ import ast
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -42,6 +42,9 @@ import ijson
 
 from archiver.errors import InputFileError
 from archiver.models import ChannelInfo, Entity, Forward, Media, Post, marked_id
+from archiver.store.archive import Archive
+from archiver.store.channels import upsert_channel
+from archiver.store.ingest import ingest
 
 log = logging.getLogger(__name__)
 
@@ -318,13 +321,19 @@ class ExportReader:
         self.on_read = on_read
         self.skipped_chats = 0
         self.skipped_messages = 0
+        self.whole_account = False
         self._reader: _Reader | None = None
         self._where = ""
+
+    @property
+    def bytes_read(self) -> int:
+        return self._reader.pos if self._reader is not None else 0
 
     def __iter__(self) -> Iterator[ChannelInfo | Post]:
         try:
             header = self._header()
             if header is None:
+                self.whole_account = True
                 yield from self._account()
             else:
                 yield from self._single(header)
@@ -354,9 +363,10 @@ class ExportReader:
             f.seek(0)
             self._reader = _Reader(f, None)
             events = ijson.parse(self._reader, buf_size=BUF_SIZE, use_float=True)
+            first = next(events, None)
+            if first is not None and first[1] != "start_map":
+                raise _Bad("top level", "expected an object (is this a Telegram export?)")
             for prefix, event, value in events:
-                if prefix == "" and event != "start_map":
-                    raise _Bad("top level", "expected an object (is this a Telegram export?)")
                 if prefix in ("name", "type", "id"):
                     if event in ("start_map", "start_array"):
                         raise _expected(prefix, "a scalar", "[...]" if "array" in event else {})
@@ -523,3 +533,67 @@ def read_export(
 ) -> Iterator[ChannelInfo | Post]:
     """Shorthand for ``iter(ExportReader(path, on_read=on_read))``."""
     return iter(ExportReader(path, on_read=on_read))
+
+
+async def import_file(
+    archive: Archive,
+    path: Path,
+    *,
+    username: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int = 2000,
+) -> list[ImportResult]:
+    """Import a Telegram Desktop export into ``archive``; one result per channel in the file.
+
+    Each channel is upserted (``source="export"``; ``username`` attached when given, a known
+    username is never cleared), then its posts go through the one ingest path in batches of
+    ``batch_size``, each batch one transaction, never queuing alerts. ``progress`` receives
+    the bytes read so far. On malformed input :class:`InputFileError` is raised; the batches
+    written before it stay archived, and importing the same file again adds nothing.
+    """
+    results: list[ImportResult] = []
+    batch: list[Post] = []
+    channel: ImportResult | None = None
+
+    async def flush() -> None:
+        nonlocal channel
+        if batch and channel is not None:
+            stats = await ingest(archive, batch, source="export", alerts=False)
+            channel = replace(
+                channel,
+                posts_added=channel.posts_added + stats.posts_added,
+                versions_added=channel.versions_added + stats.versions_added,
+            )
+        batch.clear()
+
+    def done(result: ImportResult) -> None:
+        results.append(result)
+        log.info(
+            "import %s: channel %s: %d post(s), %d version(s) added",
+            path.name,
+            result.channel_id,
+            result.posts_added,
+            result.versions_added,
+        )
+
+    reader = ExportReader(path, on_read=progress)
+    for item in reader:
+        if isinstance(item, ChannelInfo):
+            if username is not None and reader.whole_account:
+                raise InputFileError(
+                    f"{path}: a whole-account export holds several channels; --username names"
+                    " the channel of a single channel's export"
+                )
+            await flush()
+            if channel is not None:
+                done(channel)
+            row = await upsert_channel(archive, replace(item, username=username), source="export")
+            channel = ImportResult(row.id, row.title, row.username, 0, 0)
+            continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            await flush()
+    await flush()
+    if channel is not None:
+        done(channel)
+    return results

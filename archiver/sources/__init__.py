@@ -1,0 +1,1 @@
+"""Sources: each turns what Telegram gives into archiver.models objects."""
