@@ -21,7 +21,6 @@ import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 APOSTROPHE = "\u02bc"  # ʼ MODIFIER LETTER APOSTROPHE: the one apostrophe we keep
@@ -41,11 +40,16 @@ _UK_ONLY = frozenset("іїєґ")
 _RU_ONLY = frozenset("ыэъ")
 
 
+_NEEDS_TRANSLATE = re.compile("[" + re.escape("".join(map(chr, _TRANSLATE))) + "]")
+
+
 def normalize(text: str) -> str:
     """Fold text for matching: see the module docstring."""
-    if text.isascii():
-        return text.lower().translate(_TRANSLATE)
-    return unicodedata.normalize("NFC", text).translate(_TRANSLATE).lower().replace("ё", "е")
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    if _NEEDS_TRANSLATE.search(text):  # rare: translate() is slow, the search is not
+        text = text.translate(_TRANSLATE)
+    return text.lower().replace("ё", "е")
 
 
 def words(text: str) -> list[str]:
@@ -94,8 +98,21 @@ def _forms(parses: Iterable[Any]) -> set[str]:
     return out
 
 
-@lru_cache(maxsize=200_000)
+_CACHE_MAX = 300_000
+_cache: dict[str, tuple[str, ...]] = {}
+
+
 def lemmas(word: str) -> tuple[str, ...]:
+    """Dictionary forms of one normalised word (cached; see :func:`_lemmas`)."""
+    found = _cache.get(word)
+    if found is None:
+        if len(_cache) >= _CACHE_MAX:  # bounded memory whatever the vocabulary
+            _cache.clear()
+        found = _cache[word] = _lemmas(word)
+    return found
+
+
+def _lemmas(word: str) -> tuple[str, ...]:
     """Dictionary forms of one normalised word (may be several for ambiguous forms).
 
     A word neither dictionary knows gets the top guess of the matching language's predictor;
@@ -150,7 +167,9 @@ def analyze(text: str) -> Analysis:
     ws = tuple(words(text))
     if not ws:
         return EMPTY
+    get = _cache.get
     out: set[str] = set()
     for w in set(ws):
-        out.update(lemmas(w))
+        found = get(w)
+        out.update(found if found is not None else lemmas(w))
     return Analysis(ws, frozenset(out))
