@@ -170,6 +170,8 @@ def _lex(text: str) -> list[_Tok]:
         value = m.group()
         if kind == "word" and value in ("OR", "AND", "NOT"):
             kind = value.lower()
+        elif kind == "word" and not split_normalized(normalize(value)):
+            kind = "ws"  # punctuation on its own (a pasted dash, a stray *): not a term
         if kind != "ws":
             out.append(_Tok(kind, value, i + 1))
         i = m.end()
@@ -198,6 +200,8 @@ class _Parser:
 
     def parse(self) -> Node:
         if not self.toks:
+            if self.text.strip():
+                raise self.error(f"nothing to search for in '{self.text.strip()}'", 1)
             return All()
         node = self.parse_or()
         tok = self.peek()
@@ -259,7 +263,7 @@ class _Parser:
             ws = split_normalized(normalize(tok.value))
             if not ws:
                 raise self.error("empty phrase", tok.pos)
-            return Phrase(tuple(ws)) if len(ws) > 1 else _term(ws[0])
+            return Phrase(tuple(ws))  # quoted: these exact words, even just one
         return self.parse_word(tok)
 
     def parse_word(self, tok: _Tok) -> Node:
@@ -306,6 +310,13 @@ def _filter(name: str, value: str, pos: int, text: str) -> Filter:
         raise QueryError(f"is: expected one of {', '.join(IS_VALUES)}, got '{raw}'", pos, text)
     if name == "has" and low not in HAS_VALUES:
         raise QueryError(f"has: expected one of {', '.join(HAS_VALUES)}, got '{raw}'", pos, text)
+    if name == "channel":
+        from archiver.channels import BadChannelRef, parse_ref
+
+        try:
+            parse_ref(raw)
+        except BadChannelRef as exc:
+            raise QueryError(f"channel: {exc}", pos, text) from None
     return Filter(name, raw if name == "channel" else low)
 
 

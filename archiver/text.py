@@ -31,9 +31,12 @@ _TRANSLATE: dict[int, str | None] = {ord(c): APOSTROPHE for c in _APOSTROPHES}
 _TRANSLATE.update({ord(c): None for c in _DROP})
 _TRANSLATE[ord("ё")] = "е"
 _TRANSLATE[ord("Ё")] = "е"
+# Letters NFC builds from е/и + a grave stress mark: fold them back to the plain letter.
+_TRANSLATE.update({0x0400: "е", 0x0450: "е", 0x040D: "и", 0x045D: "и"})
 
 # A word: letters/digits (no underscore, which unicode61 splits on), joined by single apostrophes.
-_WORD = re.compile(rf"[^\W_]+(?:{APOSTROPHE}[^\W_]+)*")
+# U+02BC counts as a letter to \w, so it is excluded explicitly: a quote mark is not a word.
+_WORD = re.compile(rf"[^\W_{APOSTROPHE}]+(?:{APOSTROPHE}[^\W_{APOSTROPHE}]+)*")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LATIN = re.compile(r"[a-z]")
 _UK_ONLY = frozenset("іїєґ")
@@ -136,8 +139,9 @@ def _lemmas(word: str) -> tuple[str, ...]:
             if not letters & _RU_ONLY:
                 out |= _forms(a.uk.parse(w)[:1])
         return tuple(sorted(out)) or (word,)
-    if _LATIN.search(word) and word.isascii():
-        return (_get().en.stemWord(word),)
+    plain = word.replace(APOSTROPHE, "'")
+    if _LATIN.search(word) and plain.isascii():
+        return tuple(_clean_lemma(_get().en.stemWord(plain))) or (word,)
     return (word,)
 
 

@@ -240,32 +240,17 @@ def test_errors(query: str, reason: str, position: int) -> None:
     assert err.exit_code == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="channel: is checked only when a post is matched (BadChannelRef, no position): "
-    "a rule with channel:ab parses, then fails on every post (see the report to the lead)",
-)
 @pytest.mark.parametrize("query", ["channel:ab", "обстріл channel:t.me/"])
 def test_bad_channel_is_a_query_error(query: str) -> None:
     with pytest.raises(QueryError):
         parse(query)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dash pasted with spaces around it (Київ – Одеса) is a token with no word and "
-    "raises 'nothing to search for'; punctuation-only tokens could be skipped",
-)
 @pytest.mark.parametrize("query", ["Київ – Одеса", "Київ - Одеса"])
 def test_pasted_dash_is_ignored(query: str) -> None:
     assert parse(query).root == And((T("київ"), T("одеса")))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='a one-word "phrase" becomes a bare word with all its forms; the issue defines '
-    'quotes as "these words, case- and ё-insensitive", which suggests the exact form',
-)
 def test_quoted_single_word_is_exact() -> None:
     assert parse('"эвакуации"').root == Phrase(("эвакуации",))
     assert not finds('"эвакуации"', "эвакуация")

@@ -87,11 +87,6 @@ def test_normalize(raw: str, expected: str) -> None:
     assert text.normalize(raw) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="NFC composes е/и + a grave stress mark into ѐ/ѝ (U+0450/U+045D) before the mark "
-    "is dropped; fix: fold U+0400/0450/040D/045D too (see the report to the lead)",
-)
 @pytest.mark.parametrize("raw", ["все" + GRAVE, "вс\u0450", "зи" + GRAVE + "ма"])
 def test_normalize_grave_stress(raw: str) -> None:
     assert text.normalize(raw) in ("все", "зима")
@@ -126,11 +121,6 @@ def test_words(raw: str, expected: list[str]) -> None:
     assert text.split_normalized(text.normalize(raw)) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="U+02BC is a letter to \\w, so _WORD keeps an apostrophe used as a quote mark: "
-    "'слово' becomes ʼсловоʼ and a search for слово misses it (see the report to the lead)",
-)
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [("так званий 'референдум'", ["так", "званий", "референдум"]), ("'shelling'", ["shelling"])],
@@ -326,19 +316,10 @@ def test_word_forms(query: str, body: str, found: bool) -> None:
         ("Bakhmut", "Bakhmut's defenders"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="an English word with an apostrophe (Russia's) is not ASCII after normalisation "
-    "(ʼ), so lemmas() skips Snowball, which would strip the 's (see the report to the lead)",
-)
 def test_english_possessive(query: str, body: str) -> None:
     assert finds(query, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'слово' in ASCII quotes is indexed as ʼсловоʼ: test_words_apostrophe_as_quote_mark",
-)
 def test_word_in_single_quotes_is_found() -> None:
     assert finds("референдум", "так званий 'референдум'")
 
