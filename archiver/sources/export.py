@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -93,9 +94,13 @@ class _Reader:
         self.pos = 0
         self.chunk = b""
         self.chunk_start = 0
+        self.size = os.fstat(f.fileno()).st_size
+        self.eof = False  # the parser asked for more after the last byte
 
     def read(self, n: int = -1) -> bytes:
         data = self._f.read(n)
+        if not data and n:
+            self.eof = True
         self.chunk_start = self.pos
         self.chunk = data
         self.pos += len(data)
@@ -475,13 +480,18 @@ class ExportReader:
             return f"{self.path}: invalid JSON: {reason}"
         if reader.pos == 0:
             return f"{self.path}: the file is empty; export the channel again"
-        if "premature EOF" in reason:
+        where = _locate(lines, reader)
+        near_end = where is not None and where >= reader.size - 6
+        if "premature EOF" in reason or reader.eof or (near_end and "garbage" not in reason):
             return (
-                f"{self.path}: the file ends too early at byte {reader.pos}{after}: it is"
+                f"{self.path}: the file ends too early at byte {reader.size}{after}: it is"
                 " truncated; export the channel again"
             )
-        where = _locate(lines, reader)
-        at = f"at byte {where}" if where is not None else f"near byte {reader.pos}"
+        at = (
+            f"near byte {where}"
+            if where is not None
+            else f"between bytes {reader.chunk_start} and {reader.pos}"
+        )
         return f"{self.path}: invalid JSON {at}{after}: {reason or 'syntax error'}"
 
 
@@ -500,25 +510,29 @@ def _error_bytes(exc: Exception) -> bytes:
 
 
 def _locate(lines: list[bytes], reader: _Reader) -> int | None:
-    """The exact byte offset of a yajl error. yajl prints the bytes around the error (up to
-    30 before it, fewer only near the start of the chunk it was given) padded so that the
-    error sits in column 40 of the context line, under the caret of the next line."""
+    """Where yajl stopped: the offset just past the byte (or token) it could not take, which
+    is also the 1-based position of that byte, as editors count (vim's ``:goto``).
+
+    yajl prints the bytes around the error, 30 before it (fewer only near the start of the
+    chunk it was given), padded with spaces so that the error sits under the caret of the
+    next line, newlines shown as spaces; those bytes are found in the chunk."""
     if len(lines) < 3 or b"^" not in lines[2]:
         return None
     caret = lines[2].index(b"^")
     context = lines[1]
-    pad = len(context) - len(context.lstrip(b" "))
-    if caret < pad:
-        return None
-    before = caret - pad
-    if before < 30:  # the error is that close to the start of the chunk
-        return reader.chunk_start + before
     chunk = reader.chunk.replace(b"\n", b" ").replace(b"\r", b" ")
-    needle = context[pad:]
-    found = chunk.find(needle)
-    if found < 0 or chunk.find(needle, found + 1) >= 0:
+    if caret < 30 or len(context) < caret:
         return None
-    return reader.chunk_start + found + before
+    needle = context[caret - 30 :]
+    found = chunk.find(needle)
+    if found >= 0 and chunk.find(needle, found + 1) < 0:
+        return reader.chunk_start + found + 30
+    for offset in range(30):  # the error is that close to the start of the chunk
+        if not context[: caret - offset].strip(b" ") and chunk.startswith(
+            context[caret - offset :]
+        ):
+            return reader.chunk_start + offset
+    return None
 
 
 class _SendableList(list[Any]):

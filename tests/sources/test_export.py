@@ -1,0 +1,582 @@
+"""The Telegram Desktop export importer: hand-written fixtures in the real format, the bundled
+sample channel, and the real exports in ../shared/samples when they are there."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver.errors import InputFileError
+from archiver.models import ChannelInfo, Post
+from archiver.sources.export import ExportReader, import_file
+from archiver.store.archive import Archive
+from archiver.text import words
+
+HERE = Path(__file__).resolve()
+FIXTURES = HERE.parents[1] / "fixtures" / "export"
+CHANNEL = FIXTURES / "channel.json"
+ACCOUNT = FIXTURES / "account.json"
+SAMPLE = HERE.parents[2] / "archiver" / "data" / "sample_channel.json"
+SAMPLES = Path(os.environ.get("TELEWATCH_SAMPLES", HERE.parents[3] / "shared" / "samples"))
+CHANNEL_ID = -1001700000001
+
+
+def read(path: Path) -> tuple[list[ChannelInfo], list[Post]]:
+    channels: list[ChannelInfo] = []
+    posts: list[Post] = []
+    for item in ExportReader(path):
+        if isinstance(item, ChannelInfo):
+            channels.append(item)
+        else:
+            posts.append(item)
+    return channels, posts
+
+
+def by_id(posts: list[Post]) -> dict[int, Post]:
+    return {p.message_id: p for p in posts}
+
+
+def write_json(path: Path, doc: Any) -> Path:
+    path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def export_doc(
+    n: int, *, bare_id: int = 1700000050, text: str = "Пост номер {i}"
+) -> dict[str, Any]:
+    """A single-channel export of ``n`` plain posts, ids 1..n."""
+    return {
+        "name": f"Канал {bare_id}",
+        "type": "public_channel",
+        "id": bare_id,
+        "messages": [
+            {
+                "id": i,
+                "type": "message",
+                "date": "2024-04-01T12:00:00",
+                "date_unixtime": str(1711962000 + 60 * i),
+                "from": "x",
+                "from_id": f"channel{bare_id}",
+                "text": text.format(i=i),
+                "text_entities": [{"type": "plain", "text": text.format(i=i)}],
+            }
+            for i in range(1, n + 1)
+        ],
+    }
+
+
+async def counts(archive: Archive, channel_id: int | None = None) -> tuple[int, int]:
+    where = "" if channel_id is None else f" WHERE p.channel_id = {int(channel_id)}"
+    posts = await archive.fetchone(f"SELECT count(*) FROM posts p{where}")
+    versions = await archive.fetchone(
+        f"SELECT count(*) FROM versions v JOIN posts p ON p.id = v.post_id{where}"
+    )
+    assert posts is not None and versions is not None
+    return posts[0], versions[0]
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def test_channel_header_and_counts() -> None:
+    channels, posts = read(CHANNEL)
+    assert channels == [ChannelInfo(id=CHANNEL_ID, title="Тестовый канал 🧪")]
+    # 11 messages, one "unsupported" (no date) skipped
+    assert [p.message_id for p in posts] == [1, 2, 3, 4, 5, 6, 7, 8, 10, 11]
+    assert all(p.channel_id == CHANNEL_ID for p in posts)
+
+
+@pytest.mark.parametrize(
+    ("message_id", "expected"),
+    [
+        (1, {"is_service": True, "service_action": "create_channel", "text": ""}),
+        (2, {"text": "Объявлена эвакуация жителей Заречного.", "entities": ()}),
+        (
+            3,
+            {
+                "text": "🚨 Внимание: обстріли тривають. Карта укрытий\n#евакуація",
+                "edit_date": "2024-04-01 10:20:00",
+                "reactions": (("👍", 7), ("stickers/sticker.webp", 2), ("paid", 1)),
+                "media": [("photo", None, 123456, None, 1280, 720, None)],
+            },
+        ),
+        (4, {"forward": (-1001800000002, "Областная администрация"), "edit_date": None}),
+        (
+            5,
+            {
+                "forward": (None, None),
+                "reply_to": 4,
+                "media": [("video", "video/mp4", 5242880, None, 1280, 720, 42.0)],
+            },
+        ),
+        (
+            6,
+            {
+                "forward": (123456, "Иван Петров"),
+                "text": "Распоряжение о https://example.org/r12",
+                "media": [
+                    (
+                        "document",
+                        "application/pdf",
+                        204800,
+                        "распоряжение №12.pdf",
+                        None,
+                        None,
+                        None,
+                    )
+                ],
+            },
+        ),
+        (7, {"media": [("voice", "audio/ogg", 18000, None, None, None, 9.0)]}),
+        (8, {"media": [("sticker", None, 4868, "sticker.webp", 512, 512, None)]}),
+        (10, {"views": 1520}),
+        (11, {"is_service": True, "service_action": "pin_message", "reply_to": None}),
+    ],
+)
+def test_message_fields(message_id: int, expected: dict[str, Any]) -> None:
+    post = by_id(read(CHANNEL)[1])[message_id]
+    for key, want in expected.items():
+        got: Any = getattr(post, key)
+        if key == "edit_date":
+            got = got.strftime("%Y-%m-%d %H:%M:%S") if got else None
+        elif key == "forward":
+            got = (got.from_id, got.from_title)
+        elif key == "media":
+            got = [
+                (m.kind, m.mime_type, m.size, m.file_name, m.width, m.height, m.duration)
+                for m in got
+            ]
+        assert got == want, key
+
+
+def test_dates_come_from_unixtime_in_utc() -> None:
+    post = by_id(read(CHANNEL)[1])[2]
+    # "date" says 12:05 (the exporting machine's local time); date_unixtime is 09:05 UTC
+    assert post.date.isoformat() == "2024-04-01T09:05:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("message_id", "expected"),
+    [
+        # "🚨 " is 3 UTF-16 units: the emoji counts 2
+        (
+            3,
+            [
+                ("bold", 3, 8, None),
+                ("text_link", 32, 13, "https://example.org/map"),
+                ("hashtag", 46, 10, None),
+            ],
+        ),
+        (6, [("italic", 0, 12, None), ("url", 15, 23, None)]),
+        # a family emoji (3 people joined by zero-width joiners) is 8 units
+        (
+            10,
+            [
+                ("custom_emoji", 31, 2, None),
+                ("text_mention", 34, 5, None),
+                ("phone_number", 40, 17, None),
+            ],
+        ),
+    ],
+)
+def test_entities_utf16_and_bot_api_names(
+    message_id: int, expected: list[tuple[str, int, int, str | None]]
+) -> None:
+    post = by_id(read(CHANNEL)[1])[message_id]
+    assert [(e.type, e.offset, e.length, e.url) for e in post.entities] == expected
+
+
+def test_raw_is_the_exported_message() -> None:
+    exported = {m["id"]: m for m in json.loads(CHANNEL.read_text(encoding="utf-8"))["messages"]}
+    for post in read(CHANNEL)[1]:
+        assert post.raw is not None
+        assert json.loads(post.raw) == exported[post.message_id]
+        assert "\\u" not in post.raw  # ensure_ascii=False: Cyrillic stays readable
+
+
+def test_whole_account_export_imports_only_channels(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="archiver.sources.export")
+    reader = ExportReader(ACCOUNT)
+    items = list(reader)
+    channels = [i for i in items if isinstance(i, ChannelInfo)]
+    assert [(c.id, c.title) for c in channels] == [
+        (-1001700000011, "Новости района"),
+        (-1001700000012, "Закрытый канал"),
+        (-1001700000013, "Old channel"),  # from left_chats
+    ]
+    posts = [(i.channel_id, i.message_id) for i in items if isinstance(i, Post)]
+    assert posts == [
+        (-1001700000011, 1),
+        (-1001700000011, 2),
+        (-1001700000011, 3),
+        (-1001700000012, 7),
+        (-1001700000013, 42),
+    ]
+    assert reader.skipped_chats == 4  # saved messages, personal chat, group, bot
+    assert any("4 chat(s) that are not channels skipped" in r.getMessage() for r in caplog.records)
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "Someone" not in text and "private message" not in text
+
+
+def test_reading_streams(tmp_path: Path) -> None:
+    """The first post arrives long before the file has been read."""
+    path = write_json(tmp_path / "big.json", export_doc(3000, text="Текст поста {i} " * 20))
+    size = path.stat().st_size
+    positions: list[int] = []
+    reader = ExportReader(path, on_read=positions.append)
+    for item in reader:
+        if isinstance(item, Post):
+            at_first_post = reader.bytes_read
+            break
+    assert size > 1_000_000
+    assert at_first_post < size // 4
+    assert positions == sorted(positions)
+
+
+# -- the bundled sample and the real samples ------------------------------------------------
+
+
+def test_bundled_sample() -> None:
+    channels, posts = read(SAMPLE)
+    assert len(channels) == 1 and channels[0].id == -1001811111111
+    assert 35 <= len(posts) <= 50
+    assert [p.message_id for p in posts] == sorted(p.message_id for p in posts)
+    assert [p.date for p in posts] == sorted(p.date for p in posts)
+    assert sum(p.is_service for p in posts) >= 1
+    assert sum(p.edit_date is not None for p in posts) >= 1
+    assert sum(p.forward is not None for p in posts) >= 1
+    assert sum(any(m.kind == "photo" for m in p.media) for p in posts) >= 3
+    kinds = {e.type for p in posts for e in p.entities}
+    assert {"bold", "text_link", "hashtag"} <= kinds
+    every_word = {w for p in posts for w in words(p.text)}
+    for form in ("эвакуация", "эвакуацию", "эвакуации", "евакуація", "евакуації", "evacuation",
+                 "обстріл", "обстріли", "фейк", "рынке", "рынка"):  # fmt: skip
+        assert form in every_word, form
+
+
+def _check_entities(path: Path) -> int:
+    """Every entity covers exactly the text of its part of the exported list."""
+    exported = {}
+    for m in json.loads(path.read_text(encoding="utf-8"))["messages"]:
+        parts = m.get("text_entities", [])
+        exported[m["id"]] = [p["text"] for p in parts if p["type"] != "plain" and p["text"]]
+    checked = 0
+    for post in read(path)[1]:
+        units = post.text.encode("utf-16-le")
+        got = [
+            units[2 * e.offset : 2 * (e.offset + e.length)].decode("utf-16-le")
+            for e in post.entities
+        ]
+        assert got == exported[post.message_id], post.message_id
+        checked += len(got)
+    return checked
+
+
+def test_entity_offsets_in_fixtures() -> None:
+    assert _check_entities(CHANNEL) == 8
+    assert _check_entities(SAMPLE) > 10
+
+
+REAL = [
+    # file, posts, service, forwarded, edited
+    ("tdesktop_ru_pachum_channel_result.json", 6, 0, 0, 6),
+    ("tdesktop_en_ar_salaf_channel_result.json", 213, 5, 27, 106),
+]
+
+
+@pytest.mark.samples
+@pytest.mark.parametrize(("name", "n", "service", "forwarded", "edited"), REAL)
+def test_real_samples(name: str, n: int, service: int, forwarded: int, edited: int) -> None:
+    path = SAMPLES / name
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    channels, posts = read(path)
+    assert len(channels) == 1 and channels[0].id < -1_000_000_000_000
+    assert len(posts) == n
+    assert sum(p.is_service for p in posts) == service
+    assert sum(p.forward is not None for p in posts) == forwarded
+    assert all(p.forward.from_id < 0 for p in posts if p.forward and p.forward.from_id)
+    assert sum(p.edit_date is not None for p in posts) == edited
+    assert _check_entities(path) > 0
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def _json_case(mutate: Callable[[dict[str, Any]], Any]) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        doc = json.loads(CHANNEL.read_text(encoding="utf-8"))
+        return write_json(tmp / "export.json", mutate(doc) or doc)
+
+    return make
+
+
+def _bytes_case(transform: Callable[[bytes], bytes]) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        path = tmp / "export.json"
+        path.write_bytes(transform(CHANNEL.read_bytes()))
+        return path
+
+    return make
+
+
+def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(doc: dict[str, Any]) -> None:
+        target: Any = doc
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return mutate
+
+
+BAD: list[tuple[str, Callable[[Path], Path], list[str]]] = [
+    ("truncated", _bytes_case(lambda b: b[: len(b) // 2]), ["ends too early at byte", "truncated"]),
+    (
+        "garbage",
+        _bytes_case(lambda b: b.replace(b'"id": 4,', b'"id": 4 oops,')),
+        ["invalid JSON near byte"],
+    ),
+    (
+        "cut in a character",
+        _bytes_case(lambda b: b[: b.index("Заречного".encode()) + 3]),
+        ["ends too early", "truncated"],
+    ),
+    ("empty", _bytes_case(lambda b: b""), ["empty"]),
+    ("html", _bytes_case(lambda b: b"<!DOCTYPE html>\n<html><body>chat</body></html>"), ["HTML"]),
+    ("binary", _bytes_case(lambda b: b"PK\x03\x04\x14\x00\x00\x00"), ["invalid JSON"]),
+    ("top list", _bytes_case(lambda b: b"[1, 2, 3]"), ["expected an object"]),
+    ("no messages", _bytes_case(lambda b: b'{"foo": 1}'), ["not a Telegram Desktop JSON export"]),
+    ("messages object", _json_case(_set(["messages"], {"1": {}})), ["messages: expected a list"]),
+    (
+        "channel id string",
+        _json_case(_set(["id"], "1700000001")),
+        ['id: expected an integer, got "1700000001"'],
+    ),
+    (
+        "a group",
+        _json_case(_set(["type"], "private_supergroup")),
+        ['"private_supergroup" export, not a channel'],
+    ),
+    (
+        "id string",
+        _json_case(_set(["messages", 3, "id"], "4")),
+        ['messages[3].id: expected an integer, got "4"'],
+    ),
+    (
+        "date word",
+        _json_case(_set(["messages", 3, "date_unixtime"], "soon")),
+        ['messages[3].date_unixtime: expected a number, got "soon"'],
+    ),
+    (
+        "edit date",
+        _json_case(_set(["messages", 2, "edited_unixtime"], [1])),
+        ["messages[2].edited_unixtime: expected a number, got [1]"],
+    ),
+    (
+        "text number",
+        _json_case(_set(["messages", 1, "text_entities"], 5)),
+        ["messages[1].text_entities: expected a string or a list, got 5"],
+    ),
+    (
+        "entity text",
+        _json_case(_set(["messages", 2, "text_entities", 1, "text"], None)),
+        ["messages[2].text_entities[1].text: expected a string, got null"],
+    ),
+    (
+        "message not object",
+        _json_case(_set(["messages", 0], "hello")),
+        ['messages[0]: expected an object, got "hello"'],
+    ),
+    (
+        "file size",
+        _json_case(_set(["messages", 4, "file_size"], "5 MB")),
+        ['messages[4].file_size: expected an integer, got "5 MB"'],
+    ),
+    (
+        "reactions",
+        _json_case(_set(["messages", 2, "reactions"], {"👍": 1})),
+        ["messages[2].reactions: expected a list"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "expected"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_names_file_and_place(
+    tmp_path: Path, name: str, make: Callable[[Path], Path], expected: list[str]
+) -> None:
+    path = make(tmp_path)
+    with pytest.raises(InputFileError) as info:
+        read(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert "\n" not in message
+    for part in expected:
+        assert part in message
+
+
+def test_invalid_json_gives_the_byte(tmp_path: Path) -> None:
+    data = CHANNEL.read_bytes().replace(b'"id": 4,', b'"id": 4 oops,')
+    path = tmp_path / "export.json"
+    path.write_bytes(data)
+    with pytest.raises(InputFileError, match=r"invalid JSON near byte \d+ ") as info:
+        read(path)
+    at = int(str(info.value).split("near byte ")[1].split()[0])
+    assert at - 4 <= data.index(b"oops") < at
+    assert "(after messages[2])" in str(info.value)
+
+
+@pytest.mark.parametrize("buf_size", [64, 1000, 64 * 1024])
+def test_error_bytes_across_chunk_boundaries(
+    tmp_path: Path, buf_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """yajl sees the file in chunks; the byte found is right wherever the error falls."""
+    monkeypatch.setattr("archiver.sources.export.BUF_SIZE", buf_size)
+    base = SAMPLE.read_bytes()
+    path = tmp_path / "export.json"
+    commas = [i for i in range(len(base)) if base[i : i + 2] == b",\n"]  # not inside strings
+    for i in commas[:: max(1, len(commas) // 60)]:
+        path.write_bytes(base[:i] + b" @" + base[i:])
+        with pytest.raises(InputFileError) as info:
+            read(path)
+        assert re.search(rf"near byte {i + 2}\b", str(info.value))
+
+
+def test_truncated_gives_the_size_and_last_message(tmp_path: Path) -> None:
+    data = CHANNEL.read_bytes()
+    cut = data.index(b'"id": 6,')
+    path = tmp_path / "export.json"
+    path.write_bytes(data[:cut])
+    with pytest.raises(InputFileError) as info:
+        read(path)
+    assert f"ends too early at byte {cut}" in str(info.value)
+
+
+def test_whole_account_errors_name_the_chat(tmp_path: Path) -> None:
+    doc = json.loads(ACCOUNT.read_text(encoding="utf-8"))
+    doc["chats"]["list"][3]["messages"][1]["id"] = "2"
+    path = write_json(tmp_path / "result.json", doc)
+    with pytest.raises(InputFileError, match=r"chats\.list\[3\]\.messages\[1\]\.id: expected"):
+        read(path)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="cannot read"):
+        read(tmp_path / "missing.json")
+
+
+# -- import into the archive -----------------------------------------------------------------
+
+
+async def test_import_and_idempotency(archive: Archive, tmp_path: Path) -> None:
+    results = await import_file(archive, CHANNEL, username="testchan")
+    assert [
+        (r.channel_id, r.title, r.username, r.posts_added, r.versions_added) for r in results
+    ] == [(CHANNEL_ID, "Тестовый канал 🧪", "testchan", 10, 10)]
+    row = await archive.fetchone("SELECT source, username, title FROM channels")
+    assert row is not None and tuple(row) == ("export", "testchan", "Тестовый канал 🧪")
+    assert await counts(archive) == (10, 10)
+    service = await archive.fetchall("SELECT message_id FROM posts WHERE is_service = 1")
+    assert sorted(r[0] for r in service) == [1, 11]
+
+    again = await import_file(archive, CHANNEL)  # no username this time
+    assert [(r.posts_added, r.versions_added, r.username) for r in again] == [(0, 0, "testchan")]
+    assert await counts(archive) == (10, 10)
+    row = await archive.fetchone("SELECT username FROM channels")
+    assert row is not None and row[0] == "testchan"  # a known username is kept
+
+    doc = json.loads(CHANNEL.read_text(encoding="utf-8"))
+    doc["messages"][1]["text"] = "Эвакуация жителей Заречного отменена."
+    doc["messages"][1]["text_entities"] = [{"type": "plain", "text": doc["messages"][1]["text"]}]
+    changed = await import_file(archive, write_json(tmp_path / "changed.json", doc))
+    assert [(r.posts_added, r.versions_added) for r in changed] == [(0, 1)]
+    assert await counts(archive) == (10, 11)
+    texts = await archive.fetchall(
+        "SELECT v.text FROM versions v JOIN posts p ON p.id = v.post_id"
+        " WHERE p.message_id = 2 ORDER BY v.id"
+    )
+    assert [r[0] for r in texts] == [
+        "Объявлена эвакуация жителей Заречного.",
+        "Эвакуация жителей Заречного отменена.",
+    ]
+
+
+async def test_import_whole_account(archive: Archive) -> None:
+    results = await import_file(archive, ACCOUNT)
+    assert [(r.channel_id, r.posts_added) for r in results] == [
+        (-1001700000011, 3),
+        (-1001700000012, 1),
+        (-1001700000013, 1),
+    ]
+    rows = await archive.fetchall("SELECT id FROM channels ORDER BY id DESC")
+    assert [r[0] for r in rows] == [-1001700000011, -1001700000012, -1001700000013]
+
+
+async def test_username_refused_for_whole_account(archive: Archive) -> None:
+    with pytest.raises(InputFileError, match="whole-account"):
+        await import_file(archive, ACCOUNT, username="somechannel")
+    assert await counts(archive) == (0, 0)
+
+
+class _MatchEverything:
+    def match(self, doc: Any, kind: str) -> dict[int, list[str]]:
+        return {42: ["everything"]}
+
+    def wants(self, name: str, kind: str) -> bool:
+        return True
+
+
+async def test_import_never_queues_alerts(archive: Archive) -> None:
+    archive.matcher = _MatchEverything()
+    await import_file(archive, CHANNEL)
+    row = await archive.fetchone("SELECT count(*) FROM alerts")
+    assert row is not None and row[0] == 0
+
+
+async def test_progress_reports_bytes(archive: Archive, tmp_path: Path) -> None:
+    path = write_json(tmp_path / "e.json", export_doc(2000, text="Пост {i} " * 10))
+    seen: list[int] = []
+    await import_file(archive, path, progress=seen.append, batch_size=500)
+    assert len(seen) > 3
+    assert seen == sorted(seen)
+    assert seen[-1] == path.stat().st_size
+
+
+async def test_broken_files_leave_earlier_batches_intact(archive: Archive, tmp_path: Path) -> None:
+    good = write_json(tmp_path / "a.json", export_doc(60, bare_id=1700000051))
+    await import_file(archive, good, batch_size=10)
+    channel_a = -1001700000051
+    before = await counts(archive, channel_a)
+    assert before == (60, 60)
+    versions_before = {
+        tuple(r) for r in await archive.fetchall("SELECT post_id, sha256, text FROM versions")
+    }
+
+    # a truncated export of another channel: the batches read before the break are kept
+    other = tmp_path / "b.json"
+    data = json.dumps(export_doc(60, bare_id=1700000052), ensure_ascii=False, indent=1).encode()
+    other.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(InputFileError, match="ends too early"):
+        await import_file(archive, other, batch_size=10)
+    assert await counts(archive, channel_a) == before
+    b_posts, _ = await counts(archive, -1001700000052)
+    assert 10 <= b_posts < 60 and b_posts % 10 == 0
+
+    # a truncated export of the same channel with an edited early post
+    doc = export_doc(60, bare_id=1700000051)
+    doc["messages"][2]["text"] = doc["messages"][2]["text_entities"][0]["text"] = "Правка"
+    data = json.dumps(doc, ensure_ascii=False, indent=1).encode()
+    same = tmp_path / "a2.json"
+    same.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError):
+        await import_file(archive, same, batch_size=10)
+    after = {tuple(r) for r in await archive.fetchall("SELECT post_id, sha256, text FROM versions")}
+    assert versions_before <= after  # every earlier version is still there
+    assert await counts(archive, channel_a) == (60, 61)  # plus the edit's one new version
