@@ -50,15 +50,18 @@ def uses_telethon(settings: Settings) -> bool:
 
 
 async def heartbeat_loop(archive: Archive, seconds: float, stop: asyncio.Event) -> None:
-    """Write the ``run`` heartbeat now and every ``seconds`` until ``stop`` is set."""
+    """Write the ``run`` heartbeat every ``seconds`` until ``stop`` is set (the first one is
+    written at start-up, before anything reports the process as started)."""
     pid = os.getpid()
-    while not stop.is_set():
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+        if stop.is_set():
+            return
         try:
             await archive.heartbeat(PROCESS, pid)
         except sqlite3.OperationalError as exc:  # busy for longer than the busy timeout
             log.warning("heartbeat: not written (%s); trying again", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def _finish(task: asyncio.Task[Any], grace: float, what: str) -> None:
@@ -78,22 +81,28 @@ async def _finish(task: asyncio.Task[Any], grace: float, what: str) -> None:
 
 
 def _jobs(
-    archive: Archive, settings: Settings, client: Any, live: bool
+    archive: Archive, settings: Settings, client: Any, live: bool, wake: asyncio.Event
 ) -> dict[str, Callable[[], Awaitable[object]]]:
-    """The scheduler's job functions (the imports happen when a job first runs)."""
+    """The scheduler's job functions (the imports happen when a job first runs). ``wake`` is
+    set after a sync or recheck, so the bot delivers their alerts at once, not at its next
+    poll of the outbox."""
     polled = [c for c in settings.channels if not (live and c.source == "telethon" and c.join)]
 
     async def sync() -> object:
         from archiver.sync import sync_all
 
-        if not polled:
-            return []
-        return await sync_all(archive, settings, client=client, channels=polled)
+        try:
+            return await sync_all(archive, settings, client=client, channels=polled)
+        finally:
+            wake.set()
 
     async def recheck() -> object:
         from archiver.sync import recheck_all
 
-        return await recheck_all(archive, settings, client=client)
+        try:
+            return await recheck_all(archive, settings, client=client)
+        finally:
+            wake.set()
 
     async def backup() -> object:
         from archiver.backup import backup as run_backup
@@ -107,10 +116,11 @@ def _jobs(
         return await maintain(archive)
 
     jobs: dict[str, Callable[[], Awaitable[object]]] = {
-        "sync": sync,
         "backup": backup,
         "maintenance": maintenance,
     }
+    if polled:
+        jobs["sync"] = sync
     if uses_telethon(settings):
         jobs["recheck"] = recheck
     if settings.bot.token:
@@ -194,6 +204,7 @@ async def _start(
         tasks[name] = task
         return task
 
+    await archive.heartbeat(PROCESS, os.getpid())
     hb = start("heartbeat", heartbeat_loop(archive, settings.schedule.heartbeat_seconds, stop))
     stack.push_async_callback(_finish, hb, 1.0, "heartbeat")
 
@@ -210,18 +221,19 @@ async def _start(
         task = start("live", follow_live(archive, settings, stop, client=client))
         stack.push_async_callback(_finish, task, LIVE_GRACE, "live listener")
 
+    wake = asyncio.Event()  # set when alerts may have been committed; the bot's delivery waits
     scheduler = Scheduler(
-        _jobs(archive, settings, client, live),
+        _jobs(archive, settings, client, live, wake),
         settings.schedule,
         timezone=settings.display.timezone,
     )
-    scheduler.start(run_now=["sync"] if settings.channels else [])
+    scheduler.start(run_now=["sync"])  # catch up the polled channels at once
     stack.push_async_callback(scheduler.stop, JOBS_GRACE)
 
     if with_bot:
         from bot.app import run_bot
 
-        task = start("bot", run_bot(settings, archive=archive, stop_event=stop))
+        task = start("bot", run_bot(settings, archive=archive, stop_event=stop, wake=wake))
         stack.push_async_callback(_finish, task, BOT_GRACE, "bot")
 
     log.info(

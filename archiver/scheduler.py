@@ -72,17 +72,11 @@ class Scheduler:
                 "misfire_grace_time": MISFIRE_GRACE_SECONDS,
             },
         )
-        for name, expr in crons(schedule).items():
-            if name not in self._fns:
-                continue
-            self.apscheduler.add_job(
-                self._run,
-                CronTrigger.from_crontab(expr, timezone=timezone),
-                args=[name],
-                id=name,
-                name=name,
-                replace_existing=True,
-            )
+        self._triggers = {
+            name: CronTrigger.from_crontab(expr, timezone=timezone)
+            for name, expr in crons(schedule).items()
+            if name in self._fns
+        }
 
     @property
     def job_names(self) -> list[str]:
@@ -100,6 +94,8 @@ class Scheduler:
         """Start the scheduler in the running event loop; the jobs named in ``run_now`` (if
         scheduled) run at once, then on their cron schedule."""
         self.apscheduler.start()
+        for name, trigger in self._triggers.items():
+            self.apscheduler.add_job(self._run, trigger, args=[name], id=name, name=name)
         for name in run_now:
             self.trigger(name)
         for job in self.apscheduler.get_jobs():

@@ -1,0 +1,198 @@
+"""`telewatch run` as a real process: starts, refuses a second instance, stops on SIGTERM or
+SIGINT within 10 s with exit code 0, with and without the bot; its logs never show a secret."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from archiver.cli import cli
+
+STOP_WITHIN = 10.0  # seconds: Docker's default grace period before SIGKILL
+START_WITHIN = 60.0  # a generous bound on start-up (imports on a slow CI machine)
+
+API_HASH = "0123456789abcdef0123456789abcdef"
+SESSION = "1BVtsOKABu7SESSIONSTRINGabcdefghijklmnopqrstuvwxyz0123456789"
+PHONE = "+380 44 123 45 67"
+
+
+def env(**extra: str) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("TELEWATCH_")}
+    e["NO_PROXY"] = "127.0.0.1,localhost"
+    e["PYTHONUNBUFFERED"] = "1"
+    e.update(extra)
+    return e
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[storage]\npath = "data/t.db"\nbackup_dir = "data/backups"\n'
+        "[schedule]\nheartbeat_seconds = 1\n" + extra
+    )
+    return config
+
+
+@dataclass
+class Proc:
+    proc: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+
+    async def wait_for_line(self, text: str) -> None:
+        assert self.proc.stderr is not None
+
+        async def read() -> None:
+            assert self.proc.stderr is not None
+            while True:
+                raw = await self.proc.stderr.readline()
+                if not raw:
+                    raise AssertionError(f"exited before {text!r}:\n" + "".join(self.lines))
+                self.lines.append(raw.decode())
+                if text in self.lines[-1]:
+                    return
+
+        await asyncio.wait_for(read(), START_WITHIN)
+
+    async def stop(self, sig: signal.Signals) -> int:
+        assert self.proc.stderr is not None
+        self.proc.send_signal(sig)
+        rest = await asyncio.wait_for(self.proc.stderr.read(), STOP_WITHIN)
+        code = await asyncio.wait_for(self.proc.wait(), STOP_WITHIN)
+        self.lines.append(rest.decode())
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture
+async def spawn(tmp_path: Path) -> AsyncIterator[list[Proc]]:
+    procs: list[Proc] = []
+    yield procs
+    for p in procs:
+        if p.proc.returncode is None:
+            p.proc.kill()
+            await p.proc.wait()
+
+
+async def start(
+    procs: list[Proc], tmp_path: Path, *args: str, environ: dict[str, str] | None = None
+) -> Proc:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "archiver",
+        *args,
+        cwd=tmp_path,
+        env=environ or env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    p = Proc(proc)
+    procs.append(p)
+    return p
+
+
+@pytest.mark.parametrize(("sig", "fmt"), [(signal.SIGTERM, "text"), (signal.SIGINT, "json")])
+async def test_run_starts_refuses_a_second_and_stops_on_signal(
+    spawn: list[Proc], tmp_path: Path, sig: signal.Signals, fmt: str
+) -> None:
+    config = write_config(tmp_path)
+    run = await start(spawn, tmp_path, "--config", str(config), "--log-format", fmt, "run",
+                      "--no-bot")  # fmt: skip
+    await run.wait_for_line("telewatch run: started")
+
+    db = sqlite3.connect(tmp_path / "data" / "t.db")
+    try:
+        row = db.execute("SELECT pid FROM heartbeats WHERE process = 'run'").fetchone()
+    finally:
+        db.close()
+    assert row == (run.proc.pid,)
+
+    # a second run on the same archive refuses at once, naming the holder
+    second = await start(spawn, tmp_path, "--config", str(config), "run", "--no-bot")
+    assert second.proc.stderr is not None
+    out = await asyncio.wait_for(second.proc.stderr.read(), START_WITHIN)
+    assert await second.proc.wait() == 1
+    assert f"in use by another telewatch sync or run (pid {run.proc.pid})" in out.decode()
+
+    # and so does `health` say healthy while it runs
+    health = await start(spawn, tmp_path, "--config", str(config), "health")
+    assert await asyncio.wait_for(health.proc.wait(), START_WITHIN) == 0
+
+    assert await run.stop(sig) == 0
+    assert "telewatch run: stopped" in run.stderr
+    if fmt == "json":
+        records = [json.loads(line) for line in run.stderr.splitlines() if line.strip()]
+        assert {"time", "level", "logger", "message"} <= set(records[0])
+        assert any(r["message"].startswith("received SIGINT") for r in records)
+
+
+def test_run_without_a_bot_token_is_a_config_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "t.db"), "run"])
+    assert result.exit_code == 2
+    assert "bot.token: not set" in result.output and "--no-bot" in result.output
+
+
+def test_run_without_a_login_exits_3_and_releases_everything(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        f'[telegram]\napi_id = 12345\napi_hash = "{API_HASH}"\n'
+        f'session = "{tmp_path / "none.session"}"\n'
+        '[[channels]]\nusername = "vsaldo"\n',
+    )
+    config.write_text(config.read_text().replace('"data/', f'"{tmp_path}/data/'))
+    runner = CliRunner()
+    for _ in range(2):  # the second attempt finds no lock left behind
+        result = runner.invoke(cli, ["--config", str(config), "run", "--no-bot"])
+        assert result.exit_code == 3, result.output
+        assert "telewatch login" in result.output
+
+
+async def test_run_with_the_bot_stops_cleanly_and_redacts_secrets(
+    spawn: list[Proc], tmp_path: Path
+) -> None:
+    botapi = pytest.importorskip("fakes.botapi")
+    api = botapi.FakeBotApi()
+    await api.start()
+    try:
+        config = write_config(
+            tmp_path,
+            f'[bot]\napi_base_url = "{api.api_base_url}"\nadmins = [1]\n',
+        )
+        environ = env(
+            TELEWATCH_BOT_TOKEN=botapi.TOKEN,
+            TELEWATCH_API_HASH=API_HASH,
+            TELEWATCH_SESSION=SESSION,
+        )
+        run = await start(spawn, tmp_path, "--config", str(config), "--log-level", "DEBUG",
+                          "run", environ=environ)  # fmt: skip
+        await run.wait_for_line("telewatch run: started")
+        # A journalist pastes secrets into the chat: PTB logs every update at DEBUG.
+        update_id = api.push_message(
+            user_id=1, text=f"{botapi.TOKEN} {API_HASH} {SESSION} call {PHONE}"
+        )
+        await api.wait_fetched(update_id)
+        await run.wait_for_line(f"'update_id': {update_id}")  # PTB's DEBUG line of the update
+
+        assert await run.stop(signal.SIGTERM) == 0
+    finally:
+        await api.close()
+    log = run.stderr
+    assert "telewatch run: stopped" in log
+    assert "bot on" in log
+    assert "[redacted]" in log  # the secrets did reach the log, and were replaced
+    for secret in (botapi.TOKEN, API_HASH, SESSION, PHONE, PHONE.replace(" ", "")):
+        assert secret not in log
