@@ -1,0 +1,387 @@
+"""A fake Telegram Bot API server on 127.0.0.1 for a real python-telegram-bot Application.
+
+One catch-all route ``/bot{token}/{method}`` (and ``/file/bot{token}/...``). It records every
+call with its decoded parameters, queues updates for ``getUpdates`` (long polling honours
+``offset`` and ``timeout``), answers ``sendMessage``/``sendDocument``/``editMessageText`` with
+real-looking Message objects (message ids count up per chat), and injects one-shot errors::
+
+    api = FakeBotApi()
+    base = await api.start()                 # "http://127.0.0.1:PORT"
+    api.fail("sendMessage", status=429, retry_after=1)
+    api.fail("sendMessage", status=502)
+    api.fail("sendMessage", status=403, chat_id=42)
+    api.fail("sendMessage", delay=5.0)       # answers late: the client times out
+    api.push_message(user_id=1, text="/search war")
+    call = await api.wait_for("sendMessage", chat_id=1)
+    await api.close()
+
+Only calls that were answered with success count as ``delivered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "123456:TEST-token"
+BOT_ID = 123456
+BOT_USERNAME = "telewatch_test_bot"
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float  # time.monotonic() when it arrived
+    ok: bool = True  # answered with success
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name -> (filename, data)
+    result: Any = None
+
+    @property
+    def chat_id(self) -> int | None:
+        value = self.params.get("chat_id")
+        return None if value is None else int(value)
+
+    @property
+    def text(self) -> str:
+        return str(self.params.get("text", self.params.get("caption", "")))
+
+    def json(self, key: str) -> Any:
+        value = self.params.get(key)
+        return None if value is None else json.loads(value)
+
+
+@dataclass
+class Injected:
+    status: int = 500
+    retry_after: int | None = None
+    delay: float = 0.0
+    chat_id: int | None = None
+    description: str = ""
+
+
+class FakeBotApi:
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
+        self.calls: list[Call] = []
+        self.updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids: dict[int, itertools.count[int]] = {}
+        self._errors: dict[str, deque[Injected]] = {}
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+        self.received: dict[str, int] = {}  # requests that arrived, per method (even unanswered)
+        self.fetched = 0  # the highest update id the bot confirmed (getUpdates offset - 1)
+        self.on_call: Callable[[Call], None] | None = None
+
+    # ------------------------------------------------------------------ server
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_route("*", "/file/bot{token}/{path:.*}", self._file)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=0.1
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self.base_url
+
+    @property
+    def api_base_url(self) -> str:
+        """What ``[bot] api_base_url`` should say to use this server."""
+        return f"{self.base_url}/bot"
+
+    async def close(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ------------------------------------------------------------------ test controls
+
+    def fail(
+        self,
+        method: str,
+        status: int = 500,
+        *,
+        retry_after: int | None = None,
+        delay: float = 0.0,
+        chat_id: int | None = None,
+        times: int = 1,
+        description: str = "",
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` (to ``chat_id``, if given) with an
+        error: an HTTP ``status`` (429 with ``retry_after``), or, with ``delay``, a success
+        that arrives ``delay`` seconds late (so the client times out and it does not count)."""
+        for _ in range(times):
+            self._errors.setdefault(method, deque()).append(
+                Injected(status, retry_after, delay, chat_id, description)
+            )
+
+    def slow(self, method: str, delay: float, *, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` normally, but ``delay`` seconds late."""
+        for _ in range(times):
+            self._errors.setdefault(method, deque()).append(Injected(200, None, delay))
+
+    def push_update(self, update: dict[str, Any]) -> int:
+        update_id = next(self._update_ids)
+        self.updates.append({"update_id": update_id, **update})
+        asyncio.get_running_loop().create_task(self._notify())
+        return update_id
+
+    def push_message(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        chat_id: int | None = None,
+        chat_type: str | None = None,
+        first_name: str = "Reporter",
+    ) -> int:
+        """A text message from ``user_id`` in a private chat (or in ``chat_id``); a leading
+        ``/command`` gets its bot_command entity."""
+        chat = chat_id if chat_id is not None else user_id
+        kind = chat_type or ("private" if chat == user_id else "supergroup")
+        message: dict[str, Any] = {
+            "message_id": next(self._counter(chat)),
+            "date": int(time.time()),
+            "chat": {"id": chat, "type": kind, **({"title": "Newsroom"} if chat < 0 else {})},
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            "text": text,
+        }
+        if text.startswith("/"):
+            command = text.split()[0]
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        return self.push_update({"message": message})
+
+    def push_callback(self, user_id: int, data: str, message: dict[str, Any] | None = None) -> int:
+        """A button press by ``user_id`` on ``message`` (default: a bot message in their chat)."""
+        msg = message or {
+            "message_id": 1,
+            "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private"},
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "telewatch"},
+            "text": "...",
+        }
+        return self.push_update(
+            {
+                "callback_query": {
+                    "id": str(next(self._update_ids)),
+                    "from": {"id": user_id, "is_bot": False, "first_name": "Reporter"},
+                    "chat_instance": "1",
+                    "data": data,
+                    "message": msg,
+                }
+            }
+        )
+
+    def sent(self, method: str = "sendMessage", chat_id: int | None = None) -> list[Call]:
+        """Successful calls of ``method`` (to ``chat_id``)."""
+        return [
+            c
+            for c in self.calls
+            if c.method == method and c.ok and (chat_id is None or c.chat_id == chat_id)
+        ]
+
+    def attempts(self, method: str = "sendMessage") -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for(
+        self,
+        method: str = "sendMessage",
+        *,
+        chat_id: int | None = None,
+        count: int = 1,
+        timeout: float = 10.0,
+        since: int = 0,
+    ) -> list[Call]:
+        """Wait until ``count`` successful calls of ``method`` (after the first ``since``
+        calls) were recorded; returns them. Raises TimeoutError with what did arrive."""
+
+        def found() -> list[Call]:
+            return [
+                c
+                for c in self.calls[since:]
+                if c.method == method and c.ok and (chat_id is None or c.chat_id == chat_id)
+            ]
+
+        async def wait() -> list[Call]:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(found()) >= count)
+            return found()
+
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            got = [(c.method, c.chat_id, c.ok) for c in self.calls[since:]]
+            raise TimeoutError(f"waited for {count} x {method} to {chat_id}; got {got}") from None
+
+    async def wait_fetched(self, update_id: int, timeout: float = 10.0) -> None:
+        """Wait until the bot fetched update ``update_id`` and put it in its update queue
+        (it then asks getUpdates for what comes after)."""
+
+        async def wait() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.fetched >= update_id)
+
+        await asyncio.wait_for(wait(), timeout)
+
+    # ------------------------------------------------------------------ handlers
+
+    def _counter(self, chat_id: int) -> itertools.count[int]:
+        return self._message_ids.setdefault(chat_id, itertools.count(1))
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _file(self, request: web.Request) -> web.Response:
+        return web.Response(body=b"")
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        method = request.match_info["method"]
+        self.received[method] = self.received.get(method, 0) + 1
+        params: dict[str, Any] = {}
+        files: dict[str, tuple[str, bytes]] = {}
+        if request.can_read_body:
+            form = await request.post()
+            for key, value in form.items():
+                if isinstance(value, str):
+                    params[key] = value
+                else:
+                    files[key] = (value.filename, value.file.read())
+        call = Call(method, params, time.monotonic(), files=files)
+        injected = self._take_error(method, call.chat_id)
+        if injected is not None and injected.status == 200:
+            await asyncio.sleep(injected.delay)
+            injected = None
+        if injected is not None:
+            call.ok = False
+            self.calls.append(call)
+            await self._notify()
+            if injected.delay:
+                await asyncio.sleep(injected.delay)
+                return _ok(True)
+            return _error(
+                injected.status,
+                injected.description or _DESCRIPTIONS.get(injected.status, "Internal Server Error"),
+                retry_after=injected.retry_after,
+            )
+        if method == "getUpdates":
+            result: Any = await self._get_updates(params)
+            if result is None:  # the server is closing
+                return _ok([])
+        else:
+            result = self._answer(method, params, files)
+        call.result = result
+        self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
+        await self._notify()
+        return _ok(result)
+
+    def _take_error(self, method: str, chat_id: int | None) -> Injected | None:
+        queue = self._errors.get(method)
+        if not queue:
+            return None
+        for i, inj in enumerate(queue):
+            if inj.chat_id is None or inj.chat_id == chat_id:
+                del queue[i]
+                return inj
+        return None
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]] | None:
+        offset = int(params.get("offset", 0) or 0)
+        timeout = float(params.get("timeout", 0) or 0)
+        if offset:
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            if offset - 1 > self.fetched:
+                self.fetched = offset - 1  # the bot queued everything before ``offset``
+                await self._notify()
+        if not self.updates and timeout > 0:
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: bool(self.updates)), timeout
+                    )
+        return list(self.updates)
+
+    def _answer(
+        self, method: str, params: dict[str, Any], files: dict[str, tuple[str, bytes]]
+    ) -> Any:
+        if method == "getMe":
+            return {
+                "id": BOT_ID,
+                "is_bot": True,
+                "first_name": "telewatch",
+                "username": BOT_USERNAME,
+                "can_join_groups": True,
+                "can_read_all_group_messages": False,
+                "supports_inline_queries": False,
+            }
+        if method in ("sendMessage", "sendDocument", "editMessageText"):
+            chat_id = int(params["chat_id"])
+            message: dict[str, Any] = {
+                "message_id": (
+                    int(params["message_id"])
+                    if method == "editMessageText"
+                    else next(self._counter(chat_id))
+                ),
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+                "from": {"id": BOT_ID, "is_bot": True, "first_name": "telewatch"},
+            }
+            if method == "sendDocument":
+                filename, data = files.get("document", ("document", b""))
+                message["document"] = {
+                    "file_id": f"doc{message['message_id']}",
+                    "file_unique_id": f"u{message['message_id']}",
+                    "file_name": filename,
+                    "file_size": len(data),
+                }
+                if "caption" in params:
+                    message["caption"] = params["caption"]
+            else:
+                message["text"] = params.get("text", "")
+            return message
+        return True
+
+
+_DESCRIPTIONS = {
+    400: "Bad Request: something is wrong",
+    403: "Forbidden: bot was blocked by the user",
+    429: "Too Many Requests: retry later",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+}
+
+
+def _ok(result: Any) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+def _error(status: int, description: str, *, retry_after: int | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+        body["description"] = f"Too Many Requests: retry after {retry_after}"
+    return web.json_response(body, status=status)
