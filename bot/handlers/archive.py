@@ -1,0 +1,38 @@
+"""/channels and /history."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from archiver.channels import parse_ref
+from archiver.store.search import channel_stats, history
+from bot.handlers.common import arg_text, reply, usage
+from bot.messages import channels_blocks, history_blocks
+from bot.services import services
+
+
+async def channels_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    stats = await channel_stats(svc.archive)
+    await reply(update, channels_blocks(stats, svc.settings.display.timezone))
+
+
+async def history_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    text = arg_text(update)
+    if not text or len(text.split()) != 1:
+        await reply(
+            update, [usage("history") + "\ne.g. <code>/history https://t.me/vsaldo/123</code>"]
+        )
+        return
+    ref = parse_ref(text)
+    if ref.message_id is None:
+        await reply(
+            update, [usage("history") + ": the link must name a post, like t.me/vsaldo/123"]
+        )
+        return
+    channel = ref.username if ref.username is not None else ref.id
+    assert channel is not None
+    h = await history(svc.archive, channel, ref.message_id)
+    await reply(update, history_blocks(h, svc.settings.display.timezone))

@@ -1,0 +1,181 @@
+"""The access gate, /start, /help, replies, and the one error handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from telegram import InlineKeyboardMarkup, Message, Update
+from telegram.error import TelegramError
+from telegram.ext import ApplicationHandlerStop, ContextTypes
+
+from archiver.errors import QueryError, TelewatchError
+from archiver.store import outbox
+from bot.access import Role
+from bot.format import esc, pack
+from bot.services import services
+
+log = logging.getLogger(__name__)
+
+COMMANDS = (
+    ("search", "QUERY", "search the archive (5 results a page)"),
+    ("latest", "[channel]", "the newest posts"),
+    ("channels", "", "archived channels, last post and sync state"),
+    ("history", "LINK", "every version of a post, and its deletion"),
+    ("watch", "QUERY", "alert me about new posts that match"),
+    ("rules", "", "my rules, with delete buttons"),
+    ("unwatch", "ID", "delete one of my rules"),
+    ("export", "[csv|jsonl] QUERY", "search results as a file"),
+    ("status", "", "admins: sync lag, alert queue, flood waits"),
+    ("allow", "USER_ID", "admins: let a user in"),
+    ("deny", "USER_ID", "admins: shut a user out"),
+    ("help", "", "commands and query examples"),
+)
+
+QUERY_HELP = """<b>Queries</b> (the same language as the command line)
+<code>мобилизация</code>: every form of the word (мобилизации, мобилизацию…)
+<code>"гуманітарний коридор"</code>: this exact phrase
+<code>обстрел OR взрыв</code>: either word
+<code>дрон -учения</code>: without a word (also <code>NOT</code>)
+<code>энерго*</code>: words that start so
+<code>(Херсон OR Каховка) AND эвакуация</code>: grouping
+<code>channel:vsaldo since:2024-05-01 until:2024-05-31</code>
+<code>is:edited</code> <code>is:deleted</code> <code>has:photo</code> <code>has:link</code>"""
+
+
+def usage(command: str) -> str:
+    for name, args, what in COMMANDS:
+        if name == command:
+            return f"Usage: <code>/{name}{' ' + esc(args) if args else ''}</code> ({esc(what)})"
+    return f"Usage: /{command}"
+
+
+def arg_text(update: Update) -> str:
+    """Everything after the command, as typed (whitespace inside kept)."""
+    msg = update.effective_message
+    text = (msg.text or msg.caption or "") if msg is not None else ""
+    parts = text.split(maxsplit=1)
+    return parts[1].strip() if len(parts) > 1 else ""
+
+
+async def reply(
+    update: Update, blocks: Sequence[str], *, markup: InlineKeyboardMarkup | None = None
+) -> list[Message]:
+    """Send ``blocks`` of HTML as few messages as fit; buttons go on the last one."""
+    msg = update.effective_message
+    if msg is None:
+        return []
+    parts = pack(blocks)
+    out: list[Message] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        out.append(await msg.reply_html(part, reply_markup=markup if last else None))
+    return out
+
+
+async def role_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Role:
+    user, chat = update.effective_user, update.effective_chat
+    return await services(context).access.role(
+        user.id if user else None,
+        chat.id if chat else None,
+        chat is not None and chat.type == "private",
+    )
+
+
+async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Runs before every handler: strangers get one short reply and nothing else."""
+    svc = services(context)
+    role = await role_of(update, context)
+    user, chat = update.effective_user, update.effective_chat
+    if role is not Role.STRANGER:
+        if chat is not None and await outbox.set_recipient_active(svc.archive, chat.id, True):
+            log.info("chat %d is reachable again: its held alerts go out", chat.id)
+            if svc.delivery is not None:
+                svc.delivery.notify()
+        return
+    if user is not None and chat is not None:
+        log.info("refused user %d in chat %d", user.id, chat.id)
+        private = chat.type == "private"
+        key = user.id if private else chat.id
+        if update.callback_query is not None:
+            await update.callback_query.answer("Not allowed.")
+        elif update.effective_message is not None and svc.access.answer_stranger(key):
+            if private:
+                text = (
+                    f"This bot is private. Your Telegram user id is <code>{user.id}</code>: "
+                    "send it to the person who runs the bot to be let in."
+                )
+            else:
+                text = (
+                    f"This bot does not work in this chat. Chat id <code>{chat.id}</code>, "
+                    f"your user id <code>{user.id}</code>: an admin can add the chat."
+                )
+            await update.effective_message.reply_html(text)
+    raise ApplicationHandlerStop
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    user = update.effective_user
+    name = esc(user.first_name) if user else "there"
+    await reply(
+        update,
+        [
+            f"Hello, {name}. This bot searches the channel archive and sends you alerts "
+            "when a post matches your rules (or the newsroom's).",
+            "Try <code>/search мобилизация</code>, <code>/latest</code>, or "
+            '<code>/watch "гуманитарный коридор"</code>. All commands: /help',
+        ],
+    )
+
+
+async def help_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    role = await role_of(update, context)
+    lines = ["<b>Commands</b>"]
+    for name, args, what in COMMANDS:
+        if what.startswith("admins:") and role is not Role.ADMIN:
+            continue
+        lines.append(f"/{name}{' ' + esc(args) if args else ''}: {esc(what)}")
+    cap = services(context).settings.bot.export_cap
+    lines.append(f"(exports hold at most {cap} results)")
+    await reply(update, ["\n".join(lines), QUERY_HELP])
+
+
+def _query_error(exc: QueryError) -> str:
+    text = f"⚠️ {esc(exc)}"
+    if exc.query and "\n" not in exc.query and len(exc.query) <= 200:
+        caret = " " * max(exc.position - 1, 0) + "^"
+        text += f"\n<code>{esc(exc.query)}</code>\n<code>{caret}</code>"
+    return text
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The one error handler: domain errors become a one-line reply; anything else is
+    logged (without message text) and the user is told it failed."""
+    err = context.error
+    if isinstance(err, QueryError):
+        text = _query_error(err)
+    elif isinstance(err, TelewatchError):
+        text = f"⚠️ {esc(err)}"
+    else:
+        log.error("handler failed", exc_info=err)
+        text = "Something went wrong on our side; it is in the log for the admins."
+    if not isinstance(update, Update):
+        return
+    if update.callback_query is not None:
+        toast = str(err) if isinstance(err, TelewatchError) else "Failed."
+        try:
+            await update.callback_query.answer(toast[:190])
+        except TelegramError:
+            log.debug("could not answer a callback query")
+        return
+    msg = update.effective_message
+    if msg is None:
+        return
+    try:
+        await msg.reply_html(text)
+    except TelegramError:
+        log.warning("could not send the error reply to chat %s", msg.chat_id)
+
+
+async def unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await reply(update, ["Unknown command: see /help."])

@@ -1,0 +1,154 @@
+"""/search (with ◀ ▶ paging), /latest and /export."""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import UTC, datetime
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
+from telegram.ext import ContextTypes
+
+from archiver.channels import parse_ref
+from archiver.display import CsvWriter
+from archiver.query import parse
+from archiver.store.channels import require_channel
+from archiver.store.search import Hit, iter_hits, search
+from bot.format import MAX_MESSAGE, esc, split_html, u16len
+from bot.handlers.common import arg_text, reply, usage
+from bot.messages import PAGE_SIZE, channel_label, latest_blocks, search_page_html
+from bot.services import services
+
+log = logging.getLogger(__name__)
+
+PAGE_PREFIX = "p"
+
+
+def _buttons(key: int, offset: int, more: bool) -> InlineKeyboardMarkup | None:
+    row = []
+    if offset > 0:
+        row.append(
+            InlineKeyboardButton(
+                "◀", callback_data=f"{PAGE_PREFIX}:{key}:{max(0, offset - PAGE_SIZE)}"
+            )
+        )
+    if more:
+        row.append(
+            InlineKeyboardButton("▶", callback_data=f"{PAGE_PREFIX}:{key}:{offset + PAGE_SIZE}")
+        )
+    return InlineKeyboardMarkup([row]) if row else None
+
+
+async def _page(
+    context: ContextTypes.DEFAULT_TYPE, query_text: str, key: int, offset: int
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    svc = services(context)
+    query = parse(query_text)
+    found = await search(svc.archive, query, limit=PAGE_SIZE + 1, offset=offset)
+    more = len(found) > PAGE_SIZE
+    hits = found[:PAGE_SIZE]
+    text = search_page_html(query_text, hits, offset, svc.settings.display.timezone, more=more)
+    if u16len(text) > MAX_MESSAGE:  # one page is one message (the buttons edit it in place)
+        text = split_html(text)[0]
+    return text, _buttons(key, offset, more)
+
+
+async def search_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query_text = arg_text(update)
+    if not query_text:
+        await reply(update, [usage("search")])
+        return
+    parse(query_text)  # a QueryError goes to the error handler before anything is stored
+    user = update.effective_user
+    key = services(context).pages.put(query_text, user.id if user else 0)
+    text, markup = await _page(context, query_text, key, 0)
+    await reply(update, [text], markup=markup)
+
+
+async def page_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    cq = update.callback_query
+    if cq is None or cq.data is None:
+        return
+    try:
+        _, key_s, offset_s = cq.data.split(":")
+        key, offset = int(key_s), max(0, int(offset_s))
+    except ValueError:
+        await cq.answer("Unknown button.")
+        return
+    item = services(context).pages.get(key)
+    if item is None:
+        await cq.answer("This search has expired: send /search again.", show_alert=True)
+        return
+    query_text, _owner = item
+    text, markup = await _page(context, query_text, key, offset)
+    await cq.answer()
+    await cq.edit_message_text(text, reply_markup=markup)
+
+
+async def latest_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    ref_text = arg_text(update)
+    where = None
+    query_text = ""
+    if ref_text:
+        if len(ref_text.split()) > 1:
+            await reply(update, [usage("latest")])
+            return
+        ch = await require_channel(svc.archive, parse_ref(ref_text))
+        where = channel_label(ch.title, ch.username, ch.id)
+        query_text = f"channel:{ch.id}"
+    hits = await search(svc.archive, parse(query_text), limit=PAGE_SIZE)
+    await reply(update, latest_blocks(hits, svc.settings.display.timezone, where))
+
+
+FORMATS = ("csv", "jsonl")
+
+
+async def export_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    svc = services(context)
+    text = arg_text(update)
+    fmt = "csv"
+    first, _, rest = text.partition(" ")
+    if first.lower() in FORMATS:
+        fmt, text = first.lower(), rest.strip()
+    if not text:
+        await reply(update, [usage("export")])
+        return
+    query = parse(text)
+    cap = svc.settings.bot.export_cap
+    hits: list[Hit] = [h async for h in iter_hits(svc.archive, query, limit=cap + 1)]
+    capped = len(hits) > cap
+    hits = hits[:cap]
+    if not hits:
+        await reply(update, [f"Nothing found for <code>{esc(text)}</code>: no file to send."])
+        return
+    data = _encode(hits, fmt)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    caption = f"{len(hits)} result(s) for <code>{esc(text[:200])}</code>"
+    if capped:
+        caption += f". Only the newest {cap} (the export limit): narrow the query for the rest."
+    else:
+        caption += f" (exports hold at most {cap})."
+    msg = update.effective_message
+    if msg is None:
+        return
+    user = update.effective_user
+    log.info("export of %d result(s) (%s) for user %s", len(hits), fmt, user.id if user else "-")
+    await msg.reply_document(
+        InputFile(io.BytesIO(data), filename=f"telewatch-{stamp}.{fmt}"),
+        caption=caption,
+    )
+
+
+def _encode(hits: list[Hit], fmt: str) -> bytes:
+    buf = io.StringIO()
+    if fmt == "jsonl":
+        import json
+
+        for h in hits:
+            buf.write(json.dumps(h.to_json(), ensure_ascii=False) + "\n")
+    else:
+        writer = CsvWriter(buf)
+        for h in hits:
+            writer.write(h.to_json())
+    return buf.getvalue().encode("utf-8")
