@@ -1,0 +1,126 @@
+"""The archive file: pragmas on every connection, migrations keyed on user_version, and
+clear errors for files that are not (or not yet) ours."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from archiver.errors import TelewatchError
+from archiver.store.archive import BUSY_TIMEOUT_MS, Archive, ArchiveError
+from archiver.store.schema import MIGRATIONS
+
+
+async def pragma(archive: Archive, name: str) -> object:
+    row = await archive.fetchone(f"PRAGMA {name}")
+    assert row is not None
+    return row[0]
+
+
+async def test_new_archive_is_migrated_with_wal_busy_timeout_and_foreign_keys(
+    archive: Archive,
+) -> None:
+    assert await pragma(archive, "user_version") == len(MIGRATIONS)
+    assert str(await pragma(archive, "journal_mode")).lower() == "wal"
+    assert await pragma(archive, "busy_timeout") == BUSY_TIMEOUT_MS
+    assert await pragma(archive, "foreign_keys") == 1
+
+
+async def test_the_schema_has_the_tables_the_issue_asks_for(archive: Archive) -> None:
+    rows = await archive.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    names = {r[0] for r in rows}
+    assert {"channels", "channel_versions", "posts", "versions", "versions_fts"} <= names
+
+
+async def test_foreign_keys_are_enforced(archive: Archive) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        async with archive.transaction() as db:
+            await db.execute(
+                "INSERT INTO posts (channel_id, message_id, date, first_seen_at, source)"
+                " VALUES (-1009999, 1, '2024-01-01 00:00:00', '2024-01-01 00:00:00', 'x')"
+            )
+
+
+async def test_reopening_is_a_no_op(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    a = await Archive.open(path)
+    async with a.transaction() as db:
+        await db.execute("INSERT INTO meta (key, value) VALUES ('probe', 'kept')")
+    schema = await a.fetchall("SELECT type, name, sql FROM sqlite_master ORDER BY name")
+    await a.close()
+
+    b = await Archive.open(path)
+    try:
+        assert await pragma(b, "user_version") == len(MIGRATIONS)
+        assert await b.get_meta("probe") == "kept"
+        again = await b.fetchall("SELECT type, name, sql FROM sqlite_master ORDER BY name")
+        assert [tuple(r) for r in again] == [tuple(r) for r in schema]
+        # Every connection gets its pragmas, not only the one that created the file.
+        assert await pragma(b, "foreign_keys") == 1
+        assert await pragma(b, "busy_timeout") == BUSY_TIMEOUT_MS
+    finally:
+        await b.close()
+
+
+async def test_a_file_from_a_newer_telewatch_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    with sqlite3.connect(path) as con:
+        con.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(ArchiveError) as err:
+        await Archive.open(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "newer telewatch" in message
+    assert "upgrade" in message
+    assert "\n" not in message
+    assert isinstance(err.value, TelewatchError)
+
+
+async def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 200)
+    with pytest.raises(ArchiveError) as err:
+        await Archive.open(path)
+    assert str(path) in str(err.value)
+    assert "not a telewatch archive" in str(err.value)
+    assert path.read_text().startswith("these are my notes")  # never overwritten
+
+
+async def test_open_without_create_on_a_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "a.db"
+    with pytest.raises(ArchiveError, match="telewatch import"):
+        await Archive.open(path, create=False)
+    assert not path.parent.exists()
+
+
+async def test_close_is_idempotent_and_reported(tmp_path: Path) -> None:
+    a = await Archive.open(tmp_path / "a.db")
+    assert not a.closed
+    await a.close()
+    await a.close()
+    assert a.closed
+
+
+async def test_a_failed_transaction_rolls_back(archive: Archive) -> None:
+    with pytest.raises(RuntimeError):
+        async with archive.transaction() as db:
+            await db.execute("INSERT INTO meta (key, value) VALUES ('half', 'done')")
+            raise RuntimeError("boom")
+    assert await archive.get_meta("half") is None
+    # The archive is usable afterwards: no transaction left open.
+    async with archive.transaction() as db:
+        await db.execute("INSERT INTO meta (key, value) VALUES ('after', 'ok')")
+    assert await archive.get_meta("after") == "ok"
+
+
+async def test_fts_is_an_external_content_table_over_versions(archive: Archive) -> None:
+    row = await archive.fetchone("SELECT sql FROM sqlite_master WHERE name = 'versions_fts'")
+    assert row is not None
+    sql = row[0]
+    assert 'content="versions"' in sql  # the spelling Datasette's detect_fts looks for
+    triggers = await archive.fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'versions'"
+    )
+    assert {r[0] for r in triggers} == {"versions_ai", "versions_ad", "versions_au"}
