@@ -360,6 +360,8 @@ def _media(block: LexborNode, raw: dict[str, object]) -> tuple[Media, ...]:
         out.append(Media("voice", duration=dur))
     docs: list[dict[str, str | None]] = []
     for wrap in _own(block, ".tgme_widget_message_document_wrap"):
+        if _inside(wrap, block, frozenset({"tgme_widget_message_document_wrap"})):
+            continue  # the link inside a wrapper of the same class: one document
         title = _text(wrap.css_first(".tgme_widget_message_document_title"))
         extra = _text(wrap.css_first(".tgme_widget_message_document_extra"))
         audio = wrap.css_first(".audio") is not None
