@@ -41,6 +41,12 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: robust to a busy machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child_parse(src: Path) -> dict[str, Any]:
     from archiver.models import Post
     from archiver.sources.export import ExportReader
@@ -125,6 +131,7 @@ def child_import(src: Path, db: Path, profile: Path | None) -> dict[str, Any]:
 
 def _child(argv: list[str]) -> None:
     mode, src = argv[0], Path(argv[1])
+    cpu_start = _cpu_seconds()
     if mode == "parse":
         out = child_parse(src)
     elif mode == "baseline":
@@ -132,6 +139,7 @@ def _child(argv: list[str]) -> None:
     else:
         out = child_import(src, Path(argv[2]), Path(argv[3]) if len(argv) > 3 else None)
     out["peak_rss_mb"] = _peak_mb()
+    out["cpu_seconds"] = _cpu_seconds() - cpu_start
     print(json.dumps(out))
 
 
@@ -174,6 +182,7 @@ def main() -> None:
         f" SQLite {sqlite3.sqlite_version}"
     )
     print(f"# export {args.export}: {args.export.stat().st_size:,} bytes")
+    print(f"# load average at start: {os.getloadavg()[0]:.2f}")
     parse = None if "parse" in args.skip else _run("parse", str(args.export))
     base = None if "baseline" in args.skip else _run("baseline", str(args.export), str(base_db))
     imp_args = ["import", str(args.export), str(arch_db)]
@@ -185,17 +194,21 @@ def main() -> None:
         if r is None:
             return
         rate = r["posts"] / r["seconds"]
+        cpu_rate = r["posts"] / r["cpu_seconds"]
         print(
             f"{name:<9} {r['posts']:>9,} posts {r['seconds']:>8.1f} s {rate:>9,.0f} posts/s"
+            f"  {r['cpu_seconds']:>8.1f} CPU s {cpu_rate:>9,.0f} posts/CPU s"
             f"  peak RSS {r['peak_rss_mb']:>6.1f} MB"
         )
 
+    print(f"# load average at end: {os.getloadavg()[0]:.2f}")
     line("parse", parse)
     line("baseline", base)
     line("import", imp)
     if base is not None:
         ratio = (imp["posts"] / imp["seconds"]) / (base["posts"] / base["seconds"])
-        print(f"import speed / baseline speed: {ratio:.2f}")
+        cpu_ratio = (imp["posts"] / imp["cpu_seconds"]) / (base["posts"] / base["cpu_seconds"])
+        print(f"import / baseline: {ratio:.3f} in wall time, {cpu_ratio:.3f} in CPU time")
     if parse is not None:
         text = parse["text_bytes"]
         print(f"raw text: {text:,} bytes (UTF-8 of every post's text)")
