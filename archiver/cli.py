@@ -425,7 +425,10 @@ async def demo(app: App) -> None:
     from archiver.demo import run_demo
 
     path = app.db_override or Path("data/demo.db")
-    await run_demo(path, click.echo, tz_name=app.settings.display.timezone.key)
+    tz = app.settings.display.timezone.key
+    if app.log_level is None:  # the demo's own output tells the story
+        logging.getLogger().setLevel(logging.WARNING)
+    await run_demo(path, click.echo, tz_name=tz)
 
 
 # ---------------------------------------------------------------------------- operations

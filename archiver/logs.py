@@ -76,5 +76,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str]
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries that log request URLs (which carry the bot token) stay at WARNING.
-    for noisy in ("httpx", "httpcore", "telethon.network", "apscheduler.executors"):
+    for noisy in ("httpx", "httpcore", "telethon.network", "apscheduler.executors", "pymorphy3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -121,7 +121,13 @@ class Archive:
                 f"{self.path}: made by a newer telewatch (schema {current}); upgrade telewatch"
             )
         for version in range(current, len(MIGRATIONS)):
-            log.info("archive %s: migrating schema %d -> %d", self.path, version, version + 1)
+            log.log(
+                logging.INFO if version else logging.DEBUG,
+                "archive %s: migrating schema %d -> %d",
+                self.path,
+                version,
+                version + 1,
+            )
             script = (
                 f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
                 f"PRAGMA user_version = {version + 1};\nCOMMIT;"
