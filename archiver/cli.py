@@ -25,7 +25,7 @@ from archiver import __version__
 from archiver.config import Settings, find_config, load_settings
 from archiver.errors import QueryError, TelewatchError
 from archiver.logs import setup_logging
-from archiver.query import Node, Or, Query, and_filters, parse
+from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,11 @@ def _filters(channels: tuple[str, ...], since: str | None, until: str | None) ->
     """The ``--channel/--since/--until`` options as query filters (validated like the query)."""
     extra: list[Node] = []
     if channels:
-        nodes = [parse(f"channel:{c}").root for c in channels]
+        nodes: list[Node] = [make_filter("channel", c, f"--channel {c}") for c in channels]
         extra.append(nodes[0] if len(nodes) == 1 else Or(tuple(nodes)))
     for name, value in (("since", since), ("until", until)):
         if value:
-            extra.append(parse(f"{name}:{value}").root)
+            extra.append(make_filter(name, value, f"--{name} {value}"))
     return extra
 
 
@@ -197,11 +197,12 @@ async def import_cmd(app: App, files: tuple[Path, ...], username: str | None) ->
         if ref.username is None:
             raise TelewatchError(f"--username: expected a public username, got {username!r}")
         username = ref.username
+    for path in files:
+        if not path.is_file():
+            raise TelewatchError(f"{path}: no such file")
     archive = await app.open_archive()
     try:
         for path in files:
-            if not path.is_file():
-                raise TelewatchError(f"{path}: no such file")
             size = path.stat().st_size
             show = sys.stderr.isatty()
             with click.progressbar(
@@ -225,7 +226,7 @@ async def import_cmd(app: App, files: tuple[Path, ...], username: str | None) ->
         await archive.close()
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("query")
 @search_options
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
@@ -278,7 +279,7 @@ async def search(
     click.echo(f"{len(hits)} result(s)" + (" (--limit reached)" if len(hits) == limit else ""))
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("channel")
 @click.argument("message_id", type=int)
 @click.option("--json", "as_json", is_flag=True)
@@ -305,7 +306,7 @@ async def history(app: App, channel: str, message_id: int, as_json: bool) -> Non
         click.echo("\n".join(history_lines(h, app.settings.display.timezone)))
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("query", required=False, default="")
 @search_options
 @click.option(

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-_BOT_TOKEN = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
+_BOT_TOKEN = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}")  # also inside /bot<token>/
 _PHONE = re.compile(r"(?<![\w/=])\+\d[\d ()-]{7,}\d")
 REDACTED = "[redacted]"
 

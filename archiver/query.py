@@ -295,6 +295,11 @@ def _term(word: str) -> Term:
     return Term(word, frozenset(lemmas(word)))
 
 
+def make_filter(name: str, value: str, where: str) -> Filter:
+    """A filter from an option such as ``--since``; errors quote ``where``."""
+    return _filter(name, value, 1, where)
+
+
 def _filter(name: str, value: str, pos: int, text: str) -> Filter:
     raw = value.strip()
     if not raw:

@@ -222,24 +222,12 @@ def test_query_and_option_errors_exit_2(db: Path, args: list[str], message: str)
     assert message in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli: --channel/--since/--until are re-parsed as query text, so a value with a space "
-    "adds words to the query ('vsaldo рынок' -> channel:vsaldo AND рынок) and errors quote a "
-    "query the user never typed",
-)
 def test_a_channel_option_with_a_space_is_refused(db: Path) -> None:
     result = run("search", "херсона", "--channel", "vsaldo рынок", db=db)
     assert result.exit_code == 2
     assert "'vsaldo рынок' is not a channel" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli: click takes a leading '-' for an option: `history -1001811111111 5` and "
-    "`search '-учения эвакуация'` fail with \"No such option\"; needs "
-    "context_settings={'ignore_unknown_options': True} on history, search and export",
-)
 @pytest.mark.parametrize(
     "args",
     [

@@ -151,7 +151,7 @@ def _u16(s: str) -> int:
 
 
 def _classes(node: LexborNode) -> frozenset[str]:
-    return frozenset((node.attributes.get("class") or "").split())
+    return frozenset((node.attrs.get("class") or "").split())
 
 
 def _text(node: LexborNode | None) -> str | None:
@@ -171,16 +171,67 @@ def _inside(node: LexborNode, top: LexborNode, classes: frozenset[str]) -> bool:
     return False
 
 
-def _own(block: LexborNode, selector: str) -> list[LexborNode]:
-    """Matches of ``selector`` in a post block that belong to the post itself."""
-    return [n for n in block.css(selector) if not _inside(n, block, _NOT_THE_POST)]
+# Every element of a post block that the parser reads, found with one selector query per
+# block (a query per field would walk the block a dozen times).
+_WANTED = frozenset(
+    {
+        "tgme_widget_message_text",
+        "tgme_widget_message_date",
+        "tgme_widget_message_meta",
+        "tgme_widget_message_views",
+        "tgme_widget_message_from_author",
+        "tgme_widget_message_forwarded_from",
+        "tgme_widget_message_reactions",
+        "tgme_widget_message_photo_wrap",
+        "tgme_widget_message_video_player",
+        "tgme_widget_message_roundvideo_player",
+        "tgme_widget_message_voice_player",
+        "tgme_widget_message_voice",
+        "tgme_widget_message_document_wrap",
+        "tgme_widget_message_sticker_wrap",
+        "tgme_widget_message_location_wrap",
+        "message_media_not_supported",
+        "grouped_media_wrap",
+        *_NOT_THE_POST,
+    }
+)
+_WANTED_SELECTOR = ", ".join(f".{c}" for c in sorted(_WANTED)) + ", time[datetime]"
 
 
-def _own_first(block: LexborNode, selector: str) -> LexborNode | None:
-    for n in block.css(selector):
-        if not _inside(n, block, _NOT_THE_POST):
-            return n
-    return None
+class _Block:
+    """A post block with its elements indexed by class: ``own`` holds those that belong to
+    the post itself (not to the post it replies to, a link preview or a poll)."""
+
+    def __init__(self, node: LexborNode) -> None:
+        self.node = node
+        self.all: dict[str, list[LexborNode]] = {}
+        self.own: dict[str, list[LexborNode]] = {}
+        found: list[tuple[LexborNode, frozenset[str]]] = []
+        seen: set[int] = set()
+        foreign = False
+        for n in node.css(_WANTED_SELECTOR):
+            if n.mem_id in seen:  # a node matching two selectors of the list comes twice
+                continue
+            seen.add(n.mem_id)
+            keys = _classes(n) & _WANTED
+            if n.tag == "time":
+                keys |= {"time"}
+            if keys:
+                found.append((n, keys))
+                foreign = foreign or bool(keys & _NOT_THE_POST)
+        for n, keys in found:
+            mine = not foreign or not _inside(n, node, _NOT_THE_POST)
+            for k in keys:
+                self.all.setdefault(k, []).append(n)
+                if mine:
+                    self.own.setdefault(k, []).append(n)
+
+    def first(self, cls: str, *, own: bool = False) -> LexborNode | None:
+        found = (self.own if own else self.all).get(cls)
+        return found[0] if found else None
+
+    def mine(self, cls: str) -> list[LexborNode]:
+        return self.own.get(cls, [])
 
 
 def tme_link(href: str | None) -> tuple[str, int | None] | None:
@@ -244,7 +295,7 @@ class _TextBuilder:
         if tag == "code" and in_pre:
             return None, None
         if tag == "blockquote":
-            expandable = "expandable" in node.attributes
+            expandable = "expandable" in node.attrs
             return ("expandable_blockquote" if expandable else "blockquote"), None
         if tag == "span" and "tg-spoiler" in cls:
             return "spoiler", None
@@ -270,7 +321,7 @@ class _TextBuilder:
 
 
 def _link_entity(node: LexborNode) -> tuple[str | None, str | None]:
-    href = (node.attributes.get("href") or "").strip()
+    href = (node.attrs.get("href") or "").strip()
     label = node.text(deep=True).strip()
     if not href:
         return None, None
@@ -323,7 +374,7 @@ def _header(tree: LexborHTMLParser) -> tuple[str | None, str | None, str | None,
     title = _text(tree.css_first(".tgme_channel_info_header_title"))
     if title is None:
         meta = tree.css_first('meta[property="og:title"]')
-        title = (meta.attributes.get("content") or "").strip() or None if meta else None
+        title = (meta.attrs.get("content") or "").strip() or None if meta else None
     username = _text(tree.css_first(".tgme_channel_info_header_username"))
     if username is not None:
         username = username.lstrip("@").lower() or None
@@ -341,26 +392,23 @@ def _header(tree: LexborHTMLParser) -> tuple[str | None, str | None, str | None,
     return username, title, description, subscribers
 
 
-def _media(block: LexborNode, raw: dict[str, object]) -> tuple[Media, ...]:
+def _media(b: _Block, raw: dict[str, object]) -> tuple[Media, ...]:
     out: list[Media] = []
-    for _ in _own(block, ".tgme_widget_message_photo_wrap"):
+    for _ in b.mine("tgme_widget_message_photo_wrap"):
         out.append(Media("photo"))
-    for player in _own(block, ".tgme_widget_message_video_player"):
+    for player in b.mine("tgme_widget_message_video_player"):
         gif = any("gif" in c for n in player.traverse() for c in _classes(n))
         dur = _duration(_text(player.css_first(".message_video_duration")))
         out.append(Media("animation" if gif else "video", duration=dur))
-    for player in _own(block, ".tgme_widget_message_roundvideo_player"):
+    for player in b.mine("tgme_widget_message_roundvideo_player"):
         dur = _duration(_text(player.css_first(".tgme_widget_message_roundvideo_duration")))
         out.append(Media("video_note", duration=dur))
-    voices = _own(block, ".tgme_widget_message_voice_player") or _own(
-        block, ".tgme_widget_message_voice"
-    )
-    for player in voices:
+    for player in b.mine("tgme_widget_message_voice_player") or b.mine("tgme_widget_message_voice"):
         dur = _duration(_text(player.css_first(".tgme_widget_message_voice_duration")))
         out.append(Media("voice", duration=dur))
     docs: list[dict[str, str | None]] = []
-    for wrap in _own(block, ".tgme_widget_message_document_wrap"):
-        if _inside(wrap, block, frozenset({"tgme_widget_message_document_wrap"})):
+    for wrap in b.mine("tgme_widget_message_document_wrap"):
+        if _inside(wrap, b.node, frozenset({"tgme_widget_message_document_wrap"})):
             continue  # the link inside a wrapper of the same class: one document
         title = _text(wrap.css_first(".tgme_widget_message_document_title"))
         extra = _text(wrap.css_first(".tgme_widget_message_document_extra"))
@@ -369,9 +417,9 @@ def _media(block: LexborNode, raw: dict[str, object]) -> tuple[Media, ...]:
         docs.append({"title": title, "extra": extra})
     if docs:
         raw["documents"] = docs
-    if _own(block, ".tgme_widget_message_sticker_wrap"):
+    if b.mine("tgme_widget_message_sticker_wrap"):
         out.append(Media("sticker"))
-    poll = block.css_first(".tgme_widget_message_poll")
+    poll = b.first("tgme_widget_message_poll")
     if poll is not None:
         out.append(Media("poll"))
         raw["poll"] = {
@@ -379,34 +427,43 @@ def _media(block: LexborNode, raw: dict[str, object]) -> tuple[Media, ...]:
             "type": _text(poll.css_first(".tgme_widget_message_poll_type")),
             "options": [_text(o) for o in poll.css(".tgme_widget_message_poll_option_text")],
         }
-    if _own(block, ".tgme_widget_message_location_wrap"):
+    if b.mine("tgme_widget_message_location_wrap"):
         out.append(Media("geo"))
-    preview = block.css_first("a.tgme_widget_message_link_preview")
+    preview = next(
+        (n for n in b.all.get("tgme_widget_message_link_preview", []) if n.tag == "a"), None
+    )
     if preview is not None:
         out.append(Media("webpage"))
         raw["link_preview"] = {
-            "url": preview.attributes.get("href"),
+            "url": preview.attrs.get("href"),
             "site": _text(preview.css_first(".link_preview_site_name")),
             "title": _text(preview.css_first(".link_preview_title")),
             "description": _text(preview.css_first(".link_preview_description")),
         }
-    if not out and block.css_first(".message_media_not_supported") is not None:
+    if not out and b.first("message_media_not_supported") is not None:
         out.append(Media("other"))
     return tuple(out)
 
 
-def _item_ids(block: LexborNode, username: str) -> set[int]:
+_ITEM_CLASSES = (
+    "grouped_media_wrap",
+    "tgme_widget_message_photo_wrap",
+    "tgme_widget_message_video_player",
+    "tgme_widget_message_document_wrap",
+    "tgme_widget_message_roundvideo_player",
+)
+
+
+def _item_ids(b: _Block, username: str) -> set[int]:
     """Ids of the album items a block shows (each links to ``/<username>/<id>?single``)."""
     ids: set[int] = set()
-    selector = (
-        "a.grouped_media_wrap, a.tgme_widget_message_photo_wrap, "
-        "a.tgme_widget_message_video_player, a.tgme_widget_message_document_wrap, "
-        "a.tgme_widget_message_roundvideo_player"
-    )
-    for a in _own(block, selector):
-        link = tme_link(a.attributes.get("href"))
-        if link is not None and link[0] == username and link[1] is not None:
-            ids.add(link[1])
+    for cls in _ITEM_CLASSES:
+        for a in b.mine(cls):
+            if a.tag != "a":
+                continue
+            link = tme_link(a.attrs.get("href"))
+            if link is not None and link[0] == username and link[1] is not None:
+                ids.add(link[1])
     return ids
 
 
@@ -418,14 +475,16 @@ def _service_action(text: str) -> str:
     return "other"
 
 
-def _parse_date(block: LexborNode) -> datetime | None:
-    node = _own_first(block, ".tgme_widget_message_date time[datetime]") or _own_first(
-        block, "time[datetime]"
+def _parse_date(b: _Block) -> datetime | None:
+    times = b.mine("time")
+    node = next(
+        (t for t in times if "tgme_widget_message_date" in _classes(t.parent or t)),
+        times[0] if times else None,
     )
     if node is None:
         return None
     try:
-        dt = datetime.fromisoformat((node.attributes.get("datetime") or "").strip())
+        dt = datetime.fromisoformat((node.attrs.get("datetime") or "").strip())
     except ValueError:
         return None
     if dt.tzinfo is None:
@@ -433,13 +492,14 @@ def _parse_date(block: LexborNode) -> datetime | None:
     return dt.astimezone(UTC)
 
 
-def _reactions(block: LexborNode) -> tuple[tuple[str, int], ...]:
+def _reactions(b: _Block) -> tuple[tuple[str, int], ...]:
     out: list[tuple[str, int]] = []
-    for r in block.css(".tgme_widget_message_reactions .tgme_reaction"):
+    box = b.first("tgme_widget_message_reactions")
+    for r in box.css(".tgme_reaction") if box is not None else ():
         custom = r.css_first("tg-emoji[emoji-id]")
         emoji_node = r.css_first(".emoji")
         if custom is not None:
-            key = str(custom.attributes.get("emoji-id"))
+            key = str(custom.attrs.get("emoji-id"))
         elif emoji_node is not None:
             key = emoji_node.text(deep=True).strip()
         else:
@@ -451,48 +511,47 @@ def _reactions(block: LexborNode) -> tuple[tuple[str, int], ...]:
 
 
 def _parse_block(
-    block: LexborNode, username: str, channel_id: int, msg_id: int, data_post: str
+    b: _Block, username: str, channel_id: int, msg_id: int, data_post: str, items: set[int]
 ) -> Post | None:
-    cls = _classes(block)
-    date = _parse_date(block)
+    cls = _classes(b.node)
+    date = _parse_date(b)
     if date is None:
         log.debug("web %s/%d: no date in the block, skipped", username, msg_id)
         return None
     raw: dict[str, object] = {"data_post": data_post}
-    text_node = _own_first(block, ".tgme_widget_message_text")
+    text_node = b.first("tgme_widget_message_text", own=True)
     text = ""
     entities: tuple[Entity, ...] = ()
     if text_node is not None:
         builder = _TextBuilder()
         builder.walk(text_node)
         text, entities = builder.result()
-    meta = block.css_first(".tgme_widget_message_meta")
+    meta = b.first("tgme_widget_message_meta", own=True)
     edited = meta is not None and "edited" in meta.text(deep=False).lower().split()
     if edited:
         raw["edited"] = True
-    author = _text(block.css_first(".tgme_widget_message_from_author"))
+    author = _text(b.first("tgme_widget_message_from_author", own=True))
     if author:
         raw["author"] = author
     forward = None
-    fwd = block.css_first(".tgme_widget_message_forwarded_from")
+    fwd = b.first("tgme_widget_message_forwarded_from", own=True)
     if fwd is not None:
         name_node = fwd.css_first(".tgme_widget_message_forwarded_from_name")
-        href = name_node.attributes.get("href") if name_node is not None else None
+        href = name_node.attrs.get("href") if name_node is not None else None
         name = _text(name_node) or _text(fwd)
         link = tme_link(href)
         forward = Forward(from_title=name, from_message_id=link[1] if link else None)
         raw["forward"] = {"name": name, "url": href}
     reply_to = None
-    reply = block.css_first("a.tgme_widget_message_reply")
-    if reply is not None:
-        link = tme_link(reply.attributes.get("href"))
+    reply = b.first("tgme_widget_message_reply")
+    if reply is not None and reply.tag == "a":
+        link = tme_link(reply.attrs.get("href"))
         if link is not None and link[1] is not None:
             if link[0] == username:
                 reply_to = link[1]
             else:
-                raw["reply_to_url"] = reply.attributes.get("href")
-    media = _media(block, raw)
-    items = _item_ids(block, username)
+                raw["reply_to_url"] = reply.attrs.get("href")
+    media = _media(b, raw)
     if len(items) > 1:
         raw["album"] = sorted(items)
     is_service = "service_message" in cls
@@ -502,8 +561,8 @@ def _parse_block(
         date=date,
         text=text,
         entities=entities,
-        views=parse_count(_text(block.css_first(".tgme_widget_message_views"))),
-        reactions=_reactions(block),
+        views=parse_count(_text(b.first("tgme_widget_message_views", own=True))),
+        reactions=_reactions(b),
         media=media,
         forward=forward,
         reply_to=reply_to,
@@ -515,7 +574,7 @@ def _parse_block(
 
 def _blocks(tree: LexborHTMLParser) -> Iterable[tuple[LexborNode, str, int, str]]:
     for block in tree.css("div.tgme_widget_message[data-post]"):
-        data_post = (block.attributes.get("data-post") or "").strip()
+        data_post = (block.attrs.get("data-post") or "").strip()
         name, _, num = data_post.rpartition("/")
         if name and num.isdigit():
             yield block, name.lower(), int(num), data_post
@@ -531,7 +590,7 @@ def parse_page(html: str | bytes, *, username: str | None = None) -> WebPage:
     name = want or (blocks[0][1] if blocks else h_user)
     real_id = None
     for block, *_ in blocks:
-        real_id = _data_view_channel(block.attributes.get("data-view"))
+        real_id = _data_view_channel(block.attrs.get("data-view"))
         if real_id is not None:
             break
     has_history = tree.css_first("section.tgme_channel_history") is not None
@@ -541,10 +600,12 @@ def parse_page(html: str | bytes, *, username: str | None = None) -> WebPage:
     channel_id = real_id if real_id is not None else derived_channel_id(name)
     posts: dict[int, Post] = {}
     shown: set[int] = set()
-    for block, _, msg_id, data_post in blocks:
+    for node, _, msg_id, data_post in blocks:
+        indexed = _Block(node)
+        items = _item_ids(indexed, name)
         shown.add(msg_id)
-        shown.update(_item_ids(block, name))
-        post = _parse_block(block, name, channel_id, msg_id, data_post)
+        shown.update(items)
+        post = _parse_block(indexed, name, channel_id, msg_id, data_post, items)
         if post is not None:
             posts[msg_id] = post
     info = ChannelInfo(

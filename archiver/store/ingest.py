@@ -321,8 +321,10 @@ async def ingest(
             buf.texts[vid] = p.text
             old.shas[sha] = (vid, edit_date)
             versions_added += 1
-            older = (
-                edit_date is not None and old.edit_date is not None and edit_date < old.edit_date
+            # Telegram and exports always date an edit; the web preview never does. So an
+            # undated text is older than a dated current one, unless it comes from the web.
+            older = old.edit_date is not None and (
+                edit_date < old.edit_date if edit_date is not None else source != "web"
             )
             if older:  # an older text arriving late (e.g. an old export): history, not current
                 current.append((old.current_version_id, 1, old.post_id))

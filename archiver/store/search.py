@@ -141,7 +141,7 @@ class _Compiler:
         if f.value == "link":
             return "p.has_link = 1"
         self.params.append(f.value)
-        return "p.media_kind = ?"
+        return "p.media_kind IS ?"  # IS, not =: NOT (NULL = x) would drop posts without media
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,11 +207,6 @@ async def test_an_older_edit_arriving_late_is_history_not_current(
     assert (await post_row(archive, 1))["version_count"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest: an unedited original (edit_date None, from an old export) arriving after "
-    "an edited text becomes current; `older` only compares two known edit dates",
-)
 async def test_an_unedited_original_arriving_late_is_history_not_current(
     archive: Archive, make_post: MakePost
 ) -> None:

@@ -264,11 +264,6 @@ def test_query_language(corpus: Corpus, query: str, expected: set[str]) -> None:
     assert corpus.expected(query) == expected  # the in-memory matcher agrees
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="search: `NOT p.media_kind = ?` is NULL for posts without media, so -has:photo "
-    "drops them; compile has:<kind> as `p.media_kind IS ?`",
-)
 def test_negated_media_kind_filter(corpus: Corpus) -> None:
     assert set(corpus.keys("-has:photo")) == ALL_VISIBLE - {"ru5"}
     assert set(corpus.keys("рынок -has:video")) == {"ru2", "ru8"}
