@@ -231,10 +231,12 @@ class CompiledRule:
     recipients: tuple[int, ...]  # notify, or the owner of a personal rule with none
     channel_ids: frozenset[int]
     channel_usernames: frozenset[str]
-    exact: bool
+    kinds: frozenset[str]
+    scoped: bool  # has a channel scope
+    exact: bool  # meeting the indexed requirement is a match
 
     def in_scope(self, doc: Doc) -> bool:
-        if not self.channel_ids and not self.channel_usernames:
+        if not self.scoped:
             return True
         if doc.channel_id in self.channel_ids:
             return True
@@ -286,6 +288,8 @@ def compile_rule(rule: Rule) -> CompiledRule:
         recipients=tuple(dict.fromkeys(recipients)),
         channel_ids=frozenset(ids),
         channel_usernames=frozenset(names),
+        kinds=rule.kinds,
+        scoped=bool(ids or names),
         exact=_exact(root),
     )
 
@@ -394,9 +398,9 @@ class RuleSet:
         rules = self.rules
         for i in self.candidates(doc):
             cr = rules[i]
-            if kind is not None and kind not in cr.rule.kinds:
+            if kind is not None and kind not in cr.kinds:
                 continue
-            if not cr.in_scope(doc):
+            if cr.scoped and not cr.in_scope(doc):
                 continue
             if cr.exact or cr.test(doc):
                 out.append(cr)
