@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from archiver.channels import post_link
 from archiver.models import Rule
 from archiver.query import Doc
-from archiver.rules import CompiledRule, RuleSet
+from archiver.rules import CompiledRule, RuleSet, sample_stats
 from archiver.snippets import Span, mark, snippet
 from archiver.store.archive import Archive, parse_ts
 
@@ -132,8 +132,11 @@ async def _hydrate(archive: Archive, found: Sequence[_Found]) -> list[BacktestHi
     return out
 
 
-def _ruleset(rules: Sequence[Rule] | RuleSet) -> RuleSet:
-    return rules if isinstance(rules, RuleSet) else RuleSet.compile(rules, strict=True)
+async def _ruleset(archive: Archive, rules: Sequence[Rule] | RuleSet) -> RuleSet:
+    if isinstance(rules, RuleSet):
+        return rules
+    compiled = RuleSet.compile(rules, strict=True).rules  # bad rules fail before any read
+    return RuleSet(compiled, stats=await sample_stats(archive))
 
 
 async def iter_backtest(
@@ -141,7 +144,7 @@ async def iter_backtest(
 ) -> AsyncIterator[BacktestHit]:
     """Every (rule, post) match with its snippet, newest post first (``rules test --json``).
     A bad rule raises :class:`~archiver.errors.RuleError` before anything is read."""
-    ruleset = _ruleset(rules)
+    ruleset = await _ruleset(archive, rules)
     batch: list[_Found] = []
     async for f in _scan(archive, ruleset):
         batch.append(f)
@@ -158,7 +161,7 @@ async def backtest(
     archive: Archive, rules: Sequence[Rule] | RuleSet, *, newest: int = 3
 ) -> list[RuleResult]:
     """Per rule (in the order given): the number of posts matched and the ``newest`` few."""
-    ruleset = _ruleset(rules)
+    ruleset = await _ruleset(archive, rules)
     results = {id(cr): RuleResult(cr.rule) for cr in ruleset.rules}
     keep: list[_Found] = []
     async for f in _scan(archive, ruleset):

@@ -577,11 +577,16 @@ class AlertRow:
                 "kind": self.kind,
                 "recipient": self.recipient,
                 "status": self.status,
-                "created_at": self.created_at.isoformat(),
-                "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+                "created_at": _iso(self.created_at),
+                "sent_at": _iso(self.sent_at) if self.sent_at else None,
             },
             ensure_ascii=False,
         )
+
+
+def _iso(dt: datetime) -> str:
+    """UTC as the other ``--json`` outputs write it: ``2024-03-01T10:05:00Z``."""
+    return dt.isoformat().replace("+00:00", "Z")
 
 
 async def list_alerts(

@@ -203,8 +203,8 @@ async def test_list_alerts_newest_first_with_status_filter(archive: Archive) -> 
         "kind": "new",
         "recipient": 1,
         "status": "sent",
-        "created_at": sent[0].created_at.isoformat(),
-        "sent_at": "2024-03-01T10:05:00+00:00",
+        "created_at": sent[0].created_at.isoformat().replace("+00:00", "Z"),
+        "sent_at": "2024-03-01T10:05:00Z",
     }
     text = format_alerts(rows)
     assert "failed  new     -> 2  vsaldo/1  [evac]  (5 attempts: Forbidden)" in text
