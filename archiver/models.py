@@ -92,6 +92,7 @@ class Post:
     text: str = ""
     entities: tuple[Entity, ...] = ()
     edit_date: datetime | None = None
+    edited: bool = False  # marked edited by a source that does not say when (the web preview)
     views: int | None = None
     forwards: int | None = None
     replies: int | None = None

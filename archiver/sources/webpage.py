@@ -561,6 +561,7 @@ def _parse_block(
         date=date,
         text=text,
         entities=entities,
+        edited=edited,
         views=parse_count(_text(b.first("tgme_widget_message_views", own=True))),
         reactions=_reactions(b),
         media=media,

@@ -264,7 +264,7 @@ async def ingest(
                 new_posts.append(
                     (
                         post_id, p.channel_id, p.message_id, date, now, source, vid,
-                        int(p.edit_date is not None), p.views, p.forwards, p.replies,
+                        int(p.edited or p.edit_date is not None), p.views, p.forwards, p.replies,
                         p.reactions_count,
                         json.dumps(p.reactions, ensure_ascii=False) if p.reactions else None,
                         now, media_kind, _media_json(p), int(link),
@@ -281,14 +281,14 @@ async def ingest(
                 buf.texts[vid] = p.text
                 existing[key] = _Existing(
                     post_id, vid, sha, edit_date, False, date, media_kind, link,
-                    p.edit_date is not None, {sha: (vid, edit_date)},
+                    p.edited or p.edit_date is not None, {sha: (vid, edit_date)},
                 )  # fmt: skip
                 added += 1
                 versions_added += 1
                 if matcher and not p.is_service:
                     doc = make_doc(
                         analysis, channel_id=p.channel_id, username=usernames.get(p.channel_id),
-                        date=date, edited=p.edit_date is not None, deleted=False,
+                        date=date, edited=p.edited or p.edit_date is not None, deleted=False,
                         media_kind=media_kind, link=link, is_service=False,
                     )  # fmt: skip
                     buf.add(post_id, vid, None, "new", buf.match(doc, "new"))

@@ -429,3 +429,15 @@ async def test_a_failed_batch_queues_no_alerts(archive: Archive, make_post: Make
     with pytest.raises(sqlite3.IntegrityError):
         await ingest(archive, batch, source="telethon", alerts=True)
     assert await alert_rows(archive) == []
+
+
+async def test_a_post_marked_edited_without_a_date_is_edited(
+    archive: Archive, make_channel: MakeChannel, make_post: MakePost
+) -> None:
+    """The web preview says "edited" but not when: the post is still found by is:edited."""
+    await make_channel()
+    await ingest(
+        archive, [make_post(1, "раз", edited=True), make_post(2, "два")], source="web", alerts=False
+    )
+    flags = await rows(archive, "SELECT message_id, edited FROM posts ORDER BY message_id")
+    assert flags == [(1, 1), (2, 0)]
