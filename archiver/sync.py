@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -274,8 +274,3 @@ async def follow_live(
     finally:
         if own:
             await client.disconnect()
-
-
-def with_options(options: SyncOptions | None, **changes: Any) -> SyncOptions:
-    """``options`` (or the defaults) with some fields replaced."""
-    return replace(options or SyncOptions(), **changes)

@@ -1,28 +1,30 @@
-"""The Telethon source: login, sessions, channel resolution, sync and the recent window.
+"""The Telethon source: channel resolution, sync and the recent window.
 
-The only place (with its ``telethon_*`` siblings) that imports Telethon. Everything read goes
+The only module (with its ``telethon_*`` siblings) that imports Telethon; everything read goes
 through :func:`archiver.store.ingest.ingest` / :func:`~archiver.store.ingest.mark_deleted`.
+Siblings: ``telethon_session`` (``login``, the only code that prompts, and
+``connect_client``), ``telethon_flood`` (flood waits, in one place), ``telethon_convert``
+(Message -> Post), ``telethon_live`` (the live listener). This module re-exports the public
+names of the first two.
 
-- **Sessions.** ``login`` is the only function that prompts. Every other entry point calls
-  :func:`connect_client`, which raises :class:`NotLoggedIn` before any network call when there
-  is neither a session file nor ``TELEWATCH_SESSION``, and after connecting when Telegram no
-  longer accepts the session.
 - **Resolution, once.** A username is resolved with ``ResolveUsername`` (the request Telegram
   punishes most) the first time only; its id and access hash go into the archive, and later
-  runs build ``InputPeerChannel`` from there.
+  runs build ``InputPeerChannel`` from there: an idle sync is one history request.
 - **Sync.** Each channel is read forward from its high-water mark
   (``iter_messages(min_id=high_water, reverse=True)``) in batches; each batch is one ingest
   transaction, and the cursor moves only after it commits, so a crash resumes with no
   duplicates and no holes. The first pass is the backfill: for ``count``/``age`` it starts at
   the matching lower bound (kept in ``backfill_low`` so a resumed first pass keeps it), and it
   ingests without alerts until it completes.
-- **Flood waits** are handled in one place, :class:`FloodPolicy`: Telethon raises every one
-  (``flood_sleep_threshold=0``); a wait up to ``[telegram] flood_wait_ceiling`` is slept
-  (then the read resumes from the committed cursor), a longer one skips the channel until the
-  wait is over and is recorded for ``stats``.
+- **Flood waits.** Every request and every restartable read goes through
+  :class:`~archiver.sources.telethon_flood.FloodPolicy`: a wait up to ``[telegram]
+  flood_wait_ceiling`` is slept and the read resumes from the committed cursor; a longer one
+  skips the channel until the wait is over, recorded for ``stats``.
 - **Recent window.** :func:`recheck_channel` re-reads the newest archived posts by id: changed
   text becomes a version, counters are refreshed, a post that comes back missing is marked
   deleted.
+- **Media.** Metadata always; the ``[media] download`` kinds are fetched after their post is
+  ingested and stored by :mod:`archiver.sources.media`.
 """
 
 from __future__ import annotations

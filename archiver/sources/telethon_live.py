@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from telethon import events
+from telethon import errors, events, functions
 
 from archiver.config import ChannelConfig, Settings
 from archiver.errors import NotLoggedIn, TelewatchError
@@ -43,14 +43,13 @@ log = logging.getLogger(__name__)
 
 JOINED_KEY = "telethon.joined.{}"  # meta key: when this account joined the channel
 RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+CATCH_UP_SECONDS = 600.0  # a catch-up at least this often, even with no reconnect
 
 
 async def join_once(
     archive: Archive, client: Any, row_id: int, peer: Any, policy: FloodPolicy
 ) -> bool:
     """Join the channel unless this archive already did; True when a request was made."""
-    from telethon import errors, functions
-
     key = JOINED_KEY.format(row_id)
     if await archive.get_meta(key) is not None:
         return False
@@ -255,19 +254,29 @@ async def run_live(
     *,
     options: SyncOptions | None = None,
     reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
+    catch_up_seconds: float | None = CATCH_UP_SECONDS,
 ) -> None:
     """Follow the channels until ``stop_event`` is set. A connection lost for good is
     reconnected (with growing delays) and followed by a catch-up; a revoked session raises
-    :class:`NotLoggedIn`."""
+    :class:`NotLoggedIn`. Every ``catch_up_seconds`` with no disconnection, a catch-up runs
+    anyway (one history request per idle channel): Telegram does not push every update of a
+    big channel to a user account, and the catch-up is what moves the cursor."""
     listener = LiveListener(archive, client, settings, options=options)
     await listener.start()
     stop = asyncio.ensure_future(stop_event.wait())
     try:
         while not stop_event.is_set():
             disconnected = client.disconnected
-            await asyncio.wait({stop, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {stop, disconnected},
+                timeout=catch_up_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             if stop_event.is_set():
                 break
+            if not done:
+                await listener.catch_up()
+                continue
             if not disconnected.cancelled() and disconnected.exception() is not None:
                 log.warning("live: disconnected from Telegram (%s)", disconnected.exception())
             else:

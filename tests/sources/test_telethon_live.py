@@ -214,6 +214,29 @@ async def test_run_live_reconnects_and_catches_up_until_stopped(
     assert client.list_event_handlers() == []
 
 
+async def test_run_live_catches_up_periodically_without_updates(
+    archive: Archive, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    client = fake_client(tg, receive_updates=True)
+    await client.connect()
+    settings = settings_for(tmp_path, FOLLOWED)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_live(archive, client, settings, stop, options=opts(), catch_up_seconds=0.01)
+    )
+
+    async def has(n: int) -> bool:
+        return await count_posts(archive) == n
+
+    await until(lambda: has(5))
+    tg.posts(3)  # Telegram pushed no update for these
+    await until(lambda: has(8))
+    stop.set()
+    await task
+    row = await get_channel(archive, CID)
+    assert row is not None and row.high_water == 8
+
+
 async def test_follow_live_with_no_joined_channel_returns(
     archive: Archive, tg: FakeTelegram, tmp_path: Path
 ) -> None:
