@@ -196,3 +196,28 @@ async def test_run_with_the_bot_stops_cleanly_and_redacts_secrets(
     assert "[redacted]" in log  # the secrets did reach the log, and were replaced
     for secret in (botapi.TOKEN, API_HASH, SESSION, PHONE, PHONE.replace(" ", "")):
         assert secret not in log
+
+
+async def test_a_failing_part_stops_the_whole_run_with_its_exit_code(
+    spawn: list[Proc], tmp_path: Path
+) -> None:
+    botapi = pytest.importorskip("fakes.botapi")
+    api = botapi.FakeBotApi()  # answers 401 to any other token
+    await api.start()
+    try:
+        config = write_config(tmp_path, f'[bot]\napi_base_url = "{api.api_base_url}"\n')
+        wrong = "999999:WRONG-token-for-this-server"
+        run = await start(spawn, tmp_path, "--config", str(config), "run",
+                          environ=env(TELEWATCH_BOT_TOKEN=wrong))  # fmt: skip
+        assert run.proc.stderr is not None
+        out = (await asyncio.wait_for(run.proc.stderr.read(), START_WITHIN)).decode()
+        assert await run.proc.wait() == 2  # the bot's ConfigError, after a clean teardown
+    finally:
+        await api.close()
+    assert "telewatch run: stopped" in out
+    assert "Error: bot.token:" in out.splitlines()[-1]
+    assert wrong not in out
+    # nothing is left held: a new run can take the archive at once
+    again = await start(spawn, tmp_path, "--config", str(config), "run", "--no-bot")
+    await again.wait_for_line("telewatch run: started")
+    assert await again.stop(signal.SIGTERM) == 0
