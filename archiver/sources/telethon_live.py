@@ -83,6 +83,7 @@ class LiveListener:
         self.settings = settings
         self.options = options or SyncOptions()
         self.channels: dict[int, ChannelConfig] = {}  # marked id -> its config
+        self.pending: list[ChannelConfig] = []  # not resolved or joined yet
         self._handlers: list[tuple[Any, Any]] = []
         self._catch_up_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -100,31 +101,49 @@ class LiveListener:
 
     async def start(self) -> list[ChannelSyncResult]:
         """Resolve and join the channels, register the handlers, then catch up."""
+        self.pending = list(self.configs)
+        hooks = getattr(self.client, "reconnect_hooks", None)
+        if hooks is not None:
+            hooks.append(self.on_reconnect)
+        return await self.catch_up()
+
+    async def _resolve_pending(self) -> None:
+        """Resolve and join the channels not followed yet; a channel that fails (a flood wait,
+        a private channel) is logged and tried again at the next catch-up."""
+        if not self.pending:
+            return
         policy = self._policy()
-        for cfg in self.configs:
+        still: list[ChannelConfig] = []
+        added = 0
+        for cfg in self.pending:
             try:
                 row, peer = await resolve_channel(self.archive, self.client, cfg, policy)
                 await join_once(self.archive, self.client, row.id, peer, policy)
             except NotLoggedIn:
                 raise
             except TelewatchError as exc:
-                log.warning("live %s: not followed: %s", cfg.ref, exc)
+                log.warning("live %s: not followed yet: %s", cfg.ref, exc)
+                still.append(cfg)
                 continue
             self.channels[row.id] = cfg
+            added += 1
+        self.pending = still
+        if added:
+            self._register()
+        log.info("live: following %d channel(s), %d pending", len(self.channels), len(still))
+
+    def _register(self) -> None:
+        """(Re)register the event handlers for the followed channels' numeric ids."""
+        for callback, builder in self._handlers:
+            self.client.remove_event_handler(callback, builder)
         ids = sorted(self.channels)
-        if ids:
-            self._handlers = [
-                (self._on_message, events.NewMessage(chats=ids)),
-                (self._on_message, events.MessageEdited(chats=ids)),
-                (self._on_deleted, events.MessageDeleted(chats=ids)),
-            ]
-            for callback, builder in self._handlers:
-                self.client.add_event_handler(callback, builder)
-        hooks = getattr(self.client, "reconnect_hooks", None)
-        if hooks is not None:
-            hooks.append(self.on_reconnect)
-        log.info("live: following %d channel(s)", len(ids))
-        return await self.catch_up()
+        self._handlers = [
+            (self._on_message, events.NewMessage(chats=ids)),
+            (self._on_message, events.MessageEdited(chats=ids)),
+            (self._on_deleted, events.MessageDeleted(chats=ids)),
+        ]
+        for callback, builder in self._handlers:
+            self.client.add_event_handler(callback, builder)
 
     def stop(self) -> None:
         for callback, builder in self._handlers:
@@ -139,6 +158,7 @@ class LiveListener:
     async def catch_up(self) -> list[ChannelSyncResult]:
         """Sync every followed channel from its high-water mark (the ordinary sync path)."""
         async with self._catch_up_lock:
+            await self._resolve_pending()
             results = []
             for cfg in self.channels.values():
                 results.append(

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.telethon_client import FakeTelegram, Sleeper, fake_client, roundtrip, settings_for
+from fakes.telethon_client import (
+    FakeTelegram,
+    Sleeper,
+    fake_client,
+    flood,
+    roundtrip,
+    settings_for,
+)
 from telethon import functions, types
 
 from archiver.channels import parse_ref
@@ -96,6 +103,28 @@ async def test_start_joins_once_registers_ids_and_catches_up(
     assert tg.count(Join) == 0  # joined once, ever
     assert tg.count(Resolve) == 0
     again.stop()
+
+
+async def test_a_channel_that_cannot_be_resolved_at_start_is_followed_later(
+    archive: Archive, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    tg.fail(Resolve, flood(3600))  # above the ceiling: no wait, the channel waits its turn
+    client = fake_client(tg, receive_updates=True)
+    settings = settings_for(tmp_path, FOLLOWED)
+    listener = LiveListener(archive, client, settings, options=opts())
+    await listener.start()
+    assert listener.channels == {}
+    assert [c.ref.username for c in listener.pending] == ["vsaldo"]
+    assert client.list_event_handlers() == []
+
+    client._flood_waited_requests.clear()  # the hour has passed
+    await listener.catch_up()  # the next catch-up tries again
+    assert list(listener.channels) == [CID]
+    assert listener.pending == []
+    assert len(client.list_event_handlers()) == 3
+    assert await count_posts(archive) == 5
+    listener.stop()
+    assert client.list_event_handlers() == []
 
 
 async def test_new_edited_and_deleted_posts_arrive_through_the_ingest_path(
