@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from archiver.config import Settings
-from archiver.errors import ConfigError, TelewatchError
+from archiver.errors import ConfigError, NotLoggedIn, TelewatchError
 from archiver.lock import instance_lock
 from archiver.store.archive import Archive
 
@@ -81,11 +81,17 @@ async def _finish(task: asyncio.Task[Any], grace: float, what: str) -> None:
 
 
 def _jobs(
-    archive: Archive, settings: Settings, client: Any, live: bool, wake: asyncio.Event
+    archive: Archive,
+    settings: Settings,
+    client: Any,
+    live: bool,
+    wake: asyncio.Event,
+    fatal: Callable[[TelewatchError], None],
 ) -> dict[str, Callable[[], Awaitable[object]]]:
     """The scheduler's job functions (the imports happen when a job first runs). ``wake`` is
     set after a sync or recheck, so the bot delivers their alerts at once, not at its next
-    poll of the outbox."""
+    poll of the outbox. A lost Telegram login stops the whole process (``fatal``): nothing
+    Telethon does can work until someone runs ``telewatch login``."""
     polled = [c for c in settings.channels if not (live and c.source == "telethon" and c.join)]
 
     async def sync() -> object:
@@ -93,6 +99,9 @@ def _jobs(
 
         try:
             return await sync_all(archive, settings, client=client, channels=polled)
+        except NotLoggedIn as exc:
+            fatal(exc)
+            raise
         finally:
             wake.set()
 
@@ -101,6 +110,9 @@ def _jobs(
 
         try:
             return await recheck_all(archive, settings, client=client)
+        except NotLoggedIn as exc:
+            fatal(exc)
+            raise
         finally:
             wake.set()
 
@@ -156,15 +168,24 @@ async def run(
 async def _run(settings: Settings, with_bot: bool, stop: asyncio.Event) -> None:
     tasks: dict[str, asyncio.Task[Any]] = {}  # the long-running parts, by name
     trigger: list[str] = []  # the part whose end stopped the others, if one did
+    fatal: list[TelewatchError] = []  # an error of a job that must stop the process
+
+    def stop_with(exc: TelewatchError) -> None:
+        if not stop.is_set():
+            log.error("stopping: %s", exc)
+            fatal.append(exc)
+            stop.set()
 
     async with contextlib.AsyncExitStack() as stack:
         try:
-            await _start(settings, with_bot, stop, stack, tasks, trigger)
+            await _start(settings, with_bot, stop, stack, tasks, trigger, stop_with)
             await stop.wait()
             log.info("telewatch run: stopping")
         finally:
             stop.set()  # teardown (the stack, in reverse) starts with every part told to stop
     log.info("telewatch run: stopped")
+    if fatal:
+        raise fatal[0]
     if trigger:
         failure = _failure(trigger[0], tasks[trigger[0]])
         if failure is not None:
@@ -178,6 +199,7 @@ async def _start(
     stack: contextlib.AsyncExitStack,
     tasks: dict[str, asyncio.Task[Any]],
     trigger: list[str],
+    fatal: Callable[[TelewatchError], None],
 ) -> None:
     from archiver.rules import RuleLoader
     from archiver.scheduler import Scheduler
@@ -223,7 +245,7 @@ async def _start(
 
     wake = asyncio.Event()  # set when alerts may have been committed; the bot's delivery waits
     scheduler = Scheduler(
-        _jobs(archive, settings, client, live, wake),
+        _jobs(archive, settings, client, live, wake, fatal),
         settings.schedule,
         timezone=settings.display.timezone,
     )
