@@ -230,6 +230,8 @@ async def _start(
     hb = start("heartbeat", heartbeat_loop(archive, settings.schedule.heartbeat_seconds, stop))
     stack.push_async_callback(_finish, hb, 1.0, "heartbeat")
 
+    wake = asyncio.Event()  # set when alerts may have been committed; the bot's delivery waits
+    archive.on_alerts = wake.set  # every commit that queues alerts wakes the bot at once
     client: Any = None
     live = any(c.source == "telethon" and c.join for c in settings.channels)
     if uses_telethon(settings):
@@ -243,7 +245,6 @@ async def _start(
         task = start("live", follow_live(archive, settings, stop, client=client))
         stack.push_async_callback(_finish, task, LIVE_GRACE, "live listener")
 
-    wake = asyncio.Event()  # set when alerts may have been committed; the bot's delivery waits
     scheduler = Scheduler(
         _jobs(archive, settings, client, live, wake, fatal),
         settings.schedule,

@@ -73,6 +73,8 @@ class Archive:
         # Called before each alerting write; returns the current matcher (the rules engine
         # reloads personal rules that another process changed).
         self.matcher_loader: Callable[[Archive], Awaitable[Matcher | None]] | None = None
+        # Called after a commit that queued alerts (``telewatch run`` wakes the bot with it).
+        self.on_alerts: Callable[[], None] | None = None
         self._write_lock = asyncio.Lock()
         self._closed = False
 

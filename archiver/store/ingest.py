@@ -370,6 +370,8 @@ async def ingest(
                 current,
             )
         queued = await buf.flush(db)
+    if queued and archive.on_alerts is not None:
+        archive.on_alerts()
     stats = IngestStats(
         posts_added=added,
         versions_added=versions_added,
@@ -442,7 +444,7 @@ async def mark_deleted(
     now = ts(utcnow())
     assert now is not None
     matcher = await archive.current_matcher() if alerts else None
-    marked = 0
+    marked = queued = 0
     async with archive.transaction() as db:
         buf = _AlertBuffer(matcher, now)
         username = (await _usernames(db, [channel_id])).get(channel_id) if matcher else None
@@ -485,7 +487,9 @@ async def mark_deleted(
                     if wanted:
                         recipients.setdefault(rcp, set()).update(wanted)
                 buf.add(r[0], r[1], None, "deleted", recipients)
-        await buf.flush(db)
+        queued = await buf.flush(db)
+    if queued and archive.on_alerts is not None:
+        archive.on_alerts()
     if marked:
         log.info("channel %s: %d post(s) marked deleted (%s)", channel_id, marked, how)
     return marked
