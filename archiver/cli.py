@@ -432,6 +432,134 @@ async def demo(app: App) -> None:
     await run_demo(path, click.echo, tz_name=tz)
 
 
+# ---------------------------------------------------------------------------- telegram
+
+
+@cli.command()
+@click.option("--string", "as_string", is_flag=True, help="Print a session string instead.")
+@pass_app
+@run_async
+async def login(app: App, as_string: bool) -> None:
+    """Log in to Telegram once (phone, code, 2FA password). The only command that prompts.
+
+    Writes the session file ([telegram] session, mode 0600), or with --string prints a session
+    string to put in TELEWATCH_SESSION (container secrets). Needs [telegram] api_id and
+    api_hash (or TELEWATCH_API_ID / TELEWATCH_API_HASH) from https://my.telegram.org.
+
+    \b
+    Examples:
+      telewatch login
+      docker compose run --rm telewatch login
+    """
+    from archiver.lock import session_lock
+    from archiver.sources.telethon import login as tg_login
+
+    lock = session_lock(app.settings)
+    lock.acquire("login")
+    try:
+        out = await tg_login(app.settings, as_string=as_string)
+    finally:
+        lock.release()
+    if as_string and out:
+        click.echo(out)
+        click.echo("Keep this string secret: it is a password to the account.", err=True)
+    else:
+        click.echo(f"Logged in; session saved to {app.settings.telegram.session}", err=True)
+
+
+def _sync_summary(results: list[Any]) -> int:
+    failed = 0
+    for r in results:
+        name = getattr(r, "channel", None) or getattr(r, "username", None) or r.channel_id
+        line = f"{name}: {r.status}"
+        if r.status in ("ok", "flood_wait"):
+            line += f", {r.new_posts} new, {r.edits} edited, {r.deletions} deleted"
+        if r.flood_wait_until:
+            line += f", flood wait until {r.flood_wait_until:%Y-%m-%d %H:%M} UTC"
+        if r.error:
+            line += f": {r.error}"
+        click.echo(line)
+        failed += r.status == "error"
+    return failed
+
+
+async def _one_pass(app: App, command: str) -> None:
+    from archiver.lock import instance_lock
+    from archiver.rules import RuleLoader
+    from archiver.runner import uses_telethon
+    from archiver.sync import recheck_all, sync_all
+
+    settings = app.settings
+    if not settings.channels:
+        raise TelewatchError(
+            "no channels configured: add [[channels]] to the config (see config.example.toml)"
+        )
+    loader = RuleLoader(settings.rules)  # a bad rule stops here, before any network
+    with instance_lock(settings, session=uses_telethon(settings), command=command):
+        archive = await app.open_archive()
+        try:
+            loader.install(archive)
+            await archive.heartbeat(command, os.getpid())
+            run_pass = sync_all if command == "sync" else recheck_all
+            results = await run_pass(archive, settings)
+        finally:
+            await archive.close()
+    if _sync_summary(list(results)):
+        raise TelewatchError(
+            f"{command}: some channels failed (see above); the others are archived"
+        )
+
+
+@cli.command()
+@pass_app
+@run_async
+async def sync(app: App) -> None:
+    """One pass over every configured channel, then exit (for cron).
+
+    Each channel resumes from its last archived post; the first pass of a channel is its
+    backfill ([[channels]] backfill) and sends no alerts. A flood wait above the ceiling skips
+    that channel until the next pass. Refuses to start while another sync or run holds the
+    archive. Exit 1 when a channel failed (the others are still archived).
+
+    \b
+    Example (crontab, every 15 minutes):
+      */15 * * * * cd /srv/telewatch && .venv/bin/telewatch sync
+    """
+    await _one_pass(app, "sync")
+
+
+@cli.command()
+@pass_app
+@run_async
+async def recheck(app: App) -> None:
+    """Re-read the newest posts of every channel: record edits and deletions made while we were
+    not listening, and refresh view and reaction counts.
+
+    \b
+    Example:
+      telewatch recheck
+    """
+    await _one_pass(app, "recheck")
+
+
+@cli.command()
+@pass_app
+@run_async
+async def bot(app: App) -> None:
+    """Run the bot alone (when the archiver runs as `telewatch run --no-bot` elsewhere).
+
+    Delivers queued alerts (new ones within 2 seconds) and answers allowed journalists.
+    Needs [bot] token (or TELEWATCH_BOT_TOKEN). Stops cleanly on SIGTERM or Ctrl-C.
+
+    \b
+    Example:
+      TELEWATCH_BOT_TOKEN=123:ABC telewatch bot
+    """
+    from bot.app import run_bot
+
+    await run_bot(app.settings)
+
+
 # ---------------------------------------------------------------------------- operations
 
 

@@ -1,0 +1,160 @@
+"""`telewatch sync` end to end, as cron runs it: a real process, real HTTP to a fake t.me on
+127.0.0.1, a real archive. The no-login path from first pass to alerts, edits and deletions."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from fakes.tme import T0, FakePost, FakeTme
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeTme
+
+    def do_GET(self) -> None:
+        host = self.headers.get("Host", "127.0.0.1")
+        request = httpx.Request("GET", f"http://{host}{self.path}", headers=dict(self.headers))
+        response = self.fake.handle(request)
+        body = response.content
+        self.send_response(response.status_code)
+        for key, value in response.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def tme() -> Iterator[tuple[FakeTme, str]]:
+    fake = FakeTme()
+    handler = type("Handler", (_Handler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def telewatch(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "TELEWATCH_CONFIG": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", "--config", str(tmp_path / "config.toml"),
+         "--db", str(tmp_path / "a.db"), *args],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path, check=False,
+    )  # fmt: skip
+
+
+def write_config(tmp_path: Path, base_url: str) -> None:
+    (tmp_path / "config.toml").write_text(
+        f"""
+[web]
+base_url = "{base_url}"
+delay_seconds = 0
+
+[[channels]]
+username = "testograd"
+source = "web"
+backfill = "all"
+
+[[rules]]
+name = "evacuation"
+query = "эвакуация OR евакуація"
+notify = [111]
+""",
+        encoding="utf-8",
+    )
+
+
+def query(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        return list(db.execute(sql))
+
+
+def test_web_sync_from_first_pass_to_alerts_edits_and_deletions(
+    tmp_path: Path, tme: tuple[FakeTme, str]
+) -> None:
+    fake, base = tme
+    write_config(tmp_path, base)
+    ch = fake.channel("testograd", page_size=5)
+    ch.add_texts(range(1, 13), "Новости {id}: эвакуация не планируется")
+
+    first = telewatch(tmp_path, "sync")
+    assert first.returncode == 0, first.stderr
+    assert "testograd: ok, 12 new" in first.stdout
+    # The first pass is the backfill: archived, searchable, and no alerts.
+    assert query(tmp_path, "SELECT count(*) FROM posts") == [(12,)]
+    assert query(tmp_path, "SELECT count(*) FROM alerts") == [(0,)]
+
+    ch.add(FakePost(13, "Оголошено евакуацію з Лугового", T0 + timedelta(hours=13)))
+    ch.add(FakePost(12, "Новости 12: эвакуация начнётся завтра", T0 + timedelta(hours=12)))
+    del ch.posts[11]
+    second = telewatch(tmp_path, "sync")
+    assert second.returncode == 0, second.stderr
+
+    assert query(tmp_path, "SELECT message_id FROM posts WHERE deleted_at IS NOT NULL") == [(11,)]
+    versions = query(
+        tmp_path,
+        "SELECT v.text FROM versions v JOIN posts p ON p.id = v.post_id"
+        " WHERE p.message_id = 12 ORDER BY v.seen_at, v.rowid",
+    )
+    assert [v[0] for v in versions] == [
+        "Новости 12: эвакуация не планируется",
+        "Новости 12: эвакуация начнётся завтра",
+    ]
+    alerts = query(
+        tmp_path,
+        "SELECT p.message_id, a.kind, a.recipient FROM alerts a JOIN posts p ON p.id = a.post_id"
+        " ORDER BY p.message_id, a.kind",
+    )
+    # A new matching post alerts; the edit and the deletion of posts that matched from the
+    # backfill alert too (the rule's kinds include edited and deleted).
+    assert (13, "new", 111) in alerts
+    assert (11, "deleted", 111) in alerts
+    assert all(r[2] == 111 for r in alerts)
+
+    again = telewatch(tmp_path, "sync")
+    assert again.returncode == 0, again.stderr
+    assert query(tmp_path, "SELECT count(*) FROM alerts") == [(len(alerts),)]
+
+    found = telewatch(tmp_path, "search", "евакуація", "--json")
+    assert found.returncode == 0, found.stderr
+    assert '"message_id": 13' in found.stdout
+
+
+def test_a_channel_without_a_preview_fails_alone_with_a_clear_line(
+    tmp_path: Path, tme: tuple[FakeTme, str]
+) -> None:
+    fake, base = tme
+    write_config(tmp_path, base)
+    (tmp_path / "config.toml").write_text(
+        (tmp_path / "config.toml").read_text(encoding="utf-8")
+        + '\n[[channels]]\nusername = "goodchannel"\nsource = "web"\nbackfill = "all"\n',
+        encoding="utf-8",
+    )
+    fake.channel("testograd", preview=False)
+    good = fake.channel("goodchannel", bare_id=1822222222)
+    good.add_texts(range(1, 4))
+
+    result = telewatch(tmp_path, "sync")
+    assert result.returncode == 1
+    assert "testograd: error" in result.stdout
+    assert "goodchannel: ok, 3 new" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert query(tmp_path, "SELECT count(*) FROM posts") == [(3,)]
