@@ -33,7 +33,7 @@ import sqlite3
 import time
 import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -94,41 +94,52 @@ class RetryPolicy:
 
 
 class RateLimiter:
-    """Slots for sending: one worker per chat asks for a slot before each message."""
+    """When each chat's worker may send its next message.
+
+    Overall: paced at ``overall_per_second`` on a virtual schedule (a sender a few ms late
+    does not fall behind for good), and never more than ``overall_per_second`` in any second
+    of the moments messages actually went out, so a stalled event loop cannot release a
+    burst. Per chat: ``chat_interval`` apart. Per group: at most ``group_per_minute`` in any
+    minute.
+    """
 
     def __init__(self, limits: Limits, clock: Clock = time.monotonic) -> None:
         self.limits = limits
         self.clock = clock
-        self._next_global = 0.0
+        self._sent: deque[float] = deque()  # send times within the last second, overall
+        self._due = 0.0  # the virtual time of the next overall slot
         self._next_chat: dict[int, float] = {}
         self._group_sent: dict[int, deque[float]] = {}
 
-    def chat_delay(self, chat_id: int) -> float:
-        """Seconds until ``chat_id`` may get its next message (0 if it may now)."""
+    def delay(self, chat_id: int) -> float:
+        """Seconds until a message to ``chat_id`` is allowed (0: now)."""
         now = self.clock()
         ready = self._next_chat.get(chat_id, 0.0)
-        sent = self._group_sent.get(chat_id)
-        if chat_id < 0 and sent is not None and len(sent) >= self.limits.group_per_minute:
-            ready = max(ready, sent[0] + 60.0)
+        group = self._group_sent.get(chat_id)
+        if group is not None and len(group) >= self.limits.group_per_minute:
+            ready = max(ready, group[0] + 60.0)
+        # One slot of slack: a send late by less than a slot keeps the schedule.
+        ready = max(ready, self._due - 1.0 / self.limits.overall_per_second)
+        sent = self._sent
+        while sent and sent[0] <= now - 1.0:
+            sent.popleft()
+        if len(sent) >= self.limits.overall_per_second:
+            ready = max(ready, sent[0] + 1.0)
         return max(0.0, ready - now)
 
-    def take_global(self) -> float:
-        """Reserve the next overall slot; seconds to wait for it."""
-        now = self.clock()
-        slot = max(now, self._next_global)
-        self._next_global = slot + 1.0 / self.limits.overall_per_second
-        return slot - now
-
     def record(self, chat_id: int) -> None:
+        """A message to ``chat_id`` goes out now."""
         now = self.clock()
+        self._sent.append(now)
+        self._due = max(self._due, now) + 1.0 / self.limits.overall_per_second
         self._next_chat[chat_id] = max(
             self._next_chat.get(chat_id, 0.0), now + self.limits.chat_interval
         )
         if chat_id < 0:
-            sent = self._group_sent.setdefault(chat_id, deque())
-            sent.append(now)
-            while len(sent) > self.limits.group_per_minute:
-                sent.popleft()
+            group = self._group_sent.setdefault(chat_id, deque())
+            group.append(now)
+            while len(group) > self.limits.group_per_minute:
+                group.popleft()
         if len(self._next_chat) > 10_000:
             self._next_chat = {c: t for c, t in self._next_chat.items() if t > now}
 
@@ -136,14 +147,6 @@ class RateLimiter:
         """Send nothing to ``chat_id`` for ``seconds`` (after a 429)."""
         until = self.clock() + seconds
         self._next_chat[chat_id] = max(self._next_chat.get(chat_id, 0.0), until)
-
-    async def acquire(self, chat_id: int, sleep: Callable[[float], Awaitable[None]]) -> None:
-        while (wait := self.chat_delay(chat_id)) > 0:
-            await sleep(wait)
-        wait = self.take_global()
-        if wait > 0:
-            await sleep(wait)
-        self.record(chat_id)
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -153,12 +156,15 @@ def retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class _Stopping(Exception):
-    pass
-
-
 class Delivery:
-    """Owns the dispatcher task and the per-chat workers. ``start()``, ``notify()``, ``stop()``."""
+    """Owns the outbox reader and the send scheduler: ``start()``, ``notify()``, ``stop()``.
+
+    The reader queues due alerts per chat. The scheduler, one task, picks the next chat to
+    send to whenever the limits allow one more message: among chats with nothing in flight
+    whose own limits allow it, the one with the most alerts waiting (then the oldest alert),
+    which gets a mixed queue out in close to the least time the limits allow. Each send runs
+    as its own task; a chat has at most one in flight, so its alerts keep their order.
+    """
 
     def __init__(
         self,
@@ -170,7 +176,7 @@ class Delivery:
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
         wake: asyncio.Event | None = None,
-        batch: int = 500,
+        batch: int = 1000,
         per_chat: int = 25,
         send_timeout: float | None = None,
         clock: Clock = time.monotonic,
@@ -187,17 +193,18 @@ class Delivery:
         self.send_timeout = send_timeout
         self.retry_in_place = 5.0  # seconds: longer back-offs go back to the outbox
         self._queues: dict[int, deque[AlertRow]] = {}
-        self._workers: dict[int, asyncio.Task[None]] = {}
         self._queued: set[int] = set()
+        self._busy: set[int] = set()  # chats with a send in flight
+        self._sends: set[asyncio.Task[None]] = set()
+        self._kick = asyncio.Event()  # the scheduler should look again
         # A read of the outbox that began before an alert was finished here may still show
         # it pending: such reads are ignored for it (alert id -> epoch when it finished).
         self._epoch = 0
         self._finished: dict[int, int] = {}
         self._reading: set[int] = set()  # epochs of the reads in progress
-        self._sending: set[asyncio.Task[None]] = set()
         self._sent_refs: dict[tuple[int, int], int] = {}
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.sent = 0  # counters for logs and tests
         self.retried = 0
         self.failed = 0
@@ -209,34 +216,34 @@ class Delivery:
         self.wake.set()
 
     def start(self) -> None:
-        if self._task is None:
+        if not self._tasks:
             self._stop.clear()
-            self._task = asyncio.create_task(self._run(), name="telewatch-delivery")
+            self._tasks = [
+                asyncio.create_task(self._read_loop(), name="telewatch-outbox-reader"),
+                asyncio.create_task(self._schedule_loop(), name="telewatch-send-scheduler"),
+            ]
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop dispatching; let sends in flight finish and be recorded (up to ``grace``
-        seconds), cancel the rest. Unsent alerts stay pending for the next start."""
+        """Stop reading and scheduling; let sends in flight finish and be recorded (up to
+        ``grace`` seconds), cancel the rest. Unsent alerts stay pending for the next start."""
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        workers = list(self._workers.values())
-        for task in workers:
-            if task not in self._sending:
-                task.cancel()
-        if workers:
-            _, late = await asyncio.wait(workers, timeout=grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        sends = list(self._sends)
+        if sends:
+            _, late = await asyncio.wait(sends, timeout=grace)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-        self._workers.clear()
+            await asyncio.gather(*sends, return_exceptions=True)
         self._queues.clear()
         self._queued.clear()
+        self._busy.clear()
         log.info("delivery stopped: %d sent, %d retried, %d failed", self.sent, self.retried,
                  self.failed)  # fmt: skip
 
-    async def _run(self) -> None:
+    async def _read_loop(self) -> None:
         log.info("delivery started (poll every %.2fs)", self.poll_seconds)
         while not self._stop.is_set():
             self.wake.clear()
@@ -247,15 +254,7 @@ class Delivery:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but raise :class:`_Stopping` as soon as a stop begins."""
-        try:
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        except TimeoutError:
-            return
-        raise _Stopping
-
-    # ------------------------------------------------------------------ dispatch
+    # ------------------------------------------------------------------ reading
 
     async def dispatch(self) -> int:
         """Queue every due alert not yet queued; returns how many were added."""
@@ -278,74 +277,101 @@ class Delivery:
             self._queued.add(row.id)
             self._queues.setdefault(row.recipient, deque()).append(row)
             added += 1
-            if row.recipient not in self._workers:
-                self._workers[row.recipient] = asyncio.create_task(
-                    self._worker(row.recipient), name=f"telewatch-delivery-{row.recipient}"
-                )
         if added:
             log.debug("delivery: %d alert(s) queued", added)
+            self._kick.set()
         return added
-
-    async def idle(self) -> None:
-        """Wait until no worker is running (for tests and benchmarks)."""
-        while self._workers:
-            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
-
-    async def _worker(self, chat_id: int) -> None:
-        queue = self._queues[chat_id]
-        me = asyncio.current_task()
-        try:
-            while queue and not self._stop.is_set():
-                row = queue[0]
-                try:
-                    keep_going = await self._deliver(row, me)
-                except _Stopping:
-                    return
-                queue.popleft()
-                self._finish(row.id)
-                if not keep_going:
-                    for held in queue:
-                        self._queued.discard(held.id)
-                    queue.clear()
-        finally:
-            for row in queue:
-                self._queued.discard(row.id)
-            self._queues.pop(chat_id, None)
-            self._workers.pop(chat_id, None)
 
     def _finish(self, alert_id: int) -> None:
         self._queued.discard(alert_id)
         if self._reading:
             self._finished[alert_id] = self._epoch
 
-    async def _deliver(self, row: AlertRow, me: asyncio.Task[None] | None) -> bool:
-        """Send one alert and record the outcome. False: stop sending to this chat."""
+    def _drop(self, chat_id: int) -> None:
+        """Forget a chat's queue (its alerts stay pending in the outbox)."""
+        for row in self._queues.pop(chat_id, ()):
+            self._queued.discard(row.id)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _pick(self) -> tuple[int | None, float | None]:
+        """The chat to send to now, or None and how long until one may be ready."""
+        best: tuple[int, int] | None = None
+        chosen: int | None = None
+        soonest: float | None = None
+        for chat_id, queue in self._queues.items():
+            if not queue or chat_id in self._busy:
+                continue
+            wait = self.limiter.delay(chat_id)
+            if wait > 0:
+                soonest = wait if soonest is None else min(soonest, wait)
+                continue
+            key = (len(queue), -queue[0].id)
+            if best is None or key > best:
+                best, chosen = key, chat_id
+        return chosen, soonest
+
+    async def _schedule_loop(self) -> None:
+        while not self._stop.is_set():
+            self._kick.clear()
+            chat_id, wait = self._pick()
+            if chat_id is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), wait)
+                continue
+            self.limiter.record(chat_id)  # no await since _pick: nobody else took the moment
+            self._busy.add(chat_id)
+            task = asyncio.create_task(self._send_next(chat_id), name=f"telewatch-send-{chat_id}")
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def idle(self) -> None:
+        """Wait until nothing is in flight and nothing queued may go now (tests, benches)."""
         while True:
-            await self.limiter.acquire(row.recipient, self._sleep)
-            if self._stop.is_set():
-                raise _Stopping
-            if me is not None:
-                self._sending.add(me)
+            if self._sends:
+                await asyncio.gather(*list(self._sends), return_exceptions=True)
+                continue
+            chat_id, _ = self._pick()
+            if chat_id is None:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _send_next(self, chat_id: int) -> None:
+        """Send the head of a chat's queue and act on the outcome."""
+        queue = self._queues.get(chat_id)
+        try:
+            if not queue:
+                return
+            row = queue[0]
             try:
                 result = await self._attempt(row)
             except RetryAfter as exc:
                 seconds = retry_seconds(exc)
                 log.warning("alert %d: flood control, chat %d paused %.0fs", row.id,
                             row.recipient, seconds)  # fmt: skip
-                self.limiter.pause(row.recipient, seconds)
+                self.limiter.pause(chat_id, seconds)
+                self.retried += 1
                 await outbox.mark_retry(
                     self.archive, row.id, str(exc),
                     datetime.now(UTC) + timedelta(seconds=seconds), count=False,
                 )  # fmt: skip
-                self.retried += 1
-                continue
-            finally:
-                if me is not None:
-                    self._sending.discard(me)
-            if isinstance(result, bool):
-                return result
-            row = replace(row, attempts=row.attempts + 1)
-            await self._sleep(result)  # a short back-off: retry here, keeping the chat's order
+                return  # stays at the head of the queue; goes when the pause is over
+            if result is True:
+                queue.popleft()
+                self._finish(row.id)
+                if not queue:
+                    self._queues.pop(chat_id, None)
+            elif result is False:
+                self._drop(chat_id)
+            else:  # a short back-off, waited out in place: the chat's order is kept
+                queue[0] = replace(row, attempts=row.attempts + 1)
+                self.limiter.pause(chat_id, float(result))
+        except Exception:  # recording an outcome failed: a later poll redoes it
+            log.exception("delivery to chat %d failed unexpectedly", chat_id)
+            self._drop(chat_id)
+        finally:
+            self._busy.discard(chat_id)
+            self._kick.set()
 
     async def _attempt(self, row: AlertRow) -> bool | float:
         """Send and record. True: done (sent, failed, or left for a later poll); False: the

@@ -219,7 +219,7 @@ def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
     if c.oldest_pending is not None:
         alerts += f"\noldest pending since {esc(local_time(c.oldest_pending, tz))}"
     if c.failed:
-        alerts += "\nfailed alerts: <code>telewatch alerts --status failed</code>"
+        alerts += "\nfailed alerts keep their last error in the outbox (the alerts table)"
     blocks = [alerts]
     if st.inactive:
         ids = ", ".join(f"<code>{cid}</code>" for cid in sorted(st.inactive))
