@@ -53,7 +53,7 @@ class BotOptions:
     retry: RetryPolicy | None = None  # default: backoff 2 s doubling, [bot] max_attempts
     send_timeout: float | None = None  # per alert send (None: PTB's defaults)
     stranger_cooldown: float = 600.0
-    stop_grace: float = 5.0  # how long a stop waits for sends in flight
+    stop_grace: float = 3.0  # how long a stop waits for sends in flight (`run` allows 4 s)
     max_startup_wait: float = 60.0  # backoff cap while the Bot API is unreachable at start
 
 

@@ -53,10 +53,6 @@ class Services:
     pages: SearchPages = field(default_factory=SearchPages)
     owns_archive: bool = False
 
-    @property
-    def config_rules(self) -> dict[str, str]:
-        return {r.name: r.query for r in self.settings.rules}
-
 
 def services(context: CallbackContext[Any, Any, Any, Any]) -> Services:
     return cast(Services, context.bot_data[KEY])
