@@ -555,9 +555,31 @@ async def bot(app: App) -> None:
     Example:
       TELEWATCH_BOT_TOKEN=123:ABC telewatch bot
     """
+    import signal
+
+    from archiver.runner import heartbeat_loop
+
+    os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta
     from bot.app import run_bot
 
-    await run_bot(app.settings)
+    settings = app.settings
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    archive = await app.open_archive()
+    try:
+        await archive.heartbeat("bot", os.getpid())  # for `telewatch health --process bot`
+        beat = asyncio.create_task(
+            heartbeat_loop(archive, settings.schedule.heartbeat_seconds, stop, "bot")
+        )
+        try:
+            await run_bot(settings, archive=archive, stop_event=stop)
+        finally:
+            stop.set()
+            await beat
+    finally:
+        await archive.close()
 
 
 # ---------------------------------------------------------------------------- operations
@@ -582,6 +604,7 @@ async def run(app: App, no_bot: bool) -> None:
     """
     from archiver.runner import run as run_service
 
+    os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta
     await run_service(app.settings, with_bot=not no_bot)
 
 

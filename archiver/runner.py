@@ -49,9 +49,11 @@ def uses_telethon(settings: Settings) -> bool:
     return any(c.source == "telethon" for c in settings.channels)
 
 
-async def heartbeat_loop(archive: Archive, seconds: float, stop: asyncio.Event) -> None:
-    """Write the ``run`` heartbeat every ``seconds`` until ``stop`` is set (the first one is
-    written at start-up, before anything reports the process as started)."""
+async def heartbeat_loop(
+    archive: Archive, seconds: float, stop: asyncio.Event, process: str = PROCESS
+) -> None:
+    """Write the ``process`` heartbeat every ``seconds`` until ``stop`` is set (the first one
+    is written at start-up, before anything reports the process as started)."""
     pid = os.getpid()
     while True:
         with contextlib.suppress(TimeoutError):
@@ -59,7 +61,7 @@ async def heartbeat_loop(archive: Archive, seconds: float, stop: asyncio.Event) 
         if stop.is_set():
             return
         try:
-            await archive.heartbeat(PROCESS, pid)
+            await archive.heartbeat(process, pid)
         except sqlite3.OperationalError as exc:  # busy for longer than the busy timeout
             log.warning("heartbeat: not written (%s); trying again", exc)
 
