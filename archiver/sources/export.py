@@ -374,7 +374,7 @@ class ExportReader:
             for prefix, event, value in events:
                 if prefix in ("name", "type", "id"):
                     if event in ("start_map", "start_array"):
-                        raise _expected(prefix, "a scalar", "[...]" if "array" in event else {})
+                        raise _Bad(prefix, "expected a string or a number, got a list or object")
                     header[prefix] = value
                 elif prefix == "messages":
                     if event != "start_array":
