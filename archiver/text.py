@@ -101,25 +101,28 @@ def _forms(parses: Iterable[Any]) -> set[str]:
     return out
 
 
-_CACHE_MAX = 300_000
+_CACHE_MAX = 100_000  # about 35 MB when full
 _cache: dict[str, tuple[str, ...]] = {}
 
 
-def lemmas(word: str) -> tuple[str, ...]:
+def lemmas(word: str, lang: str | None = None) -> tuple[str, ...]:
     """Dictionary forms of one normalised word (cached; see :func:`_lemmas`)."""
-    found = _cache.get(word)
+    key = word if lang is None else f"{word}\x00{lang}"
+    found = _cache.get(key)
     if found is None:
         if len(_cache) >= _CACHE_MAX:  # bounded memory whatever the vocabulary
             _cache.clear()
-        found = _cache[word] = _lemmas(word)
+        found = _cache[key] = _lemmas(word, lang)
     return found
 
 
-def _lemmas(word: str) -> tuple[str, ...]:
+def _lemmas(word: str, lang: str | None) -> tuple[str, ...]:
     """Dictionary forms of one normalised word (may be several for ambiguous forms).
 
-    A word neither dictionary knows gets the top guess of the matching language's predictor;
-    a word in another script is its own lemma. The word itself is matched separately (the
+    A word neither dictionary knows gets a predictor's best guess: the predictor of the
+    post's language (``lang``, "ru" or "uk", told by the letters of the post) for a post's
+    words; both for a query's words, so a query meets the guess whatever the post's language.
+    A word in another script is its own lemma. The word itself is matched separately (the
     ``words`` column), so it need not be included here.
     """
     if _CYRILLIC.search(word):
@@ -132,11 +135,15 @@ def _lemmas(word: str) -> tuple[str, ...]:
             out |= _forms(a.ru.parse(w))
         if uk_known:
             out |= _forms(a.uk.parse(w))
-        if not out:
+        if not out:  # no dictionary knows it: predictors are slow, so use as few as possible
             letters = set(word)
-            if not letters & _UK_ONLY:
+            if not letters.isdisjoint(_UK_ONLY):
+                lang = "uk"
+            elif not letters.isdisjoint(_RU_ONLY):
+                lang = "ru"
+            if lang in (None, "ru"):
                 out |= _forms(a.ru.parse(w)[:1])
-            if not letters & _RU_ONLY:
+            if lang in (None, "uk"):
                 out |= _forms(a.uk.parse(w)[:1])
         return tuple(sorted(out)) or (word,)
     plain = word.replace(APOSTROPHE, "'")
@@ -166,14 +173,26 @@ class Analysis:
 EMPTY = Analysis((), frozenset())
 
 
+def language(norm: str) -> str | None:
+    """ "uk" or "ru" when normalised text has letters only that language uses, else None."""
+    has_uk = any(c in norm for c in _UK_ONLY)
+    has_ru = any(c in norm for c in _RU_ONLY)
+    if has_uk != has_ru:
+        return "uk" if has_uk else "ru"
+    return None
+
+
 def analyze(text: str) -> Analysis:
     """Normalise, split and lemmatise a post's text."""
-    ws = tuple(words(text))
+    norm = normalize(text)
+    ws = tuple(_WORD.findall(norm))
     if not ws:
         return EMPTY
+    lang = language(norm)
+    suffix = "" if lang is None else f"\x00{lang}"
     get = _cache.get
     out: set[str] = set()
     for w in set(ws):
-        found = get(w)
-        out.update(found if found is not None else lemmas(w))
+        found = get(w + suffix)
+        out.update(found if found is not None else lemmas(w, lang))
     return Analysis(ws, frozenset(out))

@@ -30,6 +30,7 @@ of the wrong type. What earlier batches archived stays archived.
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import logging
 import os
@@ -42,12 +43,15 @@ from typing import IO, Any
 import ijson
 
 from archiver.errors import InputFileError
-from archiver.models import ChannelInfo, Entity, Forward, Media, Post, marked_id
+from archiver.models import ChannelInfo, Entity, Forward, IngestStats, Media, Post, marked_id
+from archiver.pipeline import BatchWriter
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
-from archiver.store.ingest import ingest
 
 log = logging.getLogger(__name__)
+
+_YIELD_EVERY = 250  # posts between yields to the event loop while parsing
+_WORKER_MIN_BYTES = 16 * 1024 * 1024
 
 CHANNEL_TYPES = frozenset({"public_channel", "private_channel"})
 BUF_SIZE = 64 * 1024
@@ -556,31 +560,25 @@ async def import_file(
     username: str | None = None,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 2000,
+    workers: bool | None = None,
 ) -> list[ImportResult]:
     """Import a Telegram Desktop export into ``archive``; one result per channel in the file.
 
     Each channel is upserted (``source="export"``; ``username`` attached when given, a known
     username is never cleared), then its posts go through the one ingest path in batches of
     ``batch_size``, each batch one transaction, never queuing alerts. ``progress`` receives
-    the bytes read so far. On malformed input :class:`InputFileError` is raised; the batches
-    written before it stay archived, and importing the same file again adds nothing.
+    the bytes read so far. ``workers``: analyse word forms in a worker process while SQLite
+    writes (default: for files of 16 MB and more). On malformed input
+    :class:`InputFileError` is raised; the batches written before it stay archived, and
+    importing the same file again adds nothing.
     """
     results: list[ImportResult] = []
     batch: list[Post] = []
     channel: ImportResult | None = None
 
-    async def flush() -> None:
-        nonlocal channel
-        if batch and channel is not None:
-            stats = await ingest(archive, batch, source="export", alerts=False)
-            channel = replace(
-                channel,
-                posts_added=channel.posts_added + stats.posts_added,
-                versions_added=channel.versions_added + stats.versions_added,
-            )
-        batch.clear()
-
-    def done(result: ImportResult) -> None:
+    def done(result: ImportResult, writer: BatchWriter) -> None:
+        stats = writer.stats.get(result.channel_id, IngestStats())
+        result = replace(result, posts_added=stats.posts_added, versions_added=stats.versions_added)
         results.append(result)
         log.info(
             "import %s: channel %s: %d post(s), %d version(s) added",
@@ -590,24 +588,34 @@ async def import_file(
             result.versions_added,
         )
 
+    if workers is None:
+        workers = path.stat().st_size >= _WORKER_MIN_BYTES
     reader = ExportReader(path, on_read=progress)
-    for item in reader:
-        if isinstance(item, ChannelInfo):
-            if username is not None and reader.whole_account:
-                raise InputFileError(
-                    f"{path}: a whole-account export holds several channels; --username names"
-                    " the channel of a single channel's export"
-                )
-            await flush()
-            if channel is not None:
-                done(channel)
-            row = await upsert_channel(archive, replace(item, username=username), source="export")
-            channel = ImportResult(row.id, row.title, row.username, 0, 0)
-            continue
-        batch.append(item)
-        if len(batch) >= batch_size:
-            await flush()
-    await flush()
+    async with BatchWriter(archive, source="export", alerts=False, workers=workers) as writer:
+        for n, item in enumerate(reader):
+            if isinstance(item, ChannelInfo):
+                if username is not None and reader.whole_account:
+                    raise InputFileError(
+                        f"{path}: a whole-account export holds several channels; --username"
+                        " names the channel of a single channel's export"
+                    )
+                await writer.submit(batch)
+                batch = []
+                if channel is not None:
+                    await writer.drain()
+                    done(channel, writer)
+                info = replace(item, username=username)
+                row = await upsert_channel(archive, info, source="export")
+                channel = ImportResult(row.id, row.title, row.username, 0, 0)
+                continue
+            batch.append(item)
+            if len(batch) >= batch_size:
+                await writer.submit(batch)
+                batch = []
+            elif n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the batch being written reach its next statement
+        await writer.submit(batch)
+        await writer.drain()
     if channel is not None:
-        done(channel)
+        done(channel, writer)
     return results

@@ -3,6 +3,9 @@
 Never edit a migration that has shipped: append a new one. Times are UTC text
 ``YYYY-MM-DD HH:MM:SS`` (sortable, readable in Datasette). Channel ids are marked ids.
 
+New versions are indexed by ``archiver.store.ingest`` in the same transaction (migration 2);
+updates and deletions are kept in step by triggers.
+
 ``versions.id`` is a sort key, not a counter: ``unix(post date) << 32 | sequence``. It is also
 the rowid of the FTS5 index, so "newest first" is the index's own rowid order and a search
 reads only as many index entries as it shows.
@@ -178,5 +181,11 @@ MIGRATIONS: list[str] = [
         pid INTEGER,
         at TEXT NOT NULL
     );
+    """,
+    # 2: ingest indexes new versions itself, in one executemany per batch: measured twice as
+    # fast as the per-row insert trigger. The delete and update triggers stay, so the index
+    # follows any other change to versions (Datasette, sqlite-utils, a hand edit).
+    """
+    DROP TRIGGER versions_ai;
     """,
 ]

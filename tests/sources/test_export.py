@@ -580,3 +580,24 @@ async def test_broken_files_leave_earlier_batches_intact(archive: Archive, tmp_p
     after = {tuple(r) for r in await archive.fetchall("SELECT post_id, sha256, text FROM versions")}
     assert versions_before <= after  # every earlier version is still there
     assert await counts(archive, channel_a) == (60, 61)  # plus the edit's one new version
+
+
+async def test_a_worker_process_gives_the_same_archive_as_inline(tmp_path: Path) -> None:
+    """Big files are analysed in a worker process; the archive must not depend on it."""
+    from archiver.store.archive import Archive
+
+    snapshots = []
+    for workers in (False, True):
+        archive = await Archive.open(tmp_path / f"w{workers}.db")
+        try:
+            results = await import_file(archive, SAMPLE, batch_size=7, workers=workers)
+            rows = await archive.fetchall(
+                "SELECT p.message_id, v.text, v.words, v.lemmas FROM versions v"
+                " JOIN posts p ON p.id = v.post_id ORDER BY p.message_id, v.id"
+            )
+            fts = await archive.fetchall("SELECT count(*) FROM versions_fts")
+        finally:
+            await archive.close()
+        snapshots.append(([tuple(r) for r in rows], fts[0][0], [r.posts_added for r in results]))
+    assert snapshots[0] == snapshots[1]
+    assert snapshots[0][2] == [41]

@@ -1,0 +1,114 @@
+"""Bulk writes with the work spread over the machine's cores.
+
+A bulk import has three kinds of work: reading the source (this thread), word-form analysis
+(pure Python, the largest share) and SQLite (aiosqlite's thread, the GIL released). With a
+worker process, :class:`BatchWriter` analyses batch N+1 in the worker while SQLite writes
+batch N and this thread reads batch N+2. Without one (small inputs, tests) it analyses
+inline. Either way every batch goes through the one ingest path, one transaction each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from types import TracebackType
+
+from archiver.models import IngestStats, Post
+from archiver.store.archive import Archive
+from archiver.store.ingest import ingest, prepare
+from archiver.text import EMPTY, Analysis, analyze
+
+log = logging.getLogger(__name__)
+
+
+def analyze_texts(texts: Sequence[str | None]) -> list[Analysis]:
+    """Run in the worker process: the analysis of each text (None: a service message)."""
+    return [EMPTY if t is None else analyze(t) for t in texts]
+
+
+class BatchWriter:
+    """``async with BatchWriter(archive, source="export", workers=True) as w: await
+    w.submit(posts) ...``; :attr:`stats` holds the totals per channel once closed."""
+
+    def __init__(self, archive: Archive, *, source: str, alerts: bool, workers: bool) -> None:
+        self.archive = archive
+        self.source = source
+        self.alerts = alerts
+        self.stats: dict[int, IngestStats] = collections.defaultdict(IngestStats)
+        self._pool = (
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            if workers
+            else None
+        )
+        self._queue: collections.deque[tuple[list[Post], asyncio.Future[list[Analysis]]]] = (
+            collections.deque()
+        )
+        self._writing: asyncio.Task[IngestStats] | None = None
+        self._writing_channel = 0
+
+    async def __aenter__(self) -> BatchWriter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc is None:
+                await self.drain()
+            else:  # the batches already read are complete: let the one being written land
+                await self._settle(suppress=True)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def submit(self, posts: Sequence[Post]) -> None:
+        """Queue one batch (posts of one channel). Returns once the batch before the previous
+        one is being written, so at most two batches wait in memory."""
+        batch = list(posts)
+        if not batch:
+            return
+        loop = asyncio.get_running_loop()
+        if self._pool is not None:
+            texts = [None if p.is_service else p.text for p in batch]
+            fut = loop.run_in_executor(self._pool, analyze_texts, texts)
+        else:
+            fut = loop.create_future()
+            fut.set_result(prepare(batch))
+        self._queue.append((batch, fut))
+        while len(self._queue) > 1:
+            await self._write_next()
+
+    async def drain(self) -> None:
+        while self._queue:
+            await self._write_next()
+        await self._settle()
+
+    async def _write_next(self) -> None:
+        batch, fut = self._queue.popleft()
+        analyses = await fut
+        await self._settle()
+        self._writing_channel = batch[0].channel_id
+        self._writing = asyncio.create_task(
+            ingest(self.archive, batch, source=self.source, alerts=self.alerts, analyses=analyses)
+        )
+        await asyncio.sleep(0)  # let it reach SQLite before this thread reads on
+
+    async def _settle(self, *, suppress: bool = False) -> None:
+        task, self._writing = self._writing, None
+        if task is None:
+            return
+        try:
+            stats = await task
+        except Exception:
+            if not suppress:
+                raise
+            log.exception("a batch failed while an earlier error was being handled")
+            return
+        self.stats[self._writing_channel] += stats
