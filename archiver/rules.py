@@ -27,11 +27,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import methodcaller
 from zoneinfo import ZoneInfo
 
 from archiver.channels import BadChannelRef, parse_ref
 from archiver.errors import QueryError, RuleError
-from archiver.models import Rule
+from archiver.models import POST_KINDS, Rule
 from archiver.query import (
     All,
     And,
@@ -143,10 +144,11 @@ async def sample_stats(archive: Archive, limit: int = SAMPLE) -> KeyStats | None
 
 
 def _exact(node: Node) -> bool:
-    """Whether meeting the requirement alone decides a match (a word, or words ORed)."""
-    if isinstance(node, Term):
-        return True
-    return isinstance(node, Or) and all(isinstance(n, Term) for n in node.items)
+    """Whether meeting the requirement alone decides a match: a word, a prefix* no longer
+    than its key, or an OR of those."""
+    if isinstance(node, Or):
+        return all(_exact(n) for n in node.items)
+    return isinstance(node, Term) or (isinstance(node, Prefix) and len(node.prefix) <= PREFIX_KEY)
 
 
 # ---------------------------------------------------------------------------- compiling
@@ -172,8 +174,8 @@ def predicate(node: Node) -> Predicate:
         words, needed = node.words, frozenset(node.words)
         return lambda d: needed <= d.word_set and contains_phrase(d.words, words)
     if isinstance(node, Prefix):
-        prefix = node.prefix
-        return lambda d: any(w.startswith(prefix) for w in d.word_set)
+        starts = methodcaller("startswith", node.prefix)  # no Python code per word
+        return lambda d: any(map(starts, d.word_set))
     if isinstance(node, And | Or):
         items = tuple(predicate(n) for n in sorted(node.items, key=_order))
         return _all(items) if isinstance(node, And) else _any(items)
@@ -314,8 +316,48 @@ class _FirstLetters(dict[str, str]):
         return value
 
 
+class _Index:
+    """Rules (by position) filed under their requirement keys."""
+
+    def __init__(self, positions: Iterable[int], reqs: Sequence[Req]) -> None:
+        by: dict[str, dict[str, list[int]]] = {"w": {}, "l": {}, "p": {}}
+        always: list[int] = []
+        for i in positions:
+            req = reqs[i]
+            if req is None:
+                always.append(i)
+                continue
+            for tag, value in req:
+                by[tag].setdefault(value, []).append(i)
+        self.always = tuple(always)
+        self.by_word = {k: tuple(v) for k, v in by["w"].items()}
+        self.by_lemma = {k: tuple(v) for k, v in by["l"].items()}
+        self.by_prefix = {k: tuple(v) for k, v in by["p"].items()}
+        self.words = frozenset(self.by_word)
+        self.lemmas = frozenset(self.by_lemma)
+        self.prefix_keys = frozenset(self.by_prefix)
+        self.prefix_getters = [
+            _FirstLetters(n).__getitem__ for n in sorted({len(k) for k in self.by_prefix})
+        ]
+
+    def candidates(self, doc: Doc) -> list[int]:
+        found: set[int] = set(self.always)
+        for w in doc.word_set & self.words:
+            found.update(self.by_word[w])
+        for lemma in doc.lemmas & self.lemmas:
+            found.update(self.by_lemma[lemma])
+        # Any first n letters of a post's word that name a prefix key: a shorter word gives
+        # itself, which can only equal a shorter key, and that is a true prefix of it too.
+        for first_n in self.prefix_getters:
+            for key in self.prefix_keys.intersection(map(first_n, doc.word_set)):
+                found.update(self.by_prefix[key])
+        return sorted(found)
+
+
 class RuleSet:
-    """Compiled, indexed rules: the :class:`~archiver.store.archive.Matcher` of ingest."""
+    """Compiled, indexed rules: the :class:`~archiver.store.archive.Matcher` of ingest.
+    One index per alert kind holds only the rules that want that kind, and one holds all
+    (for the backtest)."""
 
     def __init__(
         self,
@@ -329,25 +371,13 @@ class RuleSet:
         cost = stats.cost if stats is not None else default_cost
         self.requirements: tuple[Req, ...] = tuple(requirement(cr.root, cost) for cr in rules)
         self._kinds: dict[str, frozenset[str]] = {}
-        by: dict[str, dict[str, list[int]]] = {"w": {}, "l": {}, "p": {}}
-        always: list[int] = []
-        for i, (cr, req) in enumerate(zip(self.rules, self.requirements, strict=True)):
-            self._kinds[cr.name] = self._kinds.get(cr.name, frozenset()) | cr.rule.kinds
-            if req is None:
-                always.append(i)
-                continue
-            for tag, value in req:
-                by[tag].setdefault(value, []).append(i)
-        self._always = tuple(always)
-        self._by_word = {k: tuple(v) for k, v in by["w"].items()}
-        self._by_lemma = {k: tuple(v) for k, v in by["l"].items()}
-        self._by_prefix = {k: tuple(v) for k, v in by["p"].items()}
-        self._words = frozenset(self._by_word)
-        self._lemmas = frozenset(self._by_lemma)
-        self._prefix_keys = frozenset(self._by_prefix)
-        self._prefix_getters = [
-            _FirstLetters(n).__getitem__ for n in sorted({len(k) for k in self._by_prefix})
-        ]
+        for cr in self.rules:
+            self._kinds[cr.name] = self._kinds.get(cr.name, frozenset()) | cr.kinds
+        positions = range(len(self.rules))
+        self._index: dict[str | None, _Index] = {None: _Index(positions, self.requirements)}
+        for kind in POST_KINDS:
+            wanting = [i for i in positions if kind in self.rules[i].kinds]
+            self._index[kind] = _Index(wanting, self.requirements)
 
     @classmethod
     def compile(
@@ -376,19 +406,10 @@ class RuleSet:
     def size(self) -> int:
         return len(self.rules)
 
-    def candidates(self, doc: Doc) -> list[int]:
-        """Indexes of the rules that could match ``doc`` (a superset of those that do)."""
-        found: set[int] = set(self._always)
-        for w in doc.word_set & self._words:
-            found.update(self._by_word[w])
-        for lemma in doc.lemmas & self._lemmas:
-            found.update(self._by_lemma[lemma])
-        # Any first n letters of a post's word that name a prefix key: a shorter word gives
-        # itself, which can only equal a shorter key, and that is a true prefix of it too.
-        for first_n in self._prefix_getters:
-            for key in self._prefix_keys.intersection(map(first_n, doc.word_set)):
-                found.update(self._by_prefix[key])
-        return sorted(found)
+    def candidates(self, doc: Doc, kind: str | None = None) -> list[int]:
+        """Positions of the rules (wanting ``kind``, when given) that could match ``doc``:
+        a superset of those that do, in rule order."""
+        return self._index[kind].candidates(doc)
 
     def matching(self, doc: Doc, kind: str | None = None) -> list[CompiledRule]:
         """The rules that match ``doc`` (and want ``kind``, when given), in rule order."""
@@ -396,10 +417,8 @@ class RuleSet:
             return []
         out: list[CompiledRule] = []
         rules = self.rules
-        for i in self.candidates(doc):
+        for i in self._index[kind].candidates(doc):
             cr = rules[i]
-            if kind is not None and kind not in cr.kinds:
-                continue
             if cr.scoped and not cr.in_scope(doc):
                 continue
             if cr.exact or cr.test(doc):
@@ -523,8 +542,6 @@ async def list_all_rules(
 
 
 def _kinds_text(kinds: frozenset[str]) -> str:
-    from archiver.models import POST_KINDS
-
     return ",".join(k for k in POST_KINDS if k in kinds)
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import archiver.rules  # noqa: E402
 from archiver.models import POST_KINDS, Rule  # noqa: E402
 from archiver.query import Doc  # noqa: E402
 from archiver.rules import SAMPLE, CompiledRule, KeyStats, RuleSet  # noqa: E402
@@ -286,7 +287,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3, help="timings are the best of this many")
+    ap.add_argument("--no-stats", action="store_true", help="variant: file AND rules blindly")
+    ap.add_argument("--prefix-key", type=int, help="variant: letters of a prefix* key")
     args = ap.parse_args(argv)
+    if args.prefix_key:
+        archiver.rules.PREFIX_KEY = args.prefix_key
     rng = random.Random(args.seed)
     people = [surname_stem(rng) for _ in range(3000)]  # names the channels write about
     rare = [surname_stem(rng) for _ in range(20_000)]  # names the newsroom watches
@@ -299,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(docs):,} posts, {words:.0f} words each on average, analysed in"
         f" {time.perf_counter() - t:.1f}s (not timed below)"
     )
-    stats = KeyStats.from_docs(docs[-SAMPLE:])  # as RuleLoader samples the newest posts
+    # as RuleLoader samples the newest posts
+    stats = None if args.no_stats else KeyStats.from_docs(docs[-SAMPLE:])
     print(f"Python {platform.python_version()}, {platform.machine()}")
     print()
     print(
