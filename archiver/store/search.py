@@ -214,21 +214,27 @@ async def iter_matches(
 
 
 _HYDRATE = """
-SELECT p.id, p.channel_id, c.username, c.title, p.message_id, p.date, cur.text AS text,
+SELECT p.id, f.vid, p.channel_id, c.username, c.title, p.message_id, p.date, cur.text AS text,
        hit.text AS hit_text, p.edited, p.deleted_at, p.views, p.fwd_from_title, p.fwd_from_id,
        p.media_kind
-FROM posts p
+FROM (SELECT json_extract(value, '$[0]') AS pid, json_extract(value, '$[1]') AS vid
+      FROM json_each(?)) f
+JOIN posts p ON p.id = f.pid
 JOIN channels c ON c.id = p.channel_id
 JOIN versions cur ON cur.id = p.current_version_id
-JOIN versions hit ON hit.id = ?
-WHERE p.id = ?
+JOIN versions hit ON hit.id = f.vid
 """
 
 
 async def hydrate(archive: Archive, query: Query, found: Sequence[tuple[int, int]]) -> list[Hit]:
+    """The posts of ``found`` (post id, version id), in its order: one query for them all."""
+    if not found:
+        return []
+    rows = await archive.fetchall(_HYDRATE, (json.dumps(found),))
+    by_key = {(r[0], r[1]): r for r in rows}
     hits: list[Hit] = []
     for pid, vid in found:
-        r = await archive.fetchone(_HYDRATE, (vid, pid))
+        r = by_key.get((pid, vid))
         if r is None:
             continue
         snip, spans = snippet(r["hit_text"], query)
