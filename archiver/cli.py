@@ -255,7 +255,7 @@ async def search(
 
     \b
     Examples:
-      telewatch search 'эвакуация OR евакуація OR evacuation -учения'
+      telewatch search '(эвакуация OR евакуація OR evacuation) -учения'
       telewatch search '"организовать выезд"' --channel vsaldo --since 2022-10-01
     """
     from archiver.display import hit_lines
@@ -430,6 +430,120 @@ async def demo(app: App) -> None:
     if app.log_level is None:  # the demo's own output tells the story
         logging.getLogger().setLevel(logging.WARNING)
     await run_demo(path, click.echo, tz_name=tz)
+
+
+# ---------------------------------------------------------------------------- rules
+
+
+@cli.group()
+def rules() -> None:
+    """Keyword rules: backtest them over the archive, list them."""
+
+
+@rules.command("test")
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A TOML file of [[rules]] to test instead of the configured rules.",
+)
+@click.option("--newest", default=3, show_default=True, help="Matches shown per rule.")
+@click.option("--json", "as_json", is_flag=True, help="One line per (rule, post).")
+@pass_app
+@run_async
+async def rules_test(app: App, rules_file: Path | None, newest: int, as_json: bool) -> None:
+    """Evaluate rules over the whole archive before switching them on (a backtest).
+
+    Per rule: how many archived posts it matches and the newest few. With --json, one object
+    per (rule, post): rule, channel_id, channel, message_id, date, snippet.
+
+    \b
+    Examples:
+      telewatch rules test
+      telewatch rules test --rules draft-rules.toml --json
+    """
+    from archiver.backtest import backtest, format_backtest, hit_json_line, iter_backtest
+    from archiver.config import parse_rules_file
+
+    to_test = parse_rules_file(rules_file) if rules_file else app.settings.rules
+    if not to_test:
+        raise TelewatchError("no rules to test: add [[rules]] to the config, or give --rules FILE")
+    archive = await app.open_archive(create=False)
+    try:
+        if as_json:
+            async for hit in iter_backtest(archive, to_test):
+                click.echo(hit_json_line(hit))
+        else:
+            results = await backtest(archive, to_test, newest=newest)
+            lines = format_backtest(
+                results, app.settings.display.timezone, color=sys.stdout.isatty()
+            )
+            click.echo("\n".join(lines))
+    finally:
+        await archive.close()
+
+
+@rules.command("list")
+@pass_app
+@run_async
+async def rules_list(app: App) -> None:
+    """The configured rules and the journalists' personal rules (made in the bot).
+
+    \b
+    Example:
+      telewatch rules list
+    """
+    from archiver.rules import format_rules_list, list_all_rules
+    from archiver.store import Archive
+
+    settings = app.settings
+    archive = (
+        await Archive.open(settings.storage.path, create=False)
+        if settings.storage.path.exists()
+        else None
+    )
+    try:
+        items = await list_all_rules(archive, settings.rules)
+    finally:
+        if archive is not None:
+            await archive.close()
+    click.echo(format_rules_list(items))
+
+
+@cli.command()
+@click.option(
+    "--status", type=click.Choice(["pending", "sent", "failed"]), help="Only alerts in it."
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--requeue", is_flag=True, help="Put every failed alert back to pending first.")
+@pass_app
+@run_async
+async def alerts(app: App, status: str | None, limit: int, as_json: bool, requeue: bool) -> None:
+    """The alert outbox, newest first: what the bot has sent, is sending, or gave up on.
+
+    \b
+    Examples:
+      telewatch alerts --status failed
+      telewatch alerts --requeue        # after fixing what made them fail
+      telewatch alerts --json --limit 1000
+    """
+    from archiver.rules import format_alerts, list_alerts
+    from archiver.store import outbox
+
+    archive = await app.open_archive(create=False)
+    try:
+        if requeue:
+            n = await outbox.requeue(archive)
+            click.echo(f"{n} failed alert(s) put back to pending", err=True)
+        rows = await list_alerts(archive, status=status, limit=limit)
+    finally:
+        await archive.close()
+    if as_json:
+        for row in rows:
+            click.echo(row.to_json())
+    else:
+        click.echo(format_alerts(rows, app.settings.display.timezone))
 
 
 # ---------------------------------------------------------------------------- telegram

@@ -23,7 +23,7 @@ from archiver.store.archive import utcnow
 DEMO_RULES = (
     Rule(
         name="evacuation",
-        query="эвакуация OR евакуація OR evacuation OR выезд -учения",
+        query="(эвакуация OR евакуація OR evacuation OR выезд) -учения",
         notify=(111111111,),
     ),
     Rule(name="shelling", query="обстріл OR обстрел OR shelling", notify=(111111111, 222222222)),
@@ -33,7 +33,7 @@ DEMO_SEARCHES = (
     "обстріл",
     "evacuation",
     '"тревожный чемоданчик"',
-    "эвакуация OR евакуація OR evacuation -учения",
+    "(эвакуация OR евакуація OR evacuation) -учения",
     "is:edited",
 )
 _MARK = "telewatch-demo"

@@ -174,11 +174,11 @@ class Archive:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            else:
                 await self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:  # the block failed, or COMMIT itself did (busy)
+                    await self.db.execute("ROLLBACK")
+                raise
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         async with self.db.execute(sql, params) as cur:
