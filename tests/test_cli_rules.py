@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -98,13 +99,11 @@ def test_alerts_json_has_the_documented_keys(db: Path) -> None:
     )  # fmt: skip
 
 
-async def test_alerts_requeue_puts_failed_back(db: Path) -> None:
-    archive = await Archive.open(db)
-    try:
-        async with archive.transaction() as conn:
-            await conn.execute("UPDATE alerts SET status = 'failed', attempts = 8")
-    finally:
-        await archive.close()
+def test_alerts_requeue_puts_failed_back(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alerts SET status = 'failed', attempts = 8")
+    code, out, _ = run(db, "alerts", "--status", "failed", "--json")
+    assert json.loads(out)["status"] == "failed"
     code, out, err = run(db, "alerts", "--requeue", "--status", "pending", "--json")
     assert code == 0, err
     assert "1 failed alert(s) put back to pending" in err
