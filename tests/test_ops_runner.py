@@ -11,7 +11,13 @@ import pytest
 
 from archiver import runner
 from archiver.channels import parse_ref
-from archiver.config import ChannelConfig, ScheduleSettings, Settings, StorageSettings
+from archiver.config import (
+    ChannelConfig,
+    ScheduleSettings,
+    Settings,
+    StorageSettings,
+    TelegramSettings,
+)
 from archiver.errors import NotLoggedIn
 from archiver.lock import archive_lock, session_lock
 
@@ -28,6 +34,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         storage=StorageSettings(path=tmp_path / "a.db", backup_dir=tmp_path / "b"),
         schedule=ScheduleSettings(heartbeat_seconds=1),
+        telegram=TelegramSettings(session=tmp_path / "s.session"),  # locks stay in tmp_path
         channels=(
             ChannelConfig(parse_ref("live_one"), source="telethon", join=True),
             ChannelConfig(parse_ref("polled_one"), source="telethon", join=False),
