@@ -20,14 +20,21 @@ from types import TracebackType
 from archiver.models import IngestStats, Post
 from archiver.store.archive import Archive
 from archiver.store.ingest import ingest, prepare
-from archiver.text import EMPTY, Analysis, analyze
+from archiver.text import EMPTY, Analysis, IndexTexts, analyze
 
 log = logging.getLogger(__name__)
 
 
-def analyze_texts(texts: Sequence[str | None]) -> list[Analysis]:
-    """Run in the worker process: the analysis of each text (None: a service message)."""
-    return [EMPTY if t is None else analyze(t) for t in texts]
+def analyze_texts(texts: Sequence[str | None]) -> list[IndexTexts]:
+    """Run in the worker process: the index columns of each text (None: a service message)."""
+    out: list[IndexTexts] = []
+    for t in texts:
+        a = EMPTY if t is None else analyze(t)
+        out.append(IndexTexts(a.words_text, a.lemmas_text))
+    return out
+
+
+_Pending = asyncio.Future[list[IndexTexts]] | asyncio.Future[list[Analysis]]
 
 
 class BatchWriter:
@@ -44,9 +51,7 @@ class BatchWriter:
             if workers
             else None
         )
-        self._queue: collections.deque[tuple[list[Post], asyncio.Future[list[Analysis]]]] = (
-            collections.deque()
-        )
+        self._queue: collections.deque[tuple[list[Post], _Pending]] = collections.deque()
         self._writing: asyncio.Task[IngestStats] | None = None
         self._writing_channel = 0
 
@@ -75,12 +80,14 @@ class BatchWriter:
         if not batch:
             return
         loop = asyncio.get_running_loop()
+        fut: _Pending
         if self._pool is not None:
             texts = [None if p.is_service else p.text for p in batch]
             fut = loop.run_in_executor(self._pool, analyze_texts, texts)
         else:
-            fut = loop.create_future()
-            fut.set_result(prepare(batch))
+            inline: asyncio.Future[list[Analysis]] = loop.create_future()
+            inline.set_result(prepare(batch))
+            fut = inline
         self._queue.append((batch, fut))
         while len(self._queue) > 1:
             await self._write_next()

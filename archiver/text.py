@@ -21,7 +21,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 APOSTROPHE = "\u02bc"  # ʼ MODIFIER LETTER APOSTROPHE: the one apostrophe we keep
 _APOSTROPHES = "'\u2019\u02bc`\u2018\u00b4\u02b9\u2032"
@@ -171,6 +171,21 @@ class Analysis:
 
 
 EMPTY = Analysis((), frozenset())
+
+
+class IndexTexts(NamedTuple):
+    """The two FTS columns of an analysis: all a bulk import needs, and five times cheaper
+    than an :class:`Analysis` to pass between processes."""
+
+    words_text: str
+    lemmas_text: str
+
+    def analysis(self) -> Analysis:
+        return Analysis(tuple(self.words_text.split()), frozenset(self.lemmas_text.split()))
+
+
+def as_analysis(a: Analysis | IndexTexts) -> Analysis:
+    return a if isinstance(a, Analysis) else a.analysis()
 
 
 def language(norm: str) -> str | None:

@@ -21,7 +21,7 @@ import aiosqlite
 from archiver.models import Entity, IngestStats, Media, Post
 from archiver.query import Doc
 from archiver.store.archive import Archive, Matcher, ts, utcnow
-from archiver.text import EMPTY, Analysis, analyze
+from archiver.text import EMPTY, Analysis, IndexTexts, analyze, as_analysis
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ async def ingest(
     *,
     source: str,
     alerts: bool,
-    analyses: Sequence[Analysis] | None = None,
+    analyses: Sequence[Analysis | IndexTexts] | None = None,
 ) -> IngestStats:
     """Write a batch of posts in one transaction; see the module docstring.
 
@@ -280,7 +280,9 @@ async def ingest(
                 post_id += 1
                 seq += 1
                 vid = version_key(p.date, seq)
-                analysis = analyses[i] if analyses is not None else prepare((p,))[0]
+                analysis: Analysis | IndexTexts = (
+                    analyses[i] if analyses is not None else prepare((p,))[0]
+                )
                 media_kind = p.media[0].kind if p.media else None
                 link = has_link(p)
                 new_posts.append(
@@ -309,7 +311,8 @@ async def ingest(
                 versions_added += 1
                 if matcher and not p.is_service:
                     doc = make_doc(
-                        analysis, channel_id=p.channel_id, username=usernames.get(p.channel_id),
+                        as_analysis(analysis), channel_id=p.channel_id,
+                        username=usernames.get(p.channel_id),
                         date=date, edited=p.edited or p.edit_date is not None, deleted=False,
                         media_kind=media_kind, link=link, is_service=False,
                     )  # fmt: skip
@@ -355,7 +358,7 @@ async def ingest(
             current.append((vid, 1, old.post_id))
             old.current_version_id, old.sha, old.edit_date = vid, sha, edit_date
             if matcher and not p.is_service:
-                await _edit_alerts(db, buf, p, old, vid, prev_vid, analysis, usernames)
+                await _edit_alerts(db, buf, p, old, vid, prev_vid, as_analysis(analysis), usernames)
             del prev_sha
 
         if new_posts:
