@@ -382,11 +382,22 @@ async def stats(app: App, as_json: bool) -> None:
         rows = await channel_stats(archive)
     finally:
         await archive.close()
+    # Configured channels with nothing archived yet (never synced, or failing from the start).
+    known = {r.channel_id for r in rows} | {r.channel.lower() for r in rows if r.channel}
+    missing = [ch for ch in app.settings.channels if (ch.ref.id or ch.ref.username) not in known]
     if as_json:
         for r in rows:
             click.echo(json.dumps(r.to_json(), ensure_ascii=False))
+        for ch in missing:
+            click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
+                                   "sync_status": "never archived"}))  # fmt: skip
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
+        for ch in missing:
+            click.echo(
+                f"{ch.ref} ({ch.source}): nothing archived yet: never synced, or its sync "
+                "fails (see the output of `telewatch sync`)"
+            )
 
 
 @cli.group()

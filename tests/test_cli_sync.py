@@ -158,3 +158,7 @@ def test_a_channel_without_a_preview_fails_alone_with_a_clear_line(
     assert "goodchannel: ok, 3 new" in result.stdout
     assert "Traceback" not in result.stderr
     assert query(tmp_path, "SELECT count(*) FROM posts") == [(3,)]
+    stats = telewatch(tmp_path, "stats")
+    assert stats.returncode == 0, stats.stderr
+    assert "testograd (web): nothing archived yet" in stats.stdout
+    assert "goodchannel" in stats.stdout
