@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from archiver.errors import TelewatchError
-from archiver.models import marked_id
+from archiver.models import MARK, marked_id
 
 _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
 _LINK = re.compile(
@@ -15,6 +15,9 @@ _LINK = re.compile(
     r"(?:(?P<c>c/(?P<cid>\d+))|(?:s/)?(?P<user>[A-Za-z][A-Za-z0-9_]{3,31}))"
     r"(?:/(?P<msg>\d+))?/?(?:\?.*)?$"
 )
+
+
+MAX_MESSAGE_ID = 2**31 - 1  # Telegram message ids are 32-bit
 
 
 class BadChannelRef(TelewatchError):
@@ -37,12 +40,23 @@ def parse_ref(text: str) -> ChannelRef:
     """Parse a channel reference; raises :class:`BadChannelRef` naming the text."""
     s = text.strip()
     if re.fullmatch(r"-?\d+", s):
-        return ChannelRef(id=marked_id(int(s)))
+        n = int(s)
+        if not (n > 0 and n < MARK) and not (-2 * MARK < n < -MARK):
+            raise BadChannelRef(
+                f"'{text}' is not a channel id: use the bare id (1811111111) or the marked id"
+                " (-1001811111111)"
+            )
+        return ChannelRef(id=marked_id(n))
     m = _LINK.match(s)
     if m:
         msg = int(m.group("msg")) if m.group("msg") else None
+        if msg is not None and msg > MAX_MESSAGE_ID:
+            raise BadChannelRef(f"'{text}': {msg} is not a message id")
         if m.group("cid"):
-            return ChannelRef(id=marked_id(int(m.group("cid"))), message_id=msg)
+            cid = int(m.group("cid"))
+            if not 0 < cid < MARK:
+                raise BadChannelRef(f"'{text}': {cid} is not a channel id")
+            return ChannelRef(id=marked_id(cid), message_id=msg)
         return ChannelRef(username=m.group("user").lower(), message_id=msg)
     s = s.removeprefix("@")
     if _USERNAME.match(s):

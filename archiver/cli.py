@@ -71,7 +71,8 @@ class TelewatchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except QueryError as exc:
-            click.echo(f"Error: query {exc.query!r}: {exc}", err=True)
+            shown = exc.query if len(exc.query) <= 80 else exc.query[:77] + "..."
+            click.echo(f"Error: query {shown!r}: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except TelewatchError as exc:
             click.echo(f"Error: {exc}", err=True)
@@ -98,6 +99,11 @@ def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
 
 
 pass_app = click.make_pass_decorator(App)
+
+# Commands whose arguments may start with '-' (-учения, -1001811111111): unknown options pass
+# through as arguments, and no short option exists that a word could spell (-shelling would
+# otherwise be -s -h ... and show the help).
+_DASH_ARGS: dict[str, Any] = {"ignore_unknown_options": True, "help_option_names": ["--help"]}
 
 
 @click.group(cls=TelewatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -198,6 +204,8 @@ async def import_cmd(app: App, files: tuple[Path, ...], username: str | None) ->
             raise TelewatchError(f"--username: expected a public username, got {username!r}")
         username = ref.username
     for path in files:
+        if path.is_dir():
+            raise TelewatchError(f"{path}: is a folder; give the result.json inside it")
         if not path.is_file():
             raise TelewatchError(f"{path}: no such file")
     archive = await app.open_archive()
@@ -226,7 +234,7 @@ async def import_cmd(app: App, files: tuple[Path, ...], username: str | None) ->
         await archive.close()
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
+@cli.command(context_settings=_DASH_ARGS)
 @click.argument("query")
 @search_options
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
@@ -279,9 +287,9 @@ async def search(
     click.echo(f"{len(hits)} result(s)" + (" (--limit reached)" if len(hits) == limit else ""))
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
+@cli.command(context_settings=_DASH_ARGS)
 @click.argument("channel")
-@click.argument("message_id", type=int)
+@click.argument("message_id", type=click.IntRange(1, 2**31 - 1))
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 @run_async
@@ -306,7 +314,7 @@ async def history(app: App, channel: str, message_id: int, as_json: bool) -> Non
         click.echo("\n".join(history_lines(h, app.settings.display.timezone)))
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
+@cli.command(context_settings=_DASH_ARGS)
 @click.argument("query", required=False, default="")
 @search_options
 @click.option(
@@ -314,7 +322,6 @@ async def history(app: App, channel: str, message_id: int, as_json: bool) -> Non
 )
 @click.option(
     "--output",
-    "-o",
     type=click.Path(path_type=Path, dir_okay=False),
     help="File to write (default: standard output).",
 )
@@ -335,7 +342,7 @@ async def export(
 
     \b
     Example:
-      telewatch export 'евакуація' --channel vsaldo --format csv -o evacuation.csv
+      telewatch export 'евакуація' --channel vsaldo --format csv --output evacuation.csv
     """
     from archiver.display import CsvWriter
     from archiver.store.search import iter_hits

@@ -186,7 +186,8 @@ class _Section:
         ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         if not ok:
             names = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
-            self.fail(key, f"expected {names}, got {_show(value)}")
+            shown = _kind_of(value) if self.name(key) in _SECRET_KEYS else _show(value)
+            self.fail(key, f"expected {names}, got {shown}")
         return value
 
     def ints(self, key: str) -> frozenset[int]:
@@ -216,6 +217,18 @@ _KIND_NAMES: dict[type, str] = {
     list: "a list",
     dict: "a table",
 }
+
+
+# Keys whose values are never echoed, even when wrong (a hash pasted into api_id is common).
+_SECRET_KEYS = frozenset({"telegram.api_id", "telegram.api_hash", "bot.token"})
+
+
+def _kind_of(value: Any) -> str:
+    return (
+        "a value of the wrong kind (not shown: it may be a secret)"
+        if value is not None
+        else "nothing"
+    )
 
 
 def _show(value: Any) -> str:
@@ -291,8 +304,8 @@ def _rule(data: Any, i: int, where: str) -> Rule:
         sec.fail("name", "every rule needs a name")
     sec.prefix = f"rules[{i}] ({name})"
     query = sec.get("query", str, None)
-    if query is None:
-        sec.fail("query", "missing: the search query the rule matches")
+    if query is None or not query.strip():
+        sec.fail("query", "missing or empty: the search query the rule matches")
     try:
         parse(query)
     except QueryError as exc:
@@ -495,7 +508,10 @@ def _env(settings: Settings, env: Mapping[str, str], where: str) -> Settings:
     tg = settings.telegram
     if api_id := env.get("TELEWATCH_API_ID"):
         if not api_id.strip().isdigit():
-            raise ConfigError(f"environment: TELEWATCH_API_ID: expected an integer, got {api_id!r}")
+            raise ConfigError(
+                "environment: TELEWATCH_API_ID: expected an integer (the value is not shown:"
+                " did you put the api_hash there?)"
+            )
         tg = replace(tg, api_id=int(api_id))
     if api_hash := env.get("TELEWATCH_API_HASH"):
         tg = replace(tg, api_hash=api_hash.strip())
@@ -509,7 +525,7 @@ def _env(settings: Settings, env: Mapping[str, str], where: str) -> Settings:
 
 def parse_rules_file(path: Path) -> tuple[Rule, ...]:
     """The ``[[rules]]`` of a separate TOML file (``telewatch rules test --rules FILE``)."""
-    raw = _read(path)
+    raw = _read(path, "rules file")
     unknown = set(raw) - {"rules"}
     if unknown:
         raise ConfigError(
@@ -521,12 +537,18 @@ def parse_rules_file(path: Path) -> tuple[Rule, ...]:
     return tuple(_rule(r, i, str(path)) for i, r in enumerate(rules))
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path, what: str = "config file (copy config.example.toml)") -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file (copy config.example.toml)") from None
+        raise ConfigError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give the path of a TOML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
@@ -602,7 +624,8 @@ def summary(settings: Settings) -> list[str]:
         )
     lines.append(f"rules: {len(s.rules)}")
     for rule in s.rules:
-        lines.append(f"  {rule.name}: {rule.query}  -> {len(rule.notify)} recipient(s)")
+        who = f"{len(rule.notify)} recipient(s)" if rule.notify else "NO recipients: alerts nobody"
+        lines.append(f"  {rule.name}: {rule.query}  -> {who}")
     jobs = ", ".join(
         f"{name} '{expr}'"
         for name, expr in (

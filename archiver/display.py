@@ -88,7 +88,8 @@ def stats_lines(rows: Iterable[ChannelStats], tz: ZoneInfo) -> list[str]:
         if s.last_error:
             state += f": {s.last_error}"
         out.append(
-            f"{name} ({s.channel_id}, {s.source}): {s.posts} posts, {s.edits} edits, "
+            f"{name} ({s.channel_id}, {s.source}): {s.posts} posts, {s.edited_posts} edited"
+            f" ({s.edits} new versions seen), "
             f"{s.deletions} deletions; "
             f"posts {local(s.first_post, tz)} .. {local(s.last_post, tz)}; "
             f"last sync {sync} ({state})"
@@ -115,9 +116,19 @@ class CsvWriter:
         self.writer.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow(
-            {
-                k: ("" if v is None else str(v).lower() if isinstance(v, bool) else v)
-                for k, v in row.items()
-            }
-        )
+        self.writer.writerow({k: _cell(v) for k, v in row.items()})
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as written: channel text is untrusted, and a cell
+    starting with = + - @ would run as a formula (CSV injection), so it gets a leading '."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

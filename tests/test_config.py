@@ -39,7 +39,13 @@ ERRORS = [
     ("storage = 5", "storage: expected a table, got 5"),
     ("[nope]", "nope: unknown section (known: bot, channels, display, logging, media, rules, "
      "schedule, storage, telegram, web)"),
-    ('[telegram]\napi_id = "abc"', "telegram.api_id: expected an integer, got 'abc'"),
+    (
+        '[telegram]\napi_id = "0123456789abcdef0123456789abcdef"',
+        "telegram.api_id: expected an integer, got a value of the wrong kind (not shown: it may"
+        " be a secret)",
+    ),
+    ('[bot]\ntoken = 123456789', "bot.token: expected a string, got a value of the wrong kind"
+     " (not shown: it may be a secret)"),
     ("[telegram]\nrecent_hours = true", "telegram.recent_hours: expected an integer, got true"),
     ('[bot]\nadmins = [1, "two"]', "bot.admins[1]: expected an integer Telegram id, got 'two'"),
     ('[web]\nbase_url = "ftp://x"', "web.base_url: expected an http(s) URL, got 'ftp://x'"),
@@ -70,7 +76,8 @@ ERRORS = [
     ('[[rules]]\nname = "evac"\nquery = "эвакуация OR"',
      "rules[0] (evac).query: OR needs a term on both sides at 11: 'эвакуация OR'"),
     ('[[rules]]\nquery = "a"', "rules[0].name: every rule needs a name"),
-    ('[[rules]]\nname = "x"', "rules[0] (x).query: missing: the search query the rule matches"),
+    ('[[rules]]\nname = "x"',
+     "rules[0] (x).query: missing or empty: the search query the rule matches"),
     ('[[rules]]\nname = "x"\nquery = "a"\nkinds = ["new", "moved"]',
      "rules[0] (x).kinds[1]: expected one of new, edited, deleted, got 'moved'"),
     ('[[rules]]\nname = "x"\nquery = "a"\nnotify = [1]\nextra = 1',
@@ -178,7 +185,9 @@ def test_environment_secrets_override_the_file(tmp_path: Path) -> None:
 
 
 def test_a_bad_api_id_in_the_environment_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match="TELEWATCH_API_ID: expected an integer, got 'abc'"):
+    with pytest.raises(
+        ConfigError, match="TELEWATCH_API_ID: expected an integer \\(the value is not shown"
+    ):
         load_settings(None, env={"TELEWATCH_API_ID": "abc"})
 
 

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _YIELD_EVERY = 250  # posts between yields to the event loop while parsing
 _WORKER_MIN_BYTES = 16 * 1024 * 1024
+_MAX_UNIXTIME = 4_102_444_800  # 2100-01-01: anything later is not a Telegram date
 
 CHANNEL_TYPES = frozenset({"public_channel", "private_channel"})
 BUF_SIZE = 64 * 1024
@@ -144,11 +145,10 @@ def _unixtime(m: dict[str, Any], key: str, where: str) -> datetime | None:
     v = m.get(key)
     if v is None:
         return None
-    if type(v) is str and v.isdigit():
-        return datetime.fromtimestamp(int(v), UTC)
-    if type(v) is int and v >= 0:
-        return datetime.fromtimestamp(v, UTC)
-    raise _expected(f"{where}.{key}", "a number", v)
+    seconds = int(v) if type(v) is str and v.isdigit() else v
+    if type(seconds) is int and 0 <= seconds < _MAX_UNIXTIME:
+        return datetime.fromtimestamp(seconds, UTC)
+    raise _expected(f"{where}.{key}", "a Unix time (seconds since 1970)", v)
 
 
 def _peer_id(value: str) -> int | None:
@@ -592,29 +592,33 @@ async def import_file(
         workers = path.stat().st_size >= _WORKER_MIN_BYTES
     reader = ExportReader(path, on_read=progress)
     async with BatchWriter(archive, source="export", alerts=False, workers=workers) as writer:
-        for n, item in enumerate(reader):
-            if isinstance(item, ChannelInfo):
-                if username is not None and reader.whole_account:
-                    raise InputFileError(
-                        f"{path}: a whole-account export holds several channels; --username"
-                        " names the channel of a single channel's export"
-                    )
-                await writer.submit(batch)
-                batch = []
-                if channel is not None:
-                    await writer.drain()
-                    done(channel, writer)
-                info = replace(item, username=username)
-                row = await upsert_channel(archive, info, source="export")
-                channel = ImportResult(row.id, row.title, row.username, 0, 0)
-                continue
-            batch.append(item)
-            if len(batch) >= batch_size:
-                await writer.submit(batch)
-                batch = []
-            elif n % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # let the batch being written reach its next statement
-        await writer.submit(batch)
+        try:
+            for n, item in enumerate(reader):
+                if isinstance(item, ChannelInfo):
+                    if username is not None and reader.whole_account:
+                        raise InputFileError(
+                            f"{path}: a whole-account export holds several channels; --username"
+                            " names the channel of a single channel's export"
+                        )
+                    await writer.submit(batch)
+                    batch = []
+                    if channel is not None:
+                        await writer.drain()
+                        done(channel, writer)
+                    info = replace(item, username=username)
+                    row = await upsert_channel(archive, info, source="export")
+                    channel = ImportResult(row.id, row.title, row.username, 0, 0)
+                    continue
+                batch.append(item)
+                if len(batch) >= batch_size:
+                    await writer.submit(batch)
+                    batch = []
+                elif n % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the batch being written reach its next statement
+        finally:
+            # Every message read before an error is complete: it lands with the rest, and
+            # importing the mended file later adds only what is missing.
+            await writer.submit(batch)
         await writer.drain()
     if channel is not None:
         done(channel, writer)

@@ -118,6 +118,15 @@ class Archive:
     async def _migrate(self) -> None:
         row = await (await self.db.execute("PRAGMA user_version")).fetchone()
         current = int(row[0]) if row else 0
+        if current == 0:
+            other = await (
+                await self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1")
+            ).fetchone()
+            if other is not None:
+                raise ArchiveError(
+                    f"{self.path}: a SQLite file of something else (it has a table "
+                    f"{other[0]!r}), not a telewatch archive; give another --db path"
+                )
         if current > len(MIGRATIONS):
             raise ArchiveError(
                 f"{self.path}: made by a newer telewatch (schema {current}); upgrade telewatch"
