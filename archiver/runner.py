@@ -261,6 +261,11 @@ async def _start(
         task = start("bot", run_bot(settings, archive=archive, stop_event=stop, wake=wake))
         stack.push_async_callback(_finish, task, BOT_GRACE, "bot")
 
+    if not settings.channels:
+        log.warning(
+            "no channels configured: nothing to follow; add [[channels]] to the config "
+            "(see config.example.toml), or try `telewatch demo`"
+        )
     log.info(
         "telewatch run: started (pid %d): %d channel(s), live %s, jobs %s, bot %s",
         os.getpid(),
