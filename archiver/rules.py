@@ -21,12 +21,10 @@ The ``alerts`` and ``rules list`` commands' data and formatting are at the end.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from operator import methodcaller
 from zoneinfo import ZoneInfo
 
@@ -50,7 +48,8 @@ from archiver.query import (
     matches,
     parse,
 )
-from archiver.store.archive import Archive, parse_ts
+from archiver.store.archive import Archive
+from archiver.store.outbox import AlertSummary
 
 log = logging.getLogger(__name__)
 
@@ -567,75 +566,18 @@ def format_rules_list(items: Sequence[RuleListing]) -> str:
 ALERT_STATUSES = ("pending", "sent", "failed")
 
 
-@dataclass(frozen=True, slots=True)
-class AlertRow:
-    """One alert of the outbox, as ``telewatch alerts`` shows it."""
-
-    id: int
-    rules: tuple[str, ...]
-    channel_id: int
-    channel: str
-    message_id: int
-    kind: str
-    recipient: int
-    status: str
-    attempts: int
-    last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "id": self.id,
-                "rules": list(self.rules),
-                "channel_id": self.channel_id,
-                "message_id": self.message_id,
-                "kind": self.kind,
-                "recipient": self.recipient,
-                "status": self.status,
-                "created_at": _iso(self.created_at),
-                "sent_at": _iso(self.sent_at) if self.sent_at else None,
-            },
-            ensure_ascii=False,
-        )
-
-
-def _iso(dt: datetime) -> str:
-    """UTC as the other ``--json`` outputs write it: ``2024-03-01T10:05:00Z``."""
-    return dt.isoformat().replace("+00:00", "Z")
-
-
 async def list_alerts(
     archive: Archive, *, status: str | None = None, limit: int = 50
-) -> list[AlertRow]:
+) -> list[AlertSummary]:
     """The outbox, newest first; ``status`` one of pending, sent, failed."""
+    from archiver.store.outbox import list_alerts as outbox_alerts
+
     if status is not None and status not in ALERT_STATUSES:
         raise RuleError(f"--status: expected one of {', '.join(ALERT_STATUSES)}, got {status!r}")
-    where = "WHERE a.status = ?" if status else ""
-    params: tuple[object, ...] = (status, limit) if status else (limit,)
-    rows = await archive.fetchall(
-        "SELECT a.id, a.rules, p.channel_id, coalesce(c.username, c.title, p.channel_id),"
-        " p.message_id, a.kind, a.recipient, a.status, a.attempts, a.last_error,"
-        " a.created_at, a.sent_at FROM alerts a JOIN posts p ON p.id = a.post_id"
-        f" LEFT JOIN channels c ON c.id = p.channel_id {where} ORDER BY a.id DESC LIMIT ?",
-        params,
-    )
-    out: list[AlertRow] = []
-    for r in rows:
-        created = parse_ts(r[10])
-        assert created is not None
-        out.append(
-            AlertRow(
-                id=r[0], rules=tuple(json.loads(r[1])), channel_id=r[2], channel=str(r[3]),
-                message_id=r[4], kind=r[5], recipient=r[6], status=r[7], attempts=r[8],
-                last_error=r[9], created_at=created, sent_at=parse_ts(r[11]),
-            )
-        )  # fmt: skip
-    return out
+    return await outbox_alerts(archive, status, limit)
 
 
-def format_alerts(rows: Sequence[AlertRow], tz: ZoneInfo | None = None) -> str:
+def format_alerts(rows: Sequence[AlertSummary], tz: ZoneInfo | None = None) -> str:
     if not rows:
         return "no alerts"
     lines: list[str] = []

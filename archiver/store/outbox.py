@@ -70,6 +70,28 @@ class AlertSummary:
     message_id: int
     link: str
     rules: tuple[str, ...]
+    channel_id: int = 0
+
+    def to_json(self) -> str:
+        """The ``telewatch alerts --json`` line: exactly the documented keys."""
+
+        def iso(dt: datetime | None) -> str | None:
+            return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+        return json.dumps(
+            {
+                "id": self.id,
+                "rules": list(self.rules),
+                "channel_id": self.channel_id,
+                "message_id": self.message_id,
+                "kind": self.kind,
+                "recipient": self.recipient,
+                "status": self.status,
+                "created_at": iso(self.created_at),
+                "sent_at": iso(self.sent_at),
+            },
+            ensure_ascii=False,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +312,7 @@ def _summary(r: sqlite3.Row) -> AlertSummary:
         message_id=r["message_id"],
         link=post_link(r["channel_id"], r["username"], r["message_id"]),
         rules=tuple(json.loads(r["rules"])),
+        channel_id=r["channel_id"],
     )
 
 
