@@ -22,7 +22,7 @@ from archiver.models import Rule
 from archiver.query import Doc
 from archiver.rules import CompiledRule, RuleSet, sample_stats
 from archiver.snippets import Span, mark, snippet
-from archiver.store.archive import Archive, parse_ts
+from archiver.store.archive import Archive, iso_utc, parse_ts
 
 _HYDRATE_CHUNK = 200
 _FETCH = 1000
@@ -66,7 +66,7 @@ class BacktestHit:
             "channel_id": self.channel_id,
             "channel": self.channel,
             "message_id": self.message_id,
-            "date": self.date.isoformat().replace("+00:00", "Z"),
+            "date": iso_utc(self.date),
             "snippet": mark(self.snippet, self.spans),
         }
 

@@ -57,6 +57,11 @@ def ts(dt: datetime | None) -> str | None:
     return dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def iso_utc(dt: datetime | None) -> str | None:
+    """A UTC datetime as every ``--json`` output writes it: ``2024-03-01T10:05:00Z``."""
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
 def parse_ts(value: str | None) -> datetime | None:
     if value is None:
         return None

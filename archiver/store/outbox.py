@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from archiver.channels import post_link
-from archiver.store.archive import Archive, parse_ts, ts, utcnow
+from archiver.store.archive import Archive, iso_utc, parse_ts, ts, utcnow
 
 STATUSES = ("pending", "sent", "failed")
 _SECOND = timedelta(seconds=1)
@@ -75,9 +75,6 @@ class AlertSummary:
     def to_json(self) -> str:
         """The ``telewatch alerts --json`` line: exactly the documented keys."""
 
-        def iso(dt: datetime | None) -> str | None:
-            return None if dt is None else dt.isoformat().replace("+00:00", "Z")
-
         return json.dumps(
             {
                 "id": self.id,
@@ -87,8 +84,8 @@ class AlertSummary:
                 "kind": self.kind,
                 "recipient": self.recipient,
                 "status": self.status,
-                "created_at": iso(self.created_at),
-                "sent_at": iso(self.sent_at),
+                "created_at": iso_utc(self.created_at),
+                "sent_at": iso_utc(self.sent_at),
             },
             ensure_ascii=False,
         )

@@ -32,7 +32,7 @@ from archiver.query import (
     until_bound,
 )
 from archiver.snippets import Span, snippet
-from archiver.store.archive import Archive, parse_ts
+from archiver.store.archive import Archive, iso_utc, parse_ts
 from archiver.store.channels import require_channel
 from archiver.store.ingest import EPOCH
 
@@ -71,7 +71,7 @@ class Hit:
             "channel": self.channel,
             "channel_title": self.channel_title,
             "message_id": self.message_id,
-            "date": self.date.isoformat().replace("+00:00", "Z"),
+            "date": iso_utc(self.date),
             "text": self.text,
             "snippet": mark(self.snippet, self.spans),
             "link": self.link,
@@ -332,8 +332,6 @@ class PostHistory:
     deleted_how: str | None
 
     def to_json(self) -> dict[str, Any]:
-        def iso(d: datetime | None) -> str | None:
-            return None if d is None else d.isoformat().replace("+00:00", "Z")
 
         return {
             "channel_id": self.channel_id,
@@ -341,14 +339,14 @@ class PostHistory:
             "versions": [
                 {
                     "text": v.text,
-                    "edit_date": iso(v.edit_date),
-                    "seen_at": iso(v.seen_at),
+                    "edit_date": iso_utc(v.edit_date),
+                    "seen_at": iso_utc(v.seen_at),
                     "sha256": v.sha256,
                 }
                 for v in self.versions
             ],
             "deleted": self.deleted,
-            "deleted_at": iso(self.deleted_at),
+            "deleted_at": iso_utc(self.deleted_at),
         }
 
 
@@ -425,8 +423,6 @@ class ChannelStats:
     backfilled: bool
 
     def to_json(self) -> dict[str, Any]:
-        def iso(d: datetime | None) -> str | None:
-            return None if d is None else d.isoformat().replace("+00:00", "Z")
 
         return {
             "channel_id": self.channel_id,
@@ -437,13 +433,13 @@ class ChannelStats:
             "edits": self.edits,
             "edited_posts": self.edited_posts,
             "deletions": self.deletions,
-            "first_post": iso(self.first_post),
-            "last_post": iso(self.last_post),
-            "last_sync": iso(self.last_sync),
-            "last_sync_ok": iso(self.last_sync_ok),
+            "first_post": iso_utc(self.first_post),
+            "last_post": iso_utc(self.last_post),
+            "last_sync": iso_utc(self.last_sync),
+            "last_sync_ok": iso_utc(self.last_sync_ok),
             "sync_status": self.sync_status,
             "last_error": self.last_error,
-            "flood_wait_until": iso(self.flood_wait_until),
+            "flood_wait_until": iso_utc(self.flood_wait_until),
             "backfilled": self.backfilled,
         }
 
