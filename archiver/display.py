@@ -4,7 +4,6 @@ CSV and JSONL writers shared by ``search``, ``export`` and ``rules test``."""
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import IO, Any
@@ -97,14 +96,6 @@ def stats_lines(rows: Iterable[ChannelStats], tz: ZoneInfo) -> list[str]:
     return out or [
         "the archive has no channels yet: run `telewatch import FILE` or `telewatch sync`"
     ]
-
-
-def write_jsonl(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
-    n = 0
-    for row in rows:
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        n += 1
-    return n
 
 
 class CsvWriter:

@@ -480,7 +480,3 @@ async def channel_stats(archive: Archive) -> list[ChannelStats]:
         )
         for r in rows
     ]
-
-
-def reactions(raw: str | None) -> list[tuple[str, int]]:
-    return [] if not raw else [(str(k), int(n)) for k, n in json.loads(raw)]
