@@ -31,7 +31,7 @@ _FETCH = 1000
 # order without sorting the archive (only the few versions of one post are sorted).
 _SCAN = """
 SELECT p.id, p.channel_id, c.username, c.title, p.message_id, p.date, p.edited,
-       p.deleted_at, p.media_kind, p.has_link, v.id, v.words, v.lemmas
+       p.deleted_at, p.media_kind, p.has_link, v.id, v.words
 FROM posts p
 JOIN channels c ON c.id = p.channel_id
 JOIN versions v ON v.post_id = p.id
@@ -100,7 +100,7 @@ async def _scan(archive: Archive, ruleset: RuleSet) -> AsyncIterator[_Found]:
                     pid, post, seen = r[0], tuple(r[:10]), set()
                 words = tuple(r[11].split())
                 doc = Doc(
-                    words=words, word_set=frozenset(words), lemmas=frozenset(r[12].split()),
+                    words=words, word_set=frozenset(words),
                     channel_id=r[1], channel_username=r[2], date=r[5], edited=bool(r[6]),
                     deleted=r[7] is not None, media_kind=r[8], has_link=bool(r[9]),
                 )  # fmt: skip

@@ -1,10 +1,10 @@
 """Bulk writes with the work spread over the machine's cores.
 
-A bulk import has three kinds of work: reading the source (this thread), word-form analysis
-(pure Python, the largest share) and SQLite (aiosqlite's thread, the GIL released). With a
-worker process, :class:`BatchWriter` analyses batch N+1 in the worker while SQLite writes
-batch N and this thread reads batch N+2. Without one (small inputs, tests) it analyses
-inline. Either way every batch goes through the one ingest path, one transaction each.
+A bulk import has three kinds of work: reading the source (this thread), splitting texts into
+normalised words for the index (pure Python) and SQLite (aiosqlite's thread, the GIL
+released). With a worker process, :class:`BatchWriter` splits batch N+1 in the worker while
+SQLite writes batch N and this thread reads batch N+2. Without one (small inputs, tests) it
+splits inline. Either way every batch goes through the one ingest path, one transaction each.
 """
 
 from __future__ import annotations
@@ -20,21 +20,17 @@ from types import TracebackType
 from archiver.models import IngestStats, Post
 from archiver.store.archive import Archive
 from archiver.store.ingest import ingest, prepare
-from archiver.text import EMPTY, Analysis, IndexTexts, analyze
+from archiver.text import words_text
 
 log = logging.getLogger(__name__)
 
 
-def analyze_texts(texts: Sequence[str | None]) -> list[IndexTexts]:
-    """Run in the worker process: the index columns of each text (None: a service message)."""
-    out: list[IndexTexts] = []
-    for t in texts:
-        a = EMPTY if t is None else analyze(t)
-        out.append(IndexTexts(a.words_text, a.lemmas_text))
-    return out
+def index_words(texts: Sequence[str | None]) -> list[str]:
+    """Run in the worker process: the indexed words of each text (None: a service message)."""
+    return ["" if t is None else words_text(t) for t in texts]
 
 
-_Pending = asyncio.Future[list[IndexTexts]] | asyncio.Future[list[Analysis]]
+_Pending = asyncio.Future[list[str]]
 
 
 class BatchWriter:
@@ -86,9 +82,9 @@ class BatchWriter:
         fut: _Pending
         if self._pool is not None:
             texts = [None if p.is_service else p.text for p in batch]
-            fut = loop.run_in_executor(self._pool, analyze_texts, texts)
+            fut = loop.run_in_executor(self._pool, index_words, texts)
         else:
-            inline: asyncio.Future[list[Analysis]] = loop.create_future()
+            inline: asyncio.Future[list[str]] = loop.create_future()
             inline.set_result(prepare(batch))
             fut = inline
         self._queue.append((batch, fut))
@@ -102,11 +98,11 @@ class BatchWriter:
 
     async def _write_next(self) -> None:
         batch, fut = self._queue.popleft()
-        analyses = await fut
+        words = await fut
         await self._settle()
         self._writing_channel = batch[0].channel_id
         self._writing = asyncio.create_task(
-            ingest(self.archive, batch, source=self.source, alerts=self.alerts, analyses=analyses)
+            ingest(self.archive, batch, source=self.source, alerts=self.alerts, words=words)
         )
         await asyncio.sleep(0)  # let it reach SQLite before this thread reads on
 

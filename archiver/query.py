@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from archiver.errors import QueryError
-from archiver.text import lemmas, normalize, split_normalized
+from archiver.text import forms, normalize, split_normalized
 
 FILTERS = ("channel", "since", "until", "is", "has")
 IS_VALUES = ("edited", "deleted")
@@ -38,10 +38,10 @@ MAX_DEPTH = 20  # nested parentheses and NOTs
 
 @dataclass(frozen=True, slots=True)
 class Term:
-    """A bare word: matches the word itself or any word sharing one of its lemmas."""
+    """A bare word: matches any of its forms (:func:`archiver.text.forms`, the word included)."""
 
     word: str
-    lemmas: frozenset[str]
+    forms: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +312,7 @@ class _Parser:
 
 
 def _term(word: str) -> Term:
-    return Term(word, frozenset(lemmas(word)))
+    return Term(word, forms(word))
 
 
 def make_filter(name: str, value: str, where: str) -> Filter:
@@ -376,7 +376,6 @@ class Doc:
 
     words: tuple[str, ...]
     word_set: frozenset[str]
-    lemmas: frozenset[str]
     channel_id: int
     channel_username: str | None
     date: str  # UTC "YYYY-MM-DD HH:MM:SS"
@@ -395,7 +394,7 @@ def contains_phrase(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
 
 def match_text(node: TextNode, doc: Doc) -> bool:
     if isinstance(node, Term):
-        return node.word in doc.word_set or not node.lemmas.isdisjoint(doc.lemmas)
+        return not node.forms.isdisjoint(doc.word_set)
     if isinstance(node, Phrase):
         return contains_phrase(doc.words, node.words)
     return any(w.startswith(node.prefix) for w in doc.word_set)
@@ -457,11 +456,11 @@ def _quote(s: str) -> str:
 
 
 def fts_text(node: TextNode) -> str:
-    """One text node as an FTS5 expression over the ``words`` and ``lemmas`` columns."""
+    """One text node as an FTS5 expression over the ``words`` column."""
     if isinstance(node, Term):
-        parts = [f"words : {_quote(node.word)}"]
-        parts += [f"lemmas : {_quote(lemma)}" for lemma in sorted(node.lemmas)]
-        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+        if len(node.forms) == 1:
+            return f"words : {_quote(node.word)}"
+        return "words : (" + " OR ".join(_quote(f) for f in sorted(node.forms)) + ")"
     if isinstance(node, Phrase):
         return "words : " + _quote(" ".join(node.words))
     return f"words : {_quote(node.prefix)} *"

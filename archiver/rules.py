@@ -54,7 +54,7 @@ from archiver.store.outbox import AlertSummary
 log = logging.getLogger(__name__)
 
 # A requirement: keys of which a matching post contains at least one. None = no requirement.
-# Keys are ("w", word), ("l", lemma) or ("p", the first 2 to 5 letters of a prefix*).
+# Keys are ("w", word) or ("p", the first 2 to 5 letters of a prefix*).
 Key = tuple[str, str]
 Req = frozenset[Key] | None
 PREFIX_KEY = 5  # a prefix* is filed under its first 5 letters (all, if it has fewer)
@@ -71,10 +71,9 @@ class KeyStats:
         self.docs = 0
         self.counts: Counter[Key] = Counter()
 
-    def add(self, words: Iterable[str], lemmas: Iterable[str]) -> None:
+    def add(self, words: Iterable[str]) -> None:
         ws = set(words)
         keys = {("w", w) for w in ws}
-        keys.update(("l", lemma) for lemma in lemmas)
         keys.update(("p", w[:n]) for w in ws for n in range(2, PREFIX_KEY + 1) if len(w) >= n)
         self.counts.update(keys)
         self.docs += 1
@@ -83,19 +82,19 @@ class KeyStats:
     def from_docs(cls, docs: Iterable[Doc]) -> KeyStats:
         stats = cls()
         for d in docs:
-            stats.add(d.word_set, d.lemmas)
+            stats.add(d.word_set)
         return stats
 
     def cost(self, key: Key) -> int:
         return self.counts.get(key, 0)
 
 
-_PREFIX_COST = {2: 100, 3: 20, 4: 10}
+_PREFIX_COST = {2: 1000, 3: 200, 4: 100}  # against 1 a word form: a word has ~10-50
 
 
 def default_cost(key: Key) -> int:
     if key[0] == "p":
-        return _PREFIX_COST.get(len(key[1]), 5)
+        return _PREFIX_COST.get(len(key[1]), 50)
     return 1
 
 
@@ -107,7 +106,7 @@ def requirement(node: Node, cost: Callable[[Key], int] = default_cost) -> Req:
         return sum(cost(k) for k in req)
 
     if isinstance(node, Term):
-        return frozenset({("w", node.word), *(("l", lemma) for lemma in node.lemmas)})
+        return frozenset(("w", f) for f in node.forms)
     if isinstance(node, Phrase):
         # Every word of a phrase is required: the rarest one (the longest, on a tie).
         return frozenset({("w", min(node.words, key=lambda w: (cost(("w", w)), -len(w))))})
@@ -135,10 +134,10 @@ async def sample_stats(archive: Archive, limit: int = SAMPLE) -> KeyStats | None
     """Key counts over the newest ``limit`` versions of the archive (None when it is empty)."""
     stats = KeyStats()
     async with archive.db.execute(
-        "SELECT words, lemmas FROM versions ORDER BY id DESC LIMIT ?", (limit,)
+        "SELECT words FROM versions ORDER BY id DESC LIMIT ?", (limit,)
     ) as cur:
-        for words, lemmas in await cur.fetchall():
-            stats.add(words.split(), lemmas.split())
+        for (words,) in await cur.fetchall():
+            stats.add(words.split())
     return stats if stats.docs else None
 
 
@@ -167,8 +166,8 @@ def predicate(node: Node) -> Predicate:
     docs (the tests check it against that reference on generated rules and posts) and a few
     times faster: no dispatch on node types per post, channel references parsed once."""
     if isinstance(node, Term):
-        word, forms = node.word, node.lemmas
-        return lambda d: word in d.word_set or not forms.isdisjoint(d.lemmas)
+        forms = node.forms
+        return lambda d: not forms.isdisjoint(d.word_set)
     if isinstance(node, Phrase):
         words, needed = node.words, frozenset(node.words)
         return lambda d: needed <= d.word_set and contains_phrase(d.words, words)
@@ -319,7 +318,7 @@ class _Index:
     """Rules (by position) filed under their requirement keys."""
 
     def __init__(self, positions: Iterable[int], reqs: Sequence[Req]) -> None:
-        by: dict[str, dict[str, list[int]]] = {"w": {}, "l": {}, "p": {}}
+        by: dict[str, dict[str, list[int]]] = {"w": {}, "p": {}}
         always: list[int] = []
         for i in positions:
             req = reqs[i]
@@ -330,10 +329,8 @@ class _Index:
                 by[tag].setdefault(value, []).append(i)
         self.always = tuple(always)
         self.by_word = {k: tuple(v) for k, v in by["w"].items()}
-        self.by_lemma = {k: tuple(v) for k, v in by["l"].items()}
         self.by_prefix = {k: tuple(v) for k, v in by["p"].items()}
         self.words = frozenset(self.by_word)
-        self.lemmas = frozenset(self.by_lemma)
         self.prefix_keys = frozenset(self.by_prefix)
         self.prefix_getters = [
             _FirstLetters(n).__getitem__ for n in sorted({len(k) for k in self.by_prefix})
@@ -343,8 +340,6 @@ class _Index:
         found: set[int] = set(self.always)
         for w in doc.word_set & self.words:
             found.update(self.by_word[w])
-        for lemma in doc.lemmas & self.lemmas:
-            found.update(self.by_lemma[lemma])
         # Any first n letters of a post's word that name a prefix key: a shorter word gives
         # itself, which can only equal a shorter key, and that is a true prefix of it too.
         for first_n in self.prefix_getters:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 
 from archiver.query import Phrase, Prefix, Query, Term, TextNode
-from archiver.text import lemmas, normalize, split_normalized
+from archiver.text import normalize, split_normalized
 
 _SPAN = re.compile(r"[^\W_]+(?:['\u2019\u02bc`\u2018][^\W_]+)*")
 Span = tuple[int, int]
@@ -20,7 +20,7 @@ Span = tuple[int, int]
 def _word_matches(word: str, terms: Iterable[TextNode]) -> bool:
     for t in terms:
         if isinstance(t, Term):
-            if word == t.word or not t.lemmas.isdisjoint(lemmas(word)):
+            if word in t.forms:
                 return True
         elif isinstance(t, Prefix):
             if word.startswith(t.prefix):

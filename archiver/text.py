@@ -1,15 +1,17 @@
 """Text normalisation and word forms for Russian, Ukrainian and English.
 
-The same two functions feed the full-text index and every query, so search and rules agree:
+The same functions feed the full-text index and every query, so search and rules agree:
 
 - :func:`normalize` folds case, ``ё``→``е``, every Ukrainian apostrophe to ``ʼ`` (U+02BC, a
   letter for SQLite's unicode61 tokenizer, so ``мʼясо`` stays one word), applies NFC and drops
   zero-width characters, soft hyphens and stress marks.
 - :func:`words` splits normalised text into words exactly as the FTS5 ``unicode61`` tokenizer
   will split the space-joined result.
-- :func:`lemmas` gives the dictionary forms of one normalised word: pymorphy3 with its Russian
-  and Ukrainian dictionaries for Cyrillic words, the Snowball English stemmer for Latin ones.
-  Results are cached; the analysers load on first use, never at import time.
+- :func:`forms` gives every form a bare query word finds: pymorphy3 with its Russian and
+  Ukrainian dictionaries generates them for Cyrillic words, the Snowball English stemmer
+  checks them for Latin ones. Only queries and rules are expanded: a post is indexed as its
+  words alone, so ingest never runs the analysers. Results are cached; the analysers load on
+  first use, never at import time.
 
 The choice of analysers and their measured recall and speed: ``docs/word-forms.md``.
 """
@@ -19,9 +21,8 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 APOSTROPHE = "\u02bc"  # ʼ MODIFIER LETTER APOSTROPHE: the one apostrophe we keep
 _APOSTROPHES = "'\u2019\u02bc`\u2018\u00b4\u02b9\u2032"
@@ -90,102 +91,113 @@ def _get() -> _Analysers:
     return _analysers
 
 
-def _clean_lemma(form: str) -> list[str]:
+def _clean(form: str) -> list[str]:
     return _WORD.findall(normalize(form))
 
 
-def _forms(parses: Iterable[Any]) -> set[str]:
-    out: set[str] = set()
-    for p in parses:
-        out.update(_clean_lemma(p.normal_form))
-    return out
+_CACHE_MAX = 20_000  # query and rule words only: posts are never analysed
+_cache: dict[str, frozenset[str]] = {}
 
 
-_CACHE_MAX = 100_000  # about 35 MB when full
-_cache: dict[str, tuple[str, ...]] = {}
+def forms(word: str) -> frozenset[str]:
+    """Every normalised word a bare query word finds: itself and its other forms (cached).
 
-
-def lemmas(word: str, lang: str | None = None) -> tuple[str, ...]:
-    """Dictionary forms of one normalised word (cached; see :func:`_lemmas`)."""
-    key = word if lang is None else f"{word}\x00{lang}"
-    found = _cache.get(key)
+    Word forms are expanded on the query side, so posts are indexed as their words alone:
+    - Cyrillic: every form of every lexeme pymorphy3 finds for the word in its Russian and
+      Ukrainian dictionaries (``рынок`` -> ``рынка``, ``рынку``...; ``обстріл`` ->
+      ``обстріли``...). A word neither dictionary knows gets the lexemes of every guess of
+      both predictors (surnames: ``стремоусов`` -> ``стремоусова``, ``стремоусову``...).
+    - Latin: the words built from the Snowball English stem with common English endings that
+      stem back to it (``shell`` -> ``shells``, ``shelled``, ``shelling``), and the
+      ``-ise``/``-ize`` spellings of each.
+    - Anything else (numbers, other scripts): the word itself.
+    """
+    found = _cache.get(word)
     if found is None:
-        if len(_cache) >= _CACHE_MAX:  # bounded memory whatever the vocabulary
+        if len(_cache) >= _CACHE_MAX:  # bounded memory whatever the queries
             _cache.clear()
-        found = _cache[key] = _lemmas(word, lang)
+        found = _cache[word] = frozenset((word, *_forms_of(word)))
     return found
 
 
-def _lemmas(word: str, lang: str | None) -> tuple[str, ...]:
-    """Dictionary forms of one normalised word (may be several for ambiguous forms).
-
-    A word neither dictionary knows gets a predictor's best guess: the predictor of the
-    post's language (``lang``, "ru" or "uk", told by the letters of the post) for a post's
-    words; both for a query's words, so a query meets the guess whatever the post's language.
-    A word in another script is its own lemma. The word itself is matched separately (the
-    ``words`` column), so it need not be included here.
-    """
+def _forms_of(word: str) -> set[str]:
     if _CYRILLIC.search(word):
-        a = _get()
-        w = word.replace(APOSTROPHE, "'")
-        out: set[str] = set()
-        ru_known = a.ru.word_is_known(w)
-        uk_known = a.uk.word_is_known(w)
-        if ru_known:
-            out |= _forms(a.ru.parse(w))
-        if uk_known:
-            out |= _forms(a.uk.parse(w))
-        if not out:  # no dictionary knows it: predictors are slow, so use as few as possible
-            letters = set(word)
-            if not letters.isdisjoint(_UK_ONLY):
-                lang = "uk"
-            elif not letters.isdisjoint(_RU_ONLY):
-                lang = "ru"
-            if lang in (None, "ru"):
-                out |= _forms(a.ru.parse(w)[:1])
-            if lang in (None, "uk"):
-                out |= _forms(a.uk.parse(w)[:1])
-        return tuple(sorted(out)) or (word,)
+        return _cyrillic_forms(word)
     plain = word.replace(APOSTROPHE, "'")
     if _LATIN.search(word) and plain.isascii():
-        return tuple(_clean_lemma(_get().en.stemWord(plain))) or (word,)
-    return (word,)
+        return _english_forms(plain)
+    return set()
+
+
+def _cyrillic_forms(word: str) -> set[str]:
+    a = _get()
+    w = word.replace(APOSTROPHE, "'")
+    parses: list[Any] = []
+    for analyser in (a.ru, a.uk):
+        if analyser.word_is_known(w):
+            parses += analyser.parse(w)
+    if not parses:  # no dictionary knows it: every guess of both predictors
+        parses = [*a.ru.parse(w), *a.uk.parse(w)]
+    out: set[str] = set()
+    for p in parses:
+        for f in p.lexeme:
+            ws = _clean(f.word)
+            if len(ws) == 1:
+                out.add(ws[0])
+    return out
+
+
+# Endings English words take on a Snowball stem; a candidate counts only if it stems back.
+_EN_ENDINGS = (
+    "", "e", "s", "es", "ed", "d", "ing", "er", "ers", "est", "ly", "ion", "ions", "ation",
+    "ations", "ate", "ates", "ated", "ating", "ment", "ments", "ness", "al", "ally", "ity",
+    "ities", "ise", "ised", "ises", "ising", "ize", "ized", "izes", "izing", "isation",
+    "isations", "ization", "izations", "or", "ors", "ies", "ied", "y", "'s", "s'",
+)  # fmt: skip
+
+
+def _english_forms(plain: str) -> set[str]:
+    stem_word = _get().en.stemWord
+    stem = stem_word(plain)
+    bases = {plain, stem}
+    if stem.endswith("i"):  # happi -> happy, happier; fli -> flies
+        bases.add(stem[:-1])
+    out: set[str] = set()
+    for base in bases:
+        for cand in _en_candidates(base):
+            if stem_word(cand) == stem:
+                out.update(_clean(cand))
+    spelled = {w.replace("iz", "is") for w in out} | {w.replace("is", "iz") for w in out}
+    for cand in spelled - out:  # mobilisation / mobilization: the other spelling's forms
+        if stem_word(cand) != stem:
+            out.update(_clean(cand))
+    return out
+
+
+def _en_candidates(base: str) -> list[str]:
+    out = [base + e for e in _EN_ENDINGS]
+    if len(base) >= 2 and base[-1] not in "aeiouwxy" and base[-2] in "aeiou":
+        out += [base + base[-1] + e for e in ("ing", "ed", "er", "ers", "est")]  # run: running
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
-    """A text as the index and the matcher see it."""
+    """A text as the index and the matcher see it: its normalised words, in order."""
 
-    words: tuple[str, ...]  # normalised words in order (phrases, prefixes)
-    lemmas: frozenset[str]  # every dictionary form of every word (bare words)
+    words: tuple[str, ...]
 
     @property
     def words_text(self) -> str:
         """The FTS ``words`` column."""
         return " ".join(self.words)
 
-    @property
-    def lemmas_text(self) -> str:
-        """The FTS ``lemmas`` column."""
-        return " ".join(sorted(self.lemmas))
+    @classmethod
+    def from_words_text(cls, words_text: str) -> Analysis:
+        return cls(tuple(words_text.split()))
 
 
-EMPTY = Analysis((), frozenset())
-
-
-class IndexTexts(NamedTuple):
-    """The two FTS columns of an analysis: all a bulk import needs, and five times cheaper
-    than an :class:`Analysis` to pass between processes."""
-
-    words_text: str
-    lemmas_text: str
-
-    def analysis(self) -> Analysis:
-        return Analysis(tuple(self.words_text.split()), frozenset(self.lemmas_text.split()))
-
-
-def as_analysis(a: Analysis | IndexTexts) -> Analysis:
-    return a if isinstance(a, Analysis) else a.analysis()
+EMPTY = Analysis(())
 
 
 def language(norm: str) -> str | None:
@@ -198,16 +210,11 @@ def language(norm: str) -> str | None:
 
 
 def analyze(text: str) -> Analysis:
-    """Normalise, split and lemmatise a post's text."""
-    norm = normalize(text)
-    ws = tuple(_WORD.findall(norm))
-    if not ws:
-        return EMPTY
-    lang = language(norm)
-    suffix = "" if lang is None else f"\x00{lang}"
-    get = _cache.get
-    out: set[str] = set()
-    for w in set(ws):
-        found = get(w + suffix)
-        out.update(found if found is not None else lemmas(w, lang))
-    return Analysis(ws, frozenset(out))
+    """Normalise and split a post's text."""
+    ws = _WORD.findall(normalize(text))
+    return Analysis(tuple(ws)) if ws else EMPTY
+
+
+def words_text(text: str) -> str:
+    """The FTS ``words`` column of a post's text (what a bulk import computes per post)."""
+    return " ".join(_WORD.findall(normalize(text)))

@@ -44,7 +44,6 @@ def doc(body: str, **meta: object) -> Doc:
     fields: dict[str, object] = {
         "words": a.words,
         "word_set": frozenset(a.words),
-        "lemmas": a.lemmas,
         "channel_id": CHANNEL_ID,
         "channel_username": "vsaldo",
         "date": "2024-03-01 12:00:00",
@@ -55,7 +54,7 @@ def doc(body: str, **meta: object) -> Doc:
 
 def T(word: str) -> Term:
     """The Term the parser builds for one normalised word."""
-    return Term(word, frozenset(text.lemmas(word)))
+    return Term(word, text.forms(word))
 
 
 def finds(query: str, body: str, **meta: object) -> bool:
@@ -376,13 +375,16 @@ CORPUS = [
 def _schema_db() -> sqlite3.Connection:
     """The archive's own schema (tokenizer, external content, triggers) in memory."""
     con = sqlite3.connect(":memory:")
-    con.executescript(MIGRATIONS[0])
+    for migration in MIGRATIONS:
+        con.executescript(migration)
     for i, body in enumerate(CORPUS, 1):
-        an = text.analyze(body)
         con.execute(
-            "INSERT INTO versions (id, post_id, text, seen_at, sha256, source, words, lemmas) "
-            "VALUES (?, ?, ?, '2024-03-01 12:00:00', '', 'test', ?, ?)",
-            (i, i, body, an.words_text, an.lemmas_text),
+            "INSERT INTO versions (id, post_id, text, seen_at, sha256, source, words) "
+            "VALUES (?, ?, ?, '2024-03-01 12:00:00', '', 'test', ?)",
+            (i, i, body, text.words_text(body)),
+        )
+        con.execute(
+            "INSERT INTO versions_fts (rowid, words) VALUES (?, ?)", (i, text.words_text(body))
         )
     return con
 

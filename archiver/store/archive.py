@@ -144,16 +144,27 @@ class Archive:
                 version,
                 version + 1,
             )
+            # Foreign keys are off while a migration runs, as SQLite's own recipe for
+            # rebuilding a table asks, and checked before it commits.
             script = (
-                f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
-                f"PRAGMA user_version = {version + 1};\nCOMMIT;"
+                f"PRAGMA foreign_keys = OFF;\nBEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
+                f"PRAGMA user_version = {version + 1};\n"
             )
             try:
                 await self.db.executescript(script)
-            except sqlite3.Error:
+                bad = await (await self.db.execute("PRAGMA foreign_key_check")).fetchone()
+                if bad is not None:
+                    raise ArchiveError(
+                        f"{self.path}: schema {version + 1} would break a reference in table"
+                        f" {bad[0]!r}; the archive is unchanged"
+                    )
+                await self.db.execute("COMMIT")
+            except (sqlite3.Error, ArchiveError):
                 if self.db.in_transaction:
                     await self.db.execute("ROLLBACK")
                 raise
+            finally:
+                await self.db.execute("PRAGMA foreign_keys = ON")
 
     async def current_matcher(self) -> Matcher | None:
         if self.matcher_loader is not None:

@@ -21,7 +21,7 @@ import aiosqlite
 from archiver.models import Entity, IngestStats, Media, Post
 from archiver.query import Doc
 from archiver.store.archive import Archive, Matcher, ts, utcnow
-from archiver.text import EMPTY, Analysis, IndexTexts, analyze, as_analysis
+from archiver.text import Analysis, analyze, words_text
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,6 @@ def make_doc(
     return Doc(
         words=analysis.words,
         word_set=frozenset(analysis.words),
-        lemmas=analysis.lemmas,
         channel_id=channel_id,
         channel_username=username,
         date=date,
@@ -235,10 +234,11 @@ class _AlertBuffer:
         return db.total_changes - before
 
 
-def prepare(posts: Sequence[Post]) -> list[Analysis]:
-    """The analysis :func:`ingest` needs for each post, computed ahead (CPU only, no I/O):
-    a bulk import analyses the next batch while SQLite writes this one."""
-    return [EMPTY if p.is_service else analyze(p.text) for p in posts]
+def prepare(posts: Sequence[Post]) -> list[str]:
+    """The indexed words of each post (:func:`archiver.text.words_text`; service messages are
+    not searchable), computed ahead (CPU only, no I/O): a bulk import computes the next batch's
+    while SQLite writes this one."""
+    return ["" if p.is_service else words_text(p.text) for p in posts]
 
 
 async def ingest(
@@ -247,13 +247,13 @@ async def ingest(
     *,
     source: str,
     alerts: bool,
-    analyses: Sequence[Analysis | IndexTexts] | None = None,
+    words: Sequence[str] | None = None,
 ) -> IngestStats:
     """Write a batch of posts in one transaction; see the module docstring.
 
-    ``analyses``: the :func:`prepare` of ``posts``, when the caller computed it ahead."""
-    if analyses is not None and len(analyses) != len(posts):
-        raise ValueError("ingest: analyses must match posts one to one")
+    ``words``: the :func:`prepare` of ``posts``, when the caller computed it ahead."""
+    if words is not None and len(words) != len(posts):
+        raise ValueError("ingest: words must match posts one to one")
     if not posts:
         return IngestStats()
     now = ts(utcnow())
@@ -280,9 +280,7 @@ async def ingest(
                 post_id += 1
                 seq += 1
                 vid = version_key(p.date, seq)
-                analysis: Analysis | IndexTexts = (
-                    analyses[i] if analyses is not None else prepare((p,))[0]
-                )
+                indexed = words[i] if words is not None else prepare((p,))[0]
                 media_kind = p.media[0].kind if p.media else None
                 link = has_link(p)
                 new_posts.append(
@@ -300,7 +298,7 @@ async def ingest(
                 )  # fmt: skip
                 new_versions.append(
                     (vid, post_id, p.text, _entities_json(p), edit_date, now, sha, source, p.raw,
-                     analysis.words_text, analysis.lemmas_text)
+                     indexed)
                 )  # fmt: skip
                 buf.texts[vid] = p.text
                 existing[key] = _Existing(
@@ -311,7 +309,7 @@ async def ingest(
                 versions_added += 1
                 if matcher and not p.is_service:
                     doc = make_doc(
-                        as_analysis(analysis), channel_id=p.channel_id,
+                        Analysis.from_words_text(indexed), channel_id=p.channel_id,
                         username=usernames.get(p.channel_id),
                         date=date, edited=p.edited or p.edit_date is not None, deleted=False,
                         media_kind=media_kind, link=link, is_service=False,
@@ -338,10 +336,10 @@ async def ingest(
                 continue
             seq += 1
             vid = version_key(p.date, seq)
-            analysis = analyses[i] if analyses is not None else prepare((p,))[0]
+            indexed = words[i] if words is not None else prepare((p,))[0]
             new_versions.append(
                 (vid, old.post_id, p.text, _entities_json(p), edit_date, now, sha, source, p.raw,
-                 analysis.words_text, analysis.lemmas_text)
+                 indexed)
             )  # fmt: skip
             buf.texts[vid] = p.text
             old.shas[sha] = (vid, edit_date)
@@ -358,7 +356,9 @@ async def ingest(
             current.append((vid, 1, old.post_id))
             old.current_version_id, old.sha, old.edit_date = vid, sha, edit_date
             if matcher and not p.is_service:
-                await _edit_alerts(db, buf, p, old, vid, prev_vid, as_analysis(analysis), usernames)
+                await _edit_alerts(
+                    db, buf, p, old, vid, prev_vid, Analysis.from_words_text(indexed), usernames
+                )
             del prev_sha
 
         if new_posts:
@@ -373,12 +373,12 @@ async def ingest(
         if new_versions:
             await db.executemany(
                 "INSERT INTO versions (id, post_id, text, entities, edit_date, seen_at, sha256,"
-                " source, raw, words, lemmas) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " source, raw, words) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 new_versions,
             )
             await db.executemany(  # the index, in the same transaction (schema migration 2)
-                "INSERT INTO versions_fts (rowid, words, lemmas) VALUES (?, ?, ?)",
-                [(v[0], v[9], v[10]) for v in new_versions if v[9]],
+                "INSERT INTO versions_fts (rowid, words) VALUES (?, ?)",
+                [(v[0], v[9]) for v in new_versions if v[9]],
             )
             await db.execute(
                 "INSERT INTO meta (key, value) VALUES ('version_seq', ?)"
@@ -484,7 +484,7 @@ async def mark_deleted(
                 await (
                     await db.execute(
                         "SELECT p.id, p.current_version_id, p.date, p.edited, p.media_kind,"
-                        " p.has_link, p.is_service, v.words, v.lemmas FROM posts p"
+                        " p.has_link, p.is_service, v.words FROM posts p"
                         " JOIN versions v ON v.id = p.current_version_id"
                         f" WHERE p.channel_id = ? AND p.message_id IN ({marks})"
                         " AND p.deleted_at IS NULL",
@@ -506,7 +506,7 @@ async def mark_deleted(
                     continue
                 words_ = tuple(r[7].split())
                 doc = Doc(
-                    words=words_, word_set=frozenset(words_), lemmas=frozenset(r[8].split()),
+                    words=words_, word_set=frozenset(words_),
                     channel_id=channel_id, channel_username=username, date=r[2],
                     edited=bool(r[3]), deleted=True, media_kind=r[4], has_link=bool(r[5]),
                 )  # fmt: skip

@@ -4,7 +4,8 @@ Never edit a migration that has shipped: append a new one. Times are UTC text
 ``YYYY-MM-DD HH:MM:SS`` (sortable, readable in Datasette). Channel ids are marked ids.
 
 New versions are indexed by ``archiver.store.ingest`` in the same transaction (migration 2);
-updates and deletions are kept in step by triggers.
+updates and deletions are kept in step by triggers. The index holds each version's normalised
+words (``versions.words``); word forms are expanded in queries (migration 3).
 
 ``versions.id`` is a sort key, not a counter: ``unix(post date) << 32 | sequence``. It is also
 the rowid of the FTS5 index, so "newest first" is the index's own rowid order and a search
@@ -187,5 +188,46 @@ MIGRATIONS: list[str] = [
     # follows any other change to versions (Datasette, sqlite-utils, a hand edit).
     """
     DROP TRIGGER versions_ai;
+    """,
+    # 3: word forms move to the query side (archiver.text.forms): a bare word is searched as
+    # all its forms, so posts are indexed as their words alone. The lemmas column and its
+    # half of the index go: imports no longer run the analysers, and the index is smaller.
+    # (ALTER TABLE DROP COLUMN fails on the comment after the last column: the table is
+    # rebuilt instead, with foreign keys off while it is, see Archive._migrate.)
+    """
+    DROP TRIGGER versions_ad;
+    DROP TRIGGER versions_au;
+    DROP TABLE versions_fts;
+    CREATE TABLE versions_new (
+        id INTEGER PRIMARY KEY,              -- unix(post date) << 32 | sequence: the sort key
+        post_id INTEGER NOT NULL REFERENCES posts(id),
+        text TEXT NOT NULL,
+        entities TEXT,                       -- JSON [{"type","offset","length","url"?}], UTF-16
+        edit_date TEXT,
+        seen_at TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        source TEXT NOT NULL,
+        raw TEXT,                            -- the source object as JSON (provenance)
+        words TEXT NOT NULL                  -- normalised words: the index's one column
+    );
+    INSERT INTO versions_new (id, post_id, text, entities, edit_date, seen_at, sha256, source,
+                              raw, words)
+    SELECT id, post_id, text, entities, edit_date, seen_at, sha256, source, raw, words
+    FROM versions ORDER BY id;
+    DROP TABLE versions;
+    ALTER TABLE versions_new RENAME TO versions;
+    CREATE INDEX versions_post ON versions(post_id);
+    CREATE VIRTUAL TABLE versions_fts USING fts5(
+        words, content="versions", content_rowid="id",
+        tokenize="unicode61 remove_diacritics 0"
+    );
+    INSERT INTO versions_fts (versions_fts) VALUES ('rebuild');
+    CREATE TRIGGER versions_ad AFTER DELETE ON versions BEGIN
+        INSERT INTO versions_fts (versions_fts, rowid, words) VALUES ('delete', old.id, old.words);
+    END;
+    CREATE TRIGGER versions_au AFTER UPDATE ON versions BEGIN
+        INSERT INTO versions_fts (versions_fts, rowid, words) VALUES ('delete', old.id, old.words);
+        INSERT INTO versions_fts (rowid, words) VALUES (new.id, new.words);
+    END;
     """,
 ]

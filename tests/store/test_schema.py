@@ -139,7 +139,7 @@ async def test_the_index_stays_consistent_through_ingest_and_hand_edits(
                  source="export", alerts=False)  # fmt: skip
     await ingest(archive, [make_post(2, "обстріл")], source="export", alerts=False)
     async with archive.transaction() as db:  # what a Datasette or sqlite-utils user might do
-        await db.execute("UPDATE versions SET words = 'ручная правка', lemmas = 'ручной правка'"
+        await db.execute("UPDATE versions SET words = 'ручная правка'"
                          " WHERE id = (SELECT min(id) FROM versions)")  # fmt: skip
         await db.execute("DELETE FROM versions WHERE id = (SELECT max(id) FROM versions)")
     async with archive.transaction() as db:
@@ -151,3 +151,70 @@ async def test_the_index_stays_consistent_through_ingest_and_hand_edits(
         "SELECT rowid FROM versions_fts WHERE versions_fts MATCH 'words : \"правка\"'"
     )
     assert len(hits) == 1
+
+
+def _schema_2_archive(path: Path) -> None:
+    """An archive as telewatch wrote it before migration 3: a ``lemmas`` column, indexed."""
+    con = sqlite3.connect(path)
+    con.executescript(MIGRATIONS[0])
+    con.executescript(MIGRATIONS[1])
+    con.executescript(
+        """
+        PRAGMA user_version = 2;
+        INSERT INTO channels (id, username, title, source, created_at)
+        VALUES (-1001811111111, 'vsaldo', 'Сальдо', 'export', '2024-05-01 12:00:00');
+        INSERT INTO posts (id, channel_id, message_id, date, first_seen_at, source,
+                           current_version_id, version_count, edited)
+        VALUES (1, -1001811111111, 7, '2024-05-01 12:00:00', '2024-05-01 12:00:00', 'export',
+                2, 2, 1);
+        INSERT INTO versions (id, post_id, text, seen_at, sha256, source, raw, words, lemmas)
+        VALUES (1, 1, 'Объявлена эвакуация', '2024-05-01 12:00:00', 'a', 'export', '{"id":7}',
+                'объявлена эвакуация', 'объявить эвакуация'),
+               (2, 1, 'Эвакуацию отменили', '2024-05-01 13:00:00', 'b', 'export', NULL,
+                'эвакуацию отменили', 'отменить эвакуация');
+        INSERT INTO versions_fts (rowid, words, lemmas) SELECT id, words, lemmas FROM versions;
+        INSERT INTO alerts (post_id, version_id, prev_version_id, recipient, kind, rules,
+                            created_at)
+        VALUES (1, 2, 1, 42, 'edited', '["r"]', '2024-05-01 13:00:00');
+        """
+    )
+    con.commit()
+    con.close()
+
+
+async def test_migration_3_drops_the_lemmas_and_keeps_every_version(tmp_path: Path) -> None:
+    from archiver.query import parse
+    from archiver.store.search import search
+
+    path = tmp_path / "old.db"
+    _schema_2_archive(path)
+    archive = await Archive.open(path)
+    try:
+        assert await pragma(archive, "user_version") == len(MIGRATIONS)
+        assert await pragma(archive, "foreign_keys") == 1
+        columns = [r[1] for r in await archive.fetchall("PRAGMA table_info(versions)")]
+        assert "lemmas" not in columns and "words" in columns
+        rows = await archive.fetchall("SELECT id, text, raw, words FROM versions ORDER BY id")
+        assert [tuple(r) for r in rows] == [
+            (1, "Объявлена эвакуация", '{"id":7}', "объявлена эвакуация"),
+            (2, "Эвакуацию отменили", None, "эвакуацию отменили"),
+        ]
+        assert await archive.fetchall("PRAGMA foreign_key_check") == []
+        alert = await archive.fetchone("SELECT version_id, prev_version_id FROM alerts")
+        assert alert is not None and tuple(alert) == (2, 1)
+        async with archive.transaction() as db:  # the rebuilt index agrees with its content
+            await db.execute(
+                "INSERT INTO versions_fts (versions_fts, rank) VALUES ('integrity-check', 1)"
+            )
+        # Word forms now come from the query: "эвакуация" finds the edited post's new text.
+        hits = await search(archive, parse("эвакуация"))
+        assert [(h.message_id, h.text) for h in hits] == [(7, "Эвакуацию отменили")]
+        # The triggers follow the new table: a hand edit is re-indexed.
+        async with archive.transaction() as db:
+            await db.execute("UPDATE versions SET words = 'ручная правка' WHERE id = 2")
+        found = await archive.fetchall(
+            "SELECT rowid FROM versions_fts WHERE versions_fts MATCH 'правка'"
+        )
+        assert [r[0] for r in found] == [2]
+    finally:
+        await archive.close()
