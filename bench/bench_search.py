@@ -60,7 +60,8 @@ from archiver.query import parse  # noqa: E402
 from archiver.snippets import snippet  # noqa: E402
 from archiver.store import Archive  # noqa: E402
 from archiver.store.search import hydrate, iter_matches, plan, search  # noqa: E402
-from archiver.text import language, lemmas, normalize, words  # noqa: E402
+from archiver.text import forms as forms_of  # noqa: E402
+from archiver.text import language, normalize, words  # noqa: E402
 
 LIMIT = 20
 GOAL_MS = 50.0
@@ -194,6 +195,18 @@ def spread(n: int) -> list[str]:
     return [lang for lang in LANGS3 for _ in range(base[lang])]
 
 
+def _lemmas(word: str) -> set[str]:
+    """Dictionary forms of a word (pymorphy3 ru+uk; the Snowball stem in English), only to
+    group the archive's words into base-form queries."""
+    from archiver import text
+
+    a = text._get()
+    if not re.search("[\u0400-\u04ff]", word):
+        return {a.en.stemWord(word)}
+    w = word.replace(text.APOSTROPHE, "'")
+    return {p.normal_form for an in (a.ru, a.uk) if an.word_is_known(w) for p in an.parse(w)}
+
+
 def build_queries(v: Vocab, rng: random.Random, channel_id: int, days: list[str]) -> list[Q]:
     qs: list[Q] = []
     used: set[str] = set()
@@ -211,7 +224,7 @@ def build_queries(v: Vocab, rng: random.Random, channel_id: int, days: list[str]
     groups: dict[tuple[str, str], set[str]] = defaultdict(set)
     for w, lang in v.lang.items():
         if v.kind(w) in ("common", "mid"):
-            for lemma in lemmas(w):
+            for lemma in _lemmas(w):
                 groups[(lang, lemma)].add(w)
     for lang in LANGS3:
         n = spread(8).count(lang)
@@ -240,7 +253,7 @@ def build_queries(v: Vocab, rng: random.Random, channel_id: int, days: list[str]
             b = [w for w in ws if w in v.df and v.kind(w) == kinds[1]]
             if a and b:
                 x, y = rng.choice(a), rng.choice(b)
-                if x != y and not set(lemmas(x)) & set(lemmas(y)):
+                if x != y and x not in forms_of(y) and y not in forms_of(x):
                     return x, y
         return None
 

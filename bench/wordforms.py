@@ -4,10 +4,13 @@ Run from the repository root::
 
     .venv/bin/python bench/wordforms.py [--wordlist bench/wordlist.tsv] [--tokens 200000]
 
-A row of the word list is ``lang, query word, form, should_match``. A candidate *matches* a row
-when the query word and the form share a key: the word itself or one of its lemmas/stems, the
-same test the search index applies (``words`` column OR ``lemmas`` column). Every candidate sees
-the same input: text normalised by :func:`archiver.text.normalize` and split by
+A row of the word list is ``lang, query word, form, should_match``. A lemmatiser or stemmer
+*matches* a row when the query word and the form share a key: the word itself or one of its
+lemmas/stems (an index of lemmas would apply this test). The query-side candidate, what
+``archiver.text`` does since schema 3, matches when the form is one of the forms
+:func:`archiver.text.forms` generates for the query word (the index holds words alone; its
+speed columns are the cost per *query* word, the index side costs the baseline). Every
+candidate sees the same input: text normalised by :func:`archiver.text.normalize` and split by
 :func:`archiver.text.words`, so only the word-form step differs.
 
 - recall: share of the ``should_match=1`` rows that match;
@@ -85,10 +88,30 @@ def exact() -> Keys:
     return lambda w: frozenset((w,))
 
 
-def pymorphy3_archiver() -> Keys:
-    """archiver.text.lemmas without its cache (pymorphy3 ru+uk, all parses; Snowball English)."""
-    raw = text._lemmas
+def query_forms() -> Keys:
+    """archiver.text.forms without its cache: the forms a query word is searched as."""
+    raw = text._forms_of
     return lambda w: frozenset((w, *raw(w)))
+
+
+def pymorphy3_lemmas() -> Keys:
+    """The lemma index archiver.text used before schema 3 (pymorphy3 ru+uk, all parses, the
+    top guess of both predictors for unknown words; Snowball English)."""
+    import pymorphy3
+    import Stemmer
+
+    ru, uk = pymorphy3.MorphAnalyzer(lang="ru"), pymorphy3.MorphAnalyzer(lang="uk")
+    en = Stemmer.Stemmer("english", 0)
+
+    def keys(w: str) -> frozenset[str]:
+        p = _plain(w)
+        if not _CYRILLIC.search(w):
+            return frozenset((w, _fold(en.stemWord(p))))
+        parses = [x for a in (ru, uk) if a.word_is_known(p) for x in a.parse(p)]
+        parses = parses or [*ru.parse(p)[:1], *uk.parse(p)[:1]]
+        return frozenset((w, *(_fold(x.normal_form) for x in parses)))
+
+    return keys
 
 
 def pymorphy3_top_parse() -> Keys:
@@ -116,7 +139,7 @@ def pymorphy3_simplemma_en() -> Keys:
     import simplemma
     import Stemmer
 
-    cyrillic = pymorphy3_archiver()
+    cyrillic = pymorphy3_lemmas()
     lem = simplemma.Lemmatizer(cache_max_size=0)
     en = Stemmer.Stemmer("english", 0)
 
@@ -171,7 +194,8 @@ def snowballstemmer_pure() -> Keys:
 
 CANDIDATES: dict[str, Callable[[], Keys]] = {
     "exact word (baseline)": exact,
-    "pymorphy3 ru+uk + Snowball en (archiver.text)": pymorphy3_archiver,
+    "query-side forms: pymorphy3 lexemes + English endings (archiver.text)": query_forms,
+    "pymorphy3 ru+uk lemmas + Snowball en (before schema 3)": pymorphy3_lemmas,
     "pymorphy3, top parse only (variant)": pymorphy3_top_parse,
     "pymorphy3 ru+uk + simplemma en (proposal)": pymorphy3_simplemma_en,
     "simplemma ru+uk / en": simplemma_ru_uk_en,
@@ -183,12 +207,17 @@ CANDIDATES: dict[str, Callable[[], Keys]] = {
 # ---------------------------------------------------------------------------- quality
 
 
-def row_matches(keys: Keys, row: Row) -> bool:
+QUERY_SIDE = {query_forms}
+
+
+def row_matches(keys: Keys, row: Row, query_side: bool = False) -> bool:
     q = text.words(row.query)
     f = text.words(row.form)
     if len(q) != 1 or not f:
         raise SystemExit(f"bad row: {row}")
     qk = keys(q[0])
+    if query_side:
+        return any(w in qk for w in f)
     return any(not qk.isdisjoint(keys(w)) for w in f)
 
 
@@ -205,12 +234,14 @@ class Score:
         return f"{100 * self.hits / self.total:.1f}%" if self.total else "-"
 
 
-def quality(keys: Keys, rows: list[Row]) -> tuple[dict[str, Score], dict[str, Score], list[Row]]:
+def quality(
+    keys: Keys, rows: list[Row], query_side: bool = False
+) -> tuple[dict[str, Score], dict[str, Score], list[Row]]:
     recall: dict[str, Score] = {}
     reject: dict[str, Score] = {}
     wrong = []
     for row in rows:
-        ok = row_matches(keys, row) == row.should_match
+        ok = row_matches(keys, row, query_side) == row.should_match
         table = recall if row.should_match else reject
         for key in (row.lang, "all"):
             table.setdefault(key, Score()).add(ok)
@@ -307,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
 
     built = {name: factory() for name, factory in CANDIDATES.items()}
     loads = {name: load_seconds(name) for name in CANDIDATES}
-    scores = {name: quality(keys, rows) for name, keys in built.items()}
+    scores = {
+        name: quality(keys, rows, CANDIDATES[name] in QUERY_SIDE) for name, keys in built.items()
+    }
 
     # Speed in interleaved rounds, best of each: a burst of load from other processes then
     # slows one round of every candidate instead of all the rounds of one of them.

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import ijson
+import orjson
 
 from archiver.errors import InputFileError
 from archiver.models import ChannelInfo, Entity, Forward, IngestStats, Media, Post, marked_id
@@ -50,7 +51,7 @@ from archiver.store.channels import upsert_channel
 
 log = logging.getLogger(__name__)
 
-_YIELD_EVERY = 250  # posts between yields to the event loop while parsing
+_YIELD_EVERY = 16  # posts between yields: each await of a batch being written waits for one
 _WORKER_MIN_BYTES = 16 * 1024 * 1024
 _MAX_UNIXTIME = 4_102_444_800  # 2100-01-01: anything later is not a Telegram date
 
@@ -295,8 +296,17 @@ def message_to_post(channel_id: int, m: Any, where: str) -> Post | None:
         reply_to=None if is_service else reply_to,
         is_service=is_service,
         service_action=_str(m, "action", where) if is_service else None,
-        raw=json.dumps(m, ensure_ascii=False, separators=(",", ":")),
+        raw=_raw(m),
     )
+
+
+def _raw(m: dict[str, Any]) -> str:
+    """The message as compact JSON, for provenance, without ``text`` when ``text_entities`` is
+    there: Telegram Desktop writes the same text twice, and ``text`` is made from
+    ``text_entities`` (plain parts as strings, the others as the same objects)."""
+    if "text_entities" in m and "text" in m:
+        m = {k: v for k, v in m.items() if k != "text"}
+    return orjson.dumps(m).decode()
 
 
 def _local_date(m: dict[str, Any], where: str) -> datetime:

@@ -234,11 +234,56 @@ class _AlertBuffer:
         return db.total_changes - before
 
 
-def prepare(posts: Sequence[Post]) -> list[str]:
-    """The indexed words of each post (:func:`archiver.text.words_text`; service messages are
-    not searchable), computed ahead (CPU only, no I/O): a bulk import computes the next batch's
-    while SQLite writes this one."""
-    return ["" if p.is_service else words_text(p.text) for p in posts]
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What ingest writes for one post that does not depend on the archive: computed ahead
+    (CPU only, no I/O), so a bulk import prepares the next batch while SQLite writes this one."""
+
+    post: Post
+    words: str  # the indexed words (archiver.text.words_text); "" for a service message
+    sha: str
+    date: str
+    edit_date: str | None
+    edited: bool
+    media_kind: str | None
+    link: bool
+    counts: tuple[Any, ...]  # views, forwards, replies, reactions, reactions_json
+    post_fields: tuple[Any, ...]  # the posts columns from views to service_action
+    version_fields: tuple[Any, ...]  # text, entities: the versions columns after post_id
+
+
+def prepare(posts: Sequence[Post], words: Sequence[str] | None = None) -> list[Prepared]:
+    """:class:`Prepared` for each post; ``words``: their indexed words, when the caller (a
+    worker process) computed them."""
+    if words is not None and len(words) != len(posts):
+        raise ValueError("prepare: words must match posts one to one")
+    if words is None:
+        words = ["" if p.is_service else words_text(p.text) for p in posts]
+    out: list[Prepared] = []
+    for p, indexed in zip(posts, words, strict=True):
+        date = ts(p.date)
+        assert date is not None
+        media_kind = p.media[0].kind if p.media else None
+        link = has_link(p)
+        fwd = p.forward
+        counts = (
+            p.views, p.forwards, p.replies, p.reactions_count,
+            json.dumps(p.reactions, ensure_ascii=False) if p.reactions else None,
+        )  # fmt: skip
+        out.append(
+            Prepared(
+                p, indexed, content_sha(p.text), date, ts(p.edit_date),
+                p.edited or p.edit_date is not None, media_kind, link, counts,
+                (
+                    *counts, media_kind, _media_json(p), int(link),
+                    fwd.from_id if fwd else None, fwd.from_title if fwd else None,
+                    fwd.from_message_id if fwd else None,
+                    p.reply_to, p.grouped_id, int(p.is_service), p.service_action,
+                ),
+                (p.text, _entities_json(p)),
+            )
+        )  # fmt: skip
+    return out
 
 
 async def ingest(
@@ -247,13 +292,15 @@ async def ingest(
     *,
     source: str,
     alerts: bool,
-    words: Sequence[str] | None = None,
+    prepared: Sequence[Prepared] | None = None,
 ) -> IngestStats:
     """Write a batch of posts in one transaction; see the module docstring.
 
-    ``words``: the :func:`prepare` of ``posts``, when the caller computed it ahead."""
-    if words is not None and len(words) != len(posts):
-        raise ValueError("ingest: words must match posts one to one")
+    ``prepared``: the :func:`prepare` of ``posts``, when the caller computed it ahead."""
+    if prepared is None:
+        prepared = prepare(posts)
+    elif len(prepared) != len(posts):
+        raise ValueError("ingest: prepared must match posts one to one")
     if not posts:
         return IngestStats()
     now = ts(utcnow())
@@ -269,59 +316,41 @@ async def ingest(
         counters: list[tuple[Any, ...]] = []
         current: list[tuple[Any, ...]] = []
         added = versions_added = updated = 0
-        for i, p in enumerate(posts):
+        for pr in prepared:
+            p = pr.post
             key = (p.channel_id, p.message_id)
-            sha = content_sha(p.text)
-            date = ts(p.date)
-            assert date is not None
-            edit_date = ts(p.edit_date)
+            sha, date, edit_date = pr.sha, pr.date, pr.edit_date
             old = existing.get(key)
             if old is None:
                 post_id += 1
                 seq += 1
                 vid = version_key(p.date, seq)
-                indexed = words[i] if words is not None else prepare((p,))[0]
-                media_kind = p.media[0].kind if p.media else None
-                link = has_link(p)
                 new_posts.append(
-                    (
-                        post_id, p.channel_id, p.message_id, date, now, source, vid,
-                        int(p.edited or p.edit_date is not None), p.views, p.forwards, p.replies,
-                        p.reactions_count,
-                        json.dumps(p.reactions, ensure_ascii=False) if p.reactions else None,
-                        now, media_kind, _media_json(p), int(link),
-                        p.forward.from_id if p.forward else None,
-                        p.forward.from_title if p.forward else None,
-                        p.forward.from_message_id if p.forward else None,
-                        p.reply_to, p.grouped_id, int(p.is_service), p.service_action,
-                    )
+                    (post_id, p.channel_id, p.message_id, date, now, source, vid, int(pr.edited),
+                     *pr.post_fields[:5], now, *pr.post_fields[5:])
                 )  # fmt: skip
                 new_versions.append(
-                    (vid, post_id, p.text, _entities_json(p), edit_date, now, sha, source, p.raw,
-                     indexed)
+                    (vid, post_id, *pr.version_fields, edit_date, now, sha, source, p.raw,
+                     pr.words)
                 )  # fmt: skip
                 buf.texts[vid] = p.text
                 existing[key] = _Existing(
-                    post_id, vid, sha, edit_date, False, date, media_kind, link,
-                    p.edited or p.edit_date is not None, {sha: (vid, edit_date)},
+                    post_id, vid, sha, edit_date, False, date, pr.media_kind, pr.link,
+                    pr.edited, {sha: (vid, edit_date)},
                 )  # fmt: skip
                 added += 1
                 versions_added += 1
                 if matcher and not p.is_service:
                     doc = make_doc(
-                        Analysis.from_words_text(indexed), channel_id=p.channel_id,
+                        Analysis.from_words_text(pr.words), channel_id=p.channel_id,
                         username=usernames.get(p.channel_id),
-                        date=date, edited=p.edited or p.edit_date is not None, deleted=False,
-                        media_kind=media_kind, link=link, is_service=False,
+                        date=date, edited=pr.edited, deleted=False,
+                        media_kind=pr.media_kind, link=pr.link, is_service=False,
                     )  # fmt: skip
                     buf.add(post_id, vid, None, "new", buf.match(doc, "new"))
                 continue
 
-            counters.append(
-                (p.views, p.forwards, p.replies, p.reactions_count,
-                 json.dumps(p.reactions, ensure_ascii=False) if p.reactions else None,
-                 now, old.post_id)
-            )  # fmt: skip
+            counters.append((*pr.counts, now, old.post_id))
             if sha == old.sha:
                 updated += 1
                 continue
@@ -336,10 +365,9 @@ async def ingest(
                 continue
             seq += 1
             vid = version_key(p.date, seq)
-            indexed = words[i] if words is not None else prepare((p,))[0]
             new_versions.append(
-                (vid, old.post_id, p.text, _entities_json(p), edit_date, now, sha, source, p.raw,
-                 indexed)
+                (vid, old.post_id, *pr.version_fields, edit_date, now, sha, source, p.raw,
+                 pr.words)
             )  # fmt: skip
             buf.texts[vid] = p.text
             old.shas[sha] = (vid, edit_date)
@@ -352,14 +380,13 @@ async def ingest(
             if older:  # an older text arriving late (e.g. an old export): history, not current
                 current.append((old.current_version_id, 1, old.post_id))
                 continue
-            prev_vid, prev_sha = old.current_version_id, old.sha
+            prev_vid = old.current_version_id
             current.append((vid, 1, old.post_id))
             old.current_version_id, old.sha, old.edit_date = vid, sha, edit_date
             if matcher and not p.is_service:
                 await _edit_alerts(
-                    db, buf, p, old, vid, prev_vid, Analysis.from_words_text(indexed), usernames
+                    db, buf, p, old, vid, prev_vid, Analysis.from_words_text(pr.words), usernames
                 )
-            del prev_sha
 
         if new_posts:
             await db.executemany(

@@ -25,6 +25,7 @@ CHANNEL = FIXTURES / "channel.json"
 ACCOUNT = FIXTURES / "account.json"
 SAMPLE = HERE.parents[2] / "archiver" / "data" / "sample_channel.json"
 SAMPLES = Path(os.environ.get("TELEWATCH_SAMPLES", HERE.parents[3] / "shared" / "samples"))
+REAL_SAMPLES = sorted(SAMPLES.glob("tdesktop_*_result.json")) if SAMPLES.is_dir() else []
 CHANNEL_ID = -1001700000001
 
 
@@ -193,12 +194,33 @@ def test_entities_utf16_and_bot_api_names(
     assert [(e.type, e.offset, e.length, e.url) for e in post.entities] == expected
 
 
-def test_raw_is_the_exported_message() -> None:
-    exported = {m["id"]: m for m in json.loads(CHANNEL.read_text(encoding="utf-8"))["messages"]}
-    for post in read(CHANNEL)[1]:
+def _with_text(raw: dict[str, Any]) -> dict[str, Any]:
+    """The exported message back from ``raw``: Telegram Desktop's ``text`` is the plain parts
+    of ``text_entities`` as strings and the others as the same objects (a string when all
+    are plain)."""
+    if "text_entities" not in raw or "text" in raw:
+        return raw
+    parts = raw["text_entities"]
+    if all(p["type"] == "plain" for p in parts):
+        text: Any = "".join(p["text"] for p in parts)
+    else:
+        text = [p["text"] if p["type"] == "plain" else p for p in parts]
+    return {**raw, "text": text}
+
+
+@pytest.mark.parametrize("path", [CHANNEL, *REAL_SAMPLES], ids=lambda p: p.name)
+def test_raw_is_the_exported_message(path: Path) -> None:
+    """``raw`` is the message as exported, less the duplicate ``text``, which comes back
+    exactly from ``text_entities`` (checked on every message of the real samples too)."""
+    exported = {m["id"]: m for m in json.loads(path.read_text(encoding="utf-8"))["messages"]}
+    posts = read(path)[1]
+    assert posts
+    for post in posts:
         assert post.raw is not None
-        assert json.loads(post.raw) == exported[post.message_id]
-        assert "\\u" not in post.raw  # ensure_ascii=False: Cyrillic stays readable
+        raw = json.loads(post.raw)
+        assert "text" not in raw or "text_entities" not in raw  # stored once
+        assert _with_text(raw) == exported[post.message_id]
+        assert "\\u" not in post.raw  # Cyrillic stays readable
 
 
 def test_whole_account_export_imports_only_channels(caplog: pytest.LogCaptureFixture) -> None:
