@@ -33,21 +33,25 @@ import ast
 import asyncio
 import json
 import logging
+import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
 import ijson
 import orjson
 
-from archiver.errors import InputFileError
+from archiver.errors import InputFileError, TelewatchError
 from archiver.models import ChannelInfo, Entity, Forward, IngestStats, Media, Post, marked_id
 from archiver.pipeline import BatchWriter
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
+from archiver.store.ingest import prepare
 
 log = logging.getLogger(__name__)
 
@@ -563,6 +567,129 @@ def read_export(
     return iter(ExportReader(path, on_read=on_read))
 
 
+# What both readers yield: ("channel", ChannelInfo, whole_account) before a channel's posts,
+# ("batch", posts or their Prepared rows, bytes read so far or None).
+_Item = tuple[Any, ...]
+
+
+async def _read_inline(
+    path: Path, batch_size: int, progress: Callable[[int], None] | None
+) -> AsyncGenerator[_Item, None]:
+    """Read in this process (small files, tests): posts in batches."""
+    reader = ExportReader(path, on_read=progress)
+    batch: list[Post] = []
+    error: InputFileError | None = None
+    try:
+        for n, item in enumerate(reader):
+            if isinstance(item, ChannelInfo):
+                if batch:
+                    yield ("batch", batch, None)
+                    batch = []
+                yield ("channel", item, reader.whole_account)
+                continue
+            batch.append(item)
+            if len(batch) >= batch_size:
+                yield ("batch", batch, None)
+                batch = []
+            elif n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the batch being written reach its next statement
+    except InputFileError as exc:
+        error = exc
+    if batch:  # every message read before an error is complete: it lands
+        yield ("batch", batch, None)
+    if error is not None:
+        raise error
+
+
+async def _read_in_worker(path: Path, batch_size: int) -> AsyncGenerator[_Item, None]:
+    """Read and prepare in a worker process (see archiver.pipeline for why): posts arrive as
+    :class:`~archiver.store.ingest.Prepared` batches, the worker's log records are logged
+    here, and an error in the file is raised here after the batches read before it."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker, args=(path, batch_size, theirs), name="telewatch-reader")
+    proc.start()
+    theirs.close()
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            try:
+                msg = await loop.run_in_executor(None, ours.recv)
+            except EOFError:
+                proc.join(timeout=5)
+                raise TelewatchError(
+                    f"{path}: the process reading the file stopped unexpectedly (exit code"
+                    f" {proc.exitcode}); what was read is archived, run the import again"
+                ) from None
+            kind = msg[0]
+            if kind in ("channel", "batch"):
+                yield msg
+            elif kind == "log":
+                logging.getLogger(msg[1]).log(msg[2], "%s", msg[3])
+            elif kind == "error":
+                raise InputFileError(msg[1])
+            elif kind == "crash":
+                raise TelewatchError(f"{path}: reading failed: {msg[1]}")
+            else:  # "done"
+                return
+    finally:
+        ours.close()
+        proc.join(timeout=5)
+        if proc.is_alive():  # stopped early (an error while writing): stop the reader too
+            proc.terminate()
+            proc.join()
+
+
+class _Forward(logging.Handler):
+    """In the worker: log records go to the parent, which logs them."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(logging.INFO)
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.conn.send(("log", record.name, record.levelno, record.getMessage()))
+
+
+def _worker(path: Path, batch_size: int, conn: Connection) -> None:
+    """The worker process: read, prepare (words, hashes, JSON columns), send."""
+    root = logging.getLogger()
+    root.addHandler(_Forward(conn))
+    root.setLevel(logging.INFO)
+    position = 0
+
+    def on_read(pos: int) -> None:
+        nonlocal position
+        position = pos
+
+    batch: list[Post] = []
+
+    def flush() -> None:
+        if batch:
+            conn.send(("batch", prepare(batch), position))
+            batch.clear()
+
+    reader = ExportReader(path, on_read=on_read)
+    try:
+        for item in reader:
+            if isinstance(item, ChannelInfo):
+                flush()
+                conn.send(("channel", item, reader.whole_account))
+                continue
+            batch.append(item)
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+        conn.send(("done",))
+    except InputFileError as exc:
+        flush()  # what was read before the error is complete: it lands
+        conn.send(("error", str(exc)))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("crash", "".join(traceback.format_exception_only(exc)).strip()))
+    finally:
+        conn.close()
+
+
 async def import_file(
     archive: Archive,
     path: Path,
@@ -577,13 +704,12 @@ async def import_file(
     Each channel is upserted (``source="export"``; ``username`` attached when given, a known
     username is never cleared), then its posts go through the one ingest path in batches of
     ``batch_size``, each batch one transaction, never queuing alerts. ``progress`` receives
-    the bytes read so far. ``workers``: analyse word forms in a worker process while SQLite
-    writes (default: for files of 16 MB and more). On malformed input
+    the bytes read so far. ``workers``: read and prepare the posts in a worker process while
+    this one writes (default: for files of 16 MB and more). On malformed input
     :class:`InputFileError` is raised; the batches written before it stay archived, and
     importing the same file again adds nothing.
     """
     results: list[ImportResult] = []
-    batch: list[Post] = []
     channel: ImportResult | None = None
 
     def done(result: ImportResult, writer: BatchWriter) -> None:
@@ -600,35 +726,30 @@ async def import_file(
 
     if workers is None:
         workers = path.stat().st_size >= _WORKER_MIN_BYTES
-    reader = ExportReader(path, on_read=progress)
-    async with BatchWriter(archive, source="export", alerts=False, workers=workers) as writer:
+    items = (
+        _read_in_worker(path, batch_size) if workers else _read_inline(path, batch_size, progress)
+    )
+    async with BatchWriter(archive, source="export", alerts=False, bulk=workers) as writer:
         try:
-            for n, item in enumerate(reader):
-                if isinstance(item, ChannelInfo):
-                    if username is not None and reader.whole_account:
+            async for item in items:
+                if item[0] == "channel":
+                    if username is not None and item[2]:
                         raise InputFileError(
                             f"{path}: a whole-account export holds several channels; --username"
                             " names the channel of a single channel's export"
                         )
-                    await writer.submit(batch)
-                    batch = []
                     if channel is not None:
                         await writer.drain()
                         done(channel, writer)
-                    info = replace(item, username=username)
+                    info = replace(item[1], username=username)
                     row = await upsert_channel(archive, info, source="export")
                     channel = ImportResult(row.id, row.title, row.username, 0, 0)
                     continue
-                batch.append(item)
-                if len(batch) >= batch_size:
-                    await writer.submit(batch)
-                    batch = []
-                elif n % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)  # let the batch being written reach its next statement
+                await writer.submit(item[1])
+                if progress is not None and item[2] is not None:
+                    progress(item[2])
         finally:
-            # Every message read before an error is complete: it lands with the rest, and
-            # importing the mended file later adds only what is missing.
-            await writer.submit(batch)
+            await items.aclose()
         await writer.drain()
     if channel is not None:
         done(channel, writer)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -31,8 +31,9 @@ SEQ_MASK = 0xFFFF_FFFF
 _CHUNK = 500
 
 
-def version_key(date: datetime, seq: int) -> int:
-    return ((int(date.timestamp()) - EPOCH) << 32) | (seq & SEQ_MASK)
+def version_key(seconds: int, seq: int) -> int:
+    """The id of a version of a post dated ``seconds`` (Unix time)."""
+    return ((seconds - EPOCH) << 32) | (seq & SEQ_MASK)
 
 
 def content_sha(text: str) -> str:
@@ -114,7 +115,7 @@ class _Existing:
 
 
 async def _fetch_existing(
-    db: aiosqlite.Connection, posts: Sequence[Post]
+    db: aiosqlite.Connection, posts: Sequence[Prepared]
 ) -> dict[tuple[int, int], _Existing]:
     by_channel: dict[int, list[int]] = {}
     for p in posts:
@@ -234,29 +235,31 @@ class _AlertBuffer:
         return db.total_changes - before
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """What ingest writes for one post that does not depend on the archive: computed ahead
-    (CPU only, no I/O), so a bulk import prepares the next batch while SQLite writes this one."""
+class Prepared(NamedTuple):
+    """One post as ingest writes it, all that does not depend on the archive: computed ahead
+    (CPU only, no I/O; a bulk import does it in a worker process, as a tuple is cheap to send
+    between processes), so SQLite only assigns ids and writes."""
 
-    post: Post
-    words: str  # the indexed words (archiver.text.words_text); "" for a service message
-    sha: str
+    channel_id: int
+    message_id: int
+    seconds: int  # Unix time of the post's date: the version key
     date: str
     edit_date: str | None
     edited: bool
+    sha: str
+    text: str
+    entities: str | None
+    raw: str | None
+    words: str  # the indexed words (archiver.text.words_text); "" for a service message
+    is_service: bool
     media_kind: str | None
     link: bool
     counts: tuple[Any, ...]  # views, forwards, replies, reactions, reactions_json
-    post_fields: tuple[Any, ...]  # the posts columns from views to service_action
-    version_fields: tuple[Any, ...]  # text, entities: the versions columns after post_id
+    post_fields: tuple[Any, ...]  # the posts columns from media_kind to service_action
 
 
 def prepare(posts: Sequence[Post], words: Sequence[str] | None = None) -> list[Prepared]:
-    """:class:`Prepared` for each post; ``words``: their indexed words, when the caller (a
-    worker process) computed them."""
-    if words is not None and len(words) != len(posts):
-        raise ValueError("prepare: words must match posts one to one")
+    """:class:`Prepared` for each post; ``words``: their indexed words, when already known."""
     if words is None:
         words = ["" if p.is_service else words_text(p.text) for p in posts]
     out: list[Prepared] = []
@@ -266,21 +269,21 @@ def prepare(posts: Sequence[Post], words: Sequence[str] | None = None) -> list[P
         media_kind = p.media[0].kind if p.media else None
         link = has_link(p)
         fwd = p.forward
-        counts = (
-            p.views, p.forwards, p.replies, p.reactions_count,
-            json.dumps(p.reactions, ensure_ascii=False) if p.reactions else None,
-        )  # fmt: skip
         out.append(
             Prepared(
-                p, indexed, content_sha(p.text), date, ts(p.edit_date),
-                p.edited or p.edit_date is not None, media_kind, link, counts,
+                p.channel_id, p.message_id, int(p.date.timestamp()), date, ts(p.edit_date),
+                p.edited or p.edit_date is not None, content_sha(p.text), p.text,
+                _entities_json(p), p.raw, indexed, p.is_service, media_kind, link,
                 (
-                    *counts, media_kind, _media_json(p), int(link),
+                    p.views, p.forwards, p.replies, p.reactions_count,
+                    json.dumps(p.reactions, ensure_ascii=False) if p.reactions else None,
+                ),
+                (
+                    media_kind, _media_json(p), int(link),
                     fwd.from_id if fwd else None, fwd.from_title if fwd else None,
                     fwd.from_message_id if fwd else None,
                     p.reply_to, p.grouped_id, int(p.is_service), p.service_action,
                 ),
-                (p.text, _entities_json(p)),
             )
         )  # fmt: skip
     return out
@@ -288,27 +291,22 @@ def prepare(posts: Sequence[Post], words: Sequence[str] | None = None) -> list[P
 
 async def ingest(
     archive: Archive,
-    posts: Sequence[Post],
+    posts: Sequence[Post] | Sequence[Prepared],
     *,
     source: str,
     alerts: bool,
-    prepared: Sequence[Prepared] | None = None,
 ) -> IngestStats:
-    """Write a batch of posts in one transaction; see the module docstring.
-
-    ``prepared``: the :func:`prepare` of ``posts``, when the caller computed it ahead."""
-    if prepared is None:
-        prepared = prepare(posts)
-    elif len(prepared) != len(posts):
-        raise ValueError("ingest: prepared must match posts one to one")
+    """Write a batch of posts in one transaction; see the module docstring. ``posts`` may be
+    :class:`Post` objects or their :func:`prepare` computed ahead."""
+    prepared = [x if isinstance(x, Prepared) else prepare((x,))[0] for x in posts]
     if not posts:
         return IngestStats()
     now = ts(utcnow())
     assert now is not None
     matcher = await archive.current_matcher() if alerts else None
     async with archive.transaction() as db:
-        existing = await _fetch_existing(db, posts)
-        usernames = await _usernames(db, (p.channel_id for p in posts)) if matcher else {}
+        existing = await _fetch_existing(db, prepared)
+        usernames = await _usernames(db, (p.channel_id for p in prepared)) if matcher else {}
         post_id, seq = await _next_ids(db)
         buf = _AlertBuffer(matcher, now)
         new_posts: list[tuple[Any, ...]] = []
@@ -317,33 +315,32 @@ async def ingest(
         current: list[tuple[Any, ...]] = []
         added = versions_added = updated = 0
         for pr in prepared:
-            p = pr.post
-            key = (p.channel_id, p.message_id)
+            key = (pr.channel_id, pr.message_id)
             sha, date, edit_date = pr.sha, pr.date, pr.edit_date
             old = existing.get(key)
             if old is None:
                 post_id += 1
                 seq += 1
-                vid = version_key(p.date, seq)
+                vid = version_key(pr.seconds, seq)
                 new_posts.append(
-                    (post_id, p.channel_id, p.message_id, date, now, source, vid, int(pr.edited),
-                     *pr.post_fields[:5], now, *pr.post_fields[5:])
+                    (post_id, pr.channel_id, pr.message_id, date, now, source, vid, int(pr.edited),
+                     *pr.counts, now, *pr.post_fields)
                 )  # fmt: skip
                 new_versions.append(
-                    (vid, post_id, *pr.version_fields, edit_date, now, sha, source, p.raw,
+                    (vid, post_id, pr.text, pr.entities, edit_date, now, sha, source, pr.raw,
                      pr.words)
                 )  # fmt: skip
-                buf.texts[vid] = p.text
+                buf.texts[vid] = pr.text
                 existing[key] = _Existing(
                     post_id, vid, sha, edit_date, False, date, pr.media_kind, pr.link,
                     pr.edited, {sha: (vid, edit_date)},
                 )  # fmt: skip
                 added += 1
                 versions_added += 1
-                if matcher and not p.is_service:
+                if matcher and not pr.is_service:
                     doc = make_doc(
-                        Analysis.from_words_text(pr.words), channel_id=p.channel_id,
-                        username=usernames.get(p.channel_id),
+                        Analysis.from_words_text(pr.words), channel_id=pr.channel_id,
+                        username=usernames.get(pr.channel_id),
                         date=date, edited=pr.edited, deleted=False,
                         media_kind=pr.media_kind, link=pr.link, is_service=False,
                     )  # fmt: skip
@@ -364,12 +361,12 @@ async def ingest(
                 updated += 1
                 continue
             seq += 1
-            vid = version_key(p.date, seq)
+            vid = version_key(pr.seconds, seq)
             new_versions.append(
-                (vid, old.post_id, *pr.version_fields, edit_date, now, sha, source, p.raw,
+                (vid, old.post_id, pr.text, pr.entities, edit_date, now, sha, source, pr.raw,
                  pr.words)
             )  # fmt: skip
-            buf.texts[vid] = p.text
+            buf.texts[vid] = pr.text
             old.shas[sha] = (vid, edit_date)
             versions_added += 1
             # Telegram and exports always date an edit; the web preview never does. So an
@@ -383,9 +380,9 @@ async def ingest(
             prev_vid = old.current_version_id
             current.append((vid, 1, old.post_id))
             old.current_version_id, old.sha, old.edit_date = vid, sha, edit_date
-            if matcher and not p.is_service:
+            if matcher and not pr.is_service:
                 await _edit_alerts(
-                    db, buf, p, old, vid, prev_vid, Analysis.from_words_text(pr.words), usernames
+                    db, buf, pr, old, vid, prev_vid, Analysis.from_words_text(pr.words), usernames
                 )
 
         if new_posts:
@@ -433,7 +430,7 @@ async def ingest(
         versions_added=versions_added,
         posts_updated=updated,
         alerts_queued=queued,
-        high_water=max(p.message_id for p in posts),
+        high_water=max(p.message_id for p in prepared),
     )
     log.debug("ingest %s: %s", source, stats)
     return stats
@@ -442,7 +439,7 @@ async def ingest(
 async def _edit_alerts(
     db: aiosqlite.Connection,
     buf: _AlertBuffer,
-    p: Post,
+    p: Prepared,
     old: _Existing,
     vid: int,
     prev_vid: int,

@@ -530,8 +530,14 @@ async def test_import_and_idempotency(archive: Archive, tmp_path: Path) -> None:
     ]
 
 
-async def test_import_whole_account(archive: Archive) -> None:
-    results = await import_file(archive, ACCOUNT)
+@pytest.mark.parametrize("workers", [False, True], ids=["inline", "worker"])
+async def test_import_whole_account(
+    archive: Archive, workers: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="archiver.sources.export")
+    results = await import_file(archive, ACCOUNT, workers=workers)
+    # the reader's log lines reach this process's log even from the worker
+    assert any("3 channel(s) found" in r.getMessage() for r in caplog.records)
     assert [(r.channel_id, r.posts_added) for r in results] == [
         (-1001700000011, 3),
         (-1001700000012, 1),
@@ -541,9 +547,10 @@ async def test_import_whole_account(archive: Archive) -> None:
     assert [r[0] for r in rows] == [-1001700000011, -1001700000012, -1001700000013]
 
 
-async def test_username_refused_for_whole_account(archive: Archive) -> None:
+@pytest.mark.parametrize("workers", [False, True], ids=["inline", "worker"])
+async def test_username_refused_for_whole_account(archive: Archive, workers: bool) -> None:
     with pytest.raises(InputFileError, match="whole-account"):
-        await import_file(archive, ACCOUNT, username="somechannel")
+        await import_file(archive, ACCOUNT, username="somechannel", workers=workers)
     assert await counts(archive) == (0, 0)
 
 
@@ -562,16 +569,20 @@ async def test_import_never_queues_alerts(archive: Archive) -> None:
     assert row is not None and row[0] == 0
 
 
-async def test_progress_reports_bytes(archive: Archive, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [False, True], ids=["inline", "worker"])
+async def test_progress_reports_bytes(archive: Archive, tmp_path: Path, workers: bool) -> None:
     path = write_json(tmp_path / "e.json", export_doc(2000, text="Пост {i} " * 10))
     seen: list[int] = []
-    await import_file(archive, path, progress=seen.append, batch_size=500)
+    await import_file(archive, path, progress=seen.append, batch_size=500, workers=workers)
     assert len(seen) > 3
     assert seen == sorted(seen)
     assert seen[-1] == path.stat().st_size
 
 
-async def test_broken_files_leave_earlier_batches_intact(archive: Archive, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [False, True], ids=["inline", "worker"])
+async def test_broken_files_leave_earlier_batches_intact(
+    archive: Archive, tmp_path: Path, workers: bool
+) -> None:
     good = write_json(tmp_path / "a.json", export_doc(60, bare_id=1700000051))
     await import_file(archive, good, batch_size=10)
     channel_a = -1001700000051
@@ -586,7 +597,7 @@ async def test_broken_files_leave_earlier_batches_intact(archive: Archive, tmp_p
     data = json.dumps(export_doc(60, bare_id=1700000052), ensure_ascii=False, indent=1).encode()
     other.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(InputFileError, match="ends too early"):
-        await import_file(archive, other, batch_size=10)
+        await import_file(archive, other, batch_size=10, workers=workers)
     assert await counts(archive, channel_a) == before
     b_posts, _ = await counts(archive, -1001700000052)
     assert 10 < b_posts < 60
@@ -601,8 +612,8 @@ async def test_broken_files_leave_earlier_batches_intact(archive: Archive, tmp_p
     data = json.dumps(doc, ensure_ascii=False, indent=1).encode()
     same = tmp_path / "a2.json"
     same.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputFileError):
-        await import_file(archive, same, batch_size=10)
+    with pytest.raises(InputFileError, match=r"a2\.json: .*byte"):
+        await import_file(archive, same, batch_size=10, workers=workers)
     after = {tuple(r) for r in await archive.fetchall("SELECT post_id, sha256, text FROM versions")}
     assert versions_before <= after  # every earlier version is still there
     assert await counts(archive, channel_a) == (60, 61)  # plus the edit's one new version
@@ -629,7 +640,10 @@ async def test_a_worker_process_gives_the_same_archive_as_inline(tmp_path: Path)
     assert snapshots[0][2] == [41]
 
 
-async def test_a_bad_chat_after_a_good_channel_keeps_the_good_channel(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [False, True], ids=["inline", "worker"])
+async def test_a_bad_chat_after_a_good_channel_keeps_the_good_channel(
+    tmp_path: Path, workers: bool
+) -> None:
     """The good channel's last batch is still queued when the bad chat's header fails: it is
     complete, so it must land (found by the end-to-end review)."""
     from archiver.store.archive import Archive
@@ -647,8 +661,8 @@ async def test_a_bad_chat_after_a_good_channel_keeps_the_good_channel(tmp_path: 
     path.write_text(json.dumps({"chats": {"list": [good, bad]}}), encoding="utf-8")
     archive = await Archive.open(tmp_path / "a.db")
     try:
-        with pytest.raises(InputFileError):
-            await import_file(archive, path)
+        with pytest.raises(InputFileError, match=r"result\.json: chats\.list\[1\]\.id"):
+            await import_file(archive, path, workers=workers)
         rows = await archive.fetchall("SELECT count(*) FROM posts")
     finally:
         await archive.close()
