@@ -106,7 +106,9 @@ def forms(word: str) -> frozenset[str]:
     - Cyrillic: every form of every lexeme pymorphy3 finds for the word in its Russian and
       Ukrainian dictionaries (``рынок`` -> ``рынка``, ``рынку``...; ``обстріл`` ->
       ``обстріли``...). A word neither dictionary knows gets the lexemes of every guess of
-      both predictors (surnames: ``стремоусов`` -> ``стремоусова``, ``стремоусову``...).
+      both predictors (surnames: ``стремоусов`` -> ``стремоусова``, ``стремоусову``...); a
+      word one dictionary knows also gets the other predictor's guesses that have it as
+      their dictionary form (``пригожин``, a Ukrainian surname, -> Russian ``пригожиным``).
     - Latin: the words built from the Snowball English stem with common English endings that
       stem back to it (``shell`` -> ``shells``, ``shelled``, ``shelling``), and the
       ``-ise``/``-ize`` spellings of each.
@@ -132,12 +134,17 @@ def _forms_of(word: str) -> set[str]:
 def _cyrillic_forms(word: str) -> set[str]:
     a = _get()
     w = word.replace(APOSTROPHE, "'")
-    parses: list[Any] = []
-    for analyser in (a.ru, a.uk):
-        if analyser.word_is_known(w):
-            parses += analyser.parse(w)
-    if not parses:  # no dictionary knows it: every guess of both predictors
+    known = [an for an in (a.ru, a.uk) if an.word_is_known(w)]
+    if not known:  # no dictionary knows it: every guess of both predictors
         parses = [*a.ru.parse(w), *a.uk.parse(w)]
+    else:
+        parses = [p for an in known for p in an.parse(w)]
+        # A name one dictionary knows is often only guessed by the other (Пригожин is a
+        # Ukrainian surname to pymorphy3, unknown in Russian): add that predictor's
+        # guesses in which the word is itself the dictionary form.
+        for an in (a.ru, a.uk):
+            if an not in known:
+                parses += [p for p in an.parse(w) if p.normal_form == w]
     out: set[str] = set()
     for p in parses:
         for f in p.lexeme:
