@@ -35,6 +35,7 @@ import json
 import logging
 import multiprocessing
 import os
+import sqlite3
 import traceback
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -729,28 +730,59 @@ async def import_file(
     items = (
         _read_in_worker(path, batch_size) if workers else _read_inline(path, batch_size, progress)
     )
-    async with BatchWriter(archive, source="export", alerts=False, bulk=workers) as writer:
-        try:
-            async for item in items:
-                if item[0] == "channel":
-                    if username is not None and item[2]:
-                        raise InputFileError(
-                            f"{path}: a whole-account export holds several channels; --username"
-                            " names the channel of a single channel's export"
-                        )
-                    if channel is not None:
-                        await writer.drain()
-                        done(channel, writer)
-                    info = replace(item[1], username=username)
-                    row = await upsert_channel(archive, info, source="export")
-                    channel = ImportResult(row.id, row.title, row.username, 0, 0)
-                    continue
-                await writer.submit(item[1])
-                if progress is not None and item[2] is not None:
-                    progress(item[2])
-        finally:
-            await items.aclose()
-        await writer.drain()
+    created: list[int] = []  # channels this import added to the archive
+    try:
+        async with BatchWriter(archive, source="export", alerts=False, bulk=workers) as writer:
+            try:
+                async for item in items:
+                    if item[0] == "channel":
+                        if username is not None and item[2]:
+                            raise InputFileError(
+                                f"{path}: a whole-account export holds several channels;"
+                                " --username names the channel of a single channel's export"
+                            )
+                        if channel is not None:
+                            await writer.drain()
+                            done(channel, writer)
+                        info = replace(item[1], username=username)
+                        if (
+                            await archive.fetchone(
+                                "SELECT 1 FROM channels WHERE id = ?", (info.id,)
+                            )
+                            is None
+                        ):
+                            created.append(info.id)
+                        row = await upsert_channel(archive, info, source="export")
+                        channel = ImportResult(row.id, row.title, row.username, 0, 0)
+                        continue
+                    await writer.submit(item[1])
+                    if progress is not None and item[2] is not None:
+                        progress(item[2])
+            finally:
+                await items.aclose()
+            await writer.drain()
+    except BaseException:
+        await _forget_empty(archive, created)
+        raise
     if channel is not None:
         done(channel, writer)
     return results
+
+
+async def _forget_empty(archive: Archive, channel_ids: list[int]) -> None:
+    """After a failed import: remove the channels it added that got no post, so a file that
+    broke before its first message leaves nothing behind (never a channel with posts)."""
+    if not channel_ids or archive.closed:
+        return
+    try:
+        async with archive.transaction() as db:
+            for cid in channel_ids:
+                async with db.execute(
+                    "SELECT 1 FROM posts WHERE channel_id = ? LIMIT 1", (cid,)
+                ) as cur:
+                    if await cur.fetchone() is not None:
+                        continue
+                await db.execute("DELETE FROM channel_versions WHERE channel_id = ?", (cid,))
+                await db.execute("DELETE FROM channels WHERE id = ?", (cid,))
+    except sqlite3.Error:
+        log.exception("import: could not remove the empty channel(s) %s", channel_ids)

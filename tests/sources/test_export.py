@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MakeChannel
 
 from archiver.errors import InputFileError
 from archiver.models import ChannelInfo, Post
@@ -667,3 +668,36 @@ async def test_a_bad_chat_after_a_good_channel_keeps_the_good_channel(
     finally:
         await archive.close()
     assert rows[0][0] == 3
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["inline", "worker"])
+async def test_a_file_broken_before_its_first_message_leaves_no_channel(
+    archive: Archive, make_channel: MakeChannel, tmp_path: Path, workers: bool
+) -> None:
+    """The channel row is written when its header is read; if no message follows, a failed
+    import removes it again, but never a channel that was there before (found by review)."""
+    data = json.dumps(export_doc(5, bare_id=1700000061), ensure_ascii=False, indent=1)
+    broken = tmp_path / "broken.json"
+    broken.write_text(data[: data.index('"id": 1,') + 10], encoding="utf-8")
+    with pytest.raises(InputFileError, match="ends too early"):
+        await import_file(archive, broken, workers=workers)
+    assert await archive.fetchall("SELECT id FROM channels") == []
+    assert await archive.fetchall("SELECT channel_id FROM channel_versions") == []
+
+    # a channel that was already known (here with no posts yet, as sync creates it) stays
+    await make_channel(-1001700000061, "known", "Known")
+    with pytest.raises(InputFileError):
+        await import_file(archive, broken, workers=workers)
+    rows = await archive.fetchall("SELECT id, username FROM channels")
+    assert [tuple(r) for r in rows] == [(-1001700000061, "known")]
+
+    # and a channel the failed import did write posts to stays with them
+    partial = tmp_path / "partial.json"
+    doc = export_doc(60, bare_id=1700000062)
+    text = json.dumps(doc, ensure_ascii=False, indent=1)
+    partial.write_text(text[: len(text) * 2 // 3], encoding="utf-8")
+    with pytest.raises(InputFileError):
+        await import_file(archive, partial, batch_size=10, workers=workers)
+    posts, _ = await counts(archive, -1001700000062)
+    assert posts > 10
+    assert await archive.fetchone("SELECT 1 FROM channels WHERE id = -1001700000062") is not None
