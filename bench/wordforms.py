@@ -94,9 +94,7 @@ def query_forms() -> Keys:
     return lambda w: frozenset((w, *raw(w)))
 
 
-def pymorphy3_lemmas() -> Keys:
-    """The lemma index archiver.text used before schema 3 (pymorphy3 ru+uk, all parses, the
-    top guess of both predictors for unknown words; Snowball English)."""
+def _pymorphy3_keys(top_only: bool) -> Keys:
     import pymorphy3
     import Stemmer
 
@@ -107,6 +105,9 @@ def pymorphy3_lemmas() -> Keys:
         p = _plain(w)
         if not _CYRILLIC.search(w):
             return frozenset((w, _fold(en.stemWord(p))))
+        if top_only:
+            known = [a for a in (ru, uk) if a.word_is_known(p)] or [ru, uk]
+            return frozenset((w, *(_fold(a.parse(p)[0].normal_form) for a in known)))
         parses = [x for a in (ru, uk) if a.word_is_known(p) for x in a.parse(p)]
         parses = parses or [*ru.parse(p)[:1], *uk.parse(p)[:1]]
         return frozenset((w, *(_fold(x.normal_form) for x in parses)))
@@ -114,22 +115,15 @@ def pymorphy3_lemmas() -> Keys:
     return keys
 
 
+def pymorphy3_lemmas() -> Keys:
+    """The lemma index archiver.text used before schema 3 (pymorphy3 ru+uk, all parses, the
+    top guess of both predictors for unknown words; Snowball English)."""
+    return _pymorphy3_keys(top_only=False)
+
+
 def pymorphy3_top_parse() -> Keys:
     """Variant: only the most probable parse per known language (fewer homographs, less recall)."""
-    import pymorphy3
-    import Stemmer
-
-    ru, uk = pymorphy3.MorphAnalyzer(lang="ru"), pymorphy3.MorphAnalyzer(lang="uk")
-    en = Stemmer.Stemmer("english", 0)
-
-    def keys(w: str) -> frozenset[str]:
-        p = _plain(w)
-        if not _CYRILLIC.search(w):
-            return frozenset((w, _fold(en.stemWord(p))))
-        known = [a for a in (ru, uk) if a.word_is_known(p)] or [ru, uk]
-        return frozenset((w, *(_fold(a.parse(p)[0].normal_form) for a in known)))
-
-    return keys
+    return _pymorphy3_keys(top_only=True)
 
 
 def pymorphy3_simplemma_en() -> Keys:
