@@ -136,9 +136,10 @@ class Archive:
             raise ArchiveError(
                 f"{self.path}: made by a newer telewatch (schema {current}); upgrade telewatch"
             )
+        existing = current > 0  # a new archive runs every migration: nothing to report
         for version in range(current, len(MIGRATIONS)):
             log.log(
-                logging.INFO if version else logging.DEBUG,
+                logging.INFO if existing else logging.DEBUG,
                 "archive %s: migrating schema %d -> %d",
                 self.path,
                 version,

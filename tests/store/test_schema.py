@@ -3,6 +3,7 @@ clear errors for files that are not (or not yet) ours."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -182,13 +183,23 @@ def _schema_2_archive(path: Path) -> None:
     con.close()
 
 
-async def test_migration_3_drops_the_lemmas_and_keeps_every_version(tmp_path: Path) -> None:
+async def test_migration_3_drops_the_lemmas_and_keeps_every_version(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from archiver.query import parse
     from archiver.store.search import search
+
+    caplog.set_level(logging.INFO, logger="archiver.store.archive")
+    new = await Archive.open(tmp_path / "new.db")
+    await new.close()
+    assert not [r for r in caplog.records if "migrating" in r.getMessage()]  # quiet when new
 
     path = tmp_path / "old.db"
     _schema_2_archive(path)
     archive = await Archive.open(path)
+    assert [r.getMessage() for r in caplog.records if "migrating" in r.getMessage()] == [
+        f"archive {path}: migrating schema 2 -> 3"
+    ]
     try:
         assert await pragma(archive, "user_version") == len(MIGRATIONS)
         assert await pragma(archive, "foreign_keys") == 1
