@@ -486,7 +486,7 @@ def to_fts(node: Node) -> str | None:
         if not pos or any(s is None for s in psubs) or any(s is None for s in nsubs):
             return None
         expr = "(" + " AND ".join(s for s in psubs if s is not None) + ")"
-        for s in nsubs:
-            expr = f"({expr} NOT {s})"
+        if nsubs:  # a AND NOT b AND NOT c = a NOT (b OR c): one level, however many NOTs
+            expr = f"({expr} NOT ({' OR '.join(s for s in nsubs if s is not None)}))"
         return expr
     return None

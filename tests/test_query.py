@@ -522,3 +522,15 @@ def test_fts_agrees_with_matches(fts: sqlite3.Connection, query: str) -> None:
     expr = to_fts(root)
     assert expr is not None, query  # every NOT here stands beside a positive term
     assert fts_ids(fts, expr) == memory_ids(root), (query, expr)
+
+
+def test_many_exclusions_stay_one_level_deep_for_fts5(fts: sqlite3.Connection) -> None:
+    """``a -b -c ...`` is ``a NOT (b OR c ...)`` for FTS5: 99 exclusions, nested one per NOT,
+    overflowed FTS5's parser stack (found by review); the query limit is 100 terms."""
+    words = [w for w in _WORDS if w != "мост"]
+    words += [f"слово{i}" for i in range(99 - len(words))]  # absent words, to reach 99
+    query = "мост " + " ".join(f"-{w}" for w in words)
+    root = parse(query).root
+    expr = to_fts(root)
+    assert expr is not None and expr.count("NOT") == 1
+    assert fts_ids(fts, expr) == memory_ids(root)

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
+import signal
 import sqlite3
 import traceback
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -649,11 +651,23 @@ class _Forward(logging.Handler):
         self.conn = conn
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.conn.send(("log", record.name, record.levelno, record.getMessage()))
+        with contextlib.suppress(OSError, EOFError):  # the parent has stopped listening
+            self.conn.send(("log", record.name, record.levelno, record.getMessage()))
 
 
 def _worker(path: Path, batch_size: int, conn: Connection) -> None:
-    """The worker process: read, prepare (words, hashes, JSON columns), send."""
+    """The worker process: read, prepare (words, hashes, JSON columns), send. It never prints:
+    Ctrl-C is the parent's to handle (it stops the worker), and once the parent has stopped
+    listening (an error on its side) the worker just ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with contextlib.suppress(OSError, EOFError):  # the parent closed the pipe: it stopped
+            _read_and_send(path, batch_size, conn)
+    finally:
+        conn.close()
+
+
+def _read_and_send(path: Path, batch_size: int, conn: Connection) -> None:
     root = logging.getLogger()
     root.addHandler(_Forward(conn))
     root.setLevel(logging.INFO)
@@ -685,10 +699,10 @@ def _worker(path: Path, batch_size: int, conn: Connection) -> None:
     except InputFileError as exc:
         flush()  # what was read before the error is complete: it lands
         conn.send(("error", str(exc)))
+    except (OSError, EOFError):
+        raise
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("crash", "".join(traceback.format_exception_only(exc)).strip()))
-    finally:
-        conn.close()
 
 
 async def import_file(
