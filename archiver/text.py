@@ -95,7 +95,7 @@ def _clean(form: str) -> list[str]:
     return _WORD.findall(normalize(form))
 
 
-_CACHE_MAX = 20_000  # query and rule words only: posts are never analysed
+_CACHE_MAX = 5_000  # query and rule words only (posts are never analysed): about 20 MB
 _cache: dict[str, frozenset[str]] = {}
 
 
@@ -108,7 +108,9 @@ def forms(word: str) -> frozenset[str]:
       ``обстріли``...). A word neither dictionary knows gets the lexemes of every guess of
       both predictors (surnames: ``стремоусов`` -> ``стремоусова``, ``стремоусову``...); a
       word one dictionary knows also gets the other predictor's guesses that have it as
-      their dictionary form (``пригожин``, a Ukrainian surname, -> Russian ``пригожиным``).
+      their dictionary form, and a word shaped like a Russian surname (-ов, -ев, -ин, -ын)
+      that the Russian dictionary does not know gets the surname's cases (``умеров`` ->
+      ``умеровым``, ``умеровой``; ``пригожина`` -> ``пригожиным``).
     - Latin: the words built from the Snowball English stem with common English endings that
       stem back to it (``shell`` -> ``shells``, ``shelled``, ``shelling``), and the
       ``-ise``/``-ize`` spellings of each.
@@ -145,13 +147,29 @@ def _cyrillic_forms(word: str) -> set[str]:
         for an in (a.ru, a.uk):
             if an not in known:
                 parses += [p for p in an.parse(w) if p.normal_form == w]
-    out: set[str] = set()
+    out: set[str] = set() if a.ru in known else _ru_surname_forms(word)
     for p in parses:
         for f in p.lexeme:
             ws = _clean(f.word)
             if len(ws) == 1:
                 out.add(ws[0])
     return out
+
+
+# A Russian surname in -ов/-ев/-ин/-ын and its case endings (masculine, feminine, plural).
+_RU_SURNAME = re.compile(r"(.{2,}(?:ов|ев|ин|ын))(а|у|ым|е|ой|ою|ы|ых|ыми)?")
+_RU_SURNAME_ENDINGS = ("", "а", "у", "ым", "е", "ой", "ою", "ы", "ых", "ыми")
+
+
+def _ru_surname_forms(word: str) -> set[str]:
+    """Every case of a word shaped like a Russian surname that the Russian dictionary does
+    not know (Умеров, Малофеева, Пригожину): the predictors often read such a word as a
+    common noun, whose forms miss the surname's (-ым, -ой). A query-side guess, as the
+    index-side predictor was before schema 3; no post holds the forms that do not exist."""
+    m = _RU_SURNAME.fullmatch(word)
+    if m is None:
+        return set()
+    return {m.group(1) + e for e in _RU_SURNAME_ENDINGS}
 
 
 # Endings English words take on a Snowball stem; a candidate counts only if it stems back.
