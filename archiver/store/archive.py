@@ -68,6 +68,33 @@ def parse_ts(value: str | None) -> datetime | None:
     return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
 
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a migration, one by one (a trigger's body stays whole)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()
+    ):
+        raise ValueError(f"an incomplete statement in a migration: {buf.strip()[:60]}")
+    return out
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _busy_message(path: Path) -> str:
+    return (
+        f"{path}: the archive is busy: another telewatch process is writing or upgrading it"
+        " (an upgrade can take minutes on a big archive); try again later"
+    )
+
+
 class Archive:
     """An open archive. Use ``async with await Archive.open(path) as archive`` or close it."""
 
@@ -102,6 +129,8 @@ class Archive:
             await archive._setup()
         except sqlite3.DatabaseError as exc:
             await db.close()
+            if _busy(exc):
+                raise ArchiveError(_busy_message(p)) from None
             raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
         except BaseException:
             await db.close()
@@ -120,9 +149,12 @@ class Archive:
         await db.execute("PRAGMA cache_size = -32000")
         await self._migrate()
 
-    async def _migrate(self) -> None:
+    async def _user_version(self) -> int:
         row = await (await self.db.execute("PRAGMA user_version")).fetchone()
-        current = int(row[0]) if row else 0
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        current = await self._user_version()
         if current == 0:
             other = await (
                 await self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1")
@@ -137,35 +169,46 @@ class Archive:
                 f"{self.path}: made by a newer telewatch (schema {current}); upgrade telewatch"
             )
         existing = current > 0  # a new archive runs every migration: nothing to report
-        for version in range(current, len(MIGRATIONS)):
-            log.log(
-                logging.INFO if existing else logging.DEBUG,
-                "archive %s: migrating schema %d -> %d",
-                self.path,
-                version,
-                version + 1,
-            )
-            # Foreign keys are off while a migration runs, as SQLite's own recipe for
-            # rebuilding a table asks, and checked before it commits.
-            script = (
-                f"PRAGMA foreign_keys = OFF;\nBEGIN IMMEDIATE;\n{MIGRATIONS[version]}\n"
-                f"PRAGMA user_version = {version + 1};\n"
-            )
+        while current < len(MIGRATIONS):
+            current = await self._migrate_one(existing)
+
+    async def _migrate_one(self, existing: bool) -> int:
+        """Run the next migration, if another process has not run it meanwhile: the version
+        is read again once this connection holds the write lock. Foreign keys are off while
+        it runs, as SQLite's recipe for rebuilding a table asks, and checked before commit.
+        Returns the version the archive is at afterwards."""
+        db = self.db
+        await db.execute("PRAGMA foreign_keys = OFF")
+        try:
+            await db.execute("BEGIN IMMEDIATE")
             try:
-                await self.db.executescript(script)
-                bad = await (await self.db.execute("PRAGMA foreign_key_check")).fetchone()
-                if bad is not None:
-                    raise ArchiveError(
-                        f"{self.path}: schema {version + 1} would break a reference in table"
-                        f" {bad[0]!r}; the archive is unchanged"
+                version = await self._user_version()
+                if version < len(MIGRATIONS):
+                    log.log(
+                        logging.INFO if existing else logging.DEBUG,
+                        "archive %s: migrating schema %d -> %d",
+                        self.path,
+                        version,
+                        version + 1,
                     )
-                await self.db.execute("COMMIT")
-            except (sqlite3.Error, ArchiveError):
-                if self.db.in_transaction:
-                    await self.db.execute("ROLLBACK")
+                    for statement in _statements(MIGRATIONS[version]):
+                        await db.execute(statement)
+                    await db.execute(f"PRAGMA user_version = {version + 1}")
+                    bad = await (await db.execute("PRAGMA foreign_key_check")).fetchone()
+                    if bad is not None:
+                        raise ArchiveError(
+                            f"{self.path}: schema {version + 1} would break a reference in"
+                            f" table {bad[0]!r}; the archive is unchanged"
+                        )
+                    version += 1
+                await db.execute("COMMIT")
+                return version
+            except BaseException:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
                 raise
-            finally:
-                await self.db.execute("PRAGMA foreign_keys = ON")
+        finally:
+            await db.execute("PRAGMA foreign_keys = ON")
 
     async def current_matcher(self) -> Matcher | None:
         if self.matcher_loader is not None:

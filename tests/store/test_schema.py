@@ -157,6 +157,7 @@ async def test_the_index_stays_consistent_through_ingest_and_hand_edits(
 def _schema_2_archive(path: Path) -> None:
     """An archive as telewatch wrote it before migration 3: a ``lemmas`` column, indexed."""
     con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode = WAL")  # as telewatch made it
     con.executescript(MIGRATIONS[0])
     con.executescript(MIGRATIONS[1])
     con.executescript(
@@ -227,5 +228,73 @@ async def test_migration_3_drops_the_lemmas_and_keeps_every_version(
             "SELECT rowid FROM versions_fts WHERE versions_fts MATCH 'правка'"
         )
         assert [r[0] for r in found] == [2]
+    finally:
+        await archive.close()
+
+
+async def test_an_archive_being_upgraded_elsewhere_is_busy_not_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: another process's long migration holds the write lock; opening the
+    archive meanwhile said "not a telewatch archive or damaged"."""
+    import archiver.store.archive as archive_module
+
+    monkeypatch.setattr(archive_module, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "old.db"
+    _schema_2_archive(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # as a migrating telewatch does
+    try:
+        with pytest.raises(ArchiveError, match="is busy: another telewatch process") as info:
+            await Archive.open(path)
+        assert "damaged" not in str(info.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    archive = await Archive.open(path)  # free again: it migrates
+    try:
+        assert await pragma(archive, "user_version") == len(MIGRATIONS)
+    finally:
+        await archive.close()
+
+
+async def test_a_migration_another_process_ran_meanwhile_is_not_run_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by review: the version was read before waiting for the write lock, so a second
+    process started during an upgrade ran the same migration again once it got the lock."""
+    import asyncio
+    import threading
+
+    from archiver.store.archive import _statements
+
+    path = tmp_path / "old.db"
+    _schema_2_archive(path)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA foreign_keys = OFF")
+    holder.execute("BEGIN IMMEDIATE")
+    locked = threading.Event()
+
+    def other_process_migrates() -> None:
+        locked.wait(5)
+        for statement in _statements(MIGRATIONS[2]):
+            holder.execute(statement)
+        holder.execute("PRAGMA user_version = 3")
+        holder.execute("COMMIT")
+
+    caplog.set_level(logging.INFO, logger="archiver.store.archive")
+    worker = threading.Thread(target=other_process_migrates)
+    worker.start()
+    opening = asyncio.create_task(Archive.open(path))
+    await asyncio.sleep(0.3)  # it is waiting for the lock now
+    locked.set()
+    archive = await opening
+    worker.join()
+    holder.close()
+    try:
+        assert await pragma(archive, "user_version") == 3
+        assert not [r for r in caplog.records if "migrating" in r.getMessage()]
+        columns = [r[1] for r in await archive.fetchall("PRAGMA table_info(versions)")]
+        assert "lemmas" not in columns
     finally:
         await archive.close()
