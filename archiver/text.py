@@ -40,8 +40,6 @@ _TRANSLATE.update({0x0400: "е", 0x0450: "е", 0x040D: "и", 0x045D: "и"})
 _WORD = re.compile(rf"[^\W_{APOSTROPHE}]+(?:{APOSTROPHE}[^\W_{APOSTROPHE}]+)*")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LATIN = re.compile(r"[a-z]")
-_UK_ONLY = frozenset("іїєґ")
-_RU_ONLY = frozenset("ыэъ")
 
 
 _NEEDS_TRANSLATE = re.compile("[" + re.escape("".join(map(chr, _TRANSLATE))) + "]")
@@ -223,15 +221,6 @@ class Analysis:
 
 
 EMPTY = Analysis(())
-
-
-def language(norm: str) -> str | None:
-    """ "uk" or "ru" when normalised text has letters only that language uses, else None."""
-    has_uk = any(c in norm for c in _UK_ONLY)
-    has_ru = any(c in norm for c in _RU_ONLY)
-    if has_uk != has_ru:
-        return "uk" if has_uk else "ru"
-    return None
 
 
 def analyze(text: str) -> Analysis:

@@ -61,7 +61,7 @@ from archiver.snippets import snippet  # noqa: E402
 from archiver.store import Archive  # noqa: E402
 from archiver.store.search import hydrate, iter_matches, plan, search  # noqa: E402
 from archiver.text import forms as forms_of  # noqa: E402
-from archiver.text import language, normalize, words  # noqa: E402
+from archiver.text import normalize, words  # noqa: E402
 
 LIMIT = 20
 GOAL_MS = 50.0
@@ -102,6 +102,19 @@ class Q:
 
 
 # ---------------------------------------------------------------------------- vocabulary
+
+
+_UK_ONLY = frozenset("іїєґ")
+_RU_ONLY = frozenset("ыэъ")
+
+
+def language(norm: str) -> str | None:
+    """ "uk" or "ru" when normalised text has letters only that language uses, else None."""
+    has_uk = any(c in norm for c in _UK_ONLY)
+    has_ru = any(c in norm for c in _RU_ONLY)
+    if has_uk != has_ru:
+        return "uk" if has_uk else "ru"
+    return None
 
 
 def post_lang(norm: str) -> str:

@@ -58,7 +58,6 @@ from archiver.store.ingest import prepare
 
 log = logging.getLogger(__name__)
 
-_YIELD_EVERY = 16  # posts between yields: each await of a batch being written waits for one
 _WORKER_MIN_BYTES = 16 * 1024 * 1024
 _MAX_UNIXTIME = 4_102_444_800  # 2100-01-01: anything later is not a Telegram date
 
@@ -575,33 +574,38 @@ def read_export(
 _Item = tuple[Any, ...]
 
 
-async def _read_inline(
-    path: Path, batch_size: int, progress: Callable[[int], None] | None
-) -> AsyncGenerator[_Item, None]:
-    """Read in this process (small files, tests): posts in batches."""
-    reader = ExportReader(path, on_read=progress)
+def _batches(reader: ExportReader, batch_size: int) -> Iterator[_Item]:
+    """``reader``'s items as both readers send them: each channel, then its posts in batches
+    with the bytes read so far. On an error in the file, the batch read before it comes
+    first (every message in it is complete, so it lands), then the error."""
     batch: list[Post] = []
-    error: InputFileError | None = None
     try:
-        for n, item in enumerate(reader):
+        for item in reader:
             if isinstance(item, ChannelInfo):
                 if batch:
-                    yield ("batch", batch, None)
+                    yield ("batch", batch, reader.bytes_read)
                     batch = []
                 yield ("channel", item, reader.whole_account)
                 continue
             batch.append(item)
             if len(batch) >= batch_size:
-                yield ("batch", batch, None)
+                yield ("batch", batch, reader.bytes_read)
                 batch = []
-            elif n % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # let the batch being written reach its next statement
-    except InputFileError as exc:
-        error = exc
-    if batch:  # every message read before an error is complete: it lands
-        yield ("batch", batch, None)
-    if error is not None:
-        raise error
+    except InputFileError:
+        if batch:
+            yield ("batch", batch, reader.bytes_read)
+        raise
+    if batch:
+        yield ("batch", batch, reader.bytes_read)
+
+
+async def _read_inline(
+    path: Path, batch_size: int, progress: Callable[[int], None] | None
+) -> AsyncGenerator[_Item, None]:
+    """Read in this process (small files, tests); ``progress`` follows every read."""
+    for kind, value, extra in _batches(ExportReader(path, on_read=progress), batch_size):
+        yield (kind, value, extra if kind == "channel" else None)
+        await asyncio.sleep(0)  # let the batch being written reach SQLite
 
 
 async def _read_in_worker(path: Path, batch_size: int) -> AsyncGenerator[_Item, None]:
@@ -671,33 +675,11 @@ def _read_and_send(path: Path, batch_size: int, conn: Connection) -> None:
     root = logging.getLogger()
     root.addHandler(_Forward(conn))
     root.setLevel(logging.INFO)
-    position = 0
-
-    def on_read(pos: int) -> None:
-        nonlocal position
-        position = pos
-
-    batch: list[Post] = []
-
-    def flush() -> None:
-        if batch:
-            conn.send(("batch", prepare(batch), position))
-            batch.clear()
-
-    reader = ExportReader(path, on_read=on_read)
     try:
-        for item in reader:
-            if isinstance(item, ChannelInfo):
-                flush()
-                conn.send(("channel", item, reader.whole_account))
-                continue
-            batch.append(item)
-            if len(batch) >= batch_size:
-                flush()
-        flush()
+        for kind, value, extra in _batches(ExportReader(path), batch_size):
+            conn.send((kind, prepare(value) if kind == "batch" else value, extra))
         conn.send(("done",))
     except InputFileError as exc:
-        flush()  # what was read before the error is complete: it lands
         conn.send(("error", str(exc)))
     except (OSError, EOFError):
         raise

@@ -258,12 +258,10 @@ class Prepared(NamedTuple):
     post_fields: tuple[Any, ...]  # the posts columns from media_kind to service_action
 
 
-def prepare(posts: Sequence[Post], words: Sequence[str] | None = None) -> list[Prepared]:
-    """:class:`Prepared` for each post; ``words``: their indexed words, when already known."""
-    if words is None:
-        words = ["" if p.is_service else words_text(p.text) for p in posts]
+def prepare(posts: Sequence[Post]) -> list[Prepared]:
+    """:class:`Prepared` for each post."""
     out: list[Prepared] = []
-    for p, indexed in zip(posts, words, strict=True):
+    for p in posts:
         date = ts(p.date)
         assert date is not None
         media_kind = p.media[0].kind if p.media else None
@@ -273,7 +271,8 @@ def prepare(posts: Sequence[Post], words: Sequence[str] | None = None) -> list[P
             Prepared(
                 p.channel_id, p.message_id, int(p.date.timestamp()), date, ts(p.edit_date),
                 p.edited or p.edit_date is not None, content_sha(p.text), p.text,
-                _entities_json(p), p.raw, indexed, p.is_service, media_kind, link,
+                _entities_json(p), p.raw, "" if p.is_service else words_text(p.text),
+                p.is_service, media_kind, link,
                 (
                     p.views, p.forwards, p.replies, p.reactions_count,
                     json.dumps(p.reactions, ensure_ascii=False) if p.reactions else None,
@@ -289,6 +288,13 @@ def prepare(posts: Sequence[Post], words: Sequence[str] | None = None) -> list[P
     return out
 
 
+def _prepared(posts: Sequence[Post] | Sequence[Prepared]) -> list[Prepared]:
+    """A batch is all posts or all prepared rows (a bulk import prepares them ahead)."""
+    if posts and isinstance(posts[0], Prepared):
+        return list(posts)  # type: ignore[arg-type]
+    return prepare(posts)  # type: ignore[arg-type]
+
+
 async def ingest(
     archive: Archive,
     posts: Sequence[Post] | Sequence[Prepared],
@@ -298,7 +304,7 @@ async def ingest(
 ) -> IngestStats:
     """Write a batch of posts in one transaction; see the module docstring. ``posts`` may be
     :class:`Post` objects or their :func:`prepare` computed ahead."""
-    prepared = [x if isinstance(x, Prepared) else prepare((x,))[0] for x in posts]
+    prepared = _prepared(posts)
     if not posts:
         return IngestStats()
     now = ts(utcnow())
