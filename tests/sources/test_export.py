@@ -701,3 +701,30 @@ async def test_a_file_broken_before_its_first_message_leaves_no_channel(
     posts, _ = await counts(archive, -1001700000062)
     assert posts > 10
     assert await archive.fetchone("SELECT 1 FROM channels WHERE id = -1001700000062") is not None
+
+
+async def test_a_reader_process_that_dies_is_a_clear_error_and_keeps_what_landed(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """The worker reading a big export is killed (out of memory, kill -9): one clear error,
+    and the batches it had sent are archived."""
+    import multiprocessing
+    import signal
+
+    from archiver.errors import TelewatchError
+
+    path = write_json(tmp_path / "big.json", export_doc(6000, text="Пост {i} " * 20))
+    killed: list[int] = []
+
+    def kill_the_reader(_: int) -> None:
+        if not killed:
+            for child in multiprocessing.active_children():
+                if child.name == "telewatch-reader" and child.pid is not None:
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+
+    with pytest.raises(TelewatchError, match=r"stopped unexpectedly.*run the import again"):
+        await import_file(archive, path, batch_size=500, workers=True, progress=kill_the_reader)
+    assert killed
+    posts, versions = await counts(archive)
+    assert 500 <= posts < 6000 and versions == posts
