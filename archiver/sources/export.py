@@ -54,7 +54,7 @@ from archiver.models import ChannelInfo, Entity, Forward, IngestStats, Media, Po
 from archiver.pipeline import BatchWriter
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
-from archiver.store.ingest import prepare
+from archiver.store.ingest import Prepared, prepare
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +132,14 @@ def _expected(where: str, what: str, value: Any) -> _Bad:
     return _Bad(where, f"expected {what}, got {_show(value)}")
 
 
+_INT64 = range(-(2**63), 2**63)  # what SQLite stores
+
+
 def _int(m: dict[str, Any], key: str, where: str) -> int | None:
     v = m.get(key)
-    if v is None or type(v) is int:
+    if v is None or (type(v) is int and v in _INT64):
         return v
-    if type(v) is float and v.is_integer():
+    if type(v) is float and v.is_integer() and abs(v) < 2**53:  # exact as a float
         return int(v)
     raise _expected(f"{where}.{key}", "an integer", v)
 
@@ -337,6 +340,81 @@ def _channel(header: dict[str, Any], where: str) -> ChannelInfo:
     return ChannelInfo(id=marked_id(bare), title=name)
 
 
+class _Unframed(Exception):
+    """The fast path cannot go on: the file is read again by ijson from the start."""
+
+
+_MESSAGES = b'\n "messages": ['
+_FRAME_READ = 4 * BUF_SIZE
+_MAX_MESSAGE = 16 * 1024 * 1024  # a message is a few KB: past this, the layout is not known
+_BLANKS = b" \t\r\n"
+
+
+def _framed_messages(reader: _Reader) -> Iterator[Any]:
+    """The messages of a single chat's file, split by its layout and decoded by orjson (twice
+    as fast as ijson's C backend: 5 against 11 us a message). Telegram Desktop indents its
+    JSON, one space a level, and a JSON string cannot hold a raw newline, so a message ends at
+    a line of its own indentation and ``}``; orjson then checks that the bytes between are
+    exactly one object. Anything else (another layout, a broken or truncated file) raises
+    :class:`_Unframed` before the message concerned, and the ijson reader takes over: it
+    reads any layout and words errors with their place. (One difference: orjson reads an
+    integer beyond 64 bits as a float where ijson stops with "integer overflow"; Telegram
+    writes none, and a field telewatch stores rejects it either way, see ``_int``.)"""
+    buf = reader.read(_FRAME_READ)
+    while (start := buf.find(_MESSAGES)) < 0:  # the header before it is a few lines
+        data = reader.read(_FRAME_READ)
+        if not data or len(buf) > BUF_SIZE:
+            raise _Unframed
+        buf += data
+    pos = start + len(_MESSAGES)
+    item_end = b""  # newline, the messages' indentation, "}"
+
+    def more() -> None:
+        nonlocal buf, pos
+        data = reader.read(_FRAME_READ)
+        if not data or len(buf) - pos > _MAX_MESSAGE:
+            raise _Unframed
+        keep = max(0, pos - 256)  # and the line before: the next "{" is checked against it
+        buf, pos = buf[keep:] + data, pos - keep
+
+    while True:
+        while True:  # blanks up to a message's "{", or the "]" after the last one
+            while pos < len(buf) and buf[pos] in _BLANKS:
+                pos += 1
+            if pos < len(buf):
+                break
+            more()
+        if buf[pos] == 0x5D:  # ]
+            break
+        line = buf.rfind(b"\n", 0, pos)
+        if buf[pos] != 0x7B or line < 0 or buf[line + 1 : pos].strip(b" "):  # {
+            raise _Unframed
+        if not item_end:
+            item_end = b"\n" + b" " * (pos - line - 1) + b"}"
+        while (end := buf.find(item_end, pos)) < 0:
+            more()
+        end += len(item_end)
+        try:
+            message = orjson.loads(buf[pos:end])
+        except orjson.JSONDecodeError:
+            raise _Unframed from None
+        yield message
+        pos = end
+        while True:  # blanks up to "," or "]"
+            while pos < len(buf) and buf[pos] in _BLANKS:
+                pos += 1
+            if pos < len(buf):
+                break
+            more()
+        if buf[pos] == 0x2C:  # ,
+            pos += 1
+        elif buf[pos] != 0x5D:
+            raise _Unframed
+    rest = buf[pos + 1 :] + reader.read(BUF_SIZE)
+    if rest.strip() != b"}" or reader.read(1):  # more keys after the messages, or a broken end
+        raise _Unframed
+
+
 class ExportReader:
     """Iterate a Telegram Desktop export as ``ChannelInfo`` (each channel first) then its
     ``Post`` objects, in file order. ``bytes_read`` and ``on_read`` follow the reading."""
@@ -414,16 +492,33 @@ class ExportReader:
             )
         info = _channel(header, "")
         yield info
+        done = 0  # messages read by the fast path
         with self.path.open("rb") as f:
             self._reader = _Reader(f, self.on_read)
+            try:
+                for m in _framed_messages(self._reader):
+                    yield from self._message(info.id, m, done)
+                    done += 1
+                return
+            except _Unframed:
+                pass  # not laid out as Telegram Desktop writes, or broken: ijson decides
+            read = self._reader.pos
+        with self.path.open("rb") as f:
+            # Progress resumes where the fast path stopped, not from zero.
+            on_read = self.on_read
+            self._reader = _Reader(f, None if on_read is None else lambda n: on_read(max(n, read)))
             items = ijson.items(self._reader, "messages.item", buf_size=BUF_SIZE, use_float=True)
             for i, m in enumerate(items):
-                self._where = f"messages[{i}]"
-                post = message_to_post(info.id, m, self._where)
-                if post is None:
-                    self.skipped_messages += 1
-                else:
-                    yield post
+                if i >= done:
+                    yield from self._message(info.id, m, i)
+
+    def _message(self, channel_id: int, m: Any, i: int) -> Iterator[Post]:
+        self._where = f"messages[{i}]"
+        post = message_to_post(channel_id, m, self._where)
+        if post is None:
+            self.skipped_messages += 1
+        else:
+            yield post
 
     def _account(self) -> Iterator[ChannelInfo | Post]:
         from ijson.backends import yajl2_c
@@ -629,7 +724,9 @@ async def _read_in_worker(path: Path, batch_size: int) -> AsyncGenerator[_Item, 
                     f" {proc.exitcode}); what was read is archived, run the import again"
                 ) from None
             kind = msg[0]
-            if kind in ("channel", "batch"):
+            if kind == "batch":  # plain tuples travel: see _read_and_send
+                yield (kind, [Prepared._make(row) for row in msg[1]], msg[2])
+            elif kind == "channel":
                 yield msg
             elif kind == "log":
                 logging.getLogger(msg[1]).log(msg[2], "%s", msg[3])
@@ -677,7 +774,10 @@ def _read_and_send(path: Path, batch_size: int, conn: Connection) -> None:
     root.setLevel(logging.INFO)
     try:
         for kind, value, extra in _batches(ExportReader(path), batch_size):
-            conn.send((kind, prepare(value) if kind == "batch" else value, extra))
+            # A NamedTuple pickles through a Python __getnewargs__ call per row: plain tuples
+            # are 3.7 times faster to send (measured: 8.9 -> 2.4 us a post).
+            rows = [tuple(p) for p in prepare(value)] if kind == "batch" else value
+            conn.send((kind, rows, extra))
         conn.send(("done",))
     except InputFileError as exc:
         conn.send(("error", str(exc)))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import ijson
 import pytest
 from conftest import MakeChannel
 
@@ -266,6 +267,127 @@ def test_reading_streams(tmp_path: Path) -> None:
 # -- the bundled sample and the real samples ------------------------------------------------
 
 
+# -- the fast path: messages split by Telegram Desktop's layout, decoded by orjson ------------
+
+
+def read_with_ijson(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What the ijson reader alone gives (the reference), items or the error message."""
+    import archiver.sources.export as export
+
+    def unframed(reader: Any) -> Any:
+        raise export._Unframed
+        yield
+
+    with monkeypatch.context() as m:
+        m.setattr(export, "_framed_messages", unframed)
+        try:
+            return list(ExportReader(path))
+        except InputFileError as exc:
+            return [str(exc)]
+
+
+def read_fast(path: Path) -> list[Any]:
+    try:
+        return list(ExportReader(path))
+    except InputFileError as exc:
+        return [str(exc)]
+
+
+def no_ijson(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the ijson reader was used")
+
+    monkeypatch.setattr(ijson, "items", fail)
+
+
+@pytest.mark.parametrize("chunk", [1, 97, 4096, 256 * 1024])
+def test_fast_path_reads_telegram_layout_alone(
+    tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files as Telegram Desktop writes them are read without ijson, whatever the chunk
+    boundaries, and give exactly what the ijson reader gives."""
+    files = [SAMPLE, CHANNEL, *REAL_SAMPLES]
+    files.append(write_json(tmp_path / "big.json", export_doc(300, text="Пост «{i}» — ok")))
+    expected = {f: read_with_ijson(f, monkeypatch) for f in files}
+    monkeypatch.setattr("archiver.sources.export._FRAME_READ", chunk)
+    no_ijson(monkeypatch)
+    for f in files:
+        assert read_fast(f) == expected[f], f
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param(lambda doc: json.dumps(doc, ensure_ascii=False), id="one line"),
+        pytest.param(lambda doc: json.dumps(doc, indent=4), id="indent 4, escaped"),
+        pytest.param(
+            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1).replace("\n", "\r\n"),
+            id="CRLF",
+        ),
+        pytest.param(
+            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1)[:-1] + ', "x": 1}',
+            id="a key after messages",
+        ),
+        pytest.param(
+            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1).replace(
+                '"id": 31,', '"id": 31, "m": {"id": 1\n  },'
+            ),
+            id="another layout mid-file",
+        ),
+        pytest.param(
+            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1).replace(
+                '"id": 40,', '"id": 40 oops,'
+            ),
+            id="broken mid-file",
+        ),
+        pytest.param(
+            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1)[:-30],
+            id="truncated",
+        ),
+        pytest.param(
+            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1) + "\n]",
+            id="garbage after the end",
+        ),
+    ],
+)
+def test_other_layouts_and_broken_files_read_as_before(
+    tmp_path: Path, layout: Callable[[dict[str, Any]], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the fast path stops (mid-file too), the ijson reader goes on from the start:
+    every message once, in order, and the same errors as before."""
+    doc = export_doc(80)
+    doc["messages"][30]["views"] = 7
+    path = tmp_path / "export.json"
+    path.write_text(layout(doc), encoding="utf-8")
+    expected = read_with_ijson(path, monkeypatch)
+    monkeypatch.setattr("archiver.sources.export._FRAME_READ", 512)
+    used: list[bool] = []
+    items = ijson.items
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        used.append(True)
+        return items(*args, **kwargs)
+
+    monkeypatch.setattr(ijson, "items", spy)
+    got = read_fast(path)
+    assert got == expected
+    assert used == ([] if b"\r\n" in path.read_bytes() else [True])  # CRLF: the fast path
+    posts = [p for p in got if isinstance(p, Post)]
+    assert len({p.message_id for p in posts}) == len(posts)
+
+
+def test_progress_never_goes_back_when_ijson_takes_over(tmp_path: Path) -> None:
+    doc = export_doc(400, text="Текст поста {i} " * 10)
+    path = write_json(tmp_path / "export.json", doc)
+    data = path.read_text(encoding="utf-8")
+    at = data.index('"id": 300,')
+    path.write_text(data[:at] + '"x": {"y": 1\n  },' + data[at:], encoding="utf-8")
+    positions: list[int] = []
+    items = list(ExportReader(path, on_read=positions.append))
+    assert len([i for i in items if isinstance(i, Post)]) == 400
+    assert positions == sorted(positions) and positions[-1] == path.stat().st_size
+
+
 def test_bundled_sample() -> None:
     channels, posts = read(SAMPLE)
     assert len(channels) == 1 and channels[0].id == -1001811111111
@@ -443,6 +565,20 @@ def test_bad_input_names_file_and_place(
     assert "\n" not in message
     for part in expected:
         assert part in message
+
+
+@pytest.mark.parametrize("views", [2**63, 10**23, -(2**63) - 1])
+def test_integers_beyond_64_bits_are_an_error(tmp_path: Path, views: int) -> None:
+    """SQLite stores 64-bit integers: a bigger count is a clear error, not a crash at write
+    (orjson reads 10**23 as a float, ijson says "integer overflow")."""
+    doc = export_doc(50)
+    doc["messages"][30]["views"] = views
+    path = write_json(tmp_path / "export.json", doc)
+    with pytest.raises(InputFileError) as info:
+        read(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert "messages[30].views: expected an integer" in message or "(after messages[29])" in message
 
 
 def test_invalid_json_gives_the_byte(tmp_path: Path) -> None:
