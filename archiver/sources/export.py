@@ -9,10 +9,12 @@ Two shapes are read, both as Telegram Desktop writes them:
 
 The file is never loaded whole. A single chat's file is read twice: a few events to learn its
 header (Telegram Desktop always writes ``name``, ``type`` and ``id`` before ``messages``), then
-``ijson.items`` on ``messages.item`` so each message is built by ijson's C backend and dropped
-once converted. A whole-account file is read once: its events are routed by hand and only the
-messages of channels are handed to a C object builder. Memory depends on the batch size, not on
-the size of the file.
+its messages, each split out by Telegram Desktop's layout and decoded by orjson
+(:func:`_framed_messages`); a file laid out otherwise, or broken, is read by ``ijson.items`` on
+``messages.item`` from the start, skipping the messages already read (each built by ijson's
+C backend). A whole-account file is read once by ijson: its events are routed by hand and
+only the messages of channels are handed to a C object builder. Memory depends on the batch
+size, not on the size of the file.
 
 What is read from each message: ``date_unixtime`` (UTC; the ``date`` field is local time
 without a zone), ``edited_unixtime``, ``text`` / ``text_entities`` (plain text plus entities with
