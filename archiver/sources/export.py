@@ -38,6 +38,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import sqlite3
 import traceback
@@ -167,7 +168,8 @@ def _peer_id(value: str) -> int | None:
     """``channel123`` -> the marked channel id; ``user123`` -> 123; ``chat123`` -> -123."""
     for prefix, convert in (("channel", marked_id), ("user", int), ("chat", lambda n: -n)):
         if value.startswith(prefix) and value[len(prefix) :].isdigit():
-            return convert(int(value[len(prefix) :]))
+            peer: int = convert(int(value[len(prefix) :]))
+            return peer if peer in _INT64 else None  # not a Telegram id: no link to it
     return None
 
 
@@ -274,7 +276,7 @@ def message_to_post(channel_id: int, m: Any, where: str) -> Post | None:
     if type(m) is not dict:
         raise _expected(where, "an object", m)
     message_id = m.get("id")
-    if type(message_id) is not int:
+    if type(message_id) is not int or message_id not in _INT64:
         raise _expected(f"{where}.id", "an integer", message_id)
     kind = m.get("type", "message")
     if kind == "unsupported":
@@ -307,17 +309,20 @@ def message_to_post(channel_id: int, m: Any, where: str) -> Post | None:
         reply_to=None if is_service else reply_to,
         is_service=is_service,
         service_action=_str(m, "action", where) if is_service else None,
-        raw=_raw(m),
+        raw=_raw(m, where),
     )
 
 
-def _raw(m: dict[str, Any]) -> str:
+def _raw(m: dict[str, Any], where: str) -> str:
     """The message as compact JSON, for provenance, without ``text`` when ``text_entities`` is
     there: Telegram Desktop writes the same text twice, and ``text`` is made from
     ``text_entities`` (plain parts as strings, the others as the same objects)."""
     if "text_entities" in m and "text" in m:
         m = {k: v for k, v in m.items() if k != "text"}
-    return orjson.dumps(m).decode()
+    try:
+        return orjson.dumps(m).decode()
+    except orjson.JSONEncodeError as exc:  # nested deeper than 254 levels, or a lone surrogate
+        raise _Bad(where, f"cannot be kept as JSON ({exc})") from None
 
 
 def _local_date(m: dict[str, Any], where: str) -> datetime:
@@ -349,7 +354,14 @@ class _Unframed(Exception):
 _MESSAGES = b'\n "messages": ['
 _FRAME_READ = 4 * BUF_SIZE
 _MAX_MESSAGE = 16 * 1024 * 1024  # a message is a few KB: past this, the layout is not known
-_BLANKS = b" \t\r\n"
+_BLANKS = re.compile(rb"[ \t\r\n]*")
+
+
+def _blanks_end(buf: bytes, pos: int) -> int:
+    """Where the JSON blanks starting at ``pos`` end."""
+    match = _BLANKS.match(buf, pos)
+    assert match is not None  # * matches the empty string
+    return match.end()
 
 
 def _framed_messages(reader: _Reader) -> Iterator[Any]:
@@ -359,15 +371,21 @@ def _framed_messages(reader: _Reader) -> Iterator[Any]:
     a line of its own indentation and ``}``; orjson then checks that the bytes between are
     exactly one object. Anything else (another layout, a broken or truncated file) raises
     :class:`_Unframed` before the message concerned, and the ijson reader takes over: it
-    reads any layout and words errors with their place. (One difference: orjson reads an
-    integer beyond 64 bits as a float where ijson stops with "integer overflow"; Telegram
-    writes none, and a field telewatch stores rejects it either way, see ``_int``.)"""
+    reads any layout and words errors with their place. One difference remains: an integer
+    beyond 64 bits in a field telewatch does not read is kept in ``raw`` as a float (orjson)
+    where ijson stops with "integer overflow"; Telegram writes none."""
     buf = reader.read(_FRAME_READ)
     while (start := buf.find(_MESSAGES)) < 0:  # the header before it is a few lines
         data = reader.read(_FRAME_READ)
         if not data or len(buf) > BUF_SIZE:
             raise _Unframed
         buf += data
+    try:  # the top level's "messages", not a nested one: the header before it is complete
+        header = orjson.loads(buf[:start] + b'"": 0}')
+    except orjson.JSONDecodeError:
+        raise _Unframed from None
+    if type(header) is not dict or "messages" in header:  # a second "messages" key
+        raise _Unframed
     pos = start + len(_MESSAGES)
     item_end = b""  # newline, the messages' indentation, "}"
 
@@ -379,39 +397,37 @@ def _framed_messages(reader: _Reader) -> Iterator[Any]:
         keep = max(0, pos - 256)  # and the line before: the next "{" is checked against it
         buf, pos = buf[keep:] + data, pos - keep
 
-    while True:
-        while True:  # blanks up to a message's "{", or the "]" after the last one
-            while pos < len(buf) and buf[pos] in _BLANKS:
-                pos += 1
-            if pos < len(buf):
+    def next_token() -> int:
+        nonlocal pos
+        while (pos := _blanks_end(buf, pos)) == len(buf):
+            more()
+        return buf[pos]
+
+    if next_token() == 0x5D:  # ]: no messages
+        token = 0x5D
+    else:
+        while True:
+            line = buf.rfind(b"\n", 0, pos)
+            if buf[pos] != 0x7B or line < 0 or buf[line + 1 : pos].strip(b" "):  # {
+                raise _Unframed
+            if not item_end:
+                item_end = b"\n" + b" " * (pos - line - 1) + b"}"
+            while (end := buf.find(item_end, pos)) < 0:
+                more()
+            end += len(item_end)
+            try:
+                message = orjson.loads(buf[pos:end])
+            except orjson.JSONDecodeError:
+                raise _Unframed from None
+            yield message
+            pos = end
+            token = next_token()
+            if token != 0x2C:  # , (else "]" ends the list; anything else is for ijson)
                 break
-            more()
-        if buf[pos] == 0x5D:  # ]
-            break
-        line = buf.rfind(b"\n", 0, pos)
-        if buf[pos] != 0x7B or line < 0 or buf[line + 1 : pos].strip(b" "):  # {
-            raise _Unframed
-        if not item_end:
-            item_end = b"\n" + b" " * (pos - line - 1) + b"}"
-        while (end := buf.find(item_end, pos)) < 0:
-            more()
-        end += len(item_end)
-        try:
-            message = orjson.loads(buf[pos:end])
-        except orjson.JSONDecodeError:
-            raise _Unframed from None
-        yield message
-        pos = end
-        while True:  # blanks up to "," or "]"
-            while pos < len(buf) and buf[pos] in _BLANKS:
-                pos += 1
-            if pos < len(buf):
-                break
-            more()
-        if buf[pos] == 0x2C:  # ,
             pos += 1
-        elif buf[pos] != 0x5D:
-            raise _Unframed
+            next_token()  # the next message's "{" (a "]" right after a comma is an error)
+    if token != 0x5D:
+        raise _Unframed
     rest = buf[pos + 1 :] + reader.read(BUF_SIZE)
     if rest.strip() != b"}" or reader.read(1):  # more keys after the messages, or a broken end
         raise _Unframed
@@ -428,11 +444,14 @@ class ExportReader:
         self.skipped_messages = 0
         self.whole_account = False
         self._reader: _Reader | None = None
+        self._read_before = 0
         self._where = ""
 
     @property
     def bytes_read(self) -> int:
-        return self._reader.pos if self._reader is not None else 0
+        """How far the file has been read (never less than before: a second reading of a
+        single chat's file, see _single, starts again from zero)."""
+        return max(self._reader.pos if self._reader is not None else 0, self._read_before)
 
     def __iter__(self) -> Iterator[ChannelInfo | Post]:
         try:
@@ -446,6 +465,13 @@ class ExportReader:
             raise InputFileError(f"{self.path}: {exc}") from None
         except ijson.JSONError as exc:
             raise InputFileError(self._json_error(exc)) from None
+        except UnicodeDecodeError:  # ijson: bytes that are not UTF-8, or a lone surrogate
+            reader = self._reader
+            at = f" between bytes {reader.chunk_start} and {reader.pos}" if reader else ""
+            after = f" (after {self._where})" if self._where else ""
+            raise InputFileError(
+                f"{self.path}: text that is not UTF-8{at}{after}; export the channel again"
+            ) from None
         except OSError as exc:
             raise InputFileError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
         if self.skipped_messages:
@@ -504,7 +530,7 @@ class ExportReader:
                 return
             except _Unframed:
                 pass  # not laid out as Telegram Desktop writes, or broken: ijson decides
-            read = self._reader.pos
+            read = self._read_before = self._reader.pos
         with self.path.open("rb") as f:
             # Progress resumes where the fast path stopped, not from zero.
             on_read = self.on_read

@@ -348,6 +348,26 @@ def test_fast_path_reads_telegram_layout_alone(
             lambda doc: json.dumps(doc, ensure_ascii=False, indent=1) + "\n]",
             id="garbage after the end",
         ),
+        pytest.param(
+            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1).replace(
+                "\n  }\n ]", "\n  },\n ]"
+            ),
+            id="a comma after the last message",
+        ),
+        pytest.param(
+            lambda doc: json.dumps(
+                {"about": {"messages": [{"id": 99, "date_unixtime": "1700000000"}]}, **doc},
+                ensure_ascii=False,
+                indent=1,
+            ).replace('\n  "messages"', '\n "messages"'),
+            id='a nested "messages" before the real one',
+        ),
+        pytest.param(
+            lambda doc: json.dumps(doc, ensure_ascii=False).replace(
+                '"id": 2,', '"id": 2, "m": {\n "messages": [\n  {\n   "id": 77\n  }\n ]},'
+            ),
+            id='"messages" inside a message',
+        ),
     ],
 )
 def test_other_layouts_and_broken_files_read_as_before(
@@ -374,6 +394,17 @@ def test_other_layouts_and_broken_files_read_as_before(
     assert used == ([] if b"\r\n" in path.read_bytes() else [True])  # CRLF: the fast path
     posts = [p for p in got if isinstance(p, Post)]
     assert len({p.message_id for p in posts}) == len(posts)
+
+
+def test_bytes_read_never_goes_back_when_ijson_takes_over(tmp_path: Path) -> None:
+    """What a worker sends as progress with each batch."""
+    path = write_json(tmp_path / "export.json", export_doc(6000))
+    data = path.read_text(encoding="utf-8")
+    at = data.index('"id": 3010,')  # the fast path stops here, well into its second read
+    path.write_text(data[:at] + '"x": {"y": 1\n  },' + data[at:], encoding="utf-8")
+    reader = ExportReader(path)
+    seen = [reader.bytes_read for item in reader if isinstance(item, Post)]
+    assert len(seen) == 6000 and seen == sorted(seen)
 
 
 def test_progress_never_goes_back_when_ijson_takes_over(tmp_path: Path) -> None:
@@ -567,18 +598,49 @@ def test_bad_input_names_file_and_place(
         assert part in message
 
 
-@pytest.mark.parametrize("views", [2**63, 10**23, -(2**63) - 1])
-def test_integers_beyond_64_bits_are_an_error(tmp_path: Path, views: int) -> None:
-    """SQLite stores 64-bit integers: a bigger count is a clear error, not a crash at write
-    (orjson reads 10**23 as a float, ijson says "integer overflow")."""
+@pytest.mark.parametrize("key", ["views", "id"])
+@pytest.mark.parametrize("value", [2**63, 10**23, -(2**63) - 1])
+def test_integers_beyond_64_bits_are_an_error(tmp_path: Path, key: str, value: int) -> None:
+    """SQLite stores 64-bit integers: a bigger id or count is a clear error, not a crash at
+    write (orjson reads 10**23 as a float, ijson says "integer overflow")."""
     doc = export_doc(50)
-    doc["messages"][30]["views"] = views
+    doc["messages"][30][key] = value
     path = write_json(tmp_path / "export.json", doc)
     with pytest.raises(InputFileError) as info:
         read(path)
     message = str(info.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
-    assert "messages[30].views: expected an integer" in message or "(after messages[29])" in message
+    placed = f"messages[30].{key}: expected an integer", "(after messages[29])"  # orjson, ijson
+    assert any(p in message for p in placed)
+
+
+def test_a_peer_id_beyond_64_bits_is_no_link(tmp_path: Path) -> None:
+    doc = export_doc(3)
+    doc["messages"][1].update(forwarded_from="Someone", forwarded_from_id="user" + "9" * 30)
+    _, posts = read(write_json(tmp_path / "export.json", doc))
+    forward = posts[1].forward
+    assert forward is not None and forward.from_id is None and forward.from_title == "Someone"
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        (b'"\\udc00"', "text that is not UTF-8"),  # a lone surrogate
+        (b'"\xc0\xaf"', "text that is not UTF-8"),  # an overlong encoding
+        (b"[" * 300 + b"]" * 300, "messages[1]: cannot be kept as JSON"),  # nested too deep
+    ],
+    ids=["lone surrogate", "overlong UTF-8", "nested too deep"],
+)
+def test_text_and_nesting_json_cannot_hold_are_one_line_errors(
+    tmp_path: Path, broken: bytes, expected: str
+) -> None:
+    path = write_json(tmp_path / "export.json", export_doc(3))
+    data = path.read_bytes().replace(b'"id": 2,', b'"id": 2, "x": ' + broken + b",")
+    path.write_bytes(data)
+    with pytest.raises(InputFileError) as info:
+        read(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message and expected in message
 
 
 def test_invalid_json_gives_the_byte(tmp_path: Path) -> None:
@@ -708,7 +770,10 @@ async def test_import_never_queues_alerts(archive: Archive) -> None:
 
 @pytest.mark.parametrize("workers", [False, True], ids=["inline", "worker"])
 async def test_progress_reports_bytes(archive: Archive, tmp_path: Path, workers: bool) -> None:
-    path = write_json(tmp_path / "e.json", export_doc(2000, text="Пост {i} " * 10))
+    path = write_json(tmp_path / "e.json", export_doc(4000, text="Пост {i} " * 10))
+    data = path.read_text(encoding="utf-8")  # the fast path stops at message 2100
+    at = data.index('"id": 2100,')
+    path.write_text(data[:at] + '"x": {"y": 1\n  },' + data[at:], encoding="utf-8")
     seen: list[int] = []
     await import_file(archive, path, progress=seen.append, batch_size=500, workers=workers)
     assert len(seen) > 3
