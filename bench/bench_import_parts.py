@@ -25,6 +25,7 @@ import os
 import pickle
 import resource
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,52 +57,60 @@ def _messages(src: Path, n: int) -> list[bytes]:
     return out
 
 
+def _each(fn: Any, items: list[Any]) -> list[Any]:
+    return [fn(x) for x in items]
+
+
+def _ijson_list(ijson: Any, body: bytes) -> list[Any]:
+    return list(ijson.items(body, "item", use_float=True))
+
+
+def _to_post(m: Any) -> Any:
+    from archiver.sources.export import message_to_post
+
+    return message_to_post(-1, m, "")
+
+
 def child_reader(src: Path, n: int) -> dict[str, float]:
+    """Each stage's CPU a post, batch by batch as an import runs (nothing kept: keeping
+    200,000 posts alive would make the garbage collector's passes the largest cost)."""
     import ijson
     import orjson
 
-    from archiver.sources.export import message_to_post
     from archiver.store.ingest import prepare
     from archiver.text import words_text
 
     blobs = _messages(src, n)
-    out: dict[str, float] = {}
+    spent: dict[str, float] = {}
 
-    def stage(name: str, fn: Any, items: list[Any]) -> list[Any]:
+    def timed(name: str, fn: Any, *args: Any) -> Any:
         c0 = _cpu()
-        result = [fn(x) for x in items]
-        out[name] = (_cpu() - c0) / len(items) * 1e6
+        result = fn(*args)
+        spent[name] = spent.get(name, 0.0) + _cpu() - c0
         return result
 
-    stage("JSON, orjson (the fast path)", orjson.loads, blobs)
-    body = b"[" + b",".join(blobs) + b"]"
-    c0 = _cpu()
-    dicts = list(ijson.items(body, "item", use_float=True))
-    out["JSON, ijson C backend (the fallback)"] = (_cpu() - c0) / len(dicts) * 1e6
-    built = stage("Post objects (message_to_post)", lambda m: message_to_post(-1, m, ""), dicts)
-    posts = [p for p in built if p is not None]
-    stage("index words (text.words_text)", lambda p: words_text(p.text), posts)
-    c0 = _cpu()
-    rows = [tuple(r) for i in range(0, len(posts), BATCH) for r in prepare(posts[i : i + BATCH])]
-    out["ingest.prepare, all of it"] = (_cpu() - c0) / len(posts) * 1e6
-    c0 = _cpu()
-    pickled = [pickle.dumps(rows[i : i + BATCH], protocol=5) for i in range(0, len(rows), BATCH)]
-    out["pickle, rows to the writer"] = (_cpu() - c0) / len(rows) * 1e6
-    c0 = _cpu()
-    for b in pickled:
-        pickle.loads(b)
-    out["unpickle, in the writer"] = (_cpu() - c0) / len(rows) * 1e6
-    return out
+    for i in range(0, len(blobs), BATCH):
+        batch = blobs[i : i + BATCH]
+        timed("JSON, orjson (the fast path)", _each, orjson.loads, batch)
+        body = b"[" + b",".join(batch) + b"]"
+        dicts = timed("JSON, ijson C backend (the fallback)", _ijson_list, ijson, body)
+        built = timed("Post objects (message_to_post)", _each, _to_post, dicts)
+        posts = [p for p in built if p is not None]
+        timed("  of prepare: the index words", _each, words_text, [p.text for p in posts])
+        rows = timed("ingest.prepare, all of it", prepare, posts)
+        pickled = timed("pickle, rows to the writer", pickle.dumps, [tuple(r) for r in rows], 5)
+        timed("unpickle, in the writer", pickle.loads, pickled)
+    return {name: seconds / len(blobs) * 1e6 for name, seconds in spent.items()}
 
 
 WRITER_VARIANTS = {
-    "posts and versions, no FTS5 (baseline)": {"fts": False},
-    "the archive's settings (as an import writes)": {},
-    "foreign keys off": {"fk": False},
-    "FTS5 automerge 0, one merge at the end": {"automerge": 0},
-    "16 KB pages": {"page_size": 16384},
-    "all three": {"fk": False, "automerge": 0, "page_size": 16384},
-    "FTS5 built in one pass after the rows": {"fts": "after"},
+    "posts and versions, no FTS5, 4 KB pages (baseline)": {"fts": False, "page_size": 4096},
+    "the archive before: 4 KB pages": {"page_size": 4096},
+    "the archive now: 16 KB pages": {},
+    "16 KB pages, foreign keys off": {"fk": False},
+    "16 KB pages, FTS5 automerge 0, one merge at the end": {"automerge": 0},
+    "16 KB pages, FTS5 built in one pass after the rows": {"fts": "after"},
+    "32 KB pages": {"page_size": 32768},
 }
 
 
@@ -116,7 +125,8 @@ def child_writer(rows_file: Path, variant: str) -> dict[str, float]:
         if "page_size" in opts:
             con = sqlite3.connect(path)
             con.execute(f"PRAGMA page_size = {int(opts['page_size'])}")
-            con.execute("VACUUM")
+            con.execute("CREATE TABLE probe (x)")  # the first write fixes the page size
+            con.execute("DROP TABLE probe")
             con.close()
 
         async def create() -> None:
@@ -177,8 +187,9 @@ def child_writer(rows_file: Path, variant: str) -> dict[str, float]:
             db.execute("INSERT INTO versions_fts (versions_fts) VALUES ('optimize')")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         spent = _cpu() - c0
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
         db.close()
-    return {"us": spent / len(rows) * 1e6}
+    return {"us": spent / len(rows) * 1e6, "page_size": page_size}
 
 
 def _run_child(export: Path, posts: int, *args: str) -> dict[str, Any]:
@@ -196,6 +207,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("export", type=Path, help="a single chat's export (bench/gen_export.py)")
     ap.add_argument("--posts", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -224,17 +236,23 @@ def main() -> None:
     print(f"# Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, {args.posts} posts")
     print("\nreader stages, CPU-us a post")
     for name, us in _run_child(args.export, args.posts, "reader").items():
-        print(f"  {name:45s} {us:7.1f}")
+        print(f"  {name:55s} {us:6.1f}")
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows_file = args.workdir / "parts_rows.pickle"
     _run_child(args.export, args.posts, "rows", str(rows_file))
     try:
-        print("\nwriter floor: SQLite and row tuples only, CPU-us a post")
-        base = None
-        for variant in WRITER_VARIANTS:
-            us = _run_child(args.export, args.posts, "writer", str(rows_file), variant)["us"]
-            base = base or us
-            print(f"  {variant:45s} {us:7.1f}  x baseline {us / base:5.2f}")
+        print(f"\nwriter floor: SQLite and row tuples only, CPU-us a post, {args.rounds} rounds")
+        runs: dict[str, list[float]] = {v: [] for v in WRITER_VARIANTS}
+        for _ in range(args.rounds):  # interleaved: the machine's speed drifts
+            for variant in WRITER_VARIANTS:
+                out = _run_child(args.export, args.posts, "writer", str(rows_file), variant)
+                assert out["page_size"] == WRITER_VARIANTS[variant].get("page_size", 16384)
+                runs[variant].append(out["us"])
+        base = statistics.median(next(iter(runs.values())))
+        for variant, values in runs.items():
+            mid = statistics.median(values)
+            spread = f"{min(values):.1f}-{max(values):.1f}"
+            print(f"  {variant:55s} {mid:6.1f} ({spread:>11s})  x baseline {mid / base:5.2f}")
     finally:
         rows_file.unlink(missing_ok=True)
 

@@ -24,6 +24,7 @@ from archiver.store.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
+PAGE_SIZE = 16384
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -141,6 +142,11 @@ class Archive:
         db = self.db
         db.row_factory = sqlite3.Row
         await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # A new archive gets 16 KB pages, before WAL mode fixes the size (an existing archive
+        # keeps its own): a version row with its provenance is about 3.5 KB, so with SQLite's
+        # 4 KB default each row takes a page of its own. Measured on 200,000 posts: SQLite's
+        # CPU a post 53.7 -> 41.7 us, the file 8 % smaller (docs/benchmarks.md).
+        await db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         mode = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
         if mode is not None and str(mode[0]).lower() != "wal":
             log.warning("archive %s: journal mode is %s, not WAL", self.path, mode[0])

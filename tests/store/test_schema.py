@@ -11,7 +11,7 @@ import pytest
 from conftest import MakeChannel, MakePost
 
 from archiver.errors import TelewatchError
-from archiver.store.archive import BUSY_TIMEOUT_MS, Archive, ArchiveError
+from archiver.store.archive import BUSY_TIMEOUT_MS, PAGE_SIZE, Archive, ArchiveError
 from archiver.store.schema import MIGRATIONS
 
 
@@ -28,6 +28,7 @@ async def test_new_archive_is_migrated_with_wal_busy_timeout_and_foreign_keys(
     assert str(await pragma(archive, "journal_mode")).lower() == "wal"
     assert await pragma(archive, "busy_timeout") == BUSY_TIMEOUT_MS
     assert await pragma(archive, "foreign_keys") == 1
+    assert await pragma(archive, "page_size") == PAGE_SIZE == 16384
 
 
 async def test_the_schema_has_the_tables_the_issue_asks_for(archive: Archive) -> None:
@@ -204,6 +205,7 @@ async def test_migration_3_drops_the_lemmas_and_keeps_every_version(
     try:
         assert await pragma(archive, "user_version") == len(MIGRATIONS)
         assert await pragma(archive, "foreign_keys") == 1
+        assert await pragma(archive, "page_size") == 4096  # an existing file keeps its pages
         columns = [r[1] for r in await archive.fetchall("PRAGMA table_info(versions)")]
         assert "lemmas" not in columns and "words" in columns
         rows = await archive.fetchall("SELECT id, text, raw, words FROM versions ORDER BY id")
