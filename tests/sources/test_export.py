@@ -315,61 +315,40 @@ def test_fast_path_reads_telegram_layout_alone(
         assert read_fast(f) == expected[f], f
 
 
-@pytest.mark.parametrize(
-    "layout",
-    [
-        pytest.param(lambda doc: json.dumps(doc, ensure_ascii=False), id="one line"),
-        pytest.param(lambda doc: json.dumps(doc, indent=4), id="indent 4, escaped"),
-        pytest.param(
-            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1).replace("\n", "\r\n"),
-            id="CRLF",
+def _tg(doc: dict[str, Any]) -> str:
+    """JSON laid out as Telegram Desktop writes it."""
+    return json.dumps(doc, ensure_ascii=False, indent=1)
+
+
+LAYOUTS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("one line", lambda doc: json.dumps(doc, ensure_ascii=False)),
+    ("indent 4, escaped", lambda doc: json.dumps(doc, indent=4)),
+    ("CRLF", lambda doc: _tg(doc).replace("\n", "\r\n")),
+    ("a key after messages", lambda doc: _tg(doc)[:-1] + ', "x": 1}'),
+    (
+        "another layout mid-file",
+        lambda doc: _tg(doc).replace('"id": 31,', '"id": 31, "m": {"id": 1\n  },'),
+    ),
+    ("broken mid-file", lambda doc: _tg(doc).replace('"id": 40,', '"id": 40 oops,')),
+    ("truncated", lambda doc: _tg(doc)[:-30]),
+    ("garbage after the end", lambda doc: _tg(doc) + "\n]"),
+    ("a comma after the last message", lambda doc: _tg(doc).replace("\n  }\n ]", "\n  },\n ]")),
+    (
+        'a nested "messages" before the real one',
+        lambda doc: _tg(
+            {"about": {"messages": [{"id": 99, "date_unixtime": "1700000000"}]}, **doc}
+        ).replace('\n  "messages"', '\n "messages"'),
+    ),
+    (
+        '"messages" inside a message',
+        lambda doc: json.dumps(doc, ensure_ascii=False).replace(
+            '"id": 2,', '"id": 2, "m": {\n "messages": [\n  {\n   "id": 77\n  }\n ]},'
         ),
-        pytest.param(
-            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1)[:-1] + ', "x": 1}',
-            id="a key after messages",
-        ),
-        pytest.param(
-            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1).replace(
-                '"id": 31,', '"id": 31, "m": {"id": 1\n  },'
-            ),
-            id="another layout mid-file",
-        ),
-        pytest.param(
-            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1).replace(
-                '"id": 40,', '"id": 40 oops,'
-            ),
-            id="broken mid-file",
-        ),
-        pytest.param(
-            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1)[:-30],
-            id="truncated",
-        ),
-        pytest.param(
-            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1) + "\n]",
-            id="garbage after the end",
-        ),
-        pytest.param(
-            lambda doc: json.dumps(doc, ensure_ascii=False, indent=1).replace(
-                "\n  }\n ]", "\n  },\n ]"
-            ),
-            id="a comma after the last message",
-        ),
-        pytest.param(
-            lambda doc: json.dumps(
-                {"about": {"messages": [{"id": 99, "date_unixtime": "1700000000"}]}, **doc},
-                ensure_ascii=False,
-                indent=1,
-            ).replace('\n  "messages"', '\n "messages"'),
-            id='a nested "messages" before the real one',
-        ),
-        pytest.param(
-            lambda doc: json.dumps(doc, ensure_ascii=False).replace(
-                '"id": 2,', '"id": 2, "m": {\n "messages": [\n  {\n   "id": 77\n  }\n ]},'
-            ),
-            id='"messages" inside a message',
-        ),
-    ],
-)
+    ),
+]
+
+
+@pytest.mark.parametrize("layout", [f for _, f in LAYOUTS], ids=[name for name, _ in LAYOUTS])
 def test_other_layouts_and_broken_files_read_as_before(
     tmp_path: Path, layout: Callable[[dict[str, Any]], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
