@@ -145,7 +145,7 @@ class Archive:
         # A new archive gets 16 KB pages, before WAL mode fixes the size (an existing archive
         # keeps its own): a version row with its provenance is about 3.5 KB, so with SQLite's
         # 4 KB default each row takes a page of its own. Measured on 200,000 posts: SQLite's
-        # CPU a post 53.7 -> 41.7 us, the file 8 % smaller (docs/benchmarks.md).
+        # CPU a post 58.9 -> 49.5 us (bench/bench_import_parts.py), the file 8 % smaller.
         await db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         mode = await (await db.execute("PRAGMA journal_mode = WAL")).fetchone()
         if mode is not None and str(mode[0]).lower() != "wal":
