@@ -374,12 +374,19 @@ def _framed_messages(reader: _Reader) -> Iterator[Any]:
     reader takes over: it reads any layout and words errors with their place. One difference
     remains: an integer beyond 64 bits in a field telewatch does not read is kept in ``raw``
     as a float (orjson) where ijson stops with "integer overflow"; Telegram writes none."""
-    buf = reader.read(_FRAME_READ)
-    while (start := buf.find(_MESSAGES)) < 0:  # the header before it is a few lines
+    buf, pos = b"", 0
+
+    def more(limit: int = _MAX_MESSAGE) -> None:
+        """Read on, keeping what is not consumed: at most ``limit`` bytes of it."""
+        nonlocal buf, pos
         data = reader.read(_FRAME_READ)
-        if not data or len(buf) > BUF_SIZE:
+        if not data or len(buf) - pos > limit:
             raise _Unframed
-        buf += data
+        keep = max(0, pos - 256)  # and the line before: the next "{" is checked against it
+        buf, pos = buf[keep:] + data, pos - keep
+
+    while (start := buf.find(_MESSAGES)) < 0:  # the header before it is a few lines
+        more(BUF_SIZE)
     try:  # the top level's "messages", not a nested one: the header before it is complete
         header = orjson.loads(buf[:start] + b'"": 0}')
     except orjson.JSONDecodeError:
@@ -388,14 +395,6 @@ def _framed_messages(reader: _Reader) -> Iterator[Any]:
         raise _Unframed
     pos = start + len(_MESSAGES)
     item_end = b""  # newline, the messages' indentation, "}"
-
-    def more() -> None:
-        nonlocal buf, pos
-        data = reader.read(_FRAME_READ)
-        if not data or len(buf) - pos > _MAX_MESSAGE:
-            raise _Unframed
-        keep = max(0, pos - 256)  # and the line before: the next "{" is checked against it
-        buf, pos = buf[keep:] + data, pos - keep
 
     def next_token() -> int:
         nonlocal pos
@@ -530,11 +529,13 @@ class ExportReader:
                 return
             except _Unframed:
                 pass  # not laid out as Telegram Desktop writes, or broken: ijson decides
-            read = self._read_before = self._reader.pos
+            self._read_before = self._reader.pos
         with self.path.open("rb") as f:
-            # Progress resumes where the fast path stopped, not from zero.
+            # Progress resumes where the fast path stopped, not from zero (bytes_read).
             on_read = self.on_read
-            self._reader = _Reader(f, None if on_read is None else lambda n: on_read(max(n, read)))
+            self._reader = _Reader(
+                f, None if on_read is None else lambda _: on_read(self.bytes_read)
+            )
             items = ijson.items(self._reader, "messages.item", buf_size=BUF_SIZE, use_float=True)
             for i, m in enumerate(items):
                 if i >= done:
