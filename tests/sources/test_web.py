@@ -19,7 +19,7 @@ from archiver.config import Backfill, ChannelConfig, WebSettings
 from archiver.errors import SourceError
 from archiver.models import Post, marked_id
 from archiver.sources.web import TmeClient, sync_web_channel, sync_web_channels
-from archiver.sources.webpage import (
+from archiver.sources.web.page import (
     DERIVED_BASE,
     derived_channel_id,
     is_derived_id,

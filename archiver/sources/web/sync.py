@@ -15,7 +15,7 @@ Two parts:
 
 :func:`sync_web_channels` runs many channels with one HTTP client; one channel failing is
 logged, recorded for ``stats``, and the others go on. The parsing is in
-:mod:`archiver.sources.webpage`; docs/web-source.md describes the whole source.
+:mod:`archiver.sources.web.page`; docs/web-source.md describes the whole source.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig, WebSettings
 from archiver.errors import SourceError, TelewatchError
 from archiver.models import IngestStats, Post
-from archiver.sources.webpage import WebPage, is_derived_id, parse_page
+from archiver.sources.web.page import WebPage, is_derived_id, parse_page
 from archiver.store.archive import Archive, utcnow
 from archiver.store.channels import ChannelRow, get_channel, record_sync, set_cursor, upsert_channel
 from archiver.store.ingest import ingest, known_ids, mark_deleted
