@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.tme import T0, FakeChannel, FakeClock, FakePost, FakeTme, render_page
+from fakes.tme import T0, FakeClock, FakePost, FakeTme
 
 from archiver.channels import parse_ref
-from archiver.config import Backfill, ChannelConfig, WebSettings
+from archiver.config import Backfill, ChannelConfig
 from archiver.errors import SourceError
 from archiver.models import Post, marked_id
 from archiver.sources.web import TmeClient, sync_web_channel, sync_web_channels
@@ -29,17 +29,24 @@ from archiver.sources.web.page import (
 from archiver.store.archive import Archive
 from archiver.store.channels import get_channel
 from archiver.store.ingest import ingest
+from sources.webkit import (
+    CID,
+    NOW,
+    EveryPost,
+    WordRule,
+    alert_kinds,
+    deleted,
+    page_html,
+    settings,
+    texts,
+    web,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "web"
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
-BARE = 1811111111
-CID = marked_id(BARE)
-NOW = T0 + timedelta(days=30)
-
-
-def settings(**kw: Any) -> WebSettings:
-    base: dict[str, Any] = {"base_url": "https://t.me", "delay_seconds": 0.0, "max_retries": 2}
-    return WebSettings(**(base | kw))
+SAMPLES = next(
+    (p / "shared" / "samples" for p in Path(__file__).resolve().parents if (p / "shared").is_dir()),
+    Path("/nonexistent"),
+)  # ../shared/samples beside the checkout, however deep the checkout is
 
 
 @pytest.fixture
@@ -56,36 +63,6 @@ def clock() -> FakeClock:
 async def client(tme: FakeTme, clock: FakeClock) -> AsyncIterator[TmeClient]:
     async with TmeClient(settings(), transport=tme.transport, sleep=clock.sleep, clock=clock) as c:
         yield c
-
-
-def web(username: str, backfill: Backfill | None = None) -> ChannelConfig:
-    return ChannelConfig(
-        ref=parse_ref(username), source="web", backfill=backfill or Backfill("all")
-    )
-
-
-async def texts(archive: Archive, channel_id: int = CID) -> dict[int, str]:
-    rows = await archive.fetchall(
-        "SELECT p.message_id, v.text FROM posts p JOIN versions v ON v.id = p.current_version_id"
-        " WHERE p.channel_id = ? ORDER BY p.message_id",
-        (channel_id,),
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-async def deleted(archive: Archive, channel_id: int = CID) -> dict[int, str]:
-    rows = await archive.fetchall(
-        "SELECT message_id, deleted_how FROM posts WHERE channel_id = ? AND deleted_at IS NOT NULL",
-        (channel_id,),
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-async def alert_kinds(archive: Archive) -> list[tuple[int, str]]:
-    rows = await archive.fetchall(
-        "SELECT p.message_id, a.kind FROM alerts a JOIN posts p ON p.id = a.post_id ORDER BY a.id"
-    )
-    return [(r[0], r[1]) for r in rows]
 
 
 # --- the parser ---------------------------------------------------------------------------
@@ -400,7 +377,9 @@ async def test_next_sync_pages_down_to_the_high_water_mark_with_alerts(
     tme.requests.clear()
     ch.add_texts(range(46, 71))
     result = await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
-    assert tme.befores("vsaldo") == [None, 51]  # 51..70, then 31..50 reaches 45
+    # 51..70, then 31..50 reaches 45; then the rotation re-reads on below what the pass read
+    # (11..30): at least one page a pass while the channel is not fully re-read.
+    assert tme.befores("vsaldo") == [None, 51, 31]
     assert result.stopped == "high_water" and not result.first_pass
     assert result.stats.posts_added == 25
     assert len(await texts(archive)) == 70
@@ -408,18 +387,24 @@ async def test_next_sync_pages_down_to_the_high_water_mark_with_alerts(
     assert sorted(await alert_kinds(archive)) == [(i, "new") for i in range(46, 71)]
 
 
-async def test_recent_pages_are_reread_even_when_nothing_is_new(
-    archive: Archive, tme: FakeTme, clock: FakeClock
+async def test_posts_up_to_recent_days_old_are_reread_on_every_pass(
+    archive: Archive, tme: FakeTme, client: TmeClient
 ) -> None:
-    tme.channel("vsaldo").add_texts(range(1, 46))
-    async with TmeClient(
-        settings(recent_pages=2), transport=tme.transport, sleep=clock.sleep, clock=clock
-    ) as c:
-        await sync_web_channel(archive, c, web("vsaldo"), now=NOW)
-        tme.requests.clear()
-        result = await sync_web_channel(archive, c, web("vsaldo"), now=NOW)
-    assert tme.befores("vsaldo") == [None, 26]
-    assert result.stats.posts_added == 0 and result.stats.posts_updated == 40
+    ch = tme.channel("vsaldo")
+    ch.add_texts(range(1, 101))  # post i is dated T0 + i hours
+    now = T0 + timedelta(hours=100)
+    await sync_web_channel(archive, client, web("vsaldo"), now=now)
+    tme.requests.clear()
+    ch.posts[45].html = "post 45, corrected"  # 55 hours old: on the third page
+    result = await sync_web_channel(
+        archive, client, web("vsaldo"), now=now, recent=timedelta(hours=60)
+    )
+    # 81..100 (nothing new), then back while the oldest post read is under 60 hours old:
+    # 61..80 (oldest 39 h), 41..60 (oldest 59 h), 21..40 (oldest 79 h: the window's end).
+    # Then the rotation goes on below: 1..20.
+    assert tme.befores("vsaldo") == [None, 81, 61, 41, 21]
+    assert result.stats.posts_added == 0 and result.stats.versions_added == 1
+    assert (await texts(archive))[45] == "post 45, corrected"
 
 
 async def test_backfill_limit_by_count(archive: Archive, tme: FakeTme, client: TmeClient) -> None:
@@ -465,18 +450,28 @@ async def test_an_edit_is_a_new_version_and_the_old_text_is_kept(
     assert await alert_kinds(archive) == [(40, "edited")]  # the edit made the rule match
 
 
-async def test_deletions_inside_a_page_range_but_not_at_its_ends(
+async def test_posts_the_listing_omits_are_missing_not_deleted(
     archive: Archive, tme: FakeTme, client: TmeClient
 ) -> None:
+    """The listing leaves out posts that still exist. Before, an id inside a page's range that
+    the page did not show was marked deleted at once; now it is missing until its own page
+    says "Post not found", and here the post's page shows it."""
     ch = tme.channel("vsaldo")
     ch.add_texts(range(1, 46))
     await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
-    # The newest page covers ids 26..45. Hide its two ends and one id inside.
-    ch.hidden |= {45, 26, 35}
+    ch.hidden |= {45, 26, 35}  # the newest page covers 26..45; all three still exist
+    tme.requests.clear()
     result = await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
-    assert await deleted(archive) == {35: "web"}
-    assert result.deleted == 1
-    assert len(await texts(archive)) == 45  # marked, never erased
+    assert await deleted(archive) == {}
+    # 45 and 35 by the newest page (27..44 shown), 26 by the rotation's page below it.
+    assert result.deleted == 0 and result.missing == 3
+    assert tme.embeds("vsaldo") == [35, 45]  # confirmed on their own pages: they exist
+    assert result.present == 2
+    tme.requests.clear()
+    again = await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
+    assert 26 in tme.embeds("vsaldo") and again.deleted == 0
+    assert await deleted(archive) == {}
+    assert len(await texts(archive)) == 45
 
 
 async def test_album_items_are_not_taken_for_deletions(
@@ -600,33 +595,6 @@ async def test_a_username_taken_by_another_channel_is_refused(
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-class EveryPost:
-    """A matcher whose one rule matches every post: recipient 42, rule "all"."""
-
-    def match(self, doc: Any, kind: str) -> dict[int, list[str]]:
-        return {42: ["all"]}
-
-    def wants(self, rule_name: str, kind: str) -> bool:
-        return True
-
-
-class WordRule:
-    """A matcher with one rule, "word", matching posts that contain the word."""
-
-    def __init__(self, word: str) -> None:
-        self.word = word
-
-    def match(self, doc: Any, kind: str) -> dict[int, list[str]]:
-        return {42: ["word"]} if self.word in doc.words else {}
-
-    def wants(self, rule_name: str, kind: str) -> bool:
-        return True
-
-
-def page_html(ch: FakeChannel, before: int | None) -> str:
-    return render_page(ch, ch.window(before), before)
 
 
 async def archive_post_as_if_from_telethon(archive: Archive, message_id: int) -> None:
