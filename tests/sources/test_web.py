@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.tme import T0, FakeClock, FakePost, FakeTme
+from fakes.tme import T0, FakeChannel, FakeClock, FakePost, FakeTme, render_embed, render_post
 
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig
@@ -24,6 +24,7 @@ from archiver.sources.web.page import (
     derived_channel_id,
     is_derived_id,
     parse_count,
+    parse_embed,
     parse_page,
 )
 from archiver.store.archive import Archive
@@ -182,6 +183,117 @@ def test_raw_is_compact_json_with_the_data_post(rich: Any) -> None:
         raw = json.loads(p.raw or "{}")
         assert raw["data_post"] == f"testograd_news/{p.message_id}"
         assert "views" not in raw  # counters change; the raw of a version must not
+
+
+def test_raw_keeps_the_posts_own_html_without_t_me_page_code(rich: Any) -> None:
+    p = {p.message_id: p for p in rich.posts}
+    html = json.loads(p[101].raw or "{}")["html"]
+    assert html == (
+        "🔴 <b>Увага!</b> Перекрито вулицю Шевченка.<br><br>Деталі у "
+        '<a href="https://example.org/report?id=7">звіті міськради</a>, джерело: '
+        '<a href="https://example.com/">https://example.com/</a><br>'
+        '<a href="?q=%23%D0%B4%D0%BE%D1%80%D0%BE%D0%B3%D0%B8">#дороги</a> '
+        '<a href="https://t.me/city_council">@city_council</a> <i>оновлено</i>'
+    )  # no target, rel, onclick, nor the emoji picture's URL
+    code = json.loads(p[113].raw or "{}")["html"]
+    assert '<pre><code class="language-python">print(1)</code></pre>' in code
+    assert "<tg-spoiler>таємниця</tg-spoiler>" in code
+
+
+def test_the_same_post_read_twice_has_the_same_raw(rich: Any) -> None:
+    html = (FIXTURES / "rich_channel.html").read_text(encoding="utf-8")
+    again = parse_page(html.replace('target="_blank"', 'target="_top"'), username="testograd_news")
+    assert [p.raw for p in again.posts] == [p.raw for p in rich.posts]
+
+
+def test_data_post_in_another_case_and_another_address() -> None:
+    ch = FakeChannel("vsaldo_main", post_name="VSaldo_Main")
+    ch.add_texts(range(1, 4))
+    html = page_html(ch, None)
+    page = parse_page(html, username="vsaldo_main")
+    assert [p.message_id for p in page.posts] == [1, 2, 3]
+    aliased = parse_page(html, username="vsaldo")  # the page of another address
+    assert aliased.username == "vsaldo_main"
+    assert [p.message_id for p in aliased.posts] == [1, 2, 3]
+    other = FakeChannel("someone_else")
+    other.add_texts(range(1, 3))
+    mixed = parse_page(
+        html.replace("</section>", render_post(other, other.posts[1]) + "</section>"),
+        username="vsaldo",
+    )
+    assert mixed.posts == ()  # two other names: not taken for the channel's
+
+
+@pytest.mark.samples
+def test_conformance_real_page_photo_identity() -> None:
+    path = SAMPLES / "tme_s_ru_prstnk.html"
+    if not path.exists():
+        pytest.skip("../shared/samples not present")
+    page = parse_page(path.read_text(encoding="utf-8"), username="prstnk_eprst")
+    assert page.posts[1].media[0].file_unique_id == "tme:5249090012068914481"
+    html = json.loads(page.posts[1].raw or "{}")["html"]
+    assert html.startswith("Как Штапаков травит цинк в Смольном<br>")
+
+
+# --- a post's own page ------------------------------------------------------------------------
+
+
+def embed_of(ch: FakeChannel, message_id: int) -> Any:
+    return parse_embed(
+        render_embed(ch, message_id), username=ch.username, message_id=message_id, channel_id=CID
+    )
+
+
+def test_embed_page_of_a_post_gives_the_post_as_the_listing_does() -> None:
+    ch = FakeChannel("vsaldo")
+    ch.add_texts(range(1, 4), text='see <a href="https://example.org/{id}">the report</a>')
+    found = embed_of(ch, 2)
+    assert found.status == "found" and found.post is not None
+    listed = {p.message_id: p for p in parse_page(page_html(ch, None), username="vsaldo").posts}
+    assert found.post == listed[2]
+
+
+def test_embed_page_of_a_deleted_post_says_post_not_found() -> None:
+    ch = FakeChannel("vsaldo")
+    ch.add_texts(range(1, 4))
+    assert embed_of(ch, 7).status == "not_found"
+    old_style = '<div class="tgme_widget_message_error" dir="auto">  Post not found </div>'
+    assert parse_embed(old_style, username="vsaldo", message_id=7, channel_id=CID).status == (
+        "not_found"
+    )
+
+
+@pytest.mark.parametrize(
+    ("html", "reason"),
+    [
+        ('<div class="tgme_widget_message_error">Channel is private</div>', "Channel is private"),
+        ("<html><body>Telegram: Contact @vsaldo</body></html>", "neither the post nor an error"),
+        (
+            '<div class="tgme_widget_message" data-post="vsaldo/8"><time datetime="2026-09-01T08:00'
+            ':00+00:00"></time></div>',
+            "shows post vsaldo/8",
+        ),
+        (
+            '<div class="tgme_widget_message" data-post="other_one/7"><time datetime="2026-09-01T0'
+            '8:00:00+00:00"></time></div>',
+            "shows post other_one/7",
+        ),
+        ('<div class="tgme_widget_message" data-post="vsaldo/7"></div>', "without its date"),
+    ],
+    ids=["private", "no widget", "another post", "another channel", "no date"],
+)
+def test_embed_page_that_is_not_an_answer_is_unknown(html: str, reason: str) -> None:
+    page = parse_embed(html, username="vsaldo", message_id=7, channel_id=CID)
+    assert page.status == "unknown" and reason in (page.reason or "")
+
+
+def test_embed_page_without_data_post_is_read_by_its_links() -> None:
+    """Embed pages of 2018 carry no data-post; the post is named by its date's and its
+    footer's links (Thrita/Telegtools, Thrita.Telegtools.Test/TestData.cs)."""
+    html = (FIXTURES / "embed_2018.html").read_text(encoding="utf-8")
+    page = parse_embed(html, username="k1inusa", message_id=5340, channel_id=CID)
+    assert page.status == "found" and page.post is not None
+    assert page.post.text == "Part 1 of 3\n@K1inUSA" and page.post.views == 10300
 
 
 @pytest.mark.parametrize(
