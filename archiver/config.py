@@ -85,7 +85,9 @@ class WebSettings:
     user_agent: str = DEFAULT_USER_AGENT
     timeout_seconds: float = 20.0
     max_retries: int = 4
-    recent_pages: int = 1
+    recent_pages: int = 1  # superseded by [recheck] recent_days; accepted, unused
+    requests_per_pass: int = 500
+    max_page_bytes: int = 4_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +426,8 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         timeout_seconds=float(w.positive("timeout_seconds", (int, float), 20.0)),
         max_retries=w.get("max_retries", int, 4),
         recent_pages=w.positive("recent_pages", int, 1),
+        requests_per_pass=w.positive("requests_per_pass", int, 500),
+        max_page_bytes=w.positive("max_page_bytes", int, 4_000_000),
     )
     if web.delay_seconds < 0:
         w.fail("delay_seconds", f"expected zero or more seconds, got {web.delay_seconds}")
