@@ -2,7 +2,8 @@
 
 Global options come before the subcommand: ``telewatch [--config PATH] [--db PATH] COMMAND``.
 Every :class:`~archiver.errors.TelewatchError` becomes one line on stderr and its exit code
-(0 done, 1 failed, 2 usage or config error, 3 not logged in); no traceback reaches a user.
+(0 done, 1 failed, 2 usage or config error, 3 not logged in, 4 partial: some channels archived
+and some failed, 130/143 stopped by SIGINT/SIGTERM); no traceback reaches a user.
 The bot is imported lazily, inside the commands that run it.
 """
 
@@ -23,7 +24,7 @@ import click
 
 from archiver import __version__
 from archiver.config import Settings, find_config, load_settings
-from archiver.errors import QueryError, TelewatchError
+from archiver.errors import Interrupted, PartialFailure, QueryError, TelewatchError
 from archiver.logs import setup_logging
 from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_LOGGED_IN = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_LOGGED_IN, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
 
 class App:
@@ -90,10 +91,25 @@ class TelewatchGroup(click.Group):
             ctx.exit(130)
 
 
+def _loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's report of an exception nobody retrieved: Telethon fails the futures of its
+    own pings with the connection's error and never awaits them. Those are the network
+    failure already reported per channel: a DEBUG line, not a traceback."""
+    exc = context.get("exception")
+    if isinstance(exc, OSError | BufferError):
+        log.debug("%s: %s", context.get("message", "asyncio"), type(exc).__name__)
+        return
+    loop.default_exception_handler(context)
+
+
 def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        return asyncio.run(fn(*args, **kwargs))
+        async def main() -> R:
+            asyncio.get_running_loop().set_exception_handler(_loop_errors)
+            return await fn(*args, **kwargs)
+
+        return asyncio.run(main())
 
     return wrapper
 
@@ -615,6 +631,39 @@ def _sync_summary(results: list[Any]) -> int:
     return failed
 
 
+async def _interruptible(coro: Coroutine[Any, Any, R], command: str) -> R:
+    """Run ``coro`` so that SIGTERM or SIGINT cancels it (its cleanup runs: the Telegram
+    client disconnects, the archive closes, the lock is released) and the command ends with
+    :class:`Interrupted`. Every batch is its own transaction: nothing archived is lost."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    got: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not got:
+            log.info("received %s: stopping %s", sig.name, command)
+        got.append(sig)
+        task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not got:
+            raise
+        raise Interrupted(
+            f"{command}: stopped by {got[0].name}; what was archived is kept and the next"
+            f" {command} resumes from there",
+            130 if got[0] == signal.SIGINT else 143,
+        ) from None
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 async def _one_pass(app: App, command: str) -> None:
     from archiver.lock import instance_lock
     from archiver.rules import RuleLoader
@@ -633,13 +682,21 @@ async def _one_pass(app: App, command: str) -> None:
             loader.install(archive)
             await archive.heartbeat(command, os.getpid())
             run_pass = sync_all if command == "sync" else recheck_all
-            results = await run_pass(archive, settings)
+            results = await _interruptible(run_pass(archive, settings), command)
         finally:
             await archive.close()
-    if _sync_summary(list(results)):
-        raise TelewatchError(
-            f"{command}: some channels failed (see above); the others are archived"
-        )
+    failed = _sync_summary(list(results))
+    if not failed:
+        return
+    lost = getattr(results, "login_lost", None)
+    if failed == len(results):
+        if lost is not None:
+            raise lost
+        raise TelewatchError(f"{command}: every channel failed (see above)")
+    raise PartialFailure(
+        f"{command}: {failed} of {len(results)} channel(s) failed (see above); the others are"
+        " archived" + ("; run `telewatch login` for the Telegram ones" if lost else "")
+    )
 
 
 @cli.command()
@@ -651,7 +708,9 @@ async def sync(app: App) -> None:
     Each channel resumes from its last archived post; the first pass of a channel is its
     backfill ([[channels]] backfill) and sends no alerts. A flood wait above the ceiling skips
     that channel until the next pass. Refuses to start while another sync or run holds the
-    archive. Exit 1 when a channel failed (the others are still archived).
+    archive. A pass ends by [schedule] pass_deadline_seconds; SIGTERM or Ctrl-C ends it at
+    once, keeping what was archived. Exit 4 when some channels failed (the others are
+    archived), 1 when all did, 3 when the Telegram login is missing and nothing else was.
 
     \b
     Example (crontab, every 15 minutes):

@@ -76,6 +76,8 @@ class TelegramSettings:
     flood_wait_ceiling: int = 300
     recent_posts: int = 100
     recent_hours: int = 48
+    timeout_seconds: float = 30.0  # deadline of one request, and of connecting
+    connect_attempts: int = 4  # connections tried (backoff with jitter) before a pass gives up
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,7 @@ class ScheduleSettings:
     digest: str = ""
     heartbeat_seconds: int = 30
     stale_after_minutes: int = 90
+    pass_deadline_seconds: float = 600.0  # one sync or recheck pass ends by then
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +397,8 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         flood_wait_ceiling=t.positive("flood_wait_ceiling", int, 300),
         recent_posts=t.positive("recent_posts", int, 100),
         recent_hours=t.positive("recent_hours", int, 48),
+        timeout_seconds=float(t.positive("timeout_seconds", (int, float), 30.0)),
+        connect_attempts=t.positive("connect_attempts", int, 4),
     )
     t.done()
 
@@ -452,6 +457,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         digest=_cron(sc, "digest", ""),
         heartbeat_seconds=sc.positive("heartbeat_seconds", int, 30),
         stale_after_minutes=sc.positive("stale_after_minutes", int, 90),
+        pass_deadline_seconds=float(sc.positive("pass_deadline_seconds", (int, float), 600.0)),
     )
     sc.done()
 
