@@ -10,6 +10,7 @@ The bot is imported lazily, inside the commands that run it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -78,14 +79,26 @@ class TelewatchGroup(click.Group):
         except TelewatchError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc):
-                click.echo(
-                    "Error: the archive is locked by another telewatch process; try again shortly",
-                    err=True,
-                )
-                ctx.exit(EXIT_FAILED)
-            raise
+        except sqlite3.DatabaseError as exc:
+            click.echo(f"Error: {_archive_error(ctx, exc)}", err=True)
+            ctx.exit(EXIT_FAILED)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            click.echo(
+                f"Error: {exc.filename or 'a file'}: the disk is full; free some space and run"
+                " the command again (nothing archived before is lost)",
+                err=True,
+            )
+            ctx.exit(EXIT_FAILED)
+        except BufferError as exc:  # Telethon's InvalidBufferError: not Telegram on the wire
+            click.echo(
+                "Error: the connection to Telegram returned data that is not Telegram's"
+                f" ({type(exc).__name__}); check the network, a proxy or a firewall in between,"
+                " and try again",
+                err=True,
+            )
+            ctx.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
@@ -100,6 +113,26 @@ def _loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> No
         log.debug("%s: %s", context.get("message", "asyncio"), type(exc).__name__)
         return
     loop.default_exception_handler(context)
+
+
+def _archive_error(ctx: click.Context, exc: sqlite3.DatabaseError) -> str:
+    """SQLite's error at the CLI edge as one line that says what to do."""
+    app = ctx.find_object(App)
+    where = str(app.settings.storage.path) if app is not None and app._settings else "the archive"
+    reason = str(exc)
+    if "locked" in reason or "busy" in reason:
+        return "the archive is locked by another telewatch process; try again shortly"
+    if "full" in reason:
+        return (
+            f"{where}: the disk is full ({reason}); free some space and run the command again"
+            " (the last batch was rolled back; nothing archived before it is lost)"
+        )
+    if any(w in reason for w in ("malformed", "not a database", "corrupt", "vtable constructor")):
+        return (
+            f"{where}: the archive is damaged ({reason}); restore the newest backup with"
+            " `telewatch restore FILE` (docs/operations.md, Restore)"
+        )
+    return f"{where}: the archive could not be read or written ({reason})"
 
 
 def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
@@ -352,7 +385,9 @@ async def export(
     fmt: str,
     output: Path | None,
 ) -> None:
-    """Export search results (everything, without a query) to CSV or JSON lines.
+    """Export search results (without a query: every post but service messages) to CSV or
+    JSON lines. Service messages (pins, title and photo changes) stay in the archive and in
+    `telewatch history`; searches and exports leave them out.
 
     The CSV is UTF-8 with a byte-order mark, so Excel and LibreOffice show Cyrillic as is.
 
@@ -367,7 +402,13 @@ async def export(
     archive = await app.open_archive(create=False)
     n = 0
     try:
-        out: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        try:
+            out: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        except OSError as exc:
+            raise TelewatchError(
+                f"--output {output}: cannot write ({exc.strerror}); check that the folder"
+                " exists and is writable"
+            ) from None
         try:
             writer = CsvWriter(out) if fmt == "csv" else None
             async for hit in iter_hits(archive, q):
@@ -886,7 +927,18 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
     verify(backup_file)
     target = settings.storage.path
     if not yes:
-        click.confirm(f"Replace {target} with {backup_file}?", abort=True, err=True)
+        no_terminal = TelewatchError(
+            f"restore: nothing to ask for confirmation on (no terminal, or the connection"
+            f" dropped); run `telewatch restore {backup_file} --yes` to replace {target}"
+        )
+        if not sys.stdin.isatty():
+            raise no_terminal
+        try:
+            ok = click.confirm(f"Replace {target} with {backup_file}?", err=True)
+        except click.Abort:  # EOF or Ctrl-C at the prompt
+            raise no_terminal from None
+        if not ok:
+            raise TelewatchError(f"restore: not confirmed; {target} is unchanged")
     lock = archive_lock(settings)
     lock.acquire("restore")
     try:

@@ -122,6 +122,12 @@ async def _guarded(
         raise
     except TelewatchError as exc:
         result, cause = await _failed(archive, cfg, str(exc), started), exc
+    except BufferError as exc:  # Telethon's InvalidBufferError: not Telegram on the wire
+        message = (
+            f"{cfg.ref}: Telegram's answer was not readable ({type(exc).__name__}); check the"
+            " network, a proxy or a firewall in between"
+        )
+        result, cause = await _failed(archive, cfg, message, started), exc
     except Exception as exc:  # the archiver's edge: log it with its traceback, go on
         log.exception("%s %s: unexpected failure", what, cfg.ref)
         message = f"{cfg.ref}: unexpected {type(exc).__name__}"
