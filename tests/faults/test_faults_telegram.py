@@ -29,7 +29,7 @@ HANG_GUARD = 60  # seconds: only to turn a hang into a failure; the pass ends fa
 
 
 def fault_settings(tmp_path: Path, port: int, base_url: str, **telegram: object) -> object:
-    tg: dict[str, object] = {"timeout_seconds": 0.5, "connect_attempts": 3, **telegram}
+    tg: dict[str, object] = {"timeout_seconds": 0.2, "connect_attempts": 3, **telegram}
     s = settings_for(tmp_path, TG_A, WEB, TG_B, **tg)
     aimed_session(tmp_path / "tw.session", port)
     return replace(s, web=WebSettings(base_url=base_url, delay_seconds=0))
@@ -79,7 +79,7 @@ async def test_recheck_against_a_stall_ends_with_the_reason(
         settings = fault_settings(tmp_path, srv.port, "https://t.me")
         results = await asyncio.wait_for(recheck_all(archive, settings), HANG_GUARD)
     assert [r.status for r in results] == ["error", "error"]
-    assert "did not answer within 1 s" in (results[0].error or "")
+    assert "did not answer within 0.4 s" in (results[0].error or "")
 
 
 async def test_the_pass_deadline_ends_a_pass_and_says_so(
