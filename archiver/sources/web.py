@@ -39,7 +39,8 @@ from archiver.models import IngestStats, Post
 from archiver.sources.webpage import WebPage, is_derived_id, parse_page
 from archiver.store.archive import Archive, utcnow
 from archiver.store.channels import ChannelRow, get_channel, record_sync, set_cursor, upsert_channel
-from archiver.store.ingest import ingest, known_ids, mark_deleted
+from archiver.store.deletions import mark_deleted
+from archiver.store.ingest import ingest, known_ids
 
 log = logging.getLogger(__name__)
 
