@@ -142,7 +142,7 @@ async def test_confirmations_fit_the_budget_and_go_on_next_pass(
             settings(requests_per_pass=3), transport=tme.transport, sleep=clock.sleep, clock=clock
         ) as c:
             now = NOW + timedelta(hours=hour)
-            result = await sync_web_channel(archive, c, web("vsaldo"), now=now)
+            await sync_web_channel(archive, c, web("vsaldo"), now=now)
             spent = c.budget.spent
             assert spent["new"] == 1 and spent["recent"] == 0 and sum(spent.values()) == 3
             assert spent["confirm"] == min(2, 5 - sum(len(a) for a in asked))
