@@ -15,6 +15,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from functools import wraps
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
@@ -315,6 +316,36 @@ async def history(app: App, channel: str, message_id: int, as_json: bool) -> Non
 
 
 @cli.command(context_settings=_DASH_ARGS)
+@click.argument("channel")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+@run_async
+async def coverage(app: App, channel: str, as_json: bool) -> None:
+    """What the archive can vouch for in one channel: the message ids archived, ids never
+    seen, the time windows nobody was watching and why, and the last full re-read.
+
+    \b
+    Example:
+      telewatch coverage vsaldo --json
+    """
+    from archiver.display import coverage_lines
+    from archiver.store.channels import require_channel
+    from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
+
+    tolerance = max(WATCH_TOLERANCE, timedelta(minutes=app.settings.schedule.stale_after_minutes))
+    archive = await app.open_archive(create=False)
+    try:
+        row = await require_channel(archive, channel)
+        cov = await channel_coverage(archive, row.id, tolerance=tolerance)
+    finally:
+        await archive.close()
+    if as_json:
+        click.echo(json.dumps(cov.as_json(), ensure_ascii=False))
+    else:
+        click.echo("\n".join(coverage_lines(cov, app.settings.display.timezone)))
+
+
+@cli.command(context_settings=_DASH_ARGS)
 @click.argument("query", required=False, default="")
 @search_options
 @click.option(
@@ -345,7 +376,7 @@ async def export(
       telewatch export 'евакуація' --channel vsaldo --format csv --output evacuation.csv
     """
     from archiver.display import CsvWriter
-    from archiver.store.search import iter_hits
+    from archiver.store.search import Hit, iter_hits, record_fields
 
     q = _query(query, channels, since, until)
     archive = await app.open_archive(create=False)
@@ -354,13 +385,24 @@ async def export(
         out: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
         try:
             writer = CsvWriter(out) if fmt == "csv" else None
+
+            async def flush(hits: list[Hit]) -> None:
+                extra = await record_fields(archive, [h.post_id for h in hits])
+                for hit in hits:
+                    row = {**hit.to_json(), **extra.get(hit.post_id, {})}
+                    if writer is not None:
+                        writer.write(row)
+                    else:
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+            page: list[Hit] = []
             async for hit in iter_hits(archive, q):
-                row = hit.to_json()
-                if writer is not None:
-                    writer.write(row)
-                else:
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                page.append(hit)
                 n += 1
+                if len(page) >= 200:
+                    await flush(page)
+                    page = []
+            await flush(page)
         finally:
             if output:
                 out.close()

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from archiver import __version__
 from archiver.channels import BadChannelRef, ChannelRef, parse_ref
 from archiver.errors import ConfigError
-from archiver.models import POST_KINDS, Rule
+from archiver.models import FOLLOW_UPS, POST_KINDS, Rule
 
 DEFAULT_CONFIG = Path("config.toml")
 DEFAULT_DB = Path("data/telewatch.db")
@@ -127,6 +127,16 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RecheckSettings:
+    """Re-reading archived posts for edits and deletions (docs/record.md): every pass re-reads
+    posts up to ``recent_days`` old; older ones on a rotation that covers the whole channel at
+    least once every ``full_recheck_days``."""
+
+    recent_days: float = 7.0
+    full_recheck_days: float = 7.0
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "INFO"
     format: str = "text"
@@ -143,6 +153,7 @@ class Settings:
     display: DisplaySettings = DisplaySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
+    recheck: RecheckSettings = RecheckSettings()
     channels: tuple[ChannelConfig, ...] = ()
     rules: tuple[Rule, ...] = ()
 
@@ -323,6 +334,9 @@ def _rule(data: Any, i: int, where: str) -> Rule:
     for j, kind in enumerate(kinds):
         if kind not in POST_KINDS:
             sec.fail(f"kinds[{j}]", f"expected one of {', '.join(POST_KINDS)}, got {_show(kind)}")
+    follow_ups = sec.get("follow_ups", str, "all")
+    if follow_ups not in FOLLOW_UPS:
+        sec.fail("follow_ups", f"expected one of {', '.join(FOLLOW_UPS)}, got {follow_ups!r}")
     sec.done()
     return Rule(
         name=name.strip(),
@@ -330,6 +344,7 @@ def _rule(data: Any, i: int, where: str) -> Rule:
         notify=tuple(notify),
         channels=tuple(str(c) for c in channels),
         kinds=frozenset(kinds),
+        follow_ups=follow_ups,
     )
 
 
@@ -363,6 +378,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         "display",
         "schedule",
         "logging",
+        "recheck",
         "channels",
         "rules",
     }
@@ -459,6 +475,17 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
     )
     sc.done()
 
+    rc = _section(raw, "recheck", where)
+    recheck = RecheckSettings(
+        recent_days=float(rc.positive("recent_days", (int, float), 7.0)),
+        full_recheck_days=float(rc.positive("full_recheck_days", (int, float), 7.0)),
+    )
+    for key in ("recent_days", "full_recheck_days"):
+        value = getattr(recheck, key)
+        if not 0 < value <= 3650:  # also refuses nan and inf
+            rc.fail(key, f"expected a number of days from 0 to 3650, got {value}")
+    rc.done()
+
     lg = _section(raw, "logging", where)
     level = lg.get("level", str, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -503,6 +530,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         display=DisplaySettings(tz),
         schedule=schedule,
         logging=LoggingSettings(level, fmt),
+        recheck=recheck,
         channels=channels,
         rules=rules,
     )

@@ -75,7 +75,8 @@ async def run_demo(path: Path, echo: Echo, *, tz_name: str = "Europe/Kyiv") -> N
     from archiver.sources.export import import_file
     from archiver.store import outbox
     from archiver.store.channels import set_cursor
-    from archiver.store.ingest import ingest, mark_deleted
+    from archiver.store.deletions import mark_deleted
+    from archiver.store.ingest import ingest
     from archiver.store.search import channel_stats, history, search
 
     tz = ZoneInfo(tz_name)

@@ -34,15 +34,22 @@ from archiver.models import IngestStats, Post
 from archiver.record.reread import rotation_quota
 from archiver.sources.web.client import TmeClient
 from archiver.sources.web.page import EmbedPage, WebPage, is_derived_id
-from archiver.store.archive import Archive
+from archiver.store.archive import Archive, ts
 from archiver.store.channels import (
     ChannelRow,
     advance_reread,
     get_reread,
+    rotation_counts,
     set_cursor,
     upsert_channel,
 )
-from archiver.store.deletions import confirm_deleted, confirm_present, mark_missing, missing_ids
+from archiver.store.deletions import (
+    confirm_deleted,
+    confirm_present,
+    mark_missing,
+    missing_ids,
+    note_checked,
+)
 from archiver.store.ingest import ingest
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,7 @@ SOURCE = "web"
 JUMP = 50
 CONFIRM_PER_PASS = 100  # missing posts of one channel looked at per pass (the budget decides)
 EVIDENCE = 'the post page said "Post not found"'
+EMBED = "web_embed"  # how a deletion or a presence was established: the post's own page
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +294,7 @@ class ChannelPass:
         top = state.cursor
         if top is None:
             top = (self.chain_low or 1) - 1
-        total, remaining = await self._rotation_counts(cid, top)
+        total, remaining = await rotation_counts(self.archive, cid, top)
         quota = rotation_quota(
             total=total,
             remaining=remaining,
@@ -398,17 +406,25 @@ class ChannelPass:
 
     async def _mark_missing(self, cid: int, trusted: _Trusted, before: int | None) -> int:
         """Archived posts the page should show and does not: above its lowest id and below
-        ``before`` (the newest page: any above its lowest id). Service posts are left alone:
-        the preview hides some of them."""
+        ``before`` (the newest page: any above its lowest id). Left alone: service posts (the
+        preview hides some of them), and posts whose own page showed them within the rotation's
+        period while the listing left them out (restricted in the server's country, say):
+        marking them again every pass would only repeat "missing" and "present" in their
+        history and spend a request each; they are checked again once a period."""
         assert trusted.low is not None
         sql = (
-            "SELECT message_id FROM posts WHERE channel_id = ? AND message_id > ?"
-            " AND is_service = 0"
+            "SELECT p.message_id FROM posts p WHERE p.channel_id = ? AND p.message_id > ?"
+            " AND p.is_service = 0 AND p.state IN ('present', 'restored')"
         )
-        params: tuple[int, ...] = (cid, trusted.low)
+        params: tuple[object, ...] = (cid, trusted.low)
         if before is not None:
-            sql += " AND message_id < ?"
+            sql += " AND p.message_id < ?"
             params += (before,)
+        sql += (
+            " AND NOT EXISTS (SELECT 1 FROM post_events e WHERE e.id = (SELECT max(id) FROM"
+            " post_events WHERE post_id = p.id) AND e.how = ? AND e.at >= ?)"
+        )
+        params += (EMBED, ts(self.now - self.period))
         rows = await self.archive.fetchall(sql, params)
         gone = [r[0] for r in rows if r[0] not in trusted.shown]
         if not gone:
@@ -431,24 +447,25 @@ class ChannelPass:
                 self.archive,
                 cid,
                 [message_id],
-                how="web_embed",
+                how=EMBED,
                 evidence=EVIDENCE,
                 alerts=self.alerts,
                 at=self.now,
             )
         elif embed.status == "found" and embed.post is not None:
+            # The state first (its event says the post's page showed it, which the next
+            # listings' absences are judged against), then the content, for edits.
             post = embed.post
-            if post.is_service or any(m.kind == "other" for m in post.media):
-                # The embed page shows a placeholder for what it cannot render: it proves the
-                # post exists, not what it says.
-                self.present += await confirm_present(
-                    self.archive, cid, [message_id], how="web_embed", alerts=self.alerts
-                )
-            else:
+            self.present += await confirm_present(
+                self.archive, cid, [message_id], how=EMBED, alerts=self.alerts, at=self.now
+            )
+            if not post.is_service and not any(m.kind == "other" for m in post.media):
+                # (a placeholder for what the embed page cannot render proves the post exists,
+                # not what it says)
                 self.stats += await ingest(self.archive, [post], source=SOURCE, alerts=self.alerts)
-                self.present += 1
         else:
             self.unknown += 1
+            await note_checked(self.archive, cid, [message_id], at=self.now)
             log.info(
                 "web @%s: post %d is still unconfirmed: %s", self.username, message_id, embed.reason
             )
@@ -508,14 +525,6 @@ class ChannelPass:
             )
             self.floor = int(row[0]) if row is not None and row[0] is not None else 1
         return self.floor
-
-    async def _rotation_counts(self, cid: int, cursor: int) -> tuple[int, int]:
-        row = await self.archive.fetchone(
-            "SELECT count(*), count(CASE WHEN message_id <= ? THEN 1 END) FROM posts"
-            " WHERE channel_id = ?",
-            (cursor, cid),
-        )
-        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
 
 async def _nothing() -> AsyncGenerator[None, None]:
