@@ -108,9 +108,11 @@ def test_web_sync_from_first_pass_to_alerts_edits_and_deletions(
     second = telewatch(tmp_path, "sync")
     assert second.returncode == 0, second.stderr
 
-    # Missing from the listing is not a deletion until the post's own page confirms it.
-    assert query(tmp_path, "SELECT message_id FROM posts WHERE deleted_at IS NOT NULL") == []
-    assert query(tmp_path, "SELECT message_id FROM posts WHERE state = 'missing'") == [(11,)]
+    # Missing from the listing is not a deletion until the post's own page confirms it: here
+    # the fake's embed page says "Post not found".
+    assert query(
+        tmp_path, "SELECT message_id, deleted_how FROM posts WHERE deleted_at IS NOT NULL"
+    ) == [(11, "web_embed")]
     versions = query(
         tmp_path,
         "SELECT v.text FROM versions v JOIN posts p ON p.id = v.post_id"
@@ -125,11 +127,11 @@ def test_web_sync_from_first_pass_to_alerts_edits_and_deletions(
         "SELECT p.message_id, a.kind, a.recipient FROM alerts a JOIN posts p ON p.id = a.post_id"
         " ORDER BY p.message_id, a.kind",
     )
-    # A new matching post alerts; the edit of a post that matched from the backfill alerts
-    # too (the rule's kinds include edited); a post only missing from the listing does not.
+    # A new matching post alerts; the edit and the confirmed deletion of posts that matched
+    # in the backfill alert too (follow-ups; the rule's kinds include edited and deleted).
     assert (13, "new", 111) in alerts
     assert (12, "edited", 111) in alerts
-    assert not [a for a in alerts if a[1] == "deleted"]
+    assert (11, "deleted", 111) in alerts
     assert all(r[2] == 111 for r in alerts)
 
     again = telewatch(tmp_path, "sync")

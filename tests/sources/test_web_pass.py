@@ -143,9 +143,12 @@ async def test_confirmations_fit_the_budget_and_go_on_next_pass(
         ) as c:
             now = NOW + timedelta(hours=hour)
             await sync_web_channel(archive, c, web("vsaldo"), now=now)
+            spent = c.budget.spent
+            assert spent["new"] == 1 and spent["recent"] == 0 and sum(spent.values()) == 3
+            assert spent["confirm"] == min(2, 5 - sum(len(a) for a in asked))
         asked.append(tme.embeds("vsaldo"))
-    # Two a pass, each post once: a post its page showed is not marked missing again (and
-    # asked again) before the rotation's period is over.
+    # Two a pass within the budget, each post once: a post its page showed is not marked
+    # missing again (and asked again) the next pass.
     assert [len(a) for a in asked] == [2, 2, 1]
     assert sorted(asked[0] + asked[1] + asked[2]) == [30, 32, 34, 36, 38]
     assert await deleted(archive) == {}

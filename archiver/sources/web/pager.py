@@ -34,7 +34,7 @@ from archiver.models import IngestStats, Post
 from archiver.record.reread import rotation_quota
 from archiver.sources.web.client import TmeClient
 from archiver.sources.web.page import EmbedPage, WebPage, is_derived_id
-from archiver.store.archive import Archive, ts
+from archiver.store.archive import Archive
 from archiver.store.channels import (
     ChannelRow,
     advance_reread,
@@ -406,25 +406,18 @@ class ChannelPass:
 
     async def _mark_missing(self, cid: int, trusted: _Trusted, before: int | None) -> int:
         """Archived posts the page should show and does not: above its lowest id and below
-        ``before`` (the newest page: any above its lowest id). Left alone: service posts (the
-        preview hides some of them), and posts whose own page showed them within the rotation's
-        period while the listing left them out (restricted in the server's country, say):
-        marking them again every pass would only repeat "missing" and "present" in their
-        history and spend a request each; they are checked again once a period."""
+        ``before`` (the newest page: any above its lowest id). Service posts are left alone
+        (the preview hides some of them); so is a post whose own page showed it lately
+        (``mark_missing`` skips it: the preview hides some posts for good)."""
         assert trusted.low is not None
         sql = (
-            "SELECT p.message_id FROM posts p WHERE p.channel_id = ? AND p.message_id > ?"
-            " AND p.is_service = 0 AND p.state IN ('present', 'restored')"
+            "SELECT message_id FROM posts WHERE channel_id = ? AND message_id > ?"
+            " AND is_service = 0 AND state IN ('present', 'restored')"
         )
-        params: tuple[object, ...] = (cid, trusted.low)
+        params: tuple[int, ...] = (cid, trusted.low)
         if before is not None:
-            sql += " AND p.message_id < ?"
+            sql += " AND message_id < ?"
             params += (before,)
-        sql += (
-            " AND NOT EXISTS (SELECT 1 FROM post_events e WHERE e.id = (SELECT max(id) FROM"
-            " post_events WHERE post_id = p.id) AND e.how = ? AND e.at >= ?)"
-        )
-        params += (EMBED, ts(self.now - self.period))
         rows = await self.archive.fetchall(sql, params)
         gone = [r[0] for r in rows if r[0] not in trusted.shown]
         if not gone:
