@@ -286,14 +286,18 @@ class ChannelPass:
         self.done.add("confirm")
 
     async def _rotation(self) -> AsyncGenerator[None, None]:
-        """From the re-read cursor down, ``rotation_quota`` posts this pass. With no cursor the
-        rotation starts below what this pass already re-read."""
+        """From the re-read cursor down, ``rotation_quota`` posts this pass. What this pass has
+        already re-read (newest pages, recent pages) counts: the rotation goes on below it."""
         cid = self._cid()
         state = await get_reread(self.archive, cid)
         floor = await self._floor()
         top = state.cursor
-        if top is None:
-            top = (self.chain_low or 1) - 1
+        if self.chain_low is not None and (top is None or self.chain_low <= top):
+            top = self.chain_low - 1  # this pass has just re-read everything above
+        if top is None or top < max(floor, 1):  # the round reached the oldest post
+            await advance_reread(self.archive, cid, cursor=None, now=self.now)
+            self.done.add("rotation")
+            return
         total, remaining = await rotation_counts(self.archive, cid, top)
         quota = rotation_quota(
             total=total,
@@ -305,9 +309,6 @@ class ChannelPass:
         cursor = top
         read = 0
         while read < quota:
-            if cursor < max(floor, 1):
-                await advance_reread(self.archive, cid, cursor=None, now=self.now)
-                break
             before = cursor + 1
             page = await self.client.fetch(self.username, before=before)
             trusted = await self._trust(page, before)
