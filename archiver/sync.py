@@ -205,11 +205,12 @@ async def _not_done(
 async def _sync_web(
     archive: Archive, settings: Settings, todo: list[ChannelConfig], out: dict[int, Any]
 ) -> None:
-    """Every web channel of the pass with one call (one HTTP client); results by position."""
+    """Every web channel of the pass with one call (one HTTP client, one pacer, one request
+    budget; [web] and [recheck] from ``settings``); results by position."""
     from archiver.sources.web import sync_web_channels
 
     started = time.monotonic()
-    results = await sync_web_channels(archive, settings.web, todo)
+    results = await sync_web_channels(archive, settings, todo)
     duration = time.monotonic() - started
     for i, (cfg, r) in enumerate(zip(todo, results, strict=False)):
         out[i] = _web_result(cfg, r, duration)

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -137,11 +138,13 @@ async def measure(args: argparse.Namespace, base: str) -> list[dict[str, Any]]:
     from archiver.sources import web
     from archiver.store.archive import Archive
 
-    params = inspect.signature(web.sync_web_channels).parameters
-    new_api = "clock" in params
+    new_api = "clock" in inspect.signature(web.sync_web_channels).parameters
     settings = WebSettings(base_url=base, delay_seconds=0.0)
-    if new_api and args.budget:
-        settings = WebSettings(base_url=base, delay_seconds=0.0, requests_per_pass=args.budget)  # type: ignore[call-arg]
+    unlimited = settings
+    if new_api:  # this round's code: a request budget per pass
+        unlimited = WebSettings(  # type: ignore[call-arg]
+            base_url=base, delay_seconds=0.0, requests_per_pass=10**9
+        )
     cfgs = [
         ChannelConfig(ref=parse_ref(f"chan{c:04d}"), source="web", backfill=Backfill("all"))
         for c in range(args.channels)
@@ -149,39 +152,46 @@ async def measure(args: argparse.Namespace, base: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         archive = await Archive.open(Path(tmp) / "bench.db")
-        try:
-            r0 = await served(base)
-            t0, w0 = cpu(), time.perf_counter()
-            await web.sync_web_channels(archive, settings, cfgs, now=NOW)
-            rows.append(
-                {
-                    "what": "first pass (backfill), one call",
-                    "cpu": cpu() - t0,
-                    "wall": time.perf_counter() - w0,
-                    "requests": await served(base) - r0,
-                }
+
+        async def per_channel() -> None:
+            for cfg in cfgs:
+                await web.sync_web_channels(archive, settings, [cfg], now=NOW)
+
+        passes: dict[str, Callable[[], Awaitable[Any]]] = {
+            "idle pass, per channel (sync.py before)": per_channel,
+            "idle pass, one pass (default budget)": lambda: web.sync_web_channels(
+                archive, settings, cfgs, now=NOW
+            ),
+        }
+        if new_api:
+            passes["idle pass, one pass, no budget limit"] = lambda: web.sync_web_channels(
+                archive, unlimited, cfgs, now=NOW
             )
+        try:
+            first = await _one(
+                "first pass (backfill)",
+                base,
+                lambda: web.sync_web_channels(archive, unlimited, cfgs, now=NOW),
+            )
+            rows.append(first)
             for rnd in range(args.rounds):
-                for how in ("per channel", "one pass"):
-                    r0 = await served(base)
-                    t0, w0 = cpu(), time.perf_counter()
-                    if how == "per channel":
-                        for cfg in cfgs:
-                            await web.sync_web_channels(archive, settings, [cfg], now=NOW)
-                    else:
-                        await web.sync_web_channels(archive, settings, cfgs, now=NOW)
-                    rows.append(
-                        {
-                            "what": f"idle pass, {how}",
-                            "round": rnd,
-                            "cpu": cpu() - t0,
-                            "wall": time.perf_counter() - w0,
-                            "requests": await served(base) - r0,
-                        }
-                    )
+                for what, run in passes.items():
+                    rows.append(await _one(what, base, run) | {"round": rnd})
         finally:
             await archive.close()
     return rows
+
+
+async def _one(what: str, base: str, run: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+    r0 = await served(base)
+    t0, w0 = cpu(), time.perf_counter()
+    await run()
+    return {
+        "what": what,
+        "cpu": cpu() - t0,
+        "wall": time.perf_counter() - w0,
+        "requests": await served(base) - r0,
+    }
 
 
 def main() -> None:
@@ -190,7 +200,6 @@ def main() -> None:
     ap.add_argument("--posts", type=int, default=240, help="posts per channel")
     ap.add_argument("--hours", type=float, default=3.0, help="hours between two posts")
     ap.add_argument("--rounds", type=int, default=3, help="idle passes of each kind")
-    ap.add_argument("--budget", type=int, default=0, help="[web] requests_per_pass (new code)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -212,11 +221,12 @@ def main() -> None:
         server.wait()
     print(f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores;"
           f" {args.channels} channels x {args.posts} posts, one every {args.hours} h")  # fmt: skip
-    print("| pass | requests | CPU s | CPU ms per channel | wall s |")
-    print("|---|---:|---:|---:|---:|")
+    print("| pass | requests | CPU s | CPU ms per channel | CPU ms per request | wall s |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['what']} | {r['requests']:,} | {r['cpu']:.2f} |"
-              f" {1000 * r['cpu'] / args.channels:.1f} | {r['wall']:.1f} |")  # fmt: skip
+              f" {1000 * r['cpu'] / args.channels:.1f} |"
+              f" {1000 * r['cpu'] / max(r['requests'], 1):.1f} | {r['wall']:.1f} |")  # fmt: skip
     print(json.dumps(rows))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -147,10 +148,12 @@ async def test_confirmations_fit_the_budget_and_go_on_next_pass(
             assert spent["new"] == 1 and spent["recent"] == 0 and sum(spent.values()) == 3
             assert spent["confirm"] == min(2, 5 - sum(len(a) for a in asked))
         asked.append(tme.embeds("vsaldo"))
-    # Two a pass within the budget; a post its page showed is not asked again the next pass.
-    assert [len(a) for a in asked[:2]] == [2, 2] and len(asked[2]) <= 2
+    # Two a pass within the budget, each post once: a post its page showed is not marked
+    # missing again (and asked again) the next pass.
+    assert [len(a) for a in asked] == [2, 2, 1]
     assert sorted(asked[0] + asked[1] + asked[2]) == [30, 32, 34, 36, 38]
     assert await deleted(archive) == {}
+    assert set((await states(archive)).values()) == {"present"}
 
 
 # --- edits that are versions -------------------------------------------------------------------
@@ -268,6 +271,30 @@ async def test_sync_makes_one_web_pass_for_all_web_channels(
         ("third_one", "ok", 3),
     ]
     assert clock.sleeps == [1.0, 1.0]  # the default delay, between channels too
+
+
+async def test_sync_reads_recheck_from_the_config(
+    archive: Archive, tme: FakeTme, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[recheck] recent_days reaches the web pass that `telewatch sync` makes."""
+    from archiver.config import RecheckSettings
+    from archiver.sync import sync_all
+
+    tme.channel("vsaldo").add_texts(range(1, 101))  # months old by the real clock
+    real = web_source.sync_web_channels
+
+    async def faked(archive: Archive, s: Any, channels: Any, **kw: Any) -> Any:
+        return await real(archive, s, channels, transport=tme.transport, sleep=clock.sleep, **kw)
+
+    monkeypatch.setattr(web_source, "sync_web_channels", faked)
+    base = Settings(web=settings(), channels=(web("vsaldo"),))
+    await sync_all(archive, base)
+    tme.requests.clear()
+    await sync_all(archive, base)
+    assert tme.befores("vsaldo") == [None, 81]  # the newest page, one page of the rotation
+    tme.requests.clear()
+    await sync_all(archive, replace(base, recheck=RecheckSettings(recent_days=3650)))
+    assert tme.befores("vsaldo") == [None, 81, 61, 41, 21]  # every post is "recent" now
 
 
 async def test_the_budget_goes_to_new_posts_first_and_skipped_channels_go_first_next(

@@ -564,11 +564,12 @@ def _parse_block(
     text_node = b.first("tgme_widget_message_text", own=True)
     text = ""
     entities: tuple[Entity, ...] = ()
+    html: str | None = None
     if text_node is not None:
         builder = _TextBuilder()
         builder.walk(text_node)
         text, entities = builder.result()
-        html = "".join(builder.html).strip()
+        html = "".join(builder.html).strip() or None
         if html:
             raw["html"] = html
     meta = b.first("tgme_widget_message_meta", own=True)
@@ -615,6 +616,7 @@ def _parse_block(
         is_service=is_service,
         service_action=_service_action(text) if is_service else None,
         raw=json.dumps(raw, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+        html=html if html is not None else "",
     )
 
 
@@ -712,7 +714,7 @@ def parse_page(
 # costs time quadratic in depth (bench figures in docs/benchmarks.md), and the text walker
 # recurses once per level.
 MAX_DEPTH = 256
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*?(/?)>")
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
 _VOID_TAGS = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
      "source", "track", "wbr", "keygen"}
@@ -730,13 +732,19 @@ def check_markup(html: str | bytes, *, max_depth: int = MAX_DEPTH) -> None:
     if text.count("<") <= max_depth:
         return
     depth = 0
+    find = text.find
     for m in _TAG.finditer(text):
         if m.group(1):
             depth = depth - 1 if depth else 0
-        elif not m.group(3) and m.group(2).lower() not in _VOID_TAGS:
-            depth += 1
-            if depth > max_depth:
-                raise PageRefused(f"the page nests its elements more than {max_depth} deep")
+            continue
+        if m.group(2).lower() in _VOID_TAGS:
+            continue
+        end = find(">", m.end())
+        if end > 0 and text[end - 1] == "/":
+            continue  # <path ... />: self-closing
+        depth += 1
+        if depth > max_depth:
+            raise PageRefused(f"the page nests its elements more than {max_depth} deep")
 
 
 # --- a post's own page: t.me/<username>/<id>?embed=1&mode=tme -----------------------------------

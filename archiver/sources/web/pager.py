@@ -39,6 +39,7 @@ from archiver.store.channels import (
     ChannelRow,
     advance_reread,
     get_reread,
+    rotation_counts,
     set_cursor,
     upsert_channel,
 )
@@ -61,6 +62,7 @@ SOURCE = "web"
 JUMP = 50
 CONFIRM_PER_PASS = 100  # missing posts of one channel looked at per pass (the budget decides)
 EVIDENCE = 'the post page said "Post not found"'
+EMBED = "web_embed"  # how a deletion or a presence was established: the post's own page
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,15 +286,19 @@ class ChannelPass:
         self.done.add("confirm")
 
     async def _rotation(self) -> AsyncGenerator[None, None]:
-        """From the re-read cursor down, ``rotation_quota`` posts this pass. With no cursor the
-        rotation starts below what this pass already re-read."""
+        """From the re-read cursor down, ``rotation_quota`` posts this pass. What this pass has
+        already re-read (newest pages, recent pages) counts: the rotation goes on below it."""
         cid = self._cid()
         state = await get_reread(self.archive, cid)
         floor = await self._floor()
         top = state.cursor
-        if top is None:
-            top = (self.chain_low or 1) - 1
-        total, remaining = await self._rotation_counts(cid, top)
+        if self.chain_low is not None and (top is None or self.chain_low <= top):
+            top = self.chain_low - 1  # this pass has just re-read everything above
+        if top is None or top < max(floor, 1):  # the round reached the oldest post
+            await advance_reread(self.archive, cid, cursor=None, now=self.now)
+            self.done.add("rotation")
+            return
+        total, remaining = await rotation_counts(self.archive, cid, top)
         quota = rotation_quota(
             total=total,
             remaining=remaining,
@@ -303,9 +309,6 @@ class ChannelPass:
         cursor = top
         read = 0
         while read < quota:
-            if cursor < max(floor, 1):
-                await advance_reread(self.archive, cid, cursor=None, now=self.now)
-                break
             before = cursor + 1
             page = await self.client.fetch(self.username, before=before)
             trusted = await self._trust(page, before)
@@ -404,12 +407,13 @@ class ChannelPass:
 
     async def _mark_missing(self, cid: int, trusted: _Trusted, before: int | None) -> int:
         """Archived posts the page should show and does not: above its lowest id and below
-        ``before`` (the newest page: any above its lowest id). Service posts are left alone:
-        the preview hides some of them."""
+        ``before`` (the newest page: any above its lowest id). Service posts are left alone
+        (the preview hides some of them); so is a post whose own page showed it lately
+        (``mark_missing`` skips it: the preview hides some posts for good)."""
         assert trusted.low is not None
         sql = (
             "SELECT message_id FROM posts WHERE channel_id = ? AND message_id > ?"
-            " AND is_service = 0"
+            " AND is_service = 0 AND state IN ('present', 'restored')"
         )
         params: tuple[int, ...] = (cid, trusted.low)
         if before is not None:
@@ -437,23 +441,22 @@ class ChannelPass:
                 self.archive,
                 cid,
                 [message_id],
-                how="web_embed",
+                how=EMBED,
                 evidence=EVIDENCE,
                 alerts=self.alerts,
                 at=self.now,
             )
         elif embed.status == "found" and embed.post is not None:
+            # The state first (its event says the post's page showed it, which the next
+            # listings' absences are judged against), then the content, for edits.
             post = embed.post
-            if post.is_service or any(m.kind == "other" for m in post.media):
-                # The embed page shows a placeholder for what it cannot render: it proves the
-                # post exists, not what it says.
-                self.present += await confirm_present(
-                    self.archive, cid, [message_id], how="web_embed", alerts=self.alerts
-                )
-            else:
+            self.present += await confirm_present(
+                self.archive, cid, [message_id], how=EMBED, alerts=self.alerts, at=self.now
+            )
+            if not post.is_service and not any(m.kind == "other" for m in post.media):
+                # (a placeholder for what the embed page cannot render proves the post exists,
+                # not what it says)
                 self.stats += await ingest(self.archive, [post], source=SOURCE, alerts=self.alerts)
-                await note_checked(self.archive, cid, [message_id], at=self.now)
-                self.present += 1
         else:
             self.unknown += 1
             await note_checked(self.archive, cid, [message_id], at=self.now)
@@ -516,14 +519,6 @@ class ChannelPass:
             )
             self.floor = int(row[0]) if row is not None and row[0] is not None else 1
         return self.floor
-
-    async def _rotation_counts(self, cid: int, cursor: int) -> tuple[int, int]:
-        row = await self.archive.fetchone(
-            "SELECT count(*), count(CASE WHEN message_id <= ? THEN 1 END) FROM posts"
-            " WHERE channel_id = ?",
-            (cursor, cid),
-        )
-        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
 
 async def _nothing() -> AsyncGenerator[None, None]:

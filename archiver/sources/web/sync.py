@@ -112,9 +112,7 @@ def _settings(settings: Settings | WebSettings) -> tuple[WebSettings, timedelta,
     """[web], and the re-read window and the rotation's period from [recheck]."""
     if isinstance(settings, WebSettings):
         return settings, DEFAULT_RECENT, DEFAULT_PERIOD
-    recheck: Any = getattr(settings, "recheck", None)
-    if recheck is None:
-        return settings.web, DEFAULT_RECENT, DEFAULT_PERIOD
+    recheck = settings.recheck
     return (
         settings.web,
         timedelta(days=recheck.recent_days),
