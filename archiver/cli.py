@@ -469,23 +469,34 @@ async def export(
         click.echo(f"{output}: {n} post(s) written", err=True)
 
 
+_COVERAGE_KEYS = ("id_ranges", "ids_never_seen", "states", "watched_since", "unwatched")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 @run_async
 async def stats(app: App, as_json: bool) -> None:
-    """Per channel: posts, edits, deletions, first and last post, last sync.
+    """Per channel: posts, edits, deletions, first and last post, last sync, last full
+    re-read; with --json also its coverage (as `telewatch coverage` prints it).
 
     \b
     Example:
       telewatch stats --json
     """
     from archiver.display import stats_lines
+    from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
     from archiver.store.search import channel_stats
 
+    tolerance = max(WATCH_TOLERANCE, timedelta(minutes=app.settings.schedule.stale_after_minutes))
     archive = await app.open_archive(create=False)
     try:
         rows = await channel_stats(archive)
+        covered = (
+            {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
+             for r in rows}
+            if as_json else {}
+        )  # fmt: skip
     finally:
         await archive.close()
     # Configured channels with nothing archived yet (never synced, or failing from the start).
@@ -493,7 +504,9 @@ async def stats(app: App, as_json: bool) -> None:
     missing = [ch for ch in app.settings.channels if (ch.ref.id or ch.ref.username) not in known]
     if as_json:
         for r in rows:
-            click.echo(json.dumps(r.to_json(), ensure_ascii=False))
+            cov = covered[r.channel_id].as_json()
+            data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
+            click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
                                    "sync_status": "never archived"}))  # fmt: skip
