@@ -427,7 +427,7 @@ async def export(
       telewatch export 'евакуація' --channel vsaldo --format csv --output evacuation.csv
     """
     from archiver.display import CsvWriter
-    from archiver.store.search import Hit, iter_hits, record_fields
+    from archiver.store.search import Hit, export_rows, iter_hits
 
     q = _query(query, channels, since, until)
     archive = await app.open_archive(create=False)
@@ -444,9 +444,7 @@ async def export(
             writer = CsvWriter(out) if fmt == "csv" else None
 
             async def flush(hits: list[Hit]) -> None:
-                extra = await record_fields(archive, [h.post_id for h in hits])
-                for hit in hits:
-                    row = {**hit.to_json(), **extra.get(hit.post_id, {})}
+                for row in await export_rows(archive, hits):
                     if writer is not None:
                         writer.write(row)
                     else:
