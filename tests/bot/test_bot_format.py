@@ -1,7 +1,8 @@
-"""HTML for Telegram: escaping, styled spans, splitting without breaking markup."""
+"""HTML for Telegram: escaping, styled spans, splitting without breaking markup, alert texts."""
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -11,7 +12,10 @@ from botkit import KYIV
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from archiver.store.outbox import AlertRow
+from bot.alerts import alert_html
 from bot.format import (
+    MAX_MESSAGE,
     esc,
     local_time,
     merge_spans,
@@ -169,3 +173,77 @@ def test_split_never_breaks_markup(
         visible += check_html(p)
     # Only white space at the cuts may be lost.
     assert re.sub(r"\s", "", visible) == re.sub(r"\s", "", text)
+
+
+def _alert(kind: str = "new", **fields: object) -> AlertRow:
+    base: dict[str, object] = {
+        "id": 1,
+        "post_id": 1,
+        "recipient": 5,
+        "kind": kind,
+        "rules": ("war <1>",),
+        "rule_queries": (),
+        "attempts": 0,
+        "created_at": datetime(2024, 5, 1, tzinfo=UTC),
+        "channel_id": -1001,
+        "channel_username": "chan",
+        "channel_title": "A & B",
+        "message_id": 7,
+        "post_date": datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+        "link": "https://t.me/chan/7",
+        "text": "Война <началась> & идёт",
+        "old_text": None,
+        "deleted_at": None,
+        "media_kind": None,
+        "reply_to": None,
+    }
+    base.update(fields)
+    return AlertRow(**base)  # type: ignore[arg-type]
+
+
+def test_alert_new_has_title_local_date_bold_match_rules_and_link() -> None:
+    out = alert_html(_alert(), KYIV, {"war <1>": "война"})
+    check_html(out)
+    assert "<b>A &amp; B</b> · 2024-05-01 15:00 EEST" in out
+    assert "<b>Война</b> &lt;началась&gt; &amp; идёт" in out
+    assert "war &lt;1&gt;" in out
+    assert '<a href="https://t.me/chan/7">' in out
+
+
+def test_alert_highlights_with_personal_rule_queries() -> None:
+    out = alert_html(_alert(rules=("mine",), rule_queries=(("mine", "идти"),)), KYIV, {})
+    assert "<b>идёт</b>" in out
+
+
+def test_alert_edited_shows_old_against_new() -> None:
+    out = alert_html(
+        _alert("edited", old_text="Война началась вчера", text="Война началась сегодня"),
+        KYIV,
+        {"war <1>": "война"},
+    )
+    check_html(out)  # only what changed: removed struck through, added underlined
+    assert "<s>вчера</s>" in out
+    assert "<u>сегодня</u>" in out
+
+
+def test_alert_deleted_keeps_the_text() -> None:
+    out = alert_html(
+        _alert("deleted", deleted_at=datetime(2024, 5, 2, 9, 30, tzinfo=UTC)), KYIV, {}
+    )
+    check_html(out)
+    assert "Deleted" in out and "2024-05-02 12:30 EEST" in out
+    assert "&lt;началась&gt;" in out
+
+
+def test_alert_of_a_huge_edit_fits_one_message() -> None:
+    long_old = ("слово " * 2000).strip()
+    long_new = ("война & мир " * 1000).strip()
+    out = alert_html(_alert("edited", old_text=long_old, text=long_new), KYIV, {"war <1>": "война"})
+    assert u16len(out) <= MAX_MESSAGE
+    check_html(out)
+    assert html.unescape("https://t.me/chan/7") in out
+
+
+def test_alert_without_text_says_so() -> None:
+    out = alert_html(_alert(text="", media_kind="photo"), KYIV, {})
+    assert "(no text: photo)" in out
