@@ -640,7 +640,9 @@ async def rules_list(app: App) -> None:
 
 @cli.command()
 @click.option(
-    "--status", type=click.Choice(["pending", "sent", "failed"]), help="Only alerts in it."
+    "--status",
+    type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "dropped"]),
+    help="Only alerts in it.",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")

@@ -171,6 +171,8 @@ class Status:
     counts: OutboxCounts
     now: datetime
     inactive: Mapping[int, str | None]
+    paused_since: datetime | None = None  # delivery paused: the archive cannot be written
+    paused_reason: str | None = None
 
 
 def _ago(then: datetime | None, now: datetime) -> str:
@@ -201,7 +203,21 @@ def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
         alerts += f"\noldest pending since {esc(local_time(c.oldest_pending, tz))}"
     if c.failed:
         alerts += "\nfailed alerts keep their last error in the outbox (the alerts table)"
+    if c.unknown:
+        alerts += (
+            f"\n{c.unknown} of unknown outcome (no answer from Telegram: they may have been"
+            " delivered, so they were not resent; <code>telewatch alerts --status unknown</code>)"
+        )
+    if c.dropped:
+        alerts += f"\n{c.dropped} dropped on purpose (access withdrawn, or muted)"
     blocks = [alerts]
+    if st.paused_since is not None:
+        blocks.insert(
+            0,
+            f"⚠️ <b>Delivery paused</b> since {esc(local_time(st.paused_since, tz))}: the archive"
+            f" cannot be written ({esc(st.paused_reason or '')}). Free disk space, or end the"
+            " process holding its write lock.",
+        )
     if st.inactive:
         ids = ", ".join(f"<code>{cid}</code>" for cid in sorted(st.inactive))
         blocks.append(f"<b>Inactive chats</b>: {ids}")
