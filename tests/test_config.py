@@ -48,8 +48,11 @@ ERRORS = [
      " (not shown: it may be a secret)"),
     ("[telegram]\nrecent_hours = true", "telegram.recent_hours: expected an integer, got true"),
     ('[bot]\nadmins = [1, "two"]', "bot.admins[1]: expected an integer Telegram id, got 'two'"),
-    ('[web]\nbase_url = "ftp://x"', "web.base_url: expected an http(s) URL, got 'ftp://x'"),
-    ("[web]\ndelay_seconds = -1", "web.delay_seconds: expected zero or more seconds, got -1.0"),
+    (
+        '[web]\nbase_url = "ftp://x"',
+        "web.base_url: expected an http:// or https:// URL with a host, got 'ftp://x'",
+    ),
+    ("[web]\ndelay_seconds = -1", "web.delay_seconds: expected zero or more, got -1"),
     ('[logging]\nlevel = "LOUD"',
      "logging.level: expected DEBUG, INFO, WARNING or ERROR, got 'LOUD'"),
     ('[logging]\nformat = "xml"', "logging.format: expected \"text\" or \"json\", got 'xml'"),

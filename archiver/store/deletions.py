@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosqlite
@@ -28,6 +28,9 @@ from archiver.store.ingest import AlertBuffer, usernames
 log = logging.getLogger(__name__)
 
 _CHUNK = 500
+# A post whose own page showed it within this time is not marked missing again because a
+# listing leaves it out (the web preview hides some posts for good): checked again after it.
+CHECK_VALID = timedelta(days=1)
 HOW = {
     "live": "Telegram reported the deletion",
     "recheck": "Telegram returned no message for this id",
@@ -49,7 +52,7 @@ async def _rows(db: aiosqlite.Connection, channel_id: int, ids: list[int]) -> li
         marks = ",".join("?" * len(chunk))
         async with db.execute(
             "SELECT id, current_version_id, state, date, edited, media_kind, has_link,"
-            f" is_service, message_id FROM posts WHERE channel_id = ? AND message_id IN ({marks})",
+            f" is_service, checked_at FROM posts WHERE channel_id = ? AND message_id IN ({marks})",
             (channel_id, *chunk),
         ) as cur:
             out += [tuple(r) async for r in cur]
@@ -83,9 +86,17 @@ async def _claim(
         async with db.execute("SELECT coalesce(max(id), 0) FROM post_events") as cur:
             row = await cur.fetchone()
         event_id = int(row[0]) if row else 0
-        for pid, vid, state, date, edited, media_kind, link, service, _mid in await _rows(
+        recent = ts((at or datetime.now(UTC)) - CHECK_VALID)
+        for pid, vid, state, date, edited, media_kind, link, service, checked in await _rows(
             db, channel_id, ids
         ):
+            if (
+                claim == ev.MISSING
+                and checked is not None
+                and recent is not None
+                and checked > recent
+            ):
+                continue  # its own page showed it lately: a listing that hides it says nothing new
             event = ev.absent(state, claim)
             if event is None:
                 continue
@@ -105,9 +116,9 @@ async def _claim(
             else:
                 await db.execute(
                     "UPDATE posts SET state = ?, state_at = ?, deleted_at = NULL,"
-                    " deleted_how = NULL, deleted_evidence = NULL, checked_at = NULL"
-                    " WHERE id = ?",
-                    (new_state, when, pid),
+                    " deleted_how = NULL, deleted_evidence = NULL,"
+                    " checked_at = CASE WHEN ? THEN ? ELSE checked_at END WHERE id = ?",
+                    (new_state, when, claim == ev.PRESENT, when, pid),
                 )
             changed += 1
             if matcher is None or service:
@@ -220,7 +231,7 @@ async def missing_ids(archive: Archive, channel_id: int, *, limit: int) -> list[
     """Posts in state missing, the longest-unchecked first: what to confirm next."""
     rows = await archive.fetchall(
         "SELECT message_id FROM posts WHERE channel_id = ? AND state = 'missing'"
-        " ORDER BY coalesce(checked_at, ''), message_id DESC LIMIT ?",
+        " ORDER BY coalesce(checked_at, ''), message_id LIMIT ?",
         (channel_id, limit),
     )
     return [r[0] for r in rows]
@@ -229,8 +240,9 @@ async def missing_ids(archive: Archive, channel_id: int, *, limit: int) -> list[
 async def note_checked(
     archive: Archive, channel_id: int, message_ids: Iterable[int], at: datetime | None = None
 ) -> None:
-    """A check of missing posts gave no answer (an error page, a timeout): try others first
-    next time."""
+    """The posts' own pages were asked about: they showed the post (then a listing that hides
+    it is not believed for ``CHECK_VALID``), or gave no answer (an error page, a timeout: the
+    longest-unchecked go first next time)."""
     ids = sorted(set(message_ids))
     if not ids:
         return

@@ -534,7 +534,7 @@ class _Batch:
         if self.states:
             await db.executemany(
                 "UPDATE posts SET state = ?, state_at = ?, deleted_at = NULL, deleted_how = NULL,"
-                " deleted_evidence = NULL, checked_at = NULL WHERE id = ?",
+                " deleted_evidence = NULL WHERE id = ?",
                 self.states,
             )
         if self.events:

@@ -341,4 +341,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX channel_faults_channel ON channel_faults(channel_id, at);
     """,
+    # 5: the bot (issues 15 and 16). A personal rule can be paused: by its owner (/pause), or
+    # because its owner or its chat lost access (/deny, or removed from the config), kept so
+    # that /allow brings it back; paused rules do not match. Mutes: a rule's alerts in one chat
+    # are dropped until a time. Alerts gain the statuses sending (recorded before the
+    # sendMessage call), unknown (the call may or may not have reached Telegram: never resent
+    # blindly) and dropped (not sent on purpose: the reason is in last_error).
+    """
+    ALTER TABLE rules ADD COLUMN paused TEXT;
+    CREATE TABLE mutes (
+        chat_id INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        until TEXT NOT NULL,
+        PRIMARY KEY (chat_id, rule)
+    );
+    """,
 ]
