@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from archiver.models import Entity, Media, Post
 
 # Derived from the text by Telegram's clients and servers: not content of their own.
+# Every source names a phone number "phone_number" (Telethon's MessageEntityPhone, the
+# export's "phone" and the web's tel: links are mapped to it): "phone" alone matched none.
 DERIVED_ENTITIES = frozenset(
-    {"url", "mention", "hashtag", "cashtag", "email", "phone", "bot_command", "bank_card",
-     "unknown", "plain"}
+    {"url", "mention", "hashtag", "cashtag", "email", "phone", "phone_number", "bot_command",
+     "bank_card", "unknown", "plain"}
 )  # fmt: skip
 LINK_ENTITIES = frozenset({"text_link", "mention_name", "text_mention"})
 SEP = "|"

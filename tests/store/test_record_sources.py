@@ -37,7 +37,7 @@ from telethon.tl import types
 from archiver.models import Post, Rule
 from archiver.rules import RuleLoader
 from archiver.sources.export import import_file
-from archiver.sources.webpage import parse_page
+from archiver.sources.web.page import parse_page
 from archiver.store.archive import Archive
 from archiver.store.deletions import confirm_deleted
 from archiver.store.ingest import ingest
