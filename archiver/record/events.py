@@ -64,6 +64,9 @@ class Seen:
     sig: Signature
     source: str
     edit_date: str | None = None
+    # A service message ("Channel created", a pin): Telegram never edits one, and sources
+    # render it differently (the export writes an empty text, the web preview the words).
+    service: bool = False
 
 
 # Events. ``kind`` names them in the archive (post_events.kind) and in alerts.
@@ -105,6 +108,8 @@ def observe(held: Held | None, seen: Seen) -> list[Event]:
     events: list[Event] = []
     if seen.source in LIVE_SOURCES and held.state in (MISSING, DELETED):
         events.append(Event(RESTORED_EV if held.state == DELETED else PRESENT_EV, held.current))
+    if seen.service:  # another rendering of the same action: never a version
+        return events
     cur = held.version(held.current)
     if cur.sig.same(seen.sig):
         if seen.sig.merged(cur.sig) != cur.sig:

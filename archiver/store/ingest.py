@@ -421,7 +421,7 @@ class _Batch:
     async def observe(self, pr: Prepared, old: _Existing) -> None:
         """Decide what a reading of an archived post means, and gather its rows."""
         self.counters.append((*pr.counts, self.now, old.post_id))
-        seen = ev.Seen(Signature.load(pr.sha, pr.sig), self.source, pr.edit_date)
+        seen = ev.Seen(Signature.load(pr.sha, pr.sig), self.source, pr.edit_date, pr.is_service)
         events = ev.observe(old.held(), seen)
         if old.versions is None and any(
             e.kind in (ev.NEW_VERSION, ev.LATE_VERSION) for e in events
