@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archiver.record.content import Signature
+from archiver.record.content import Signature, comparable, kept
 
 PRESENT, MISSING, DELETED, RESTORED = "present", "missing", "deleted", "restored"
 STATES = (PRESENT, MISSING, DELETED, RESTORED)
@@ -30,6 +30,7 @@ STATES = (PRESENT, MISSING, DELETED, RESTORED)
 LIVE_SOURCES = frozenset({"telethon", "web"})
 # Sources that always date an edit (Telegram, exports); the web preview never does.
 DATED_SOURCES = frozenset({"telethon", "export"})
+EXPORT = "export"  # a copy made in the past, whose formatting and links are lossy
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +112,19 @@ def observe(held: Held | None, seen: Seen) -> list[Event]:
     if seen.service:  # another rendering of the same action: never a version
         return events
     cur = held.version(held.current)
-    if cur.sig.same(seen.sig):
-        if seen.sig.merged(cur.sig) != cur.sig:
+    view = comparable(seen.sig, cur.sig)
+    if cur.sig.same(view):
+        if kept(seen.sig, cur.sig) != cur.sig:
             events.append(Event(FILLED, cur.id))
         return events
-    match = next((v for v in reversed(held.versions) if v.sig.same(seen.sig)), None)
+    match = next(
+        (v for v in reversed(held.versions) if v.sig.same(comparable(seen.sig, v.sig))), None
+    )
     if match is not None:  # an earlier text again: a revert, or an old copy arriving late
         if _newer(seen.edit_date, cur.edit_date, seen.source):
             events.append(Event(REVERTED, match.id, cur.id))
         return events
-    parts = seen.sig.changed_parts(cur.sig)
+    parts = view.changed_parts(cur.sig)
     if _newer(seen.edit_date, cur.edit_date, seen.source):
         events.append(Event(NEW_VERSION, None, cur.id, parts))
     else:

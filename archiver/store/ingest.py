@@ -23,7 +23,8 @@ import aiosqlite
 from archiver.models import Entity, IngestStats, Media, Post
 from archiver.query import Doc
 from archiver.record import events as ev
-from archiver.record.content import Signature, signature, text_sha
+from archiver.record.content import Signature, kept, lossy_dump, signature, text_sha
+from archiver.record.content import content_sha as content_sha_of
 from archiver.store.archive import Archive, Matcher, ts, utcnow
 from archiver.store.followups import (
     Recipients,
@@ -307,6 +308,13 @@ def _prepared(posts: Sequence[Post] | Sequence[Prepared]) -> list[Prepared]:
     return prepare(posts)  # type: ignore[arg-type]
 
 
+def _lossy(pr: Prepared) -> Prepared:
+    """An exported post: its formatting and links are an export's lossy reading
+    (archiver.record.content.LOSSY)."""
+    sig = lossy_dump(pr.sig)
+    return Prepared._make((*pr[:-2], sig, content_sha_of(pr.sha, sig)))
+
+
 class _Batch:
     """The rows one ingest call writes, gathered while its observations are decided."""
 
@@ -447,7 +455,7 @@ class _Batch:
                 await self.restore_alerts(old.post_id, old.current, eid)
             return True
         if e.kind == ev.FILLED:
-            merged = Signature.load(pr.sha, pr.sig).merged(old.current_known().sig)
+            merged = kept(Signature.load(pr.sha, pr.sig), old.current_known().sig)
             self.filled.append((merged.dump(), merged.content_sha, old.current))
             old.sig = merged.dump()
             if old.versions is not None:
@@ -557,6 +565,8 @@ async def ingest(
     prepared = _prepared(posts)
     if not posts:
         return IngestStats()
+    if source == ev.EXPORT:
+        prepared = [_lossy(pr) for pr in prepared]
     now = ts(utcnow())
     assert now is not None
     matcher = await archive.current_matcher() if alerts else None

@@ -23,6 +23,7 @@ from store.recordkit import (
     BARE,
     at,
     current_index,
+    events,
     export_message,
     kinds,
     outbox,
@@ -68,6 +69,11 @@ NESTED = [
             types.MessageEntityTextUrl(offset=0, length=9, url="https://example.org/route"),
         ],
         [{"type": "bold", "text": "Эвакуация"}, ": маршрут"],
+        [
+            types.MessageEntityBold(offset=0, length=9),
+            types.MessageEntityTextUrl(offset=0, length=9, url="https://example.org/route-2"),
+        ],
+        "links",
         id="bold-link",
     ),
     pytest.param(
@@ -77,23 +83,46 @@ NESTED = [
             types.MessageEntityBold(offset=8, length=9),
         ],
         [{"type": "blockquote", "text": "Цитата: эвакуация отменена"}],
+        [
+            types.MessageEntityBlockquote(offset=0, length=26),
+            types.MessageEntityItalic(offset=8, length=9),
+        ],
+        "fmt",
         id="bold-in-quote",
     ),
 ]
 
 
 @pytest.mark.usefixtures("channel")
-@pytest.mark.parametrize(("text", "entities", "exported"), NESTED)
+@pytest.mark.parametrize(("text", "entities", "exported", "edited", "part"), NESTED)
 async def test_an_export_that_dropped_nested_entities_is_not_edited_by_telethon(
-    archive: Archive, tmp_path: Path, text: str, entities: list[Any], exported: list[Any]
+    archive: Archive,
+    tmp_path: Path,
+    text: str,
+    entities: list[Any],
+    exported: list[Any],
+    edited: list[Any],
+    part: str,
 ) -> None:
     """Telegram Desktop writes the first of two overlapping entities only; Telethon reading
-    the same, unedited post sees both. That is no edit, and no alert."""
-    await import_file(archive, write_export(tmp_path / "r.json", [export_message(7, exported)]))
+    the same, unedited post sees both. That is no edit, and no alert. From then on the
+    complete reading is what later readings are compared with: a link-only or
+    formatting-only edit is still a version, and the export imported again changes nothing."""
+    export = write_export(tmp_path / "r.json", [export_message(7, exported)])
+    await import_file(archive, export)
     assert await versions(archive, 7) == [(text, "export")]
     stats = await ingest(archive, [tl(7, text, entities=entities)], source="telethon", alerts=True)
     assert (stats.versions_added, stats.alerts_queued) == (0, 0)
     assert await kinds(archive, 7) == []
+
+    again = tl(7, text, entities=edited, edit_date=at(30))
+    stats = await ingest(archive, [again], source="telethon", alerts=True)
+    assert stats.versions_added == 1
+    ((_, kind, version, *_, parts),) = await events(archive, 7)
+    assert (kind, version, parts) == ("edited", 2, part)
+    (result,) = await import_file(archive, export)
+    assert result.versions_added == 0
+    assert await current_index(archive, 7) == 2
 
 
 @pytest.mark.usefixtures("channel")
@@ -262,7 +291,9 @@ def _as_telethon(m: dict[str, Any], bare: int) -> Any:
             doc = int(hashlib.sha256(str(part.get("document_id")).encode()).hexdigest()[:12], 16)
             entities.append(types.MessageEntityCustomEmoji(offset, n, doc))
         elif kind == "blockquote":
-            entities.append(types.MessageEntityBlockquote(offset, n, collapsed=part.get("collapsed")))
+            entities.append(
+                types.MessageEntityBlockquote(offset, n, collapsed=part.get("collapsed"))
+            )
         elif kind == "pre":
             entities.append(types.MessageEntityPre(offset, n, part.get("language", "")))
         elif kind == "mention_name":
