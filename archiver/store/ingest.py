@@ -118,6 +118,7 @@ class _Existing:
     date: str
     media_kind: str | None
     has_link: bool
+    since: ev.Since | None = None  # how the current version became current
     versions: list[ev.Known] | None = None  # every version in the order observed, lazily
 
     def current_known(self) -> ev.Known:
@@ -125,7 +126,7 @@ class _Existing:
 
     def held(self) -> ev.Held:
         versions = tuple(self.versions) if self.versions is not None else (self.current_known(),)
-        return ev.Held(versions, self.current, self.state)
+        return ev.Held(versions, self.current, self.state, self.since)
 
 
 async def _fetch_existing(
@@ -142,14 +143,20 @@ async def _fetch_existing(
             marks = ",".join("?" * len(chunk))
             sql = (
                 "SELECT p.message_id, p.id, p.current_version_id, v.sha256, v.content_sig,"
-                " v.edit_date, p.state, p.date, p.media_kind, p.has_link"
+                " v.edit_date, p.state, p.date, p.media_kind, p.has_link,"
+                " e.id, e.edit_date, coalesce(e.source, v.source), coalesce(e.at, v.seen_at)"
                 " FROM posts p JOIN versions v ON v.id = p.current_version_id"
+                # the revert that made the current version current again, if one did
+                " LEFT JOIN post_events e ON e.id = (SELECT max(r.id) FROM post_events r"
+                " WHERE r.post_id = p.id AND r.kind = 'reverted')"
+                " AND e.version_id = p.current_version_id"
                 f" WHERE p.channel_id = ? AND p.message_id IN ({marks})"
             )
             async with db.execute(sql, (channel_id, *chunk)) as cur:
                 async for r in cur:
+                    since = ev.Since(r[11] if r[10] is not None else r[5], r[12], r[13])
                     out[(channel_id, r[0])] = _Existing(
-                        r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9])
+                        r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), since
                     )
     return out
 
@@ -388,7 +395,7 @@ class _Batch:
         known = ev.Known(vid, Signature.load(pr.sha, pr.sig), pr.edit_date)
         return _Existing(
             pid, vid, pr.sha, pr.sig, pr.edit_date, ev.PRESENT, pr.date, pr.media_kind, pr.link,
-            [known],
+            ev.Since(pr.edit_date, self.source, self.now), [known],
         )  # fmt: skip
 
     def doc(self, pr: Prepared, old: _Existing, words: str, *, deleted: bool = False) -> Doc:
@@ -472,6 +479,7 @@ class _Batch:
             target = old.held().version(e.version)
             old.sha, old.sig = target.sig.text, target.sig.dump()
             old.edit_date = pr.edit_date or target.edit_date
+            old.since = ev.Since(pr.edit_date, self.source, self.now)
             await self.change_alerts(pr, old, "reverted", e.version, e.prev, eid)
             return True
         if e.kind in (ev.NEW_VERSION, ev.LATE_VERSION):
@@ -492,6 +500,7 @@ class _Batch:
                 old.post_id, ev.NEW_VERSION, vid, prev, edit_date=pr.edit_date, parts=e.parts
             )
             old.current, old.sha, old.sig, old.edit_date = vid, pr.sha, pr.sig, pr.edit_date
+            old.since = ev.Since(pr.edit_date, self.source, self.now)
             await self.change_alerts(pr, old, "edited", vid, prev, eid)
             return True
         raise AssertionError(f"unexpected event {e.kind}")
