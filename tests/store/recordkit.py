@@ -42,9 +42,7 @@ def tl(message_id: int, text: str, **fields: Any) -> Post:
     """A real Telethon ``Message`` of the default channel, serialised and parsed back (what a
     server sends), converted by the Telethon source's own converter."""
     fields.setdefault("date", T0)
-    msg = types.Message(
-        id=message_id, peer_id=types.PeerChannel(BARE), message=text, **fields
-    )
+    msg = types.Message(id=message_id, peer_id=types.PeerChannel(BARE), message=text, **fields)
     return message_to_post(roundtrip(msg))
 
 
