@@ -19,8 +19,16 @@ from typing import Any
 
 import pytest
 from conftest import CHANNEL_ID, T0, MakeChannel
+from telethon.tl import types
+
+from archiver.models import Post, Rule
+from archiver.rules import RuleLoader
+from archiver.sources.export import import_file
+from archiver.sources.web.page import parse_page
+from archiver.store.archive import Archive
+from archiver.store.deletions import confirm_deleted
+from archiver.store.ingest import ingest
 from store.recordkit import (
-    BARE,
     at,
     current_index,
     events,
@@ -33,15 +41,6 @@ from store.recordkit import (
     versions,
     write_export,
 )
-from telethon.tl import types
-
-from archiver.models import Post, Rule
-from archiver.rules import RuleLoader
-from archiver.sources.export import import_file
-from archiver.sources.web.page import parse_page
-from archiver.store.archive import Archive
-from archiver.store.deletions import confirm_deleted
-from archiver.store.ingest import ingest
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[2]

@@ -9,6 +9,14 @@ from typing import Any
 
 import pytest
 from conftest import CHANNEL_ID, T0, MakeChannel
+from telethon.tl import types
+
+from archiver.models import Post, Rule
+from archiver.rules import RuleLoader
+from archiver.sources.export import import_file
+from archiver.store.archive import Archive
+from archiver.store.ingest import ingest
+from archiver.store.search import history
 from store.recordkit import (
     at,
     current_index,
@@ -24,14 +32,6 @@ from store.recordkit import (
     versions,
     write_export,
 )
-from telethon.tl import types
-
-from archiver.models import Post, Rule
-from archiver.rules import RuleLoader
-from archiver.sources.export import import_file
-from archiver.store.archive import Archive
-from archiver.store.ingest import ingest
-from archiver.store.search import history
 
 RULES = [Rule("evac", "эвакуация", notify=(1, 2))]
 
@@ -106,7 +106,8 @@ async def test_a_reactions_only_edit_changes_counters_not_versions(archive: Arch
     """Telegram moves edit_date and sets edit_hide when only the reactions change."""
     await live(archive, tl(7, TEXT, entities=LINK, media=photo(55), views=100, forwards=1))
     reacted = tl(
-        7, TEXT, entities=LINK, media=photo(55), views=250, forwards=1, edit_date=at(45), edit_hide=True,
+        7, TEXT, entities=LINK, media=photo(55), views=250, forwards=1, edit_date=at(45),
+        edit_hide=True,
         reactions=types.MessageReactions(
             results=[types.ReactionCount(reaction=types.ReactionEmoji(emoticon="👍"), count=9)]
         ),
