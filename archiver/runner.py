@@ -95,10 +95,27 @@ def _jobs(
     poll of the outbox. A lost Telegram login stops the whole process (``fatal``): nothing
     Telethon does can work until someone runs ``telewatch login``."""
     polled = [c for c in settings.channels if not (live and c.source == "telethon" and c.join)]
+    reconnecting = asyncio.Lock()
+
+    async def connected() -> None:
+        """Connect the shared client again when Telegram dropped it (or never answered at
+        start). The live listener does this itself when there is one; without it nothing
+        else would, and every later pass would fail with "Cannot send requests while
+        disconnected". A failure here is recorded by the pass, channel by channel."""
+        if client is None or live:
+            return
+        async with reconnecting:
+            if client.is_connected():
+                return
+            try:
+                await client.connect()  # bounded: DeadlineClient.connect
+            except OSError as exc:  # TimeoutError is one
+                log.warning("telegram: not reachable yet (%s); this pass records it", exc)
 
     async def sync() -> object:
         from archiver.sync import sync_all
 
+        await connected()
         try:
             results = await sync_all(archive, settings, client=client, channels=polled)
         except NotLoggedIn as exc:
@@ -113,6 +130,7 @@ def _jobs(
     async def recheck() -> object:
         from archiver.sync import recheck_all
 
+        await connected()
         try:
             results = await recheck_all(archive, settings, client=client)
         except NotLoggedIn as exc:
@@ -264,10 +282,23 @@ async def _start(
     client: Any = None
     live = any(c.source == "telethon" and c.join for c in settings.channels)
     if uses_telethon(settings):
-        from archiver.sources.telethon_network import open_client
+        from archiver.sources.telethon_network import (
+            TelegramUnreachable,
+            offline_client,
+            open_client,
+        )
         from archiver.sync import disconnect
 
-        client = await open_client(settings, receive_updates=live)
+        try:
+            client = await open_client(settings, receive_updates=live)
+        except TelegramUnreachable as exc:
+            # The web channels, the jobs and the bot need no Telegram: go on, and let the next
+            # pass (or the live listener's reconnect loop) connect. Exiting here made a restart
+            # loop in which nothing at all was archived or delivered.
+            log.error("telegram: %s; going on without it for now: the web channels and the "
+                      "bot work, and Telegram is tried again %s", exc,
+                      "by the live listener" if live else "at each pass")  # fmt: skip
+            client = offline_client(settings, receive_updates=live)
         stack.push_async_callback(disconnect, client)
     if live:
         from archiver.sync import follow_live

@@ -122,7 +122,7 @@ class LiveListener:
                 await join_once(self.archive, self.client, row.id, peer, policy)
             except NotLoggedIn:
                 raise
-            except TelewatchError as exc:
+            except (TelewatchError, OSError) as exc:  # OSError: not connected (yet)
                 log.warning("live %s: not followed yet: %s", cfg.ref, exc)
                 still.append(cfg)
                 continue

@@ -12,6 +12,9 @@ and against ``tests/fakes/faultserver.py``):
   since the last packet actually received, waits a growing, jittered delay before each new
   one, and refuses (``ConnectionError``) past ``[telegram] connect_attempts``; Telethon then
   gives up, disconnects and fails the pending requests, which the sync records per channel.
+  A ``connect()`` that telewatch itself asks for later (the live listener's reconnect, the
+  next pass of ``run``) starts a new count: the bound is on Telethon's own loop, not on the
+  client for ever.
 - **No answer.** Nothing in Telethon times out a request that was sent and never answered (a
   stall), nor one whose answer trickles in a byte at a time (``tcpfull.py`` waits for the
   length it read). :class:`DeadlineClient` gives every request a deadline
@@ -111,6 +114,25 @@ class DeadlineClient(TelegramClient):  # type: ignore[misc]
 
     request_timeout: float = 30.0
 
+    async def connect(self) -> None:
+        """Telethon's connect, with a new count of the reconnect guard (after an outage the
+        client may try Telegram again: the guard bounds each attempt, not the client's life)
+        and a deadline: Telethon awaits the answer to its first request (``InitConnection``,
+        ``telegrambaseclient.py``) with none, so a server that accepts and never answers held
+        a reconnect for ever. On the deadline the half-made connection is dropped."""
+        budget = getattr(self._connection, "budget", None)
+        if isinstance(budget, ReconnectBudget):
+            budget.failures = 0
+        seconds = 2 * self.request_timeout
+        try:
+            async with asyncio.timeout(seconds):
+                await super().connect()
+        except TimeoutError:
+            await _drop([self])
+            raise TimeoutError(
+                f"Telegram did not answer the connection within {seconds:g} s"
+            ) from None
+
     async def __call__(
         self, request: Any, ordered: bool = False, flood_sleep_threshold: Any = None
     ) -> Any:
@@ -185,6 +207,17 @@ async def _drop(clients: list[Any]) -> None:
         except (TimeoutError, OSError) as exc:
             log.debug("telegram: disconnecting a failed client: %s", type(exc).__name__)
     clients.clear()
+
+
+def offline_client(settings: Settings, *, receive_updates: bool = False) -> Any:
+    """The client :func:`open_client` would give, not connected: ``run`` goes on with it when
+    Telegram cannot be reached at start (the web channels and the bot need no Telegram
+    client), and connects it at the next pass or in the live listener's reconnect loop."""
+    from archiver.sources.telethon_session import unconnected_client
+
+    return unconnected_client(
+        settings, receive_updates=receive_updates, factory=_factory(settings, [])
+    )
 
 
 async def open_client(settings: Settings, *, receive_updates: bool = False) -> Any:

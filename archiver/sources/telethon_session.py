@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from telethon import errors
+from telethon import errors, functions
 from telethon.sessions import StringSession
 
 from archiver import __version__
@@ -143,10 +143,11 @@ async def login(
     return out
 
 
-async def connect_client(
+def unconnected_client(
     settings: Settings, *, receive_updates: bool = False, factory: ClientFactory = make_client
 ) -> Any:
-    """A connected, authorised client for every command but ``login``."""
+    """The client of the configured session, not connected yet. Raises :class:`NotLoggedIn`
+    (before any network call) when there is no session."""
     api_id, api_hash = _credentials(settings)
     tg = settings.telegram
     if tg.session_string:
@@ -161,13 +162,48 @@ async def connect_client(
         if not path.exists():
             raise NotLoggedIn(NOT_LOGGED_IN)
         session = str(path)
-    client = factory(session, api_id, api_hash, receive_updates=receive_updates)
+    return factory(session, api_id, api_hash, receive_updates=receive_updates)
+
+
+async def logged_in(client: Any) -> bool:
+    """Whether Telegram accepts the session: False only for an authorisation error.
+
+    Telethon's ``is_user_authorized`` answers False for any error answer to its
+    ``updates.getState`` (``client/users.py``), a flood wait or an internal error included
+    (shared/TESTING.md), and a pass then said the session was revoked and ``run`` stopped.
+    Any other error answer is a :class:`SourceError` here: the login is fine, try later."""
+    try:
+        await client(functions.updates.GetStateRequest())
+    except (errors.UnauthorizedError, errors.AuthKeyError):
+        return False
+    except errors.FloodWaitError as exc:
+        raise SourceError(
+            f"Telegram asks to wait {exc.seconds} s before the login check (a flood wait; the"
+            " login itself is fine); the next pass tries again"
+        ) from None
+    except errors.RPCError as exc:
+        raise SourceError(
+            f"Telegram refused the login check ({type(exc).__name__}; the login itself is"
+            " fine); the next pass tries again"
+        ) from None
+    client._authorized = True  # what is_user_authorized remembers (updates.py reads it)
+    return True
+
+
+async def connect_client(
+    settings: Settings, *, receive_updates: bool = False, factory: ClientFactory = make_client
+) -> Any:
+    """A connected, authorised client for every command but ``login``."""
+    client = unconnected_client(settings, receive_updates=receive_updates, factory=factory)
     try:
         await client.connect()
-        authorised = await client.is_user_authorized()
+        authorised = await logged_in(client)
     except OSError as exc:
         await client.disconnect()
         raise SourceError(f"cannot connect to Telegram ({exc}): check the network") from None
+    except SourceError:
+        await client.disconnect()
+        raise
     if not authorised:
         await client.disconnect()
         raise NotLoggedIn(REVOKED)
