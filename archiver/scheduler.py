@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
@@ -123,6 +124,9 @@ class Scheduler:
             await self._fns[name]()
         except TelewatchError as exc:
             log.warning("job %s: failed: %s", name, exc)
+        except sqlite3.OperationalError as exc:  # locked by another process, the disk full
+            log.warning("job %s: failed: the archive could not be written (%s); the next run"
+                        " tries again", name, exc)  # fmt: skip
         except asyncio.CancelledError:
             # This is the job's own task, so returning ends it just as well; re-raising would
             # only make APScheduler log the shutdown as a job error with a traceback.

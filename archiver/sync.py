@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -120,6 +121,8 @@ async def _guarded(
         result = await run()
     except NotLoggedIn:
         raise
+    except sqlite3.OperationalError:
+        raise  # the archive cannot be written (locked, full): no channel can go on
     except TelewatchError as exc:
         result, cause = await _failed(archive, cfg, str(exc), started), exc
     except BufferError as exc:  # Telethon's InvalidBufferError: not Telegram on the wire
@@ -230,6 +233,8 @@ async def _web_part(
             await _sync_web(archive, settings, todo, out)
     except TimeoutError:
         log.warning("sync: web channels stopped at the pass deadline")
+    except sqlite3.OperationalError:
+        raise  # the archive cannot be written: recording the channels would fail too
     except Exception:  # the archiver's edge: a bug in one source must not stop the other
         log.exception("sync: web channels: unexpected failure")
     results: list[ChannelSyncResult] = []
@@ -338,7 +343,7 @@ async def _run_pass(
                                     report, what))  # fmt: skip
     if web:
         parts.append(_web_part(archive, settings, web, deadline))
-    done = await asyncio.gather(*parts)
+    done = await _all_or_first_failure(parts)
     by_cfg: dict[int, ChannelSyncResult] = {}
     for cfgs, part_results in zip([c for c in (telethon, web) if c], done, strict=True):
         by_cfg.update((id(cfg), r) for cfg, r in zip(cfgs, part_results, strict=True))
@@ -347,6 +352,28 @@ async def _run_pass(
         r.error is not None and "pass_deadline_seconds" in r.error for r in report
     )
     return report
+
+
+async def _all_or_first_failure(
+    parts: Sequence[Awaitable[list[ChannelSyncResult]]],
+) -> list[list[ChannelSyncResult]]:
+    """The parts' results in order; if one raises (the archive cannot be written), the others
+    are cancelled (their cleanup runs) before its exception is raised, rather than left
+    running against an archive the caller is about to close."""
+    tasks = [asyncio.ensure_future(p) for p in parts]
+    if not tasks:
+        return []
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
+    return [task.result() for task in tasks]
 
 
 async def sync_all(

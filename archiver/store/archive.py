@@ -85,6 +85,10 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+def _can_open(path: Path) -> None:
+    sqlite3.connect(path).close()
+
+
 def _busy(exc: sqlite3.Error) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
@@ -120,11 +124,24 @@ class Archive:
                 f"{p}: no archive here yet; run `telewatch import` or `telewatch sync` first"
             )
         if create:
-            p.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ArchiveError(
+                    f"{p}: cannot create the archive's folder ({exc.strerror}); check the path"
+                    " ([storage] path or --db)"
+                ) from None
         try:
+            # Opened once without aiosqlite first: when aiosqlite 0.22 fails to connect it
+            # stops its worker thread without waiting for it, and the thread's report to a
+            # loop that has closed meanwhile is a traceback after the one-line error.
+            await asyncio.to_thread(_can_open, p)
             db = await aiosqlite.connect(p, isolation_level=None)
         except sqlite3.Error as exc:
-            raise ArchiveError(f"{p}: cannot open the archive ({exc})") from None
+            raise ArchiveError(
+                f"{p}: cannot open the archive ({exc}); check that the folder exists and is"
+                " writable"
+            ) from None
         archive = cls(p, db)
         try:
             await archive._setup()

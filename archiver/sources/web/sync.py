@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
@@ -269,6 +270,8 @@ async def _take_turns(
                     failed[i] = str(exc)
                     p.status = "error"
                     turns.remove(entry)
+                except sqlite3.OperationalError:
+                    raise  # the archive cannot be written (locked, full): not this channel's
                 except Exception as exc:  # the archiver's edge: log it, go on with the next
                     log.exception("web @%s: unexpected failure", p.username)
                     failed[i] = f"@{p.username}: unexpected {type(exc).__name__}; see the log"
