@@ -286,6 +286,17 @@ WEEK = 7 * 24 * 3600.0
 MAX_EXPORT_CAP = 10_000  # ~5 KB a post in CSV: 50 MB, the largest file a bot may send
 
 
+def _poll_seconds(sec: _Section) -> float:
+    value = float(sec.positive("poll_seconds", (int, float), 1.0, maximum=3600))
+    if value < 0.1:
+        sec.fail(
+            "poll_seconds",
+            "expected at least 0.1 (each look reads the archive: less is a busy loop),"
+            f" got {value:g}",
+        )
+    return value
+
+
 def _posts(sec: _Section, count: int) -> int:
     if count > _MAX_POSTS:
         sec.fail(
@@ -518,7 +529,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
             maximum=MAX_EXPORT_CAP,
             why=" (Telegram refuses bot files over 50 MB)",
         ),
-        poll_seconds=float(b.positive("poll_seconds", (int, float), 1.0, maximum=3600)),
+        poll_seconds=_poll_seconds(b),
         max_attempts=b.positive("max_attempts", int, 8, maximum=1000),
     )
     b.done()

@@ -30,6 +30,7 @@ CASES = [
     ('[bot]\napi_base_url = "file:///tmp/x"', "bot.api_base_url: expected an http:// or https://"),
     ("[bot]\nexport_cap = 10000000000", "bot.export_cap: expected at most 10000 (Telegram refuses"),
     ("[bot]\npoll_seconds = nan", "bot.poll_seconds: expected a finite number, got nan"),
+    ("[bot]\npoll_seconds = 0.0001", "bot.poll_seconds: expected at least 0.1 (each look reads"),  # review 15: 0.0001 kept a core 30 % busy
     ("[bot]\nmax_attempts = -3", "bot.max_attempts: expected a positive number, got -3"),
     ("[media]\nmax_size_mb = inf", "media.max_size_mb: expected a finite number, got inf"),
     ("[telegram]\nflood_wait_ceiling = 99999999999", "telegram.flood_wait_ceiling: expected at"),
