@@ -702,6 +702,12 @@ async def login(app: App, as_string: bool) -> None:
     lock.acquire("login")
     try:
         out = await tg_login(app.settings, as_string=as_string)
+    except EOFError:  # stdin at its end at a prompt
+        raise TelewatchError(
+            "login: nothing to read the answers from (no terminal, or the connection dropped);"
+            " run `telewatch login` in a terminal (with Docker: `docker compose run --rm"
+            " telewatch login`, which keeps one)"
+        ) from None
     finally:
         lock.release()
     if as_string and out:

@@ -184,3 +184,29 @@ def test_asyncio_is_quiet_about_telethons_failed_pings(caplog: pytest.LogCapture
         loop.close()
     assert [r.levelname for r in caplog.records if r.name == "archiver.cli"] == ["DEBUG"]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_login_with_nothing_to_read_from_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review of issue 15: stdin at its end (cron, a dropped SSH session, `docker compose run`
+    without -it) at the phone prompt printed click's bare "Aborted!"."""
+    from functools import partial
+
+    from fakes.telethon_client import FakeTelegram
+    from sources.test_telethon_session import logging_in
+
+    import archiver.sources.telethon as tg
+
+    monkeypatch.setattr(tg, "login", partial(tg.login, factory=logging_in(FakeTelegram(), [])))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEWATCH_API_ID", "1")
+    monkeypatch.setenv("TELEWATCH_API_HASH", "0123456789abcdef0123456789abcdef")
+    result = CliRunner().invoke(cli, ["login"], input="")
+    assert result.exit_code == 1, result.output
+    assert "Aborted" not in result.output
+    assert (
+        result.output.strip()
+        .splitlines()[-1]
+        .startswith("Error: login: nothing to read the answers from")
+    )
