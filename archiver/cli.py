@@ -703,6 +703,7 @@ async def login(app: App, as_string: bool) -> None:
     try:
         out = await tg_login(app.settings, as_string=as_string)
     except EOFError:  # stdin at its end at a prompt
+        click.echo(err=True)  # end the prompt's line
         raise TelewatchError(
             "login: nothing to read the answers from (no terminal, or the connection dropped);"
             " run `telewatch login` in a terminal (with Docker: `docker compose run --rm"
