@@ -189,6 +189,7 @@ LIMIT ?
 
 _ONE_SQL = _ALERT_COLUMNS + "FROM alerts a" + _JOINS + "WHERE a.id = ?"
 
+
 async def pending(
     archive: Archive, limit: int, now: datetime | None = None, *, per_chat: int | None = None
 ) -> list[AlertRow]:
@@ -196,9 +197,7 @@ async def pending(
     and at most ``per_chat`` per recipient (so one busy chat cannot hide the others).
     Alerts of inactive recipients are held back."""
     when = ts(now or utcnow())
-    rows = await archive.fetchall(
-        _PENDING_SQL, (when, per_chat or limit, limit)
-    )
+    rows = await archive.fetchall(_PENDING_SQL, (when, per_chat or limit, limit))
     return await _rows(archive, rows)
 
 
