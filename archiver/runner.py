@@ -239,7 +239,7 @@ async def _start(
     if uses_telethon(settings):
         from archiver.sources import telethon as tg
 
-        client = await tg.connect_client(settings, receive_updates=live)
+        client = await tg.connect_client(settings, receive_updates=live, archive=archive)
         stack.push_async_callback(client.disconnect)
     if live:
         from archiver.sync import follow_live
