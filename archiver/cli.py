@@ -382,11 +382,13 @@ async def stats(app: App, as_json: bool) -> None:
       telewatch stats --json
     """
     from archiver.display import stats_lines
+    from archiver.store.following import following_report
     from archiver.store.search import channel_stats
 
     archive = await app.open_archive(create=False)
     try:
         rows = await channel_stats(archive)
+        report = await following_report(archive)
     finally:
         await archive.close()
     # Configured channels with nothing archived yet (never synced, or failing from the start).
@@ -394,17 +396,23 @@ async def stats(app: App, as_json: bool) -> None:
     missing = [ch for ch in app.settings.channels if (ch.ref.id or ch.ref.username) not in known]
     if as_json:
         for r in rows:
-            click.echo(json.dumps(r.to_json(), ensure_ascii=False))
+            click.echo(json.dumps(r.to_json() | report.json_for(r.channel_id), ensure_ascii=False))
         for ch in missing:
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
-                                   "sync_status": "never archived"}))  # fmt: skip
+                                   "sync_status": "never archived"}
+                                  | report.json_for_ref(ch.ref)))  # fmt: skip
+        for wait in report.flood_json():
+            click.echo(json.dumps(wait))
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
         for ch in missing:
-            click.echo(
-                f"{ch.ref} ({ch.source}): nothing archived yet: never synced, or its sync "
-                "fails (see the output of `telewatch sync`)"
+            why = report.line_for_ref(ch.ref) or (
+                "nothing archived yet: never synced, or its sync fails (see the output of"
+                " `telewatch sync`)"
             )
+            click.echo(f"{ch.ref} ({ch.source}): {why}")
+        for text in report.lines(known_ids={r.channel_id for r in rows}):
+            click.echo(text)
 
 
 @cli.group()
