@@ -66,3 +66,17 @@ class SourceError(TelewatchError):
     """A channel could not be read from its source (private, no preview, ...)."""
 
     exit_code = 1
+
+
+class PartialFailure(TelewatchError):
+    """A pass archived some channels and failed others (each named in its own line above)."""
+
+    exit_code = 4
+
+
+class Interrupted(TelewatchError):
+    """Stopped by SIGINT (exit 130) or SIGTERM (exit 143); what was archived is kept."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

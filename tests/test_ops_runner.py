@@ -52,8 +52,13 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     log: list[str] = []
     shared = FakeClient(log)
 
-    async def connect_client(settings: Settings, *, receive_updates: bool = False,
-                             archive: Any = None) -> Any:  # fmt: skip
+    async def connect_client(
+        settings: Settings,
+        *,
+        receive_updates: bool = False,
+        factory: Any = None,
+        archive: Any = None,
+    ) -> Any:
         log.append(f"connected (updates {receive_updates})")
         return shared
 

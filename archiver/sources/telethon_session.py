@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from telethon import TelegramClient, errors, functions, types, utils
+from telethon import errors, functions, types, utils
 from telethon.sessions import StringSession
 
 from archiver import __version__
@@ -33,6 +33,7 @@ from archiver.sources.telethon_ledger import (
     method_name,
     remember_account,
 )
+from archiver.sources.telethon_network import DeadlineClient
 from archiver.store.archive import Archive, utcnow
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,10 @@ REVOKED = (
 )
 
 
-class Client(TelegramClient):  # type: ignore[misc]
-    """telewatch's TelegramClient: every request passes the account's flood ledger, and what
-    Telethon handles silently is reported.
+class Client(DeadlineClient):
+    """telewatch's TelegramClient (with the request deadlines of
+    :class:`~archiver.sources.telethon_network.DeadlineClient`): every request passes the
+    account's flood ledger, and what Telethon handles silently is reported.
 
     - ``ledger``: when set, ``_call`` (the one path of every request, ours and the update
       loop's, ``client/users.py:32``) asks it before sending and records every
@@ -116,12 +118,14 @@ def make_client(
     *,
     receive_updates: bool = False,
     catch_up: bool = False,
+    **network: Any,
 ) -> Any:
     """A client that raises every flood wait (``flood_sleep_threshold=0``) so
     :class:`FloodPolicy` alone decides, and that raises the real error after its retries.
     ``catch_up``: ask Telegram for what happened while we were away when connecting (needs a
     session file, which keeps the update state; it brings back new posts only, see
-    :mod:`archiver.sources.telethon_live`)."""
+    :mod:`archiver.sources.telethon_live`). ``network``: the deadlines and reconnect bounds
+    of ``telethon_network.network_kwargs``."""
     return Client(
         session,
         api_id,
@@ -132,6 +136,7 @@ def make_client(
         catch_up=catch_up,
         device_model="telewatch",
         app_version=__version__,
+        **network,
     )
 
 
