@@ -352,8 +352,8 @@ async def recheck_all(
     client: Any = None,
     options: SyncOptions | None = None,
 ) -> PassResults:
-    """Re-read the recent window of every Telethon channel (``[telegram] recent_posts`` /
-    ``recent_hours``): edits and deletions made while we were not listening, fresh counters.
+    """Re-read the recent window of every Telethon channel (``[recheck] recent_days``) and the
+    rotation's share of older posts: edits and deletions made while we were not listening.
     Web channels need no separate pass: each web sync re-reads ``[web] recent_pages``."""
     todo = [c for c in settings.channels if c.source == "telethon"]
     if not todo:
