@@ -200,8 +200,8 @@ async def test_migration_3_drops_the_lemmas_and_keeps_every_version(
     _schema_2_archive(path)
     archive = await Archive.open(path)
     assert [r.getMessage() for r in caplog.records if "migrating" in r.getMessage()] == [
-        f"archive {path}: migrating schema 2 -> 3"
-    ]
+        f"archive {path}: migrating schema {v} -> {v + 1}" for v in range(2, len(MIGRATIONS))
+    ]  # 2 -> 3, then any later migration
     try:
         assert await pragma(archive, "user_version") == len(MIGRATIONS)
         assert await pragma(archive, "foreign_keys") == 1
@@ -294,9 +294,29 @@ async def test_a_migration_another_process_ran_meanwhile_is_not_run_again(
     worker.join()
     holder.close()
     try:
-        assert await pragma(archive, "user_version") == 3
-        assert not [r for r in caplog.records if "migrating" in r.getMessage()]
+        assert await pragma(archive, "user_version") == len(MIGRATIONS)
+        # migration 3 is not run again; only the later ones, if any, are
+        assert [r.getMessage() for r in caplog.records if "migrating" in r.getMessage()] == [
+            f"archive {path}: migrating schema {v} -> {v + 1}" for v in range(3, len(MIGRATIONS))
+        ]
         columns = [r[1] for r in await archive.fetchall("PRAGMA table_info(versions)")]
         assert "lemmas" not in columns
     finally:
         await archive.close()
+
+
+async def test_migration_4_gives_old_heartbeats_a_state(tmp_path: Path) -> None:
+    """A heartbeat written before migration 4 reads as running (what it meant then)."""
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    for migration in MIGRATIONS[:3]:
+        con.executescript(migration)
+    con.executescript(
+        "PRAGMA user_version = 3;"
+        "INSERT INTO heartbeats (process, pid, at) VALUES ('run', 7, '2024-05-01 12:00:00');"
+    )
+    con.commit()
+    con.close()
+    async with await Archive.open(path) as archive:
+        row = await archive.fetchone("SELECT pid, state, note FROM heartbeats")
+        assert row is not None and tuple(row) == (7, "running", None)
