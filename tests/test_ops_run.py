@@ -105,10 +105,10 @@ async def start(
     return p
 
 
-async def run_health(tmp_path: Path, config: Path) -> tuple[int, str]:
+async def run_health(tmp_path: Path, config: Path, *args: str) -> tuple[int, str]:
     """`telewatch health` in a process of its own: its exit code and output."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "archiver", "--config", str(config), "health",
+        sys.executable, "-m", "archiver", "--config", str(config), "health", *args,
         cwd=tmp_path, env=env(), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
@@ -260,3 +260,23 @@ async def test_a_failing_part_stops_the_whole_run_with_its_exit_code(
     again = await start(spawn, tmp_path, "--config", str(config), "run", "--no-bot")
     await again.wait_for_line("telewatch run: started")
     assert await again.stop(signal.SIGTERM) == 0
+
+
+async def test_the_bot_alone_records_its_stop_for_health(spawn: list[Proc], tmp_path: Path) -> None:
+    botapi = pytest.importorskip("fakes.botapi")
+    api = botapi.FakeBotApi()
+    await api.start()
+    try:
+        config = write_config(tmp_path, f'[bot]\napi_base_url = "{api.api_base_url}"\n')
+        environ = env(TELEWATCH_BOT_TOKEN=botapi.TOKEN)
+        bot = await start(spawn, tmp_path, "--config", str(config), "bot", environ=environ)
+        await bot.wait_for_line("running")  # "bot @... running": the heartbeat was written before
+        code, said = await run_health(tmp_path, config, "--process", "bot")
+        assert code == 0, said
+        assert await bot.stop(signal.SIGTERM) == 0
+    finally:
+        await api.close()
+    code, said = await run_health(tmp_path, config, "--process", "bot")
+    assert code == 1
+    assert "PROBLEM: process bot: stopped cleanly" in said
+    assert f"(pid {bot.proc.pid}); start it again: `telewatch bot`" in said
