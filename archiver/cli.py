@@ -2,19 +2,22 @@
 
 Global options come before the subcommand: ``telewatch [--config PATH] [--db PATH] COMMAND``.
 Every :class:`~archiver.errors.TelewatchError` becomes one line on stderr and its exit code
-(0 done, 1 failed, 2 usage or config error, 3 not logged in); no traceback reaches a user.
+(0 done, 1 failed, 2 usage or config error, 3 not logged in, 4 partial: some channels archived
+and some failed, 130/143 stopped by SIGINT/SIGTERM); no traceback reaches a user.
 The bot is imported lazily, inside the commands that run it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from functools import wraps
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar
@@ -23,7 +26,7 @@ import click
 
 from archiver import __version__
 from archiver.config import Settings, find_config, load_settings
-from archiver.errors import NotWritable, QueryError, TelewatchError
+from archiver.errors import Interrupted, NotWritable, PartialFailure, QueryError, TelewatchError
 from archiver.logs import setup_logging
 from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_LOGGED_IN = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_LOGGED_IN, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
 
 class App:
@@ -77,27 +80,74 @@ class TelewatchGroup(click.Group):
         except TelewatchError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except sqlite3.DatabaseError as exc:
+            click.echo(f"Error: {_archive_error(ctx, exc)}", err=True)
+            ctx.exit(EXIT_FAILED)
         except PermissionError as exc:  # an unwritable ./data volume, most often
             denied = NotWritable(exc.filename or ".")
             click.echo(f"Error: {denied}", err=True)
             ctx.exit(denied.exit_code)
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc):
-                click.echo(
-                    "Error: the archive is locked by another telewatch process; try again shortly",
-                    err=True,
-                )
-                ctx.exit(EXIT_FAILED)
-            raise
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            click.echo(
+                f"Error: {exc.filename or 'a file'}: the disk is full; free some space and run"
+                " the command again (nothing archived before is lost)",
+                err=True,
+            )
+            ctx.exit(EXIT_FAILED)
+        except BufferError as exc:  # Telethon's InvalidBufferError: not Telegram on the wire
+            click.echo(
+                "Error: the connection to Telegram returned data that is not Telegram's"
+                f" ({type(exc).__name__}); check the network, a proxy or a firewall in between,"
+                " and try again",
+                err=True,
+            )
+            ctx.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
 
 
+def _loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's report of an exception nobody retrieved: Telethon fails the futures of its
+    own pings with the connection's error and never awaits them. Those are the network
+    failure already reported per channel: a DEBUG line, not a traceback."""
+    exc = context.get("exception")
+    if isinstance(exc, OSError | BufferError):
+        log.debug("%s: %s", context.get("message", "asyncio"), type(exc).__name__)
+        return
+    loop.default_exception_handler(context)
+
+
+def _archive_error(ctx: click.Context, exc: sqlite3.DatabaseError) -> str:
+    """SQLite's error at the CLI edge as one line that says what to do."""
+    app = ctx.find_object(App)
+    where = str(app.settings.storage.path) if app is not None and app._settings else "the archive"
+    reason = str(exc)
+    if "locked" in reason or "busy" in reason:
+        return "the archive is locked by another telewatch process; try again shortly"
+    if "full" in reason:
+        return (
+            f"{where}: the disk is full ({reason}); free some space and run the command again"
+            " (the last batch was rolled back; nothing archived before it is lost)"
+        )
+    if any(w in reason for w in ("malformed", "not a database", "corrupt", "vtable constructor")):
+        return (
+            f"{where}: the archive is damaged ({reason}); restore the newest backup with"
+            " `telewatch restore FILE` (docs/operations.md, Restore)"
+        )
+    return f"{where}: the archive could not be read or written ({reason})"
+
+
 def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        return asyncio.run(fn(*args, **kwargs))
+        async def main() -> R:
+            asyncio.get_running_loop().set_exception_handler(_loop_errors)
+            return await fn(*args, **kwargs)
+
+        return asyncio.run(main())
 
     return wrapper
 
@@ -319,6 +369,36 @@ async def history(app: App, channel: str, message_id: int, as_json: bool) -> Non
 
 
 @cli.command(context_settings=_DASH_ARGS)
+@click.argument("channel")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+@run_async
+async def coverage(app: App, channel: str, as_json: bool) -> None:
+    """What the archive can vouch for in one channel: the message ids archived, ids never
+    seen, the time windows nobody was watching and why, and the last full re-read.
+
+    \b
+    Example:
+      telewatch coverage vsaldo --json
+    """
+    from archiver.display import coverage_lines
+    from archiver.store.channels import require_channel
+    from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
+
+    tolerance = max(WATCH_TOLERANCE, timedelta(minutes=app.settings.schedule.stale_after_minutes))
+    archive = await app.open_archive(create=False)
+    try:
+        row = await require_channel(archive, channel)
+        cov = await channel_coverage(archive, row.id, tolerance=tolerance)
+    finally:
+        await archive.close()
+    if as_json:
+        click.echo(json.dumps(cov.as_json(), ensure_ascii=False))
+    else:
+        click.echo("\n".join(coverage_lines(cov, app.settings.display.timezone)))
+
+
+@cli.command(context_settings=_DASH_ARGS)
 @click.argument("query", required=False, default="")
 @search_options
 @click.option(
@@ -340,7 +420,9 @@ async def export(
     fmt: str,
     output: Path | None,
 ) -> None:
-    """Export search results (everything, without a query) to CSV or JSON lines.
+    """Export search results (without a query: every post but service messages) to CSV or
+    JSON lines. Service messages (pins, title and photo changes) stay in the archive and in
+    `telewatch history`; searches and exports leave them out.
 
     The CSV is UTF-8 with a byte-order mark, so Excel and LibreOffice show Cyrillic as is.
 
@@ -349,22 +431,37 @@ async def export(
       telewatch export 'евакуація' --channel vsaldo --format csv --output evacuation.csv
     """
     from archiver.display import CsvWriter
-    from archiver.store.search import iter_hits
+    from archiver.store.search import Hit, export_rows, iter_hits
 
     q = _query(query, channels, since, until)
     archive = await app.open_archive(create=False)
     n = 0
     try:
-        out: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        try:
+            out: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        except OSError as exc:
+            raise TelewatchError(
+                f"--output {output}: cannot write ({exc.strerror}); check that the folder"
+                " exists and is writable"
+            ) from None
         try:
             writer = CsvWriter(out) if fmt == "csv" else None
+
+            async def flush(hits: list[Hit]) -> None:
+                for row in await export_rows(archive, hits):
+                    if writer is not None:
+                        writer.write(row)
+                    else:
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+            page: list[Hit] = []
             async for hit in iter_hits(archive, q):
-                row = hit.to_json()
-                if writer is not None:
-                    writer.write(row)
-                else:
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                page.append(hit)
                 n += 1
+                if len(page) >= 200:
+                    await flush(page)
+                    page = []
+            await flush(page)
         finally:
             if output:
                 out.close()
@@ -374,23 +471,34 @@ async def export(
         click.echo(f"{output}: {n} post(s) written", err=True)
 
 
+_COVERAGE_KEYS = ("id_ranges", "ids_never_seen", "states", "watched_since", "unwatched")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 @run_async
 async def stats(app: App, as_json: bool) -> None:
-    """Per channel: posts, edits, deletions, first and last post, last sync.
+    """Per channel: posts, edits, deletions, first and last post, last sync, last full
+    re-read; with --json also its coverage (as `telewatch coverage` prints it).
 
     \b
     Example:
       telewatch stats --json
     """
     from archiver.display import stats_lines
+    from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
     from archiver.store.search import channel_stats
 
+    tolerance = max(WATCH_TOLERANCE, timedelta(minutes=app.settings.schedule.stale_after_minutes))
     archive = await app.open_archive(create=False)
     try:
         rows = await channel_stats(archive)
+        covered = (
+            {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
+             for r in rows}
+            if as_json else {}
+        )  # fmt: skip
     finally:
         await archive.close()
     # Configured channels with nothing archived yet (never synced, or failing from the start).
@@ -398,7 +506,9 @@ async def stats(app: App, as_json: bool) -> None:
     missing = [ch for ch in app.settings.channels if (ch.ref.id or ch.ref.username) not in known]
     if as_json:
         for r in rows:
-            click.echo(json.dumps(r.to_json(), ensure_ascii=False))
+            cov = covered[r.channel_id].as_json()
+            data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
+            click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
                                    "sync_status": "never archived"}))  # fmt: skip
@@ -537,7 +647,9 @@ async def rules_list(app: App) -> None:
 
 @cli.command()
 @click.option(
-    "--status", type=click.Choice(["pending", "sent", "failed"]), help="Only alerts in it."
+    "--status",
+    type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "dropped"]),
+    help="Only alerts in it.",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -622,6 +734,39 @@ def _sync_summary(results: list[Any]) -> int:
     return failed
 
 
+async def _interruptible(coro: Coroutine[Any, Any, R], command: str) -> R:
+    """Run ``coro`` so that SIGTERM or SIGINT cancels it (its cleanup runs: the Telegram
+    client disconnects, the archive closes, the lock is released) and the command ends with
+    :class:`Interrupted`. Every batch is its own transaction: nothing archived is lost."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    got: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not got:
+            log.info("received %s: stopping %s", sig.name, command)
+        got.append(sig)
+        task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not got:
+            raise
+        raise Interrupted(
+            f"{command}: stopped by {got[0].name}; what was archived is kept and the next"
+            f" {command} resumes from there",
+            130 if got[0] == signal.SIGINT else 143,
+        ) from None
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 async def _one_pass(app: App, command: str) -> None:
     from archiver.lock import instance_lock
     from archiver.rules import RuleLoader
@@ -640,13 +785,21 @@ async def _one_pass(app: App, command: str) -> None:
             loader.install(archive)
             await archive.heartbeat(command, os.getpid())
             run_pass = sync_all if command == "sync" else recheck_all
-            results = await run_pass(archive, settings)
+            results = await _interruptible(run_pass(archive, settings), command)
         finally:
             await archive.close()
-    if _sync_summary(list(results)):
-        raise TelewatchError(
-            f"{command}: some channels failed (see above); the others are archived"
-        )
+    failed = _sync_summary(list(results))
+    if not failed:
+        return
+    lost = getattr(results, "login_lost", None)
+    if failed == len(results):
+        if lost is not None:
+            raise lost
+        raise TelewatchError(f"{command}: every channel failed (see above)")
+    raise PartialFailure(
+        f"{command}: {failed} of {len(results)} channel(s) failed (see above); the others are"
+        " archived" + ("; run `telewatch login` for the Telegram ones" if lost else "")
+    )
 
 
 @cli.command()
@@ -658,7 +811,9 @@ async def sync(app: App) -> None:
     Each channel resumes from its last archived post; the first pass of a channel is its
     backfill ([[channels]] backfill) and sends no alerts. A flood wait above the ceiling skips
     that channel until the next pass. Refuses to start while another sync or run holds the
-    archive. Exit 1 when a channel failed (the others are still archived).
+    archive. A pass ends by [schedule] pass_deadline_seconds; SIGTERM or Ctrl-C ends it at
+    once, keeping what was archived. Exit 4 when some channels failed (the others are
+    archived), 1 when all did, 3 when the Telegram login is missing and nothing else was.
 
     \b
     Example (crontab, every 15 minutes):
@@ -839,13 +994,19 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
     settings = app.settings
     verify(backup_file)
     target = settings.storage.path
-    if not yes and not sys.stdin.isatty():
-        raise TelewatchError(
-            f"restore: no terminal to confirm on; to replace {target} with {backup_file}, "
-            "add --yes (e.g. `docker compose run --rm telewatch restore --yes FILE`)"
-        )
     if not yes:
-        click.confirm(f"Replace {target} with {backup_file}?", abort=True, err=True)
+        no_terminal = TelewatchError(
+            f"restore: nothing to ask for confirmation on (no terminal, or the connection"
+            f" dropped); run `telewatch restore {backup_file} --yes` to replace {target}"
+        )
+        if not sys.stdin.isatty():
+            raise no_terminal
+        try:
+            ok = click.confirm(f"Replace {target} with {backup_file}?", err=True)
+        except click.Abort:  # EOF or Ctrl-C at the prompt
+            raise no_terminal from None
+        if not ok:
+            raise TelewatchError(f"restore: not confirmed; {target} is unchanged")
     lock = archive_lock(settings)
     lock.acquire("restore")
     try:

@@ -11,6 +11,7 @@ The full list of keys, with comments: ``config.example.toml`` and ``docs/configu
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -19,12 +20,13 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archiver import __version__
 from archiver.channels import BadChannelRef, ChannelRef, parse_ref
 from archiver.errors import ConfigError
-from archiver.models import POST_KINDS, Rule
+from archiver.models import FOLLOW_UPS, POST_KINDS, Rule
 
 DEFAULT_CONFIG = Path("config.toml")
 DEFAULT_DB = Path("data/telewatch.db")
@@ -76,6 +78,8 @@ class TelegramSettings:
     flood_wait_ceiling: int = 300
     recent_posts: int = 100
     recent_hours: int = 48
+    timeout_seconds: float = 30.0  # deadline of one request, and of connecting
+    connect_attempts: int = 4  # connections tried (backoff with jitter) before a pass gives up
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,9 @@ class WebSettings:
     user_agent: str = DEFAULT_USER_AGENT
     timeout_seconds: float = 20.0
     max_retries: int = 4
-    recent_pages: int = 1
+    recent_pages: int = 1  # superseded by [recheck] recent_days; accepted, unused
+    requests_per_pass: int = 500
+    max_page_bytes: int = 4_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,17 @@ class ScheduleSettings:
     digest: str = ""
     heartbeat_seconds: int = 30
     stale_after_minutes: int = 90
+    pass_deadline_seconds: float = 600.0  # one sync or recheck pass ends by then
+
+
+@dataclass(frozen=True, slots=True)
+class RecheckSettings:
+    """Re-reading archived posts for edits and deletions (docs/record.md): every pass re-reads
+    posts up to ``recent_days`` old; older ones on a rotation that covers the whole channel at
+    least once every ``full_recheck_days``."""
+
+    recent_days: float = 7.0
+    full_recheck_days: float = 7.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +158,7 @@ class Settings:
     display: DisplaySettings = DisplaySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
+    recheck: RecheckSettings = RecheckSettings()
     channels: tuple[ChannelConfig, ...] = ()
     rules: tuple[Rule, ...] = ()
 
@@ -197,10 +215,28 @@ class _Section:
                 self.fail(f"{key}[{i}]", f"expected an integer Telegram id, got {_show(item)}")
         return frozenset(value)
 
-    def positive(self, key: str, kind: type[T] | tuple[type, ...], default: Any) -> Any:
+    def positive(
+        self,
+        key: str,
+        kind: type[T] | tuple[type, ...],
+        default: Any,
+        *,
+        maximum: float | None = None,
+        zero: bool = False,
+        why: str = "",
+    ) -> Any:
+        """A number above 0 (``zero``: 0 or more), finite, at most ``maximum`` (``why`` says
+        where the ceiling comes from): nan, inf and negative values name the key."""
         value = self.get(key, kind, default)
-        if value is not None and value <= 0:
-            self.fail(key, f"expected a positive number, got {_show(value)}")
+        if value is None:
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(key, f"expected a finite number, got {_show(value)}")
+        if value < 0 or (value == 0 and not zero):
+            least = "zero or more" if zero else "a positive number"
+            self.fail(key, f"expected {least}, got {_show(value)}")
+        if maximum is not None and value > maximum:
+            self.fail(key, f"expected at most {maximum:g}{why}, got {_show(value)}")
         return value
 
     def done(self) -> None:
@@ -244,6 +280,34 @@ def _show(value: Any) -> str:
 
 
 _AGE = re.compile(r"^(\d+)\s*([dhw])$")
+_MAX_POSTS = 2**31 - 1  # message ids are 32-bit: no channel holds more posts
+_MAX_AGE_DAYS = 36_500
+WEEK = 7 * 24 * 3600.0
+MAX_EXPORT_CAP = 10_000  # ~5 KB a post in CSV: 50 MB, the largest file a bot may send
+
+
+def _posts(sec: _Section, count: int) -> int:
+    if count > _MAX_POSTS:
+        sec.fail(
+            "backfill",
+            f"expected at most {_MAX_POSTS} posts (message ids are 32-bit), got {count};"
+            ' use "all" for everything',
+        )
+    return count
+
+
+def _http_url(sec: _Section, key: str, default: str) -> str:
+    """An http(s) URL with a host (``file://``, ``ftp://`` and bare paths are refused)."""
+    value: str = sec.get(key, str, default).strip().rstrip("/")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        sec.fail(key, f"expected an http:// or https:// URL with a host, got {value!r}")
+    return value
+
+
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
 
 
@@ -254,12 +318,12 @@ def _backfill(sec: _Section) -> Backfill:
             sec.fail(
                 "backfill", f'expected "all", a number of posts or an age like "90d", got {value}'
             )
-        return Backfill("count", count=value)
+        return Backfill("count", count=_posts(sec, value))
     text = value.strip().lower()
     if text == "all":
         return Backfill("all")
     if text.isdigit():
-        return Backfill("count", count=int(text))
+        return Backfill("count", count=_posts(sec, int(text)))
     m = _AGE.match(text)
     if not m:
         sec.fail(
@@ -267,6 +331,13 @@ def _backfill(sec: _Section) -> Backfill:
         )
     assert m is not None
     n, unit = int(m.group(1)), m.group(2)
+    hours = n * {"d": 24, "w": 168, "h": 1}[unit]
+    if hours > _MAX_AGE_DAYS * 24:
+        sec.fail(
+            "backfill",
+            f"expected an age of at most {_MAX_AGE_DAYS} days (Telegram began in 2013), got"
+            f' {value!r}; use "all" for everything',
+        )
     days = {"d": 1, "w": 7}.get(unit)
     age = timedelta(days=n * days) if days else timedelta(hours=n)
     return Backfill("age", age=age)
@@ -321,6 +392,9 @@ def _rule(data: Any, i: int, where: str) -> Rule:
     for j, kind in enumerate(kinds):
         if kind not in POST_KINDS:
             sec.fail(f"kinds[{j}]", f"expected one of {', '.join(POST_KINDS)}, got {_show(kind)}")
+    follow_ups = sec.get("follow_ups", str, "all")
+    if follow_ups not in FOLLOW_UPS:
+        sec.fail("follow_ups", f"expected one of {', '.join(FOLLOW_UPS)}, got {follow_ups!r}")
     sec.done()
     return Rule(
         name=name.strip(),
@@ -328,6 +402,7 @@ def _rule(data: Any, i: int, where: str) -> Rule:
         notify=tuple(notify),
         channels=tuple(str(c) for c in channels),
         kinds=frozenset(kinds),
+        follow_ups=follow_ups,
     )
 
 
@@ -361,6 +436,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         "display",
         "schedule",
         "logging",
+        "recheck",
         "channels",
         "rules",
     }
@@ -374,6 +450,10 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         value = sec.get(key, str, None)
         if value is None:
             return default
+        if not value.strip() or "\x00" in value:
+            sec.fail(
+                key, f"expected a path, got {_show(value) if value.strip() else 'an empty string'}"
+            )
         p = Path(value).expanduser()
         return p if p.is_absolute() else base / p
 
@@ -381,7 +461,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
     storage = StorageSettings(
         path=path(s, "path", DEFAULT_DB),
         backup_dir=path(s, "backup_dir", Path("data/backups")),
-        backup_keep=s.positive("backup_keep", int, 7),
+        backup_keep=s.positive("backup_keep", int, 7, maximum=10_000),
         media_dir=path(s, "media_dir", Path("data/media")),
     )
     s.done()
@@ -391,26 +471,28 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         api_id=t.get("api_id", int, None),
         api_hash=t.get("api_hash", str, None),
         session=path(t, "session", Path("data/telewatch.session")),
-        flood_wait_ceiling=t.positive("flood_wait_ceiling", int, 300),
-        recent_posts=t.positive("recent_posts", int, 100),
-        recent_hours=t.positive("recent_hours", int, 48),
+        flood_wait_ceiling=t.positive("flood_wait_ceiling", int, 300, maximum=86_400),
+        recent_posts=t.positive("recent_posts", int, 100, maximum=10_000),
+        recent_hours=t.positive("recent_hours", int, 48, maximum=24 * 365),
+        timeout_seconds=float(t.positive("timeout_seconds", (int, float), 30.0, maximum=3600)),
+        connect_attempts=t.positive("connect_attempts", int, 4, maximum=100),
     )
     t.done()
 
     w = _section(raw, "web", where)
-    base_url = w.get("base_url", str, "https://t.me").rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        w.fail("base_url", f"expected an http(s) URL, got {base_url!r}")
+    base_url = _http_url(w, "base_url", "https://t.me")
     web = WebSettings(
         base_url=base_url,
-        delay_seconds=float(w.get("delay_seconds", (int, float), 1.0)),
+        delay_seconds=float(
+            w.positive("delay_seconds", (int, float), 1.0, zero=True, maximum=3600)
+        ),
         user_agent=w.get("user_agent", str, DEFAULT_USER_AGENT),
-        timeout_seconds=float(w.positive("timeout_seconds", (int, float), 20.0)),
-        max_retries=w.get("max_retries", int, 4),
-        recent_pages=w.positive("recent_pages", int, 1),
+        timeout_seconds=float(w.positive("timeout_seconds", (int, float), 20.0, maximum=3600)),
+        max_retries=w.positive("max_retries", int, 4, zero=True, maximum=100),
+        recent_pages=w.positive("recent_pages", int, 1, maximum=1000),
+        requests_per_pass=w.positive("requests_per_pass", int, 500, maximum=1_000_000),
+        max_page_bytes=w.positive("max_page_bytes", int, 4_000_000, maximum=1_000_000_000),
     )
-    if web.delay_seconds < 0:
-        w.fail("delay_seconds", f"expected zero or more seconds, got {web.delay_seconds}")
     w.done()
 
     m = _section(raw, "media", where)
@@ -418,19 +500,26 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
     for j, kind in enumerate(download):
         if kind not in MEDIA_KINDS:
             m.fail(f"download[{j}]", f"expected one of {', '.join(MEDIA_KINDS)}, got {_show(kind)}")
-    media = MediaSettings(frozenset(download), float(m.positive("max_size_mb", (int, float), 20.0)))
+    max_mb = m.positive("max_size_mb", (int, float), 20.0, maximum=4096)
+    media = MediaSettings(frozenset(download), float(max_mb))
     m.done()
 
     b = _section(raw, "bot", where)
     bot = BotSettings(
         token=b.get("token", str, None),
-        api_base_url=b.get("api_base_url", str, "https://api.telegram.org/bot").rstrip("/"),
+        api_base_url=_http_url(b, "api_base_url", "https://api.telegram.org/bot"),
         admins=b.ints("admins"),
         allowed_users=b.ints("allowed_users"),
         allowed_chats=b.ints("allowed_chats"),
-        export_cap=b.positive("export_cap", int, 5000),
-        poll_seconds=float(b.positive("poll_seconds", (int, float), 1.0)),
-        max_attempts=b.positive("max_attempts", int, 8),
+        export_cap=b.positive(
+            "export_cap",
+            int,
+            5000,
+            maximum=MAX_EXPORT_CAP,
+            why=" (Telegram refuses bot files over 50 MB)",
+        ),
+        poll_seconds=float(b.positive("poll_seconds", (int, float), 1.0, maximum=3600)),
+        max_attempts=b.positive("max_attempts", int, 8, maximum=1000),
     )
     b.done()
 
@@ -450,10 +539,24 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         backup=_cron(sc, "backup", "30 3 * * *"),
         maintenance=_cron(sc, "maintenance", "45 4 * * 0"),
         digest=_cron(sc, "digest", ""),
-        heartbeat_seconds=sc.positive("heartbeat_seconds", int, 30),
-        stale_after_minutes=sc.positive("stale_after_minutes", int, 90),
+        heartbeat_seconds=sc.positive("heartbeat_seconds", int, 30, maximum=86_400),
+        stale_after_minutes=sc.positive("stale_after_minutes", int, 90, maximum=7 * 24 * 60),
+        pass_deadline_seconds=float(
+            sc.positive("pass_deadline_seconds", (int, float), 600.0, maximum=WEEK)
+        ),
     )
     sc.done()
+
+    rc = _section(raw, "recheck", where)
+    recheck = RecheckSettings(
+        recent_days=float(rc.positive("recent_days", (int, float), 7.0)),
+        full_recheck_days=float(rc.positive("full_recheck_days", (int, float), 7.0)),
+    )
+    for key in ("recent_days", "full_recheck_days"):
+        value = getattr(recheck, key)
+        if not 0 < value <= 3650:  # also refuses nan and inf
+            rc.fail(key, f"expected a number of days from 0 to 3650, got {value}")
+    rc.done()
 
     lg = _section(raw, "logging", where)
     level = lg.get("level", str, "INFO").upper()
@@ -499,6 +602,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         display=DisplaySettings(tz),
         schedule=schedule,
         logging=LoggingSettings(level, fmt),
+        recheck=recheck,
         channels=channels,
         rules=rules,
     )
@@ -551,6 +655,11 @@ def _read(path: Path, what: str = "config file (copy config.example.toml)") -> d
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: nested too deeply to read (more than Python's recursion limit);"
+            " a telewatch config nests 3 levels at most"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from archiver.snippets import Span, mark
-from archiver.store.search import ChannelStats, Hit, PostHistory
+from archiver.store.coverage import Coverage
+from archiver.store.search import ChannelStats, Hit, PostHistory, VersionInfo
 
 EXPORT_FIELDS = (
     "channel_id",
@@ -27,6 +28,13 @@ EXPORT_FIELDS = (
     "deleted",
     "views",
     "forwarded_from",
+    "state",
+    "version_count",
+    "first_text",
+    "edit_times",
+    "deleted_at",
+    "deleted_how",
+    "deletion_evidence",
 )
 
 
@@ -64,15 +72,72 @@ def hit_lines(hit: Hit, tz: ZoneInfo, color: bool) -> list[str]:
     ]
 
 
+def version_label(i: int, v: VersionInfo, tz: ZoneInfo) -> str:
+    """How a version is introduced: the first is the original; later ones say when they were
+    edited, or that the source gave no edit time (the web preview never does)."""
+    if i == 1:
+        return "original"
+    return f"edited {local(v.edit_date, tz)}" if v.edit_date else "edit time unknown"
+
+
+EVENT_WORDS = {
+    "edited": "new version {v}",
+    "late": "an older version {v} arrived late",
+    "reverted": "back to version {v}",
+    "missing": "not shown in the channel's listing (not a confirmed deletion)",
+    "deleted": "DELETED",
+    "restored": "RESTORED: shown again after its deletion",
+    "present": "shown again",
+}
+
+
 def history_lines(h: PostHistory, tz: ZoneInfo) -> list[str]:
     name = h.channel or h.channel_title or str(h.channel_id)
     out = [f"{name} #{h.message_id}, posted {local(h.date, tz)}  {h.link}"]
     for i, v in enumerate(h.versions, 1):
-        when = f"edited {local(v.edit_date, tz)}" if v.edit_date else "original"
-        out.append(f"--- version {i} ({when}; seen {local(v.seen_at, tz)} via {v.source})")
+        current = ", current" if i == h.current and len(h.versions) > 1 else ""
+        out.append(
+            f"--- version {i} ({version_label(i, v, tz)}; seen {local(v.seen_at, tz)}"
+            f" via {v.source}{current})"
+        )
         out.append(v.text if v.text else "(no text)")
+    if h.events:
+        out.append("--- what was observed")
+        for e in h.events:
+            what = EVENT_WORDS.get(e.kind, e.kind).format(v=e.version or "?")
+            how = f": {e.evidence}" if e.evidence and e.kind in ("deleted", "missing") else ""
+            out.append(f"{local(e.at, tz)}  {what} (via {e.source}){how}")
     if h.deleted:
-        out.append(f"--- DELETED (noticed {local(h.deleted_at, tz)}, {h.deleted_how})")
+        out.append(
+            f"--- DELETED (confirmed {local(h.deleted_at, tz)}: "
+            f"{h.deleted_evidence or h.deleted_how})"
+        )
+    elif h.state == "missing":
+        out.append("--- not shown in the channel's listing; deletion not confirmed")
+    return out
+
+
+def coverage_lines(c: Coverage, tz: ZoneInfo) -> list[str]:
+    """``telewatch coverage``: what the archive can vouch for in one channel."""
+    ranges = ", ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in c.ranges[:20])
+    if len(c.ranges) > 20:
+        ranges += f", ... ({len(c.ranges)} ranges)"
+    states = ", ".join(f"{n} {s}" for s, n in sorted(c.states.items())) or "none"
+    out = [
+        f"{c.name} ({c.channel_id}, {c.source}): {c.posts} posts archived ({states})",
+        f"message ids archived: {ranges or 'none'}",
+        f"ids never seen between them: {c.never_seen} (deleted before we looked, service"
+        " messages the source does not show, or missed)",
+        f"watched since: {local(c.watched_since, tz)}; last check {local(c.last_check_at, tz)}",
+        f"last full re-read: {local(c.last_full_check_at, tz) if c.last_full_check_at else 'never'}"
+        + (f" (rotation now at id {c.reread_cursor})" if c.reread_cursor else ""),
+    ]
+    if not c.unwatched:
+        out.append("no window without a check since then")
+    for w in c.unwatched:
+        why = "; ".join(f"{s}: {r or '-'} (x{n})" for s, r, n in w.faults) or "no check ran"
+        end = local(w.end, tz) if w.end else "now"
+        out.append(f"NOT WATCHED {local(w.start, tz)} .. {end}: {why}")
     return out
 
 
@@ -89,9 +154,12 @@ def stats_lines(rows: Iterable[ChannelStats], tz: ZoneInfo) -> list[str]:
         out.append(
             f"{name} ({s.channel_id}, {s.source}): {s.posts} posts, {s.edited_posts} edited"
             f" ({s.edits} new versions seen), "
-            f"{s.deletions} deletions; "
+            f"{s.deletions} deletions"
+            + (f" (+{s.missing} missing from the listing, unconfirmed)" if s.missing else "")
+            + "; "
             f"posts {local(s.first_post, tz)} .. {local(s.last_post, tz)}; "
-            f"last sync {sync} ({state})"
+            f"last sync {sync} ({state}); "
+            f"last full re-read {local(s.last_full_check, tz) if s.last_full_check else 'never'}"
         )
     return out or [
         "the archive has no channels yet: run `telewatch import FILE` or `telewatch sync`"
@@ -107,7 +175,12 @@ class CsvWriter:
         self.writer.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow({k: _cell(v) for k, v in row.items()})
+        self.writer.writerow({k: _cell(_flat(v)) for k, v in row.items() if k != "versions"})
+
+
+def _flat(value: Any) -> Any:
+    """A list (the edit times) as one cell."""
+    return "; ".join(str(v) for v in value) if isinstance(value, list) else value
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -71,6 +71,20 @@ class SourceError(TelewatchError):
     exit_code = 1
 
 
+class PartialFailure(TelewatchError):
+    """A pass archived some channels and failed others (each named in its own line above)."""
+
+    exit_code = 4
+
+
+class Interrupted(TelewatchError):
+    """Stopped by SIGINT (exit 130) or SIGTERM (exit 143); what was archived is kept."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class NotWritable(TelewatchError):
     """A file or folder telewatch must use is not accessible to the user it runs as (an
     unwritable ``./data`` volume, most often)."""

@@ -9,6 +9,9 @@ Healthy means both:
   channel still on its first pass counts as fresh for that long after it was first seen.
 
 Anything else is a problem with a one-line reason. The container's ``HEALTHCHECK`` runs it.
+It is also a problem when the bot paused its alert delivery because the archive could not be
+written (disk full, or the write lock held by another process): the bot leaves a marker file
+beside the archive until it can write again (``archiver.store.outbox.marker_path``).
 
 A process records how it ended in its heartbeat row (:func:`record_end`): a clean stop or the
 error that stopped it. ``health`` reports that instead of a heartbeat that merely looks recent.
@@ -28,6 +31,7 @@ from archiver.config import Settings
 from archiver.errors import TelewatchError
 from archiver.store.archive import Archive, parse_ts, ts, utcnow
 from archiver.store.channels import get_channel
+from archiver.store.outbox import marker_path, read_marker
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +154,15 @@ async def check_health(
         else:
             note = f"; {row['note']}" if row["note"] else ""
             ok.append(f"process {process}: heartbeat {_age(now, at)}{note}")
+
+    marker = read_marker(marker_path(archive.path))
+    if marker is not None:
+        since = f" since {marker.since} UTC" if marker.since else ""
+        problems.append(
+            f"bot: alert delivery paused{since}: the archive cannot be written"
+            f" ({marker.reason or 'disk full or locked'}); free disk space or end the process"
+            " holding its write lock"
+        )
 
     stale = timedelta(minutes=settings.schedule.stale_after_minutes)
     for cfg in settings.channels:

@@ -3,6 +3,8 @@
 Called once by the CLI; nothing here runs at import time. The redaction filter sits on the
 handler, so no logger anywhere (ours, Telethon's, PTB's, httpx's) can write a configured
 token, api_hash or session string, nor a Bot API URL with its token, nor a phone number.
+The repeat filter beside it writes the same line at most once a minute, with a count of the
+copies it held back, so that no fault can fill a disk with one line (12.9 GB once).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 _BOT_TOKEN = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}")  # also inside /bot<token>/
@@ -45,6 +49,41 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class RepeatFilter(logging.Filter):
+    """The same line (logger, level, final message) at most once per ``window`` seconds.
+
+    The copies in between are counted, not written; the next copy written after the window
+    says how many were held back (``... [and 41230 more like this in the last 60 s]``). Lines
+    with a traceback are held back the same way. At most ``keep`` distinct lines are
+    remembered (the oldest forgotten first), so memory stays bounded whatever is logged."""
+
+    def __init__(
+        self, window: float = 60.0, keep: int = 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.window = window
+        self.keep = keep
+        self.clock = clock
+        self._seen: OrderedDict[tuple[str, int, str], list[float]] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, record.getMessage())
+        now = self.clock()
+        entry = self._seen.get(key)  # [when last written, copies held back since]
+        if entry is not None and now - entry[0] < self.window:
+            entry[1] += 1
+            return False
+        if entry is not None and entry[1]:
+            held = int(entry[1])
+            record.msg = f"{key[2]} [and {held} more like this in the last {now - entry[0]:.0f} s]"
+            record.args = None
+        self._seen[key] = [now, 0]
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.keep:
+            self._seen.popitem(last=False)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -69,6 +108,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str]
                 "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
             )
         )
+    handler.addFilter(RepeatFilter())
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     for h in list(root.handlers):

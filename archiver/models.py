@@ -17,7 +17,13 @@ from datetime import datetime
 
 MARK = 1_000_000_000_000  # -100xxxxxxxxxx: marked = -(MARK + bare)
 
-POST_KINDS = ("new", "edited", "deleted")
+POST_KINDS = ("new", "edited", "deleted")  # what a rule can ask to be alerted about
+# What an alert can say. A revert is an edit back to an earlier text; a restore is the
+# correction of a deletion: a rule that wants "edited" gets reverts, "deleted" gets restores.
+ALERT_KINDS = ("new", "edited", "reverted", "deleted", "restored")
+RULE_KIND_OF = {"new": "new", "edited": "edited", "reverted": "edited", "deleted": "deleted",
+                "restored": "deleted"}  # fmt: skip
+FOLLOW_UPS = ("all", "alerted", "none")
 
 
 def marked_id(bare_or_marked: int) -> int:
@@ -104,6 +110,7 @@ class Post:
     is_service: bool = False
     service_action: str | None = None  # e.g. "create_channel", "edit_title"
     raw: str | None = None  # the source object as JSON, for provenance
+    html: str | None = None  # the web preview's rendered HTML of the text (part of the content)
 
     @property
     def reactions_count(self) -> int | None:
@@ -121,6 +128,9 @@ class Rule:
     kinds: frozenset[str] = field(default_factory=lambda: frozenset(POST_KINDS))
     owner: int | None = None
     id: int | None = None  # archive id of a personal rule
+    # Changes of a post that matched in any version: "all" recipients are told, only those
+    # already "alerted" about it, or "none" (only new matches alert).
+    follow_ups: str = "all"
 
 
 @dataclass(frozen=True, slots=True)

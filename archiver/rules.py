@@ -348,6 +348,9 @@ class _Index:
         return sorted(found)
 
 
+_FOLLOW_RANK = {"none": 0, "alerted": 1, "all": 2}
+
+
 class RuleSet:
     """Compiled, indexed rules: the :class:`~archiver.store.archive.Matcher` of ingest.
     One index per alert kind holds only the rules that want that kind, and one holds all
@@ -365,8 +368,15 @@ class RuleSet:
         cost = stats.cost if stats is not None else default_cost
         self.requirements: tuple[Req, ...] = tuple(requirement(cr.root, cost) for cr in rules)
         self._kinds: dict[str, frozenset[str]] = {}
+        self._follow: dict[str, str] = {}
         for cr in self.rules:
             self._kinds[cr.name] = self._kinds.get(cr.name, frozenset()) | cr.kinds
+            # rules of two owners may share a name: the widest follow-up policy wins
+            mine = cr.rule.follow_ups
+            if _FOLLOW_RANK[mine] > _FOLLOW_RANK.get(self._follow.get(cr.name, "none"), 0):
+                self._follow[cr.name] = mine
+            else:
+                self._follow.setdefault(cr.name, mine)
         positions = range(len(self.rules))
         self._index: dict[str | None, _Index] = {None: _Index(positions, self.requirements)}
         for kind in POST_KINDS:
@@ -439,6 +449,10 @@ class RuleSet:
         """Whether a rule of that name exists and alerts on ``kind``. Personal rules of two
         owners may share a name: then any of them wanting ``kind`` is enough."""
         return kind in self._kinds.get(rule_name, frozenset())
+
+    def follow_ups(self, rule_name: str) -> str:
+        """The rule's follow-up policy: all | alerted | none (docs/rules.md)."""
+        return self._follow.get(rule_name, "all")
 
 
 # ---------------------------------------------------------------------------- the loader

@@ -108,23 +108,29 @@ def _jobs(
         from archiver.sync import sync_all
 
         try:
-            return await sync_all(archive, settings, client=client, channels=polled)
+            results = await sync_all(archive, settings, client=client, channels=polled)
         except NotLoggedIn as exc:
             fatal(exc)
             raise
         finally:
             wake.set()
+        if (lost := getattr(results, "login_lost", None)) is not None:
+            fatal(lost)
+        return results
 
     async def recheck() -> object:
         from archiver.sync import recheck_all
 
         try:
-            return await recheck_all(archive, settings, client=client)
+            results = await recheck_all(archive, settings, client=client)
         except NotLoggedIn as exc:
             fatal(exc)
             raise
         finally:
             wake.set()
+        if (lost := getattr(results, "login_lost", None)) is not None:
+            fatal(lost)
+        return results
 
     async def backup() -> object:
         from archiver.backup import backup as run_backup
@@ -194,7 +200,12 @@ async def _run(
 
     async with contextlib.AsyncExitStack() as stack:
         try:
-            await _start(settings, with_bot, stop, stack, tasks, trigger, stop_with, note)
+            starting = asyncio.ensure_future(
+                _start(settings, with_bot, stop, stack, tasks, trigger, stop_with, note)
+            )
+            # A signal during start-up (connecting to a Telegram that does not answer, say)
+            # stops the start at once rather than after it.
+            await _until_stopped(starting, stop)
             await stop.wait()
             log.info("telewatch run: stopping")
         finally:
@@ -206,6 +217,22 @@ async def _run(
         failure = _failure(trigger[0], tasks[trigger[0]])
         if failure is not None:
             raise failure
+
+
+async def _until_stopped(starting: asyncio.Future[None], stop: asyncio.Event) -> None:
+    """Wait for ``starting`` to finish, unless ``stop`` is set first: then cancel it (each
+    part it started is already on the exit stack and is stopped by it)."""
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not starting.done():
+        log.info("telewatch run: stopped while starting")
+        starting.cancel()
+        await asyncio.wait([starting], timeout=JOBS_GRACE)
+        return
+    starting.result()  # a start-up failure is the command's failure
 
 
 async def _start(
@@ -252,10 +279,11 @@ async def _start(
     client: Any = None
     live = any(c.source == "telethon" and c.join for c in settings.channels)
     if uses_telethon(settings):
-        from archiver.sources import telethon as tg
+        from archiver.sources.telethon_network import open_client
+        from archiver.sync import disconnect
 
-        client = await tg.connect_client(settings, receive_updates=live)
-        stack.push_async_callback(client.disconnect)
+        client = await open_client(settings, receive_updates=live)
+        stack.push_async_callback(disconnect, client)
     if live:
         from archiver.sync import follow_live
 

@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any
 
 from archiver.config import ChannelConfig, Settings
-from archiver.errors import NotLoggedIn, TelewatchError
+from archiver.errors import ConfigError, NotLoggedIn, TelewatchError
 from archiver.store.archive import Archive, utcnow
 from archiver.store.channels import get_channel, record_sync
 
@@ -103,18 +103,37 @@ async def guarded(
     """Run one channel's pass so that its failure cannot stop the others: a domain error or an
     unexpected exception becomes an ``error`` result, recorded with ``record_sync``. A lost
     login (:class:`NotLoggedIn`) is re-raised: no other channel can succeed either."""
+    result, _ = await _guarded(archive, cfg, run, what)
+    return result
+
+
+async def _guarded(
+    archive: Archive,
+    cfg: ChannelConfig,
+    run: Callable[[], Awaitable[ChannelSyncResult]],
+    what: str,
+) -> tuple[ChannelSyncResult, BaseException | None]:
+    """:func:`guarded`, and the exception that failed the channel (None when it did not)."""
     started = time.monotonic()
+    cause: BaseException | None = None
     try:
         result = await run()
     except NotLoggedIn:
         raise
     except TelewatchError as exc:
-        result = await _failed(archive, cfg, str(exc), started)
+        result, cause = await _failed(archive, cfg, str(exc), started), exc
+    except BufferError as exc:  # Telethon's InvalidBufferError: not Telegram on the wire
+        message = (
+            f"{cfg.ref}: Telegram's answer was not readable ({type(exc).__name__}); check the"
+            " network, a proxy or a firewall in between"
+        )
+        result, cause = await _failed(archive, cfg, message, started), exc
     except Exception as exc:  # the archiver's edge: log it with its traceback, go on
         log.exception("%s %s: unexpected failure", what, cfg.ref)
-        result = await _failed(archive, cfg, f"{cfg.ref}: unexpected {type(exc).__name__}", started)
+        message = f"{cfg.ref}: unexpected {type(exc).__name__}"
+        result, cause = await _failed(archive, cfg, message, started), exc
     log_result(result, what)
-    return result
+    return result, cause
 
 
 async def _failed(
@@ -135,6 +154,20 @@ async def _failed(
     )
 
 
+class PassResults(list[ChannelSyncResult]):
+    """The results of one pass, in config order (a list), and why a whole source failed, if
+    one did: ``login_lost`` (no or a revoked Telegram login: ``telewatch run`` stops on it,
+    ``sync`` exits 3 when nothing else was archived) and ``deadline`` (the pass stopped at
+    ``[schedule] pass_deadline_seconds``)."""
+
+    login_lost: NotLoggedIn | None = None
+    deadline: bool = False
+
+    @property
+    def failed(self) -> list[ChannelSyncResult]:
+        return [r for r in self if r.status == "error"]
+
+
 def _web_result(cfg: ChannelConfig, r: Any, duration: float) -> ChannelSyncResult:
     """archiver.sources.web.WebSyncResult -> ChannelSyncResult."""
     stats = r.stats
@@ -153,14 +186,167 @@ def _web_result(cfg: ChannelConfig, r: Any, duration: float) -> ChannelSyncResul
     )
 
 
-async def _sync_web(archive: Archive, settings: Settings, cfg: ChannelConfig) -> ChannelSyncResult:
+def _deadline_message(settings: Settings) -> str:
+    return (
+        f"not finished within [schedule] pass_deadline_seconds ="
+        f" {settings.schedule.pass_deadline_seconds:g}; resumes where it stopped at the next pass"
+    )
+
+
+async def _not_done(
+    archive: Archive, cfg: ChannelConfig, message: str, started: float
+) -> ChannelSyncResult:
+    """A channel the pass could not do (its source down, the deadline): recorded, logged."""
+    result = await _failed(archive, cfg, f"{cfg.ref}: {message}", started)
+    log_result(result)
+    return result
+
+
+async def _sync_web(
+    archive: Archive, settings: Settings, todo: list[ChannelConfig], out: dict[int, Any]
+) -> None:
+    """Every web channel of the pass with one call (one HTTP client, one pacer, one request
+    budget; [web] and [recheck] from ``settings``); results by position."""
     from archiver.sources.web import sync_web_channels
 
     started = time.monotonic()
-    results = await sync_web_channels(archive, settings.web, [cfg])
-    if not results:
-        return ChannelSyncResult(str(cfg.ref), "web", status="skipped")
-    return _web_result(cfg, results[0], time.monotonic() - started)
+    results = await sync_web_channels(archive, settings, todo)
+    duration = time.monotonic() - started
+    for i, (cfg, r) in enumerate(zip(todo, results, strict=False)):
+        out[i] = _web_result(cfg, r, duration)
+        log_result(out[i])
+
+
+async def _web_part(
+    archive: Archive, settings: Settings, todo: list[ChannelConfig], deadline: float
+) -> list[ChannelSyncResult]:
+    """The web channels, under the pass deadline. Those the deadline cut short keep what was
+    archived (every page is its own transaction) and are recorded as not finished."""
+    out: dict[int, ChannelSyncResult] = {}
+    started = time.monotonic()
+    since = utcnow()
+    try:
+        async with asyncio.timeout_at(deadline):
+            await _sync_web(archive, settings, todo, out)
+    except TimeoutError:
+        log.warning("sync: web channels stopped at the pass deadline")
+    except Exception:  # the archiver's edge: a bug in one source must not stop the other
+        log.exception("sync: web channels: unexpected failure")
+    results: list[ChannelSyncResult] = []
+    for i, cfg in enumerate(todo):
+        if i in out:
+            results.append(out[i])
+            continue
+        row = await get_channel(archive, cfg.ref)
+        if row is not None and row.last_sync_at is not None and row.last_sync_at >= since:
+            status = row.last_sync_status or "ok"  # finished before the deadline
+            results.append(ChannelSyncResult(str(cfg.ref), "web", row.id, status=status,
+                                             error=row.last_error, backfilled=row.backfilled,
+                                             high_water=row.high_water))  # fmt: skip
+        else:
+            results.append(await _not_done(archive, cfg, _deadline_message(settings), started))
+    return results
+
+
+async def _telethon_part(
+    archive: Archive,
+    settings: Settings,
+    todo: list[ChannelConfig],
+    client: Any,
+    deadline: float,
+    run_one: Callable[[Any, ChannelConfig], Awaitable[ChannelSyncResult]],
+    report: PassResults,
+    what: str,
+) -> list[ChannelSyncResult]:
+    """The Telethon channels in order with one client (``client``, or one opened here). When
+    Telegram cannot be reached, or the login is missing, every channel is recorded with that
+    reason; once the network fails during the pass, the channels after it are recorded with
+    it rather than each waiting out its own deadline."""
+    from archiver.sources.telethon_network import TelegramUnreachable, is_network_failure
+
+    started = time.monotonic()
+    results: list[ChannelSyncResult] = []
+    own = client is None
+    down: str | None = None  # why no further Telethon channel can work in this pass
+    try:
+        async with asyncio.timeout_at(deadline):
+            if client is None:
+                from archiver.sources.telethon_network import open_client
+
+                try:
+                    client = await open_client(settings)
+                except NotLoggedIn as exc:
+                    report.login_lost = exc
+                    down = str(exc)
+                except (TelegramUnreachable, ConfigError) as exc:
+                    down = str(exc)
+            for cfg in todo:
+                if down is not None:
+                    results.append(await _not_done(archive, cfg, down, started))
+                    continue
+                try:
+                    result, cause = await _guarded(
+                        archive, cfg, partial(run_one, client, cfg), what
+                    )
+                except NotLoggedIn as exc:
+                    report.login_lost = exc
+                    down = str(exc)
+                    results.append(await _not_done(archive, cfg, down, started))
+                    continue
+                results.append(result)
+                if cause is not None and is_network_failure(cause):
+                    down = f"not tried: Telegram stopped answering earlier in this pass ({cause})"
+    except TimeoutError:
+        report.deadline = True
+        for cfg in todo[len(results) :]:
+            results.append(await _not_done(archive, cfg, _deadline_message(settings), started))
+    finally:
+        if own and client is not None:
+            await disconnect(client)
+    return results
+
+
+async def disconnect(client: Any) -> None:
+    """Telethon's disconnect, bounded: it can wait on a connection that never closes."""
+    try:
+        async with asyncio.timeout(5):
+            await client.disconnect()
+    except (TimeoutError, OSError) as exc:
+        log.warning("telegram: disconnect did not finish (%s); going on", type(exc).__name__)
+
+
+async def _run_pass(
+    archive: Archive,
+    settings: Settings,
+    todo: Sequence[ChannelConfig],
+    client: Any,
+    run_one: Callable[[Any, ChannelConfig], Awaitable[ChannelSyncResult]],
+    what: str,
+) -> PassResults:
+    """The Telethon and the web channels of a pass side by side (two networks: a stalled
+    Telegram cannot hold up the web channels), under one deadline; results in config order."""
+    report = PassResults()
+    deadline = asyncio.get_running_loop().time() + settings.schedule.pass_deadline_seconds
+    telethon = [c for c in todo if c.source == "telethon"]
+    web = [c for c in todo if c.source == "web"]
+    for c in todo:
+        if c.source not in ("telethon", "web"):  # config validation makes this unreachable
+            log.warning("%s %s: unknown source %r, skipped", what, c.ref, c.source)
+    parts: list[Awaitable[list[ChannelSyncResult]]] = []
+    if telethon:
+        parts.append(_telethon_part(archive, settings, telethon, client, deadline, run_one,
+                                    report, what))  # fmt: skip
+    if web:
+        parts.append(_web_part(archive, settings, web, deadline))
+    done = await asyncio.gather(*parts)
+    by_cfg: dict[int, ChannelSyncResult] = {}
+    for cfgs, part_results in zip([c for c in (telethon, web) if c], done, strict=True):
+        by_cfg.update((id(cfg), r) for cfg, r in zip(cfgs, part_results, strict=True))
+    report.extend(by_cfg[id(c)] for c in todo if id(c) in by_cfg)
+    report.deadline = report.deadline or any(
+        r.error is not None and "pass_deadline_seconds" in r.error for r in report
+    )
+    return report
 
 
 async def sync_all(
@@ -170,49 +356,21 @@ async def sync_all(
     client: Any = None,
     options: SyncOptions | None = None,
     channels: Sequence[ChannelConfig] | None = None,
-) -> list[ChannelSyncResult]:
-    """One sync pass over ``channels`` (default: every configured channel), in order.
+) -> PassResults:
+    """One sync pass over ``channels`` (default: every configured channel).
 
     ``client``: an already connected Telethon client (the live listener's, or a test's);
-    otherwise one is connected for the pass when a Telethon channel exists, which raises
-    :class:`NotLoggedIn` before any network call when there is no session."""
+    otherwise one is connected for the pass when a Telethon channel exists. A missing login
+    or an unreachable Telegram is recorded for every Telethon channel (``login_lost`` says
+    which); the web channels go on either way."""
     todo = list(settings.channels if channels is None else channels)
-    own = False
-    tg: Any = None
-    if any(c.source == "telethon" for c in todo):
+
+    async def one(client: Any, cfg: ChannelConfig) -> ChannelSyncResult:
         from archiver.sources import telethon as tg
 
-        if client is None:
-            client = await tg.connect_client(settings)
-            own = True
-    results: list[ChannelSyncResult] = []
-    try:
-        for cfg in todo:
-            if cfg.source == "telethon":
-                results.append(
-                    await guarded(
-                        archive,
-                        cfg,
-                        partial(
-                            tg.sync_telethon_channel,
-                            archive,
-                            client,
-                            cfg,
-                            settings,
-                            options=options,
-                        ),
-                    )
-                )
-            elif cfg.source == "web":
-                results.append(
-                    await guarded(archive, cfg, partial(_sync_web, archive, settings, cfg))
-                )
-            else:  # config validation makes this unreachable; say so rather than skip silently
-                log.warning("sync %s: unknown source %r, skipped", cfg.ref, cfg.source)
-    finally:
-        if own:
-            await client.disconnect()
-    return results
+        return await tg.sync_telethon_channel(archive, client, cfg, settings, options=options)
+
+    return await _run_pass(archive, settings, todo, client, one, "sync")
 
 
 async def recheck_all(
@@ -221,31 +379,20 @@ async def recheck_all(
     *,
     client: Any = None,
     options: SyncOptions | None = None,
-) -> list[ChannelSyncResult]:
+) -> PassResults:
     """Re-read the recent window of every Telethon channel (``[telegram] recent_posts`` /
     ``recent_hours``): edits and deletions made while we were not listening, fresh counters.
     Web channels need no separate pass: each web sync re-reads ``[web] recent_pages``."""
     todo = [c for c in settings.channels if c.source == "telethon"]
     if not todo:
-        return []
-    from archiver.sources import telethon as tg
+        return PassResults()
 
-    own = client is None
-    if client is None:
-        client = await tg.connect_client(settings)
-    try:
-        return [
-            await guarded(
-                archive,
-                cfg,
-                partial(tg.recheck_channel, archive, client, cfg, settings, options=options),
-                what="recheck",
-            )
-            for cfg in todo
-        ]
-    finally:
-        if own:
-            await client.disconnect()
+    async def one(client: Any, cfg: ChannelConfig) -> ChannelSyncResult:
+        from archiver.sources import telethon as tg
+
+        return await tg.recheck_channel(archive, client, cfg, settings, options=options)
+
+    return await _run_pass(archive, settings, todo, client, one, "recheck")
 
 
 async def follow_live(
@@ -263,14 +410,15 @@ async def follow_live(
     if not todo:
         log.info("live: no Telethon channel with join = true; nothing to follow")
         return
-    from archiver.sources import telethon as tg
     from archiver.sources.telethon_live import run_live
 
     own = client is None
     if client is None:
-        client = await tg.connect_client(settings, receive_updates=True)
+        from archiver.sources.telethon_network import open_client
+
+        client = await open_client(settings, receive_updates=True)
     try:
         await run_live(archive, client, settings, stop_event, options=options)
     finally:
         if own:
-            await client.disconnect()
+            await disconnect(client)

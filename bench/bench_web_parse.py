@@ -7,7 +7,7 @@ markup: text with links and entities, album, video, voice, document, sticker, po
 preview, reply, forward) with its post blocks repeated and renumbered to 20 posts; then the
 same page with the SVG bubble tail every block carries on t.me (a page of full size).
 
-- ``archiver.sources.webpage.parse_page``: selectolax (Lexbor) -> ChannelInfo + Post objects
+- ``archiver.sources.web.page.parse_page``: selectolax (Lexbor) -> ChannelInfo + Post objects
   with text, UTF-16 entities, media kinds, counters, forwards, raw JSON.
 - baseline: the standard library's ``html.parser`` with a minimal handler that only collects
   each post's id, date, views and plain text (line breaks kept). It does far less than
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from archiver.sources.webpage import parse_page  # noqa: E402
+from archiver.sources.web.page import parse_page  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "web" / "rich_channel.html"
 WRAP = '<div class="tgme_widget_message_wrap js-widget_message_wrap">'
@@ -159,7 +159,7 @@ def main() -> None:
         page = f"{POSTS} posts, {len(html.encode()) // 1024} KB" + (" (with tails)" if full else "")
         print(f"| {page} | html.parser, ids/dates/views/text only (baseline) | {base_rate:,.0f} |"
               f" {base_rate * POSTS:,.0f} | 1.00 |")  # fmt: skip
-        print(f"| {page} | **selectolax: webpage.parse_page** | {our_rate:,.0f} |"
+        print(f"| {page} | **selectolax: web.page.parse_page** | {our_rate:,.0f} |"
               f" {our_rate * POSTS:,.0f} | {our_rate / base_rate:.2f} |")  # fmt: skip
 
 

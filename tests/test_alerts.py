@@ -17,7 +17,8 @@ from archiver.models import ChannelInfo, Post, Rule
 from archiver.rules import ALERT_STATUSES, RuleLoader, format_alerts, list_alerts
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
-from archiver.store.ingest import ingest, mark_deleted
+from archiver.store.deletions import mark_deleted
+from archiver.store.ingest import ingest
 from archiver.store.personal_rules import add_rule
 
 CH = -1001811111111

@@ -18,7 +18,8 @@ from archiver.models import ChannelInfo, Media, Post, Rule
 from archiver.query import parse
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
-from archiver.store.ingest import ingest, mark_deleted
+from archiver.store.deletions import mark_deleted
+from archiver.store.ingest import ingest
 from archiver.store.search import iter_matches
 
 VSALDO = -1001811111111

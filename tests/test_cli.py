@@ -25,7 +25,8 @@ from archiver.cli import cli
 from archiver.models import ChannelInfo, Forward, Post
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
-from archiver.store.ingest import ingest, mark_deleted
+from archiver.store.deletions import mark_deleted
+from archiver.store.ingest import ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 RU, UK = -1001811111111, -1002222222222
@@ -295,7 +296,10 @@ def test_history_json_shape(db: Path) -> None:
     result = run("history", "vsaldo", "2", "--json", db=db)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"channel_id", "message_id", "versions", "deleted", "deleted_at"}
+    assert set(data) == {
+        "channel_id", "message_id", "versions", "current_version", "state", "deleted",
+        "deleted_at", "deleted_how", "deleted_evidence", "events",
+    }  # fmt: skip
     assert (data["channel_id"], data["message_id"], data["deleted"]) == (RU, 2, False)
     assert data["deleted_at"] is None
     assert [v["text"] for v in data["versions"]] == [
@@ -303,7 +307,7 @@ def test_history_json_shape(db: Path) -> None:
         "Эвакуация перенесена на завтра",
     ]
     for v in data["versions"]:
-        assert set(v) == {"text", "edit_date", "seen_at", "sha256"}
+        assert set(v) == {"text", "edit_date", "seen_at", "source", "sha256"}
         assert len(v["sha256"]) == 64
     assert data["versions"][0]["edit_date"] is None
     assert data["versions"][1]["edit_date"] == "2024-05-02T14:00:00Z"
@@ -332,6 +336,11 @@ def test_stats_json(db: Path) -> None:
     assert (uk["posts"], uk["channel"], uk["title"]) == (1, None, "Херсонська ОДА")
     human = run("stats", db=db).stdout
     assert "vsaldo" in human and "3 posts, 1 edited (1 new versions seen), 1 deletions" in human
+    assert "last full re-read never" in human
+    # Coverage per channel: the ids archived as ranges, ids never seen, watch windows.
+    assert ru["coverage"]["id_ranges"] == [[1, 3]] and ru["coverage"]["ids_never_seen"] == 0
+    assert ru["coverage"]["states"] == {"deleted": 1, "present": 2}
+    assert ru["missing_unconfirmed"] == 0 and ru["last_full_check"] is None
 
 
 # ---------------------------------------------------------------------------- export
@@ -349,7 +358,8 @@ def test_export_csv_has_a_bom_and_round_trips_cyrillic(db: Path, tmp_path: Path)
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == [
         "channel_id", "channel", "channel_title", "message_id", "date", "text", "snippet",
-        "link", "edited", "deleted", "views", "forwarded_from",
+        "link", "edited", "deleted", "views", "forwarded_from", "state", "version_count",
+        "first_text", "edit_times", "deleted_at", "deleted_how", "deletion_evidence",
     ]  # fmt: skip
     by_id = {int(r["message_id"]): r for r in rows}
     assert set(by_id) == {1, 2, 3}
@@ -357,6 +367,12 @@ def test_export_csv_has_a_bom_and_round_trips_cyrillic(db: Path, tmp_path: Path)
     assert by_id[1]["views"] == "1500"
     assert by_id[3]["deleted"] == "true" and by_id[3]["forwarded_from"] == "Херсонська ОДА"
     assert by_id[2]["channel_title"] == "Сальдо"
+    # Every version's story: the first text, how many, when edited, how the deletion is known.
+    assert by_id[2]["first_text"] == 'Эвакуация отменена; "кавычки", запятые'
+    assert (by_id[2]["version_count"], by_id[2]["edit_times"]) == ("2", "2024-05-02T14:00:00Z")
+    assert by_id[3]["state"] == "deleted" and by_id[3]["deleted_how"] == "live"
+    assert by_id[3]["deletion_evidence"] == "Telegram reported the deletion"
+    assert by_id[3]["deleted_at"].endswith("Z")
 
 
 def test_export_csv_keeps_quotes_and_commas(db: Path, tmp_path: Path) -> None:
@@ -383,7 +399,11 @@ def test_export_jsonl(db: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [(r["channel_id"], r["message_id"]) for r in rows] == [(RU, 1)]
-    assert set(rows[0]) == SEARCH_KEYS
+    assert set(rows[0]) == SEARCH_KEYS | {
+        "state", "version_count", "first_text", "edit_times", "deleted_at", "deleted_how",
+        "deletion_evidence", "versions",
+    }  # fmt: skip
+    assert [v["text"] for v in rows[0]["versions"]] == ["Объявлена эвакуация жителей Херсона"]
     assert "Херсона" in out.read_text(encoding="utf-8")  # not \u-escaped
 
 

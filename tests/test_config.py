@@ -37,8 +37,8 @@ ERRORS = [
      "storage.pathh: unknown key (see config.example.toml for the known keys)"),
     ("[storage]\nbackup_keep = 0", "storage.backup_keep: expected a positive number, got 0"),
     ("storage = 5", "storage: expected a table, got 5"),
-    ("[nope]", "nope: unknown section (known: bot, channels, display, logging, media, rules, "
-     "schedule, storage, telegram, web)"),
+    ("[nope]", "nope: unknown section (known: bot, channels, display, logging, media, recheck, "
+     "rules, schedule, storage, telegram, web)"),
     (
         '[telegram]\napi_id = "0123456789abcdef0123456789abcdef"',
         "telegram.api_id: expected an integer, got a value of the wrong kind (not shown: it may"
@@ -48,8 +48,11 @@ ERRORS = [
      " (not shown: it may be a secret)"),
     ("[telegram]\nrecent_hours = true", "telegram.recent_hours: expected an integer, got true"),
     ('[bot]\nadmins = [1, "two"]', "bot.admins[1]: expected an integer Telegram id, got 'two'"),
-    ('[web]\nbase_url = "ftp://x"', "web.base_url: expected an http(s) URL, got 'ftp://x'"),
-    ("[web]\ndelay_seconds = -1", "web.delay_seconds: expected zero or more seconds, got -1.0"),
+    (
+        '[web]\nbase_url = "ftp://x"',
+        "web.base_url: expected an http:// or https:// URL with a host, got 'ftp://x'",
+    ),
+    ("[web]\ndelay_seconds = -1", "web.delay_seconds: expected zero or more, got -1"),
     ('[logging]\nlevel = "LOUD"',
      "logging.level: expected DEBUG, INFO, WARNING or ERROR, got 'LOUD'"),
     ('[logging]\nformat = "xml"', "logging.format: expected \"text\" or \"json\", got 'xml'"),

@@ -376,8 +376,8 @@ def test_restore_without_a_terminal_names_yes_instead_of_aborting(
     refused = runner.invoke(cli, ["restore", name])  # CliRunner's stdin is no terminal
     assert refused.exit_code == 1
     assert refused.output == (
-        f"Error: restore: no terminal to confirm on; to replace data/telewatch.db with {name}, "
-        "add --yes (e.g. `docker compose run --rm telewatch restore --yes FILE`)\n"
+        "Error: restore: nothing to ask for confirmation on (no terminal, or the connection "
+        f"dropped); run `telewatch restore {name} --yes` to replace data/telewatch.db\n"
     )
     restored = runner.invoke(cli, ["restore", "--yes", name])
     assert restored.exit_code == 0, restored.output

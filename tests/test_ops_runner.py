@@ -52,7 +52,9 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     log: list[str] = []
     shared = FakeClient(log)
 
-    async def connect_client(settings: Settings, *, receive_updates: bool = False) -> Any:
+    async def connect_client(
+        settings: Settings, *, receive_updates: bool = False, factory: Any = None
+    ) -> Any:
         log.append(f"connected (updates {receive_updates})")
         return shared
 

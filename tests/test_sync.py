@@ -83,16 +83,32 @@ async def test_an_unexpected_failure_is_recorded_and_the_next_channel_goes_on(
     assert (row.last_sync_status, row.last_error) == ("error", "vsaldo: unexpected RuntimeError")
 
 
-async def test_a_lost_login_stops_the_whole_pass(
+async def test_a_lost_login_fails_every_telethon_channel_and_the_web_ones_go_on(
     archive: Archive, tg: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def revoked(*a: Any, **kw: Any) -> Any:
+    from archiver.sources import web
+
+    calls: list[str] = []
+
+    async def revoked(archive: Archive, client: Any, cfg: ChannelConfig, *a: Any, **kw: Any) -> Any:
+        calls.append(str(cfg.ref))
         raise NotLoggedIn("the Telegram session is no longer valid")
 
+    async def fake_web(archive: Archive, settings: Any, channels: Any, **kw: Any) -> Any:
+        return [web.WebSyncResult(username="webonly", channel_id=-1003000000000)]
+
     monkeypatch.setattr(tg_source, "sync_telethon_channel", revoked)
-    settings = settings_for(tmp_path, VSALDO, OTHER)
-    with pytest.raises(NotLoggedIn):
-        await sync_all(archive, settings, client=fake_client(tg), options=opts())
+    monkeypatch.setattr(web, "sync_web_channels", fake_web)
+    settings = settings_for(tmp_path, VSALDO, WEB, OTHER)
+    results = await sync_all(archive, settings, client=fake_client(tg), options=opts())
+    assert calls == ["vsaldo"]  # no second request once the login is known to be gone
+    assert [(r.channel, r.status) for r in results] == [
+        ("vsaldo", "error"),
+        ("webonly", "ok"),
+        ("other", "error"),
+    ]
+    assert isinstance(results.login_lost, NotLoggedIn)
+    assert results[2].error == "other: the Telegram session is no longer valid"
 
 
 async def test_web_channels_go_to_the_web_source(

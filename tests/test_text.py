@@ -138,10 +138,10 @@ def test_words(raw: str, expected: list[str]) -> None:
 @pytest.fixture(scope="module")
 def fts() -> Iterator[sqlite3.Connection]:
     """An FTS5 table with the schema's tokenizer, and its vocabulary in token order."""
-    tokenize = re.search(r'tokenize="([^"]+)"', MIGRATIONS[-1])
-    assert tokenize is not None
+    found = re.findall(r'tokenize="([^"]+)"', "".join(MIGRATIONS))
+    assert found
     con = sqlite3.connect(":memory:")
-    con.execute(f"CREATE VIRTUAL TABLE f USING fts5(words, tokenize={tokenize.group(1)!r})")
+    con.execute(f"CREATE VIRTUAL TABLE f USING fts5(words, tokenize={found[-1]!r})")
     con.execute("CREATE VIRTUAL TABLE v USING fts5vocab(f, 'instance')")
     yield con
     con.close()

@@ -34,7 +34,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
-import json
 import logging
 import multiprocessing
 import os
@@ -127,7 +126,10 @@ class _Reader:
 def _show(value: Any) -> str:
     if value is None:
         return "null"
-    text = json.dumps(value, ensure_ascii=False)
+    try:  # orjson refuses nesting past 255 levels where json.dumps raises RecursionError
+        text = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return "a value nested too deep to show"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -347,6 +349,60 @@ def _channel(header: dict[str, Any], where: str) -> ChannelInfo:
     return ChannelInfo(id=marked_id(bare), title=name)
 
 
+# Nesting allowed in a file, counted from its top level. Telegram Desktop writes at most 7
+# (chats.list[].messages[].text_entities[]{}); past this the file is refused with one line.
+# ijson keeps the path of every open level, so its memory grows with the square of the depth
+# (a 200 KB file of "[" once took 24 GB): counting levels first keeps memory flat.
+MAX_DEPTH = 256
+_OPEN = frozenset({"start_map", "start_array"})
+_CLOSE = frozenset({"end_map", "end_array"})
+
+
+def _basic_events(reader: _Reader) -> Iterator[tuple[str, Any]]:
+    """ijson's events without their paths (``basic_parse``: nothing kept per level), with
+    the nesting counted: deeper than :data:`MAX_DEPTH` raises ``_Bad`` before a path is ever
+    built for it."""
+    depth = 0
+    for event, value in ijson.basic_parse(reader, buf_size=BUF_SIZE, use_float=True):
+        if event in _OPEN:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Bad(
+                    "",
+                    f"nested deeper than {MAX_DEPTH} levels (in its first {reader.pos} bytes):"
+                    " not a Telegram Desktop export (theirs nest 7 levels at most); export again",
+                )
+        elif event in _CLOSE:
+            depth -= 1
+        yield event, value
+
+
+def _prefixed_events(reader: _Reader) -> Iterator[tuple[str, str, Any]]:
+    """``ijson.parse`` (events with their paths), built from :func:`_basic_events` so that
+    the depth is checked before each path is made."""
+    from ijson.backends import yajl2_c
+
+    out: list[Any] = _SendableList()
+    coro = yajl2_c.parse_basecoro(out)
+    for event in _basic_events(reader):
+        coro.send(event)
+        yield from out
+        del out[:]
+
+
+def _items(reader: _Reader, prefix: str) -> Iterator[Any]:
+    """``ijson.items(reader, prefix)`` (objects built in C) on depth-checked events."""
+    from ijson.backends import yajl2_c
+
+    built: list[Any] = _SendableList()
+    coro = yajl2_c.parse_basecoro(yajl2_c.items_basecoro(built, prefix, None))
+    for event in _basic_events(reader):
+        coro.send(event)
+        if built:
+            yield from built
+            del built[:]
+
+
 class _Unframed(Exception):
     """The fast path cannot go on: the file is read again by ijson from the start."""
 
@@ -492,21 +548,30 @@ class ExportReader:
                 )
             f.seek(0)
             self._reader = _Reader(f, None)
-            events = ijson.parse(self._reader, buf_size=BUF_SIZE, use_float=True)
+            events = _basic_events(self._reader)
             first = next(events, None)
-            if first is not None and first[1] != "start_map":
+            if first is not None and first[0] != "start_map":
                 raise _Bad("top level", "expected an object (is this a Telegram export?)")
-            for prefix, event, value in events:
-                if prefix in ("name", "type", "id"):
-                    if event in ("start_map", "start_array"):
-                        raise _Bad(prefix, "expected a string or a number, got a list or object")
-                    header[prefix] = value
-                elif prefix == "messages":
-                    if event != "start_array":
-                        raise _Bad("messages", "expected a list")
-                    return header
-                elif prefix in ("chats", "left_chats") and event == "start_map":
-                    return None
+            depth, key = 1, ""
+            for event, value in events:
+                if depth == 1 and event == "map_key":
+                    key = value
+                    continue
+                if depth == 1:
+                    if key in ("name", "type", "id"):
+                        if event in _OPEN:
+                            raise _Bad(key, "expected a string or a number, got a list or object")
+                        header[key] = value
+                    elif key == "messages":
+                        if event != "start_array":
+                            raise _Bad("messages", "expected a list")
+                        return header
+                    elif key in ("chats", "left_chats") and event == "start_map":
+                        return None
+                if event in _OPEN:
+                    depth += 1
+                elif event in _CLOSE:
+                    depth -= 1
         raise _Bad("top level", "no messages and no chats.list: not a Telegram Desktop JSON export")
 
     def _single(self, header: dict[str, Any]) -> Iterator[ChannelInfo | Post]:
@@ -536,8 +601,7 @@ class ExportReader:
             self._reader = _Reader(
                 f, None if on_read is None else lambda _: on_read(self.bytes_read)
             )
-            items = ijson.items(self._reader, "messages.item", buf_size=BUF_SIZE, use_float=True)
-            for i, m in enumerate(items):
+            for i, m in enumerate(_items(self._reader, "messages.item")):
                 if i >= done:
                     yield from self._message(info.id, m, i)
 
@@ -562,8 +626,7 @@ class ExportReader:
         channels = 0
         with self.path.open("rb") as f:
             self._reader = _Reader(f, self.on_read)
-            events = ijson.parse(self._reader, buf_size=BUF_SIZE, use_float=True)
-            for prefix, event, value in events:
+            for prefix, event, value in _prefixed_events(self._reader):
                 if builder is not None:
                     if event == "end_array" and prefix == messages_prefix:
                         builder = None

@@ -57,7 +57,8 @@ from archiver.sources.telethon_session import (
 )
 from archiver.store.archive import Archive, ts
 from archiver.store.channels import ChannelRow, get_channel, record_sync, set_cursor, upsert_channel
-from archiver.store.ingest import ingest, mark_deleted
+from archiver.store.deletions import mark_deleted
+from archiver.store.ingest import ingest
 from archiver.sync import ChannelSyncResult, SyncOptions
 
 __all__ = [

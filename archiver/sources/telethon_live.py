@@ -36,7 +36,8 @@ from archiver.sources.telethon import (
 )
 from archiver.store.archive import Archive, ts, utcnow
 from archiver.store.channels import get_channel
-from archiver.store.ingest import ingest, mark_deleted
+from archiver.store.deletions import mark_deleted
+from archiver.store.ingest import ingest
 from archiver.sync import ChannelSyncResult, SyncOptions, guarded
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from telethon import TelegramClient, errors
+from telethon import errors
 from telethon.sessions import StringSession
 
 from archiver import __version__
 from archiver.config import Settings
 from archiver.errors import ConfigError, NotLoggedIn, SourceError
+from archiver.sources.telethon_network import DeadlineClient
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ REVOKED = (
 )
 
 
-class _Client(TelegramClient):  # type: ignore[misc]
+class _Client(DeadlineClient):
     """A TelegramClient that tells telewatch when it has reconnected by itself, so the live
     listener can catch up on what it missed while the connection was down."""
 
@@ -51,9 +52,12 @@ class _Client(TelegramClient):  # type: ignore[misc]
 ClientFactory = Callable[..., Any]  # (session, api_id, api_hash, *, receive_updates) -> client
 
 
-def make_client(session: Any, api_id: int, api_hash: str, *, receive_updates: bool = False) -> Any:
+def make_client(
+    session: Any, api_id: int, api_hash: str, *, receive_updates: bool = False, **network: Any
+) -> Any:
     """A client that raises every flood wait (``flood_sleep_threshold=0``) so
-    :class:`FloodPolicy` alone decides, and that raises the real error after its retries."""
+    :class:`FloodPolicy` alone decides, and that raises the real error after its retries.
+    ``network``: the deadlines and reconnect bounds of ``telethon_network.network_kwargs``."""
     return _Client(
         session,
         api_id,
@@ -63,6 +67,7 @@ def make_client(session: Any, api_id: int, api_hash: str, *, receive_updates: bo
         receive_updates=receive_updates,
         device_model="telewatch",
         app_version=__version__,
+        **network,
     )
 
 

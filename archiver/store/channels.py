@@ -10,6 +10,7 @@ from archiver.channels import ChannelRef, parse_ref
 from archiver.errors import ChannelNotFound
 from archiver.models import ChannelInfo
 from archiver.store.archive import Archive, parse_ts, ts, utcnow
+from archiver.store.coverage import watched
 
 _VERSIONED = ("username", "title", "description", "subscribers")
 
@@ -168,7 +169,9 @@ async def record_sync(
     error: str | None = None,
     flood_wait_until: datetime | None = None,
 ) -> None:
-    """Record the outcome of one sync of one channel (shown by ``stats`` and ``health``)."""
+    """Record the outcome of one sync of one channel (shown by ``stats`` and ``health``),
+    and its coverage: a successful check extends the channel's watched span, a failed one is
+    kept with its reason (archiver.store.coverage)."""
     now = ts(utcnow())
     async with archive.transaction() as db:
         await db.execute(
@@ -177,3 +180,62 @@ async def record_sync(
             " last_sync_ok_at = CASE WHEN ? = 'ok' THEN ? ELSE last_sync_ok_at END WHERE id = ?",
             (now, status, error, ts(flood_wait_until), status, now, channel_id),
         )
+        if status == "ok" and now is not None:
+            await watched(db, channel_id, now)
+        else:
+            await db.execute(
+                "INSERT INTO channel_faults (channel_id, at, status, reason) VALUES (?, ?, ?, ?)",
+                (channel_id, now, status, error),
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RereadState:
+    """Where a channel's re-read rotation stands (archiver.record.reread)."""
+
+    cursor: int | None  # the next message id the rotation reads at or below; None: the top
+    started_at: datetime | None  # when the current round began
+    last_full_check_at: datetime | None  # when a round last reached the oldest post
+
+
+async def get_reread(archive: Archive, channel_id: int) -> RereadState:
+    row = await archive.fetchone(
+        "SELECT reread_cursor, reread_started_at, last_full_check_at FROM channels WHERE id = ?",
+        (channel_id,),
+    )
+    if row is None:
+        return RereadState(None, None, None)
+    return RereadState(row[0], parse_ts(row[1]), parse_ts(row[2]))
+
+
+async def advance_reread(
+    archive: Archive, channel_id: int, *, cursor: int | None, now: datetime
+) -> None:
+    """Record the rotation's progress: the next id to read at or below (``cursor``), or
+    ``None`` when it reached the channel's oldest post: the round is complete
+    (``last_full_check_at = now``) and the next one starts from the top."""
+    when = ts(now)
+    async with archive.transaction() as db:
+        if cursor is None:
+            await db.execute(
+                "UPDATE channels SET reread_cursor = NULL, reread_started_at = NULL,"
+                " last_full_check_at = ? WHERE id = ?",
+                (when, channel_id),
+            )
+        else:
+            await db.execute(
+                "UPDATE channels SET reread_cursor = ?,"
+                " reread_started_at = coalesce(reread_started_at, ?) WHERE id = ?",
+                (cursor, when, channel_id),
+            )
+
+
+async def rotation_counts(archive: Archive, channel_id: int, cursor: int | None) -> tuple[int, int]:
+    """(posts in the rotation, posts not re-read yet this round): every archived post, and
+    those at or below ``cursor`` (all of them when the round has not started)."""
+    row = await archive.fetchone(
+        "SELECT count(*), count(*) FILTER (WHERE ? IS NULL OR message_id <= ?) FROM posts"
+        " WHERE channel_id = ?",
+        (cursor, cursor, channel_id),
+    )
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)

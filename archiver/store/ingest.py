@@ -1,46 +1,53 @@
 """The one ingest path: every source (export, Telethon, web) writes posts through here.
 
-One call is one transaction: new posts and their first version, new versions for changed
-texts (the old text is never overwritten), refreshed counters, and - when ``alerts`` is true -
-the alerts those changes cause, so there is no alert without its post and no committed post
-without its alerts. Re-running the same input changes nothing.
+One call is one transaction. What each observation means is decided by the pure rules of
+:mod:`archiver.record.events` (a new post, the same content again, a new version, a revert to
+an earlier version, an older text arriving late, a missing or deleted post seen again); this
+module writes those events: posts and versions (the old content is never overwritten), a
+``post_events`` row for every change after a post was first seen, refreshed counters, and -
+when ``alerts`` is true - the alerts those changes cause (:mod:`archiver.store.followups`),
+so there is no alert without its post and no committed post without its alerts. Re-running the
+same input changes nothing. Deletions: :mod:`archiver.store.deletions`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import aiosqlite
 
 from archiver.models import Entity, IngestStats, Media, Post
 from archiver.query import Doc
+from archiver.record import events as ev
+from archiver.record.content import Signature, kept, lossy_dump, signature, text_sha
+from archiver.record.content import content_sha as content_sha_of
 from archiver.store.archive import Archive, Matcher, ts, utcnow
-from archiver.text import Analysis, analyze, words_text
+from archiver.store.followups import (
+    Recipients,
+    alerted_recipients,
+    change_recipients,
+    version_words,
+)
+from archiver.text import Analysis, words_text
 
 log = logging.getLogger(__name__)
 
-# versions.id = (unix(post date) - EPOCH) << 32 | sequence: newest-first is index order.
+# versions.id = (unix(post date) - EPOCH) << 32 | sequence: newest-first is index order, and
+# the versions of one post (same date) sort in the order they were observed.
 EPOCH = 1_356_998_400  # 2013-01-01, before Telegram existed; good until 2081
 SEQ_MASK = 0xFFFF_FFFF
 _CHUNK = 500
+
+content_sha = text_sha  # the text's hash (versions.sha256); kept under its old name
 
 
 def version_key(seconds: int, seq: int) -> int:
     """The id of a version of a post dated ``seconds`` (Unix time)."""
     return ((seconds - EPOCH) << 32) | (seq & SEQ_MASK)
-
-
-def content_sha(text: str) -> str:
-    """SHA-256 of a post's text with line endings and outer blanks made uniform, so the
-    same text read by different sources is the same version."""
-    canon = text.replace("\r\n", "\n").strip()
-    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
 def has_link(post: Post) -> bool:
@@ -103,15 +110,23 @@ def _media_json(post: Post) -> str | None:
 @dataclass(slots=True)
 class _Existing:
     post_id: int
-    current_version_id: int
+    current: int
     sha: str
+    sig: str | None
     edit_date: str | None
-    deleted: bool
+    state: str
     date: str
     media_kind: str | None
     has_link: bool
-    edited: bool
-    shas: dict[str, tuple[int, str | None]] | None = None  # every version: sha -> (id, edit_date)
+    since: ev.Since | None = None  # how the current version became current
+    versions: list[ev.Known] | None = None  # every version in the order observed, lazily
+
+    def current_known(self) -> ev.Known:
+        return ev.Known(self.current, Signature.load(self.sha, self.sig), self.edit_date)
+
+    def held(self) -> ev.Held:
+        versions = tuple(self.versions) if self.versions is not None else (self.current_known(),)
+        return ev.Held(versions, self.current, self.state, self.since)
 
 
 async def _fetch_existing(
@@ -127,74 +142,78 @@ async def _fetch_existing(
             chunk = uniq[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             sql = (
-                "SELECT p.message_id, p.id, p.current_version_id, v.sha256, v.edit_date,"
-                " p.deleted_at, p.date, p.media_kind, p.has_link, p.edited"
+                "SELECT p.message_id, p.id, p.current_version_id, v.sha256, v.content_sig,"
+                " v.edit_date, p.state, p.date, p.media_kind, p.has_link,"
+                " e.id, e.edit_date, coalesce(e.source, v.source), coalesce(e.at, v.seen_at)"
                 " FROM posts p JOIN versions v ON v.id = p.current_version_id"
+                # the revert that made the current version current again, if one did
+                " LEFT JOIN post_events e ON e.id = (SELECT max(r.id) FROM post_events r"
+                " WHERE r.post_id = p.id AND r.kind = 'reverted')"
+                " AND e.version_id = p.current_version_id"
                 f" WHERE p.channel_id = ? AND p.message_id IN ({marks})"
             )
             async with db.execute(sql, (channel_id, *chunk)) as cur:
                 async for r in cur:
+                    since = ev.Since(r[11] if r[10] is not None else r[5], r[12], r[13])
                     out[(channel_id, r[0])] = _Existing(
-                        r[1], r[2], r[3], r[4], r[5] is not None, r[6], r[7], bool(r[8]), bool(r[9])
+                        r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), since
                     )
     return out
 
 
-async def _version_shas(
-    db: aiosqlite.Connection, post_id: int
-) -> dict[str, tuple[int, str | None]]:
+async def _load_versions(db: aiosqlite.Connection, post_id: int) -> list[ev.Known]:
     async with db.execute(
-        "SELECT id, sha256, edit_date FROM versions WHERE post_id = ? ORDER BY id", (post_id,)
+        "SELECT id, sha256, content_sig, edit_date FROM versions WHERE post_id = ? ORDER BY id",
+        (post_id,),
     ) as cur:
-        return {r[1]: (r[0], r[2]) async for r in cur}
+        return [ev.Known(r[0], Signature.load(r[1], r[2]), r[3]) async for r in cur]
 
 
-async def _next_ids(db: aiosqlite.Connection) -> tuple[int, int]:
+async def _next_ids(db: aiosqlite.Connection) -> tuple[int, int, int]:
     async with db.execute("SELECT coalesce(max(id), 0) FROM posts") as cur:
         row = await cur.fetchone()
     post_id = int(row[0]) if row else 0
     async with db.execute("SELECT value FROM meta WHERE key = 'version_seq'") as cur:
         row = await cur.fetchone()
     seq = int(row[0]) if row else 0
-    return post_id, seq
+    async with db.execute("SELECT coalesce(max(id), 0) FROM post_events") as cur:
+        row = await cur.fetchone()
+    event_id = int(row[0]) if row else 0
+    return post_id, seq, event_id
 
 
-async def _usernames(db: aiosqlite.Connection, ids: Iterable[int]) -> dict[int, str | None]:
+async def usernames(
+    db: aiosqlite.Connection, ids: Sequence[int] | set[int]
+) -> dict[int, str | None]:
     uniq = list(set(ids))
     marks = ",".join("?" * len(uniq))
     async with db.execute(f"SELECT id, username FROM channels WHERE id IN ({marks})", uniq) as cur:
         return {r[0]: r[1] async for r in cur}
 
 
-async def _previous_recipients(
-    db: aiosqlite.Connection, post_id: int
-) -> dict[int, tuple[set[str], int | None]]:
-    """Recipients already alerted about a post: their rules and the first alert's message id."""
-    out: dict[int, tuple[set[str], int | None]] = {}
-    async with db.execute(
-        "SELECT recipient, rules, tg_message_id FROM alerts WHERE post_id = ? ORDER BY id",
-        (post_id,),
-    ) as cur:
-        async for r in cur:
-            rules, first = out.get(r[0], (set(), r[2]))
-            rules.update(json.loads(r[1]))
-            out[r[0]] = (rules, first if first is not None else r[2])
-    return out
+class AlertBuffer:
+    """Alerts of one transaction, written in one statement at the end."""
 
-
-class _AlertBuffer:
     def __init__(self, matcher: Matcher | None, now: str) -> None:
         self.matcher = matcher
         self.now = now
         self.rows: list[tuple[Any, ...]] = []
-        self.texts: dict[int, str] = {}  # versions of this batch, not in the table yet
 
-    def recipients_of(self, post_id: int) -> dict[int, set[str]]:
-        """Recipients (and rules) of the alerts this batch queued for a post so far."""
-        out: dict[int, set[str]] = {}
+    def recipients_of(self, post_id: int, kinds: Sequence[str] | None = None) -> Recipients:
+        """Recipients (and rules) of the alerts this transaction queued for a post so far."""
+        out: Recipients = {}
         for row in self.rows:
-            if row[0] == post_id:
+            if row[0] == post_id and (kinds is None or row[4] in kinds):
                 out.setdefault(row[3], set()).update(json.loads(row[5]))
+        return out
+
+    async def alerted(
+        self, db: aiosqlite.Connection, post_id: int, kinds: Sequence[str] | None = None
+    ) -> Recipients:
+        """Everyone alerted about a post: in the archive and queued in this transaction."""
+        out = await alerted_recipients(db, post_id, kinds)
+        for r, rules in self.recipients_of(post_id, kinds).items():
+            out.setdefault(r, set()).update(rules)
         return out
 
     def add(
@@ -203,7 +222,8 @@ class _AlertBuffer:
         version_id: int,
         prev_version_id: int | None,
         kind: str,
-        recipients: dict[int, set[str]],
+        recipients: Recipients,
+        event_id: int = 0,
     ) -> None:
         for recipient, rules in sorted(recipients.items()):
             self.rows.append(
@@ -215,13 +235,9 @@ class _AlertBuffer:
                     kind,
                     json.dumps(sorted(rules), ensure_ascii=False),
                     self.now,
+                    event_id,
                 )
             )
-
-    def match(self, doc: Doc, kind: str) -> dict[int, set[str]]:
-        if self.matcher is None:
-            return {}
-        return {r: set(names) for r, names in self.matcher.match(doc, kind).items()}
 
     async def flush(self, db: aiosqlite.Connection) -> int:
         if not self.rows:
@@ -229,7 +245,7 @@ class _AlertBuffer:
         before = db.total_changes
         await db.executemany(
             "INSERT OR IGNORE INTO alerts (post_id, version_id, prev_version_id, recipient, kind,"
-            " rules, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " rules, created_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             self.rows,
         )
         return db.total_changes - before
@@ -246,7 +262,7 @@ class Prepared(NamedTuple):
     date: str
     edit_date: str | None
     edited: bool
-    sha: str
+    sha: str  # the text's SHA-256 (versions.sha256)
     text: str
     entities: str | None
     raw: str | None
@@ -256,6 +272,8 @@ class Prepared(NamedTuple):
     link: bool
     counts: tuple[Any, ...]  # views, forwards, replies, reactions, reactions_json
     post_fields: tuple[Any, ...]  # the posts columns from media_kind to service_action
+    sig: str  # the other parts of the content (archiver.record.content.Signature.dump)
+    content_sha: str  # SHA-256 over every part of the content
 
 
 def prepare(posts: Sequence[Post]) -> list[Prepared]:
@@ -267,10 +285,11 @@ def prepare(posts: Sequence[Post]) -> list[Prepared]:
         media_kind = p.media[0].kind if p.media else None
         link = has_link(p)
         fwd = p.forward
+        sig = signature(p)
         out.append(
             Prepared(
                 p.channel_id, p.message_id, int(p.date.timestamp()), date, ts(p.edit_date),
-                p.edited or p.edit_date is not None, content_sha(p.text), p.text,
+                p.edited or p.edit_date is not None, sig.text, p.text,
                 _entities_json(p), p.raw, "" if p.is_service else words_text(p.text),
                 p.is_service, media_kind, link,
                 (
@@ -283,6 +302,7 @@ def prepare(posts: Sequence[Post]) -> list[Prepared]:
                     fwd.from_message_id if fwd else None,
                     p.reply_to, p.grouped_id, int(p.is_service), p.service_action,
                 ),
+                sig.dump(), sig.content_sha,
             )
         )  # fmt: skip
     return out
@@ -293,6 +313,259 @@ def _prepared(posts: Sequence[Post] | Sequence[Prepared]) -> list[Prepared]:
     if posts and isinstance(posts[0], Prepared):
         return list(posts)  # type: ignore[arg-type]
     return prepare(posts)  # type: ignore[arg-type]
+
+
+def _lossy(pr: Prepared) -> Prepared:
+    """An exported post: its formatting and links are an export's lossy reading
+    (archiver.record.content.LOSSY)."""
+    sig = lossy_dump(pr.sig)
+    return Prepared._make((*pr[:-2], sig, content_sha_of(pr.sha, sig)))
+
+
+class _Batch:
+    """The rows one ingest call writes, gathered while its observations are decided."""
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        source: str,
+        now: str,
+        ids: tuple[int, int, int],
+        buf: AlertBuffer,
+        names: dict[int, str | None],
+    ) -> None:
+        self.db, self.source, self.now, self.buf, self.names = db, source, now, buf, names
+        self.post_id, self.seq, self.event_id = ids
+        self.new_posts: list[tuple[Any, ...]] = []
+        self.new_versions: list[tuple[Any, ...]] = []
+        self.counters: list[tuple[Any, ...]] = []
+        self.current: list[tuple[Any, ...]] = []  # (version id, versions added, post id)
+        self.filled: list[tuple[Any, ...]] = []
+        self.states: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
+        # versions this batch added (not in the table until write()): a new post's first one,
+        # and later ones
+        self.first_words: dict[int, tuple[int, str]] = {}
+        self.batch_words: dict[int, list[tuple[int, str]]] = {}
+        self.added = self.versions_added = self.updated = 0
+
+    def version_row(self, pr: Prepared, post_id: int) -> int:
+        self.seq += 1
+        vid = version_key(pr.seconds, self.seq)
+        self.new_versions.append(
+            (vid, post_id, pr.text, pr.entities, pr.edit_date, self.now, pr.sha, self.source,
+             pr.raw, pr.words, pr.sig, pr.content_sha)
+        )  # fmt: skip
+        self.batch_words.setdefault(post_id, []).append((vid, pr.words))
+        self.versions_added += 1
+        return vid
+
+    def event(
+        self,
+        post_id: int,
+        kind: str,
+        version_id: int | None,
+        prev: int | None,
+        *,
+        edit_date: str | None = None,
+        how: str | None = None,
+        evidence: str | None = None,
+        parts: Sequence[str] = (),
+    ) -> int:
+        self.event_id += 1
+        self.events.append(
+            (self.event_id, post_id, kind, version_id, prev, self.now, self.source, edit_date,
+             how, evidence, ",".join(parts) or None)
+        )  # fmt: skip
+        return self.event_id
+
+    def new_post(self, pr: Prepared) -> _Existing:
+        self.post_id += 1
+        pid = self.post_id
+        self.seq += 1
+        vid = version_key(pr.seconds, self.seq)
+        self.new_posts.append(
+            (pid, pr.channel_id, pr.message_id, pr.date, self.now, self.source, vid,
+             int(pr.edited), *pr.counts, self.now, *pr.post_fields)
+        )  # fmt: skip
+        self.new_versions.append(
+            (vid, pid, pr.text, pr.entities, pr.edit_date, self.now, pr.sha, self.source, pr.raw,
+             pr.words, pr.sig, pr.content_sha)
+        )  # fmt: skip
+        self.first_words[pid] = (vid, pr.words)
+        self.added += 1
+        self.versions_added += 1
+        return _Existing(
+            pid, vid, pr.sha, pr.sig, pr.edit_date, ev.PRESENT, pr.date, pr.media_kind, pr.link,
+            ev.Since(pr.edit_date, self.source, self.now),
+        )  # fmt: skip
+
+    def doc(self, pr: Prepared, old: _Existing, words: str, *, deleted: bool = False) -> Doc:
+        return make_doc(
+            Analysis.from_words_text(words), channel_id=pr.channel_id,
+            username=self.names.get(pr.channel_id), date=old.date, edited=True, deleted=deleted,
+            media_kind=old.media_kind, link=old.has_link, is_service=False,
+        )  # fmt: skip
+
+    async def words_of(self, post_id: int) -> list[tuple[int, str]]:
+        """Every version of a post with its words: archived ones and this batch's."""
+        have = await version_words(self.db, post_id)
+        first = self.first_words.get(post_id)
+        added = ([first] if first else []) + self.batch_words.get(post_id, [])
+        seen = {v for v, _ in have}
+        return have + [(v, w) for v, w in added if v not in seen]
+
+    async def change_alerts(
+        self, pr: Prepared, old: _Existing, kind: str, vid: int, prev: int, event_id: int
+    ) -> None:
+        """Alerts for an edit or a revert that made ``vid`` current (follow-ups included)."""
+        if self.buf.matcher is None or pr.is_service:
+            return
+        versions = await self.words_of(old.post_id)
+        now_words = next((w for v, w in versions if v == vid), pr.words)
+        before = [self.doc(pr, old, w) for v, w in versions if v != vid]
+        alerted = await self.buf.alerted(self.db, old.post_id)
+        recipients = change_recipients(
+            self.buf.matcher, kind, self.doc(pr, old, now_words), before, alerted
+        )
+        self.buf.add(old.post_id, vid, prev, kind, recipients, event_id)
+
+    async def restore_alerts(self, post_id: int, vid: int, event_id: int) -> None:
+        """A deleted post seen again: whoever was told of the deletion gets the correction."""
+        if self.buf.matcher is None:
+            return
+        told = await self.buf.alerted(self.db, post_id, ("deleted",))
+        self.buf.add(post_id, vid, None, "restored", told, event_id)
+
+    async def observe(self, pr: Prepared, old: _Existing) -> None:
+        """Decide what a reading of an archived post means, and gather its rows."""
+        self.counters.append((*pr.counts, self.now, old.post_id))
+        seen = ev.Seen(Signature.load(pr.sha, pr.sig), self.source, pr.edit_date, pr.is_service)
+        events = ev.observe(old.held(), seen)
+        if old.versions is None and any(
+            e.kind in (ev.NEW_VERSION, ev.LATE_VERSION) for e in events
+        ):  # not the current content: is it an earlier version?
+            old.versions = await _load_versions(self.db, old.post_id)
+            if not any(v.id == old.current for v in old.versions):  # written by this batch
+                old.versions.append(old.current_known())
+            events = ev.observe(old.held(), seen)
+        changed = False
+        for e in events:
+            changed = await self._apply(pr, old, e) or changed
+        if not changed:
+            self.updated += 1
+
+    async def _apply(self, pr: Prepared, old: _Existing, e: ev.Event) -> bool:
+        """Gather the rows of one event; whether it changed the content or state."""
+        if e.kind in (ev.RESTORED_EV, ev.PRESENT_EV):
+            old.state = ev.state_after(old.state, e)
+            self.states.append((old.state, self.now, old.post_id))
+            eid = self.event(
+                old.post_id, e.kind, old.current, None, how=self.source,
+                evidence=f"the post was read again ({self.source})",
+            )  # fmt: skip
+            if e.kind == ev.RESTORED_EV:
+                await self.restore_alerts(old.post_id, old.current, eid)
+            return True
+        if e.kind == ev.FILLED:
+            merged = kept(Signature.load(pr.sha, pr.sig), old.current_known().sig)
+            self.filled.append((merged.dump(), merged.content_sha, old.current))
+            old.sig = merged.dump()
+            if old.versions is not None:
+                old.versions = [
+                    ev.Known(v.id, merged, v.edit_date) if v.id == old.current else v
+                    for v in old.versions
+                ]
+            return False
+        if e.kind == ev.REVERTED:
+            assert e.version is not None and e.prev is not None
+            self.current.append((e.version, 0, old.post_id))
+            eid = self.event(old.post_id, ev.REVERTED, e.version, e.prev, edit_date=pr.edit_date)
+            old.current = e.version
+            target = old.held().version(e.version)
+            old.sha, old.sig = target.sig.text, target.sig.dump()
+            old.edit_date = pr.edit_date or target.edit_date
+            old.since = ev.Since(pr.edit_date, self.source, self.now)
+            await self.change_alerts(pr, old, "reverted", e.version, e.prev, eid)
+            return True
+        if e.kind in (ev.NEW_VERSION, ev.LATE_VERSION):
+            vid = self.version_row(pr, old.post_id)
+            known = ev.Known(vid, Signature.load(pr.sha, pr.sig), pr.edit_date)
+            assert old.versions is not None
+            old.versions.append(known)
+            if e.kind == ev.LATE_VERSION:  # an older text arriving late: history, not current
+                self.current.append((old.current, 1, old.post_id))
+                self.event(
+                    old.post_id, ev.LATE_VERSION, vid, old.current, edit_date=pr.edit_date,
+                    parts=e.parts,
+                )  # fmt: skip
+                return True
+            prev = old.current
+            self.current.append((vid, 1, old.post_id))
+            eid = self.event(
+                old.post_id, ev.NEW_VERSION, vid, prev, edit_date=pr.edit_date, parts=e.parts
+            )
+            old.current, old.sha, old.sig, old.edit_date = vid, pr.sha, pr.sig, pr.edit_date
+            old.since = ev.Since(pr.edit_date, self.source, self.now)
+            await self.change_alerts(pr, old, "edited", vid, prev, eid)
+            return True
+        raise AssertionError(f"unexpected event {e.kind}")
+
+    async def write(self) -> None:
+        db = self.db
+        if self.new_posts:
+            await db.executemany(
+                "INSERT INTO posts (id, channel_id, message_id, date, first_seen_at, source,"
+                " current_version_id, edited, views, forwards, replies, reactions, reactions_json,"
+                " counts_at, media_kind, media_json, has_link, fwd_from_id, fwd_from_title,"
+                " fwd_from_message_id, reply_to, grouped_id, is_service, service_action)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                self.new_posts,
+            )
+        if self.new_versions:
+            await db.executemany(
+                "INSERT INTO versions (id, post_id, text, entities, edit_date, seen_at, sha256,"
+                " source, raw, words, content_sig, content_sha) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                self.new_versions,
+            )
+            await db.executemany(  # the index, in the same transaction (schema migration 2)
+                "INSERT INTO versions_fts (rowid, words) VALUES (?, ?)",
+                [(v[0], v[9]) for v in self.new_versions if v[9]],
+            )
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES ('version_seq', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(self.seq),),
+            )
+        if self.counters:
+            await db.executemany(
+                "UPDATE posts SET views = coalesce(?, views), forwards = coalesce(?, forwards),"
+                " replies = coalesce(?, replies), reactions = coalesce(?, reactions),"
+                " reactions_json = coalesce(?, reactions_json), counts_at = ? WHERE id = ?",
+                self.counters,
+            )
+        if self.current:
+            await db.executemany(
+                "UPDATE posts SET current_version_id = ?, version_count = version_count + ?,"
+                " edited = 1 WHERE id = ?",
+                self.current,
+            )
+        if self.filled:
+            await db.executemany(
+                "UPDATE versions SET content_sig = ?, content_sha = ? WHERE id = ?", self.filled
+            )
+        if self.states:
+            await db.executemany(
+                "UPDATE posts SET state = ?, state_at = ?, deleted_at = NULL, deleted_how = NULL,"
+                " deleted_evidence = NULL WHERE id = ?",
+                self.states,
+            )
+        if self.events:
+            await db.executemany(
+                "INSERT INTO post_events (id, post_id, kind, version_id, prev_version_id, at,"
+                " source, edit_date, how, evidence, parts) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                self.events,
+            )
 
 
 async def ingest(
@@ -307,134 +580,40 @@ async def ingest(
     prepared = _prepared(posts)
     if not posts:
         return IngestStats()
+    if source == ev.EXPORT:
+        prepared = [_lossy(pr) for pr in prepared]
     now = ts(utcnow())
     assert now is not None
     matcher = await archive.current_matcher() if alerts else None
     async with archive.transaction() as db:
         existing = await _fetch_existing(db, prepared)
-        usernames = await _usernames(db, (p.channel_id for p in prepared)) if matcher else {}
-        post_id, seq = await _next_ids(db)
-        buf = _AlertBuffer(matcher, now)
-        new_posts: list[tuple[Any, ...]] = []
-        new_versions: list[tuple[Any, ...]] = []
-        counters: list[tuple[Any, ...]] = []
-        current: list[tuple[Any, ...]] = []
-        added = versions_added = updated = 0
+        names = await usernames(db, {p.channel_id for p in prepared}) if matcher else {}
+        buf = AlertBuffer(matcher, now)
+        batch = _Batch(db, source, now, await _next_ids(db), buf, names)
         for pr in prepared:
             key = (pr.channel_id, pr.message_id)
-            sha, date, edit_date = pr.sha, pr.date, pr.edit_date
             old = existing.get(key)
             if old is None:
-                post_id += 1
-                seq += 1
-                vid = version_key(pr.seconds, seq)
-                new_posts.append(
-                    (post_id, pr.channel_id, pr.message_id, date, now, source, vid, int(pr.edited),
-                     *pr.counts, now, *pr.post_fields)
-                )  # fmt: skip
-                new_versions.append(
-                    (vid, post_id, pr.text, pr.entities, edit_date, now, sha, source, pr.raw,
-                     pr.words)
-                )  # fmt: skip
-                buf.texts[vid] = pr.text
-                existing[key] = _Existing(
-                    post_id, vid, sha, edit_date, False, date, pr.media_kind, pr.link,
-                    pr.edited, {sha: (vid, edit_date)},
-                )  # fmt: skip
-                added += 1
-                versions_added += 1
+                existing[key] = batch.new_post(pr)
                 if matcher and not pr.is_service:
                     doc = make_doc(
                         Analysis.from_words_text(pr.words), channel_id=pr.channel_id,
-                        username=usernames.get(pr.channel_id),
-                        date=date, edited=pr.edited, deleted=False,
+                        username=names.get(pr.channel_id),
+                        date=pr.date, edited=pr.edited, deleted=False,
                         media_kind=pr.media_kind, link=pr.link, is_service=False,
                     )  # fmt: skip
-                    buf.add(post_id, vid, None, "new", buf.match(doc, "new"))
+                    hits = {r: set(n) for r, n in matcher.match(doc, "new").items()}
+                    buf.add(batch.post_id, existing[key].current, None, "new", hits)
                 continue
-
-            counters.append((*pr.counts, now, old.post_id))
-            if sha == old.sha:
-                updated += 1
-                continue
-            if old.shas is None:
-                old.shas = await _version_shas(db, old.post_id)
-            if sha in old.shas:  # a text we already have: a revert, or an older export
-                vid, _ = old.shas[sha]
-                if edit_date is not None and (old.edit_date is None or edit_date > old.edit_date):
-                    current.append((vid, 0, old.post_id))
-                    old.current_version_id, old.sha, old.edit_date = vid, sha, edit_date
-                updated += 1
-                continue
-            seq += 1
-            vid = version_key(pr.seconds, seq)
-            new_versions.append(
-                (vid, old.post_id, pr.text, pr.entities, edit_date, now, sha, source, pr.raw,
-                 pr.words)
-            )  # fmt: skip
-            buf.texts[vid] = pr.text
-            old.shas[sha] = (vid, edit_date)
-            versions_added += 1
-            # Telegram and exports always date an edit; the web preview never does. So an
-            # undated text is older than a dated current one, unless it comes from the web.
-            older = old.edit_date is not None and (
-                edit_date < old.edit_date if edit_date is not None else source != "web"
-            )
-            if older:  # an older text arriving late (e.g. an old export): history, not current
-                current.append((old.current_version_id, 1, old.post_id))
-                continue
-            prev_vid = old.current_version_id
-            current.append((vid, 1, old.post_id))
-            old.current_version_id, old.sha, old.edit_date = vid, sha, edit_date
-            if matcher and not pr.is_service:
-                await _edit_alerts(
-                    db, buf, pr, old, vid, prev_vid, Analysis.from_words_text(pr.words), usernames
-                )
-
-        if new_posts:
-            await db.executemany(
-                "INSERT INTO posts (id, channel_id, message_id, date, first_seen_at, source,"
-                " current_version_id, edited, views, forwards, replies, reactions, reactions_json,"
-                " counts_at, media_kind, media_json, has_link, fwd_from_id, fwd_from_title,"
-                " fwd_from_message_id, reply_to, grouped_id, is_service, service_action)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                new_posts,
-            )
-        if new_versions:
-            await db.executemany(
-                "INSERT INTO versions (id, post_id, text, entities, edit_date, seen_at, sha256,"
-                " source, raw, words) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                new_versions,
-            )
-            await db.executemany(  # the index, in the same transaction (schema migration 2)
-                "INSERT INTO versions_fts (rowid, words) VALUES (?, ?)",
-                [(v[0], v[9]) for v in new_versions if v[9]],
-            )
-            await db.execute(
-                "INSERT INTO meta (key, value) VALUES ('version_seq', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(seq),),
-            )
-        if counters:
-            await db.executemany(
-                "UPDATE posts SET views = coalesce(?, views), forwards = coalesce(?, forwards),"
-                " replies = coalesce(?, replies), reactions = coalesce(?, reactions),"
-                " reactions_json = coalesce(?, reactions_json), counts_at = ? WHERE id = ?",
-                counters,
-            )
-        if current:
-            await db.executemany(
-                "UPDATE posts SET current_version_id = ?, version_count = version_count + ?,"
-                " edited = 1 WHERE id = ?",
-                current,
-            )
+            await batch.observe(pr, old)
+        await batch.write()
         queued = await buf.flush(db)
     if queued and archive.on_alerts is not None:
         archive.on_alerts()
     stats = IngestStats(
-        posts_added=added,
-        versions_added=versions_added,
-        posts_updated=updated,
+        posts_added=batch.added,
+        versions_added=batch.versions_added,
+        posts_updated=batch.updated,
         alerts_queued=queued,
         high_water=max(p.message_id for p in prepared),
     )
@@ -442,123 +621,12 @@ async def ingest(
     return stats
 
 
-async def _edit_alerts(
-    db: aiosqlite.Connection,
-    buf: _AlertBuffer,
-    p: Prepared,
-    old: _Existing,
-    vid: int,
-    prev_vid: int,
-    analysis: Analysis,
-    usernames: dict[int, str | None],
-) -> None:
-    """Alerts for an edit: recipients whose rules now match but did not before, and everyone
-    already alerted about this post (they get old against new)."""
-    old_text = buf.texts.get(prev_vid)  # the previous version may be in this same batch
-    if old_text is None:
-        async with db.execute("SELECT text FROM versions WHERE id = ?", (prev_vid,)) as cur:
-            row = await cur.fetchone()
-        old_text = row[0] if row else ""
-    common = {
-        "channel_id": p.channel_id,
-        "username": usernames.get(p.channel_id),
-        "date": old.date,
-        "edited": True,
-        "deleted": old.deleted,
-        "media_kind": old.media_kind,
-        "link": old.has_link,
-        "is_service": False,
-    }
-    now_hits = buf.match(make_doc(analysis, **common), "edited")  # type: ignore[arg-type]
-    before_hits = buf.match(make_doc(analyze(old_text), **common), "edited")  # type: ignore[arg-type]
-    recipients: dict[int, set[str]] = {}
-    for r, rules in now_hits.items():
-        if rules - before_hits.get(r, set()):
-            recipients[r] = set(rules)
-    previous = {r: rules for r, (rules, _) in (await _previous_recipients(db, old.post_id)).items()}
-    for r, rules in buf.recipients_of(old.post_id).items():  # queued earlier in this batch
-        previous.setdefault(r, set()).update(rules)
-    for r, rules in previous.items():
-        wanted = {n for n in rules if buf.matcher is None or buf.matcher.wants(n, "edited")}
-        if wanted:
-            recipients.setdefault(r, set()).update(wanted | now_hits.get(r, set()))
-    buf.add(old.post_id, vid, prev_vid, "edited", recipients)
-
-
-async def mark_deleted(
-    archive: Archive,
-    channel_id: int,
-    message_ids: Iterable[int],
-    *,
-    how: str,
-    alerts: bool,
-    at: datetime | None = None,
-) -> int:
-    """Mark posts deleted (never erased); returns how many were newly marked. With ``alerts``,
-    queue ``deleted`` alerts to everyone alerted about the post and to rules that match it."""
-    ids = sorted(set(message_ids))
-    if not ids:
-        return 0
-    when = ts(at or datetime.now(UTC))
-    now = ts(utcnow())
-    assert now is not None
-    matcher = await archive.current_matcher() if alerts else None
-    marked = queued = 0
-    async with archive.transaction() as db:
-        buf = _AlertBuffer(matcher, now)
-        username = (await _usernames(db, [channel_id])).get(channel_id) if matcher else None
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = list(
-                await (
-                    await db.execute(
-                        "SELECT p.id, p.current_version_id, p.date, p.edited, p.media_kind,"
-                        " p.has_link, p.is_service, v.words FROM posts p"
-                        " JOIN versions v ON v.id = p.current_version_id"
-                        f" WHERE p.channel_id = ? AND p.message_id IN ({marks})"
-                        " AND p.deleted_at IS NULL",
-                        (channel_id, *chunk),
-                    )
-                ).fetchall()
-            )
-            if not rows:
-                continue
-            await db.executemany(
-                "UPDATE posts SET deleted_at = ?, deleted_how = ? WHERE id = ?",
-                [(when, how, r[0]) for r in rows],
-            )
-            marked += len(rows)
-            if matcher is None:
-                continue
-            for r in rows:
-                if r[6]:
-                    continue
-                words_ = tuple(r[7].split())
-                doc = Doc(
-                    words=words_, word_set=frozenset(words_),
-                    channel_id=channel_id, channel_username=username, date=r[2],
-                    edited=bool(r[3]), deleted=True, media_kind=r[4], has_link=bool(r[5]),
-                )  # fmt: skip
-                recipients = buf.match(doc, "deleted")
-                for rcp, (rules, _) in (await _previous_recipients(db, r[0])).items():
-                    wanted = {n for n in rules if matcher.wants(n, "deleted")}
-                    if wanted:
-                        recipients.setdefault(rcp, set()).update(wanted)
-                buf.add(r[0], r[1], None, "deleted", recipients)
-        queued = await buf.flush(db)
-    if queued and archive.on_alerts is not None:
-        archive.on_alerts()
-    if marked:
-        log.info("channel %s: %d post(s) marked deleted (%s)", channel_id, marked, how)
-    return marked
-
-
 async def known_ids(archive: Archive, channel_id: int, min_id: int, max_id: int) -> dict[int, str]:
-    """Message id -> sha256 of the current version, for archived, not deleted posts in range."""
+    """Message id -> text sha256 of the current version, for archived posts in range that are
+    not confirmed deleted."""
     rows = await archive.fetchall(
         "SELECT p.message_id, v.sha256 FROM posts p JOIN versions v ON v.id = p.current_version_id"
-        " WHERE p.channel_id = ? AND p.message_id BETWEEN ? AND ? AND p.deleted_at IS NULL",
+        " WHERE p.channel_id = ? AND p.message_id BETWEEN ? AND ? AND p.state != 'deleted'",
         (channel_id, min_id, max_id),
     )
     return {r[0]: r[1] for r in rows}

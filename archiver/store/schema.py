@@ -230,7 +230,133 @@ MIGRATIONS: list[str] = [
         INSERT INTO versions_fts (rowid, words) VALUES (new.id, new.words);
     END;
     """,
-    # 4: a heartbeat says how its process ended, so `telewatch health` tells a stopped or failed
+    # 4: the record (docs/record.md). A version is any change of the content (text, formatting,
+    # link targets, media identity, the web preview's HTML): its parts are kept per version.
+    # Deletion is a claim with evidence: posts.state is present | missing (a listing did not
+    # show it: not confirmed) | deleted (confirmed) | restored (seen again); deleted_at stays
+    # the time of the confirmed deletion only. Every change after a post was first seen is an
+    # event (post_events); alerts name the event they tell of, so a second revert or a second
+    # deletion after a restore alerts again. Past web "deletions" were only a post missing
+    # from a listing: they become missing, unconfirmed, until re-checked.
+    """
+    ALTER TABLE versions ADD COLUMN content_sig TEXT;   -- links|fmt|media|html; NULL: text only
+    ALTER TABLE versions ADD COLUMN content_sha TEXT;   -- SHA-256 over every part
+    ALTER TABLE posts ADD COLUMN state TEXT NOT NULL DEFAULT 'present';
+    ALTER TABLE posts ADD COLUMN state_at TEXT;         -- when the state was established
+    ALTER TABLE posts ADD COLUMN deleted_evidence TEXT; -- how the deletion was confirmed, in words
+    ALTER TABLE posts ADD COLUMN checked_at TEXT;       -- last check of a missing post's page
+    CREATE INDEX posts_state ON posts(channel_id, state) WHERE state != 'present';
+
+    DROP TRIGGER versions_au;
+    CREATE TRIGGER versions_au AFTER UPDATE OF words ON versions BEGIN
+        INSERT INTO versions_fts (versions_fts, rowid, words) VALUES ('delete', old.id, old.words);
+        INSERT INTO versions_fts (rowid, words) VALUES (new.id, new.words);
+    END;
+
+    CREATE TABLE post_events (
+        id INTEGER PRIMARY KEY,
+        post_id INTEGER NOT NULL REFERENCES posts(id),
+        kind TEXT NOT NULL,  -- edited | late | reverted | missing | deleted | restored | present
+        version_id INTEGER REFERENCES versions(id),  -- current after it (late: the one added)
+        prev_version_id INTEGER REFERENCES versions(id),
+        at TEXT NOT NULL,                    -- when telewatch observed it (UTC)
+        source TEXT NOT NULL,                -- export | telethon | web | manual
+        edit_date TEXT,                      -- Telegram's edit time, when the source gives one
+        how TEXT,                 -- deletions: live | recheck | web_embed | listing | manual
+        evidence TEXT,                       -- in words: 'the post page said "Post not found"'
+        parts TEXT                           -- what changed: text,links,fmt,media,html
+    );
+    CREATE INDEX post_events_post ON post_events(post_id, id);
+
+    UPDATE posts SET state = 'missing', state_at = deleted_at, deleted_at = NULL,
+                     deleted_how = NULL
+     WHERE deleted_at IS NOT NULL AND deleted_how = 'web';
+    UPDATE posts SET state = 'deleted', state_at = deleted_at,
+                     deleted_evidence = CASE deleted_how
+                         WHEN 'live' THEN 'Telegram reported the deletion'
+                         WHEN 'recheck' THEN 'Telegram returned no message for this id'
+                         ELSE NULL END
+     WHERE deleted_at IS NOT NULL;
+    INSERT INTO post_events (post_id, kind, version_id, prev_version_id, at, source, edit_date,
+                             parts)
+    SELECT v.post_id, 'edited', v.id,
+           (SELECT max(w.id) FROM versions w WHERE w.post_id = v.post_id AND w.id < v.id),
+           v.seen_at, v.source, v.edit_date, 'text'
+      FROM versions v
+     WHERE v.id > (SELECT min(w.id) FROM versions w WHERE w.post_id = v.post_id)
+     ORDER BY v.seen_at, v.id;
+    INSERT INTO post_events (post_id, kind, version_id, at, source, how, evidence)
+    SELECT id, state, current_version_id, state_at,
+           CASE WHEN state = 'missing' THEN 'web' ELSE coalesce(deleted_how, 'manual') END,
+           CASE WHEN state = 'missing' THEN 'listing' ELSE deleted_how END, deleted_evidence
+      FROM posts WHERE state IN ('missing', 'deleted') ORDER BY state_at, id;
+
+    CREATE TABLE alerts_new (
+        id INTEGER PRIMARY KEY,
+        post_id INTEGER NOT NULL REFERENCES posts(id),
+        version_id INTEGER NOT NULL REFERENCES versions(id),
+        prev_version_id INTEGER REFERENCES versions(id),
+        recipient INTEGER NOT NULL,
+        kind TEXT NOT NULL,                  -- new | edited | reverted | deleted | restored
+        rules TEXT NOT NULL,                 -- JSON list of rule names
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        sent_at TEXT,
+        tg_message_id INTEGER,
+        event_id INTEGER NOT NULL DEFAULT 0, -- post_events.id; 0 for a new post
+        UNIQUE (post_id, version_id, recipient, kind, event_id)
+    );
+    INSERT INTO alerts_new (id, post_id, version_id, prev_version_id, recipient, kind, rules,
+                            created_at, status, attempts, next_attempt_at, last_error, sent_at,
+                            tg_message_id)
+    SELECT id, post_id, version_id, prev_version_id, recipient, kind, rules, created_at, status,
+           attempts, next_attempt_at, last_error, sent_at, tg_message_id
+      FROM alerts ORDER BY id;
+    DROP TABLE alerts;
+    ALTER TABLE alerts_new RENAME TO alerts;
+    CREATE INDEX alerts_status ON alerts(status, id);
+    CREATE INDEX alerts_post ON alerts(post_id, recipient);
+
+    ALTER TABLE channels ADD COLUMN reread_cursor INTEGER;  -- the rotation reads at or below it
+    ALTER TABLE channels ADD COLUMN reread_started_at TEXT; -- when the current round began
+    ALTER TABLE channels ADD COLUMN last_full_check_at TEXT; -- last round that reached the oldest
+
+    CREATE TABLE watch_spans (               -- coverage: while checks came close enough together
+        id INTEGER PRIMARY KEY,
+        channel_id INTEGER NOT NULL REFERENCES channels(id),
+        source TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT NOT NULL
+    );
+    CREATE INDEX watch_spans_channel ON watch_spans(channel_id, ended_at);
+    CREATE TABLE channel_faults (            -- coverage: why a check failed
+        id INTEGER PRIMARY KEY,
+        channel_id INTEGER NOT NULL REFERENCES channels(id),
+        at TEXT NOT NULL,
+        status TEXT NOT NULL,                -- error | flood_wait | ...
+        reason TEXT
+    );
+    CREATE INDEX channel_faults_channel ON channel_faults(channel_id, at);
+    """,
+    # 5: the bot (issues 15 and 16). A personal rule can be paused: by its owner (/pause), or
+    # because its owner or its chat lost access (/deny, or removed from the config), kept so
+    # that /allow brings it back; paused rules do not match. Mutes: a rule's alerts in one chat
+    # are dropped until a time. Alerts gain the statuses sending (recorded before the
+    # sendMessage call), unknown (the call may or may not have reached Telegram: never resent
+    # blindly) and dropped (not sent on purpose: the reason is in last_error).
+    """
+    ALTER TABLE rules ADD COLUMN paused TEXT;
+    CREATE TABLE mutes (
+        chat_id INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        until TEXT NOT NULL,
+        PRIMARY KEY (chat_id, rule)
+    );
+    """,
+    # 6: a heartbeat says how its process ended, so `telewatch health` tells a stopped or failed
     # process from a running one (archiver.health): state running | stopped | failed, and a
     # note: what is off and why while running, the error after a failure.
     """

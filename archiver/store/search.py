@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -319,6 +319,30 @@ class VersionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One change after the post was first seen (archiver.record.events), as history shows it."""
+
+    kind: str  # edited | late | reverted | missing | deleted | restored | present
+    at: datetime  # when telewatch observed it
+    source: str
+    version: int | None  # 1-based index into PostHistory.versions
+    edit_date: datetime | None
+    how: str | None
+    evidence: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "at": iso_utc(self.at),
+            "source": self.source,
+            "version": self.version,
+            "edit_date": iso_utc(self.edit_date),
+            "how": self.how,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class PostHistory:
     channel_id: int
     channel: str | None
@@ -326,10 +350,14 @@ class PostHistory:
     message_id: int
     date: datetime
     link: str
-    versions: list[VersionInfo]  # oldest first
-    deleted: bool
+    versions: list[VersionInfo]  # in the order they were observed
+    deleted: bool  # a confirmed deletion
     deleted_at: datetime | None
     deleted_how: str | None
+    state: str = "present"  # present | missing | deleted | restored
+    deleted_evidence: str | None = None
+    events: list[HistoryEvent] = field(default_factory=list)
+    current: int = 1  # 1-based index of the current version
 
     def to_json(self) -> dict[str, Any]:
 
@@ -341,12 +369,18 @@ class PostHistory:
                     "text": v.text,
                     "edit_date": iso_utc(v.edit_date),
                     "seen_at": iso_utc(v.seen_at),
+                    "source": v.source,
                     "sha256": v.sha256,
                 }
                 for v in self.versions
             ],
+            "current_version": self.current,
+            "state": self.state,
             "deleted": self.deleted,
             "deleted_at": iso_utc(self.deleted_at),
+            "deleted_how": self.deleted_how,
+            "deleted_evidence": self.deleted_evidence,
+            "events": [e.to_json() for e in self.events],
         }
 
 
@@ -354,8 +388,70 @@ class PostNotFound(TelewatchError):
     pass
 
 
+async def export_rows(archive: Archive, hits: Sequence[Hit]) -> list[dict[str, Any]]:
+    """The rows ``telewatch export`` and the bot's ``/export`` write: each hit's search fields
+    and its record (:func:`record_fields`)."""
+    extra = await record_fields(archive, [h.post_id for h in hits])
+    return [{**h.to_json(), **extra.get(h.post_id, {})} for h in hits]
+
+
+RECORD_FIELDS = (
+    "state",
+    "version_count",
+    "first_text",
+    "edit_times",
+    "deleted_at",
+    "deleted_how",
+    "deletion_evidence",
+)
+
+
+async def record_fields(archive: Archive, post_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """What exports add to each post (docs/record.md, "Exports"): its deletion state, every
+    version in the order observed (texts, edit times, when seen, by which source), the first
+    text, the edit times, and the deletion's time and how it was established."""
+    out: dict[int, dict[str, Any]] = {}
+    if not post_ids:
+        return out
+    for i in range(0, len(post_ids), 500):
+        chunk = list(post_ids[i : i + 500])
+        marks = ",".join("?" * len(chunk))
+        for r in await archive.fetchall(
+            "SELECT id, state, deleted_at, deleted_how, deleted_evidence FROM posts"
+            f" WHERE id IN ({marks})",
+            chunk,
+        ):
+            out[r[0]] = {
+                "state": r[1],
+                "deleted_at": iso_utc(parse_ts(r[2])),
+                "deleted_how": r[3],
+                "deletion_evidence": r[4],
+                "versions": [],
+            }
+        for r in await archive.fetchall(
+            "SELECT post_id, text, edit_date, seen_at, source FROM versions"
+            f" WHERE post_id IN ({marks}) ORDER BY post_id, id",
+            chunk,
+        ):
+            out[r[0]]["versions"].append(
+                {
+                    "text": r[1],
+                    "edit_date": iso_utc(parse_ts(r[2])),
+                    "seen_at": iso_utc(parse_ts(r[3])),
+                    "source": r[4],
+                }
+            )
+    for rec in out.values():
+        versions = rec["versions"]
+        rec["version_count"] = len(versions)
+        rec["first_text"] = versions[0]["text"] if versions else ""
+        rec["edit_times"] = [v["edit_date"] or "unknown" for v in versions[1:]]
+    return out
+
+
 async def history(archive: Archive, channel: str | int, message_id: int) -> PostHistory:
-    """Every version of one post, oldest first (by when each was seen), and its deletion."""
+    """Every version of one post in the order telewatch observed them (a version's id grows
+    with each observation), the events after it was first seen, and its deletion state."""
     ch = await require_channel(archive, channel)
     post = await archive.fetchone(
         "SELECT * FROM posts WHERE channel_id = ? AND message_id = ?", (ch.id, message_id)
@@ -366,17 +462,33 @@ async def history(archive: Archive, channel: str | int, message_id: int) -> Post
             f"(newest archived: {await _max_message(archive, ch.id)})"
         )
     rows = await archive.fetchall(
-        "SELECT text, edit_date, seen_at, sha256, source FROM versions WHERE post_id = ?"
-        " ORDER BY coalesce(edit_date, ''), seen_at, id",
+        "SELECT id, text, edit_date, seen_at, sha256, source FROM versions WHERE post_id = ?"
+        " ORDER BY id",
         (post["id"],),
     )
     versions = []
-    for r in rows:
+    index: dict[int, int] = {}
+    for i, r in enumerate(rows, 1):
         seen = parse_ts(r["seen_at"])
         assert seen is not None
+        index[r["id"]] = i
         versions.append(
             VersionInfo(r["text"], parse_ts(r["edit_date"]), seen, r["sha256"], r["source"])
         )
+    events = []
+    for e in await archive.fetchall(
+        "SELECT kind, at, source, version_id, edit_date, how, evidence FROM post_events"
+        " WHERE post_id = ? ORDER BY id",
+        (post["id"],),
+    ):
+        at = parse_ts(e["at"])
+        assert at is not None
+        events.append(
+            HistoryEvent(
+                e["kind"], at, e["source"], index.get(e["version_id"]),
+                parse_ts(e["edit_date"]), e["how"], e["evidence"],
+            )
+        )  # fmt: skip
     date = parse_ts(post["date"])
     assert date is not None
     return PostHistory(
@@ -387,9 +499,13 @@ async def history(archive: Archive, channel: str | int, message_id: int) -> Post
         date=date,
         link=post_link(ch.id, ch.username, message_id),
         versions=versions,
-        deleted=post["deleted_at"] is not None,
+        deleted=post["state"] == "deleted",
         deleted_at=parse_ts(post["deleted_at"]),
         deleted_how=post["deleted_how"],
+        state=post["state"],
+        deleted_evidence=post["deleted_evidence"],
+        events=events,
+        current=index.get(post["current_version_id"], len(versions)),
     )
 
 
@@ -421,6 +537,8 @@ class ChannelStats:
     last_error: str | None
     flood_wait_until: datetime | None
     backfilled: bool
+    missing: int = 0  # posts a listing did not show, deletion not confirmed
+    last_full_check: datetime | None = None  # when a re-read last covered the whole channel
 
     def to_json(self) -> dict[str, Any]:
 
@@ -441,6 +559,8 @@ class ChannelStats:
             "last_error": self.last_error,
             "flood_wait_until": iso_utc(self.flood_wait_until),
             "backfilled": self.backfilled,
+            "missing_unconfirmed": self.missing,
+            "last_full_check": iso_utc(self.last_full_check),
         }
 
 
@@ -449,10 +569,11 @@ async def channel_stats(archive: Archive) -> list[ChannelStats]:
         """
         SELECT c.*, coalesce(s.posts, 0) AS posts, coalesce(s.edits, 0) AS edits,
                coalesce(s.edited_posts, 0) AS edited_posts, coalesce(s.deletions, 0) AS deletions,
-               s.first_post, s.last_post
+               coalesce(s.missing, 0) AS missing, s.first_post, s.last_post
         FROM channels c LEFT JOIN (
             SELECT channel_id, count(*) AS posts, sum(version_count - 1) AS edits,
                    sum(edited) AS edited_posts, count(deleted_at) AS deletions,
+                   sum(state = 'missing') AS missing,
                    min(date) AS first_post, max(date) AS last_post
             FROM posts WHERE is_service = 0 GROUP BY channel_id
         ) s ON s.channel_id = c.id
@@ -477,6 +598,8 @@ async def channel_stats(archive: Archive) -> list[ChannelStats]:
             last_error=r["last_error"],
             flood_wait_until=parse_ts(r["flood_wait_until"]),
             backfilled=r["backfilled_at"] is not None,
+            missing=r["missing"],
+            last_full_check=parse_ts(r["last_full_check_at"]),
         )
         for r in rows
     ]

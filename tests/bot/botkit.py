@@ -24,7 +24,8 @@ from archiver.models import ChannelInfo, Post, Rule
 from archiver.query import Doc, matches, parse
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
-from archiver.store.ingest import ingest, mark_deleted
+from archiver.store.deletions import mark_deleted
+from archiver.store.ingest import ingest
 from bot.app import BotOptions, BotRunner
 from bot.delivery import Limits, RetryPolicy
 

@@ -327,9 +327,9 @@ def test_import_search_backup_and_restore_in_the_documented_layout(project: Proj
     assert refused.returncode == 1
     assert "Aborted!" not in refused.stderr
     assert refused.stderr.splitlines() == [
-        f"Error: restore: no terminal to confirm on; to replace data/telewatch.db with "
-        f"data/backups/{copy.name}, add --yes (e.g. `docker compose run --rm telewatch restore "
-        "--yes FILE`)"
+        "Error: restore: nothing to ask for confirmation on (no terminal, or the connection "
+        f"dropped); run `telewatch restore data/backups/{copy.name} --yes` to replace "
+        "data/telewatch.db"
     ]
     restored = podman(*project.command(*restore))
     assert restored.returncode == 0, restored.stderr

@@ -361,13 +361,15 @@ def test_other_layouts_and_broken_files_read_as_before(
     expected = read_with_ijson(path, monkeypatch)
     monkeypatch.setattr("archiver.sources.export._FRAME_READ", 512)
     used: list[bool] = []
-    items = ijson.items
+    import archiver.sources.export as export
+
+    items = export._items
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         used.append(True)
         return items(*args, **kwargs)
 
-    monkeypatch.setattr(ijson, "items", spy)
+    monkeypatch.setattr(export, "_items", spy)
     got = read_fast(path)
     assert got == expected
     assert used == ([] if b"\r\n" in path.read_bytes() else [True])  # CRLF: the fast path

@@ -12,34 +12,42 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.tme import T0, FakeChannel, FakeClock, FakePost, FakeTme, render_page
+from fakes.tme import T0, FakeChannel, FakeClock, FakePost, FakeTme, render_embed, render_post
 
 from archiver.channels import parse_ref
-from archiver.config import Backfill, ChannelConfig, WebSettings
+from archiver.config import Backfill, ChannelConfig
 from archiver.errors import SourceError
 from archiver.models import Post, marked_id
 from archiver.sources.web import TmeClient, sync_web_channel, sync_web_channels
-from archiver.sources.webpage import (
+from archiver.sources.web.page import (
     DERIVED_BASE,
     derived_channel_id,
     is_derived_id,
     parse_count,
+    parse_embed,
     parse_page,
 )
 from archiver.store.archive import Archive
 from archiver.store.channels import get_channel
 from archiver.store.ingest import ingest
+from sources.webkit import (
+    CID,
+    NOW,
+    EveryPost,
+    WordRule,
+    alert_kinds,
+    deleted,
+    page_html,
+    settings,
+    texts,
+    web,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "web"
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
-BARE = 1811111111
-CID = marked_id(BARE)
-NOW = T0 + timedelta(days=30)
-
-
-def settings(**kw: Any) -> WebSettings:
-    base: dict[str, Any] = {"base_url": "https://t.me", "delay_seconds": 0.0, "max_retries": 2}
-    return WebSettings(**(base | kw))
+SAMPLES = next(
+    (p / "shared" / "samples" for p in Path(__file__).resolve().parents if (p / "shared").is_dir()),
+    Path("/nonexistent"),
+)  # ../shared/samples beside the checkout, however deep the checkout is
 
 
 @pytest.fixture
@@ -56,36 +64,6 @@ def clock() -> FakeClock:
 async def client(tme: FakeTme, clock: FakeClock) -> AsyncIterator[TmeClient]:
     async with TmeClient(settings(), transport=tme.transport, sleep=clock.sleep, clock=clock) as c:
         yield c
-
-
-def web(username: str, backfill: Backfill | None = None) -> ChannelConfig:
-    return ChannelConfig(
-        ref=parse_ref(username), source="web", backfill=backfill or Backfill("all")
-    )
-
-
-async def texts(archive: Archive, channel_id: int = CID) -> dict[int, str]:
-    rows = await archive.fetchall(
-        "SELECT p.message_id, v.text FROM posts p JOIN versions v ON v.id = p.current_version_id"
-        " WHERE p.channel_id = ? ORDER BY p.message_id",
-        (channel_id,),
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-async def deleted(archive: Archive, channel_id: int = CID) -> dict[int, str]:
-    rows = await archive.fetchall(
-        "SELECT message_id, deleted_how FROM posts WHERE channel_id = ? AND deleted_at IS NOT NULL",
-        (channel_id,),
-    )
-    return {r[0]: r[1] for r in rows}
-
-
-async def alert_kinds(archive: Archive) -> list[tuple[int, str]]:
-    rows = await archive.fetchall(
-        "SELECT p.message_id, a.kind FROM alerts a JOIN posts p ON p.id = a.post_id ORDER BY a.id"
-    )
-    return [(r[0], r[1]) for r in rows]
 
 
 # --- the parser ---------------------------------------------------------------------------
@@ -205,6 +183,117 @@ def test_raw_is_compact_json_with_the_data_post(rich: Any) -> None:
         raw = json.loads(p.raw or "{}")
         assert raw["data_post"] == f"testograd_news/{p.message_id}"
         assert "views" not in raw  # counters change; the raw of a version must not
+
+
+def test_raw_keeps_the_posts_own_html_without_t_me_page_code(rich: Any) -> None:
+    p = {p.message_id: p for p in rich.posts}
+    html = json.loads(p[101].raw or "{}")["html"]
+    assert html == (
+        "🔴 <b>Увага!</b> Перекрито вулицю Шевченка.<br><br>Деталі у "
+        '<a href="https://example.org/report?id=7">звіті міськради</a>, джерело: '
+        '<a href="https://example.com/">https://example.com/</a><br>'
+        '<a href="?q=%23%D0%B4%D0%BE%D1%80%D0%BE%D0%B3%D0%B8">#дороги</a> '
+        '<a href="https://t.me/city_council">@city_council</a> <i>оновлено</i>'
+    )  # no target, rel, onclick, nor the emoji picture's URL
+    code = json.loads(p[113].raw or "{}")["html"]
+    assert '<pre><code class="language-python">print(1)</code></pre>' in code
+    assert "<tg-spoiler>таємниця</tg-spoiler>" in code
+
+
+def test_the_same_post_read_twice_has_the_same_raw(rich: Any) -> None:
+    html = (FIXTURES / "rich_channel.html").read_text(encoding="utf-8")
+    again = parse_page(html.replace('target="_blank"', 'target="_top"'), username="testograd_news")
+    assert [p.raw for p in again.posts] == [p.raw for p in rich.posts]
+
+
+def test_data_post_in_another_case_and_another_address() -> None:
+    ch = FakeChannel("vsaldo_main", post_name="VSaldo_Main")
+    ch.add_texts(range(1, 4))
+    html = page_html(ch, None)
+    page = parse_page(html, username="vsaldo_main")
+    assert [p.message_id for p in page.posts] == [1, 2, 3]
+    aliased = parse_page(html, username="vsaldo")  # the page of another address
+    assert aliased.username == "vsaldo_main"
+    assert [p.message_id for p in aliased.posts] == [1, 2, 3]
+    other = FakeChannel("someone_else")
+    other.add_texts(range(1, 3))
+    mixed = parse_page(
+        html.replace("</section>", render_post(other, other.posts[1]) + "</section>"),
+        username="vsaldo",
+    )
+    assert mixed.posts == ()  # two other names: not taken for the channel's
+
+
+@pytest.mark.samples
+def test_conformance_real_page_photo_identity() -> None:
+    path = SAMPLES / "tme_s_ru_prstnk.html"
+    if not path.exists():
+        pytest.skip("../shared/samples not present")
+    page = parse_page(path.read_text(encoding="utf-8"), username="prstnk_eprst")
+    assert page.posts[1].media[0].file_unique_id == "tme:5249090012068914481"
+    html = json.loads(page.posts[1].raw or "{}")["html"]
+    assert html.startswith("Как Штапаков травит цинк в Смольном<br>")
+
+
+# --- a post's own page ------------------------------------------------------------------------
+
+
+def embed_of(ch: FakeChannel, message_id: int) -> Any:
+    return parse_embed(
+        render_embed(ch, message_id), username=ch.username, message_id=message_id, channel_id=CID
+    )
+
+
+def test_embed_page_of_a_post_gives_the_post_as_the_listing_does() -> None:
+    ch = FakeChannel("vsaldo")
+    ch.add_texts(range(1, 4), text='see <a href="https://example.org/{id}">the report</a>')
+    found = embed_of(ch, 2)
+    assert found.status == "found" and found.post is not None
+    listed = {p.message_id: p for p in parse_page(page_html(ch, None), username="vsaldo").posts}
+    assert found.post == listed[2]
+
+
+def test_embed_page_of_a_deleted_post_says_post_not_found() -> None:
+    ch = FakeChannel("vsaldo")
+    ch.add_texts(range(1, 4))
+    assert embed_of(ch, 7).status == "not_found"
+    old_style = '<div class="tgme_widget_message_error" dir="auto">  Post not found </div>'
+    assert parse_embed(old_style, username="vsaldo", message_id=7, channel_id=CID).status == (
+        "not_found"
+    )
+
+
+@pytest.mark.parametrize(
+    ("html", "reason"),
+    [
+        ('<div class="tgme_widget_message_error">Channel is private</div>', "Channel is private"),
+        ("<html><body>Telegram: Contact @vsaldo</body></html>", "neither the post nor an error"),
+        (
+            '<div class="tgme_widget_message" data-post="vsaldo/8"><time datetime="2026-09-01T08:00'
+            ':00+00:00"></time></div>',
+            "shows post vsaldo/8",
+        ),
+        (
+            '<div class="tgme_widget_message" data-post="other_one/7"><time datetime="2026-09-01T0'
+            '8:00:00+00:00"></time></div>',
+            "shows post other_one/7",
+        ),
+        ('<div class="tgme_widget_message" data-post="vsaldo/7"></div>', "without its date"),
+    ],
+    ids=["private", "no widget", "another post", "another channel", "no date"],
+)
+def test_embed_page_that_is_not_an_answer_is_unknown(html: str, reason: str) -> None:
+    page = parse_embed(html, username="vsaldo", message_id=7, channel_id=CID)
+    assert page.status == "unknown" and reason in (page.reason or "")
+
+
+def test_embed_page_without_data_post_is_read_by_its_links() -> None:
+    """Embed pages of 2018 carry no data-post; the post is named by its date's and its
+    footer's links (Thrita/Telegtools, Thrita.Telegtools.Test/TestData.cs)."""
+    html = (FIXTURES / "embed_2018.html").read_text(encoding="utf-8")
+    page = parse_embed(html, username="k1inusa", message_id=5340, channel_id=CID)
+    assert page.status == "found" and page.post is not None
+    assert page.post.text == "Part 1 of 3\n@K1inUSA" and page.post.views == 10300
 
 
 @pytest.mark.parametrize(
@@ -400,7 +489,9 @@ async def test_next_sync_pages_down_to_the_high_water_mark_with_alerts(
     tme.requests.clear()
     ch.add_texts(range(46, 71))
     result = await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
-    assert tme.befores("vsaldo") == [None, 51]  # 51..70, then 31..50 reaches 45
+    # 51..70, then 31..50 reaches 45; then the rotation re-reads on below what the pass read
+    # (11..30): at least one page a pass while the channel is not fully re-read.
+    assert tme.befores("vsaldo") == [None, 51, 31]
     assert result.stopped == "high_water" and not result.first_pass
     assert result.stats.posts_added == 25
     assert len(await texts(archive)) == 70
@@ -408,18 +499,24 @@ async def test_next_sync_pages_down_to_the_high_water_mark_with_alerts(
     assert sorted(await alert_kinds(archive)) == [(i, "new") for i in range(46, 71)]
 
 
-async def test_recent_pages_are_reread_even_when_nothing_is_new(
-    archive: Archive, tme: FakeTme, clock: FakeClock
+async def test_posts_up_to_recent_days_old_are_reread_on_every_pass(
+    archive: Archive, tme: FakeTme, client: TmeClient
 ) -> None:
-    tme.channel("vsaldo").add_texts(range(1, 46))
-    async with TmeClient(
-        settings(recent_pages=2), transport=tme.transport, sleep=clock.sleep, clock=clock
-    ) as c:
-        await sync_web_channel(archive, c, web("vsaldo"), now=NOW)
-        tme.requests.clear()
-        result = await sync_web_channel(archive, c, web("vsaldo"), now=NOW)
-    assert tme.befores("vsaldo") == [None, 26]
-    assert result.stats.posts_added == 0 and result.stats.posts_updated == 40
+    ch = tme.channel("vsaldo")
+    ch.add_texts(range(1, 101))  # post i is dated T0 + i hours
+    now = T0 + timedelta(hours=100)
+    await sync_web_channel(archive, client, web("vsaldo"), now=now)
+    tme.requests.clear()
+    ch.posts[45].html = "post 45, corrected"  # 55 hours old: on the third page
+    result = await sync_web_channel(
+        archive, client, web("vsaldo"), now=now, recent=timedelta(hours=60)
+    )
+    # 81..100 (nothing new), then back while the oldest post read is under 60 hours old:
+    # 61..80 (oldest 39 h), 41..60 (oldest 59 h), 21..40 (oldest 79 h: the window's end).
+    # Then the rotation goes on below: 1..20.
+    assert tme.befores("vsaldo") == [None, 81, 61, 41, 21]
+    assert result.stats.posts_added == 0 and result.stats.versions_added == 1
+    assert (await texts(archive))[45] == "post 45, corrected"
 
 
 async def test_backfill_limit_by_count(archive: Archive, tme: FakeTme, client: TmeClient) -> None:
@@ -465,18 +562,29 @@ async def test_an_edit_is_a_new_version_and_the_old_text_is_kept(
     assert await alert_kinds(archive) == [(40, "edited")]  # the edit made the rule match
 
 
-async def test_deletions_inside_a_page_range_but_not_at_its_ends(
+async def test_posts_the_listing_omits_are_missing_not_deleted(
     archive: Archive, tme: FakeTme, client: TmeClient
 ) -> None:
+    """The listing leaves out posts that still exist. Before, an id inside a page's range that
+    the page did not show was marked deleted at once; now it is missing until its own page
+    says "Post not found", and here the post's page shows it."""
     ch = tme.channel("vsaldo")
     ch.add_texts(range(1, 46))
     await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
-    # The newest page covers ids 26..45. Hide its two ends and one id inside.
-    ch.hidden |= {45, 26, 35}
+    ch.hidden |= {45, 26, 35}  # the newest page covers 26..45; all three still exist
+    tme.requests.clear()
     result = await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
-    assert await deleted(archive) == {35: "web"}
-    assert result.deleted == 1
-    assert len(await texts(archive)) == 45  # marked, never erased
+    assert await deleted(archive) == {}
+    # 45 and 35 by the newest page (27..44 shown), 26 by the rotation's page below it.
+    assert result.deleted == 0 and result.missing == 3
+    assert sorted(tme.embeds("vsaldo")) == [35, 45]  # confirmed on their own pages: they exist
+    assert result.present == 2
+    tme.requests.clear()
+    again = await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
+    # 35 and 45 are not marked again: their pages showed them within the rotation's period.
+    assert tme.embeds("vsaldo") == [26] and again.deleted == 0 and again.missing == 0
+    assert await deleted(archive) == {}
+    assert len(await texts(archive)) == 45
 
 
 async def test_album_items_are_not_taken_for_deletions(
@@ -600,33 +708,6 @@ async def test_a_username_taken_by_another_channel_is_refused(
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-class EveryPost:
-    """A matcher whose one rule matches every post: recipient 42, rule "all"."""
-
-    def match(self, doc: Any, kind: str) -> dict[int, list[str]]:
-        return {42: ["all"]}
-
-    def wants(self, rule_name: str, kind: str) -> bool:
-        return True
-
-
-class WordRule:
-    """A matcher with one rule, "word", matching posts that contain the word."""
-
-    def __init__(self, word: str) -> None:
-        self.word = word
-
-    def match(self, doc: Any, kind: str) -> dict[int, list[str]]:
-        return {42: ["word"]} if self.word in doc.words else {}
-
-    def wants(self, rule_name: str, kind: str) -> bool:
-        return True
-
-
-def page_html(ch: FakeChannel, before: int | None) -> str:
-    return render_page(ch, ch.window(before), before)
 
 
 async def archive_post_as_if_from_telethon(archive: Archive, message_id: int) -> None:

@@ -12,7 +12,8 @@ from conftest import CHANNEL_ID, T0, MakeChannel, MakePost
 from archiver.models import Entity, Forward, Media, Post
 from archiver.query import Doc
 from archiver.store.archive import Archive
-from archiver.store.ingest import content_sha, ingest, known_ids, mark_deleted
+from archiver.store.deletions import mark_deleted
+from archiver.store.ingest import content_sha, ingest, known_ids
 
 OTHER_ID = -1002222222222
 
@@ -311,13 +312,13 @@ async def test_a_failure_raised_inside_the_transaction_rolls_everything_back(
 
     import archiver.store.ingest as ingest_mod
 
-    real = ingest_mod._AlertBuffer.flush
+    real = ingest_mod.AlertBuffer.flush
 
     async def flush_then_fail(self: Any, db: Any) -> int:
         await real(self, db)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ingest_mod._AlertBuffer, "flush", flush_then_fail)
+    monkeypatch.setattr(ingest_mod.AlertBuffer, "flush", flush_then_fail)
     with pytest.raises(RuntimeError, match="disk on fire"):
         await ingest(
             archive,

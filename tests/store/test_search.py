@@ -23,7 +23,8 @@ from archiver.models import ChannelInfo, Forward, Media, Post
 from archiver.query import Doc, matches, parse
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
-from archiver.store.ingest import has_link, ingest, make_doc, mark_deleted
+from archiver.store.deletions import mark_deleted
+from archiver.store.ingest import has_link, ingest, make_doc
 from archiver.store.search import (
     PostNotFound,
     channel_stats,
@@ -504,8 +505,13 @@ def test_history_lists_versions_oldest_first(corpus: Corpus) -> None:
     assert h.versions[1].edit_date == at("2022-10-10", 12)
     assert h.deleted is False
     data = h.to_json()
-    assert set(data) == {"channel_id", "message_id", "versions", "deleted", "deleted_at"}
-    assert set(data["versions"][0]) == {"text", "edit_date", "seen_at", "sha256"}
+    assert set(data) == {
+        "channel_id", "message_id", "versions", "current_version", "state", "deleted",
+        "deleted_at", "deleted_how", "deleted_evidence", "events",
+    }  # fmt: skip
+    assert set(data["versions"][0]) == {"text", "edit_date", "seen_at", "source", "sha256"}
+    assert data["current_version"] == 2 and data["state"] == "present"
+    assert [e["kind"] for e in data["events"]] == ["edited"]
     assert data["channel_id"] == RU
 
 

@@ -1,9 +1,10 @@
 """The HTML of a channel's web preview (``https://t.me/s/<username>``) -> domain objects.
 
 One job: a page in, a :class:`WebPage` out (the channel header as a
-:class:`~archiver.models.ChannelInfo`, the posts as :class:`~archiver.models.Post`). No network,
-no archive. The parser is selectolax (Lexbor, an HTML5 parser); there are no regular
-expressions over HTML.
+:class:`~archiver.models.ChannelInfo`, the posts as :class:`~archiver.models.Post`); and a
+post's own embed page in, an :class:`EmbedPage` out (:func:`parse_embed`). No network, no
+archive. The parser is selectolax (Lexbor, an HTML5 parser); the only regular expression is
+the nesting guard (:func:`check_markup`), which counts tags and reads no content.
 
 The markup, as Telegram serves it (see docs/web-source.md for the full list of what is read):
 each post is ``div.tgme_widget_message[data-post="<username>/<id>"]``, its text in
@@ -26,10 +27,12 @@ import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from html import escape
 from urllib.parse import unquote, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -162,12 +165,15 @@ def _text(node: LexborNode | None) -> str | None:
 
 
 def _inside(node: LexborNode, top: LexborNode, classes: frozenset[str]) -> bool:
-    """Whether ``node`` lies under an element of one of ``classes`` below ``top``."""
+    """Whether ``node`` lies under an element of one of ``classes`` below ``top``, looking up
+    at most :data:`MAX_DEPTH` levels (real posts nest about 15 below their block)."""
     cur = node.parent
-    while cur is not None and cur.mem_id != top.mem_id:
+    steps = 0
+    while cur is not None and cur.mem_id != top.mem_id and steps < MAX_DEPTH:
         if _classes(cur) & classes:
             return True
         cur = cur.parent
+        steps += 1
     return False
 
 
@@ -252,38 +258,59 @@ def tme_link(href: str | None) -> tuple[str, int | None] | None:
 
 
 class _TextBuilder:
-    """Plain text and entities (UTF-16 offsets) of a ``.tgme_widget_message_text`` element."""
+    """Plain text and entities (UTF-16 offsets) of a ``.tgme_widget_message_text`` element,
+    and its canonical HTML (:data:`_KEPT_ATTRS`): the formatting as t.me rendered it, without
+    the attributes that change with t.me's page code rather than with the post."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.pos = 0  # UTF-16 code units so far
         self.entities: list[Entity] = []
+        self.html: list[str] = []
 
     def add(self, s: str) -> None:
         if s:
             self.parts.append(s)
             self.pos += _u16(s)
+            self.html.append(escape(s, quote=False))
 
     def walk(self, node: LexborNode, *, in_pre: bool = False) -> None:
-        for child in node.iter(include_text=True):
+        """Depth first through ``node``'s children, with a stack of its own (no recursion:
+        markup nested a thousand deep is no harm here)."""
+        # A frame: the children left, whether inside <pre>, and what to do on leaving the
+        # element (its tag, entity type and URL, and where its text started).
+        stack: list[tuple[Iterator[LexborNode], bool, tuple[str, str | None, str | None, int]]]
+        stack = [(iter(node.iter(include_text=True)), in_pre, ("", None, None, 0))]
+        while stack:
+            children, pre, leave = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                closing, etype, url, start = leave
+                if closing and closing not in _VOID:
+                    self.html.append(f"</{closing}>")
+                if etype is not None and self.pos > start:
+                    self.entities.append(Entity(etype, start, self.pos - start, url))
+                continue
             tag = child.tag
             if tag == "-text":
                 self.add(child.text_content or "")
                 continue
             if tag == "br":
-                self.add("\n")
+                self.parts.append("\n")
+                self.pos += 1
+                self.html.append("<br>")
                 continue
-            if tag in ("-comment", "script", "style", "template"):
+            if tag in ("-comment", "script", "style", "template") or tag is None:
                 continue
             cls = _classes(child)
             if "emoji" in cls:  # <i class="emoji"><b>👍</b></i>: a picture of the character
                 self.add(child.text(deep=True))
                 continue
-            etype, url = self._classify(child, cls, in_pre)
-            start = self.pos
-            self.walk(child, in_pre=in_pre or tag == "pre")
-            if etype is not None and self.pos > start:
-                self.entities.append(Entity(etype, start, self.pos - start, url))
+            etype, url = self._classify(child, cls, pre)
+            self.html.append(_open_tag(child, tag))
+            frame = (tag, etype, url, self.pos)
+            stack.append((iter(child.iter(include_text=True)), pre or tag == "pre", frame))
 
     @staticmethod
     def _classify(
@@ -318,6 +345,26 @@ class _TextBuilder:
             if end > start:
                 out.append(Entity(e.type, start, end - start, e.url))
         return stripped, tuple(out)
+
+
+# Attributes of the post's own markup kept in its canonical HTML: what the author chose (a
+# link's target, a custom emoji, a code block's language, an expandable quote). Left out:
+# style, target, rel, onclick, dir and the emoji pictures' URLs, which t.me changes on its own.
+_KEPT_ATTRS = frozenset({"href", "emoji-id", "class", "expandable"})
+_VOID = frozenset({"br", "img", "hr", "wbr", "input", "source", "track"})
+
+
+def _open_tag(node: LexborNode, tag: str) -> str:
+    attrs: list[str] = []
+    for key, value in sorted(node.attrs.items()):
+        if key not in _KEPT_ATTRS:
+            continue
+        if key == "class":
+            value = " ".join(sorted(c for c in (value or "").split() if not c.startswith("js-")))
+            if not value:
+                continue
+        attrs.append(key if value is None else f'{key}="{escape(value)}"')
+    return f"<{tag}{''.join(' ' + a for a in attrs)}>"
 
 
 def _link_entity(node: LexborNode) -> tuple[str | None, str | None]:
@@ -394,8 +441,8 @@ def _header(tree: LexborHTMLParser) -> tuple[str | None, str | None, str | None,
 
 def _media(b: _Block, raw: dict[str, object]) -> tuple[Media, ...]:
     out: list[Media] = []
-    for _ in b.mine("tgme_widget_message_photo_wrap"):
-        out.append(Media("photo"))
+    for wrap in b.mine("tgme_widget_message_photo_wrap"):
+        out.append(Media("photo", file_unique_id=_photo_id(wrap)))
     for player in b.mine("tgme_widget_message_video_player"):
         gif = any("gif" in c for n in player.traverse() for c in _classes(n))
         dur = _duration(_text(player.css_first(".message_video_duration")))
@@ -443,6 +490,15 @@ def _media(b: _Block, raw: dict[str, object]) -> tuple[Media, ...]:
     if not out and b.first("message_media_not_supported") is not None:
         out.append(Media("other"))
     return tuple(out)
+
+
+def _photo_id(wrap: LexborNode) -> str | None:
+    """The photo's identity as the preview gives it: t.me puts numeric class names on a photo
+    (``tgme_widget_message_photo_wrap 5249090012068914481 1222149006_460006705`` in the saved
+    real page ``tme_s_ru_prstnk.html``); the long all-digit one is kept, as ``tme:<digits>``.
+    The background image's URL is not used: its token is the CDN's, not the photo's."""
+    ids = [c for c in _classes(wrap) if c.isdigit() and len(c) >= 9]
+    return f"tme:{ids[0]}" if len(ids) == 1 else None
 
 
 _ITEM_CLASSES = (
@@ -522,10 +578,14 @@ def _parse_block(
     text_node = b.first("tgme_widget_message_text", own=True)
     text = ""
     entities: tuple[Entity, ...] = ()
+    html: str | None = None
     if text_node is not None:
         builder = _TextBuilder()
         builder.walk(text_node)
         text, entities = builder.result()
+        html = "".join(builder.html).strip() or None
+        if html:
+            raw["html"] = html
     meta = b.first("tgme_widget_message_meta", own=True)
     edited = meta is not None and "edited" in meta.text(deep=False).lower().split()
     if edited:
@@ -570,6 +630,7 @@ def _parse_block(
         is_service=is_service,
         service_action=_service_action(text) if is_service else None,
         raw=json.dumps(raw, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+        html=html if html is not None else "",
     )
 
 
@@ -581,14 +642,46 @@ def _blocks(tree: LexborHTMLParser) -> Iterable[tuple[LexborNode, str, int, str]
             yield block, name.lower(), int(num), data_post
 
 
-def parse_page(html: str | bytes, *, username: str | None = None) -> WebPage:
+def _own_blocks(
+    tree: LexborHTMLParser, want: str | None, header_user: str | None
+) -> tuple[str | None, list[tuple[LexborNode, str, int, str]]]:
+    """The page's username as its posts spell it, and the blocks of that channel.
+
+    ``data-post`` names are compared in lower case (t.me keeps the channel's own spelling:
+    ``data-post="Air_Alert_UA/501"`` in the saved real fragment ``tme_s_uk_air_alert_fragment``).
+    A channel has one username per post link but may have several addresses: a page asked
+    for by an alias shows every post under the channel's main username. So when no block
+    carries the name asked for and all of them carry one other name (the header's, when the
+    header shows one), that name is the channel's."""
+    blocks = list(_blocks(tree))
+    if want is None:
+        name = blocks[0][1] if blocks else header_user
+        return name, [b for b in blocks if b[1] == name]
+    own = [b for b in blocks if b[1] == want]
+    if own or not blocks:
+        return want, own
+    names = {b[1] for b in blocks}
+    if len(names) == 1 and header_user in (None, *names):
+        alias = names.pop()
+        log.info(
+            "web @%s: the page's posts are @%s's (another address of the channel)", want, alias
+        )
+        return alias, blocks
+    return want, []
+
+
+def parse_page(
+    html: str | bytes, *, username: str | None = None, max_depth: int | None = None
+) -> WebPage:
     """Parse one page of ``t.me/s/<username>``. Blocks of other channels (``data-post`` with
-    another username) are ignored when ``username`` is given."""
+    another username) are ignored when ``username`` is given; see :func:`_own_blocks` for a
+    page asked for by another address of the channel. Raises :class:`PageRefused` for markup
+    nested deeper than ``max_depth`` (default :data:`MAX_DEPTH`), before parsing it."""
+    check_markup(html, max_depth=MAX_DEPTH if max_depth is None else max_depth)
     tree = LexborHTMLParser(html)
     want = username.lower().lstrip("@") if username else None
     h_user, title, description, subscribers = _header(tree)
-    blocks = [b for b in _blocks(tree) if want is None or b[1] == want]
-    name = want or (blocks[0][1] if blocks else h_user)
+    name, blocks = _own_blocks(tree, want, h_user)
     real_id = None
     for block, *_ in blocks:
         real_id = _data_view_channel(block.attrs.get("data-view"))
@@ -625,3 +718,126 @@ def parse_page(html: str | bytes, *, username: str | None = None) -> WebPage:
         has_history=has_history,
         no_posts_notice=no_posts,
     )
+
+
+# --- bounds ----------------------------------------------------------------------------------
+
+# Nesting deeper than this is refused before the HTML parser sees it. Real pages nest about
+# 25 elements deep (23 in the saved t.me/s page tme_s_ru_prstnk.html). Lexbor's tree builder
+# walks the stack of open elements for every <div>, <section> or <ul> start tag, so nesting
+# costs time quadratic in depth (bench figures in docs/benchmarks.md), and the text walker
+# recurses once per level.
+MAX_DEPTH = 256
+# Pages with fewer tags are not scanned: nested as deep as they can be, Lexbor spends about
+# 6 ms on them, and the parser's own walks do not recurse (the text walker keeps a stack, the
+# look up for the post's own parts stops after MAX_DEPTH levels). A real page of 20 posts has
+# 800-1,100 tags, so the scan (0.5 ms a page) is spent only on unusual pages.
+SCAN_ABOVE = 2_000
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
+_VOID_TAGS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+     "source", "track", "wbr", "keygen"}
+)  # fmt: skip
+
+
+class PageRefused(ValueError):
+    """The markup is not parsed: ``str(exc)`` says why, in words for a one-line error."""
+
+
+def check_markup(html: str | bytes, *, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse markup whose elements nest deeper than ``max_depth``: one linear scan of the tags
+    (an upper bound: an element left open counts as still open), no parsing, no content read."""
+    text = html.decode("utf-8", "replace") if isinstance(html, bytes) else html
+    if text.count("<") <= max(max_depth, SCAN_ABOVE):
+        return  # too few tags to cost much, however they nest (see SCAN_ABOVE)
+    depth = 0
+    find = text.find
+    for m in _TAG.finditer(text):
+        if m.group(1):
+            depth = depth - 1 if depth else 0
+            continue
+        if m.group(2).lower() in _VOID_TAGS:
+            continue
+        end = find(">", m.end())
+        if end > 0 and text[end - 1] == "/":
+            continue  # <path ... />: self-closing
+        depth += 1
+        if depth > max_depth:
+            raise PageRefused(f"the page nests its elements more than {max_depth} deep")
+
+
+# --- a post's own page: t.me/<username>/<id>?embed=1&mode=tme -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedPage:
+    """What a post's embed page says. ``status``: ``found`` (``post`` is the post as the page
+    shows it), ``not_found`` (the page said "Post not found": the post was deleted), or
+    ``unknown`` (anything else; ``reason`` says what, in words)."""
+
+    status: str
+    post: Post | None = None
+    reason: str | None = None
+
+
+_NOT_FOUND = "post not found"
+
+
+def _embed_id(node: LexborNode) -> tuple[str, int] | None:
+    """(lower-case username, id) of an embed page's post block: its ``data-post``, else the
+    link of its date or of its footer (pages of 2018 have no ``data-post``: Thrita/Telegtools,
+    Thrita.Telegtools.Test/TestData.cs)."""
+    data_post = (node.attrs.get("data-post") or "").strip()
+    name, _, num = data_post.rpartition("/")
+    if name and num.isdigit():
+        return name.lower(), int(num)
+    for a in node.css(".tgme_widget_message_date, .tgme_widget_message_link a"):
+        link = tme_link(a.attrs.get("href"))
+        if link is not None and link[1] is not None:
+            return link[0], link[1]
+    return None
+
+
+def parse_embed(
+    html: str | bytes,
+    *,
+    username: str,
+    message_id: int,
+    channel_id: int,
+    max_depth: int | None = None,
+) -> EmbedPage:
+    """Parse the embed page of post ``message_id`` of channel ``username`` (archived as
+    ``channel_id``).
+
+    Telegram answers a deleted post with ``<div class="tgme_widget_message_error">Post not
+    found</div>`` (in a ``tgme_widget_message err_message`` block); an existing one with its
+    block, as in a ``t.me/s`` page (docs/web-source.md, ../shared/TESTING.md). Only those two
+    are believed: another error text ("Channel is private" and the like), a block of another
+    post or channel, or a page without either is ``unknown``."""
+    check_markup(html, max_depth=MAX_DEPTH if max_depth is None else max_depth)
+    tree = LexborHTMLParser(html)
+    want = username.lower().lstrip("@")
+    error = tree.css_first(".tgme_widget_message_error")
+    if error is not None:
+        said = " ".join(error.text(deep=True).split())
+        if said.lower() == _NOT_FOUND:
+            return EmbedPage("not_found")
+        return EmbedPage("unknown", reason=f'the post page said "{said[:80]}"')
+    for node in tree.css("div.tgme_widget_message"):
+        ident = _embed_id(node)
+        if ident is None:
+            continue
+        name, msg_id = ident
+        if (name, msg_id) != (want, message_id):
+            return EmbedPage("unknown", reason=f"the post page shows post {name}/{msg_id}")
+        view_id = _data_view_channel(node.attrs.get("data-view"))
+        if view_id is not None and view_id != channel_id and not is_derived_id(channel_id):
+            return EmbedPage("unknown", reason=f"the post page is of another channel ({view_id})")
+        indexed = _Block(node)
+        items = _item_ids(indexed, name)
+        data_post = (node.attrs.get("data-post") or "").strip() or f"{name}/{msg_id}"
+        post = _parse_block(indexed, name, channel_id, msg_id, data_post, items)
+        if post is None:
+            return EmbedPage("unknown", reason="the post page shows the post without its date")
+        return EmbedPage("found", post=post)
+    return EmbedPage("unknown", reason="the post page shows neither the post nor an error")
