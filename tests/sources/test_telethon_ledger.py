@@ -23,7 +23,7 @@ from telethon import functions
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig
 from archiver.errors import NotLoggedIn
-from archiver.sources import telethon as tg_source
+from archiver.sources import telethon_resolve
 from archiver.sources.telethon import connect_client, session_path, sync_telethon_channel
 from archiver.sources.telethon_flood import AccountFloodWait
 from archiver.store.archive import Archive
@@ -110,7 +110,7 @@ async def test_a_wait_on_one_method_does_not_stop_another(
 async def test_resolve_username_has_a_daily_budget(
     archive: Archive, tg: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tg_source, "RESOLVE_PER_DAY", 2)
+    monkeypatch.setattr(telethon_resolve, "RESOLVE_PER_DAY", 2)
     settings = settings_for(tmp_path, *(cfg(n) for n in NAMES[:3]))
     client = await connected(tg)
     results = await sync_all(archive, settings, client=client, options=opts(tg))
