@@ -488,12 +488,14 @@ async def stats(app: App, as_json: bool) -> None:
     """
     from archiver.display import stats_lines
     from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
+    from archiver.store.following import following_report
     from archiver.store.search import channel_stats
 
     tolerance = max(WATCH_TOLERANCE, timedelta(minutes=app.settings.schedule.stale_after_minutes))
     archive = await app.open_archive(create=False)
     try:
         rows = await channel_stats(archive)
+        report = await following_report(archive)
         covered = (
             {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
              for r in rows}
@@ -508,17 +510,24 @@ async def stats(app: App, as_json: bool) -> None:
         for r in rows:
             cov = covered[r.channel_id].as_json()
             data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
+            data |= report.json_for(r.channel_id)
             click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
-                                   "sync_status": "never archived"}))  # fmt: skip
+                                   "sync_status": "never archived"}
+                                  | report.json_for_ref(ch.ref)))  # fmt: skip
+        for wait in report.flood_json():
+            click.echo(json.dumps(wait))
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
         for ch in missing:
-            click.echo(
-                f"{ch.ref} ({ch.source}): nothing archived yet: never synced, or its sync "
-                "fails (see the output of `telewatch sync`)"
+            why = report.line_for_ref(ch.ref) or (
+                "nothing archived yet: never synced, or its sync fails (see the output of"
+                " `telewatch sync`)"
             )
+            click.echo(f"{ch.ref} ({ch.source}): {why}")
+        for text in report.lines(known_ids={r.channel_id for r in rows}):
+            click.echo(text)
 
 
 @cli.group()

@@ -31,6 +31,7 @@ from archiver.config import Settings
 from archiver.errors import TelewatchError
 from archiver.store.archive import Archive, parse_ts, ts, utcnow
 from archiver.store.channels import get_channel
+from archiver.store.following import get_status
 from archiver.store.outbox import marker_path, read_marker
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,10 @@ async def check_health(
     for cfg in settings.channels:
         ch = await get_channel(archive, cfg.ref)
         name = str(cfg.ref)
+        st = await get_status(archive, cfg.ref)
         if ch is None:
-            problems.append(f"channel {name}: never synced")
+            why = f": {st.line().split(': ', 1)[1]}" if st is not None and not st.ok else ""
+            problems.append(f"channel {name}: never synced{why}")
             continue
         last = ch.last_sync_ok_at
         if last is not None and now - last <= stale:
@@ -180,7 +183,9 @@ async def check_health(
             continue
         when = f"last successful sync {_age(now, last)}" if last else "no successful sync"
         why = ""
-        if ch.flood_wait_until is not None and ch.flood_wait_until > now:
+        if st is not None and not st.ok:
+            why = f"; {st.line().split(': ', 1)[1]}"
+        elif ch.flood_wait_until is not None and ch.flood_wait_until > now:
             why = f"; flood wait until {ch.flood_wait_until:%Y-%m-%d %H:%M} UTC"
         elif ch.last_sync_status and ch.last_sync_status != "ok":
             why = f"; last attempt: {ch.last_sync_status}"

@@ -291,9 +291,13 @@ class Delivery:
                     await self._settle_in_flight()
                 if self._unrecorded:
                     await self._record_held()
-                await self.dispatch()
             except sqlite3.Error as exc:
                 self._write_failed(exc)
+            if self._settled:  # nothing is claimed before the last run's sends are settled
+                try:
+                    await self.dispatch()
+                except sqlite3.Error as exc:
+                    log.warning("delivery: reading the outbox failed (%s); trying again", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
 

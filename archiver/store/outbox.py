@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import sqlite3
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -79,8 +78,10 @@ class AlertRow:
     reply_to: int | None  # Telegram message id of the earlier alert about this post, if sent
     entities: str | None = None  # JSON entities of ``text`` (UTF-16 offsets), as archived
     album: tuple[str, ...] = ()  # media kinds of every post of the album ("" for none)
-    deleted_how: str | None = None  # live | recheck | web_embed | manual ...
-    deleted_evidence: str | None = None  # one human line, when the archive has it
+    # deleted: how the deletion was confirmed (live | recheck | web_embed | manual) and the
+    # evidence in words, from the alert's own event (post_events), else from the post
+    deleted_how: str | None = None
+    deleted_evidence: str | None = None
     status: str = "pending"
 
     @property
@@ -141,7 +142,11 @@ class OutboxCounts:
 
 _ALERT_COLUMNS = """
 SELECT a.id, a.post_id, a.recipient, a.kind, a.rules, a.attempts, a.created_at, a.status,
-       p.channel_id, p.message_id, p.date, p.deleted_at, p.deleted_how, {evidence},
+       p.channel_id, p.message_id, p.date,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.at, p.deleted_at) END AS deleted_at,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.how, p.deleted_how) END AS deleted_how,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.evidence, p.deleted_evidence) END
+         AS deleted_evidence,
        p.media_kind, p.grouped_id, c.username, c.title, v.text, v.entities,
        pv.text AS old_text,
        (SELECT b.tg_message_id FROM alerts b
@@ -160,6 +165,7 @@ JOIN posts p ON p.id = a.post_id
 JOIN channels c ON c.id = p.channel_id
 JOIN versions v ON v.id = a.version_id
 LEFT JOIN versions pv ON pv.id = a.prev_version_id
+LEFT JOIN post_events e ON e.id = a.event_id
 """
 
 _PENDING_SQL = (
@@ -183,20 +189,6 @@ LIMIT ?
 
 _ONE_SQL = _ALERT_COLUMNS + "FROM alerts a" + _JOINS + "WHERE a.id = ?"
 
-# Columns that later schemas add to posts; an older archive reads NULL in their place.
-_OPTIONAL = ("deleted_evidence",)
-_columns: weakref.WeakKeyDictionary[Archive, frozenset[str]] = weakref.WeakKeyDictionary()
-
-
-async def _sql(archive: Archive, template: str) -> str:
-    cols = _columns.get(archive)
-    if cols is None:
-        rows = await archive.fetchall("SELECT name FROM pragma_table_info('posts')")
-        cols = frozenset(r[0] for r in rows)
-        _columns[archive] = cols
-    evidence = "p.deleted_evidence" if "deleted_evidence" in cols else "NULL"
-    return template.format(evidence=f"{evidence} AS deleted_evidence")
-
 
 async def pending(
     archive: Archive, limit: int, now: datetime | None = None, *, per_chat: int | None = None
@@ -205,15 +197,13 @@ async def pending(
     and at most ``per_chat`` per recipient (so one busy chat cannot hide the others).
     Alerts of inactive recipients are held back."""
     when = ts(now or utcnow())
-    rows = await archive.fetchall(
-        await _sql(archive, _PENDING_SQL), (when, per_chat or limit, limit)
-    )
+    rows = await archive.fetchall(_PENDING_SQL, (when, per_chat or limit, limit))
     return await _rows(archive, rows)
 
 
 async def get_alert(archive: Archive, alert_id: int) -> AlertRow | None:
     """One alert, whatever its status (the buttons under a sent alert read it)."""
-    rows = await archive.fetchall(await _sql(archive, _ONE_SQL), (alert_id,))
+    rows = await archive.fetchall(_ONE_SQL, (alert_id,))
     out = await _rows(archive, rows)
     return out[0] if out else None
 
