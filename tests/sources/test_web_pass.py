@@ -220,6 +220,23 @@ async def test_the_rotation_rereads_the_whole_channel_within_the_period(
     assert seen == sorted(seen, key=lambda b: -(b or 0))  # walked from the top down
 
 
+async def test_a_rotation_on_schedule_waits_for_a_pages_worth(
+    archive: Archive, tme: FakeTme, client: TmeClient
+) -> None:
+    """rotation_quota asks for at least one post a pass; a page holds 20. A pass 15 minutes
+    after the round began reads no rotation page (before, every pass read one, for every
+    channel: 500 requests a pass for 500 channels)."""
+    tme.channel("vsaldo").add_texts(range(1, 201))
+    await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
+    await sync_web_channel(archive, client, web("vsaldo"), now=NOW)  # the round begins
+    tme.requests.clear()
+    await sync_web_channel(archive, client, web("vsaldo"), now=NOW + timedelta(minutes=15))
+    assert tme.befores("vsaldo") == [None]
+    tme.requests.clear()
+    await sync_web_channel(archive, client, web("vsaldo"), now=NOW + timedelta(days=2))
+    assert len(tme.befores("vsaldo")) > 1  # by then pages are due
+
+
 # --- one client, one pacer, one budget per pass ------------------------------------------------
 
 
