@@ -427,7 +427,7 @@ async def export(
       telewatch export 'евакуація' --channel vsaldo --format csv --output evacuation.csv
     """
     from archiver.display import CsvWriter
-    from archiver.store.search import Hit, iter_hits, record_fields
+    from archiver.store.search import Hit, export_rows, iter_hits
 
     q = _query(query, channels, since, until)
     archive = await app.open_archive(create=False)
@@ -444,9 +444,7 @@ async def export(
             writer = CsvWriter(out) if fmt == "csv" else None
 
             async def flush(hits: list[Hit]) -> None:
-                extra = await record_fields(archive, [h.post_id for h in hits])
-                for hit in hits:
-                    row = {**hit.to_json(), **extra.get(hit.post_id, {})}
+                for row in await export_rows(archive, hits):
                     if writer is not None:
                         writer.write(row)
                     else:
@@ -469,23 +467,36 @@ async def export(
         click.echo(f"{output}: {n} post(s) written", err=True)
 
 
+_COVERAGE_KEYS = ("id_ranges", "ids_never_seen", "states", "watched_since", "unwatched")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 @run_async
 async def stats(app: App, as_json: bool) -> None:
-    """Per channel: posts, edits, deletions, first and last post, last sync.
+    """Per channel: posts, edits, deletions, first and last post, last sync, last full
+    re-read; with --json also its coverage (as `telewatch coverage` prints it).
 
     \b
     Example:
       telewatch stats --json
     """
     from archiver.display import stats_lines
+    from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
+    from archiver.store.following import following_report
     from archiver.store.search import channel_stats
 
+    tolerance = max(WATCH_TOLERANCE, timedelta(minutes=app.settings.schedule.stale_after_minutes))
     archive = await app.open_archive(create=False)
     try:
         rows = await channel_stats(archive)
+        report = await following_report(archive)
+        covered = (
+            {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
+             for r in rows}
+            if as_json else {}
+        )  # fmt: skip
     finally:
         await archive.close()
     # Configured channels with nothing archived yet (never synced, or failing from the start).
@@ -493,17 +504,26 @@ async def stats(app: App, as_json: bool) -> None:
     missing = [ch for ch in app.settings.channels if (ch.ref.id or ch.ref.username) not in known]
     if as_json:
         for r in rows:
-            click.echo(json.dumps(r.to_json(), ensure_ascii=False))
+            cov = covered[r.channel_id].as_json()
+            data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
+            data |= report.json_for(r.channel_id)
+            click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
-                                   "sync_status": "never archived"}))  # fmt: skip
+                                   "sync_status": "never archived"}
+                                  | report.json_for_ref(ch.ref)))  # fmt: skip
+        for wait in report.flood_json():
+            click.echo(json.dumps(wait))
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
         for ch in missing:
-            click.echo(
-                f"{ch.ref} ({ch.source}): nothing archived yet: never synced, or its sync "
-                "fails (see the output of `telewatch sync`)"
+            why = report.line_for_ref(ch.ref) or (
+                "nothing archived yet: never synced, or its sync fails (see the output of"
+                " `telewatch sync`)"
             )
+            click.echo(f"{ch.ref} ({ch.source}): {why}")
+        for text in report.lines(known_ids={r.channel_id for r in rows}):
+            click.echo(text)
 
 
 @cli.group()
@@ -629,7 +649,9 @@ async def rules_list(app: App) -> None:
 
 @cli.command()
 @click.option(
-    "--status", type=click.Choice(["pending", "sent", "failed"]), help="Only alerts in it."
+    "--status",
+    type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "dropped"]),
+    help="Only alerts in it.",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")

@@ -75,7 +75,7 @@ async def run_demo(path: Path, echo: Echo, *, tz_name: str = "Europe/Kyiv") -> N
     from archiver.sources.export import import_file
     from archiver.store import outbox
     from archiver.store.channels import set_cursor
-    from archiver.store.deletions import mark_deleted
+    from archiver.store.deletions import confirm_deleted, mark_missing
     from archiver.store.ingest import ingest
     from archiver.store.search import channel_stats, history, search
 
@@ -131,11 +131,37 @@ async def run_demo(path: Path, echo: Echo, *, tz_name: str = "Europe/Kyiv") -> N
         )
         stats = await ingest(archive, [edited], source="demo", alerts=True)
         echo(f"   the post is edited:  {stats.alerts_queued} alert(s) queued (old against new)")
-        n = await mark_deleted(
+        n = await confirm_deleted(
             archive, channel.channel_id, [msg_id], how="live", alerts=True,
             at=now + timedelta(minutes=20),
         )  # fmt: skip
-        echo(f"   the post is deleted: {n} post marked deleted, never erased")
+        echo(
+            f"   the post is deleted: {n} post marked deleted (confirmed by Telegram), never erased"
+        )
+
+        old = await archive.fetchone(
+            "SELECT p.message_id, p.date, v.text FROM posts p JOIN versions v"
+            " ON v.id = p.current_version_id WHERE p.channel_id = ? AND v.text LIKE ?"
+            " ORDER BY p.message_id LIMIT 1",
+            (channel.channel_id, "ЭВАКУАЦИЯ ЗАВЕРШЕНА%"),
+        )
+        if old is not None:
+            date = datetime.fromisoformat(old[1]).replace(tzinfo=UTC)
+            rewritten = Post(
+                channel.channel_id, old[0], date,
+                "Эвакуация не проводилась. Уровень воды в норме.", edit_date=now,
+            )  # fmt: skip
+            stats = await ingest(archive, [rewritten], source="telethon", alerts=True)
+            echo(
+                f"   an OLD post (#{old[0]}, {local(date, tz)}) is rewritten and found by the"
+                f" re-read: {stats.versions_added} new version, {stats.alerts_queued} alert(s)"
+                " (it matched a rule when it was imported)"
+            )
+        hidden = await mark_missing(archive, channel.channel_id, [msg_id - 2], source="web")
+        echo(
+            f"   a post the web listing leaves out: {hidden} marked missing, NOT deleted and no"
+            " alert, until its own page confirms it"
+        )
 
         echo("\n== 5. The outbox: what the bot delivers, exactly once, to each recipient")
         rows = await outbox.pending(archive, limit=50, now=datetime.now(UTC) + timedelta(days=1))

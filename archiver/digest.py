@@ -10,7 +10,9 @@ per post): one plain-text ``sendMessage`` per recipient through the Bot API with
 token, no retries. A digest that fails is logged with the recipient's id; the next digest
 covers its own window. The end of each sent window is kept in the archive's ``meta`` table, so
 a restart or a manual second run does not send the same window twice. Recipients that blocked
-the bot are skipped.
+the bot are skipped, and so are those that may no longer receive alerts (denied by an admin, or
+not in ``[bot] allowed_users``/``allowed_chats``: checked when the digest is sent, as alerts
+are); alerts dropped for that reason are not counted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import httpx
 from archiver.channels import post_link
 from archiver.config import Settings
 from archiver.errors import ConfigError
+from archiver.store.access import recipient_refusal
 from archiver.store.archive import Archive, parse_ts, ts, utcnow
 from archiver.store.outbox import inactive_recipients
 
@@ -64,7 +67,8 @@ async def build_digests(
         "SELECT a.recipient, a.rules, a.kind, a.post_id, p.message_id, p.date, c.id AS cid,"
         " c.username, c.title FROM alerts a JOIN posts p ON p.id = a.post_id"
         " JOIN channels c ON c.id = p.channel_id"
-        " WHERE a.created_at >= ? AND a.created_at < ? ORDER BY a.recipient, a.id DESC",
+        " WHERE a.created_at >= ? AND a.created_at < ? AND a.status <> 'dropped'"
+        " ORDER BY a.recipient, a.id DESC",
         (ts(since), ts(until)),
     )
     by_recipient: dict[int, dict[str, dict[int, _Match]]] = {}
@@ -141,6 +145,10 @@ async def send_digests(
         for d in digests:
             if d.recipient in blocked:
                 log.info("digest: recipient %d is inactive, skipped", d.recipient)
+                continue
+            refused = await recipient_refusal(archive, settings.bot, d.recipient)
+            if refused is not None:
+                log.info("digest: recipient %d skipped: %s", d.recipient, refused)
                 continue
             if await _send(client, url, d):
                 sent += 1

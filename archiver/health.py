@@ -9,6 +9,9 @@ Healthy means both:
   channel still on its first pass counts as fresh for that long after it was first seen.
 
 Anything else is a problem with a one-line reason. The container's ``HEALTHCHECK`` runs it.
+It is also a problem when the bot paused its alert delivery because the archive could not be
+written (disk full, or the write lock held by another process): the bot leaves a marker file
+beside the archive until it can write again (``archiver.store.outbox.marker_path``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from datetime import datetime, timedelta
 from archiver.config import Settings
 from archiver.store.archive import Archive, parse_ts, utcnow
 from archiver.store.channels import get_channel
+from archiver.store.following import get_status
+from archiver.store.outbox import marker_path, read_marker
 
 PROCESSES = ("run", "bot", "sync")
 
@@ -78,12 +83,23 @@ async def check_health(
         else:
             ok.append(f"process {process}: heartbeat {_age(now, at)}")
 
+    marker = read_marker(marker_path(archive.path))
+    if marker is not None:
+        since = f" since {marker.since} UTC" if marker.since else ""
+        problems.append(
+            f"bot: alert delivery paused{since}: the archive cannot be written"
+            f" ({marker.reason or 'disk full or locked'}); free disk space or end the process"
+            " holding its write lock"
+        )
+
     stale = timedelta(minutes=settings.schedule.stale_after_minutes)
     for cfg in settings.channels:
         ch = await get_channel(archive, cfg.ref)
         name = str(cfg.ref)
+        st = await get_status(archive, cfg.ref)
         if ch is None:
-            problems.append(f"channel {name}: never synced")
+            why = f": {st.line().split(': ', 1)[1]}" if st is not None and not st.ok else ""
+            problems.append(f"channel {name}: never synced{why}")
             continue
         last = ch.last_sync_ok_at
         if last is not None and now - last <= stale:
@@ -94,7 +110,9 @@ async def check_health(
             continue
         when = f"last successful sync {_age(now, last)}" if last else "no successful sync"
         why = ""
-        if ch.flood_wait_until is not None and ch.flood_wait_until > now:
+        if st is not None and not st.ok:
+            why = f"; {st.line().split(': ', 1)[1]}"
+        elif ch.flood_wait_until is not None and ch.flood_wait_until > now:
             why = f"; flood wait until {ch.flood_wait_until:%Y-%m-%d %H:%M} UTC"
         elif ch.last_sync_status and ch.last_sync_status != "ok":
             why = f"; last attempt: {ch.last_sync_status}"

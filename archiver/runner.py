@@ -267,7 +267,7 @@ async def _start(
         from archiver.sources.telethon_network import open_client
         from archiver.sync import disconnect
 
-        client = await open_client(settings, receive_updates=live)
+        client = await open_client(settings, receive_updates=live, archive=archive)
         stack.push_async_callback(disconnect, client)
     if live:
         from archiver.sync import follow_live

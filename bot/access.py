@@ -2,13 +2,18 @@
 
 - Admins (``[bot] admins``) may do everything, in a private chat or an allowed chat.
 - Allowed users (``[bot] allowed_users`` and ``/allow ID``) may use it in a private chat;
-  ``/deny ID`` takes that back (kept in the archive; admins in the config cannot be denied).
+  ``/deny ID`` takes that back (kept in the archive; admins in the config cannot be denied),
+  and with it their alerts: their rules are paused and the alerts waiting for them dropped
+  (:func:`archiver.store.access.deny_user`); ``/allow`` resumes the rules.
 - In an allowed group (``[bot] allowed_chats``) every member may use it, there.
 - Anyone else is a stranger: one short reply with their own user id (at most once per
   ``cooldown`` seconds, so the bot cannot be used to spam), and nothing from the archive.
 
 A group that is not allowed gets nothing from the archive either, even when an admin asks:
 everything said there is seen by all its members.
+
+Alerts and the digest are checked again when they are sent (:meth:`AccessPolicy.refusal`), so
+a user or a chat removed from the config gets nothing from the moment the bot runs with it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ import time
 from collections.abc import Callable
 
 from archiver.config import BotSettings
-from archiver.store.access import get_access, set_access
+from archiver.store.access import (
+    AccessChange,
+    allow_user,
+    deny_user,
+    get_access,
+    reconcile,
+    refusal,
+)
 from archiver.store.archive import Archive
 
 
@@ -68,13 +80,23 @@ class AccessPolicy:
         self._answered[key] = now
         return True
 
-    async def allow(self, user_id: int, by: int) -> None:
-        await set_access(self.archive, user_id, True, by=by)
-        self._answered.pop(user_id, None)
+    def refusal(self, chat_id: int, override: bool | None) -> str | None:
+        """Why ``chat_id`` may not receive alerts (None: it may); ``override`` is its entry
+        in the access table. Asked by delivery at send time."""
+        return refusal(self.settings, chat_id, override)
 
-    async def deny(self, user_id: int, by: int) -> bool:
-        """False when ``user_id`` is an admin of the config (who cannot be denied here)."""
+    async def reconcile(self) -> AccessChange:
+        """Pause the rules of users and chats the config no longer allows (and resume those
+        it allows again); drop the alerts waiting for them. Run at start."""
+        return await reconcile(self.archive, self.settings)
+
+    async def allow(self, user_id: int, by: int) -> AccessChange:
+        change = await allow_user(self.archive, self.settings, user_id, by=by)
+        self._answered.pop(user_id, None)
+        return change
+
+    async def deny(self, user_id: int, by: int) -> AccessChange | None:
+        """None when ``user_id`` is an admin of the config (who cannot be denied here)."""
         if user_id in self.settings.admins:
-            return False
-        await set_access(self.archive, user_id, False, by=by)
-        return True
+            return None
+        return await deny_user(self.archive, self.settings, user_id, by=by)

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram import BotCommand, BotCommandScopeChat, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, Defaults
@@ -32,10 +33,10 @@ from archiver.config import Settings, require
 from archiver.errors import ConfigError
 from archiver.store.archive import Archive
 from bot.access import AccessPolicy
+from bot.alerts import alert_buttons, alert_html
 from bot.delivery import Delivery, Limits, RetryPolicy
 from bot.handlers import register
 from bot.handlers.common import COMMANDS
-from bot.messages import alert_html
 from bot.services import KEY, Services
 
 log = logging.getLogger(__name__)
@@ -121,21 +122,57 @@ async def _post_init(app: App) -> None:
         owns_archive=owns,
     )
     app.bot_data[KEY] = svc
+    await _check_access(svc)
     svc.delivery = Delivery(
         archive,
         app.bot,
         lambda row: alert_html(row, tz, config_rules),
+        buttons=alert_buttons,
+        refusal=svc.access.refusal,
         poll_seconds=settings.bot.poll_seconds,
         limits=opts.limits,
         retry=opts.retry or RetryPolicy(max_attempts=settings.bot.max_attempts),
         wake=setup.wake,
         send_timeout=opts.send_timeout,
     )
+    await _set_menus(app, settings)
+    svc.delivery.start()
+
+
+async def _check_access(svc: Services) -> None:
+    """Apply the config's access to the archive: rules of users and chats it no longer allows
+    are paused (and resumed when it allows them again), their waiting alerts dropped. Config
+    rules that alert a chat the config does not allow are named in the log."""
+    for rule in svc.settings.rules:
+        for chat in rule.notify:
+            why = svc.access.refusal(chat, None)
+            if why is not None:
+                log.warning("rule %r alerts chat %d, which gets nothing: %s; add it to [bot]",
+                            rule.name, chat, why)  # fmt: skip
     try:
-        await app.bot.set_my_commands([BotCommand(name, what[:256]) for name, _, what in COMMANDS])
+        change = await svc.access.reconcile()
+    except sqlite3.Error as exc:  # sends are checked one by one anyway
+        log.warning("could not apply the access of the config to personal rules (%s)", exc)
+        return
+    if change.rules_paused or change.rules_resumed or change.alerts_dropped:
+        log.info("access: %d rule(s) paused, %d resumed, %d waiting alert(s) dropped",
+                 change.rules_paused, change.rules_resumed, change.alerts_dropped)  # fmt: skip
+
+
+async def _set_menus(app: App, settings: Settings) -> None:
+    """Everyone's command menu without the admin commands; each admin's private chat with all."""
+    everyone = [BotCommand(n, w[:256]) for n, _, w in COMMANDS if not w.startswith("admins:")]
+    admins = [BotCommand(n, w[:256]) for n, _, w in COMMANDS]
+    try:
+        await app.bot.set_my_commands(everyone)
     except TelegramError as exc:
         log.warning("could not set the command menu (%s); carrying on", type(exc).__name__)
-    svc.delivery.start()
+        return
+    for admin in sorted(settings.bot.admins):
+        try:  # "chat not found" until the admin has written to the bot once
+            await app.bot.set_my_commands(admins, scope=BotCommandScopeChat(admin))
+        except TelegramError as exc:
+            log.info("no admin menu for user %d yet (%s)", admin, type(exc).__name__)
 
 
 async def _post_stop(app: App) -> None:

@@ -1,4 +1,4 @@
-"""The outbox sender: every pending alert reaches its chat exactly once, within Telegram's limits.
+"""The outbox sender: every pending alert reaches its chat at most once, within Telegram's limits.
 
 How it works:
 
@@ -7,16 +7,30 @@ How it works:
   :meth:`Delivery.notify` is called (the archiver in the same process calls it after ingest).
 - Each chat has one worker that sends its alerts in order. Before each send the worker takes a
   slot from :class:`RateLimiter`: about 30 messages/s overall, 1/s per chat, 20/min per group.
-- Exactly once: the alert is marked sent, with the Telegram message id, right after the send
-  returned, and a stop never interrupts the step between the two. A sent alert is never
-  pending again, so a restart sends what is pending and nothing twice. (A send that *times
-  out* may still have reached Telegram, which offers no idempotency key: it is retried, so
-  that one case is at least once.)
-- 429 pauses the chat for ``retry_after`` and retries the same alert; network errors, time-outs
-  and 5xx back off exponentially; 403 (the user blocked the bot, or it was removed from the
-  group) sets the recipient inactive: its alerts stay pending, held, until the chat talks to
-  the bot again. After ``max_attempts`` counted failures an alert is ``failed``; it stays in
-  the outbox, shows in ``/status`` and can be requeued.
+- Access is checked at send time: :func:`archiver.store.outbox.claim` reads the recipient's
+  entry of the ``access`` table and asks the current config (``refusal``) in the same
+  transaction that records the alert as ``sending``. A recipient that may no longer receive
+  alerts (denied, or removed from ``allowed_users``/``allowed_chats``) gets nothing: the alert
+  is ``dropped`` with the reason. So is an alert whose rules are all muted in its chat.
+- Exactly once where Telegram allows it, never twice: the alert is recorded ``sending`` before
+  the call and ``sent`` (with the Telegram message id) after it. It is sent again only when
+  Telegram certainly did not accept it: an error answer (429, 5xx, 400), or a connection that
+  was never made. When the answer never came (a read time-out, a connection dropped mid-call)
+  the message may have been delivered, and the Bot API has no idempotency key to ask: the
+  alert becomes ``unknown`` (counted in ``/status``, listed by ``telewatch alerts``), not
+  resent. An alert a previous run left in ``sending`` (it died mid-call) becomes ``unknown``
+  at start for the same reason.
+- When an outcome cannot be written (the disk is full, or another process holds the
+  archive's write lock beyond the busy timeout) delivery pauses: one ERROR line, a marker
+  file beside the archive that ``telewatch health`` reports, and no new send until every
+  outcome held in memory is written (tried again every ``poll_seconds``). A send whose
+  outcome could not be recorded is never repeated: the alert stays ``sending`` in the
+  archive, which no reader takes for pending.
+- 429 pauses the chat for ``retry_after`` and retries the same alert; 5xx and refused
+  connections back off exponentially; 403 (the user blocked the bot, or it was removed from
+  the group) sets the recipient inactive: its alerts stay pending, held, until the chat talks
+  to the bot again. After ``max_attempts`` counted failures an alert is ``failed``; it stays
+  in the outbox, shows in ``/status`` and can be requeued.
 
 Why not PTB's ``AIORateLimiter``: it needs the extra ``aiolimiter`` dependency, throttles every
 call of the bot (also the replies to commands, which then wait behind a queue of alerts), has
@@ -37,19 +51,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from telegram import Bot, LinkPreviewOptions, ReplyParameters
+import httpx
+from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import (
     ChatMigrated,
     Forbidden,
+    NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.warnings import PTBDeprecationWarning
 
 from archiver.store import outbox
-from archiver.store.archive import Archive
-from archiver.store.outbox import AlertRow
+from archiver.store.archive import Archive, ts, utcnow
+from archiver.store.outbox import AlertRow, Claim, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +189,8 @@ class Delivery:
         bot: Bot,
         render: Callable[[AlertRow], str],
         *,
+        buttons: Callable[[AlertRow], InlineKeyboardMarkup | None] | None = None,
+        refusal: Refusal | None = None,
         poll_seconds: float = 1.0,
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
@@ -184,7 +203,10 @@ class Delivery:
         self.archive = archive
         self.bot = bot
         self.render = render
+        self.buttons = buttons
+        self.refusal = refusal  # None: every chat may receive alerts (tests of the sender)
         self.poll_seconds = poll_seconds
+        self.clock = clock
         self.limiter = RateLimiter(limits or Limits(), clock)
         self.retry = retry or RetryPolicy()
         self.wake = wake if wake is not None else asyncio.Event()
@@ -192,6 +214,7 @@ class Delivery:
         self.per_chat = per_chat
         self.send_timeout = send_timeout
         self.retry_in_place = 5.0  # seconds: longer back-offs go back to the outbox
+        self.marker = outbox.marker_path(archive.path)
         self._queues: dict[int, deque[AlertRow]] = {}
         self._queued: set[int] = set()
         self._busy: set[int] = set()  # chats with a send in flight
@@ -203,11 +226,19 @@ class Delivery:
         self._finished: dict[int, int] = {}
         self._reading: set[int] = set()  # epochs of the reads in progress
         self._sent_refs: dict[tuple[int, int], int] = {}
+        # The archive cannot be written: outcomes waiting to be recorded, in order.
+        self._unrecorded: deque[tuple[AlertRow, Outcome]] = deque()
+        self.paused_since: datetime | None = None
+        self.paused_reason: str | None = None
+        self._next_probe = 0.0
+        self._settled = False  # alerts a previous run left in flight were settled
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.sent = 0  # counters for logs and tests
         self.retried = 0
         self.failed = 0
+        self.dropped = 0
+        self.unknown = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -237,22 +268,54 @@ class Delivery:
             for task in late:
                 task.cancel()
             await asyncio.gather(*sends, return_exceptions=True)
+        if self._unrecorded:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._record_held(), grace)
+        if self._unrecorded:
+            self._leave_marker()
+            log.warning("delivery stopped with %d outcome(s) not recorded (alerts %s); the next "
+                        "start records them from %s", len(self._unrecorded),
+                        ", ".join(str(r.id) for r, _ in self._unrecorded), self.marker)  # fmt: skip
         self._queues.clear()
         self._queued.clear()
         self._busy.clear()
-        log.info("delivery stopped: %d sent, %d retried, %d failed", self.sent, self.retried,
-                 self.failed)  # fmt: skip
+        log.info("delivery stopped: %d sent, %d retried, %d failed, %d dropped, %d unknown",
+                 self.sent, self.retried, self.failed, self.dropped, self.unknown)  # fmt: skip
 
     async def _read_loop(self) -> None:
         log.info("delivery started (poll every %.2fs)", self.poll_seconds)
         while not self._stop.is_set():
             self.wake.clear()
             try:
-                await self.dispatch()
-            except sqlite3.Error:
-                log.exception("delivery: reading the outbox failed; trying again")
+                if not self._settled:
+                    await self._settle_in_flight()
+                if self._unrecorded:
+                    await self._record_held()
+            except sqlite3.Error as exc:
+                self._write_failed(exc)
+            if self._settled:  # nothing is claimed before the last run's sends are settled
+                try:
+                    await self.dispatch()
+                except sqlite3.Error as exc:
+                    log.warning("delivery: reading the outbox failed (%s); trying again", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
+
+    async def _settle_in_flight(self) -> None:
+        """Alerts a previous run left in ``sending``: recorded from its marker, or unknown."""
+        marker = outbox.read_marker(self.marker)
+        sent = marker.sent if marker is not None else {}
+        retry = marker.not_sent if marker is not None else ()
+        for alert_id in retry:
+            await outbox.mark_retry(self.archive, alert_id, "recorded after a restart",
+                                    datetime.now(UTC), count=False)  # fmt: skip
+        recorded, unknown = await outbox.settle_in_flight(self.archive, sent)
+        if recorded or unknown:
+            log.warning("%d alert(s) sent by the previous run recorded; %d left in flight by it "
+                        "marked unknown (not resent: Telegram may have delivered them)",
+                        recorded, unknown)  # fmt: skip
+        self._settled = True
+        self._write_ok()
 
     # ------------------------------------------------------------------ reading
 
@@ -292,10 +355,84 @@ class Delivery:
         for row in self._queues.pop(chat_id, ()):
             self._queued.discard(row.id)
 
+    def _done(self, chat_id: int, row: AlertRow) -> None:
+        """The head of a chat's queue is finished here."""
+        queue = self._queues.get(chat_id)
+        if queue and queue[0].id == row.id:
+            queue.popleft()
+            if not queue:
+                self._queues.pop(chat_id, None)
+        self._finish(row.id)
+
+    # ------------------------------------------------------------------ writes that fail
+
+    @property
+    def paused(self) -> bool:
+        """Delivery is paused: the archive could not be written."""
+        return self.paused_since is not None
+
+    def _write_failed(self, exc: BaseException) -> None:
+        """An outbox write failed: pause (once: one ERROR line and the marker), and allow one
+        try of the next claim per poll period, which tells when writing works again."""
+        self._next_probe = self.clock() + max(self.poll_seconds, 0.05)
+        if self.paused_since is None:
+            self.paused_since = datetime.now(UTC)
+            self.paused_reason = str(exc) or type(exc).__name__
+            log.error(
+                "delivery paused: the archive %s cannot be written (%s); no alert is sent until "
+                "it can: free disk space, or end the process holding its write lock",
+                self.archive.path, self.paused_reason,
+            )  # fmt: skip
+            self._leave_marker()
+        else:
+            log.debug("delivery still paused (%s)", exc)
+
+    def _write_ok(self) -> None:
+        """An outbox write succeeded: resume, once every held outcome is recorded."""
+        if self.paused_since is None or self._unrecorded:
+            return
+        seconds = (datetime.now(UTC) - self.paused_since).total_seconds()
+        self.paused_since = self.paused_reason = None
+        outbox.clear_marker(self.marker)
+        log.warning("delivery resumed: the archive can be written again (paused %.0fs)", seconds)
+        self._kick.set()
+
+    def _leave_marker(self) -> None:
+        sent = {
+            r.id: o.message_id for r, o in self._unrecorded if o.kind == "sent" and o.message_id
+        }
+        not_sent = tuple(
+            r.id for r, o in self._unrecorded if o.kind in ("retry", "flood", "inactive")
+        )
+        since = ts(self.paused_since or utcnow()) or ""
+        reason = self.paused_reason or "the archive could not be written"
+        outbox.write_marker(self.marker, outbox.Marker(since, reason, sent, not_sent))
+
+    async def _record_held(self) -> None:
+        """Write the outcomes held while the archive could not be written, in order."""
+        while self._unrecorded:
+            row, outcome = self._unrecorded[0]
+            try:
+                await self._record(row, outcome)
+            except sqlite3.Error as exc:
+                self._write_failed(exc)
+                return
+            self._unrecorded.popleft()
+            log.info("alert %d: outcome %s recorded late", row.id, outcome.kind)
+        self._write_ok()
+
     # ------------------------------------------------------------------ scheduling
 
     def _pick(self) -> tuple[int | None, float | None]:
         """The chat to send to now, or None and how long until one may be ready."""
+        if self.paused_since is not None:
+            # Paused: nothing while outcomes wait to be recorded; else one try at a time,
+            # once a poll period, to see whether the archive can be written again.
+            if self._unrecorded or self._busy or self._stop.is_set():
+                return None, self.poll_seconds
+            wait = self._next_probe - self.clock()
+            if wait > 0:
+                return None, wait
         best: tuple[int, int] | None = None
         chosen: int | None = None
         soonest: float | None = None
@@ -321,6 +458,8 @@ class Delivery:
                 continue
             self.limiter.record(chat_id)  # no await since _pick: nobody else took the moment
             self._busy.add(chat_id)
+            if self.paused_since is not None:
+                self._next_probe = self.clock() + max(self.poll_seconds, 0.05)
             task = asyncio.create_task(self._send_next(chat_id), name=f"telewatch-send-{chat_id}")
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
@@ -336,79 +475,110 @@ class Delivery:
                 return
             await asyncio.sleep(0.01)
 
+    # ------------------------------------------------------------------ one send
+
     async def _send_next(self, chat_id: int) -> None:
-        """Send the head of a chat's queue and act on the outcome."""
-        queue = self._queues.get(chat_id)
+        """Claim the head of a chat's queue, send it, record the outcome, act on it."""
         try:
+            queue = self._queues.get(chat_id)
             if not queue:
                 return
             row = queue[0]
+            claiming = asyncio.ensure_future(outbox.claim(self.archive, row, self.refusal))
+            message = self._render(row)  # while the claim is written (it is on the hot path)
             try:
-                result = await self._attempt(row)
-            except RetryAfter as exc:
-                seconds = retry_seconds(exc)
-                log.warning("alert %d: flood control, chat %d paused %.0fs", row.id,
-                            row.recipient, seconds)  # fmt: skip
-                self.limiter.pause(chat_id, seconds)
-                self.retried += 1
-                await outbox.mark_retry(
-                    self.archive, row.id, str(exc),
-                    datetime.now(UTC) + timedelta(seconds=seconds), count=False,
-                )  # fmt: skip
-                return  # stays at the head of the queue; goes when the pause is over
-            if result is True:
-                queue.popleft()
-                self._finish(row.id)
-                if not queue:
-                    self._queues.pop(chat_id, None)
-            elif result is False:
-                self._drop(chat_id)
-            else:  # a short back-off, waited out in place: the chat's order is kept
-                queue[0] = replace(row, attempts=row.attempts + 1)
-                self.limiter.pause(chat_id, float(result))
-        except Exception:  # recording an outcome failed: a later poll redoes it
+                verdict, reason = await claiming
+            except sqlite3.Error as exc:  # nothing was sent: the alert stays pending
+                self._write_failed(exc)
+                return
+            self._write_ok()
+            if verdict is not Claim.SEND:
+                if verdict is Claim.DROPPED:
+                    self.dropped += 1
+                    log.info("alert %d to chat %d dropped: %s", row.id, row.recipient, reason)
+                self._done(chat_id, row)
+                return
+            outcome = await self._deliver(row, message)
+            try:
+                await self._record(row, outcome)
+            except sqlite3.Error as exc:
+                # Sent or not, it is ``sending`` in the archive: no reader takes it for
+                # pending, so nothing is sent twice. The outcome waits here to be written.
+                self._unrecorded.append((row, outcome))
+                self._write_failed(exc)
+                self._leave_marker()
+                self._done(chat_id, row)
+                if outcome.kind == "inactive":
+                    self._drop(chat_id)
+                return
+            self._write_ok()
+            self._act(chat_id, row, outcome)
+        except Exception:  # a bug: log it; the alert is left to a later poll (or start)
             log.exception("delivery to chat %d failed unexpectedly", chat_id)
             self._drop(chat_id)
         finally:
             self._busy.discard(chat_id)
             self._kick.set()
 
-    async def _attempt(self, row: AlertRow) -> bool | float:
-        """Send and record. True: done (sent, failed, or left for a later poll); False: the
-        chat is unreachable; a number: try again in place after that many seconds."""
+    def _act(self, chat_id: int, row: AlertRow, outcome: Outcome) -> None:
+        """What a recorded outcome means for the chat's queue."""
+        if outcome.kind == "flood":
+            self.limiter.pause(chat_id, outcome.delay)  # stays at the head of the queue
+        elif outcome.kind == "inactive":
+            self._drop(chat_id)
+        elif outcome.kind == "retry" and outcome.delay <= self.retry_in_place:
+            # a short back-off, waited out in place: the chat's order is kept
+            queue = self._queues.get(chat_id)
+            if queue and queue[0].id == row.id:
+                queue[0] = replace(row, attempts=row.attempts + 1)
+            self.limiter.pause(chat_id, outcome.delay)
+        else:  # sent, failed, unknown, or a long back-off (a later poll takes it again)
+            self._done(chat_id, row)
+
+    def _render(self, row: AlertRow) -> tuple[str, InlineKeyboardMarkup | None] | Exception:
+        try:
+            return self.render(row), self.buttons(row) if self.buttons is not None else None
+        except Exception as exc:  # a bug in rendering: _deliver counts it as a failed try
+            log.exception("alert %d: could not be rendered", row.id)
+            return exc
+
+    async def _deliver(
+        self, row: AlertRow, message: tuple[str, InlineKeyboardMarkup | None] | Exception
+    ) -> Outcome:
+        """The sendMessage call, and what came of it (nothing is written here)."""
         reply_to = row.reply_to or self._sent_refs.get((row.post_id, row.recipient))
+        if isinstance(message, Exception):  # nothing was sent
+            return self._failure(row, f"{type(message).__name__}: {message}")
+        text, markup = message
         try:
             try:
-                message_id = await self._send(row, row.recipient, reply_to)
+                message_id = await self._send(text, markup, row.recipient, reply_to)
             except ChatMigrated as exc:
                 log.warning("chat %d became %d: update the config; alert %d goes to the new id",
                             row.recipient, exc.new_chat_id, row.id)  # fmt: skip
-                message_id = await self._send(row, int(exc.new_chat_id), None)
-        except RetryAfter:
-            raise
+                message_id = await self._send(text, markup, int(exc.new_chat_id), None)
+        except RetryAfter as exc:
+            seconds = retry_seconds(exc)
+            log.warning("alert %d: flood control, chat %d paused %.0fs", row.id,
+                        row.recipient, seconds)  # fmt: skip
+            self.retried += 1
+            return Outcome("flood", error=str(exc), delay=seconds)
         except Forbidden as exc:
-            await outbox.set_recipient_active(self.archive, row.recipient, False, str(exc))
-            await outbox.mark_retry(
-                self.archive, row.id, f"recipient inactive: {exc}", datetime.now(UTC),
-                count=False,
-            )  # fmt: skip
             log.warning("chat %d blocked the bot or removed it: its alerts are held", row.recipient)
-            return False
-        except TelegramError as exc:  # network errors, time-outs, 5xx, bad requests
-            return await self._failed_try(row, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # a bug (say, in rendering): count it, so it ends as failed
+            return Outcome("inactive", error=str(exc))
+        except TelegramError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if not_accepted(exc):
+                return self._failure(row, error)
+            return self._uncertain(row, error)
+        except Exception as exc:  # anything else mid-call: it may have gone out
             log.exception("alert %d: unexpected error while sending", row.id)
-            return await self._failed_try(row, f"{type(exc).__name__}: {exc}")
-        await outbox.mark_sent(self.archive, row.id, message_id)
-        self.sent += 1
-        self._sent_refs.setdefault((row.post_id, row.recipient), message_id)
-        if len(self._sent_refs) > 10_000:
-            self._sent_refs.clear()
-        log.info("alert %d sent to chat %d (message %d)", row.id, row.recipient, message_id)
-        return True
+            return self._uncertain(row, f"{type(exc).__name__}: {exc}")
+        return Outcome("sent", message_id=message_id)
 
-    async def _send(self, row: AlertRow, chat_id: int, reply_to: int | None) -> int:
-        text = self.render(row)
+    async def _send(
+        self, text: str, markup: InlineKeyboardMarkup | None, chat_id: int, reply_to: int | None
+    ) -> int:
         timeouts: dict[str, float] = {}
         if self.send_timeout is not None:
             timeouts = dict.fromkeys(
@@ -422,25 +592,90 @@ class Delivery:
             reply_parameters=(
                 ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
             ),
+            reply_markup=markup,
             **timeouts,  # type: ignore[arg-type]
         )
         return message.message_id
 
-    async def _failed_try(self, row: AlertRow, error: str) -> bool | float:
-        """Record a failed try: failed for good after ``max_attempts``, else due again after
-        the back-off. A short back-off is waited out in place (the chat's later alerts keep
-        their order behind it); a long one leaves the alert to a later poll."""
+    def _failure(self, row: AlertRow, error: str) -> Outcome:
+        """Telegram did not take it: failed for good after ``max_attempts``, else a retry
+        after the back-off."""
         attempts = row.attempts + 1
         if attempts >= self.retry.max_attempts:
-            await outbox.mark_failed(self.archive, row.id, error)
-            self.failed += 1
-            log.error("alert %d failed after %d attempts: %s", row.id, attempts, error)
-            return True
-        delay = self.retry.delay(attempts)
-        await outbox.mark_retry(
-            self.archive, row.id, error, datetime.now(UTC) + timedelta(seconds=delay)
-        )
+            return Outcome("failed", error=error)
         self.retried += 1
+        delay = self.retry.delay(attempts)
         log.warning("alert %d: attempt %d failed (%s); next in %.0fs", row.id, attempts, error,
                     delay)  # fmt: skip
-        return delay if delay <= self.retry_in_place else True
+        return Outcome("retry", error=error, delay=delay)
+
+    def _uncertain(self, row: AlertRow, error: str) -> Outcome:
+        log.warning("alert %d: no answer from Telegram (%s); it may have been delivered, so it "
+                    "is not resent (status unknown)", row.id, error)  # fmt: skip
+        return Outcome("unknown", error=f"{error}; Telegram may have delivered it: not resent")
+
+    async def _record(self, row: AlertRow, outcome: Outcome) -> None:
+        """Write an outcome (raises sqlite3.Error when the archive cannot be written)."""
+        now = datetime.now(UTC)
+        kind = outcome.kind
+        if kind == "sent":
+            await outbox.mark_sent(self.archive, row.id, outcome.message_id)
+            self.sent += 1
+            self._sent_refs.setdefault((row.post_id, row.recipient), outcome.message_id)
+            if len(self._sent_refs) > 10_000:
+                self._sent_refs.clear()
+            log.info("alert %d sent to chat %d (message %d)", row.id, row.recipient,
+                     outcome.message_id)  # fmt: skip
+        elif kind == "flood":
+            due = now + timedelta(seconds=outcome.delay)
+            await outbox.mark_retry(self.archive, row.id, outcome.error, due, count=False)
+        elif kind == "inactive":
+            await outbox.set_recipient_active(self.archive, row.recipient, False, outcome.error)
+            await outbox.mark_retry(self.archive, row.id, f"recipient inactive: {outcome.error}",
+                                    now, count=False)  # fmt: skip
+        elif kind == "retry":
+            await outbox.mark_retry(self.archive, row.id, outcome.error,
+                                    now + timedelta(seconds=outcome.delay))  # fmt: skip
+        elif kind == "failed":
+            await outbox.mark_failed(self.archive, row.id, outcome.error)
+            self.failed += 1
+            log.error("alert %d failed after %d attempts: %s", row.id, row.attempts + 1,
+                      outcome.error)  # fmt: skip
+        else:
+            await outbox.mark_unknown(self.archive, row.id, outcome.error)
+            self.unknown += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one sendMessage call came to. ``kind``: sent | flood (429) | inactive (403) |
+    retry | failed | unknown (no answer: it may have been delivered)."""
+
+    kind: str
+    message_id: int = 0
+    error: str = ""
+    delay: float = 0.0
+
+
+# httpx errors raised before a byte of the request left: Telegram cannot have accepted it.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def not_accepted(exc: TelegramError) -> bool:
+    """Whether Telegram certainly did not accept the call that raised ``exc``.
+
+    PTB raises :class:`TimedOut` from ``httpx.TimeoutException`` and :class:`NetworkError`
+    from any other ``httpx.HTTPError`` (both with the httpx error as ``__cause__``), and a
+    :class:`NetworkError` without an httpx cause for an error status the server answered
+    (``telegram/request/_httpxrequest.py`` and ``_baserequest.py``, PTB 22.8). An answer
+    with an error status, or a connection never made, means not sent; a time-out waiting
+    for the answer, or a connection lost mid-call, means it may have been.
+    """
+    cause = exc.__cause__
+    if isinstance(exc, TimedOut | NetworkError):
+        if isinstance(cause, httpx.HTTPError):
+            return isinstance(cause, _NOT_SENT)
+        if isinstance(exc, TimedOut):
+            return False
+        return cause is None or isinstance(cause, TelegramError)  # an answer with an error
+    return True  # BadRequest, Conflict, InvalidToken ...: Telegram answered with an error

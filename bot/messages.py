@@ -1,7 +1,7 @@
-"""What the bot says: alerts, search results, post histories, channel lists, status.
+"""What the bot says: search results, post histories, channel lists, status, rule lists.
 
 Pure functions from domain objects to Telegram HTML (escaped, see :mod:`bot.format`). Times
-are shown in the display time zone; matched words are bold.
+are shown in the display time zone; matched words are bold. Alerts are in :mod:`bot.alerts`.
 """
 
 from __future__ import annotations
@@ -12,20 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from archiver.errors import QueryError
-from archiver.query import Query, parse
-from archiver.snippets import match_spans
-from archiver.store.outbox import AlertRow, OutboxCounts
+from archiver.store.outbox import OutboxCounts
+from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
 from archiver.store.search import ChannelStats, Hit, PostHistory
 from bot.format import (
     MAX_MESSAGE,
-    Span,
     esc,
     link,
     local_time,
-    merge_spans,
     styled,
-    truncate,
     u16len,
     word_diff,
 )
@@ -39,67 +34,6 @@ def channel_label(title: str | None, username: str | None, channel_id: int) -> s
     if title and username:
         return f"{title} (@{username})"
     return title or (f"@{username}" if username else str(channel_id))
-
-
-# ---------------------------------------------------------------------------- alerts
-
-
-def _queries(alert: AlertRow, config_rules: Mapping[str, str]) -> list[Query]:
-    texts = [q for _, q in alert.rule_queries]
-    texts += [config_rules[n] for n in alert.rules if n in config_rules]
-    out: list[Query] = []
-    for text in dict.fromkeys(texts):
-        try:
-            out.append(parse(text))
-        except QueryError:
-            log.debug("a rule query no longer parses; not highlighting it")
-    return out
-
-
-def matched(text: str, queries: Sequence[Query]) -> list[Span]:
-    """Spans of ``text`` holding words any of ``queries`` matched."""
-    return merge_spans(s for q in queries for s in match_spans(text, q))
-
-
-def alert_html(alert: AlertRow, tz: ZoneInfo, config_rules: Mapping[str, str]) -> str:
-    """One alert as one message (never more than 4096: long texts are shortened, the link
-    leads to the whole post)."""
-    queries = _queries(alert, config_rules)
-    for budget in (3600, 2400, 1500, 800, 300):
-        out = _alert(alert, tz, queries, budget)
-        if u16len(out) <= MAX_MESSAGE:
-            return out
-    return _alert(alert, tz, queries, 100)
-
-
-def _alert(alert: AlertRow, tz: ZoneInfo, queries: Sequence[Query], budget: int) -> str:
-    icon = {"new": "🔔", "edited": "✏️", "deleted": "🗑"}.get(alert.kind, "🔔")
-    head = f"{icon} <b>{esc(alert.channel_name)}</b> · {esc(local_time(alert.post_date, tz))}"
-    lines = [head]
-    empty = f"<i>(no text{': ' + esc(alert.media_kind) if alert.media_kind else ''})</i>"
-    if alert.kind == "edited" and alert.old_text is not None:
-        removed, added = word_diff(alert.old_text, alert.text)
-        half = budget // 2
-        old, old_spans = truncate(alert.old_text, matched(alert.old_text, queries), half)
-        new, new_spans = truncate(alert.text, matched(alert.text, queries), half)
-        lines.append("<i>Edited. Before:</i>")
-        lines.append(styled(old, {"b": old_spans, "s": _clip(removed, len(old))}) or empty)
-        lines.append("<i>After:</i>")
-        lines.append(styled(new, {"b": new_spans, "u": _clip(added, len(new))}) or empty)
-    else:
-        if alert.kind == "deleted":
-            when = local_time(alert.deleted_at, tz) if alert.deleted_at else "just now"
-            lines.append(f"<i>Deleted from the channel (noticed {esc(when)}). The text was:</i>")
-        text, spans = truncate(alert.text, matched(alert.text, queries), budget)
-        lines.append(styled(text, {"b": spans}) or empty)
-    rules = ", ".join(esc(r) for r in alert.rules)
-    lines.append(f"<i>Rules:</i> {rules}" if rules else "")
-    lines.append(link(alert.link))
-    return "\n".join(line for line in lines if line)
-
-
-def _clip(spans: Sequence[Span], n: int) -> list[Span]:
-    return [(a, min(b, n)) for a, b in spans if a < n]
 
 
 # ---------------------------------------------------------------------------- search
@@ -118,16 +52,33 @@ def hit_html(hit: Hit, tz: ZoneInfo, number: int | None = None) -> str:
 
 
 def search_page_html(
-    query_text: str, hits: Sequence[Hit], offset: int, tz: ZoneInfo, *, more: bool
+    query_text: str,
+    hits: Sequence[Hit],
+    offset: int,
+    tz: ZoneInfo,
+    *,
+    more: bool,
+    total: int | None = -1,
 ) -> str:
+    """One page of results. ``total``: how many in all (None: more than were counted;
+    -1: not counted)."""
     if not hits:
         if offset:
             return f"No more results for <code>{esc(query_text)}</code>."
         return f"Nothing found for <code>{esc(query_text)}</code>."
     last = offset + len(hits)
-    head = (
-        f"Results {offset + 1}–{last}{'' if more else ' (all)'} for <code>{esc(query_text)}</code>"
-    )
+    page = ""
+    if total is None:
+        of = " of 10000+"
+    elif total >= 0:
+        total = max(total, last)
+        of = f" of {total}"
+        pages = -(-total // PAGE_SIZE)
+        if pages > 1:
+            page = f" · page {offset // PAGE_SIZE + 1}/{pages}"
+    else:
+        of = "" if more else " (all)"
+    head = f"Results {offset + 1}–{last}{of} for <code>{esc(query_text)}</code>{page}"
     blocks = [head] + [hit_html(h, tz, offset + i + 1) for i, h in enumerate(hits)]
     return "\n\n".join(blocks)
 
@@ -142,7 +93,20 @@ def latest_blocks(hits: Sequence[Hit], tz: ZoneInfo, where: str | None) -> list[
 # ---------------------------------------------------------------------------- archive
 
 
+_EVENT_WORDS = {
+    "edited": "new version {v}",
+    "late": "an older version {v} arrived late",
+    "reverted": "back to version {v}",
+    "missing": "not shown in the channel's listing (not a confirmed deletion)",
+    "deleted": "🗑 deleted",
+    "restored": "♻️ restored: shown again after its deletion",
+    "present": "shown again",
+}
+
+
 def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
+    """Every version in the order telewatch observed it, what was observed when, and how a
+    deletion was established (docs/record.md)."""
     name = channel_label(h.channel_title, h.channel, h.channel_id)
     blocks = [
         f"<b>{esc(name)}</b> #{h.message_id} · posted {esc(local_time(h.date, tz))}\n"
@@ -150,8 +114,15 @@ def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
     ]
     prev: str | None = None
     for i, v in enumerate(h.versions, 1):
-        when = f"edited {local_time(v.edit_date, tz)}" if v.edit_date else "original"
-        head = f"<b>Version {i}</b> <i>({esc(when)}; seen {esc(local_time(v.seen_at, tz))})</i>"
+        if i == 1:
+            when = "original"
+        else:
+            when = f"edited {local_time(v.edit_date, tz)}" if v.edit_date else "edit time unknown"
+        current = "; current" if i == h.current and len(h.versions) > 1 else ""
+        head = (
+            f"<b>Version {i}</b> <i>({esc(when)}; seen {esc(local_time(v.seen_at, tz))}"
+            f"{current})</i>"
+        )
         if prev is None:
             body = esc(v.text)
         else:
@@ -159,11 +130,21 @@ def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
             body = styled(v.text, {"u": added})
         blocks.append(f"{head}\n{body or '<i>(no text)</i>'}")
         prev = v.text
+    if h.events:
+        lines = []
+        for e in h.events:
+            what = _EVENT_WORDS.get(e.kind, e.kind).format(v=e.version or "?")
+            why = f": {e.evidence}" if e.evidence and e.kind in ("deleted", "missing") else ""
+            lines.append(f"{esc(local_time(e.at, tz))} · {esc(what + why)}")
+        blocks.append("<b>Observed</b>\n" + "\n".join(lines))
     if h.deleted:
+        how = h.deleted_evidence or h.deleted_how
         blocks.append(
-            f"🗑 <b>Deleted</b> <i>(noticed {esc(local_time(h.deleted_at, tz))}"
-            f"{', ' + esc(h.deleted_how) if h.deleted_how else ''})</i>"
+            f"🗑 <b>Deleted</b> <i>(confirmed {esc(local_time(h.deleted_at, tz))}"
+            f"{': ' + esc(how) if how else ''})</i>"
         )
+    elif h.state == "missing":
+        blocks.append("<i>Not shown in the channel's listing; the deletion is not confirmed.</i>")
     return blocks
 
 
@@ -190,6 +171,8 @@ class Status:
     counts: OutboxCounts
     now: datetime
     inactive: Mapping[int, str | None]
+    paused_since: datetime | None = None  # delivery paused: the archive cannot be written
+    paused_reason: str | None = None
 
 
 def _ago(then: datetime | None, now: datetime) -> str:
@@ -220,7 +203,21 @@ def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
         alerts += f"\noldest pending since {esc(local_time(c.oldest_pending, tz))}"
     if c.failed:
         alerts += "\nfailed alerts keep their last error in the outbox (the alerts table)"
+    if c.unknown:
+        alerts += (
+            f"\n{c.unknown} of unknown outcome (no answer from Telegram: they may have been"
+            " delivered, so they were not resent; <code>telewatch alerts --status unknown</code>)"
+        )
+    if c.dropped:
+        alerts += f"\n{c.dropped} dropped on purpose (access withdrawn, or muted)"
     blocks = [alerts]
+    if st.paused_since is not None:
+        blocks.insert(
+            0,
+            f"⚠️ <b>Delivery paused</b> since {esc(local_time(st.paused_since, tz))}: the archive"
+            f" cannot be written ({esc(st.paused_reason or '')}). Free disk space, or end the"
+            " process holding its write lock.",
+        )
     if st.inactive:
         ids = ", ".join(f"<code>{cid}</code>" for cid in sorted(st.inactive))
         blocks.append(f"<b>Inactive chats</b>: {ids}")
@@ -242,16 +239,35 @@ def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
     return blocks
 
 
-def rules_blocks(rules: Sequence[tuple[int, str, str, tuple[str, ...]]]) -> list[str]:
-    """``(id, name, query, channels)`` of the user's own rules."""
-    if not rules:
-        return ["You have no rules. Add one with <code>/watch QUERY</code>."]
-    blocks = [f"<b>Your rules</b> ({len(rules)}): tap a button to delete one."]
-    for rule_id, name, query, channels in rules:
-        line = f"<b>#{rule_id}</b> {esc(name)}"
-        if name != query:
-            line += f"\n<code>{esc(query)}</code>"
-        if channels:
-            line += "\nchannels: " + ", ".join(esc(c) for c in channels)
-        blocks.append(line)
-    return blocks
+def rules_page(
+    entries: Sequence[RuleEntry], mutes: Mapping[str, datetime], tz: ZoneInfo
+) -> tuple[str, list[int]]:
+    """The user's rules in this chat as one message (at most 4,096 characters: a long list
+    ends with how many more there are), and the ids of the rules it shows."""
+    if not entries:
+        return "You have no rules here. Add one with <code>/watch QUERY</code>.", []
+    head = f"<b>Your rules</b> ({len(entries)}): tap 🗑 to delete one."
+    out = head
+    shown: list[int] = []
+    for n, e in enumerate(entries):
+        r = e.rule
+        line = f"<b>#{r.id}</b> {esc(r.name)}"
+        if e.paused == PAUSED_FOR_ACCESS:
+            line += " <i>(paused: access withdrawn)</i>"
+        elif e.paused:
+            line += f" <i>(paused: /resume {r.id})</i>"
+        if r.name in mutes:
+            line += f" <i>(muted until {esc(local_time(mutes[r.name], tz))})</i>"
+        if r.name != r.query:
+            q = r.query if len(r.query) <= 200 else r.query[:199] + "…"
+            line += f"\n<code>{esc(q)}</code>"
+        if r.channels:
+            line += "\nchannels: " + ", ".join(esc(c) for c in r.channels[:10])
+        more = f"\n\n… and {len(entries) - n} more rule(s) not shown."
+        if u16len(out + "\n\n" + line + more) > MAX_MESSAGE:
+            out += more
+            break
+        out += "\n\n" + line
+        if r.id is not None:
+            shown.append(r.id)
+    return out, shown

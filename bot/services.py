@@ -21,23 +21,33 @@ from bot.delivery import Delivery
 KEY = "telewatch"
 
 
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """A search behind ◀ ▶ buttons: its query, who made it where, and its result count."""
+
+    query: str
+    owner: int  # the user who searched
+    chat: int  # the chat it was shown in: only that user, there, may turn its pages
+    total: int | None = None  # results (None: more than the count's cap)
+
+
 class SearchPages:
-    """Queries behind the ◀ ▶ buttons (a button's data is limited to 64 bytes, so it holds
+    """Searches behind the ◀ ▶ buttons (a button's data is limited to 64 bytes, so it holds
     a short key). Bounded; a button of a forgotten search says so."""
 
     def __init__(self, size: int = 2000) -> None:
         self.size = size
         self._ids = itertools.count(1)
-        self._items: OrderedDict[int, tuple[str, int]] = OrderedDict()
+        self._items: OrderedDict[int, SearchPage] = OrderedDict()
 
-    def put(self, query: str, owner: int) -> int:
+    def put(self, page: SearchPage) -> int:
         key = next(self._ids)
-        self._items[key] = (query, owner)
+        self._items[key] = page
         while len(self._items) > self.size:
             self._items.popitem(last=False)
         return key
 
-    def get(self, key: int) -> tuple[str, int] | None:
+    def get(self, key: int) -> SearchPage | None:
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)

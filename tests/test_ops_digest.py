@@ -17,6 +17,7 @@ from archiver.digest import META_KEY, build_digests, send_digests
 from archiver.errors import ConfigError
 from archiver.models import ChannelInfo, Post, Rule
 from archiver.rules import RuleLoader
+from archiver.store.access import set_access
 from archiver.store.archive import Archive, utcnow
 from archiver.store.channels import upsert_channel
 from archiver.store.ingest import ingest
@@ -107,9 +108,9 @@ def bot_api(seen: list[dict[str, list[str]]], fail_for: int | None = None) -> ht
     return httpx.MockTransport(handler)
 
 
-def settings() -> Settings:
+def settings(allowed: frozenset[int] = frozenset({1, 2})) -> Settings:
     return Settings(
-        bot=BotSettings(token=TOKEN, api_base_url="http://127.0.0.1:9/bot"),
+        bot=BotSettings(token=TOKEN, api_base_url="http://127.0.0.1:9/bot", allowed_users=allowed),
         display=DisplaySettings(KYIV),
     )
 
@@ -142,6 +143,22 @@ async def test_a_failed_send_is_logged_and_the_rest_go_out(
     assert len(seen) == 2
     assert "digest: recipient 1: HTTP 403 Forbidden: bot was blocked" in caplog.text
     assert TOKEN not in caplog.text
+
+
+async def test_no_digest_for_a_user_denied_or_removed_from_the_config(archive: Archive) -> None:
+    """Access is checked when the digest is sent, as it is for alerts (issue 16)."""
+    await fill(archive)
+    await set_access(archive, 1, False, by=99)  # an admin denied user 1
+    seen: list[dict[str, list[str]]] = []
+    now = utcnow() + timedelta(seconds=1)
+    assert await send_digests(archive, settings(), now=now, transport=bot_api(seen)) == 1
+    assert [f["chat_id"] for f in seen] == [["2"]]
+    # user 2 is no longer in allowed_users: nothing for them either
+    await archive.db.execute("DELETE FROM meta WHERE key = ?", (META_KEY,))
+    seen.clear()
+    removed = settings(allowed=frozenset({1}))
+    assert await send_digests(archive, removed, now=now, transport=bot_api(seen)) == 0
+    assert seen == []
 
 
 async def test_needs_a_bot_token(archive: Archive) -> None:

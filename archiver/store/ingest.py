@@ -23,7 +23,8 @@ import aiosqlite
 from archiver.models import Entity, IngestStats, Media, Post
 from archiver.query import Doc
 from archiver.record import events as ev
-from archiver.record.content import Signature, signature, text_sha
+from archiver.record.content import Signature, kept, lossy_dump, signature, text_sha
+from archiver.record.content import content_sha as content_sha_of
 from archiver.store.archive import Archive, Matcher, ts, utcnow
 from archiver.store.followups import (
     Recipients,
@@ -117,6 +118,7 @@ class _Existing:
     date: str
     media_kind: str | None
     has_link: bool
+    since: ev.Since | None = None  # how the current version became current
     versions: list[ev.Known] | None = None  # every version in the order observed, lazily
 
     def current_known(self) -> ev.Known:
@@ -124,7 +126,7 @@ class _Existing:
 
     def held(self) -> ev.Held:
         versions = tuple(self.versions) if self.versions is not None else (self.current_known(),)
-        return ev.Held(versions, self.current, self.state)
+        return ev.Held(versions, self.current, self.state, self.since)
 
 
 async def _fetch_existing(
@@ -141,14 +143,20 @@ async def _fetch_existing(
             marks = ",".join("?" * len(chunk))
             sql = (
                 "SELECT p.message_id, p.id, p.current_version_id, v.sha256, v.content_sig,"
-                " v.edit_date, p.state, p.date, p.media_kind, p.has_link"
+                " v.edit_date, p.state, p.date, p.media_kind, p.has_link,"
+                " e.id, e.edit_date, coalesce(e.source, v.source), coalesce(e.at, v.seen_at)"
                 " FROM posts p JOIN versions v ON v.id = p.current_version_id"
+                # the revert that made the current version current again, if one did
+                " LEFT JOIN post_events e ON e.id = (SELECT max(r.id) FROM post_events r"
+                " WHERE r.post_id = p.id AND r.kind = 'reverted')"
+                " AND e.version_id = p.current_version_id"
                 f" WHERE p.channel_id = ? AND p.message_id IN ({marks})"
             )
             async with db.execute(sql, (channel_id, *chunk)) as cur:
                 async for r in cur:
+                    since = ev.Since(r[11] if r[10] is not None else r[5], r[12], r[13])
                     out[(channel_id, r[0])] = _Existing(
-                        r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9])
+                        r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), since
                     )
     return out
 
@@ -307,6 +315,13 @@ def _prepared(posts: Sequence[Post] | Sequence[Prepared]) -> list[Prepared]:
     return prepare(posts)  # type: ignore[arg-type]
 
 
+def _lossy(pr: Prepared) -> Prepared:
+    """An exported post: its formatting and links are an export's lossy reading
+    (archiver.record.content.LOSSY)."""
+    sig = lossy_dump(pr.sig)
+    return Prepared._make((*pr[:-2], sig, content_sha_of(pr.sha, sig)))
+
+
 class _Batch:
     """The rows one ingest call writes, gathered while its observations are decided."""
 
@@ -328,7 +343,10 @@ class _Batch:
         self.filled: list[tuple[Any, ...]] = []
         self.states: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
-        self.batch_words: dict[int, list[tuple[int, str]]] = {}  # versions added this batch
+        # versions this batch added (not in the table until write()): a new post's first one,
+        # and later ones
+        self.first_words: dict[int, tuple[int, str]] = {}
+        self.batch_words: dict[int, list[tuple[int, str]]] = {}
         self.added = self.versions_added = self.updated = 0
 
     def version_row(self, pr: Prepared, post_id: int) -> int:
@@ -374,13 +392,12 @@ class _Batch:
             (vid, pid, pr.text, pr.entities, pr.edit_date, self.now, pr.sha, self.source, pr.raw,
              pr.words, pr.sig, pr.content_sha)
         )  # fmt: skip
-        self.batch_words[pid] = [(vid, pr.words)]
+        self.first_words[pid] = (vid, pr.words)
         self.added += 1
         self.versions_added += 1
-        known = ev.Known(vid, Signature.load(pr.sha, pr.sig), pr.edit_date)
         return _Existing(
             pid, vid, pr.sha, pr.sig, pr.edit_date, ev.PRESENT, pr.date, pr.media_kind, pr.link,
-            [known],
+            ev.Since(pr.edit_date, self.source, self.now),
         )  # fmt: skip
 
     def doc(self, pr: Prepared, old: _Existing, words: str, *, deleted: bool = False) -> Doc:
@@ -393,8 +410,10 @@ class _Batch:
     async def words_of(self, post_id: int) -> list[tuple[int, str]]:
         """Every version of a post with its words: archived ones and this batch's."""
         have = await version_words(self.db, post_id)
+        first = self.first_words.get(post_id)
+        added = ([first] if first else []) + self.batch_words.get(post_id, [])
         seen = {v for v, _ in have}
-        return have + [(v, w) for v, w in self.batch_words.get(post_id, []) if v not in seen]
+        return have + [(v, w) for v, w in added if v not in seen]
 
     async def change_alerts(
         self, pr: Prepared, old: _Existing, kind: str, vid: int, prev: int, event_id: int
@@ -421,12 +440,14 @@ class _Batch:
     async def observe(self, pr: Prepared, old: _Existing) -> None:
         """Decide what a reading of an archived post means, and gather its rows."""
         self.counters.append((*pr.counts, self.now, old.post_id))
-        seen = ev.Seen(Signature.load(pr.sha, pr.sig), self.source, pr.edit_date)
+        seen = ev.Seen(Signature.load(pr.sha, pr.sig), self.source, pr.edit_date, pr.is_service)
         events = ev.observe(old.held(), seen)
         if old.versions is None and any(
             e.kind in (ev.NEW_VERSION, ev.LATE_VERSION) for e in events
         ):  # not the current content: is it an earlier version?
             old.versions = await _load_versions(self.db, old.post_id)
+            if not any(v.id == old.current for v in old.versions):  # written by this batch
+                old.versions.append(old.current_known())
             events = ev.observe(old.held(), seen)
         changed = False
         for e in events:
@@ -447,7 +468,7 @@ class _Batch:
                 await self.restore_alerts(old.post_id, old.current, eid)
             return True
         if e.kind == ev.FILLED:
-            merged = Signature.load(pr.sha, pr.sig).merged(old.current_known().sig)
+            merged = kept(Signature.load(pr.sha, pr.sig), old.current_known().sig)
             self.filled.append((merged.dump(), merged.content_sha, old.current))
             old.sig = merged.dump()
             if old.versions is not None:
@@ -464,6 +485,7 @@ class _Batch:
             target = old.held().version(e.version)
             old.sha, old.sig = target.sig.text, target.sig.dump()
             old.edit_date = pr.edit_date or target.edit_date
+            old.since = ev.Since(pr.edit_date, self.source, self.now)
             await self.change_alerts(pr, old, "reverted", e.version, e.prev, eid)
             return True
         if e.kind in (ev.NEW_VERSION, ev.LATE_VERSION):
@@ -484,6 +506,7 @@ class _Batch:
                 old.post_id, ev.NEW_VERSION, vid, prev, edit_date=pr.edit_date, parts=e.parts
             )
             old.current, old.sha, old.sig, old.edit_date = vid, pr.sha, pr.sig, pr.edit_date
+            old.since = ev.Since(pr.edit_date, self.source, self.now)
             await self.change_alerts(pr, old, "edited", vid, prev, eid)
             return True
         raise AssertionError(f"unexpected event {e.kind}")
@@ -557,6 +580,8 @@ async def ingest(
     prepared = _prepared(posts)
     if not posts:
         return IngestStats()
+    if source == ev.EXPORT:
+        prepared = [_lossy(pr) for pr in prepared]
     now = ts(utcnow())
     assert now is not None
     matcher = await archive.current_matcher() if alerts else None

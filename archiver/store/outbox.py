@@ -1,10 +1,31 @@
 """The alert outbox: what the bot reads to deliver alerts and how it records each outcome.
 
 Alerts are written by ingest (``archiver.store.ingest``) in the same transaction as the post
-that caused them. The bot reads them here with :func:`pending`, sends each one, and records
-the outcome in one short transaction per alert: :func:`mark_sent` (with the Telegram message
-id, right after the send succeeded), :func:`mark_retry` (when to try again) or
-:func:`mark_failed`. A sent alert is never pending again, so a restart resends nothing.
+that caused them. The bot reads them here with :func:`pending` and sends each one in three
+steps, each its own short transaction:
+
+1. :func:`claim`: checks that the recipient may still receive alerts (the config and the
+   ``access`` table, :mod:`archiver.store.access`) and that the alert's rules are not muted
+   in that chat, then moves it ``pending`` -> ``sending``. A refused or muted alert becomes
+   ``dropped`` with the reason in ``last_error``; nothing is sent.
+2. the ``sendMessage`` call (the bot's).
+3. the outcome: :func:`mark_sent` (with the Telegram message id), :func:`mark_retry` (back to
+   pending, due later), :func:`mark_failed`, or :func:`mark_unknown` when the call may or may
+   not have reached Telegram.
+
+A sent alert is never pending again, and neither is one in ``sending``: an alert is resent
+only when Telegram certainly did not accept it. When the bot stops (or dies) between steps 2
+and 3, the next start finds the alert still ``sending`` and marks it ``unknown``
+(:func:`settle_in_flight`) rather than sending it a second time.
+
+When the archive cannot be written (disk full, the write lock held by another process), the
+bot stops delivering and leaves a marker file beside the archive (:func:`write_marker`):
+``telewatch health`` reports it, and outcomes the bot could not record are kept in it for the
+next start.
+
+Statuses: ``pending`` | ``sending`` | ``sent`` | ``failed`` (gave up after the retries; can be
+requeued) | ``unknown`` (may have been delivered: see above) | ``dropped`` (not sent on
+purpose: the recipient lost access, or the rule was muted; the reason is in ``last_error``).
 
 Recipients that blocked the bot are set inactive with :func:`set_recipient_active`; their
 alerts stay pending (held, never lost) and go out once they talk to the bot again.
@@ -12,26 +33,34 @@ alerts stay pending (held, never lost) and go out once they talk to the bot agai
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
+import logging
+import os
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from archiver.channels import post_link
 from archiver.store.archive import Archive, iso_utc, parse_ts, ts, utcnow
 
-STATUSES = ("pending", "sent", "failed")
+log = logging.getLogger(__name__)
+
+STATUSES = ("pending", "sending", "sent", "failed", "unknown", "dropped")
 _SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
 class AlertRow:
-    """One pending alert with everything needed to format and send it."""
+    """One alert with everything needed to format and send it."""
 
     id: int
     post_id: int
     recipient: int  # chat id
-    kind: str  # new | edited | deleted
+    kind: str  # new | edited | deleted | reverted | restored
     rules: tuple[str, ...]  # names of the rules that fired
     rule_queries: tuple[tuple[str, str], ...]  # (name, query) of personal rules of those names
     attempts: int
@@ -43,10 +72,17 @@ class AlertRow:
     post_date: datetime
     link: str
     text: str  # the text of the alerted version (for deleted: the text that was deleted)
-    old_text: str | None  # edited: the text before the edit
+    old_text: str | None  # edited, reverted: the text before
     deleted_at: datetime | None
     media_kind: str | None  # photo, video, ... of a post with media
     reply_to: int | None  # Telegram message id of the earlier alert about this post, if sent
+    entities: str | None = None  # JSON entities of ``text`` (UTF-16 offsets), as archived
+    album: tuple[str, ...] = ()  # media kinds of every post of the album ("" for none)
+    # deleted: how the deletion was confirmed (live | recheck | web_embed | manual) and the
+    # evidence in words, from the alert's own event (post_events), else from the post
+    deleted_how: str | None = None
+    deleted_evidence: str | None = None
+    status: str = "pending"
 
     @property
     def channel_name(self) -> str:
@@ -99,16 +135,42 @@ class OutboxCounts:
     sent: int
     oldest_pending: datetime | None
     inactive_recipients: int
+    sending: int = 0  # in flight (or left so by a bot that could not record the outcome)
+    unknown: int = 0  # may or may not have been delivered: not resent
+    dropped: int = 0  # not sent on purpose (access withdrawn, muted)
 
 
-_PENDING_SQL = """
-SELECT a.id, a.post_id, a.recipient, a.kind, a.rules, a.attempts, a.created_at,
-       p.channel_id, p.message_id, p.date, p.deleted_at, p.media_kind, c.username, c.title,
-       v.text, pv.text AS old_text,
+_ALERT_COLUMNS = """
+SELECT a.id, a.post_id, a.recipient, a.kind, a.rules, a.attempts, a.created_at, a.status,
+       p.channel_id, p.message_id, p.date,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.at, p.deleted_at) END AS deleted_at,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.how, p.deleted_how) END AS deleted_how,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.evidence, p.deleted_evidence) END
+         AS deleted_evidence,
+       p.media_kind, p.grouped_id, c.username, c.title, v.text, v.entities,
+       pv.text AS old_text,
        (SELECT b.tg_message_id FROM alerts b
          WHERE b.post_id = a.post_id AND b.recipient = a.recipient AND b.id <> a.id
            AND b.tg_message_id IS NOT NULL
-         ORDER BY b.id LIMIT 1) AS reply_to
+         ORDER BY b.id LIMIT 1) AS reply_to,
+       CASE WHEN p.grouped_id IS NOT NULL THEN
+         (SELECT group_concat(coalesce(g.media_kind, ''), ',') FROM posts g
+           WHERE g.channel_id = p.channel_id AND g.grouped_id = p.grouped_id
+             AND g.message_id BETWEEN p.message_id - 10 AND p.message_id + 10)
+       END AS album
+"""
+
+_JOINS = """
+JOIN posts p ON p.id = a.post_id
+JOIN channels c ON c.id = p.channel_id
+JOIN versions v ON v.id = a.version_id
+LEFT JOIN versions pv ON pv.id = a.prev_version_id
+LEFT JOIN post_events e ON e.id = a.event_id
+"""
+
+_PENDING_SQL = (
+    _ALERT_COLUMNS
+    + """
 FROM (
     SELECT a.id, row_number() OVER (PARTITION BY a.recipient ORDER BY a.id) AS rn
     FROM alerts a LEFT JOIN recipients r ON r.chat_id = a.recipient
@@ -116,14 +178,16 @@ FROM (
       AND coalesce(r.active, 1) = 1
 ) q
 JOIN alerts a ON a.id = q.id
-JOIN posts p ON p.id = a.post_id
-JOIN channels c ON c.id = p.channel_id
-JOIN versions v ON v.id = a.version_id
-LEFT JOIN versions pv ON pv.id = a.prev_version_id
+"""
+    + _JOINS
+    + """
 WHERE q.rn <= ?
 ORDER BY a.id
 LIMIT ?
 """
+)
+
+_ONE_SQL = _ALERT_COLUMNS + "FROM alerts a" + _JOINS + "WHERE a.id = ?"
 
 
 async def pending(
@@ -134,6 +198,27 @@ async def pending(
     Alerts of inactive recipients are held back."""
     when = ts(now or utcnow())
     rows = await archive.fetchall(_PENDING_SQL, (when, per_chat or limit, limit))
+    return await _rows(archive, rows)
+
+
+async def get_alert(archive: Archive, alert_id: int) -> AlertRow | None:
+    """One alert, whatever its status (the buttons under a sent alert read it)."""
+    rows = await archive.fetchall(_ONE_SQL, (alert_id,))
+    out = await _rows(archive, rows)
+    return out[0] if out else None
+
+
+async def current_text(archive: Archive, post_id: int) -> tuple[str | None, str | None]:
+    """The text and entities (JSON) of a post's current version."""
+    row = await archive.fetchone(
+        "SELECT v.text, v.entities FROM posts p JOIN versions v ON v.id = p.current_version_id"
+        " WHERE p.id = ?",
+        (post_id,),
+    )
+    return (None, None) if row is None else (row[0], row[1])
+
+
+async def _rows(archive: Archive, rows: list[sqlite3.Row]) -> list[AlertRow]:
     names = {n for r in rows for n in json.loads(r["rules"])}
     queries = await _rule_queries(archive, names)
     out: list[AlertRow] = []
@@ -160,6 +245,11 @@ async def pending(
                 deleted_at=parse_ts(r["deleted_at"]),
                 media_kind=r["media_kind"],
                 reply_to=r["reply_to"],
+                entities=r["entities"],
+                album=tuple(r["album"].split(",")) if r["album"] else (),
+                deleted_how=r["deleted_how"],
+                deleted_evidence=r["deleted_evidence"],
+                status=r["status"],
             )
         )
     return out
@@ -184,14 +274,73 @@ def _dt(value: str) -> datetime:
     return parsed
 
 
+class Claim(enum.Enum):
+    SEND = "send"  # now sending: send it, then record the outcome
+    GONE = "gone"  # no longer pending (sent, dropped, or claimed by another reader)
+    DROPPED = "dropped"  # the recipient may not receive it, or its rules are muted there
+
+
+Refusal = Callable[[int, bool | None], str | None]
+
+
+async def claim(
+    archive: Archive, alert: AlertRow, refusal: Refusal | None = None, now: datetime | None = None
+) -> tuple[Claim, str | None]:
+    """Step 1 of a send: in one transaction, record ``sending`` and read the recipient's
+    entry of the access table and the mutes of its chat; when ``refusal(chat_id,
+    access_entry)`` gives a reason, or every rule of the alert is muted there, the alert
+    becomes ``dropped`` with the reason instead. Returns what to do and, for DROPPED, the
+    reason. (One statement on the common path: this is on delivery's hot path.)"""
+    when = ts(now or utcnow())
+    async with archive.transaction() as db:
+        async with db.execute(_CLAIM_SQL, (when, alert.id)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return Claim.GONE, None
+        reason = None
+        if refusal is not None:
+            reason = refusal(alert.recipient, None if row[0] is None else bool(row[0]))
+        if reason is None and row[1]:
+            reason = _muted(row[1], alert.rules)
+        if reason is None:
+            return Claim.SEND, None
+        await db.execute(
+            "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
+            " WHERE id = ?",
+            (reason[:500], alert.id),
+        )
+        return Claim.DROPPED, reason
+
+
+_CLAIM_SQL = """
+UPDATE alerts SET status = 'sending' WHERE id = ?2 AND status = 'pending'
+RETURNING
+    (SELECT allowed FROM access WHERE user_id = alerts.recipient AND alerts.recipient > 0),
+    (SELECT group_concat(rule || char(30) || until, char(31)) FROM mutes
+      WHERE chat_id = alerts.recipient AND until > ?1)
+"""
+
+
+def _muted(packed: str, rules: tuple[str, ...]) -> str | None:
+    """Why an alert of ``rules`` is not sent: every one of them is muted in its chat
+    (``packed``: the chat's mutes as ``rule<RS>until<US>...``)."""
+    muted = dict(item.split("\x1e", 1) for item in packed.split("\x1f"))
+    if not rules or any(name not in muted for name in rules):
+        return None
+    return "muted in this chat: " + ", ".join(f"{n} until {muted[n]} UTC" for n in rules)
+
+
+_OPEN = "status IN ('pending', 'sending')"
+
+
 async def mark_sent(archive: Archive, alert_id: int, tg_message_id: int) -> bool:
     """Record a successful send with its Telegram message id. Returns False when the alert
-    was not pending (already sent: nothing changes)."""
+    was neither pending nor sending (already sent: nothing changes)."""
     async with archive.transaction() as db:
         cur = await db.execute(
             "UPDATE alerts SET status = 'sent', sent_at = ?, tg_message_id = ?,"
             " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
-            " WHERE id = ? AND status = 'pending'",
+            f" WHERE id = ? AND {_OPEN}",
             (ts(utcnow()), tg_message_id, alert_id),
         )
         return cur.rowcount == 1
@@ -205,16 +354,16 @@ async def mark_retry(
     *,
     count: bool = True,
 ) -> int:
-    """Keep the alert pending until ``next_attempt_at`` (rounded up to the second). With
-    ``count`` the attempt counts towards the limit (a flood wait does not). Returns the
-    number of attempts so far."""
+    """Back to pending, due at ``next_attempt_at`` (rounded up to the second): Telegram did
+    not accept it. With ``count`` the attempt counts towards the limit (a flood wait does
+    not). Returns the number of attempts so far."""
     when = next_attempt_at
     if when.microsecond:
         when = when.replace(microsecond=0) + _SECOND
     async with archive.transaction() as db:
         await db.execute(
-            "UPDATE alerts SET attempts = attempts + ?, last_error = ?, next_attempt_at = ?"
-            " WHERE id = ? AND status = 'pending'",
+            "UPDATE alerts SET status = 'pending', attempts = attempts + ?, last_error = ?,"
+            f" next_attempt_at = ? WHERE id = ? AND {_OPEN}",
             (int(count), error[:500], ts(when), alert_id),
         )
         async with db.execute("SELECT attempts FROM alerts WHERE id = ?", (alert_id,)) as cur:
@@ -228,9 +377,136 @@ async def mark_failed(archive: Archive, alert_id: int, error: str) -> None:
     async with archive.transaction() as db:
         await db.execute(
             "UPDATE alerts SET status = 'failed', attempts = attempts + 1, last_error = ?,"
-            " next_attempt_at = NULL WHERE id = ? AND status = 'pending'",
+            f" next_attempt_at = NULL WHERE id = ? AND {_OPEN}",
             (error[:500], alert_id),
         )
+
+
+async def mark_unknown(archive: Archive, alert_id: int, reason: str) -> None:
+    """The send may or may not have reached Telegram (the answer never came): not resent, so
+    that nobody gets it twice; kept as ``unknown`` with the reason for the operator."""
+    async with archive.transaction() as db:
+        await db.execute(
+            "UPDATE alerts SET status = 'unknown', attempts = attempts + 1, last_error = ?,"
+            f" next_attempt_at = NULL WHERE id = ? AND {_OPEN}",
+            (reason[:500], alert_id),
+        )
+
+
+UNKNOWN_AFTER_STOP = (
+    "the bot stopped while sending it: Telegram may have delivered it, so it is not resent"
+)
+
+
+async def settle_in_flight(archive: Archive, sent: dict[int, int] | None = None) -> tuple[int, int]:
+    """At start: alerts a previous run left in ``sending``. Those in ``sent`` (alert id ->
+    Telegram message id, from the marker file of a run that could not record them) become
+    sent; the others ``unknown``. Returns (recorded as sent, marked unknown)."""
+    recorded = 0
+    for alert_id, message_id in (sent or {}).items():
+        recorded += await mark_sent(archive, alert_id, message_id)
+    async with archive.transaction() as db:
+        cur = await db.execute(
+            "UPDATE alerts SET status = 'unknown', last_error = ?, next_attempt_at = NULL"
+            " WHERE status = 'sending'",
+            (UNKNOWN_AFTER_STOP,),
+        )
+        unknown = cur.rowcount
+    return recorded, unknown
+
+
+async def mute(archive: Archive, chat_id: int, rules: tuple[str, ...], until: datetime) -> None:
+    """Drop alerts of ``rules`` to ``chat_id`` until ``until`` (an alert is dropped when every
+    rule that fired for it is muted)."""
+    async with archive.transaction() as db:
+        await db.executemany(
+            "INSERT INTO mutes (chat_id, rule, until) VALUES (?, ?, ?)"
+            " ON CONFLICT (chat_id, rule) DO UPDATE SET until = excluded.until",
+            [(chat_id, name, ts(until)) for name in rules],
+        )
+
+
+async def unmute(archive: Archive, chat_id: int, rules: tuple[str, ...] | None = None) -> int:
+    """End mutes in ``chat_id`` (of ``rules``, or all); returns how many ended."""
+    async with archive.transaction() as db:
+        if rules is None:
+            cur = await db.execute("DELETE FROM mutes WHERE chat_id = ?", (chat_id,))
+        else:
+            cur = await db.executemany(
+                "DELETE FROM mutes WHERE chat_id = ? AND rule = ?", [(chat_id, n) for n in rules]
+            )
+        return cur.rowcount
+
+
+async def mutes(archive: Archive, chat_id: int, now: datetime | None = None) -> dict[str, datetime]:
+    """Rules muted in ``chat_id`` now, with when each mute ends."""
+    rows = await archive.fetchall(
+        "SELECT rule, until FROM mutes WHERE chat_id = ? AND until > ? ORDER BY rule",
+        (chat_id, ts(now or utcnow())),
+    )
+    return {r[0]: _dt(r[1]) for r in rows}
+
+
+# ---------------------------------------------------------------------------- the marker
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """Delivery paused because the archive could not be written (the marker file)."""
+
+    since: str
+    reason: str
+    sent: dict[int, int] = field(default_factory=dict)  # alert id -> Telegram message id
+    not_sent: tuple[int, ...] = ()  # alerts Telegram did not accept: pending again
+
+
+def marker_path(archive_path: Path) -> Path:
+    """``archive.db`` -> ``archive.db.delivery-paused`` beside it."""
+    return archive_path.with_name(archive_path.name + ".delivery-paused")
+
+
+def write_marker(path: Path, marker: Marker) -> bool:
+    """Leave the marker (best effort: on a full disk the file may be created empty; its
+    existence is what ``health`` reads). False when even that failed."""
+    data = json.dumps(
+        {"since": marker.since, "reason": marker.reason,
+         "sent": {str(k): v for k, v in marker.sent.items()},
+         "not_sent": list(marker.not_sent)}
+    )  # fmt: skip
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        log.warning("cannot leave the delivery marker %s (%s)", path, exc.strerror)
+        return False
+    try:
+        os.write(fd, data.encode())
+    except OSError:
+        log.debug("the delivery marker %s is empty (no space to write it)", path)
+    finally:
+        os.close(fd)
+    return True
+
+
+def read_marker(path: Path) -> Marker | None:
+    """The marker left by a bot that could not write the archive, or None."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return Marker("", f"the marker cannot be read ({exc.strerror})")
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+        sent = {int(k): int(v) for k, v in dict(data.get("sent", {})).items()}
+        not_sent = tuple(int(i) for i in data.get("not_sent", ()))
+        return Marker(str(data.get("since", "")), str(data.get("reason", "")), sent, not_sent)
+    except (ValueError, TypeError, AttributeError):
+        return Marker("", "the archive could not be written")
+
+
+def clear_marker(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 async def requeue(archive: Archive, alert_ids: list[int] | None = None) -> int:
@@ -321,7 +597,8 @@ async def counts(archive: Archive) -> OutboxCounts:
         " sum(a.status = 'pending' AND coalesce(r.active, 1) = 0),"
         " sum(a.status = 'failed'),"
         " sum(a.status = 'sent'),"
-        " min(CASE WHEN a.status = 'pending' THEN a.created_at END)"
+        " min(CASE WHEN a.status = 'pending' THEN a.created_at END),"
+        " sum(a.status = 'sending'), sum(a.status = 'unknown'), sum(a.status = 'dropped')"
         " FROM alerts a LEFT JOIN recipients r ON r.chat_id = a.recipient"
     )
     inactive = await archive.fetchone("SELECT count(*) FROM recipients WHERE active = 0")
@@ -333,4 +610,7 @@ async def counts(archive: Archive) -> OutboxCounts:
         sent=row[3] or 0,
         oldest_pending=parse_ts(row[4]),
         inactive_recipients=inactive[0],
+        sending=row[5] or 0,
+        unknown=row[6] or 0,
+        dropped=row[7] or 0,
     )

@@ -17,7 +17,8 @@ from telegram.ext import (
     filters,
 )
 
-from bot.handlers import admin, archive, common, rules, search
+from bot.alerts import FULL_TEXT, HISTORY, MUTE
+from bot.handlers import admin, alerts, archive, common, rules, search
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -33,6 +34,10 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         "watch": rules.watch_cmd,
         "rules": rules.rules_cmd,
         "unwatch": rules.unwatch_cmd,
+        "pause": rules.pause_cmd,
+        "resume": rules.resume_cmd,
+        "rename": rules.rename_cmd,
+        "unmute": rules.unmute_cmd,
         "status": admin.status_cmd,
         "allow": admin.allow_cmd,
         "deny": admin.deny_cmd,
@@ -41,5 +46,14 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         app.add_handler(CommandHandler(name, callback))
     app.add_handler(CallbackQueryHandler(search.page_button, pattern=rf"^{search.PAGE_PREFIX}:"))
     app.add_handler(CallbackQueryHandler(rules.delete_button, pattern=rf"^{rules.DELETE_PREFIX}:"))
+    app.add_handler(CallbackQueryHandler(alerts.full_text_button, pattern=rf"^{FULL_TEXT}:"))
+    app.add_handler(CallbackQueryHandler(alerts.history_button, pattern=rf"^{HISTORY}:"))
+    app.add_handler(CallbackQueryHandler(alerts.mute_button, pattern=rf"^{MUTE}:"))
+    app.add_handler(CallbackQueryHandler(common.unknown_button))
     app.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, common.unknown))
+    app.add_handler(
+        MessageHandler(
+            filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, search.text_search
+        )
+    )
     app.add_error_handler(common.on_error)

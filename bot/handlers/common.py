@@ -9,7 +9,7 @@ from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
-from archiver.errors import QueryError, TelewatchError
+from archiver.errors import ChannelNotFound, QueryError, TelewatchError
 from archiver.store import outbox
 from bot.access import Role
 from bot.format import esc, pack
@@ -18,13 +18,17 @@ from bot.services import services
 log = logging.getLogger(__name__)
 
 COMMANDS = (
-    ("search", "QUERY", "search the archive (5 results a page)"),
+    ("search", "QUERY", "search the archive (in a private chat, any text is a search)"),
     ("latest", "[channel]", "the newest posts"),
     ("channels", "", "archived channels, last post and sync state"),
     ("history", "LINK", "every version of a post, and its deletion"),
-    ("watch", "QUERY", "alert me about new posts that match"),
+    ("watch", "[NAME:] QUERY", "alert me about posts that match"),
     ("rules", "", "my rules, with delete buttons"),
     ("unwatch", "ID", "delete one of my rules"),
+    ("pause", "ID", "pause one of my rules"),
+    ("resume", "ID", "resume a paused rule"),
+    ("rename", "ID NAME", "rename one of my rules"),
+    ("unmute", "[RULE]", "end the mutes of this chat (the Mute button)"),
     ("export", "[csv|jsonl] QUERY", "search results as a file"),
     ("status", "", "admins: sync lag, alert queue, flood waits"),
     ("allow", "USER_ID", "admins: let a user in"),
@@ -71,6 +75,14 @@ async def reply(
         last = i == len(parts) - 1
         out.append(await msg.reply_html(part, reply_markup=markup if last else None))
     return out
+
+
+def callback_origin(update: Update) -> tuple[int, int] | None:
+    """(user, chat) of a button press: who pressed it, in which chat."""
+    cq = update.callback_query
+    if cq is None or cq.message is None:
+        return None
+    return cq.from_user.id, cq.message.chat.id
 
 
 async def role_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Role:
@@ -154,6 +166,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     err = context.error
     if isinstance(err, QueryError):
         text = _query_error(err)
+    elif isinstance(err, ChannelNotFound):  # its hint names a command-line tool
+        text = f"⚠️ {esc(str(err).split(' (see ')[0])}: /channels lists the archived channels."
     elif isinstance(err, TelewatchError):
         text = f"⚠️ {esc(err)}"
     else:
@@ -179,3 +193,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await reply(update, ["Unknown command: see /help."])
+
+
+async def unknown_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if update.callback_query is not None:
+        await update.callback_query.answer("Unknown button.")

@@ -1,4 +1,10 @@
-"""/watch, /rules (with delete buttons) and /unwatch: a journalist's own rules."""
+"""/watch, /rules (with delete buttons), /unwatch, /pause, /resume, /rename, /unmute: a
+journalist's own rules.
+
+A rule belongs to its owner and to the chat it alerts: ``/watch`` in a private chat alerts
+that chat, in a group the group. ``/rules`` in a chat lists the rules that alert it, and its
+buttons act only for their owner, in that chat.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,25 @@ import logging
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
-from archiver.store.personal_rules import add_rule, delete_rule, list_rules
+from archiver.channels import parse_ref
+from archiver.config import Settings
+from archiver.errors import RuleError
+from archiver.query import parse
+from archiver.store import outbox
+from archiver.store.archive import Archive
+from archiver.store.channels import get_channel
+from archiver.store.personal_rules import (
+    add_rule,
+    delete_rule,
+    get_rule,
+    owned_rules,
+    rename_rule,
+    set_paused,
+    split_name,
+)
 from bot.format import esc
-from bot.handlers.common import arg_text, reply, usage
-from bot.messages import rules_blocks
+from bot.handlers.common import arg_text, callback_origin, reply, usage
+from bot.messages import rules_page
 from bot.services import services
 
 log = logging.getLogger(__name__)
@@ -18,21 +39,42 @@ log = logging.getLogger(__name__)
 DELETE_PREFIX = "rd"
 
 
+async def check_channels(archive: Archive, settings: Settings, query_text: str) -> None:
+    """Every ``channel:`` filter of a query names a channel of the archive or the config;
+    a rule about one that does not exist could never fire."""
+    configured = {str(c.ref).lower() for c in settings.channels}
+    for f in parse(query_text).filters:
+        if f.field != "channel":
+            continue
+        ref = parse_ref(f.value)  # BadChannelRef names the text and the accepted forms
+        if str(ref).lower() in configured or await get_channel(archive, ref) is not None:
+            continue
+        raise RuleError(
+            f"channel:{f.value}: no channel of the archive or the config is called that, so "
+            "the rule could never fire. See /channels for the archived ones; an admin can add it."
+        )
+
+
 async def watch_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
     text = arg_text(update)
     user, chat = update.effective_user, update.effective_chat
     if not text or user is None or chat is None:
-        await reply(update, [usage("watch")])
+        await reply(
+            update, [usage("watch") + "\ne.g. <code>/watch Херсон: эвакуация -учения</code>"]
+        )
         return
+    name, query_text = split_name(text)
+    await check_channels(svc.archive, svc.settings, query_text)
     notify = [] if chat.type == "private" else [chat.id]  # in a group, alerts go to the group
-    rule = await add_rule(svc.archive, user.id, text, notify=notify)
+    rule = await add_rule(svc.archive, user.id, query_text, notify=notify, name=name)
     log.info("user %d added rule %s", user.id, rule.id)
     where = "here" if notify else "to you here"
     await reply(
         update,
         [
-            f"Rule <b>#{rule.id}</b> saved: <code>{esc(rule.query)}</code>\n"
+            f"Rule <b>#{rule.id}</b> <b>{esc(rule.name)}</b> saved: "
+            f"<code>{esc(rule.query)}</code>\n"
             f"New, edited and deleted posts that match are sent {where}. "
             f"See /rules; remove it with <code>/unwatch {rule.id}</code>."
         ],
@@ -47,44 +89,127 @@ def _rules_markup(ids: list[int]) -> InlineKeyboardMarkup | None:
 
 
 async def _listing(
-    context: ContextTypes.DEFAULT_TYPE, owner: int
-) -> tuple[list[str], InlineKeyboardMarkup | None]:
-    rules = await list_rules(services(context).archive, owner=owner)
-    rows = [(r.id or 0, r.name, r.query, r.channels) for r in rules]
-    return rules_blocks(rows), _rules_markup([r[0] for r in rows])
+    context: ContextTypes.DEFAULT_TYPE, owner: int, chat_id: int
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The owner's rules of this chat as one message (so a button can edit it in place)."""
+    svc = services(context)
+    entries = await owned_rules(svc.archive, owner, chat_id)
+    mutes = await outbox.mutes(svc.archive, chat_id)
+    text, shown = rules_page(entries, mutes, svc.settings.display.timezone)
+    return text, _rules_markup(shown)
 
 
 async def rules_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    user = update.effective_user
-    if user is None:
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
         return
-    blocks, markup = await _listing(context, user.id)
-    await reply(update, blocks, markup=markup)
+    text, markup = await _listing(context, user.id, chat.id)
+    await reply(update, [text], markup=markup)
+
+
+def _rule_id(update: Update) -> tuple[int | None, str]:
+    """The ``#ID`` (or ``ID``) after the command, and the rest of the text."""
+    first, _, rest = arg_text(update).partition(" ")
+    first = first.lstrip("#")
+    if not first.isascii() or not first.isdigit() or len(first) > 18:
+        return None, rest.strip()
+    return int(first), rest.strip()
+
+
+async def _own(update: Update, context: ContextTypes.DEFAULT_TYPE, rule_id: int) -> bool:
+    """Whether the user owns rule ``rule_id`` and it alerts this chat."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return False
+    entry = await get_rule(services(context).archive, rule_id)
+    return entry is not None and entry.rule.owner == user.id and chat.id in entry.chats
 
 
 async def unwatch_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     user = update.effective_user
-    text = arg_text(update).lstrip("#")
-    if user is None or not text.isdigit():
+    rule_id, _ = _rule_id(update)
+    if user is None or rule_id is None:
         await reply(update, [usage("unwatch") + " (the ids are in /rules)"])
         return
-    if await delete_rule(services(context).archive, int(text), user.id):
-        log.info("user %d deleted rule %s", user.id, text)
-        await reply(update, [f"Rule #{int(text)} deleted."])
+    if await _own(update, context, rule_id) and await delete_rule(
+        services(context).archive, rule_id, user.id
+    ):
+        log.info("user %d deleted rule %s", user.id, rule_id)
+        await reply(update, [f"Rule #{rule_id} deleted."])
     else:
-        await reply(update, [f"You have no rule #{int(text)}: see /rules."])
+        await reply(update, [f"You have no rule #{rule_id} here: see /rules."])
+
+
+async def _pause(update: Update, context: ContextTypes.DEFAULT_TYPE, paused: bool) -> None:
+    user = update.effective_user
+    rule_id, _ = _rule_id(update)
+    command = "pause" if paused else "resume"
+    if user is None or rule_id is None:
+        await reply(update, [usage(command) + " (the ids are in /rules)"])
+        return
+    if not await _own(update, context, rule_id):
+        await reply(update, [f"You have no rule #{rule_id} here: see /rules."])
+        return
+    if await set_paused(services(context).archive, rule_id, user.id, paused):
+        log.info("user %d %sd rule %s", user.id, command, rule_id)
+        done = "paused: it sends nothing until /resume" if paused else "active again"
+        await reply(update, [f"Rule #{rule_id} is {done}."])
+    else:
+        state = "already paused" if paused else "not paused by you"
+        await reply(update, [f"Rule #{rule_id} is {state}: see /rules."])
+
+
+async def pause_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await _pause(update, context, True)
+
+
+async def resume_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    await _pause(update, context, False)
+
+
+async def rename_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    user = update.effective_user
+    rule_id, name = _rule_id(update)
+    if user is None or rule_id is None or not name:
+        await reply(update, [usage("rename")])
+        return
+    if not await _own(update, context, rule_id):
+        await reply(update, [f"You have no rule #{rule_id} here: see /rules."])
+        return
+    label = await rename_rule(services(context).archive, rule_id, user.id, name)
+    await reply(update, [f"Rule #{rule_id} is now called <b>{esc(label)}</b>."])
+
+
+async def unmute_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    chat = update.effective_chat
+    if chat is None:
+        return
+    name = arg_text(update)
+    ended = await outbox.unmute(services(context).archive, chat.id, (name,) if name else None)
+    if ended:
+        await reply(update, [f"{ended} mute(s) ended: those alerts come here again."])
+    else:
+        await reply(update, ["Nothing is muted here" + (f" under {esc(name)!r}." if name else ".")])
 
 
 async def delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     cq = update.callback_query
-    if cq is None or cq.data is None or cq.from_user is None:
+    origin = callback_origin(update)
+    if cq is None or cq.data is None or origin is None:
         return
+    user_id, chat_id = origin
     try:
         rule_id = int(cq.data.split(":", 1)[1])
     except (IndexError, ValueError):
         await cq.answer("Unknown button.")
         return
-    deleted = await delete_rule(services(context).archive, rule_id, cq.from_user.id)
-    await cq.answer(f"Rule #{rule_id} deleted." if deleted else f"No rule #{rule_id} of yours.")
-    blocks, markup = await _listing(context, cq.from_user.id)
-    await cq.edit_message_text("\n\n".join(blocks)[:4000], reply_markup=markup)
+    archive = services(context).archive
+    entry = await get_rule(archive, rule_id)
+    mine = entry is not None and entry.rule.owner == user_id and chat_id in entry.chats
+    if not mine or not await delete_rule(archive, rule_id, user_id):
+        await cq.answer(f"No rule #{rule_id} of yours here.")
+        return
+    log.info("user %d deleted rule %s", user_id, rule_id)
+    text, markup = await _listing(context, user_id, chat_id)
+    await cq.edit_message_text(text, reply_markup=markup)
+    await cq.answer(f"Rule #{rule_id} deleted.")

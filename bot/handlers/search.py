@@ -5,23 +5,27 @@ from __future__ import annotations
 import io
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 from telegram.ext import ContextTypes
 
 from archiver.channels import parse_ref
 from archiver.display import CsvWriter
-from archiver.query import parse
+from archiver.query import Query, parse
 from archiver.store.channels import require_channel
-from archiver.store.search import Hit, iter_hits, search
+from archiver.store.search import Hit, export_rows, iter_hits, iter_matches, search
 from bot.format import MAX_MESSAGE, esc, split_html, u16len
-from bot.handlers.common import arg_text, reply, usage
+from bot.handlers.common import arg_text, callback_origin, reply, usage
 from bot.messages import PAGE_SIZE, channel_label, latest_blocks, search_page_html
-from bot.services import services
+from bot.services import SearchPage, services
 
 log = logging.getLogger(__name__)
 
 PAGE_PREFIX = "p"
+
+
+COUNT_CAP = 10_000  # results counted for "1–5 of N"; more shows as "10000+"
 
 
 def _buttons(key: int, offset: int, more: bool) -> InlineKeyboardMarkup | None:
@@ -39,18 +43,42 @@ def _buttons(key: int, offset: int, more: bool) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup([row]) if row else None
 
 
+async def _count(context: ContextTypes.DEFAULT_TYPE, query: Query) -> int | None:
+    """How many results, up to :data:`COUNT_CAP` (None: more)."""
+    n = 0
+    async for _ in iter_matches(services(context).archive, query):
+        n += 1
+        if n > COUNT_CAP:
+            return None
+    return n
+
+
 async def _page(
-    context: ContextTypes.DEFAULT_TYPE, query_text: str, key: int, offset: int
+    context: ContextTypes.DEFAULT_TYPE, page: SearchPage, key: int, offset: int
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     svc = services(context)
-    query = parse(query_text)
+    query = parse(page.query)
     found = await search(svc.archive, query, limit=PAGE_SIZE + 1, offset=offset)
     more = len(found) > PAGE_SIZE
     hits = found[:PAGE_SIZE]
-    text = search_page_html(query_text, hits, offset, svc.settings.display.timezone, more=more)
+    text = search_page_html(
+        page.query, hits, offset, svc.settings.display.timezone, more=more, total=page.total
+    )
     if u16len(text) > MAX_MESSAGE:  # one page is one message (the buttons edit it in place)
         text = split_html(text)[0]
     return text, _buttons(key, offset, more)
+
+
+async def run_search(update: Update, context: ContextTypes.DEFAULT_TYPE, query_text: str) -> None:
+    """The first page of a search, with ◀ ▶ buttons that only its asker, there, may use."""
+    query = parse(query_text)  # a QueryError goes to the error handler before anything is stored
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return
+    page = SearchPage(query_text, user.id, chat.id, await _count(context, query))
+    key = services(context).pages.put(page)
+    text, markup = await _page(context, page, key, 0)
+    await reply(update, [text], markup=markup)
 
 
 async def search_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -58,11 +86,15 @@ async def search_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if not query_text:
         await reply(update, [usage("search")])
         return
-    parse(query_text)  # a QueryError goes to the error handler before anything is stored
-    user = update.effective_user
-    key = services(context).pages.put(query_text, user.id if user else 0)
-    text, markup = await _page(context, query_text, key, 0)
-    await reply(update, [text], markup=markup)
+    await run_search(update, context, query_text)
+
+
+async def text_search(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Plain text in a private chat is a search."""
+    msg = update.effective_message
+    text = (msg.text or "").strip() if msg is not None else ""
+    if text:
+        await run_search(update, context, text)
 
 
 async def page_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -75,12 +107,16 @@ async def page_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     except ValueError:
         await cq.answer("Unknown button.")
         return
-    item = services(context).pages.get(key)
-    if item is None:
+    page = services(context).pages.get(key)
+    if page is None:
         await cq.answer("This search has expired: send /search again.", show_alert=True)
         return
-    query_text, _owner = item
-    text, markup = await _page(context, query_text, key, offset)
+    if callback_origin(update) != (page.owner, page.chat):
+        log.info("a search button of user %d pressed by another user or in another chat",
+                 page.owner)  # fmt: skip
+        await cq.answer("This button belongs to someone else's search.", show_alert=True)
+        return
+    text, markup = await _page(context, page, key, offset)
     await cq.answer()
     await cq.edit_message_text(text, reply_markup=markup)
 
@@ -122,7 +158,7 @@ async def export_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if not hits:
         await reply(update, [f"Nothing found for <code>{esc(text)}</code>: no file to send."])
         return
-    data = _encode(hits, fmt)
+    data = _encode(await export_rows(svc.archive, hits), fmt)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     caption = f"{len(hits)} result(s) for <code>{esc(text[:200])}</code>"
     if capped:
@@ -140,15 +176,17 @@ async def export_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     )
 
 
-def _encode(hits: list[Hit], fmt: str) -> bytes:
+def _encode(rows: list[dict[str, Any]], fmt: str) -> bytes:
+    """CSV or JSON lines of the export rows: every version's story is in them (the first
+    text, the edit times, the deletion and its evidence; JSON lines: every version)."""
     buf = io.StringIO()
     if fmt == "jsonl":
         import json
 
-        for h in hits:
-            buf.write(json.dumps(h.to_json(), ensure_ascii=False) + "\n")
+        for row in rows:
+            buf.write(json.dumps(row, ensure_ascii=False) + "\n")
     else:
         writer = CsvWriter(buf)
-        for h in hits:
-            writer.write(h.to_json())
+        for row in rows:
+            writer.write(row)
     return buf.getvalue().encode("utf-8")

@@ -134,10 +134,22 @@ MEMBER_COMMANDS: list[tuple[str, list[str], list[str]]] = [
     ("/channels", ["Salt &amp; Pepper &lt;News&gt;", "9 posts", "1 deletions"], []),
     (
         "/history https://t.me/saltpepper/8",
-        ["Version 1", "Мирные переговоры\n", "Version 2", "<u>сорваны</u>"],
+        [
+            "Version 1",
+            "Мирные переговоры\n",
+            "Version 2",
+            "<u>сорваны</u>",
+            "current",
+            "<b>Observed</b>",
+            "new version 2",
+        ],
         ["Deleted"],
     ),
-    ("/history t.me/saltpepper/9", ["Удалённая новость", "Deleted"], []),
+    (
+        "/history t.me/saltpepper/9",
+        ["Удалённая новость", "Deleted", "confirmed", "Telegram reported the deletion"],
+        [],
+    ),
     ("/history t.me/saltpepper/99", ["no post 99"], []),
     ("/history saltpepper", ["Usage: <code>/history LINK</code>", "t.me/vsaldo/123"], []),
     ("/search", ["Usage: <code>/search QUERY</code>"], []),
@@ -145,10 +157,10 @@ MEMBER_COMMANDS: list[tuple[str, list[str], list[str]]] = [
     ("/search channel:nosuch", ["no archived channel matches 'nosuch'"], []),
     ("/export", ["Usage: <code>/export [csv|jsonl] QUERY</code>"], []),
     ("/export нечто", ["Nothing found for <code>нечто</code>"], []),
-    ("/watch", ["Usage: <code>/watch QUERY</code>"], []),
+    ("/watch", ["Usage: <code>/watch [NAME:] QUERY</code>"], []),
     ("/unwatch x", ["Usage: <code>/unwatch ID</code>"], []),
-    ("/unwatch 42", ["You have no rule #42"], []),
-    ("/rules", ["You have no rules"], []),
+    ("/unwatch 42", ["You have no rule #42 here"], []),
+    ("/rules", ["You have no rules here"], []),
     ("/status", ["Only admins can do that."], ["pending"]),
     (f"/allow {STRANGER}", ["Only admins can do that."], []),
     (f"/deny {OTHER_MEMBER}", ["Only admins can do that."], []),
@@ -170,7 +182,7 @@ async def test_member_commands(bot: Harness) -> None:
 
 async def test_search_pages_with_buttons(bot: Harness) -> None:
     first = only(await bot.send(MEMBER, "/search война"))
-    assert "Results 1–5 for <code>война</code>" in first.text
+    assert "Results 1–5 of 7 for <code>война</code> · page 1/2" in first.text
     assert first.text.count("<b>Война</b>") == 5
     assert "день 7" in first.text and "день 2" not in first.text  # newest first
     assert "2024-05-01 15:07 EEST" in first.text  # the display time zone
@@ -186,7 +198,8 @@ async def test_search_pages_with_buttons(bot: Harness) -> None:
     }
     calls = await bot.press(MEMBER, row[0]["callback_data"], message)
     edit = only([c for c in calls if c.method == "editMessageText"])
-    assert "Results 6–7 (all)" in edit.text and "день 2" in edit.text and "день 7" not in edit.text
+    assert "Results 6–7 of 7 for <code>война</code> · page 2/2" in edit.text
+    assert "день 2" in edit.text and "день 7" not in edit.text
     (back,) = edit.json("reply_markup")["inline_keyboard"]
     assert [b["text"] for b in back] == ["◀"]
     calls = await bot.press(MEMBER, back[0]["callback_data"], message)
@@ -220,12 +233,19 @@ async def test_export_jsonl(bot: Harness) -> None:
     (line,) = data.decode("utf-8").splitlines()
     record = json.loads(line)
     assert record["message_id"] == 8 and record["edited"] is True
+    # The record travels with the export: the first text, every version, the edit times.
+    assert record["first_text"] == "Мирные переговоры"
+    assert [v["text"] for v in record["versions"]] == [
+        "Мирные переговоры",
+        "Мирные переговоры сорваны",
+    ]
+    assert record["version_count"] == 2 and len(record["edit_times"]) == 1
     assert "exports hold at most 3" in doc.params["caption"]
 
 
 async def test_watch_rules_and_unwatch(bot: Harness) -> None:
     saved = only(await bot.send(MEMBER, '/watch "мирные переговоры" channel:saltpepper'))
-    assert "Rule <b>#1</b> saved" in saved.text
+    assert "Rule <b>#1</b>" in saved.text and "saved" in saved.text
     (rule,) = await list_rules(bot.archive, owner=MEMBER)
     assert rule.query == '"мирные переговоры" channel:saltpepper' and rule.notify == ()
     listing = only(await bot.send(MEMBER, "/rules"))
@@ -239,7 +259,8 @@ async def test_watch_rules_and_unwatch(bot: Harness) -> None:
     assert len(await list_rules(bot.archive)) == 1
     # Its owner can.
     calls = await bot.press(MEMBER, "rd:1")
-    assert calls[0].params["text"] == "Rule #1 deleted."
+    answer = only([c for c in calls if c.method == "answerCallbackQuery"])
+    assert answer.params["text"] == "Rule #1 deleted."
     assert "You have no rules" in only([c for c in calls if c.method == "editMessageText"]).text
     assert await list_rules(bot.archive) == []
     only(await bot.send(MEMBER, "/watch война"))
@@ -278,13 +299,19 @@ async def test_admin_status(bot: Harness) -> None:
 
 async def test_admin_allows_and_denies(bot: Harness) -> None:
     assert str(STRANGER) in only(await bot.send(STRANGER, "/start")).text
-    assert "may now use" in only(await bot.send(ADMIN, f"/allow {STRANGER}")).text
+    told, answer = await bot.send(ADMIN, f"/allow {STRANGER}")
+    assert told.chat_id == STRANGER and "you may now use this bot" in told.text  # told at once
+    assert answer.chat_id == ADMIN and "may now use" in answer.text
+    assert "They were told" in answer.text
     assert "Hello" in only(await bot.send(STRANGER, "/start")).text
     assert "can no longer" in only(await bot.send(ADMIN, f"/deny {MEMBER}")).text
     assert str(MEMBER) in only(await bot.send(MEMBER, "/start")).text
     assert await get_access(bot.archive, MEMBER) is False
     assert "admin in the config" in only(await bot.send(ADMIN, f"/deny {ADMIN}")).text
-    assert "Usage: <code>/allow USER_ID</code>" in only(await bot.send(ADMIN, "/allow bob")).text
+    for bad in ("bob", "9" * 30, "9" * 5000, "-5", "0", str(2**52), "１２３"):
+        reply = only(await bot.send(ADMIN, f"/allow {bad}"))
+        assert "Usage: <code>/allow USER_ID</code>" in reply.text, bad
+    assert await get_access(bot.archive, 0) is None
 
 
 # ---------------------------------------------------------------------------- alerts in the app

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from botkit import (
+    CHANNEL,
     GROUP,
     KYIV,
     MEMBER,
@@ -29,8 +30,9 @@ from telegram import Bot
 
 from archiver.store import outbox
 from archiver.store.archive import Archive
+from archiver.store.deletions import confirm_deleted, confirm_present
+from bot.alerts import alert_html
 from bot.delivery import Delivery, Limits, RateLimiter, RetryPolicy
-from bot.messages import alert_html
 
 NO_LIMITS = Limits(overall_per_second=10_000, chat_interval=0.0, group_per_minute=10_000)
 
@@ -222,15 +224,46 @@ async def test_5xx_and_network_errors_are_retried(setup: tuple[FakeBotApi, Archi
     assert row["status"] == "sent" and row["attempts"] == 3
 
 
-async def test_a_timeout_is_retried(setup: tuple[FakeBotApi, Archive]) -> None:
+async def test_a_timeout_is_not_resent(setup: tuple[FakeBotApi, Archive]) -> None:
+    """Telegram delivered it but the answer came after the client gave up: sending it again
+    would be a second copy. It is recorded as unknown instead, and the next alert goes on."""
     api, archive = setup
-    await queue_alerts(archive, ["война"])
+    await queue_alerts(archive, ["война 1", "война 2"])
     api.fail("sendMessage", delay=1.5)
-    async with delivering(api, archive):
-        await api.wait_for(chat_id=MEMBER, timeout=10)
-    assert len(api.sent(chat_id=MEMBER)) == 1
-    (row,) = await alert_rows(archive)
-    assert row["status"] == "sent" and row["attempts"] == 2
+    async with delivering(api, archive) as d:
+        await api.wait_for(chat_id=MEMBER, count=2, timeout=10)
+        await asyncio.sleep(0.3)  # several polls: nothing more may go out
+        await _settled(d)
+    texts = [c.text for c in api.sent(chat_id=MEMBER)]
+    assert len(texts) == 2 and "война</b> 1" in texts[0] and "война</b> 2" in texts[1]
+    first, second = await alert_rows(archive)
+    assert first["status"] == "unknown" and "may have delivered" in first["last_error"]
+    assert second["status"] == "sent"
+    assert (await outbox.counts(archive)).unknown == 1
+
+
+async def test_a_refused_connection_is_retried(tmp_path: Path) -> None:
+    """The server is gone: the request never left, so Telegram certainly did not take it."""
+    archive = await Archive.open(tmp_path / "r.db")
+    try:
+        await seed_channel(archive)
+        await queue_alerts(archive, ["война"])
+        api = FakeBotApi()
+        await api.start()
+        bot = Bot(TOKEN, base_url=api.api_base_url)
+        retry = RetryPolicy(max_attempts=2, base_seconds=0)
+        d = Delivery(archive, bot, lambda row: "x", limits=NO_LIMITS, retry=retry)
+        async with bot:  # getMe answered; then nothing listens any more
+            await api.close()
+            await d.dispatch()
+            await d._send_next(MEMBER)  # a failed try: pending again
+            (row,) = await alert_rows(archive)
+            assert row["status"] == "pending" and row["attempts"] == 1
+            await d._send_next(MEMBER)
+        (row,) = await alert_rows(archive)
+        assert row["status"] == "failed" and "ConnectError" in row["last_error"]
+    finally:
+        await archive.close()
 
 
 async def test_403_holds_the_chat_and_others_still_get_theirs(
@@ -281,7 +314,7 @@ async def test_edit_and_delete_follow_the_first_alert(setup: tuple[FakeBotApi, A
         d.notify()
         calls = await api.wait_for(chat_id=MEMBER, count=3)
     edited, deleted = calls[1], calls[2]
-    assert "Before:" in edited.text and "Началась" in edited.text and "закончилась" in edited.text
+    assert "<s>Началась война</s> <u><b>Война</b> закончилась</u>" in edited.text
     assert "Deleted" in deleted.text and "закончилась" in deleted.text
     target = first.result["message_id"]
     assert deleted.json("reply_parameters")["message_id"] == target
@@ -327,3 +360,30 @@ async def test_a_stop_lets_the_send_in_flight_be_recorded(
     assert len(api.sent()) == 1
     (row,) = await alert_rows(archive)
     assert row["status"] == "sent"
+
+
+async def test_every_kind_through_the_record(setup: tuple[FakeBotApi, Archive]) -> None:
+    """new, edited, reverted, deleted (with how it was confirmed and the evidence) and
+    restored, as the record queues them, each delivered once as a reply to the first."""
+    api, archive = setup
+    await queue_alerts(archive, ["Началась война"])
+    await edit_post(archive, 1, "Началась большая война")
+    await edit_post(archive, 1, "Началась война", hours=2)  # back to the first text
+    await confirm_deleted(
+        archive, CHANNEL, [1], how="web_embed", evidence='the post page said "Post not found"',
+        alerts=True,
+    )  # fmt: skip
+    await confirm_present(archive, CHANNEL, [1], how="recheck", alerts=True)
+    kinds = [r["kind"] for r in await alert_rows(archive)]
+    assert kinds == ["new", "edited", "reverted", "deleted", "restored"]
+    async with delivering(api, archive):
+        calls = await api.wait_for(chat_id=MEMBER, count=5)
+    new, edited, reverted, deleted, restored = (c.text for c in calls)
+    assert "new post" in new
+    assert "edited" in edited and "<u>большая</u>" in edited
+    assert "edit reverted" in reverted and "<s>большая</s>" in reverted
+    assert "the post page said it was not found" in deleted
+    assert 'Evidence: the post page said "Post not found"' in deleted
+    assert "an earlier deletion alert about it was wrong" in restored
+    first = calls[0].result["message_id"]
+    assert all(c.json("reply_parameters")["message_id"] == first for c in calls[1:])

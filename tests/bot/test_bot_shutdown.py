@@ -38,7 +38,7 @@ async def test_the_bot_process_stops_cleanly(tmp_path: Path, sig: signal.Signals
         cfg.write_text(
             f'[storage]\npath = "{db}"\n'
             f'[bot]\ntoken = "{TOKEN}"\napi_base_url = "{api.api_base_url}"\n'
-            "poll_seconds = 0.2\n",
+            f"poll_seconds = 0.2\nallowed_users = [{MEMBER}]\n",
             encoding="utf-8",
         )
         env = {

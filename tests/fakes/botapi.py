@@ -10,12 +10,19 @@ real-looking Message objects (message ids count up per chat), and injects one-sh
     api.fail("sendMessage", status=429, retry_after=1)
     api.fail("sendMessage", status=502)
     api.fail("sendMessage", status=403, chat_id=42)
-    api.fail("sendMessage", delay=5.0)       # answers late: the client times out
+    api.fail("sendMessage", delay=5.0)       # delivers, answers late: the client times out
     api.push_message(user_id=1, text="/search war")
     call = await api.wait_for("sendMessage", chat_id=1)
     await api.close()
 
-Only calls that were answered with success count as ``delivered``.
+Only calls that Telegram carried out count as ``delivered`` (``sent()``): those answered with
+success, and those whose answer came too late for the client (``fail(delay=...)``): Telegram
+does the work before it answers, and the Bot API has no idempotency key, so a client that
+times out has no way to know the message went out.
+
+Like Telegram, it refuses text that is not valid HTML of its parse mode ("Bad Request: can't
+parse entities: ...") and text longer than 4,096 characters after parsing ("Bad Request:
+message is too long"), checked by :mod:`fakes.tghtml`.
 """
 
 from __future__ import annotations
@@ -26,11 +33,12 @@ import itertools
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from fakes.tghtml import CAPTION_LIMIT, MESSAGE_LIMIT, TelegramHtmlError, parse_html, utf16_len
 
 TOKEN = "123456:TEST-token"
 BOT_ID = 123456
@@ -82,7 +90,9 @@ class FakeBotApi:
         self.base_url = ""
         self.received: dict[str, int] = {}  # requests that arrived, per method (even unanswered)
         self.fetched = 0  # the highest update id the bot confirmed (getUpdates offset - 1)
-        self.on_call: Callable[[Call], None] | None = None
+        # Called with each successful call before it is answered (a fault can be injected
+        # there: the client gets its answer only once an awaitable it returns is done).
+        self.on_call: Callable[[Call], Awaitable[None] | None] | None = None
 
     # ------------------------------------------------------------------ server
 
@@ -128,8 +138,9 @@ class FakeBotApi:
         description: str = "",
     ) -> None:
         """Answer the next ``times`` calls of ``method`` (to ``chat_id``, if given) with an
-        error: an HTTP ``status`` (429 with ``retry_after``), or, with ``delay``, a success
-        that arrives ``delay`` seconds late (so the client times out and it does not count)."""
+        error: an HTTP ``status`` (429 with ``retry_after``), or, with ``delay``, carry the
+        call out (the message is delivered) and answer ``delay`` seconds late, so that a
+        client with a shorter time-out never learns it went out."""
         for _ in range(times):
             self._errors.setdefault(method, deque()).append(
                 Injected(status, retry_after, delay, chat_id, description)
@@ -274,18 +285,29 @@ class FakeBotApi:
         if injected is not None and injected.status == 200:
             await asyncio.sleep(injected.delay)
             injected = None
+        if injected is not None and injected.delay:  # done now, answered late
+            refused = _refusal(method, params)
+            call.ok = refused is None
+            call.result = self._answer(method, params, files) if call.ok else None
+            self.calls.append(call)
+            await self._notify()
+            await asyncio.sleep(injected.delay)
+            return _ok(call.result) if refused is None else _error(400, refused)
         if injected is not None:
             call.ok = False
             self.calls.append(call)
             await self._notify()
-            if injected.delay:
-                await asyncio.sleep(injected.delay)
-                return _ok(True)
             return _error(
                 injected.status,
                 injected.description or _DESCRIPTIONS.get(injected.status, "Internal Server Error"),
                 retry_after=injected.retry_after,
             )
+        refused = _refusal(method, params)
+        if refused is not None:
+            call.ok = False
+            self.calls.append(call)
+            await self._notify()
+            return _error(400, refused)
         if method == "getUpdates":
             result: Any = await self._get_updates(params)
             if result is None:  # the server is closing
@@ -295,7 +317,9 @@ class FakeBotApi:
         call.result = result
         self.calls.append(call)
         if self.on_call is not None:
-            self.on_call(call)
+            pending = self.on_call(call)
+            if pending is not None:
+                await pending
         await self._notify()
         return _ok(result)
 
@@ -364,6 +388,34 @@ class FakeBotApi:
                 message["text"] = params.get("text", "")
             return message
         return True
+
+
+def _refusal(method: str, params: dict[str, Any]) -> str | None:
+    """Telegram's "Bad Request" description for text it would not send, or None."""
+    if method not in ("sendMessage", "editMessageText", "sendDocument"):
+        return None
+    key = "caption" if method == "sendDocument" else "text"
+    text = params.get(key)
+    if text is None:
+        return None
+    limit = CAPTION_LIMIT if key == "caption" else MESSAGE_LIMIT
+    mode = params.get("parse_mode")
+    if mode == "HTML":
+        try:
+            visible = parse_html(text)
+        except TelegramHtmlError as exc:
+            return f"Bad Request: can't parse entities: {exc}"
+    else:
+        visible = text
+    if not visible.strip():
+        return "Bad Request: message text is empty"
+    if utf16_len(visible) > limit:
+        return (
+            "Bad Request: message is too long"
+            if key == "text"
+            else ("Bad Request: message caption is too long")
+        )
+    return None
 
 
 _DESCRIPTIONS = {
