@@ -306,6 +306,7 @@ class ChannelPass:
             started_at=state.started_at,
             now=self.now,
             period=self.period,
+            interval=self._interval(),
         )
         if state.started_at is not None and quota < min(PAGE_POSTS, remaining):
             # On schedule: rotation_quota asks for at least one post a pass, and a page holds
@@ -521,6 +522,15 @@ class ChannelPass:
             (channel_id, low or 0),
         )
         return int(row[0]) if row is not None else 0
+
+    def _interval(self) -> timedelta | None:
+        """The time since the channel's previous pass: the guess of the time to the next one
+        (None when unknown or implausible)."""
+        last = self.row.last_sync_at if self.row is not None else None
+        if last is None:
+            return None
+        gap = self.now - last
+        return gap if timedelta(0) < gap < self.period else None
 
     async def _floor(self) -> int:
         if self.floor is None:
