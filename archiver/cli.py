@@ -26,7 +26,7 @@ import click
 
 from archiver import __version__
 from archiver.config import Settings, find_config, load_settings
-from archiver.errors import Interrupted, PartialFailure, QueryError, TelewatchError
+from archiver.errors import Interrupted, NotWritable, PartialFailure, QueryError, TelewatchError
 from archiver.logs import setup_logging
 from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 
@@ -83,6 +83,10 @@ class TelewatchGroup(click.Group):
         except sqlite3.DatabaseError as exc:
             click.echo(f"Error: {_archive_error(ctx, exc)}", err=True)
             ctx.exit(EXIT_FAILED)
+        except PermissionError as exc:  # an unwritable ./data volume, most often
+            denied = NotWritable(exc.filename or ".")
+            click.echo(f"Error: {denied}", err=True)
+            ctx.exit(denied.exit_code)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
@@ -427,7 +431,7 @@ async def export(
       telewatch export 'евакуація' --channel vsaldo --format csv --output evacuation.csv
     """
     from archiver.display import CsvWriter
-    from archiver.store.search import Hit, iter_hits, record_fields
+    from archiver.store.search import Hit, export_rows, iter_hits
 
     q = _query(query, channels, since, until)
     archive = await app.open_archive(create=False)
@@ -444,9 +448,7 @@ async def export(
             writer = CsvWriter(out) if fmt == "csv" else None
 
             async def flush(hits: list[Hit]) -> None:
-                extra = await record_fields(archive, [h.post_id for h in hits])
-                for hit in hits:
-                    row = {**hit.to_json(), **extra.get(hit.post_id, {})}
+                for row in await export_rows(archive, hits):
                     if writer is not None:
                         writer.write(row)
                     else:
@@ -469,23 +471,36 @@ async def export(
         click.echo(f"{output}: {n} post(s) written", err=True)
 
 
+_COVERAGE_KEYS = ("id_ranges", "ids_never_seen", "states", "watched_since", "unwatched")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 @run_async
 async def stats(app: App, as_json: bool) -> None:
-    """Per channel: posts, edits, deletions, first and last post, last sync.
+    """Per channel: posts, edits, deletions, first and last post, last sync, last full
+    re-read; with --json also its coverage (as `telewatch coverage` prints it).
 
     \b
     Example:
       telewatch stats --json
     """
     from archiver.display import stats_lines
+    from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
+    from archiver.store.following import following_report
     from archiver.store.search import channel_stats
 
+    tolerance = max(WATCH_TOLERANCE, timedelta(minutes=app.settings.schedule.stale_after_minutes))
     archive = await app.open_archive(create=False)
     try:
         rows = await channel_stats(archive)
+        report = await following_report(archive)
+        covered = (
+            {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
+             for r in rows}
+            if as_json else {}
+        )  # fmt: skip
     finally:
         await archive.close()
     # Configured channels with nothing archived yet (never synced, or failing from the start).
@@ -493,17 +508,26 @@ async def stats(app: App, as_json: bool) -> None:
     missing = [ch for ch in app.settings.channels if (ch.ref.id or ch.ref.username) not in known]
     if as_json:
         for r in rows:
-            click.echo(json.dumps(r.to_json(), ensure_ascii=False))
+            cov = covered[r.channel_id].as_json()
+            data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
+            data |= report.json_for(r.channel_id)
+            click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
-                                   "sync_status": "never archived"}))  # fmt: skip
+                                   "sync_status": "never archived"}
+                                  | report.json_for_ref(ch.ref)))  # fmt: skip
+        for wait in report.flood_json():
+            click.echo(json.dumps(wait))
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
         for ch in missing:
-            click.echo(
-                f"{ch.ref} ({ch.source}): nothing archived yet: never synced, or its sync "
-                "fails (see the output of `telewatch sync`)"
+            why = report.line_for_ref(ch.ref) or (
+                "nothing archived yet: never synced, or its sync fails (see the output of"
+                " `telewatch sync`)"
             )
+            click.echo(f"{ch.ref} ({ch.source}): {why}")
+        for text in report.lines(known_ids={r.channel_id for r in rows}):
+            click.echo(text)
 
 
 @cli.group()
@@ -534,16 +558,19 @@ async def demo(app: App) -> None:
 
     Imports the sample export, searches it, backtests two rules, replays a new post, an edit
     and a deletion through the live ingest path, and prints the alerts the bot would send.
-    Writes only to a demo archive (default data/demo.db with `make demo`).
+    Writes only to a demo archive (default data/demo.db). Needs no config: one is read, for
+    its time zone, only when it exists.
 
     \b
-    Example:
+    Examples:
       telewatch --db data/demo.db demo
+      docker run --rm -v "$PWD/data:/data" telewatch demo
     """
     from archiver.demo import run_demo
 
     path = app.db_override or Path("data/demo.db")
-    tz = app.settings.display.timezone.key
+    cfg = app.config_path  # e.g. $TELEWATCH_CONFIG naming a file a fresh volume lacks
+    tz = app.settings.display.timezone.key if cfg is None or cfg.exists() else "UTC"
     if app.log_level is None:  # the demo's own output tells the story
         logging.getLogger().setLevel(logging.WARNING)
     await run_demo(path, click.echo, tz_name=tz)
@@ -629,7 +656,9 @@ async def rules_list(app: App) -> None:
 
 @cli.command()
 @click.option(
-    "--status", type=click.Choice(["pending", "sent", "failed"]), help="Only alerts in it."
+    "--status",
+    type=click.Choice(["pending", "sending", "sent", "failed", "unknown", "dropped"]),
+    help="Only alerts in it.",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -831,6 +860,7 @@ async def bot(app: App) -> None:
     """
     import signal
 
+    from archiver.health import record_end
     from archiver.runner import heartbeat_loop
 
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta
@@ -852,8 +882,12 @@ async def bot(app: App) -> None:
         finally:
             stop.set()
             await beat
-    finally:
+    except (Exception, asyncio.CancelledError) as exc:
         await archive.close()
+        await record_end(archive.path, "bot", os.getpid(), exc)
+        raise
+    await archive.close()
+    await record_end(archive.path, "bot", os.getpid(), None)  # `health --process bot`: stopped
 
 
 # ---------------------------------------------------------------------------- operations
@@ -959,8 +993,9 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
     make a backup of the current state first if in doubt.
 
     \b
-    Example:
+    Examples:
       telewatch restore data/backups/telewatch-20240501T033000Z.db
+      docker compose run --rm telewatch restore --yes data/backups/telewatch-20240501T033000Z.db
     """
     from archiver.backup import restore_sync, verify
     from archiver.lock import archive_lock

@@ -58,6 +58,7 @@ from bot.delivery import Limits  # noqa: E402
 CHANNEL = -1001811111111
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 WAR = parse("война")
+BENCH_USERS = frozenset(range(10_000, 40_000))  # every recipient below
 
 
 class Recipients:
@@ -76,7 +77,12 @@ class Recipients:
 def settings_for(db: Path, api: FakeBotApi, poll: float) -> Settings:
     return Settings(
         storage=StorageSettings(path=db),
-        bot=BotSettings(token=TOKEN, api_base_url=api.api_base_url, poll_seconds=poll),
+        bot=BotSettings(
+            token=TOKEN,
+            api_base_url=api.api_base_url,
+            poll_seconds=poll,
+            allowed_users=BENCH_USERS,  # alerts go only to users the bot may talk to
+        ),
     )
 
 
@@ -153,7 +159,8 @@ async def latency_separate_process(api: FakeBotApi, db: Path, n: int) -> list[fl
     cfg = db.with_suffix(".toml")
     cfg.write_text(
         f'[storage]\npath = "{db}"\n[bot]\ntoken = "{TOKEN}"\n'
-        f'api_base_url = "{api.api_base_url}"\npoll_seconds = 1.0\n',
+        f'api_base_url = "{api.api_base_url}"\npoll_seconds = 1.0\n'
+        f"allowed_users = [{', '.join(str(u) for u in range(20_000, 20_000 + n))}]\n",
         encoding="utf-8",
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

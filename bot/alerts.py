@@ -58,10 +58,9 @@ MEDIA_MARKS = {
     "sticker": "📎",
     "other": "📎",
 }
-HOW = {
+HOW = {  # post_events.how of a confirmed deletion (docs/record.md)
     "live": "Telegram reported the deletion",
-    "recheck": "the post was gone when re-read",
-    "web": "the post page no longer shows it",
+    "recheck": "Telegram returned no message for this id when re-read",
     "web_embed": "the post page said it was not found",
     "manual": "marked deleted by hand",
 }
@@ -151,10 +150,7 @@ def changes_html(old: str, new: str, hits: list[Span], budget: int = DIFF_BUDGET
     underlined, passages apart joined by ``…``. At most about ``budget`` characters."""
     a = [(m.start(), m.end()) for m in _WORD.finditer(old)]
     b = [(m.start(), m.end()) for m in _WORD.finditer(new)]
-    sm = difflib.SequenceMatcher(
-        None, [old[s:e] for s, e in a], [new[s:e] for s, e in b], autojunk=False
-    )
-    hunks = [op for op in sm.get_grouped_opcodes(CONTEXT_WORDS)]
+    hunks = _grouped([old[s:e] for s, e in a], [new[s:e] for s, e in b], CONTEXT_WORDS)
     if not hunks:
         return "<i>(the text did not change: only its formatting or media)</i>"
     bold = spans("b", hits)
@@ -175,12 +171,75 @@ def changes_html(old: str, new: str, hits: list[Span], budget: int = DIFF_BUDGET
     return "\n".join(parts)
 
 
+Opcode = tuple[str, int, int, int, int]
+
+
+def _grouped(a: list[str], b: list[str], context: int) -> list[list[Opcode]]:
+    """``difflib``'s grouped opcodes of two word lists, with the common head and tail cut
+    off first: an edit usually touches one passage, and difflib is quadratic in what it is
+    given (a 10,000-character post with repeated words took half a second)."""
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    mid_a, mid_b = a[head : len(a) - tail], b[head : len(b) - tail]
+    big = len(mid_a) + len(mid_b) > 4000
+    ops: list[Opcode] = []
+    if head:
+        ops.append(("equal", 0, head, 0, head))
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(
+        None, mid_a, mid_b, autojunk=big
+    ).get_opcodes():
+        if op == "equal" and ops and ops[-1][0] == "equal":
+            continue  # (an empty middle)
+        ops.append((op, i1 + head, i2 + head, j1 + head, j2 + head))
+    if tail:
+        ops.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
+    ops = [o for o in ops if o[2] > o[1] or o[4] > o[3]]
+    merged: list[Opcode] = []
+    for o in ops:  # adjacent equal runs (head + the middle's start) become one
+        if merged and o[0] == "equal" and merged[-1][0] == "equal":
+            m = merged[-1]
+            merged[-1] = ("equal", m[1], o[2], m[3], o[4])
+        else:
+            merged.append(o)
+    return _group(merged, context)
+
+
+def _group(ops: list[Opcode], n: int) -> list[list[Opcode]]:
+    """Changes with up to ``n`` words of context each side (``SequenceMatcher.
+    get_grouped_opcodes``, for opcodes computed above)."""
+    if not any(o[0] != "equal" for o in ops):
+        return []
+    codes = list(ops)
+    tag, i1, i2, j1, j2 = codes[0]
+    if tag == "equal":
+        codes[0] = tag, max(i1, i2 - n), i2, max(j1, j2 - n), j2
+    tag, i1, i2, j1, j2 = codes[-1]
+    if tag == "equal":
+        codes[-1] = tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)
+    groups: list[list[Opcode]] = []
+    group: list[Opcode] = []
+    for tag, i1, i2, j1, j2 in codes:
+        if tag == "equal" and i2 - i1 > n * 2:
+            group.append((tag, i1, min(i2, i1 + n), j1, min(j2, j1 + n)))
+            groups.append(group)
+            group = []
+            i1, j1 = max(i1, i2 - n), max(j1, j2 - n)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        groups.append(group)
+    return groups
+
+
 def _hunk(
     old: str,
     new: str,
     a: list[Span],
     b: list[Span],
-    group: list[tuple[str, int, int, int, int]],
+    group: list[Opcode],
     bold: list[Style],
 ) -> list[str]:
     out: list[str] = []
@@ -202,7 +261,7 @@ def _clip_hunk(
     new: str,
     a: list[Span],
     b: list[Span],
-    group: list[tuple[str, int, int, int, int]],
+    group: list[Opcode],
     bold: list[Style],
     budget: int,
 ) -> str:

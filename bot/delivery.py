@@ -291,9 +291,13 @@ class Delivery:
                     await self._settle_in_flight()
                 if self._unrecorded:
                     await self._record_held()
-                await self.dispatch()
             except sqlite3.Error as exc:
                 self._write_failed(exc)
+            if self._settled:  # nothing is claimed before the last run's sends are settled
+                try:
+                    await self.dispatch()
+                except sqlite3.Error as exc:
+                    log.warning("delivery: reading the outbox failed (%s); trying again", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
 
@@ -480,8 +484,10 @@ class Delivery:
             if not queue:
                 return
             row = queue[0]
+            claiming = asyncio.ensure_future(outbox.claim(self.archive, row, self.refusal))
+            message = self._render(row)  # while the claim is written (it is on the hot path)
             try:
-                verdict, reason = await outbox.claim(self.archive, row, self.refusal)
+                verdict, reason = await claiming
             except sqlite3.Error as exc:  # nothing was sent: the alert stays pending
                 self._write_failed(exc)
                 return
@@ -492,7 +498,7 @@ class Delivery:
                     log.info("alert %d to chat %d dropped: %s", row.id, row.recipient, reason)
                 self._done(chat_id, row)
                 return
-            outcome = await self._deliver(row)
+            outcome = await self._deliver(row, message)
             try:
                 await self._record(row, outcome)
             except sqlite3.Error as exc:
@@ -529,15 +535,21 @@ class Delivery:
         else:  # sent, failed, unknown, or a long back-off (a later poll takes it again)
             self._done(chat_id, row)
 
-    async def _deliver(self, row: AlertRow) -> Outcome:
+    def _render(self, row: AlertRow) -> tuple[str, InlineKeyboardMarkup | None] | Exception:
+        try:
+            return self.render(row), self.buttons(row) if self.buttons is not None else None
+        except Exception as exc:  # a bug in rendering: _deliver counts it as a failed try
+            log.exception("alert %d: could not be rendered", row.id)
+            return exc
+
+    async def _deliver(
+        self, row: AlertRow, message: tuple[str, InlineKeyboardMarkup | None] | Exception
+    ) -> Outcome:
         """The sendMessage call, and what came of it (nothing is written here)."""
         reply_to = row.reply_to or self._sent_refs.get((row.post_id, row.recipient))
-        try:
-            text = self.render(row)
-            markup = self.buttons(row) if self.buttons is not None else None
-        except Exception as exc:  # a bug in rendering: nothing was sent; count it
-            log.exception("alert %d: could not be rendered", row.id)
-            return self._failure(row, f"{type(exc).__name__}: {exc}")
+        if isinstance(message, Exception):  # nothing was sent
+            return self._failure(row, f"{type(message).__name__}: {message}")
+        text, markup = message
         try:
             try:
                 message_id = await self._send(text, markup, row.recipient, reply_to)

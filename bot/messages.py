@@ -93,7 +93,20 @@ def latest_blocks(hits: Sequence[Hit], tz: ZoneInfo, where: str | None) -> list[
 # ---------------------------------------------------------------------------- archive
 
 
+_EVENT_WORDS = {
+    "edited": "new version {v}",
+    "late": "an older version {v} arrived late",
+    "reverted": "back to version {v}",
+    "missing": "not shown in the channel's listing (not a confirmed deletion)",
+    "deleted": "🗑 deleted",
+    "restored": "♻️ restored: shown again after its deletion",
+    "present": "shown again",
+}
+
+
 def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
+    """Every version in the order telewatch observed it, what was observed when, and how a
+    deletion was established (docs/record.md)."""
     name = channel_label(h.channel_title, h.channel, h.channel_id)
     blocks = [
         f"<b>{esc(name)}</b> #{h.message_id} · posted {esc(local_time(h.date, tz))}\n"
@@ -101,8 +114,15 @@ def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
     ]
     prev: str | None = None
     for i, v in enumerate(h.versions, 1):
-        when = f"edited {local_time(v.edit_date, tz)}" if v.edit_date else "original"
-        head = f"<b>Version {i}</b> <i>({esc(when)}; seen {esc(local_time(v.seen_at, tz))})</i>"
+        if i == 1:
+            when = "original"
+        else:
+            when = f"edited {local_time(v.edit_date, tz)}" if v.edit_date else "edit time unknown"
+        current = "; current" if i == h.current and len(h.versions) > 1 else ""
+        head = (
+            f"<b>Version {i}</b> <i>({esc(when)}; seen {esc(local_time(v.seen_at, tz))}"
+            f"{current})</i>"
+        )
         if prev is None:
             body = esc(v.text)
         else:
@@ -110,11 +130,21 @@ def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
             body = styled(v.text, {"u": added})
         blocks.append(f"{head}\n{body or '<i>(no text)</i>'}")
         prev = v.text
+    if h.events:
+        lines = []
+        for e in h.events:
+            what = _EVENT_WORDS.get(e.kind, e.kind).format(v=e.version or "?")
+            why = f": {e.evidence}" if e.evidence and e.kind in ("deleted", "missing") else ""
+            lines.append(f"{esc(local_time(e.at, tz))} · {esc(what + why)}")
+        blocks.append("<b>Observed</b>\n" + "\n".join(lines))
     if h.deleted:
+        how = h.deleted_evidence or h.deleted_how
         blocks.append(
-            f"🗑 <b>Deleted</b> <i>(noticed {esc(local_time(h.deleted_at, tz))}"
-            f"{', ' + esc(h.deleted_how) if h.deleted_how else ''})</i>"
+            f"🗑 <b>Deleted</b> <i>(confirmed {esc(local_time(h.deleted_at, tz))}"
+            f"{': ' + esc(how) if how else ''})</i>"
         )
+    elif h.state == "missing":
+        blocks.append("<i>Not shown in the channel's listing; the deletion is not confirmed.</i>")
     return blocks
 
 
@@ -141,6 +171,8 @@ class Status:
     counts: OutboxCounts
     now: datetime
     inactive: Mapping[int, str | None]
+    paused_since: datetime | None = None  # delivery paused: the archive cannot be written
+    paused_reason: str | None = None
 
 
 def _ago(then: datetime | None, now: datetime) -> str:
@@ -171,7 +203,21 @@ def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
         alerts += f"\noldest pending since {esc(local_time(c.oldest_pending, tz))}"
     if c.failed:
         alerts += "\nfailed alerts keep their last error in the outbox (the alerts table)"
+    if c.unknown:
+        alerts += (
+            f"\n{c.unknown} of unknown outcome (no answer from Telegram: they may have been"
+            " delivered, so they were not resent; <code>telewatch alerts --status unknown</code>)"
+        )
+    if c.dropped:
+        alerts += f"\n{c.dropped} dropped on purpose (access withdrawn, or muted)"
     blocks = [alerts]
+    if st.paused_since is not None:
+        blocks.insert(
+            0,
+            f"⚠️ <b>Delivery paused</b> since {esc(local_time(st.paused_since, tz))}: the archive"
+            f" cannot be written ({esc(st.paused_reason or '')}). Free disk space, or end the"
+            " process holding its write lock.",
+        )
     if st.inactive:
         ids = ", ".join(f"<code>{cid}</code>" for cid in sorted(st.inactive))
         blocks.append(f"<b>Inactive chats</b>: {ids}")

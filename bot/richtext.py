@@ -121,12 +121,13 @@ def render(text: str, styles: Sequence[Style], start: int = 0, end: int | None =
             at = active[i - start]
             if st.tag not in at:
                 at[st.tag] = st.href or ""
+    runs = [_nestable(a) for a in active]
     out: list[str] = []
     run = 0
     for i in range(1, n + 1):
-        if i < n and active[i] == active[run]:
+        if i < n and runs[i] == runs[run]:
             continue
-        nested = _nestable(active[run])
+        nested = runs[run]
         out.extend(_open(t, href) for t, href in nested)
         out.append(esc(text[start + run : start + i]))
         out.extend(f"</{t}>" for t, _ in reversed(nested))

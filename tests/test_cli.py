@@ -336,6 +336,11 @@ def test_stats_json(db: Path) -> None:
     assert (uk["posts"], uk["channel"], uk["title"]) == (1, None, "Херсонська ОДА")
     human = run("stats", db=db).stdout
     assert "vsaldo" in human and "3 posts, 1 edited (1 new versions seen), 1 deletions" in human
+    assert "last full re-read never" in human
+    # Coverage per channel: the ids archived as ranges, ids never seen, watch windows.
+    assert ru["coverage"]["id_ranges"] == [[1, 3]] and ru["coverage"]["ids_never_seen"] == 0
+    assert ru["coverage"]["states"] == {"deleted": 1, "present": 2}
+    assert ru["missing_unconfirmed"] == 0 and ru["last_full_check"] is None
 
 
 # ---------------------------------------------------------------------------- export

@@ -166,13 +166,27 @@ class Signature:
 
 def signature(post: Post, *, text_hash: str | None = None) -> Signature:
     """The signature of a post as a source observed it."""
-    return Signature(
-        text_hash or text_sha(post.text),
-        links_part(post.entities),
-        format_part(post.entities),
-        media_part(post.media),
-        html_part(post.html),
-    )
+    text = text_hash or text_sha(post.text)
+    entities, media, html = post.entities, post.media, post.html
+    if not entities and not media and html is None:  # most posts: nothing but the text
+        return Signature(text, "", "", "", None)
+    links, fmt = _entity_parts(entities) if entities else ("", "")
+    return Signature(text, links, fmt, media_part(media) if media else "", html_part(html))
+
+
+def _entity_parts(entities: Iterable[Entity]) -> tuple[str, str]:
+    """:func:`links_part` and :func:`format_part` in one pass (the import's hot path)."""
+    links: list[str] = []
+    fmt: list[str] = []
+    for e in entities:
+        t = e.type
+        if t in LINK_ENTITIES:
+            links.append(f"{e.offset},{e.length},{e.url or ''}")
+        elif t not in DERIVED_ENTITIES:
+            fmt.append(f"{t},{e.offset},{e.length}")
+    if len(fmt) > 1:
+        fmt.sort()
+    return (_h(links) if links else "", _h(fmt) if fmt else "")
 
 
 def is_lossy(part: str | None) -> bool:

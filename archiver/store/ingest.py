@@ -335,7 +335,10 @@ class _Batch:
         self.filled: list[tuple[Any, ...]] = []
         self.states: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
-        self.batch_words: dict[int, list[tuple[int, str]]] = {}  # versions added this batch
+        # versions this batch added (not in the table until write()): a new post's first one,
+        # and later ones
+        self.first_words: dict[int, tuple[int, str]] = {}
+        self.batch_words: dict[int, list[tuple[int, str]]] = {}
         self.added = self.versions_added = self.updated = 0
         # An export's formatting and links are a lossy reading (archiver.record.content.LOSSY)
         self.lossy = source == ev.EXPORT
@@ -388,13 +391,12 @@ class _Batch:
             (vid, pid, pr.text, pr.entities, pr.edit_date, self.now, pr.sha, self.source, pr.raw,
              pr.words, sig, pr.content_sha)
         )  # fmt: skip
-        self.batch_words[pid] = [(vid, pr.words)]
+        self.first_words[pid] = (vid, pr.words)
         self.added += 1
         self.versions_added += 1
-        known = ev.Known(vid, Signature.load(pr.sha, sig), pr.edit_date)
         return _Existing(
             pid, vid, pr.sha, sig, pr.edit_date, ev.PRESENT, pr.date, pr.media_kind, pr.link,
-            ev.Since(pr.edit_date, self.source, self.now), [known],
+            ev.Since(pr.edit_date, self.source, self.now),
         )  # fmt: skip
 
     def doc(self, pr: Prepared, old: _Existing, words: str, *, deleted: bool = False) -> Doc:
@@ -407,8 +409,10 @@ class _Batch:
     async def words_of(self, post_id: int) -> list[tuple[int, str]]:
         """Every version of a post with its words: archived ones and this batch's."""
         have = await version_words(self.db, post_id)
+        first = self.first_words.get(post_id)
+        added = ([first] if first else []) + self.batch_words.get(post_id, [])
         seen = {v for v, _ in have}
-        return have + [(v, w) for v, w in self.batch_words.get(post_id, []) if v not in seen]
+        return have + [(v, w) for v, w in added if v not in seen]
 
     async def change_alerts(
         self, pr: Prepared, old: _Existing, kind: str, vid: int, prev: int, event_id: int
@@ -442,6 +446,8 @@ class _Batch:
             e.kind in (ev.NEW_VERSION, ev.LATE_VERSION) for e in events
         ):  # not the current content: is it an earlier version?
             old.versions = await _load_versions(self.db, old.post_id)
+            if not any(v.id == old.current for v in old.versions):  # written by this batch
+                old.versions.append(old.current_known())
             events = ev.observe(old.held(), seen)
         changed = False
         for e in events:

@@ -39,13 +39,10 @@ import json
 import logging
 import os
 import sqlite3
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-
-import aiosqlite
 
 from archiver.channels import post_link
 from archiver.store.archive import Archive, iso_utc, parse_ts, ts, utcnow
@@ -81,8 +78,10 @@ class AlertRow:
     reply_to: int | None  # Telegram message id of the earlier alert about this post, if sent
     entities: str | None = None  # JSON entities of ``text`` (UTF-16 offsets), as archived
     album: tuple[str, ...] = ()  # media kinds of every post of the album ("" for none)
-    deleted_how: str | None = None  # live | recheck | web_embed | manual ...
-    deleted_evidence: str | None = None  # one human line, when the archive has it
+    # deleted: how the deletion was confirmed (live | recheck | web_embed | manual) and the
+    # evidence in words, from the alert's own event (post_events), else from the post
+    deleted_how: str | None = None
+    deleted_evidence: str | None = None
     status: str = "pending"
 
     @property
@@ -143,7 +142,11 @@ class OutboxCounts:
 
 _ALERT_COLUMNS = """
 SELECT a.id, a.post_id, a.recipient, a.kind, a.rules, a.attempts, a.created_at, a.status,
-       p.channel_id, p.message_id, p.date, p.deleted_at, p.deleted_how, {evidence},
+       p.channel_id, p.message_id, p.date,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.at, p.deleted_at) END AS deleted_at,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.how, p.deleted_how) END AS deleted_how,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.evidence, p.deleted_evidence) END
+         AS deleted_evidence,
        p.media_kind, p.grouped_id, c.username, c.title, v.text, v.entities,
        pv.text AS old_text,
        (SELECT b.tg_message_id FROM alerts b
@@ -162,6 +165,7 @@ JOIN posts p ON p.id = a.post_id
 JOIN channels c ON c.id = p.channel_id
 JOIN versions v ON v.id = a.version_id
 LEFT JOIN versions pv ON pv.id = a.prev_version_id
+LEFT JOIN post_events e ON e.id = a.event_id
 """
 
 _PENDING_SQL = (
@@ -185,20 +189,6 @@ LIMIT ?
 
 _ONE_SQL = _ALERT_COLUMNS + "FROM alerts a" + _JOINS + "WHERE a.id = ?"
 
-# Columns that later schemas add to posts; an older archive reads NULL in their place.
-_OPTIONAL = ("deleted_evidence",)
-_columns: weakref.WeakKeyDictionary[Archive, frozenset[str]] = weakref.WeakKeyDictionary()
-
-
-async def _sql(archive: Archive, template: str) -> str:
-    cols = _columns.get(archive)
-    if cols is None:
-        rows = await archive.fetchall("SELECT name FROM pragma_table_info('posts')")
-        cols = frozenset(r[0] for r in rows)
-        _columns[archive] = cols
-    evidence = "p.deleted_evidence" if "deleted_evidence" in cols else "NULL"
-    return template.format(evidence=f"{evidence} AS deleted_evidence")
-
 
 async def pending(
     archive: Archive, limit: int, now: datetime | None = None, *, per_chat: int | None = None
@@ -207,15 +197,13 @@ async def pending(
     and at most ``per_chat`` per recipient (so one busy chat cannot hide the others).
     Alerts of inactive recipients are held back."""
     when = ts(now or utcnow())
-    rows = await archive.fetchall(
-        await _sql(archive, _PENDING_SQL), (when, per_chat or limit, limit)
-    )
+    rows = await archive.fetchall(_PENDING_SQL, (when, per_chat or limit, limit))
     return await _rows(archive, rows)
 
 
 async def get_alert(archive: Archive, alert_id: int) -> AlertRow | None:
     """One alert, whatever its status (the buttons under a sent alert read it)."""
-    rows = await archive.fetchall(await _sql(archive, _ONE_SQL), (alert_id,))
+    rows = await archive.fetchall(_ONE_SQL, (alert_id,))
     out = await _rows(archive, rows)
     return out[0] if out else None
 
@@ -298,46 +286,46 @@ Refusal = Callable[[int, bool | None], str | None]
 async def claim(
     archive: Archive, alert: AlertRow, refusal: Refusal | None = None, now: datetime | None = None
 ) -> tuple[Claim, str | None]:
-    """Step 1 of a send: in one transaction, check the recipient (``refusal(chat_id,
-    access_entry)`` says why it may not receive alerts, or None) and the mutes of its chat,
-    then record ``sending``. Returns what to do and, for DROPPED, the reason recorded."""
+    """Step 1 of a send: in one transaction, record ``sending`` and read the recipient's
+    entry of the access table and the mutes of its chat; when ``refusal(chat_id,
+    access_entry)`` gives a reason, or every rule of the alert is muted there, the alert
+    becomes ``dropped`` with the reason instead. Returns what to do and, for DROPPED, the
+    reason. (One statement on the common path: this is on delivery's hot path.)"""
     when = ts(now or utcnow())
     async with archive.transaction() as db:
+        async with db.execute(_CLAIM_SQL, (when, alert.id)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return Claim.GONE, None
         reason = None
         if refusal is not None:
-            override = None
-            if alert.recipient > 0:
-                async with db.execute(
-                    "SELECT allowed FROM access WHERE user_id = ?", (alert.recipient,)
-                ) as cur:
-                    row = await cur.fetchone()
-                override = None if row is None else bool(row[0])
-            reason = refusal(alert.recipient, override)
-        if reason is None and alert.rules:
-            reason = await _muted(db, alert.recipient, alert.rules, when)
-        if reason is not None:
-            cur = await db.execute(
-                "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
-                " WHERE id = ? AND status = 'pending'",
-                (reason[:500], alert.id),
-            )
-            return (Claim.DROPPED if cur.rowcount else Claim.GONE), reason
-        cur = await db.execute(
-            "UPDATE alerts SET status = 'sending' WHERE id = ? AND status = 'pending'",
-            (alert.id,),
+            reason = refusal(alert.recipient, None if row[0] is None else bool(row[0]))
+        if reason is None and row[1]:
+            reason = _muted(row[1], alert.rules)
+        if reason is None:
+            return Claim.SEND, None
+        await db.execute(
+            "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
+            " WHERE id = ?",
+            (reason[:500], alert.id),
         )
-        return (Claim.SEND if cur.rowcount else Claim.GONE), None
+        return Claim.DROPPED, reason
 
 
-async def _muted(
-    db: aiosqlite.Connection, chat_id: int, rules: tuple[str, ...], when: str | None
-) -> str | None:
-    """Why an alert of ``rules`` is not sent to ``chat_id``: every one of them is muted there."""
-    async with db.execute(
-        "SELECT rule, until FROM mutes WHERE chat_id = ? AND until > ?", (chat_id, when)
-    ) as cur:
-        muted = {r[0]: r[1] async for r in cur}
-    if not muted or any(name not in muted for name in rules):
+_CLAIM_SQL = """
+UPDATE alerts SET status = 'sending' WHERE id = ?2 AND status = 'pending'
+RETURNING
+    (SELECT allowed FROM access WHERE user_id = alerts.recipient AND alerts.recipient > 0),
+    (SELECT group_concat(rule || char(30) || until, char(31)) FROM mutes
+      WHERE chat_id = alerts.recipient AND until > ?1)
+"""
+
+
+def _muted(packed: str, rules: tuple[str, ...]) -> str | None:
+    """Why an alert of ``rules`` is not sent: every one of them is muted in its chat
+    (``packed``: the chat's mutes as ``rule<RS>until<US>...``)."""
+    muted = dict(item.split("\x1e", 1) for item in packed.split("\x1f"))
+    if not rules or any(name not in muted for name in rules):
         return None
     return "muted in this chat: " + ", ".join(f"{n} until {muted[n]} UTC" for n in rules)
 

@@ -388,6 +388,13 @@ class PostNotFound(TelewatchError):
     pass
 
 
+async def export_rows(archive: Archive, hits: Sequence[Hit]) -> list[dict[str, Any]]:
+    """The rows ``telewatch export`` and the bot's ``/export`` write: each hit's search fields
+    and its record (:func:`record_fields`)."""
+    extra = await record_fields(archive, [h.post_id for h in hits])
+    return [{**h.to_json(), **extra.get(h.post_id, {})} for h in hits]
+
+
 RECORD_FIELDS = (
     "state",
     "version_count",

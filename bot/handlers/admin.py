@@ -31,11 +31,14 @@ async def status_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if not await _admin(update, context):
         return
     svc = services(context)
+    delivery = svc.delivery
     st = Status(
         stats=await channel_stats(svc.archive),
         counts=await outbox.counts(svc.archive),
         now=datetime.now(UTC),
         inactive=await outbox.inactive_recipients(svc.archive),
+        paused_since=delivery.paused_since if delivery is not None else None,
+        paused_reason=delivery.paused_reason if delivery is not None else None,
     )
     await reply(update, status_blocks(st, svc.settings.display.timezone))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 from telegram.ext import ContextTypes
@@ -13,7 +14,7 @@ from archiver.channels import parse_ref
 from archiver.display import CsvWriter
 from archiver.query import Query, parse
 from archiver.store.channels import require_channel
-from archiver.store.search import Hit, iter_hits, iter_matches, search
+from archiver.store.search import Hit, export_rows, iter_hits, iter_matches, search
 from bot.format import MAX_MESSAGE, esc, split_html, u16len
 from bot.handlers.common import arg_text, callback_origin, reply, usage
 from bot.messages import PAGE_SIZE, channel_label, latest_blocks, search_page_html
@@ -157,7 +158,7 @@ async def export_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if not hits:
         await reply(update, [f"Nothing found for <code>{esc(text)}</code>: no file to send."])
         return
-    data = _encode(hits, fmt)
+    data = _encode(await export_rows(svc.archive, hits), fmt)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     caption = f"{len(hits)} result(s) for <code>{esc(text[:200])}</code>"
     if capped:
@@ -175,15 +176,17 @@ async def export_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     )
 
 
-def _encode(hits: list[Hit], fmt: str) -> bytes:
+def _encode(rows: list[dict[str, Any]], fmt: str) -> bytes:
+    """CSV or JSON lines of the export rows: every version's story is in them (the first
+    text, the edit times, the deletion and its evidence; JSON lines: every version)."""
     buf = io.StringIO()
     if fmt == "jsonl":
         import json
 
-        for h in hits:
-            buf.write(json.dumps(h.to_json(), ensure_ascii=False) + "\n")
+        for row in rows:
+            buf.write(json.dumps(row, ensure_ascii=False) + "\n")
     else:
         writer = CsvWriter(buf)
-        for h in hits:
-            writer.write(h.to_json())
+        for row in rows:
+            writer.write(row)
     return buf.getvalue().encode("utf-8")

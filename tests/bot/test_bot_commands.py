@@ -134,10 +134,22 @@ MEMBER_COMMANDS: list[tuple[str, list[str], list[str]]] = [
     ("/channels", ["Salt &amp; Pepper &lt;News&gt;", "9 posts", "1 deletions"], []),
     (
         "/history https://t.me/saltpepper/8",
-        ["Version 1", "Мирные переговоры\n", "Version 2", "<u>сорваны</u>"],
+        [
+            "Version 1",
+            "Мирные переговоры\n",
+            "Version 2",
+            "<u>сорваны</u>",
+            "current",
+            "<b>Observed</b>",
+            "new version 2",
+        ],
         ["Deleted"],
     ),
-    ("/history t.me/saltpepper/9", ["Удалённая новость", "Deleted"], []),
+    (
+        "/history t.me/saltpepper/9",
+        ["Удалённая новость", "Deleted", "confirmed", "Telegram reported the deletion"],
+        [],
+    ),
     ("/history t.me/saltpepper/99", ["no post 99"], []),
     ("/history saltpepper", ["Usage: <code>/history LINK</code>", "t.me/vsaldo/123"], []),
     ("/search", ["Usage: <code>/search QUERY</code>"], []),
@@ -221,6 +233,13 @@ async def test_export_jsonl(bot: Harness) -> None:
     (line,) = data.decode("utf-8").splitlines()
     record = json.loads(line)
     assert record["message_id"] == 8 and record["edited"] is True
+    # The record travels with the export: the first text, every version, the edit times.
+    assert record["first_text"] == "Мирные переговоры"
+    assert [v["text"] for v in record["versions"]] == [
+        "Мирные переговоры",
+        "Мирные переговоры сорваны",
+    ]
+    assert record["version_count"] == 2 and len(record["edit_times"]) == 1
     assert "exports hold at most 3" in doc.params["caption"]
 
 

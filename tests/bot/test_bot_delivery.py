@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from botkit import (
+    CHANNEL,
     GROUP,
     KYIV,
     MEMBER,
@@ -29,6 +30,7 @@ from telegram import Bot
 
 from archiver.store import outbox
 from archiver.store.archive import Archive
+from archiver.store.deletions import confirm_deleted, confirm_present
 from bot.alerts import alert_html
 from bot.delivery import Delivery, Limits, RateLimiter, RetryPolicy
 
@@ -358,3 +360,30 @@ async def test_a_stop_lets_the_send_in_flight_be_recorded(
     assert len(api.sent()) == 1
     (row,) = await alert_rows(archive)
     assert row["status"] == "sent"
+
+
+async def test_every_kind_through_the_record(setup: tuple[FakeBotApi, Archive]) -> None:
+    """new, edited, reverted, deleted (with how it was confirmed and the evidence) and
+    restored, as the record queues them, each delivered once as a reply to the first."""
+    api, archive = setup
+    await queue_alerts(archive, ["Началась война"])
+    await edit_post(archive, 1, "Началась большая война")
+    await edit_post(archive, 1, "Началась война", hours=2)  # back to the first text
+    await confirm_deleted(
+        archive, CHANNEL, [1], how="web_embed", evidence='the post page said "Post not found"',
+        alerts=True,
+    )  # fmt: skip
+    await confirm_present(archive, CHANNEL, [1], how="recheck", alerts=True)
+    kinds = [r["kind"] for r in await alert_rows(archive)]
+    assert kinds == ["new", "edited", "reverted", "deleted", "restored"]
+    async with delivering(api, archive):
+        calls = await api.wait_for(chat_id=MEMBER, count=5)
+    new, edited, reverted, deleted, restored = (c.text for c in calls)
+    assert "new post" in new
+    assert "edited" in edited and "<u>большая</u>" in edited
+    assert "edit reverted" in reverted and "<s>большая</s>" in reverted
+    assert "the post page said it was not found" in deleted
+    assert 'Evidence: the post page said "Post not found"' in deleted
+    assert "an earlier deletion alert about it was wrong" in restored
+    first = calls[0].result["message_id"]
+    assert all(c.json("reply_parameters")["message_id"] == first for c in calls[1:])

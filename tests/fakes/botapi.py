@@ -33,7 +33,7 @@ import itertools
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +90,9 @@ class FakeBotApi:
         self.base_url = ""
         self.received: dict[str, int] = {}  # requests that arrived, per method (even unanswered)
         self.fetched = 0  # the highest update id the bot confirmed (getUpdates offset - 1)
-        self.on_call: Callable[[Call], None] | None = None
+        # Called with each successful call before it is answered (a fault can be injected
+        # there: the client gets its answer only once an awaitable it returns is done).
+        self.on_call: Callable[[Call], Awaitable[None] | None] | None = None
 
     # ------------------------------------------------------------------ server
 
@@ -315,7 +317,9 @@ class FakeBotApi:
         call.result = result
         self.calls.append(call)
         if self.on_call is not None:
-            self.on_call(call)
+            pending = self.on_call(call)
+            if pending is not None:
+                await pending
         await self._notify()
         return _ok(result)
 

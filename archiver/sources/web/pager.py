@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from archiver.config import Backfill
 from archiver.errors import SourceError
-from archiver.models import IngestStats, Post
+from archiver.models import ChannelInfo, IngestStats, Post
 from archiver.record.reread import rotation_quota
 from archiver.sources.web.client import TmeClient
 from archiver.sources.web.page import EmbedPage, WebPage, is_derived_id
@@ -500,6 +500,9 @@ class ChannelPass:
                     f"{info.id}); the archive has it as channel {row.id}: check the channel "
                     "and update the config"
                 )
+        if row is not None and _unchanged(row, info):
+            self.channel_id = row.id  # the header as archived: no write
+            return row.id
         stored = await upsert_channel(self.archive, info, source=SOURCE)
         self.channel_id = stored.id
         return stored.id
@@ -519,6 +522,18 @@ class ChannelPass:
             )
             self.floor = int(row[0]) if row is not None and row[0] is not None else 1
         return self.floor
+
+
+def _unchanged(row: ChannelRow, info: ChannelInfo) -> bool:
+    """Whether the page's header says what the archive holds (upsert_channel would write
+    nothing: a None never overwrites a known value)."""
+    return (
+        row.id == info.id
+        and (info.username is None or info.username.lower() == row.username)
+        and info.title in (None, row.title)
+        and info.description in (None, row.description)
+        and info.subscribers in (None, row.subscribers)
+    )
 
 
 async def _nothing() -> AsyncGenerator[None, None]:
