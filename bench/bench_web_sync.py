@@ -185,12 +185,13 @@ async def measure(args: argparse.Namespace, base: str) -> list[dict[str, Any]]:
 async def _one(what: str, base: str, run: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
     r0 = await served(base)
     t0, w0 = cpu(), time.perf_counter()
-    await run()
+    result = await run()
     return {
         "what": what,
         "cpu": cpu() - t0,
         "wall": time.perf_counter() - w0,
         "requests": await served(base) - r0,
+        "spent": getattr(result, "spent", None),  # per phase (this round's code)
     }
 
 
@@ -227,6 +228,9 @@ def main() -> None:
         print(f"| {r['what']} | {r['requests']:,} | {r['cpu']:.2f} |"
               f" {1000 * r['cpu'] / args.channels:.1f} |"
               f" {1000 * r['cpu'] / max(r['requests'], 1):.1f} | {r['wall']:.1f} |")  # fmt: skip
+    for r in rows:
+        if r.get("spent"):
+            print(f"{r['what']}: requests per phase {r['spent']}")
     print(json.dumps(rows))
 
 

@@ -19,17 +19,25 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from archiver.models import Entity, Media, Post
 
 # Derived from the text by Telegram's clients and servers: not content of their own.
+# Every source names a phone number "phone_number" (Telethon's MessageEntityPhone, the
+# export's "phone" and the web's tel: links are mapped to it): "phone" alone matched none.
 DERIVED_ENTITIES = frozenset(
-    {"url", "mention", "hashtag", "cashtag", "email", "phone", "bot_command", "bank_card",
-     "unknown", "plain"}
+    {"url", "mention", "hashtag", "cashtag", "email", "phone", "phone_number", "bot_command",
+     "bank_card", "unknown", "plain"}
 )  # fmt: skip
 LINK_ENTITIES = frozenset({"text_link", "mention_name", "text_mention"})
 SEP = "|"
+# Telegram Desktop's export keeps only the first of overlapping entities (``ParseText`` in
+# tdesktop's export/data/export_data.cpp skips an entity that starts before the end of the
+# text written so far: a bold link keeps its bold or its link, a quote loses the bold inside
+# it). An export's formatting and links are stored with this mark, compared with another
+# export's only, and replaced by a complete reading's when a live source reads the same content.
+LOSSY = "x"
 _NO_FILE = frozenset({"poll", "geo", "contact", "venue", "dice", "game"})
 
 
@@ -152,7 +160,8 @@ class Signature:
     @property
     def content_sha(self) -> str:
         """One SHA-256 over every part: the version's content hash."""
-        return hashlib.sha256(f"{self.text}{SEP}{self.dump()}".encode()).hexdigest()
+        dump = _unmarked(self.dump())
+        return hashlib.sha256(f"{self.text}{SEP}{dump}".encode()).hexdigest()
 
 
 def signature(post: Post, *, text_hash: str | None = None) -> Signature:
@@ -178,3 +187,46 @@ def _entity_parts(entities: Iterable[Entity]) -> tuple[str, str]:
     if len(fmt) > 1:
         fmt.sort()
     return (_h(links) if links else "", _h(fmt) if fmt else "")
+
+
+def is_lossy(part: str | None) -> bool:
+    """Whether a formatting or links part came from an export (see :data:`LOSSY`)."""
+    return part is not None and part.startswith(LOSSY)
+
+
+def lossy_dump(dump: str) -> str:
+    """An export's :meth:`Signature.dump` with its formatting and links marked as a lossy
+    reading (on the stored form: an import marks every post, so it is kept cheap). The
+    mark says who read the parts, not what they are: :attr:`Signature.content_sha` leaves
+    it out."""
+    links, fmt, rest = dump.split(SEP, 2)
+    return (
+        f"{LOSSY if links != '?' else ''}{links}{SEP}{LOSSY if fmt != '?' else ''}{fmt}{SEP}{rest}"
+    )
+
+
+def _unmarked(dump: str) -> str:
+    if LOSSY not in dump:  # hashes are hex: only a mark holds an x
+        return dump
+    return SEP.join(p.removeprefix(LOSSY) for p in dump.split(SEP))
+
+
+def comparable(seen: Signature, known: Signature) -> Signature:
+    """``seen`` as it compares with ``known``: formatting and links are unknown between an
+    export's lossy reading and a complete one (see :data:`LOSSY`)."""
+    links = seen.links if is_lossy(seen.links) == is_lossy(known.links) else None
+    fmt = seen.fmt if is_lossy(seen.fmt) == is_lossy(known.fmt) else None
+    if links == seen.links and fmt == seen.fmt:
+        return seen
+    return replace(seen, links=links, fmt=fmt)
+
+
+def kept(seen: Signature, known: Signature) -> Signature:
+    """What to keep for a stored version read again with the same content: the parts it did
+    not know, and a complete reading's formatting and links in place of an export's."""
+    out = comparable(seen, known).merged(known)
+    if is_lossy(known.links) and seen.links is not None and not is_lossy(seen.links):
+        out = replace(out, links=seen.links)
+    if is_lossy(known.fmt) and seen.fmt is not None and not is_lossy(seen.fmt):
+        out = replace(out, fmt=seen.fmt)
+    return out

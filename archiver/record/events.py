@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archiver.record.content import Signature
+from archiver.record.content import Signature, comparable, kept
 
 PRESENT, MISSING, DELETED, RESTORED = "present", "missing", "deleted", "restored"
 STATES = (PRESENT, MISSING, DELETED, RESTORED)
@@ -30,6 +30,7 @@ STATES = (PRESENT, MISSING, DELETED, RESTORED)
 LIVE_SOURCES = frozenset({"telethon", "web"})
 # Sources that always date an edit (Telegram, exports); the web preview never does.
 DATED_SOURCES = frozenset({"telethon", "export"})
+EXPORT = "export"  # a copy made in the past, whose formatting and links are lossy
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +43,27 @@ class Known:
 
 
 @dataclass(frozen=True, slots=True)
+class Since:
+    """How the current version became current (its first observation, or the revert that
+    made it current again): Telegram's edit time when the source gave one (``None``: the
+    original text, or the web preview, which gives none), the source, and when telewatch
+    observed it. Times in the archive's form (``YYYY-MM-DD HH:MM:SS`` UTC)."""
+
+    edit_date: str | None
+    source: str | None = None  # None: not known (then only edit times are compared)
+    at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Held:
     """What the archive holds for a post: its versions in the order observed, which one is
-    current, and its deletion state."""
+    current, its deletion state, and how the current one became current (``None``: as the
+    current version was first observed, with its own edit time)."""
 
     versions: tuple[Known, ...]
     current: int  # a version id
     state: str = PRESENT
+    since: Since | None = None
 
     def version(self, vid: int) -> Known:
         for v in self.versions:
@@ -64,6 +79,9 @@ class Seen:
     sig: Signature
     source: str
     edit_date: str | None = None
+    # A service message ("Channel created", a pin): Telegram never edits one, and sources
+    # render it differently (the export writes an empty text, the web preview the words).
+    service: bool = False
 
 
 # Events. ``kind`` names them in the archive (post_events.kind) and in alerts.
@@ -87,15 +105,23 @@ class Event:
     parts: tuple[str, ...] = ()  # for NEW_VERSION / LATE_VERSION: which parts changed
 
 
-def _newer(seen: str | None, current: str | None, source: str) -> bool:
-    """Whether an observation is newer than the current version. Telegram and exports date
-    every edit; the web preview never does, and observes in time order. An undated text from
-    a dated source is older than a dated current one."""
-    if current is None:
+def _newer(seen: Seen, since: Since) -> bool:
+    """Whether an observation is newer than the current version. The web preview never dates
+    an edit, and observes in time order. Telegram and exports date every edit (an undated
+    text is the original): a dated text is newer than a current text with an earlier edit
+    time (a revert's included), than the original, or than a text the web preview showed
+    before that edit time. An original text never follows another text."""
+    if seen.source not in DATED_SOURCES:
         return True
-    if seen is not None:
-        return seen > current
-    return source not in DATED_SOURCES
+    if since.edit_date is not None:
+        return seen.edit_date is not None and seen.edit_date > since.edit_date
+    if since.source is None or since.at is None:
+        return True  # nothing known of when the current text was written
+    if seen.edit_date is None:
+        return False
+    if since.source in DATED_SOURCES:
+        return True  # the current text is the original
+    return seen.edit_date > since.at  # the web showed the current text at `at`
 
 
 def observe(held: Held | None, seen: Seen) -> list[Event]:
@@ -105,18 +131,26 @@ def observe(held: Held | None, seen: Seen) -> list[Event]:
     events: list[Event] = []
     if seen.source in LIVE_SOURCES and held.state in (MISSING, DELETED):
         events.append(Event(RESTORED_EV if held.state == DELETED else PRESENT_EV, held.current))
+    if seen.service:  # another rendering of the same action: never a version
+        return events
     cur = held.version(held.current)
-    if cur.sig.same(seen.sig):
-        if seen.sig.merged(cur.sig) != cur.sig:
+    if seen.sig == cur.sig:  # the same reading again (most re-reads): nothing to compare
+        return events
+    view = comparable(seen.sig, cur.sig)
+    if cur.sig.same(view):
+        if kept(seen.sig, cur.sig) != cur.sig:
             events.append(Event(FILLED, cur.id))
         return events
-    match = next((v for v in reversed(held.versions) if v.sig.same(seen.sig)), None)
+    match = next(
+        (v for v in reversed(held.versions) if v.sig.same(comparable(seen.sig, v.sig))), None
+    )
+    since = held.since or Since(cur.edit_date)
     if match is not None:  # an earlier text again: a revert, or an old copy arriving late
-        if _newer(seen.edit_date, cur.edit_date, seen.source):
+        if _newer(seen, since):
             events.append(Event(REVERTED, match.id, cur.id))
         return events
-    parts = seen.sig.changed_parts(cur.sig)
-    if _newer(seen.edit_date, cur.edit_date, seen.source):
+    parts = view.changed_parts(cur.sig)
+    if _newer(seen, since):
         events.append(Event(NEW_VERSION, None, cur.id, parts))
     else:
         events.append(Event(LATE_VERSION, None, cur.id, parts))

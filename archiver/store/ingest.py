@@ -23,7 +23,7 @@ import aiosqlite
 from archiver.models import Entity, IngestStats, Media, Post
 from archiver.query import Doc
 from archiver.record import events as ev
-from archiver.record.content import Signature, signature, text_sha
+from archiver.record.content import Signature, kept, lossy_dump, signature, text_sha
 from archiver.store.archive import Archive, Matcher, ts, utcnow
 from archiver.store.followups import (
     Recipients,
@@ -117,6 +117,7 @@ class _Existing:
     date: str
     media_kind: str | None
     has_link: bool
+    since: ev.Since | None = None  # how the current version became current
     versions: list[ev.Known] | None = None  # every version in the order observed, lazily
 
     def current_known(self) -> ev.Known:
@@ -124,7 +125,7 @@ class _Existing:
 
     def held(self) -> ev.Held:
         versions = tuple(self.versions) if self.versions is not None else (self.current_known(),)
-        return ev.Held(versions, self.current, self.state)
+        return ev.Held(versions, self.current, self.state, self.since)
 
 
 async def _fetch_existing(
@@ -141,14 +142,20 @@ async def _fetch_existing(
             marks = ",".join("?" * len(chunk))
             sql = (
                 "SELECT p.message_id, p.id, p.current_version_id, v.sha256, v.content_sig,"
-                " v.edit_date, p.state, p.date, p.media_kind, p.has_link"
+                " v.edit_date, p.state, p.date, p.media_kind, p.has_link,"
+                " e.id, e.edit_date, coalesce(e.source, v.source), coalesce(e.at, v.seen_at)"
                 " FROM posts p JOIN versions v ON v.id = p.current_version_id"
+                # the revert that made the current version current again, if one did
+                " LEFT JOIN post_events e ON e.id = (SELECT max(r.id) FROM post_events r"
+                " WHERE r.post_id = p.id AND r.kind = 'reverted')"
+                " AND e.version_id = p.current_version_id"
                 f" WHERE p.channel_id = ? AND p.message_id IN ({marks})"
             )
             async with db.execute(sql, (channel_id, *chunk)) as cur:
                 async for r in cur:
+                    since = ev.Since(r[11] if r[10] is not None else r[5], r[12], r[13])
                     out[(channel_id, r[0])] = _Existing(
-                        r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9])
+                        r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), since
                     )
     return out
 
@@ -333,13 +340,19 @@ class _Batch:
         self.first_words: dict[int, tuple[int, str]] = {}
         self.batch_words: dict[int, list[tuple[int, str]]] = {}
         self.added = self.versions_added = self.updated = 0
+        # An export's formatting and links are a lossy reading (archiver.record.content.LOSSY)
+        self.lossy = source == ev.EXPORT
 
-    def version_row(self, pr: Prepared, post_id: int) -> int:
+    def sig(self, pr: Prepared) -> str:
+        """The stored form of a reading's parts after the text."""
+        return lossy_dump(pr.sig) if self.lossy else pr.sig
+
+    def version_row(self, pr: Prepared, post_id: int, sig: str) -> int:
         self.seq += 1
         vid = version_key(pr.seconds, self.seq)
         self.new_versions.append(
             (vid, post_id, pr.text, pr.entities, pr.edit_date, self.now, pr.sha, self.source,
-             pr.raw, pr.words, pr.sig, pr.content_sha)
+             pr.raw, pr.words, sig, pr.content_sha)
         )  # fmt: skip
         self.batch_words.setdefault(post_id, []).append((vid, pr.words))
         self.versions_added += 1
@@ -369,20 +382,22 @@ class _Batch:
         pid = self.post_id
         self.seq += 1
         vid = version_key(pr.seconds, self.seq)
+        sig = self.sig(pr)
         self.new_posts.append(
             (pid, pr.channel_id, pr.message_id, pr.date, self.now, self.source, vid,
              int(pr.edited), *pr.counts, self.now, *pr.post_fields)
         )  # fmt: skip
         self.new_versions.append(
             (vid, pid, pr.text, pr.entities, pr.edit_date, self.now, pr.sha, self.source, pr.raw,
-             pr.words, pr.sig, pr.content_sha)
+             pr.words, sig, pr.content_sha)
         )  # fmt: skip
         self.first_words[pid] = (vid, pr.words)
         self.added += 1
         self.versions_added += 1
         return _Existing(
-            pid, vid, pr.sha, pr.sig, pr.edit_date, ev.PRESENT, pr.date, pr.media_kind, pr.link
-        )
+            pid, vid, pr.sha, sig, pr.edit_date, ev.PRESENT, pr.date, pr.media_kind, pr.link,
+            ev.Since(pr.edit_date, self.source, self.now),
+        )  # fmt: skip
 
     def doc(self, pr: Prepared, old: _Existing, words: str, *, deleted: bool = False) -> Doc:
         return make_doc(
@@ -424,7 +439,8 @@ class _Batch:
     async def observe(self, pr: Prepared, old: _Existing) -> None:
         """Decide what a reading of an archived post means, and gather its rows."""
         self.counters.append((*pr.counts, self.now, old.post_id))
-        seen = ev.Seen(Signature.load(pr.sha, pr.sig), self.source, pr.edit_date)
+        sig = self.sig(pr)
+        seen = ev.Seen(Signature.load(pr.sha, sig), self.source, pr.edit_date, pr.is_service)
         events = ev.observe(old.held(), seen)
         if old.versions is None and any(
             e.kind in (ev.NEW_VERSION, ev.LATE_VERSION) for e in events
@@ -435,11 +451,11 @@ class _Batch:
             events = ev.observe(old.held(), seen)
         changed = False
         for e in events:
-            changed = await self._apply(pr, old, e) or changed
+            changed = await self._apply(pr, old, e, seen.sig) or changed
         if not changed:
             self.updated += 1
 
-    async def _apply(self, pr: Prepared, old: _Existing, e: ev.Event) -> bool:
+    async def _apply(self, pr: Prepared, old: _Existing, e: ev.Event, seen: Signature) -> bool:
         """Gather the rows of one event; whether it changed the content or state."""
         if e.kind in (ev.RESTORED_EV, ev.PRESENT_EV):
             old.state = ev.state_after(old.state, e)
@@ -452,7 +468,7 @@ class _Batch:
                 await self.restore_alerts(old.post_id, old.current, eid)
             return True
         if e.kind == ev.FILLED:
-            merged = Signature.load(pr.sha, pr.sig).merged(old.current_known().sig)
+            merged = kept(seen, old.current_known().sig)
             self.filled.append((merged.dump(), merged.content_sha, old.current))
             old.sig = merged.dump()
             if old.versions is not None:
@@ -469,11 +485,12 @@ class _Batch:
             target = old.held().version(e.version)
             old.sha, old.sig = target.sig.text, target.sig.dump()
             old.edit_date = pr.edit_date or target.edit_date
+            old.since = ev.Since(pr.edit_date, self.source, self.now)
             await self.change_alerts(pr, old, "reverted", e.version, e.prev, eid)
             return True
         if e.kind in (ev.NEW_VERSION, ev.LATE_VERSION):
-            vid = self.version_row(pr, old.post_id)
-            known = ev.Known(vid, Signature.load(pr.sha, pr.sig), pr.edit_date)
+            vid = self.version_row(pr, old.post_id, seen.dump())
+            known = ev.Known(vid, seen, pr.edit_date)
             assert old.versions is not None
             old.versions.append(known)
             if e.kind == ev.LATE_VERSION:  # an older text arriving late: history, not current
@@ -488,7 +505,8 @@ class _Batch:
             eid = self.event(
                 old.post_id, ev.NEW_VERSION, vid, prev, edit_date=pr.edit_date, parts=e.parts
             )
-            old.current, old.sha, old.sig, old.edit_date = vid, pr.sha, pr.sig, pr.edit_date
+            old.current, old.sha, old.sig, old.edit_date = vid, pr.sha, seen.dump(), pr.edit_date
+            old.since = ev.Since(pr.edit_date, self.source, self.now)
             await self.change_alerts(pr, old, "edited", vid, prev, eid)
             return True
         raise AssertionError(f"unexpected event {e.kind}")

@@ -14,7 +14,13 @@ from fakes.tme import FakeClock, FakeTme, nested, oversized, trickle
 
 from archiver.errors import SourceError
 from archiver.sources.web import TmeClient, sync_web_channel
-from archiver.sources.web.page import MAX_DEPTH, PageRefused, check_markup, parse_page
+from archiver.sources.web.page import (
+    MAX_DEPTH,
+    SCAN_ABOVE,
+    PageRefused,
+    check_markup,
+    parse_page,
+)
 from archiver.store.archive import Archive
 from sources.webkit import NOW, settings, texts, web
 
@@ -112,7 +118,7 @@ async def test_a_hostile_page_fails_the_channel_and_keeps_the_archive(
     ch = tme.channel("vsaldo")
     ch.add_texts(range(1, 46))
     await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
-    tme.fail("vsaldo", nested(1_000))
+    tme.fail("vsaldo", nested(3_000))
     with pytest.raises(SourceError, match=r"^@vsaldo: the page nests"):
         await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
     assert list(await texts(archive)) == list(range(1, 46))
@@ -120,7 +126,7 @@ async def test_a_hostile_page_fails_the_channel_and_keeps_the_archive(
 
 @pytest.mark.parametrize(
     "answer",
-    [oversized(200_000, declared=False), nested(1_000), trickle(total=400, every=0.05)],
+    [oversized(200_000, declared=False), nested(3_000), trickle(total=400, every=0.05)],
     ids=["oversized", "nested", "trickle"],
 )
 async def test_a_hostile_post_page_is_unknown(
@@ -138,9 +144,26 @@ async def test_a_hostile_post_page_is_unknown(
 def test_check_markup_passes_real_pages_and_refuses_deep_ones() -> None:
     page = "<html><body>" + "<div><p>x</p><br><img src=x></div>" * 3_000 + "</body></html>"
     check_markup(page)  # wide, not deep
-    check_markup("<div>" * MAX_DEPTH + "</div>" * MAX_DEPTH)
+    deep = SCAN_ABOVE + 1
+    check_markup("<div>" * MAX_DEPTH + "</div>" * MAX_DEPTH + "<br>" * deep)
     with pytest.raises(PageRefused):
-        check_markup("<div>" * (MAX_DEPTH + 1))
+        check_markup("<div>" * deep)
     with pytest.raises(PageRefused):
         parse_page("<section>" * 50_000)  # refused before Lexbor's quadratic walk
-    check_markup("<svg>" + '<path d="M0"/>' * 1_000 + "</svg>")  # self-closing tags
+    check_markup("<svg>" + '<path d="M0"/>' * deep + "</svg>")  # self-closing tags
+
+
+def test_the_text_walker_does_not_recurse() -> None:
+    """Below SCAN_ABOVE tags nothing is refused, so the text walker must not depend on the
+    nesting: it keeps its own stack (before, it recursed once per level, and nesting deeper
+    than Python's recursion limit ended in RecursionError). The guard is lifted here to show
+    it with 5,000 levels."""
+    text = "<b>" * 5_000 + "deep" + "</b>" * 5_000
+    html = (
+        '<section class="tgme_channel_history"><div class="tgme_widget_message" '
+        'data-post="vsaldo/7"><div class="tgme_widget_message_text">'
+        f'{text}</div><time datetime="2026-09-01T08:00:00+00:00"></time></div></section>'
+    )
+    page = parse_page(html, username="vsaldo", max_depth=10**6)
+    assert page.posts[0].text == "deep"
+    assert page.posts[0].entities[0].type == "bold"

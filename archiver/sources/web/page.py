@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -165,12 +165,15 @@ def _text(node: LexborNode | None) -> str | None:
 
 
 def _inside(node: LexborNode, top: LexborNode, classes: frozenset[str]) -> bool:
-    """Whether ``node`` lies under an element of one of ``classes`` below ``top``."""
+    """Whether ``node`` lies under an element of one of ``classes`` below ``top``, looking up
+    at most :data:`MAX_DEPTH` levels (real posts nest about 15 below their block)."""
     cur = node.parent
-    while cur is not None and cur.mem_id != top.mem_id:
+    steps = 0
+    while cur is not None and cur.mem_id != top.mem_id and steps < MAX_DEPTH:
         if _classes(cur) & classes:
             return True
         cur = cur.parent
+        steps += 1
     return False
 
 
@@ -272,8 +275,23 @@ class _TextBuilder:
             self.html.append(escape(s, quote=False))
 
     def walk(self, node: LexborNode, *, in_pre: bool = False) -> None:
-        # Recursion depth is the markup's nesting, which check_markup() caps before parsing.
-        for child in node.iter(include_text=True):
+        """Depth first through ``node``'s children, with a stack of its own (no recursion:
+        markup nested a thousand deep is no harm here)."""
+        # A frame: the children left, whether inside <pre>, and what to do on leaving the
+        # element (its tag, entity type and URL, and where its text started).
+        stack: list[tuple[Iterator[LexborNode], bool, tuple[str, str | None, str | None, int]]]
+        stack = [(iter(node.iter(include_text=True)), in_pre, ("", None, None, 0))]
+        while stack:
+            children, pre, leave = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                closing, etype, url, start = leave
+                if closing and closing not in _VOID:
+                    self.html.append(f"</{closing}>")
+                if etype is not None and self.pos > start:
+                    self.entities.append(Entity(etype, start, self.pos - start, url))
+                continue
             tag = child.tag
             if tag == "-text":
                 self.add(child.text_content or "")
@@ -289,14 +307,10 @@ class _TextBuilder:
             if "emoji" in cls:  # <i class="emoji"><b>👍</b></i>: a picture of the character
                 self.add(child.text(deep=True))
                 continue
-            etype, url = self._classify(child, cls, in_pre)
-            start = self.pos
+            etype, url = self._classify(child, cls, pre)
             self.html.append(_open_tag(child, tag))
-            self.walk(child, in_pre=in_pre or tag == "pre")
-            if tag not in _VOID:
-                self.html.append(f"</{tag}>")
-            if etype is not None and self.pos > start:
-                self.entities.append(Entity(etype, start, self.pos - start, url))
+            frame = (tag, etype, url, self.pos)
+            stack.append((iter(child.iter(include_text=True)), pre or tag == "pre", frame))
 
     @staticmethod
     def _classify(
@@ -714,6 +728,11 @@ def parse_page(
 # costs time quadratic in depth (bench figures in docs/benchmarks.md), and the text walker
 # recurses once per level.
 MAX_DEPTH = 256
+# Pages with fewer tags are not scanned: nested as deep as they can be, Lexbor spends about
+# 6 ms on them, and the parser's own walks do not recurse (the text walker keeps a stack, the
+# look up for the post's own parts stops after MAX_DEPTH levels). A real page of 20 posts has
+# 800-1,100 tags, so the scan (0.5 ms a page) is spent only on unusual pages.
+SCAN_ABOVE = 2_000
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
 _VOID_TAGS = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
@@ -729,8 +748,8 @@ def check_markup(html: str | bytes, *, max_depth: int = MAX_DEPTH) -> None:
     """Refuse markup whose elements nest deeper than ``max_depth``: one linear scan of the tags
     (an upper bound: an element left open counts as still open), no parsing, no content read."""
     text = html.decode("utf-8", "replace") if isinstance(html, bytes) else html
-    if text.count("<") <= max_depth:
-        return
+    if text.count("<") <= max(max_depth, SCAN_ABOVE):
+        return  # too few tags to cost much, however they nest (see SCAN_ABOVE)
     depth = 0
     find = text.find
     for m in _TAG.finditer(text):

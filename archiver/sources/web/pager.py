@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from archiver.config import Backfill
 from archiver.errors import SourceError
-from archiver.models import IngestStats, Post
+from archiver.models import ChannelInfo, IngestStats, Post
 from archiver.record.reread import rotation_quota
 from archiver.sources.web.client import TmeClient
 from archiver.sources.web.page import EmbedPage, WebPage, is_derived_id
@@ -60,6 +60,7 @@ SOURCE = "web"
 # consecutive messages (album items count), so a gap this wide means 50 posts deleted in a
 # row, or an id that does not belong there (a mirror, a forwarded or pinned post).
 JUMP = 50
+PAGE_POSTS = 20  # posts a listing page shows
 CONFIRM_PER_PASS = 100  # missing posts of one channel looked at per pass (the budget decides)
 EVIDENCE = 'the post page said "Post not found"'
 EMBED = "web_embed"  # how a deletion or a presence was established: the post's own page
@@ -305,7 +306,14 @@ class ChannelPass:
             started_at=state.started_at,
             now=self.now,
             period=self.period,
+            interval=self._interval(),
         )
+        if state.started_at is not None and quota < min(PAGE_POSTS, remaining):
+            # On schedule: rotation_quota asks for at least one post a pass, and a page holds
+            # about 20. Reading one every pass would run the round far ahead of its period (a
+            # page per channel every 15 minutes); wait until a page's worth is due.
+            self.done.add("rotation")
+            return
         cursor = top
         read = 0
         while read < quota:
@@ -500,6 +508,9 @@ class ChannelPass:
                     f"{info.id}); the archive has it as channel {row.id}: check the channel "
                     "and update the config"
                 )
+        if row is not None and _unchanged(row, info):
+            self.channel_id = row.id  # the header as archived: no write
+            return row.id
         stored = await upsert_channel(self.archive, info, source=SOURCE)
         self.channel_id = stored.id
         return stored.id
@@ -512,6 +523,15 @@ class ChannelPass:
         )
         return int(row[0]) if row is not None else 0
 
+    def _interval(self) -> timedelta | None:
+        """The time since the channel's previous pass: the guess of the time to the next one
+        (None when unknown or implausible)."""
+        last = self.row.last_sync_at if self.row is not None else None
+        if last is None:
+            return None
+        gap = self.now - last
+        return gap if timedelta(0) < gap < self.period else None
+
     async def _floor(self) -> int:
         if self.floor is None:
             row = await self.archive.fetchone(
@@ -519,6 +539,18 @@ class ChannelPass:
             )
             self.floor = int(row[0]) if row is not None and row[0] is not None else 1
         return self.floor
+
+
+def _unchanged(row: ChannelRow, info: ChannelInfo) -> bool:
+    """Whether the page's header says what the archive holds (upsert_channel would write
+    nothing: a None never overwrites a known value)."""
+    return (
+        row.id == info.id
+        and (info.username is None or info.username.lower() == row.username)
+        and info.title in (None, row.title)
+        and info.description in (None, row.description)
+        and info.subscribers in (None, row.subscribers)
+    )
 
 
 async def _nothing() -> AsyncGenerator[None, None]:
