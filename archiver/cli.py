@@ -195,20 +195,25 @@ def cli(
     ctx.obj = App(config, db, log_level, log_format)
 
 
-def _filters(channels: tuple[str, ...], since: str | None, until: str | None) -> list[Node]:
-    """The ``--channel/--since/--until`` options as query filters (validated like the query)."""
+def _filters(
+    channels: tuple[str, ...], since: str | None, until: str | None, tz: str = "UTC"
+) -> list[Node]:
+    """The ``--channel/--since/--until`` options as query filters (validated like the query);
+    ``tz``: the display time zone, whose days the dates name."""
     extra: list[Node] = []
     if channels:
         nodes: list[Node] = [make_filter("channel", c, f"--channel {c}") for c in channels]
         extra.append(nodes[0] if len(nodes) == 1 else Or(tuple(nodes)))
     for name, value in (("since", since), ("until", until)):
         if value:
-            extra.append(make_filter(name, value, f"--{name} {value}"))
+            extra.append(make_filter(name, value, f"--{name} {value}", tz))
     return extra
 
 
-def _query(text: str, channels: tuple[str, ...], since: str | None, until: str | None) -> Query:
-    return and_filters(parse(text), _filters(channels, since, until))
+def _query(
+    text: str, channels: tuple[str, ...], since: str | None, until: str | None, tz: str
+) -> Query:
+    return and_filters(parse(text, tz), _filters(channels, since, until, tz))
 
 
 def search_options(fn: Callable[P, R]) -> Callable[P, R]:
@@ -221,9 +226,15 @@ def search_options(fn: Callable[P, R]) -> Callable[P, R]:
                 metavar="C",
                 help="Only this channel (username, id or t.me link); repeatable.",
             ),
-            click.option("--since", metavar="YYYY-MM-DD", help="Posts on or after this day (UTC)."),
             click.option(
-                "--until", metavar="YYYY-MM-DD", help="Posts on or before this day (UTC)."
+                "--since",
+                metavar="YYYY-MM-DD",
+                help="Posts on or after this day (in the display time zone).",
+            ),
+            click.option(
+                "--until",
+                metavar="YYYY-MM-DD",
+                help="Posts on or before this day (in the display time zone).",
             ),
         ]
     ):
@@ -323,7 +334,7 @@ async def search(
     from archiver.display import hit_lines
     from archiver.store.search import search as run_search
 
-    q = _query(query, channels, since, until)
+    q = _query(query, channels, since, until, app.settings.display.timezone.key)
     archive = await app.open_archive(create=False)
     try:
         hits = await run_search(archive, q, limit=limit, sort=sort)
@@ -433,7 +444,7 @@ async def export(
     from archiver.display import CsvWriter
     from archiver.store.search import Hit, export_rows, iter_hits
 
-    q = _query(query, channels, since, until)
+    q = _query(query, channels, since, until, app.settings.display.timezone.key)
     archive = await app.open_archive(create=False)
     n = 0
     try:

@@ -14,6 +14,7 @@ from typing import Any, cast
 from telegram.ext import CallbackContext
 
 from archiver.config import Settings
+from archiver.query import Query, parse
 from archiver.store.archive import Archive
 from bot.access import AccessPolicy
 from bot.delivery import Delivery
@@ -62,6 +63,10 @@ class Services:
     delivery: Delivery | None = None
     pages: SearchPages = field(default_factory=SearchPages)
     owns_archive: bool = False
+
+    def parse(self, text: str) -> Query:
+        """A query whose ``since:``/``until:`` days are days in the display time zone."""
+        return parse(text, self.settings.display.timezone.key)
 
 
 def services(context: CallbackContext[Any, Any, Any, Any]) -> Services:

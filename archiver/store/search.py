@@ -29,7 +29,6 @@ from archiver.query import (
     Query,
     Term,
     to_fts,
-    until_bound,
 )
 from archiver.snippets import Span, snippet
 from archiver.store.archive import Archive, iso_utc, parse_ts
@@ -128,11 +127,10 @@ class _Compiler:
             self.params.append(self.channel_ids[f.value])
             return "p.channel_id = ?"
         if f.field == "since":
-            self.params.append(f.value + " 00:00:00")
+            self.params.append(f.bound)
             return "p.date >= ?"
         if f.field == "until":
-            assert f.day is not None
-            self.params.append(until_bound(f.day))
+            self.params.append(f.bound)
             return "p.date < ?"
         if f.field == "is":
             return "p.edited = 1" if f.value == "edited" else "p.deleted_at IS NOT NULL"
@@ -184,10 +182,10 @@ async def plan(archive: Archive, query: Query, sort: str = "newest") -> _Plan:
         conds.append(c.where(n))
         if isinstance(n, Filter) and n.field == "since":
             conds.append("versions_fts.rowid >= ?")
-            c.params.append(_key(n.value + " 00:00:00"))
-        elif isinstance(n, Filter) and n.field == "until" and n.day is not None:
+            c.params.append(_key(n.bound))
+        elif isinstance(n, Filter) and n.field == "until":
             conds.append("versions_fts.rowid < ?")
-            c.params.append(_key(until_bound(n.day)))
+            c.params.append(_key(n.bound))
     order = "bm25(versions_fts)" if sort == "relevance" else "versions_fts.rowid DESC"
     sql = (
         "SELECT v.id, v.post_id FROM versions_fts"

@@ -12,7 +12,7 @@ from telegram.ext import ContextTypes
 
 from archiver.channels import parse_ref
 from archiver.display import CsvWriter
-from archiver.query import Query, parse
+from archiver.query import Query
 from archiver.store.channels import require_channel
 from archiver.store.search import Hit, export_rows, iter_hits, iter_matches, search
 from bot.format import MAX_MESSAGE, esc, split_html, u16len
@@ -57,7 +57,7 @@ async def _page(
     context: ContextTypes.DEFAULT_TYPE, page: SearchPage, key: int, offset: int
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     svc = services(context)
-    query = parse(page.query)
+    query = svc.parse(page.query)
     found = await search(svc.archive, query, limit=PAGE_SIZE + 1, offset=offset)
     more = len(found) > PAGE_SIZE
     hits = found[:PAGE_SIZE]
@@ -71,7 +71,8 @@ async def _page(
 
 async def run_search(update: Update, context: ContextTypes.DEFAULT_TYPE, query_text: str) -> None:
     """The first page of a search, with ◀ ▶ buttons that only its asker, there, may use."""
-    query = parse(query_text)  # a QueryError goes to the error handler before anything is stored
+    # a QueryError goes to the error handler before anything is stored
+    query = services(context).parse(query_text)
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
@@ -133,7 +134,7 @@ async def latest_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         ch = await require_channel(svc.archive, parse_ref(ref_text))
         where = channel_label(ch.title, ch.username, ch.id)
         query_text = f"channel:{ch.id}"
-    hits = await search(svc.archive, parse(query_text), limit=PAGE_SIZE)
+    hits = await search(svc.archive, svc.parse(query_text), limit=PAGE_SIZE)
     await reply(update, latest_blocks(hits, svc.settings.display.timezone, where))
 
 
@@ -150,7 +151,7 @@ async def export_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if not text:
         await reply(update, [usage("export")])
         return
-    query = parse(text)
+    query = svc.parse(text)
     cap = svc.settings.bot.export_cap
     hits: list[Hit] = [h async for h in iter_hits(svc.archive, query, limit=cap + 1)]
     capped = len(hits) > cap

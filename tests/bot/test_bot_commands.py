@@ -378,3 +378,18 @@ async def test_channels_and_status_name_channels_that_cannot_be_followed(bot: Ha
     assert "no channel has this username" in channels and "next try" in channels
     status = "\n".join(m.text for m in await bot.send(ADMIN, "/status"))
     assert "vsaldo_typo: not_found" in status
+
+
+async def test_since_and_until_are_days_in_the_display_time_zone(bot: Harness) -> None:
+    """2024-05-01 22:30 UTC is 2024-05-02 01:30 in Kyiv, the display time zone: since:/until:
+    name the day the result shows."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    night = replace(make_post(20, "Война ночью"), date=datetime(2024, 5, 1, 22, 30, tzinfo=UTC))
+    await ingest(bot.archive, [night], source="telethon", alerts=False)
+    late = only(await bot.send(MEMBER, "/search война since:2024-05-02"))
+    assert "Results 1–1 of 1" in late.text and "ночью" in late.text
+    assert "2024-05-02 01:30 EEST" in late.text
+    day = only(await bot.send(MEMBER, "/search война until:2024-05-01"))
+    assert "of 7 " in day.text and "ночью" not in day.text
