@@ -333,13 +333,17 @@ async def search(
     """
     from archiver.display import hit_lines
     from archiver.store.search import search as run_search
+    from archiver.store.vocabulary import suggestion_hint
 
     q = _query(query, channels, since, until, app.settings.display.timezone.key)
     archive = await app.open_archive(create=False)
     try:
         hits = await run_search(archive, q, limit=limit, sort=sort)
+        hint = None if hits else await suggestion_hint(archive, q)
     finally:
         await archive.close()
+    if hint is not None:
+        click.echo(hint, err=True)
     if as_json:
         for h in hits:
             click.echo(json.dumps(h.to_json(), ensure_ascii=False))

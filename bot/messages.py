@@ -16,6 +16,7 @@ from archiver.store.following import ChannelStatus
 from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
 from archiver.store.search import ChannelStats, Hit, PostHistory
+from archiver.store.vocabulary import Suggestion
 from bot.format import (
     MAX_MESSAGE,
     esc,
@@ -82,6 +83,22 @@ def search_page_html(
     head = f"Results {offset + 1}–{last}{of} for <code>{esc(query_text)}</code>{page}"
     blocks = [head] + [hit_html(h, tz, offset + i + 1) for i, h in enumerate(hits)]
     return "\n\n".join(blocks)
+
+
+def nothing_found_html(
+    query_text: str, suggestions: Sequence[Suggestion], fixed: str | None
+) -> str:
+    """No results, and the archive's nearest words for the query words it does not have."""
+    text = f"Nothing found for <code>{esc(query_text)}</code>."
+    if not suggestions:
+        return text
+    lines = [text, "The archive has no post with these words; the nearest it has:"]
+    for s in suggestions:
+        near = ", ".join(f"<code>{esc(c)}</code>" for c in s.candidates)
+        lines.append(f"• {esc(s.word)} → {near}")
+    if fixed is not None:
+        lines.append(f"Try: <code>{esc(fixed)}</code>")
+    return "\n".join(lines)
 
 
 def latest_blocks(hits: Sequence[Hit], tz: ZoneInfo, where: str | None) -> list[str]:

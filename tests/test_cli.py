@@ -584,3 +584,14 @@ def test_since_and_until_are_days_in_the_display_time_zone(tmp_path: Path) -> No
     assert ids("эвакуация since:2024-05-01 until:2024-05-01") == [1]
     # without a config the display time zone is UTC, and so are the days
     assert ids("эвакуация", "--since", "2024-05-02", config=None) == []
+
+
+def test_search_with_no_results_hints_the_nearest_words_on_stderr(db: Path) -> None:
+    result = run("search", "эвакуацыя", "--json", db=db)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr == (
+        "No post has: эвакуацыя -> эвакуация. Try: telewatch search 'эвакуация'\n"
+    )
+    found = run("search", "эвакуация", db=db)
+    assert found.stderr == ""

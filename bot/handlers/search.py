@@ -15,9 +15,16 @@ from archiver.display import CsvWriter
 from archiver.query import Query
 from archiver.store.channels import require_channel
 from archiver.store.search import Hit, export_rows, iter_hits, iter_matches, search
+from archiver.store.vocabulary import corrected, suggest
 from bot.format import MAX_MESSAGE, esc, split_html, u16len
 from bot.handlers.common import arg_text, callback_origin, reply, usage
-from bot.messages import PAGE_SIZE, channel_label, latest_blocks, search_page_html
+from bot.messages import (
+    PAGE_SIZE,
+    channel_label,
+    latest_blocks,
+    nothing_found_html,
+    search_page_html,
+)
 from bot.services import SearchPage, services
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,10 @@ async def run_search(update: Update, context: ContextTypes.DEFAULT_TYPE, query_t
     if user is None or chat is None:
         return
     page = SearchPage(query_text, user.id, chat.id, await _count(context, query))
+    if page.total == 0:
+        found = await suggest(services(context).archive, query)
+        await reply(update, [nothing_found_html(query_text, found, corrected(query_text, found))])
+        return
     key = services(context).pages.put(page)
     text, markup = await _page(context, page, key, 0)
     await reply(update, [text], markup=markup)

@@ -393,3 +393,20 @@ async def test_since_and_until_are_days_in_the_display_time_zone(bot: Harness) -
     assert "2024-05-02 01:30 EEST" in late.text
     day = only(await bot.send(MEMBER, "/search война until:2024-05-01"))
     assert "of 7 " in day.text and "ночью" not in day.text
+
+
+@pytest.mark.parametrize("command", ["/search вайна сводка", "вайна сводка"])
+async def test_a_search_with_no_results_suggests_the_archives_nearest_words(
+    bot: Harness, command: str
+) -> None:
+    reply = only(await bot.send(MEMBER, command))
+    assert "Nothing found for <code>вайна сводка</code>." in reply.text
+    assert "вайна → <code>война</code>" in reply.text
+    assert "сводка" not in reply.text.split("\n", 1)[1].split("Try:")[0]  # the archive has it
+    assert "Try: <code>война сводка</code>" in reply.text
+    assert reply.params.get("reply_markup") is None  # no ◀ ▶ for nothing
+
+
+async def test_a_search_with_no_results_and_nothing_near_says_only_that(bot: Harness) -> None:
+    reply = only(await bot.send(MEMBER, "/search война -сводка"))
+    assert reply.text == "Nothing found for <code>война -сводка</code>."
