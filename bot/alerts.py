@@ -351,3 +351,29 @@ def full_text_blocks(text: str, entities: str | None) -> list[str]:
     if not text.strip():
         return ["<i>(no text)</i>"]
     return [render(text, entity_styles(text, entities))]
+
+
+SUMMARY_SNIPPET = 60  # characters of each post in a quiet-hours summary
+SUMMARY_CHANNEL = 32  # characters of its channel's name
+
+
+def _clip(text: str, size: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= size else flat[: size - 1].rstrip() + "…"
+
+
+def summary_html(summary: AlertRow, tz: ZoneInfo) -> str:
+    """The alerts held during a chat's quiet hours, one line each, as one message."""
+    held = summary.held
+    for size in (SUMMARY_SNIPPET, 20, 0):
+        lines = [f"🌙 <b>{len(held)} alert(s) while your quiet hours were on</b>"]
+        for a in held:
+            icon, name = KINDS.get(a.kind, ("🔔", a.kind))
+            where = link(a.link, f"{_clip(a.channel_name, SUMMARY_CHANNEL)} · "
+                                 f"{local_time(a.post_date, tz)}")  # fmt: skip
+            text = f": {esc(_clip(a.text, size))}" if size and a.text.strip() else ""
+            lines.append(f"{icon} {where} · <i>{esc(name)}</i>{text}")
+        out = "\n".join(lines)
+        if u16len(out) <= MAX_MESSAGE:
+            return out
+    return split_html(out)[0]  # unreachable: 20 lines without text are far below the limit

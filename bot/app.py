@@ -33,8 +33,9 @@ from archiver.config import Settings, require
 from archiver.errors import ConfigError
 from archiver.store.archive import Archive
 from bot.access import AccessPolicy
-from bot.alerts import alert_buttons, alert_html
+from bot.alerts import alert_buttons, alert_html, summary_html
 from bot.delivery import Delivery, Limits, RetryPolicy
+from bot.digests import PersonalDigests
 from bot.handlers import register
 from bot.handlers.common import COMMANDS
 from bot.services import KEY, Services
@@ -128,6 +129,8 @@ async def _post_init(app: App) -> None:
         app.bot,
         lambda row: alert_html(row, tz, config_rules),
         buttons=alert_buttons,
+        render_summary=lambda row: summary_html(row, tz),
+        tz=tz,
         refusal=svc.access.refusal,
         poll_seconds=settings.bot.poll_seconds,
         limits=opts.limits,
@@ -135,8 +138,11 @@ async def _post_init(app: App) -> None:
         wake=setup.wake,
         send_timeout=opts.send_timeout,
     )
+    svc.digests = PersonalDigests(archive, app.bot, settings, svc.delivery.limiter,
+                                  poll_seconds=min(30.0, settings.bot.poll_seconds))  # fmt: skip
     await _set_menus(app, settings)
     svc.delivery.start()
+    svc.digests.start()
 
 
 async def _check_access(svc: Services) -> None:
@@ -178,6 +184,8 @@ async def _set_menus(app: App, settings: Settings) -> None:
 async def _post_stop(app: App) -> None:
     svc: Services | None = app.bot_data.get(KEY)
     setup: _Setup = app.bot_data[_SETUP]
+    if svc is not None and svc.digests is not None:
+        await svc.digests.stop()
     if svc is not None and svc.delivery is not None:
         await svc.delivery.stop(grace=setup.options.stop_grace)
 

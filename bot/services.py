@@ -18,6 +18,7 @@ from archiver.query import Query, parse
 from archiver.store.archive import Archive
 from bot.access import AccessPolicy
 from bot.delivery import Delivery
+from bot.digests import PersonalDigests
 
 KEY = "telewatch"
 
@@ -61,6 +62,7 @@ class Services:
     archive: Archive
     access: AccessPolicy
     delivery: Delivery | None = None
+    digests: PersonalDigests | None = None
     pages: SearchPages = field(default_factory=SearchPages)
     owns_archive: bool = False
 

@@ -83,6 +83,9 @@ class AlertRow:
     deleted_how: str | None = None
     deleted_evidence: str | None = None
     status: str = "pending"
+    # A summary of alerts held during the chat's quiet hours (archiver.store.quiet): sent as
+    # one message, claimed and recorded together. Empty for a single alert.
+    held: tuple[AlertRow, ...] = ()
 
     @property
     def channel_name(self) -> str:
@@ -328,6 +331,78 @@ def _muted(packed: str, rules: tuple[str, ...]) -> str | None:
     if not rules or any(name not in muted for name in rules):
         return None
     return "muted in this chat: " + ", ".join(f"{n} until {muted[n]} UTC" for n in rules)
+
+
+async def claim_held(
+    archive: Archive,
+    alerts: tuple[AlertRow, ...],
+    refusal: Refusal | None = None,
+    now: datetime | None = None,
+) -> tuple[list[AlertRow], list[tuple[AlertRow, str]]]:
+    """:func:`claim` for the alerts of one quiet-hours summary, in one transaction: those
+    to send (now ``sending``) and those dropped, with the reason. Alerts no longer pending
+    are in neither."""
+    when = ts(now or utcnow())
+    send: list[AlertRow] = []
+    dropped: list[tuple[AlertRow, str]] = []
+    async with archive.transaction() as db:
+        for alert in alerts:
+            async with db.execute(_CLAIM_SQL, (when, alert.id)) as cur:
+                rows = list(await cur.fetchall())
+            if not rows:
+                continue
+            entry, mutes = rows[0][0], rows[0][1]
+            reason = None
+            if refusal is not None:
+                reason = refusal(alert.recipient, None if entry is None else bool(entry))
+            if reason is None and mutes:
+                reason = _muted(mutes, alert.rules)
+            if reason is None:
+                send.append(alert)
+                continue
+            await db.execute(
+                "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
+                " WHERE id = ? AND status = 'sending'",
+                (reason[:500], alert.id),
+            )
+            dropped.append((alert, reason))
+    return send, dropped
+
+
+async def record_many(
+    archive: Archive,
+    alert_ids: list[int],
+    status: str,
+    *,
+    message_id: int | None = None,
+    error: str = "",
+    due: datetime | None = None,
+    count: bool = True,
+) -> None:
+    """The one outcome of a summary for all its alerts, in one transaction: ``sent`` (with
+    the message id), ``pending`` (a retry due at ``due``; ``count``: the try counts),
+    ``failed`` or ``unknown``. Only alerts still pending or sending change."""
+    marks = ",".join("?" * len(alert_ids))
+    where = f" WHERE id IN ({marks}) AND {_OPEN}"
+    if status == "sent":
+        sql = ("UPDATE alerts SET status = 'sent', sent_at = ?, tg_message_id = ?,"
+               " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL")  # fmt: skip
+        params: tuple[object, ...] = (ts(utcnow()), message_id)
+    elif status == "pending":
+        when = due or utcnow()
+        if when.microsecond:
+            when = when.replace(microsecond=0) + _SECOND
+        sql = ("UPDATE alerts SET status = 'pending', attempts = attempts + ?, last_error = ?,"
+               " next_attempt_at = ?")  # fmt: skip
+        params = (int(count), error[:500], ts(when))
+    elif status in ("failed", "unknown"):
+        sql = ("UPDATE alerts SET status = ?, attempts = attempts + 1, last_error = ?,"
+               " next_attempt_at = NULL")  # fmt: skip
+        params = (status, error[:500])
+    else:
+        raise ValueError(status)
+    async with archive.transaction() as db:
+        await db.execute(sql + where, (*params, *alert_ids))
 
 
 _OPEN = "status IN ('pending', 'sending')"

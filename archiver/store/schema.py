@@ -411,4 +411,22 @@ MIGRATIONS: list[str] = [
     ALTER TABLE heartbeats ADD COLUMN state TEXT NOT NULL DEFAULT 'running';
     ALTER TABLE heartbeats ADD COLUMN note TEXT;
     """,
+    # 8 (bot, issue 16): everyday controls. quiet_hours: a chat's alerts created between
+    # starts and ends (times of day in the display time zone; ends < starts spans midnight)
+    # stay pending, unclaimed, until the quiet hours end, and then go out as one summary.
+    # personal_digests: a chat's daily digest at a time of day (display time zone); claimed
+    # is the due time of the last digest taken for sending, written before the send, so a
+    # digest is never sent twice.
+    """
+    CREATE TABLE quiet_hours (
+        chat_id INTEGER PRIMARY KEY,
+        starts TEXT NOT NULL,                -- HH:MM
+        ends TEXT NOT NULL                   -- HH:MM
+    );
+    CREATE TABLE personal_digests (
+        chat_id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,                    -- HH:MM
+        claimed TEXT                         -- UTC due time of the last digest sent (or sending)
+    );
+    """,
 ]

@@ -29,6 +29,8 @@ COMMANDS = (
     ("resume", "ID", "resume a paused rule"),
     ("rename", "ID NAME", "rename one of my rules"),
     ("unmute", "[RULE]", "end the mutes of this chat (the Mute button)"),
+    ("quiet", "HH:MM-HH:MM|off", "quiet hours: alerts held, then sent as one summary"),
+    ("digest", "daily HH:MM|off", "my daily digest of what matched my rules"),
     ("export", "[csv|jsonl] QUERY", "search results as a file"),
     ("status", "", "admins: sync lag, alert queue, flood waits"),
     ("allow", "USER_ID", "admins: let a user in"),
