@@ -105,10 +105,17 @@ def _jobs(
     polled = [c for c in settings.channels if not (live and c.source == "telethon" and c.join)]
 
     async def sync() -> object:
+        from archiver.store.followed import channel_configs
         from archiver.sync import sync_all
 
+        try:  # and the channels admins follow from the chat: read each pass, no restart
+            extra = await channel_configs(archive, settings)
+        except sqlite3.Error as exc:
+            log.warning("sync: the channels followed from the chat could not be read (%s)", exc)
+            extra = []
         try:
-            results = await sync_all(archive, settings, client=client, channels=polled)
+            channels = [*polled, *extra]
+            results = await sync_all(archive, settings, client=client, channels=channels)
         except NotLoggedIn as exc:
             fatal(exc)
             raise
@@ -147,8 +154,7 @@ def _jobs(
         "backup": backup,
         "maintenance": maintenance,
     }
-    if polled:
-        jobs["sync"] = sync
+    jobs["sync"] = sync  # also with no channel configured: /follow may add some
     if uses_telethon(settings):
         jobs["recheck"] = recheck
     if settings.bot.token:

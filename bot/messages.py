@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from archiver.store.followed import Followed
 from archiver.store.following import ChannelStatus
 from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
@@ -176,12 +177,30 @@ def problem_block(problems: Sequence[ChannelStatus]) -> list[str]:
     ]
 
 
+def followed_block(followed: Sequence[Followed]) -> list[str]:
+    """The channels admins follow from the chat (/follow), if any."""
+    if not followed:
+        return []
+    lines = [f"<b>Followed from the chat ({len(followed)})</b>"]
+    for f in followed:
+        note = " (also in the config: the config's settings are used)" if f.in_config else ""
+        lines.append(f"{esc(f.ref)} · {esc(f.source)}{esc(note)}")
+    return ["\n".join(lines)]
+
+
 def channels_blocks(
-    stats: Sequence[ChannelStats], tz: ZoneInfo, problems: Sequence[ChannelStatus] = ()
+    stats: Sequence[ChannelStats],
+    tz: ZoneInfo,
+    problems: Sequence[ChannelStatus] = (),
+    followed: Sequence[Followed] = (),
 ) -> list[str]:
     if not stats:
-        return ["No channels archived yet.", *problem_block(problems)]
-    blocks = [f"<b>{len(stats)} channel(s)</b>", *problem_block(problems)]
+        return ["No channels archived yet.", *problem_block(problems), *followed_block(followed)]
+    blocks = [
+        f"<b>{len(stats)} channel(s)</b>",
+        *problem_block(problems),
+        *followed_block(followed),
+    ]
     for s in stats:
         state = s.sync_status or ("imported" if s.source == "export" else "not synced yet")
         if not s.backfilled and s.source != "export":

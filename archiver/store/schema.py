@@ -429,4 +429,15 @@ MIGRATIONS: list[str] = [
         claimed TEXT                         -- UTC due time of the last digest sent (or sending)
     );
     """,
+    # 9 (bot, issue 16): channels admins follow from the chat (/follow), beside the config's
+    # [[channels]] (the config wins for a channel in both); the running archiver's sync pass
+    # reads them each time, so no restart is needed.
+    """
+    CREATE TABLE followed_channels (
+        ref TEXT PRIMARY KEY,                -- as [[channels]] would name it: username or id
+        source TEXT NOT NULL,                -- web | telethon
+        added_by INTEGER,                    -- the admin's user id
+        added_at TEXT NOT NULL
+    );
+    """,
 ]

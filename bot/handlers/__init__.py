@@ -43,6 +43,8 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         "status": admin.status_cmd,
         "allow": admin.allow_cmd,
         "deny": admin.deny_cmd,
+        "follow": admin.follow_cmd,
+        "unfollow": admin.unfollow_cmd,
     }
     for name, callback in commands.items():
         app.add_handler(CommandHandler(name, callback))

@@ -1,4 +1,4 @@
-"""Admin commands: /status, /allow ID, /deny ID."""
+"""Admin commands: /status, /allow ID, /deny ID, /follow, /unfollow."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
+from archiver.channels import parse_ref
 from archiver.store import outbox
 from archiver.store.access import valid_user_id
+from archiver.store.followed import follow, telethon_configured, unfollow
 from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats
 from bot.access import Role
+from bot.format import esc
 from bot.handlers.common import arg_text, reply, role_of, usage
 from bot.messages import Status, status_blocks
 from bot.services import services
@@ -109,3 +112,47 @@ async def deny_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             f" resumes them), {change.alerts_dropped} waiting alert(s) dropped."
         )
     await reply(update, [text])
+
+
+async def follow_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/follow @channel [web|telethon]: synced from the archiver's next pass, no restart."""
+    if not await _admin(update, context):
+        return
+    svc = services(context)
+    words = arg_text(update).split()
+    if not 1 <= len(words) <= 2:
+        await reply(update, [usage("follow")])
+        return
+    ref = parse_ref(words[0])  # BadChannelRef names the text: one line from the error handler
+    source = words[1].lower() if len(words) == 2 else (
+        "telethon" if telethon_configured(svc.settings) else "web"
+    )  # fmt: skip
+    user = update.effective_user
+    if not await follow(svc.archive, svc.settings, ref, source, by=user.id if user else 0):
+        await reply(update, [f"<b>{esc(ref)}</b> is in the config already: the config's "
+                             "settings are used (change them there)."])  # fmt: skip
+        return
+    log.info("admin %s follows channel %s (%s)", user.id if user else "?", ref, source)
+    await reply(update, [
+        f"Following <b>{esc(ref)}</b> ({esc(source)}): the archiver's next sync pass reads "
+        "it (no restart needed). <code>/channels</code> shows it."
+    ])  # fmt: skip
+
+
+async def unfollow_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if not await _admin(update, context):
+        return
+    svc = services(context)
+    text = arg_text(update)
+    if not text or len(text.split()) != 1:
+        await reply(update, [usage("unfollow")])
+        return
+    ref = parse_ref(text)
+    if await unfollow(svc.archive, ref):
+        await reply(update, [f"No longer following <b>{esc(ref)}</b> from the chat; its "
+                             "archived posts stay."])  # fmt: skip
+    elif str(ref) in {str(c.ref) for c in svc.settings.channels}:
+        await reply(update, [f"<b>{esc(ref)}</b> is followed by the config: remove it "
+                             "there."])  # fmt: skip
+    else:
+        await reply(update, [f"<b>{esc(ref)}</b> was not followed from the chat."])

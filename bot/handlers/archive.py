@@ -6,6 +6,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from archiver.channels import parse_ref
+from archiver.store.followed import followed
 from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats, history
 from bot.handlers.common import arg_text, reply, usage
@@ -17,7 +18,8 @@ async def channels_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     svc = services(context)
     stats = await channel_stats(svc.archive)
     problems = await channel_statuses(svc.archive, problems_only=True)
-    await reply(update, channels_blocks(stats, svc.settings.display.timezone, problems))
+    chat = await followed(svc.archive, svc.settings)
+    await reply(update, channels_blocks(stats, svc.settings.display.timezone, problems, chat))
 
 
 async def history_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

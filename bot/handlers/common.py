@@ -35,6 +35,8 @@ COMMANDS = (
     ("status", "", "admins: sync lag, alert queue, flood waits"),
     ("allow", "USER_ID", "admins: let a user in"),
     ("deny", "USER_ID", "admins: shut a user out"),
+    ("follow", "@channel [web|telethon]", "admins: archive a channel (no restart)"),
+    ("unfollow", "@channel", "admins: stop following a channel followed from the chat"),
     ("help", "", "commands and query examples"),
 )
 
