@@ -7,7 +7,7 @@ are shown in the display time zone; matched words are bold. Alerts are in :mod:`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -87,18 +87,21 @@ def search_page_html(
 
 
 def nothing_found_html(
-    query_text: str, suggestions: Sequence[Suggestion], fixed: str | None
+    query_text: str,
+    suggestions: Sequence[Suggestion],
+    fixed: str | None,
+    _: Callable[[str], str] = str,
 ) -> str:
     """No results, and the archive's nearest words for the query words it does not have."""
-    text = f"Nothing found for <code>{esc(query_text)}</code>."
+    text = _("Nothing found for <code>{query}</code>.").format(query=esc(query_text))
     if not suggestions:
         return text
-    lines = [text, "The archive has no post with these words; the nearest it has:"]
+    lines = [text, _("The archive has no post with these words; the nearest it has:")]
     for s in suggestions:
         near = ", ".join(f"<code>{esc(c)}</code>" for c in s.candidates)
         lines.append(f"• {esc(s.word)} → {near}")
     if fixed is not None:
-        lines.append(f"Try: <code>{esc(fixed)}</code>")
+        lines.append(_("Try: <code>{query}</code>").format(query=esc(fixed)))
     return "\n".join(lines)
 
 

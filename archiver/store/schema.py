@@ -440,4 +440,12 @@ MIGRATIONS: list[str] = [
         added_at TEXT NOT NULL
     );
     """,
+    # 10 (bot, issue 16): the language each user chose for the bot (/lang: en, uk, ru);
+    # without a row, the bot speaks their Telegram client's language when it can.
+    """
+    CREATE TABLE user_langs (
+        user_id INTEGER PRIMARY KEY,
+        lang TEXT NOT NULL
+    );
+    """,
 ]

@@ -18,7 +18,7 @@ from telegram.ext import (
 )
 
 from bot.alerts import FULL_TEXT, HISTORY, MUTE
-from bot.handlers import admin, alerts, archive, common, everyday, rules, search
+from bot.handlers import admin, alerts, archive, common, everyday, language, rules, search
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -40,6 +40,7 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         "unmute": rules.unmute_cmd,
         "quiet": everyday.quiet_cmd,
         "digest": everyday.digest_cmd,
+        "lang": language.lang_cmd,
         "status": admin.status_cmd,
         "allow": admin.allow_cmd,
         "deny": admin.deny_cmd,

@@ -17,7 +17,7 @@ from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats
 from bot.access import Role
 from bot.format import esc
-from bot.handlers.common import arg_text, reply, role_of, usage
+from bot.handlers.common import arg_text, reply, role_of, translator_for, usage
 from bot.messages import Status, status_blocks
 from bot.services import services
 
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 async def _admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     if await role_of(update, context) is Role.ADMIN:
         return True
-    await reply(update, ["Only admins can do that."])
+    _ = await translator_for(update, context)
+    await reply(update, [_("Only admins can do that.")])
     return False
 
 

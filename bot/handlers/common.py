@@ -11,8 +11,10 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from archiver.errors import ChannelNotFound, QueryError, TelewatchError
 from archiver.store import outbox
+from archiver.store.user_langs import get_lang
 from bot.access import Role
 from bot.format import esc, pack
+from bot.i18n import Translate, pick, translator
 from bot.services import services
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ COMMANDS = (
     ("deny", "USER_ID", "admins: shut a user out"),
     ("follow", "@channel [web|telethon]", "admins: archive a channel (no restart)"),
     ("unfollow", "@channel", "admins: stop following a channel followed from the chat"),
+    ("lang", "[en|uk|ru]", "the bot's language"),
     ("help", "", "commands and query examples"),
 )
 
@@ -98,6 +101,18 @@ async def role_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Role:
     )
 
 
+async def language_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+    """The language to answer this update's user in (bot/i18n.py)."""
+    user = update.effective_user
+    if user is None:
+        return "en"
+    return pick(await get_lang(services(context).archive, user.id), user.language_code)
+
+
+async def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Translate:
+    return translator(await language_of(update, context))
+
+
 async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Runs before every handler: strangers get one short reply and nothing else."""
     svc = services(context)
@@ -116,43 +131,51 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.callback_query is not None:
             await update.callback_query.answer("Not allowed.")
         elif update.effective_message is not None and svc.access.answer_stranger(key):
+            _ = translator(pick(None, user.language_code))  # a stranger's choice is not kept
             if private:
-                text = (
-                    f"This bot is private. Your Telegram user id is <code>{user.id}</code>: "
+                text = _(
+                    "This bot is private. Your Telegram user id is <code>{user}</code>: "
                     "send it to the person who runs the bot to be let in."
-                )
+                ).format(user=user.id)
             else:
-                text = (
-                    f"This bot does not work in this chat. Chat id <code>{chat.id}</code>, "
-                    f"your user id <code>{user.id}</code>: an admin can add the chat."
-                )
+                text = _(
+                    "This bot does not work in this chat. Chat id <code>{chat}</code>, "
+                    "your user id <code>{user}</code>: an admin can add the chat."
+                ).format(chat=chat.id, user=user.id)
             await update.effective_message.reply_html(text)
     raise ApplicationHandlerStop
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    _ = await translator_for(update, context)
     user = update.effective_user
-    name = esc(user.first_name) if user else "there"
+    name = esc(user.first_name) if user else "👋"
     await reply(
         update,
         [
-            f"Hello, {name}. This bot searches the channel archive and sends you alerts "
-            "when a post matches your rules (or the newsroom's).",
-            "Try <code>/search мобилизация</code>, <code>/latest</code>, or "
-            '<code>/watch "гуманитарный коридор"</code>. All commands: /help',
+            _(
+                "Hello, {name}. This bot searches the channel archive and sends you alerts "
+                "when a post matches your rules (or the newsroom's)."
+            ).format(name=name),
+            _(
+                "Try <code>/search мобилизация</code>, <code>/latest</code>, or "
+                '<code>/watch "гуманитарный коридор"</code>. All commands: /help'
+            ),
+            _("Language: /lang"),
         ],
     )
 
 
 async def help_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     role = await role_of(update, context)
-    lines = ["<b>Commands</b>"]
+    _ = await translator_for(update, context)
+    lines = ["<b>" + _("Commands") + "</b>"]
     for name, args, what in COMMANDS:
         if what.startswith("admins:") and role is not Role.ADMIN:
             continue
         lines.append(f"/{name}{' ' + esc(args) if args else ''}: {esc(what)}")
     cap = services(context).settings.bot.export_cap
-    lines.append(f"(exports hold at most {cap} results)")
+    lines.append(_("(exports hold at most {cap} results)").format(cap=cap))
     await reply(update, ["\n".join(lines), QUERY_HELP])
 
 
@@ -196,7 +219,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await reply(update, ["Unknown command: see /help."])
+    _ = await translator_for(update, context)
+    await reply(update, [_("Unknown command: see /help.")])
 
 
 async def unknown_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

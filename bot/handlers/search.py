@@ -17,7 +17,7 @@ from archiver.store.channels import require_channel
 from archiver.store.search import Hit, export_rows, iter_hits, iter_matches, search
 from archiver.store.vocabulary import corrected, suggest
 from bot.format import MAX_MESSAGE, esc, split_html, u16len
-from bot.handlers.common import arg_text, callback_origin, reply, usage
+from bot.handlers.common import arg_text, callback_origin, reply, translator_for, usage
 from bot.messages import (
     PAGE_SIZE,
     channel_label,
@@ -86,7 +86,9 @@ async def run_search(update: Update, context: ContextTypes.DEFAULT_TYPE, query_t
     page = SearchPage(query_text, user.id, chat.id, await _count(context, query))
     if page.total == 0:
         found = await suggest(services(context).archive, query)
-        await reply(update, [nothing_found_html(query_text, found, corrected(query_text, found))])
+        _ = await translator_for(update, context)
+        fixed = corrected(query_text, found)
+        await reply(update, [nothing_found_html(query_text, found, fixed, _)])
         return
     key = services(context).pages.put(page)
     text, markup = await _page(context, page, key, 0)

@@ -1,0 +1,96 @@
+"""The bot's languages (issue 16): English, Ukrainian and Russian from the gettext catalogs in
+bot/locales, a per-user /lang, defaulting to the Telegram client's language_code."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from botkit import MEMBER, STRANGER, Harness, fake_api, running_bot, seed_channel
+from fakes.botapi import Call
+from fakes.tghtml import parse_html
+
+import bot as bot_package
+from archiver.store.archive import Archive
+from bot.i18n import LANGS, messages, pick, translator
+
+BOT_DIR = Path(bot_package.__file__).parent
+FIELD = re.compile(r"\{(\w*)\}")
+
+
+def message_ids() -> list[str]:
+    """Every ``_("...")`` in the bot's code."""
+    found = extract_from_dir(str(BOT_DIR), method_map=[("**.py", "python")], keywords={"_": None})
+    return sorted({str(msg) for _, _, msg, _, _ in found})
+
+
+def test_the_code_uses_translated_messages() -> None:
+    assert len(message_ids()) >= 20
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_message_has_a_translation_in_every_language(lang: str) -> None:
+    ids = message_ids()
+    table = messages(lang)
+    missing = [i for i in ids if not table.get(i)]
+    assert missing == [], f"{lang}: no translation for {missing}"
+    stale = sorted(set(table) - set(ids))
+    assert stale == [], f"{lang}: translations of ids the code no longer has: {stale}"
+    for msgid, text in table.items():
+        assert sorted(FIELD.findall(text)) == sorted(FIELD.findall(msgid)), (lang, msgid)
+        sample = FIELD.sub("1", text)
+        parse_html(sample)  # valid Telegram HTML (raises otherwise)
+
+
+@pytest.mark.parametrize(
+    ("chosen", "code", "lang"),
+    [(None, "uk", "uk"), (None, "ru-RU", "ru"), (None, "de", "en"), (None, None, "en"),
+     ("ru", "uk", "ru"), ("xx", "uk", "uk")],
+)  # fmt: skip
+def test_pick(chosen: str | None, code: str | None, lang: str) -> None:
+    assert pick(chosen, code) == lang
+
+
+def test_translator_falls_back_to_english() -> None:
+    assert translator("uk")("Commands") == "Команди"
+    assert translator("uk")("not a message id") == "not a message id"
+    assert translator("de")("Commands") == "Commands"
+
+
+@pytest.fixture
+async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
+    db = tmp_path / "l.db"
+    async with fake_api() as api:
+        archive = await Archive.open(db)
+        try:
+            await seed_channel(archive)
+            async with running_bot(api, archive, db) as h:
+                yield h
+        finally:
+            await archive.close()
+
+
+def text(calls: list[Call]) -> str:
+    return "\n".join(c.text for c in calls)
+
+
+async def test_the_bot_speaks_the_clients_language_until_lang_is_chosen(bot: Harness) -> None:
+    assert "Вітаю" in text(await bot.send(MEMBER, "/start", language_code="uk"))
+    assert "Hello" in text(await bot.send(MEMBER, "/start", language_code="de"))
+    assert "Нічого не знайдено" in text(await bot.send(MEMBER, "/search вайна", language_code="uk"))
+    chosen = text(await bot.send(MEMBER, "/lang ru", language_code="uk"))
+    assert "Теперь бот говорит с вами: Русский" in chosen
+    assert "Здравствуйте" in text(await bot.send(MEMBER, "/start", language_code="uk"))
+    assert "Тихих часов нет" in text(await bot.send(MEMBER, "/quiet", language_code="uk"))
+    assert "Язык: Русский" in text(await bot.send(MEMBER, "/lang"))
+    assert "Неизвестный язык 'de'" in text(await bot.send(MEMBER, "/lang de"))
+    assert "The bot speaks English" in text(await bot.send(MEMBER, "/lang en"))
+    assert "Only admins" in text(await bot.send(MEMBER, "/follow @x", language_code="ru"))
+
+
+async def test_a_stranger_is_answered_in_their_clients_language(bot: Harness) -> None:
+    reply = text(await bot.send(STRANGER, "/start", language_code="ru"))
+    assert "Это частный бот" in reply and str(STRANGER) in reply
