@@ -153,8 +153,8 @@ async def test_reconciliation_catches_updates_that_never_came(
         run_live(archive, client, settings, stop, options=opts(tg), catch_up_seconds=0.02)
     )
 
-    async def following() -> bool:
-        return len(client.list_event_handlers()) == 3
+    async def following() -> bool:  # live, and caught up
+        return len(client.list_event_handlers()) == 3 and await post(archive, 20) is not None
 
     await until(following)
     tg.edit(19, "edited, no update sent", push=False)
