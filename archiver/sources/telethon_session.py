@@ -123,8 +123,10 @@ def make_client(
     """A client that raises every flood wait (``flood_sleep_threshold=0``) so
     :class:`FloodPolicy` alone decides, and that raises the real error after its retries.
     ``catch_up``: ask Telegram for what happened while we were away when connecting (needs a
-    session file, which keeps the update state; it brings back new posts only, see
-    :mod:`archiver.sources.telethon_live`). ``network``: the deadlines and reconnect bounds
+    session file, which keeps the update state). It brings back new posts only (see
+    :mod:`archiver.sources.telethon_live`), and as events dispatched while connecting, before
+    the live listener registers its handlers: nothing relies on it, the forward read from the
+    high-water mark brings those posts back. ``network``: the deadlines and reconnect bounds
     of ``telethon_network.network_kwargs``."""
     return Client(
         session,
@@ -281,7 +283,7 @@ async def connect_client(
     the account's flood ledger is installed before the first request (from the account last
     used with the archive), so a wait recorded by another process holds here too. A session
     file keeps Telethon's update state, and a client that receives updates catches up from
-    it (``catch_up=True``)."""
+    it (``catch_up=True``; see :func:`make_client` for what that does and does not do)."""
     api_id, api_hash = _credentials(settings)
     tg = settings.telegram
     if tg.session_string:

@@ -5,6 +5,7 @@ page is reconciled every ~2 minutes; and what catch_up=True with a session file 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from fakes.telethon_client import (
     FakeTelegram,
     Sleeper,
     connected,
+    factory_for,
     fake_client,
     settings_for,
 )
@@ -21,8 +23,10 @@ from telethon import events, functions
 
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig
+from archiver.sources.telethon import connect_client, session_path
 from archiver.sources.telethon_live import LiveListener, run_live
 from archiver.store.archive import Archive
+from archiver.store.channels import get_channel
 from archiver.sync import SyncOptions
 
 CID = -1001811111111
@@ -216,4 +220,44 @@ async def test_what_catch_up_with_a_session_file_really_does(
     await asyncio.sleep(0.05)
     assert seen == ["new 22"]  # the new post came back as an event; the edit did not
     assert gaps == [(CID, "dropped")]
+    await second.disconnect()
+
+
+async def test_catch_up_at_connect_comes_before_any_handler_in_run(
+    archive: Archive, tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What catch_up=True does in telewatch's own order (connect, then the listener): Telethon
+    catches up as it connects (``client/updates.py``: ``_update_loop`` calls ``catch_up()``,
+    whose docs say to register the handlers first), so the post made while down reaches no
+    handler; the forward read from the high-water mark is what archives it, and alerts it."""
+    settings = settings_for(tmp_path, FOLLOWED)
+    path = tg.session_file(session_path(settings))
+    first = await connect_client(settings, receive_updates=True, factory=factory_for(tg),
+                                 archive=archive, now=tg.clock.now)  # fmt: skip
+    listener = LiveListener(archive, first, settings, options=opts(tg))
+    await listener.start()
+    tg.post("seen live")  # 21: the channel's pts is now in Telethon's update state
+
+    async def live() -> bool:
+        return await post(archive, 21) is not None
+
+    await until(live)
+    listener.stop()
+    await first.disconnect()  # Telethon saves the update state into the session file
+    assert path.exists()
+
+    tg.clock.advance(3600)
+    tg.post("new while down", push=False)  # 22
+    tg.requests.clear()
+    caplog.set_level(logging.INFO)
+    second = await connect_client(settings, receive_updates=True, factory=factory_for(tg),
+                                  archive=archive, now=tg.clock.now)  # fmt: skip
+    listener = LiveListener(archive, second, settings, options=opts(tg))
+    await listener.start()
+    await asyncio.sleep(0.05)
+    assert tg.count(ChannelDiff) == 1  # Telethon's catch-up asked for the channel's news
+    assert "message 22" not in caplog.text  # ...and gave it to no handler: none was there
+    row = await get_channel(archive, CID)
+    assert row is not None and row.high_water == 22  # the forward read archived it
+    listener.stop()
     await second.disconnect()
