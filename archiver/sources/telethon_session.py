@@ -72,6 +72,9 @@ class Client(DeadlineClient):
         self, sender: Any, request: Any, ordered: bool = False, flood_sleep_threshold: Any = None
     ) -> Any:
         ledger = self.ledger
+        me = self._self_id  # known from get_me() on, inside connect() too
+        if ledger is not None and me and ledger.account != me:
+            ledger = None  # the last account's ledger, loaded before connecting: not this one's
         if ledger is not None:
             for r in request if isinstance(request, list) else [request]:
                 ledger.check(r)
@@ -316,10 +319,11 @@ async def connect_client(
         await client.disconnect()
         raise SourceError(f"cannot connect to Telegram ({exc}): check the network") from None
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:  # inside connect()
-        known = getattr(client, "_self_id", None) and exc.request is not None
-        if archive is not None and known and client.ledger is None:
-            ledger = await ensure_ledger(archive, client, now)
-            await ledger.record(exc.request, int(exc.seconds))
+        me = getattr(client, "_self_id", None)
+        if archive is not None and me and exc.request is not None:
+            if client.ledger is None or client.ledger.account != me:  # not recorded by _call
+                ledger = await ensure_ledger(archive, client, now)
+                await ledger.record(exc.request, int(exc.seconds))
         await client.disconnect()
         raise _account_wait(exc, now) from None
     except BaseException:
