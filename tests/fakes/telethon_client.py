@@ -21,9 +21,10 @@ What it models, each with where the behaviour comes from:
   another account's hash is ``CHANNEL_INVALID`` (https://core.telegram.org/api/peers: "the
   access_hash is specific to the user"; TESTING.md).
 - **Joins.** ``channels.joinChannel`` fails with ``CHANNELS_TOO_MUCH`` beyond the account's
-  limit (about 500, https://core.telegram.org/api/config#channels-read-media-period and
-  https://limits.tginfo.me), ``CHANNEL_PRIVATE`` for a private channel or a banned account,
-  ``CHANNEL_INVALID`` with a wrong hash. Membership is per account and shows as
+  limit (500, 1,000 with Premium: ``channels_limit_default``/``channels_limit_premium``,
+  https://core.telegram.org/api/config#channels-limit-default), ``CHANNEL_PRIVATE`` for a
+  private channel or a banned account, ``CHANNEL_INVALID`` with a wrong hash (the errors of
+  https://core.telegram.org/method/channels.joinChannel). Membership is per account and shows as
   ``Channel.left`` in every answer that carries the channel.
 - **Resolution.** ``contacts.resolveUsername`` answers ``USERNAME_NOT_OCCUPIED`` for an unknown
   or private channel's name.
@@ -707,7 +708,7 @@ class FakeSender:
         return self.tg.keys.get(key) if key else None
 
     def send(self, request: Any, ordered: bool = False) -> asyncio.Future[Any]:
-        if not self.connected:  # MTProtoSender.send, network/mtprotosender.py:183
+        if not self.connected:  # MTProtoSender.send, network/mtprotosender.py:189
             raise ConnectionError("Cannot send requests while disconnected")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
