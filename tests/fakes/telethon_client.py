@@ -23,7 +23,9 @@ What it models, each with where the behaviour comes from:
 - **Joins.** ``channels.joinChannel`` fails with ``CHANNELS_TOO_MUCH`` beyond the account's
   limit (500, 1,000 with Premium: ``channels_limit_default``/``channels_limit_premium``,
   https://core.telegram.org/api/config#channels-limit-default), ``CHANNEL_PRIVATE`` for a
-  private channel or a banned account, ``CHANNEL_INVALID`` with a wrong hash (the errors of
+  private channel or a banned account, ``CHANNEL_INVALID`` with a wrong hash,
+  ``INVITE_REQUEST_SENT`` where joins need an admin's approval while the public channel
+  stays readable (:attr:`FakeChannel.join_request`; the errors of
   https://core.telegram.org/method/channels.joinChannel). Membership is per account and shows as
   ``Channel.left`` in every answer that carries the channel.
 - **Resolution.** ``contacts.resolveUsername`` answers ``USERNAME_NOT_OCCUPIED`` for an unknown
@@ -166,6 +168,7 @@ class FakeChannel:
         self.members: set[int] = set()
         self.banned: set[int] = set()
         self.private = False
+        self.join_request = False  # joins wait for an admin's approval (INVITE_REQUEST_SENT)
 
     @property
     def marked_id(self) -> int:
@@ -600,6 +603,8 @@ class FakeTelegram:
             raise errors.ChannelInvalidError(request=req)
         if account in fc.banned or (fc.private and account not in fc.members):
             raise errors.ChannelPrivateError(request=req)
+        if fc.join_request and account not in fc.members:
+            raise errors.InviteRequestSentError(request=req)  # the request waits for an admin
         if account not in fc.members:
             joined = sum(account in c.members for c in self.channels.values())
             if joined >= self.accounts[account].channel_limit:
