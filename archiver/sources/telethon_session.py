@@ -111,6 +111,11 @@ class Client(DeadlineClient):
 
 _DROPPED = (types.UpdateEditChannelMessage, types.UpdateDeleteChannelMessages)
 
+# Telegram no longer accepts the session: 401s, and AUTH_KEY_DUPLICATED. Not every
+# ``AuthKeyError``: Telethon gives that class to any 406 (NOT_ACCEPTABLE) it has no class for
+# (``errors/rpcbaseerrors.py``), and Telegram adds errors all the time.
+LOGIN_LOST = (errors.UnauthorizedError, errors.AuthKeyDuplicatedError)
+
 ClientFactory = Callable[..., Any]  # (session, api_id, api_hash, *, receive_updates, catch_up)
 
 
@@ -229,7 +234,7 @@ async def check_login(client: Any, now: Callable[[], datetime] = utcnow) -> None
         await client(functions.updates.GetStateRequest())
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:
         raise _account_wait(exc, now) from None
-    except (errors.UnauthorizedError, errors.AuthKeyError):
+    except LOGIN_LOST:
         raise NotLoggedIn(REVOKED) from None
     except errors.RPCError as exc:
         raise SourceError(
@@ -320,10 +325,10 @@ async def connect_client(
         raise SourceError(f"cannot connect to Telegram ({exc}): check the network") from None
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:  # inside connect()
         me = getattr(client, "_self_id", None)
-        if archive is not None and me and exc.request is not None:
-            if client.ledger is None or client.ledger.account != me:  # not recorded by _call
-                ledger = await ensure_ledger(archive, client, now)
-                await ledger.record(exc.request, int(exc.seconds))
+        unrecorded = client.ledger is None or client.ledger.account != me  # _call skipped it
+        if archive is not None and me and exc.request is not None and unrecorded:
+            ledger = await ensure_ledger(archive, client, now)
+            await ledger.record(exc.request, int(exc.seconds))
         await client.disconnect()
         raise _account_wait(exc, now) from None
     except BaseException:
