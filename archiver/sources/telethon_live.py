@@ -79,6 +79,8 @@ class LiveListener:
         self._handlers: list[tuple[Any, Any]] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reconnects = 0  # reconnects no re-read has started after yet
+        self._rereading = False
 
     @property
     def configs(self) -> list[ChannelConfig]:
@@ -211,9 +213,24 @@ class LiveListener:
         task.add_done_callback(self._tasks.discard)
 
     async def on_reconnect(self) -> None:
-        """Telethon reconnected by itself: read forward and re-read, in the background."""
-        log.info("live: reconnected; catching up and re-reading the recent window")
-        self._spawn(self.catch_up(reread=True))
+        """Telethon reconnected by itself: read forward and re-read, in the background. A
+        flapping connection gets the re-read in progress and at most one more (covering every
+        reconnect since it began), not one per reconnect."""
+        self._reconnects += 1
+        if self._rereading:
+            return
+        self._rereading = True
+        self._spawn(self._reread_after_reconnects())
+
+    async def _reread_after_reconnects(self) -> None:
+        try:
+            while self._reconnects:
+                log.info("live: reconnected (%d time(s)); catching up and re-reading the recent"
+                         " window", self._reconnects)  # fmt: skip
+                self._reconnects = 0
+                await self.catch_up(reread=True)
+        finally:
+            self._rereading = False
 
     def on_gap(self, channel_id: int | None, reason: str) -> None:
         """Telegram reported a gap Telethon fills silently: re-read that channel."""

@@ -261,3 +261,28 @@ async def test_catch_up_at_connect_comes_before_any_handler_in_run(
     assert row is not None and row.high_water == 22  # the forward read archived it
     listener.stop()
     await second.disconnect()
+
+
+async def test_reconnects_in_a_row_re_read_the_window_at_most_twice(
+    archive: Archive, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """A flapping connection (Telethon reconnects by itself again and again) does not queue
+    one full re-read of every channel per reconnect, which would flood the account: the
+    re-read in progress, then at most one more that covers every reconnect since it began."""
+    settings = settings_for(tmp_path, FOLLOWED)
+    client = await connected(tg, receive_updates=True)
+    listener = LiveListener(archive, client, settings, options=opts(tg))
+    await listener.start()
+    tg.requests.clear()
+    for _ in range(5):
+        await client._handle_auto_reconnect()
+    tg.edit(4, "edited during the last outage", push=False)
+    await client._handle_auto_reconnect()
+
+    async def settled() -> bool:
+        return not listener._tasks and (await post(archive, 4))["text"].startswith("edited")
+
+    await until(settled)
+    assert tg.count(functions.channels.GetMessagesRequest) <= 2  # 6 before: one per reconnect
+    listener.stop()
+    await client.disconnect()
