@@ -31,9 +31,9 @@ test: setup
 
 ## lint: ruff, ruff format --check, mypy --strict, hadolint
 lint: setup
-	$(BIN)/ruff check archiver bot tests bench
-	$(BIN)/ruff format --check archiver bot tests bench
-	$(BIN)/mypy --strict archiver bot
+	$(BIN)/ruff check archiver bot web tests bench
+	$(BIN)/ruff format --check archiver bot web tests bench
+	$(BIN)/mypy --strict archiver bot web
 	$(BIN)/hadolint Dockerfile
 
 check: test lint

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from archiver.diff import word_diff
 from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
 from archiver.store.search import ChannelStats, Hit, PostHistory
@@ -22,7 +23,6 @@ from bot.format import (
     local_time,
     styled,
     u16len,
-    word_diff,
 )
 
 log = logging.getLogger(__name__)
