@@ -125,6 +125,7 @@ class Site:
         if self.archive is not None:
             archive, self.archive = self.archive, None
             await archive.close()
+            log.info("web view: archive closed")
 
 
 _sites: weakref.WeakKeyDictionary[Any, Site] = weakref.WeakKeyDictionary()
