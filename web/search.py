@@ -9,6 +9,7 @@ the fields of ``telewatch export`` (the record included).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from typing import Any
@@ -58,11 +59,12 @@ async def search_page(request: Request, site: Site, archive: Archive) -> Respons
         try:
             query = form.query()
             offset = (form.page - 1) * PAGE_SIZE
-            values["hits"] = await search(
-                archive, query, limit=PAGE_SIZE, offset=offset, sort=form.sort
-            )
             exact = request.args.get("count") == "all"
-            total = await count(archive, query, cap=None if exact else COUNT_CAP)
+            counter = await site.open_counter()
+            values["hits"], total = await asyncio.gather(
+                search(archive, query, limit=PAGE_SIZE, offset=offset, sort=form.sort),
+                count(counter, query, cap=None if exact else COUNT_CAP),
+            )
             values["capped"] = not exact and total > COUNT_CAP
             values["total"] = min(total, COUNT_CAP) if values["capped"] else total
         except TelewatchError as exc:

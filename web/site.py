@@ -47,6 +47,7 @@ class Site:
         self.datasette = datasette
         self.options = options
         self.archive: Archive | None = None
+        self.counter: Archive | None = None  # a second connection: totals beside the search
         self.db_name: str | None = None  # Datasette's name of the archive, once found
         self._lock: asyncio.Lock | None = None
         self._env: jinja2.Environment | None = None
@@ -99,6 +100,18 @@ class Site:
                 log.info("web view: archive %s opened read-only", path)
         return self.archive
 
+    async def open_counter(self) -> Archive:
+        """A second read-only connection to the archive, on a thread of its own: a page
+        counts its total there while the search runs on the first (SQLite runs both at once)."""
+        archive = await self.open()
+        if self.counter is None:
+            counter = await Archive.open_readonly(archive.path)
+            if self.counter is None:
+                self.counter = counter
+            else:
+                await counter.close()
+        return self.counter
+
     async def _path(self) -> str:
         name = self.options.database
         dbs = self.datasette.databases
@@ -122,6 +135,9 @@ class Site:
         )
 
     async def close(self) -> None:
+        if self.counter is not None:
+            counter, self.counter = self.counter, None
+            await counter.close()
         if self.archive is not None:
             archive, self.archive = self.archive, None
             await archive.close()

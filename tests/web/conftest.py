@@ -13,9 +13,9 @@ import story
 
 pytest.importorskip("datasette")
 
-from datasette.app import Datasette  # noqa: E402
+from datasette.app import Datasette
 
-from web.site import Options, close_all, configure  # noqa: E402
+from web.site import Options, close_all, configure
 
 
 @pytest.fixture(scope="session")

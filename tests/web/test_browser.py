@@ -16,14 +16,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from story import DEPUTY, OFFICIAL
-
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
@@ -146,7 +144,9 @@ def test_search_in_the_browser(server: str, page: Any, story_path: Path, tmp_pat
 
 
 def _posts(page: Any) -> list[str]:
-    return [x or "" for x in page.eval_on_selector_all("li.hit", "els => els.map(e => e.dataset.post)")]
+    return [
+        x or "" for x in page.eval_on_selector_all("li.hit", "els => els.map(e => e.dataset.post)")
+    ]
 
 
 def test_a_post_page_in_the_browser(server: str, page: Any, tmp_path: Path) -> None:
@@ -160,7 +160,9 @@ def test_a_post_page_in_the_browser(server: str, page: Any, tmp_path: Path) -> N
     assert page.inner_text("#v2 del").startswith("Администрация просит помочь")
     assert page.inner_text("#v2 ins") == "Информация о выезде не соответствует действительности."
     # Struck through and marked as a reader sees them, not only as tags.
-    assert "line-through" in page.eval_on_selector("#v2 del", "e => getComputedStyle(e).textDecorationLine")
+    assert "line-through" in page.eval_on_selector(
+        "#v2 del", "e => getComputedStyle(e).textDecorationLine"
+    )
     assert page.get_attribute("a.tg", "href") == f"https://t.me/{OFFICIAL}/42"
     assert shot(page, "post", tmp_path).stat().st_size > 10_000
 

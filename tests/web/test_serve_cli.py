@@ -44,5 +44,7 @@ def test_a_port_in_use(story_path: Path) -> None:
         port = taken.getsockname()[1]
         code, err = serve("--db", str(story_path), "serve", "--port", str(port))
     assert code == 1
-    assert err == f"Error: 127.0.0.1:{port}: the port is in use (another `telewatch serve`?);" \
+    assert (
+        err == f"Error: 127.0.0.1:{port}: the port is in use (another `telewatch serve`?);"
         " pick another with --port\n"
+    )

@@ -90,7 +90,9 @@ async def test_form_fields_are_filters(site: Datasette) -> None:
     assert deleted == [f"{OFFICIAL}/42"]
     media = posts_on((await get(site, f"{SEARCH}?q=эвакуация&media=1")).text)
     assert media == [f"{OFFICIAL}/3"]
-    days = posts_on((await get(site, f"{SEARCH}?q=эвакуация&since=2024-03-10&until=2024-03-15")).text)
+    days = posts_on(
+        (await get(site, f"{SEARCH}?q=эвакуация&since=2024-03-10&until=2024-03-15")).text
+    )
     assert days == [f"{OFFICIAL}/35", f"{OFFICIAL}/34", f"{OFFICIAL}/28"]
     # Filters alone, no words: every deleted post.
     alone = posts_on((await get(site, f"{SEARCH}?deleted=1")).text)
@@ -106,7 +108,10 @@ async def test_paging_keeps_the_total(site: Datasette, monkeypatch: pytest.Monke
     assert [len(posts_on(p)) for p in (first, second, third)] == [4, 4, 3]
     assert len(set(pages)) == 11 == total_on(first) == total_on(third)
     assert "1–4 of 11 posts" in first and "5–8 of 11 posts" in second
-    assert 'rel="next" href="?q=%D1%8D%D0%B2%D0%B0%D0%BA%D1%83%D0%B0%D1%86%D0%B8%D1%8F&amp;page=2"' in first
+    assert (
+        'rel="next" href="?q=%D1%8D%D0%B2%D0%B0%D0%BA%D1%83%D0%B0%D1%86%D0%B8%D1%8F&amp;page=2"'
+        in first
+    )
     assert 'rel="next"' not in third
 
 
@@ -163,7 +168,9 @@ async def test_csv_export_is_telewatch_export(site: Datasette, story_path: Path)
         assert result.exit_code == 0, result.output
         return result.output
 
-    expected = list(csv.DictReader(io.StringIO((await asyncio.to_thread(cli_export)).lstrip("\ufeff"))))
+    expected = list(
+        csv.DictReader(io.StringIO((await asyncio.to_thread(cli_export)).lstrip("\ufeff")))
+    )
     assert rows == expected and len(rows) == 11
     deleted = next(r for r in rows if r["message_id"] == "42")
     assert deleted["state"] == "deleted" and deleted["deleted_how"] == "live"
