@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeSite
 from datasette.app import Datasette
+from webkit import MakeSite, make_site, site, story_path  # noqa: F401 (fixtures)
 
 from archiver.errors import ConfigError, TelewatchError
 from archiver.password import hash_password

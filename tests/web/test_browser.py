@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from story import DEPUTY, OFFICIAL
+from webkit import story_path  # noqa: F401 (a fixture)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():

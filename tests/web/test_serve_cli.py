@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 from click.testing import CliRunner
+from webkit import story_path  # noqa: F401 (a fixture)
 
 from archiver.cli import cli
 

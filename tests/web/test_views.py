@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import MakeSite
 from datasette.app import Datasette
 from story import DEPUTY, OFFICIAL
+from webkit import MakeSite, make_site, site, story_path  # noqa: F401 (fixtures)
 
 from archiver.cli import cli
 from web.site import close_all

@@ -1,5 +1,7 @@
-"""Fixtures of the web view's tests: the story's archive (built once), and a Datasette
-instance on it with the plugin loaded from its entry point, as ``datasette FILE`` runs it."""
+"""Fixtures of the web view's tests: the story's archive (built once a session), and a
+Datasette instance on it with the plugin loaded from its entry point, as ``datasette FILE``
+runs it. Test modules import them by name (``from webkit import site, story_path``): a
+conftest.py here would shadow the suite's own ``conftest`` module."""
 
 from __future__ import annotations
 
@@ -17,13 +19,18 @@ from datasette.app import Datasette
 
 from web.site import Options, close_all, configure
 
+_built: list[Path] = []
+
 
 @pytest.fixture(scope="session")
 def story_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo archive and the deputy's channel (tests/web/story.py); read-only to tests."""
-    path = tmp_path_factory.mktemp("story") / "story.db"
-    asyncio.run(story.build(path))
-    return path
+    """The demo archive and the deputy's channel (tests/web/story.py); read-only to tests.
+    Built once: each module that imports this fixture shares the file."""
+    if not _built:
+        path = tmp_path_factory.mktemp("story") / "story.db"
+        asyncio.run(story.build(path))
+        _built.append(path)
+    return _built[0]
 
 
 MakeSite = Callable[..., Awaitable[Datasette]]
