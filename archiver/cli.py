@@ -26,7 +26,7 @@ import click
 
 from archiver import __version__
 from archiver.config import Settings, find_config, load_settings
-from archiver.errors import Interrupted, PartialFailure, QueryError, TelewatchError
+from archiver.errors import Interrupted, NotWritable, PartialFailure, QueryError, TelewatchError
 from archiver.logs import setup_logging
 from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 
@@ -83,6 +83,10 @@ class TelewatchGroup(click.Group):
         except sqlite3.DatabaseError as exc:
             click.echo(f"Error: {_archive_error(ctx, exc)}", err=True)
             ctx.exit(EXIT_FAILED)
+        except PermissionError as exc:  # an unwritable ./data volume, most often
+            denied = NotWritable(exc.filename or ".")
+            click.echo(f"Error: {denied}", err=True)
+            ctx.exit(denied.exit_code)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
@@ -554,16 +558,19 @@ async def demo(app: App) -> None:
 
     Imports the sample export, searches it, backtests two rules, replays a new post, an edit
     and a deletion through the live ingest path, and prints the alerts the bot would send.
-    Writes only to a demo archive (default data/demo.db with `make demo`).
+    Writes only to a demo archive (default data/demo.db). Needs no config: one is read, for
+    its time zone, only when it exists.
 
     \b
-    Example:
+    Examples:
       telewatch --db data/demo.db demo
+      docker run --rm -v "$PWD/data:/data" telewatch demo
     """
     from archiver.demo import run_demo
 
     path = app.db_override or Path("data/demo.db")
-    tz = app.settings.display.timezone.key
+    cfg = app.config_path  # e.g. $TELEWATCH_CONFIG naming a file a fresh volume lacks
+    tz = app.settings.display.timezone.key if cfg is None or cfg.exists() else "UTC"
     if app.log_level is None:  # the demo's own output tells the story
         logging.getLogger().setLevel(logging.WARNING)
     await run_demo(path, click.echo, tz_name=tz)
@@ -732,7 +739,9 @@ def _sync_summary(results: list[Any]) -> int:
         if r.error:
             line += f": {r.error}"
         click.echo(line)
-        failed += r.status == "error"
+        # A channel that cannot be read (an error, or a status such as not_found, private,
+        # banned, too_many_channels) fails the pass; a flood wait is a pause, not a failure.
+        failed += r.status not in ("ok", "flood_wait", "skipped")
     return failed
 
 
@@ -853,6 +862,7 @@ async def bot(app: App) -> None:
     """
     import signal
 
+    from archiver.health import record_end
     from archiver.runner import heartbeat_loop
 
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta
@@ -874,8 +884,12 @@ async def bot(app: App) -> None:
         finally:
             stop.set()
             await beat
-    finally:
+    except (Exception, asyncio.CancelledError) as exc:
         await archive.close()
+        await record_end(archive.path, "bot", os.getpid(), exc)
+        raise
+    await archive.close()
+    await record_end(archive.path, "bot", os.getpid(), None)  # `health --process bot`: stopped
 
 
 # ---------------------------------------------------------------------------- operations
@@ -981,8 +995,9 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
     make a backup of the current state first if in doubt.
 
     \b
-    Example:
+    Examples:
       telewatch restore data/backups/telewatch-20240501T033000Z.db
+      docker compose run --rm telewatch restore --yes data/backups/telewatch-20240501T033000Z.db
     """
     from archiver.backup import restore_sync, verify
     from archiver.lock import archive_lock

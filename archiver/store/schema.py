@@ -404,4 +404,11 @@ MIGRATIONS: list[str] = [
     );
     DELETE FROM meta WHERE key LIKE 'telethon.joined.%';
     """,
+    # 7: a heartbeat says how its process ended, so `telewatch health` tells a stopped or failed
+    # process from a running one (archiver.health): state running | stopped | failed, and a
+    # note: what is off and why while running, the error after a failure.
+    """
+    ALTER TABLE heartbeats ADD COLUMN state TEXT NOT NULL DEFAULT 'running';
+    ALTER TABLE heartbeats ADD COLUMN note TEXT;
+    """,
 ]
