@@ -480,13 +480,15 @@ _COVERAGE_KEYS = ("id_ranges", "ids_never_seen", "states", "watched_since", "unw
 @run_async
 async def stats(app: App, as_json: bool) -> None:
     """Per channel: posts, edits, deletions, first and last post, last sync, last full
-    re-read; with --json also its coverage (as `telewatch coverage` prints it).
+    re-read; with --json also its coverage (as `telewatch coverage` prints it). Then the last
+    web pass's request budget: spent per phase, left, and what it could not do.
 
     \b
     Example:
       telewatch stats --json
     """
     from archiver.display import stats_lines
+    from archiver.sources.web.sync import last_pass, pass_summary
     from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
     from archiver.store.following import following_report
     from archiver.store.search import channel_stats
@@ -496,6 +498,7 @@ async def stats(app: App, as_json: bool) -> None:
     try:
         rows = await channel_stats(archive)
         report = await following_report(archive)
+        web_pass = await last_pass(archive)
         covered = (
             {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
              for r in rows}
@@ -518,6 +521,8 @@ async def stats(app: App, as_json: bool) -> None:
                                   | report.json_for_ref(ch.ref)))  # fmt: skip
         for wait in report.flood_json():
             click.echo(json.dumps(wait))
+        if web_pass is not None:
+            click.echo(json.dumps({"web_pass": web_pass}))
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
         for ch in missing:
@@ -528,6 +533,8 @@ async def stats(app: App, as_json: bool) -> None:
             click.echo(f"{ch.ref} ({ch.source}): {why}")
         for text in report.lines(known_ids={r.channel_id for r in rows}):
             click.echo(text)
+        if web_pass is not None:
+            click.echo(pass_summary(web_pass))
 
 
 @cli.group()
