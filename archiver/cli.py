@@ -739,7 +739,9 @@ def _sync_summary(results: list[Any]) -> int:
         if r.error:
             line += f": {r.error}"
         click.echo(line)
-        failed += r.status == "error"
+        # A channel that cannot be read (an error, or a status such as not_found, private,
+        # banned, too_many_channels) fails the pass; a flood wait is a pause, not a failure.
+        failed += r.status not in ("ok", "flood_wait", "skipped")
     return failed
 
 

@@ -234,6 +234,7 @@ async def _telethon_part(
     Telegram cannot be reached, or the login is missing, every channel is recorded with that
     reason; once the network fails during the pass, the channels after it are recorded with
     it rather than each waiting out its own deadline."""
+    from archiver.sources.telethon_flood import AccountFloodWait
     from archiver.sources.telethon_network import TelegramUnreachable, is_network_failure
 
     started = time.monotonic()
@@ -250,7 +251,7 @@ async def _telethon_part(
                 except NotLoggedIn as exc:
                     report.login_lost = exc
                     down = str(exc)
-                except (TelegramUnreachable, ConfigError) as exc:
+                except (TelegramUnreachable, ConfigError, AccountFloodWait) as exc:
                     down = str(exc)
             for cfg in todo:
                 if down is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from archiver.store.following import ChannelStatus
 from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
 from archiver.store.search import ChannelStats, Hit, PostHistory
@@ -148,19 +149,33 @@ def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
     return blocks
 
 
-def channels_blocks(stats: Sequence[ChannelStats], tz: ZoneInfo) -> list[str]:
+def problem_block(problems: Sequence[ChannelStatus]) -> list[str]:
+    """Configured channels that cannot be followed, each with its reason and next try."""
+    if not problems:
+        return []
+    return [
+        f"⚠️ <b>{len(problems)} channel(s) cannot be followed</b>\n"
+        + "\n".join(esc(p.line()) for p in problems)
+    ]
+
+
+def channels_blocks(
+    stats: Sequence[ChannelStats], tz: ZoneInfo, problems: Sequence[ChannelStatus] = ()
+) -> list[str]:
     if not stats:
-        return ["No channels archived yet."]
-    blocks = [f"<b>{len(stats)} channel(s)</b>"]
+        return ["No channels archived yet.", *problem_block(problems)]
+    blocks = [f"<b>{len(stats)} channel(s)</b>", *problem_block(problems)]
     for s in stats:
         state = s.sync_status or ("imported" if s.source == "export" else "not synced yet")
         if not s.backfilled and s.source != "export":
             state += ", backfilling"
         blocks.append(
             f"<b>{esc(channel_label(s.title, s.channel, s.channel_id))}</b>\n"
-            f"{s.posts} posts, {s.edits} edits, {s.deletions} deletions\n"
-            f"last post {esc(local_time(s.last_post, tz))}; "
-            f"last sync {esc(local_time(s.last_sync, tz))} ({esc(state)})"
+            f"{s.posts} posts, {s.edits} edits, {s.deletions} deletions"
+            + (f" (+{s.missing} missing from the listing, unconfirmed)" if s.missing else "")
+            + f"\nlast post {esc(local_time(s.last_post, tz))}; "
+            f"last sync {esc(local_time(s.last_sync, tz))} ({esc(state)}); last full re-read "
+            + (esc(local_time(s.last_full_check, tz)) if s.last_full_check else "never")
         )
     return blocks
 
@@ -173,6 +188,7 @@ class Status:
     inactive: Mapping[int, str | None]
     paused_since: datetime | None = None  # delivery paused: the archive cannot be written
     paused_reason: str | None = None
+    problems: Sequence[ChannelStatus] = ()  # configured channels that cannot be followed
 
 
 def _ago(then: datetime | None, now: datetime) -> str:
@@ -221,6 +237,7 @@ def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
     if st.inactive:
         ids = ", ".join(f"<code>{cid}</code>" for cid in sorted(st.inactive))
         blocks.append(f"<b>Inactive chats</b>: {ids}")
+    blocks += problem_block(st.problems)
     lines = [f"<b>Channels</b> ({len(st.stats)})"]
     for s in st.stats:
         name = esc(channel_label(s.title, s.channel, s.channel_id))

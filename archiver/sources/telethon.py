@@ -3,10 +3,12 @@
 The only module (with its ``telethon_*`` siblings) that imports Telethon; everything read goes
 through :func:`archiver.store.ingest.ingest` and the deletion claims of
 :mod:`archiver.store.deletions`. Siblings: ``telethon_session`` (the client, ``login``,
-``connect_client``), ``telethon_ledger`` (the account's flood ledger), ``telethon_flood``
-(flood waits, in one place), ``telethon_status`` (why a channel cannot be followed),
-``telethon_convert`` (Message -> Post), ``telethon_reread`` (the recent window and the
-rotation), ``telethon_live`` (the live listener). This module re-exports the public names of
+``connect_client``), ``telethon_network`` (deadlines, bounded reconnects), ``telethon_ledger``
+(the account's flood ledger), ``telethon_flood`` (flood waits, in one place),
+``telethon_status`` (why a channel cannot be followed), ``telethon_resolve`` (access hashes
+per account), ``telethon_convert`` (Message -> Post), ``telethon_ingest`` (posts, raw-only
+unreadable ones, media), ``telethon_reread`` (the recent window, the rotation, the newest
+page), ``telethon_live`` (the live listener). This module re-exports the public names of
 the first ones.
 
 - **Resolution, rarely.** A username is resolved with ``ResolveUsername`` (the request
@@ -39,30 +41,24 @@ the first ones.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
-from telethon import errors, functions, types, utils
+from telethon import errors, types
 
 from archiver.config import Backfill, ChannelConfig, Settings
 from archiver.errors import NotLoggedIn, SourceError
-from archiver.models import IngestStats, Post, bare_id
-from archiver.sources.media import MB, MediaStore, downloaded_indexes, record_media, wanted
+from archiver.models import IngestStats
 from archiver.sources.result import ChannelSyncResult, SyncOptions
-from archiver.sources.telethon_convert import (
-    PoisonMessage,
-    channel_info,
-    message_to_post,
-    raw_json,
-)
+from archiver.sources.telethon_convert import channel_info
 from archiver.sources.telethon_flood import FloodPolicy, FloodWaitTooLong
-from archiver.sources.telethon_ledger import RESOLVE, RESOLVE_PER_DAY, FloodLedger
+from archiver.sources.telethon_ingest import ingest_messages, store_media
+from archiver.sources.telethon_ledger import FloodLedger
+from archiver.sources.telethon_resolve import Resolver, resolve_channel
 from archiver.sources.telethon_session import (
     NOT_LOGGED_IN,
     REVOKED,
@@ -77,9 +73,7 @@ from archiver.sources.telethon_status import (
     DAY,
     JOIN_STATUSES,
     ChannelProblem,
-    Problem,
     classify,
-    not_found,
     translate,
 )
 from archiver.store.archive import Archive
@@ -87,14 +81,11 @@ from archiver.store.channels import ChannelRow, get_channel, record_sync, set_cu
 from archiver.store.following import (
     ChannelStatus,
     Following,
-    clear_unreadable,
     get_following,
     get_status,
-    mark_unreadable,
     set_status,
     update_following,
 )
-from archiver.store.ingest import ingest
 
 __all__ = [
     "NOT_LOGGED_IN",
@@ -117,168 +108,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SOURCE = "telethon"
-FULL_EVERY = DAY  # GetFullChannel at most this often per channel
 RESOLVE_AGAIN_AFTER = DAY  # a hash Telegram refused is resolved again at most this often
-
-# ------------------------------------------------------------------------------ resolution
-
-
-def input_peer(row: ChannelRow) -> Any:
-    """The archived channel as Telethon's ``InputPeerChannel`` (needs its access hash)."""
-    return types.InputPeerChannel(bare_id(row.id), row.access_hash)
-
-
-@dataclass
-class Resolver:
-    """Resolves channels for one account: from the archive when it holds this account's
-    hash, else one ``ResolveUsername`` within the daily budget (and ``GetFullChannel`` at most
-    daily)."""
-
-    archive: Archive
-    client: Any
-    policy: FloodPolicy
-    ledger: FloodLedger
-    now: Callable[[], datetime]
-
-    async def channel(self, cfg: ChannelConfig) -> tuple[ChannelRow, Any]:
-        row = await get_channel(self.archive, cfg.ref)
-        if row is not None and row.access_hash is not None:
-            f = await get_following(self.archive, row.id)
-            owner = f.hash_account if f is not None else None
-            if owner is None or owner == self.ledger.account:
-                return row, input_peer(row)
-            log.info(
-                "channel %s: its access hash belongs to another account; resolving for this one",
-                row.id,
-            )
-        return await self.resolve(cfg, row)
-
-    async def resolve(self, cfg: ChannelConfig, row: ChannelRow | None) -> tuple[ChannelRow, Any]:
-        name = str(cfg.ref)
-        username = cfg.ref.username or (row.username if row is not None else None)
-        now = self.now()
-        if username is None:
-            peer = await self._from_session(cfg, row)
-            row = row or await get_channel(self.archive, cfg.ref)
-        else:
-            if not await self.ledger.spend(RESOLVE, RESOLVE_PER_DAY):
-                until = self.ledger.next_day()
-                raise ChannelProblem(
-                    name,
-                    Problem(
-                        "flood_wait",
-                        f"this account used its {RESOLVE_PER_DAY} {RESOLVE} calls for today"
-                        f" (a budget that keeps Telegram from banning it); next on"
-                        f" {until:%Y-%m-%d %H:%M} UTC",
-                        until,
-                    ),
-                )
-            res = await self.policy.call(
-                name, lambda: self.client(functions.contacts.ResolveUsernameRequest(username))
-            )
-            peer_id = utils.get_peer_id(res.peer)
-            chat = next((c for c in res.chats if utils.get_peer_id(c) == peer_id), None)
-            if not isinstance(chat, types.Channel):
-                raise ChannelProblem(
-                    name,
-                    not_found(
-                        now,
-                        "this username is a user or a bot, not a channel: check [[channels]];"
-                        " looked up again once a day",
-                    ),
-                )
-            peer = types.InputPeerChannel(chat.id, chat.access_hash)
-            full = None
-            if row is None or await self._full_due(row.id, now):
-                full = await self._get_full(name, peer)
-            row = await upsert_channel(
-                self.archive, channel_info(chat, full.full_chat if full else None), source=SOURCE
-            )
-            if full is not None:
-                await update_following(self.archive, row.id, full_checked_at=now)
-        assert row is not None
-        await update_following(
-            self.archive,
-            row.id,
-            access_hash=peer.access_hash,
-            hash_account=self.ledger.account,
-            resolved_at=now,
-        )
-        log.info("channel %s resolved to %s", name, row.id)
-        return row, peer
-
-    async def _from_session(self, cfg: ChannelConfig, row: ChannelRow | None) -> Any:
-        """A channel named by id: its hash from the session's entity cache (no request)."""
-        assert cfg.ref.id is not None
-        try:
-            peer = self.client.session.get_input_entity(types.PeerChannel(bare_id(cfg.ref.id)))
-        except ValueError:
-            peer = None
-        if not isinstance(peer, types.InputPeerChannel):
-            raise ChannelProblem(
-                str(cfg.ref),
-                not_found(
-                    self.now(),
-                    "no access hash known for this id: list the channel by username or link in"
-                    " [[channels]] (or join it with this account first)",
-                ),
-            )
-        if row is None:
-            full = await self.policy.call(
-                str(cfg.ref), lambda: self.client(functions.channels.GetFullChannelRequest(peer))
-            )
-            chat = next((c for c in full.chats if c.id == peer.channel_id), None)
-            if not isinstance(chat, types.Channel):
-                raise ChannelProblem(str(cfg.ref), not_found(self.now()))
-            await upsert_channel(self.archive, channel_info(chat, full.full_chat), source=SOURCE)
-            await update_following(self.archive, marked(chat.id), full_checked_at=self.now())
-        return peer
-
-    async def _full_due(self, channel_id: int, now: datetime) -> bool:
-        f = await get_following(self.archive, channel_id)
-        last = f.full_checked_at if f is not None else None
-        return last is None or now - last >= FULL_EVERY
-
-    async def _get_full(self, name: str, peer: Any) -> Any:
-        """``GetFullChannel``, or None when it is in a flood wait (recorded in the ledger;
-        the description can wait, the posts cannot)."""
-        try:
-            return await self.policy.call(
-                name, lambda: self.client(functions.channels.GetFullChannelRequest(peer))
-            )
-        except FloodWaitTooLong as exc:
-            log.info("channel %s: description not refreshed (%s waits)", name, exc.method)
-            return None
-
-    async def full(self, row: ChannelRow, peer: Any) -> ChannelRow:
-        """The description and subscriber count (``GetFullChannel``), at most once a day per
-        channel; a flood wait on it never stops the read."""
-        now = self.now()
-        if not await self._full_due(row.id, now):
-            return row
-        full = await self._get_full(str(row.id), peer)
-        if full is None:
-            return row
-        chat = next((c for c in full.chats if c.id == peer.channel_id), None)
-        if isinstance(chat, types.Channel):
-            row = await upsert_channel(
-                self.archive, channel_info(chat, full.full_chat), source=SOURCE
-            )
-        await update_following(self.archive, row.id, full_checked_at=now)
-        return row
-
-
-def marked(bare: int) -> int:
-    return int(utils.get_peer_id(types.PeerChannel(bare)))
-
-
-async def resolve_channel(
-    archive: Archive, client: Any, cfg: ChannelConfig, policy: FloodPolicy
-) -> tuple[ChannelRow, Any]:
-    """The channel's archive row and input peer (see :class:`Resolver`)."""
-    ledger = await ensure_ledger(archive, client)
-    return await Resolver(archive, client, policy, ledger, ledger.now).channel(cfg)
-
 
 # ------------------------------------------------------------------------------------ sync
 
@@ -316,44 +146,6 @@ class _Pass:
         return self.follow_from is not None and message_id > self.follow_from
 
 
-def poison_post(msg: Any, channel_id: int, reason: str, now: datetime) -> Post:
-    """A message that does not convert, as a raw-only post: its id, its date when it has one
-    (else when it was seen), no text, the source object as JSON for provenance."""
-    try:
-        raw = raw_json(msg)
-    except (TypeError, ValueError, AttributeError):
-        raw = f'{{"_": "{type(msg).__name__}", "unreadable": true}}'
-    date = getattr(msg, "date", None)
-    if not isinstance(date, datetime):
-        date = now
-    return Post(channel_id=channel_id, message_id=int(msg.id), date=date, raw=raw)
-
-
-def convert(
-    messages: Sequence[Any], channel_id: int | None = None, now: datetime | None = None
-) -> tuple[list[tuple[Any, Post]], dict[int, tuple[Any, Post, str]]]:
-    """Messages as posts, and the unreadable ones (id -> message, raw-only post, reason),
-    logged with their ids (never their text)."""
-    out: list[tuple[Any, Post]] = []
-    bad: dict[int, tuple[Any, Post, str]] = {}
-    for msg in messages:
-        try:
-            out.append((msg, message_to_post(msg)))
-        except PoisonMessage as exc:
-            mid = getattr(msg, "id", None)
-            log.warning("channel %s message %s: unreadable, kept raw-only (%s)",
-                        channel_id, mid, exc)  # fmt: skip
-            if channel_id is not None and isinstance(mid, int):
-                bad[mid] = (msg, poison_post(msg, channel_id, str(exc), now or _now()), str(exc))
-    return out, bad
-
-
-def _now() -> datetime:
-    from archiver.store.archive import utcnow
-
-    return utcnow()
-
-
 async def _refresh_metadata(p: _Pass, messages: Sequence[Any]) -> None:
     """Title/username changes seen in the channel object that came with a page; a channel
     object that says this account left is noted for the live listener's join check."""
@@ -368,78 +160,6 @@ async def _refresh_metadata(p: _Pass, messages: Sequence[Any]) -> None:
         if f is not None and f.joined_at is not None:
             log.warning("channel %s: this account is no longer a member; joining again", p.name)
             await update_following(p.archive, p.row.id, joined_at=None)
-
-
-async def store_media(
-    archive: Archive,
-    client: Any,
-    settings: Settings,
-    options: SyncOptions,
-    policy: FloodPolicy,
-    pairs: Sequence[tuple[Any, Post]],
-) -> int:
-    """Download the ``[media] download`` kinds of already ingested posts into the media
-    folder (content-addressed), skipping media already stored; returns the files recorded.
-    Downloads go through ``options.fetch_media`` when set (tests give bytes that way)."""
-    ms = settings.media
-    if not ms.download:
-        return 0
-    store = MediaStore(settings.storage.media_dir)
-    limit = ms.max_size_mb * MB
-    stored_count = 0
-
-    async def fetch(msg: Any) -> bytes | None:
-        if options.fetch_media is not None:
-            return await options.fetch_media(msg)
-        data = await client.download_media(msg, file=bytes)
-        return data if isinstance(data, bytes) else None
-
-    for msg, post in pairs:
-        todo = [i for i, m in enumerate(post.media) if wanted(m, ms.download, ms.max_size_mb)]
-        if not todo:
-            continue
-        done = await downloaded_indexes(archive, post.channel_id, post.message_id)
-        if set(todo) <= done:
-            continue
-        what = f"channel {post.channel_id} media of {post.message_id}"
-        try:
-            data = await policy.call(what, partial(fetch, msg))
-        except errors.RPCError as exc:  # an expired file reference etc.: the post stays archived
-            log.warning("%s: not downloaded (%s)", what, exc.__class__.__name__)
-            continue
-        if data is None or len(data) > limit:
-            continue
-        stored = await asyncio.to_thread(store.put, data, post.media[todo[0]].mime_type)
-        if await record_media(archive, post.channel_id, post.message_id, todo[0], stored):
-            stored_count += 1
-    return stored_count
-
-
-async def ingest_messages(
-    archive: Archive,
-    channel_id: int,
-    messages: Sequence[Any],
-    *,
-    is_new: Callable[[int], bool],
-    now: datetime,
-) -> tuple[IngestStats, list[tuple[Any, Post]], int]:
-    """Ingest messages of one channel: new posts with alerts, backfill without; unreadable
-    ones raw-only and marked. Returns the stats, the readable pairs and the unreadable count."""
-    pairs, bad = convert(messages, channel_id, now)
-    stats = IngestStats()
-    fresh = [post for _, post in pairs if is_new(post.message_id)]
-    old = [post for _, post in pairs if not is_new(post.message_id)]
-    if fresh:
-        stats += await ingest(archive, fresh, source=SOURCE, alerts=True)
-    if old:
-        stats += await ingest(archive, old, source=SOURCE, alerts=False)
-    if bad:
-        stats += await ingest(archive, [post for _, post, _ in bad.values()], source=SOURCE,
-                              alerts=False)  # fmt: skip
-        await mark_unreadable(archive, channel_id, {mid: why for mid, (_, _, why) in bad.items()})
-    if pairs:
-        await clear_unreadable(archive, channel_id, [post.message_id for _, post in pairs])
-    return stats, pairs, len(bad)
 
 
 async def _commit(p: _Pass, messages: list[Any]) -> None:

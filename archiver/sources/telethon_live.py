@@ -39,15 +39,9 @@ from telethon import errors, events, functions, utils
 from archiver.config import ChannelConfig, Settings
 from archiver.errors import NotLoggedIn, TelewatchError
 from archiver.sources.result import ChannelSyncResult, SyncOptions
-from archiver.sources.telethon import (
-    SOURCE,
-    _Pass,
-    ingest_messages,
-    read_new,
-    run_channel,
-    store_media,
-)
+from archiver.sources.telethon import SOURCE, _Pass, read_new, run_channel
 from archiver.sources.telethon_flood import AccountFloodWait, FloodWaitTooLong
+from archiver.sources.telethon_ingest import ingest_messages, store_media
 from archiver.sources.telethon_reread import reconcile_newest, reread_window
 from archiver.sources.telethon_session import check_login
 from archiver.sources.telethon_status import JOIN_STATUSES, classify

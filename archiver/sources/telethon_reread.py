@@ -49,7 +49,7 @@ EVIDENCE = "channels.getMessages answered messageEmpty for this id"
 async def check_ids(p: _Pass, ids: list[int]) -> None:
     """Read these archived posts again by id: changes become versions, ``messageEmpty``
     confirms a deletion."""
-    from archiver.sources.telethon import ingest_messages, store_media
+    from archiver.sources.telethon_ingest import ingest_messages, store_media
 
     for i in range(0, len(ids), CHUNK):
         chunk = ids[i : i + CHUNK]
@@ -152,7 +152,8 @@ async def reconcile_newest(p: _Pass, limit: int = 100) -> bool:
     p.fetched += len(msgs)
     if not msgs:
         return True
-    from archiver.sources.telethon import _refresh_metadata, ingest_messages
+    from archiver.sources.telethon import _refresh_metadata
+    from archiver.sources.telethon_ingest import ingest_messages
 
     stats, _, bad = await ingest_messages(
         p.archive, p.row.id, msgs, is_new=p.is_new, now=p.options.now()

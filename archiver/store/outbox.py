@@ -286,30 +286,30 @@ Refusal = Callable[[int, bool | None], str | None]
 async def claim(
     archive: Archive, alert: AlertRow, refusal: Refusal | None = None, now: datetime | None = None
 ) -> tuple[Claim, str | None]:
-    """Step 1 of a send: in one transaction, record ``sending`` and read the recipient's
-    entry of the access table and the mutes of its chat; when ``refusal(chat_id,
-    access_entry)`` gives a reason, or every rule of the alert is muted there, the alert
-    becomes ``dropped`` with the reason instead. Returns what to do and, for DROPPED, the
-    reason. (One statement on the common path: this is on delivery's hot path.)"""
+    """Step 1 of a send: one statement (its own transaction) records ``sending`` and reads
+    the recipient's entry of the access table and the mutes of its chat, so a ``/deny`` is
+    either before it (the alert is dropped, no longer pending) or after it (the send was
+    under way). When ``refusal(chat_id, access_entry)`` gives a reason, or every rule of the
+    alert is muted there, the alert becomes ``dropped`` with the reason instead. Returns
+    what to do and, for DROPPED, the reason."""
     when = ts(now or utcnow())
-    async with archive.transaction() as db:
-        async with db.execute(_CLAIM_SQL, (when, alert.id)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return Claim.GONE, None
-        reason = None
-        if refusal is not None:
-            reason = refusal(alert.recipient, None if row[0] is None else bool(row[0]))
-        if reason is None and row[1]:
-            reason = _muted(row[1], alert.rules)
-        if reason is None:
-            return Claim.SEND, None
-        await db.execute(
-            "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
-            " WHERE id = ?",
-            (reason[:500], alert.id),
-        )
-        return Claim.DROPPED, reason
+    rows = await archive.write(_CLAIM_SQL, (when, alert.id))  # one statement: its own transaction
+    if not rows:
+        return Claim.GONE, None
+    entry, mutes = rows[0][0], rows[0][1]
+    reason = None
+    if refusal is not None:
+        reason = refusal(alert.recipient, None if entry is None else bool(entry))
+    if reason is None and mutes:
+        reason = _muted(mutes, alert.rules)
+    if reason is None:
+        return Claim.SEND, None
+    await archive.write(
+        "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
+        " WHERE id = ? AND status = 'sending'",
+        (reason[:500], alert.id),
+    )
+    return Claim.DROPPED, reason
 
 
 _CLAIM_SQL = """
@@ -336,14 +336,13 @@ _OPEN = "status IN ('pending', 'sending')"
 async def mark_sent(archive: Archive, alert_id: int, tg_message_id: int) -> bool:
     """Record a successful send with its Telegram message id. Returns False when the alert
     was neither pending nor sending (already sent: nothing changes)."""
-    async with archive.transaction() as db:
-        cur = await db.execute(
-            "UPDATE alerts SET status = 'sent', sent_at = ?, tg_message_id = ?,"
-            " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
-            f" WHERE id = ? AND {_OPEN}",
-            (ts(utcnow()), tg_message_id, alert_id),
-        )
-        return cur.rowcount == 1
+    rows = await archive.write(
+        "UPDATE alerts SET status = 'sent', sent_at = ?, tg_message_id = ?,"
+        " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
+        f" WHERE id = ? AND {_OPEN} RETURNING id",
+        (ts(utcnow()), tg_message_id, alert_id),
+    )
+    return len(rows) == 1
 
 
 async def mark_retry(

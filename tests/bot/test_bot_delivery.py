@@ -7,6 +7,7 @@ the fake Bot API; alerts are queued through the real ingest path.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -114,6 +115,32 @@ async def test_limiter_pause_after_a_429() -> None:
     assert clock.now == pytest.approx(7.0)
     await acquire(lim, OTHER_MEMBER, clock)  # other chats are not paused
     assert clock.now <= 7.0 + 1 / 30
+
+
+async def test_the_gate_keeps_the_limits_when_claims_are_slow() -> None:
+    """Between taking a slot and the call, the alert is claimed in the archive; a database
+    that stalls and then answers a pile of claims at once must not release a burst."""
+    clock = FakeClock()
+    lim = RateLimiter(Limits(overall_per_second=30), clock)
+    reserved = []
+    for i in range(120):  # 40 chats, 3 alerts each, slots taken as the scheduler does
+        await acquire(lim, i % 40 + 1, clock)
+        reserved.append((clock.now, i % 40 + 1))
+    clock.now = 0.0
+    starts: list[float] = []
+    per_chat: dict[int, list[float]] = {}
+    done = 0.0  # claims are answered in order by the one database thread
+    for k, (at, chat) in enumerate(reserved):
+        stall = 0.8 if k % 40 == 0 else 0.0  # now and then the database stalls ...
+        done = max(done, at + stall)  # ... and then answers the claims queued behind at once
+        clock.now = max(clock.now, done)
+        while (wait := lim.gate(chat)) > 0:
+            clock.now += wait
+        lim.start(chat)
+        starts.append(clock.now)
+        per_chat.setdefault(chat, []).append(clock.now)
+    assert most_in_a_second(starts) <= 30
+    assert min(b - a for t in per_chat.values() for a, b in itertools.pairwise(t)) >= 1.0
 
 
 def test_minimum_time_of_the_limits() -> None:

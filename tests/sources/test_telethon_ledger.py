@@ -23,7 +23,7 @@ from telethon import functions
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig
 from archiver.errors import NotLoggedIn
-from archiver.sources import telethon as tg_source
+from archiver.sources import telethon_resolve
 from archiver.sources.telethon import connect_client, session_path, sync_telethon_channel
 from archiver.sources.telethon_flood import AccountFloodWait
 from archiver.store.archive import Archive
@@ -110,7 +110,7 @@ async def test_a_wait_on_one_method_does_not_stop_another(
 async def test_resolve_username_has_a_daily_budget(
     archive: Archive, tg: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tg_source, "RESOLVE_PER_DAY", 2)
+    monkeypatch.setattr(telethon_resolve, "RESOLVE_PER_DAY", 2)
     settings = settings_for(tmp_path, *(cfg(n) for n in NAMES[:3]))
     client = await connected(tg)
     results = await sync_all(archive, settings, client=client, options=opts(tg))
@@ -204,3 +204,28 @@ async def test_a_channel_waiting_for_a_flood_keeps_its_status_reason(
     assert st is not None and st.status == "flood_wait"
     assert st.retry_at == tg.clock.now() + timedelta(seconds=5000)
     assert "messages.GetHistory" in (st.reason or "")
+
+
+async def test_a_flood_wait_at_the_login_check_of_a_cron_pass_is_recorded_per_channel(
+    tg: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync opens its own client: a flood wait at its login check is every Telethon channel's
+    reason for this pass (not a crash, not "not logged in")."""
+    from archiver.sources import telethon_network
+
+    settings = settings_for(tmp_path, cfg("alpha"), cfg("bravo"))
+    tg.session_file(session_path(settings))
+
+    async def open_client(settings: Any, *, receive_updates: bool = False,
+                          archive: Any = None) -> Any:  # fmt: skip
+        return await connect_client(settings, receive_updates=receive_updates,
+                                    factory=factory_for(tg), archive=archive,
+                                    now=tg.clock.now)  # fmt: skip
+
+    monkeypatch.setattr(telethon_network, "open_client", open_client)
+    tg.fail(functions.users.GetUsersRequest, flood(3600))
+    async with await Archive.open(settings.storage.path) as archive:
+        results = await sync_all(archive, settings, options=opts(tg))
+    assert [r.status for r in results] == ["error", "error"]
+    assert all("a flood wait, not a login problem" in (r.error or "") for r in results)
+    assert results.login_lost is None
