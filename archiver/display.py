@@ -91,6 +91,9 @@ EVENT_WORDS = {
 }
 
 
+PART_WORDS = {"fmt": "formatting", "links": "link targets", "html": "rendered HTML"}
+
+
 def history_lines(h: PostHistory, tz: ZoneInfo) -> list[str]:
     name = h.channel or h.channel_title or str(h.channel_id)
     out = [f"{name} #{h.message_id}, posted {local(h.date, tz)}  {h.link}"]
@@ -105,6 +108,8 @@ def history_lines(h: PostHistory, tz: ZoneInfo) -> list[str]:
         out.append("--- what was observed")
         for e in h.events:
             what = EVENT_WORDS.get(e.kind, e.kind).format(v=e.version or "?")
+            if e.parts:
+                what += f" (changed: {', '.join(PART_WORDS.get(p, p) for p in e.parts)})"
             how = f": {e.evidence}" if e.evidence and e.kind in ("deleted", "missing") else ""
             out.append(f"{local(e.at, tz)}  {what} (via {e.source}){how}")
     if h.deleted:
