@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= data/demo.db
 
-.PHONY: setup demo run serve test screenshots lint check bench lock clean
+.PHONY: setup demo run serve test screenshots lint check container-test bench lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ lint: setup
 	$(BIN)/hadolint Dockerfile
 
 check: test lint
+
+## container-test: build the image with podman (as root) and run the README's container commands
+container-test: setup
+	bash .ci/container-test.sh
 
 ## bench: the benchmarks (minutes; figures go to docs/benchmarks.md)
 bench: setup

@@ -26,7 +26,7 @@ import click
 
 from archiver import __version__
 from archiver.config import Settings, find_config, load_settings
-from archiver.errors import Interrupted, PartialFailure, QueryError, TelewatchError
+from archiver.errors import Interrupted, NotWritable, PartialFailure, QueryError, TelewatchError
 from archiver.logs import setup_logging
 from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 
@@ -83,6 +83,10 @@ class TelewatchGroup(click.Group):
         except sqlite3.DatabaseError as exc:
             click.echo(f"Error: {_archive_error(ctx, exc)}", err=True)
             ctx.exit(EXIT_FAILED)
+        except PermissionError as exc:  # an unwritable ./data volume, most often
+            denied = NotWritable(exc.filename or ".")
+            click.echo(f"Error: {denied}", err=True)
+            ctx.exit(denied.exit_code)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
@@ -476,20 +480,25 @@ _COVERAGE_KEYS = ("id_ranges", "ids_never_seen", "states", "watched_since", "unw
 @run_async
 async def stats(app: App, as_json: bool) -> None:
     """Per channel: posts, edits, deletions, first and last post, last sync, last full
-    re-read; with --json also its coverage (as `telewatch coverage` prints it).
+    re-read; with --json also its coverage (as `telewatch coverage` prints it). Then the last
+    web pass's request budget: spent per phase, left, and what it could not do.
 
     \b
     Example:
       telewatch stats --json
     """
     from archiver.display import stats_lines
+    from archiver.sources.web.sync import last_pass, pass_summary
     from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
+    from archiver.store.following import following_report
     from archiver.store.search import channel_stats
 
     tolerance = max(WATCH_TOLERANCE, timedelta(minutes=app.settings.schedule.stale_after_minutes))
     archive = await app.open_archive(create=False)
     try:
         rows = await channel_stats(archive)
+        report = await following_report(archive)
+        web_pass = await last_pass(archive)
         covered = (
             {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
              for r in rows}
@@ -504,17 +513,28 @@ async def stats(app: App, as_json: bool) -> None:
         for r in rows:
             cov = covered[r.channel_id].as_json()
             data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
+            data |= report.json_for(r.channel_id)
             click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
-                                   "sync_status": "never archived"}))  # fmt: skip
+                                   "sync_status": "never archived"}
+                                  | report.json_for_ref(ch.ref)))  # fmt: skip
+        for wait in report.flood_json():
+            click.echo(json.dumps(wait))
+        if web_pass is not None:
+            click.echo(json.dumps({"web_pass": web_pass}))
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
         for ch in missing:
-            click.echo(
-                f"{ch.ref} ({ch.source}): nothing archived yet: never synced, or its sync "
-                "fails (see the output of `telewatch sync`)"
+            why = report.line_for_ref(ch.ref) or (
+                "nothing archived yet: never synced, or its sync fails (see the output of"
+                " `telewatch sync`)"
             )
+            click.echo(f"{ch.ref} ({ch.source}): {why}")
+        for text in report.lines(known_ids={r.channel_id for r in rows}):
+            click.echo(text)
+        if web_pass is not None:
+            click.echo(pass_summary(web_pass))
 
 
 @cli.group()
@@ -545,16 +565,19 @@ async def demo(app: App) -> None:
 
     Imports the sample export, searches it, backtests two rules, replays a new post, an edit
     and a deletion through the live ingest path, and prints the alerts the bot would send.
-    Writes only to a demo archive (default data/demo.db with `make demo`).
+    Writes only to a demo archive (default data/demo.db). Needs no config: one is read, for
+    its time zone, only when it exists.
 
     \b
-    Example:
+    Examples:
       telewatch --db data/demo.db demo
+      docker run --rm -v "$PWD/data:/data" telewatch demo
     """
     from archiver.demo import run_demo
 
     path = app.db_override or Path("data/demo.db")
-    tz = app.settings.display.timezone.key
+    cfg = app.config_path  # e.g. $TELEWATCH_CONFIG naming a file a fresh volume lacks
+    tz = app.settings.display.timezone.key if cfg is None or cfg.exists() else "UTC"
     if app.log_level is None:  # the demo's own output tells the story
         logging.getLogger().setLevel(logging.WARNING)
     await run_demo(path, click.echo, tz_name=tz)
@@ -723,7 +746,9 @@ def _sync_summary(results: list[Any]) -> int:
         if r.error:
             line += f": {r.error}"
         click.echo(line)
-        failed += r.status == "error"
+        # A channel that cannot be read (an error, or a status such as not_found, private,
+        # banned, too_many_channels) fails the pass; a flood wait is a pause, not a failure.
+        failed += r.status not in ("ok", "flood_wait", "skipped")
     return failed
 
 
@@ -844,6 +869,7 @@ async def bot(app: App) -> None:
     """
     import signal
 
+    from archiver.health import record_end
     from archiver.runner import heartbeat_loop
 
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta
@@ -865,8 +891,12 @@ async def bot(app: App) -> None:
         finally:
             stop.set()
             await beat
-    finally:
+    except (Exception, asyncio.CancelledError) as exc:
         await archive.close()
+        await record_end(archive.path, "bot", os.getpid(), exc)
+        raise
+    await archive.close()
+    await record_end(archive.path, "bot", os.getpid(), None)  # `health --process bot`: stopped
 
 
 # ---------------------------------------------------------------------------- web view
@@ -1041,8 +1071,9 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
     make a backup of the current state first if in doubt.
 
     \b
-    Example:
+    Examples:
       telewatch restore data/backups/telewatch-20240501T033000Z.db
+      docker compose run --rm telewatch restore --yes data/backups/telewatch-20240501T033000Z.db
     """
     from archiver.backup import restore_sync, verify
     from archiver.lock import archive_lock

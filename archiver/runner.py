@@ -13,12 +13,15 @@ Started in this order, each stopped in the reverse order:
    channels and web channels; it also runs once at start), ``recheck``, ``backup``,
    ``maintenance`` and ``digest``;
 6. the bot (imported lazily), unless ``--no-bot``: then run ``telewatch bot`` elsewhere.
+   Without a bot token the bot stays off and one warning says so (an archive-only team, or one
+   whose bot is not made yet, can run it: no restart loop in a container).
 
 SIGTERM or SIGINT sets one stop event. Each part is given a few seconds to finish what it is
 doing and is then cancelled; every write is one transaction and every cursor is in the archive,
 so nothing is lost: the next start resumes from there. The whole shutdown takes well under
 10 s (Docker's default grace period). A part that fails stops the others and the command exits
-non-zero with the reason.
+non-zero with the reason. How it ended (a clean stop, or the error) is written into the
+heartbeat row for ``telewatch health`` (:func:`archiver.health.record_end`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from archiver.config import Settings
-from archiver.errors import ConfigError, NotLoggedIn, TelewatchError
+from archiver.errors import NotLoggedIn, TelewatchError
+from archiver.health import record_end, record_start
 from archiver.lock import instance_lock
 from archiver.store.archive import Archive
 
@@ -43,6 +47,10 @@ PROCESS = "run"
 BOT_GRACE = 4.0  # seconds the bot gets to finish its current send and stop polling
 JOBS_GRACE = 3.0  # seconds running jobs get before they are cancelled
 LIVE_GRACE = 2.0
+BOT_OFF = (
+    "bot off: no bot token (TELEWATCH_BOT_TOKEN or [bot] token); archiving and the jobs run, "
+    "alerts wait in the outbox until the token is set and telewatch restarted"
+)
 
 
 def uses_telethon(settings: Settings) -> bool:
@@ -163,17 +171,23 @@ async def run(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop`` is set); see the module docstring."""
+    note = None
     if with_bot and not settings.bot.token:
-        raise ConfigError(
-            "bot.token: not set; set TELEWATCH_BOT_TOKEN (or [bot] token), "
-            "or run the archiver alone with `telewatch run --no-bot`"
-        )
+        log.warning("%s", BOT_OFF)
+        with_bot, note = False, BOT_OFF
     stop = stop or asyncio.Event()
     with instance_lock(settings, session=uses_telethon(settings), command="run"):
-        await _run(settings, with_bot, stop)
+        try:
+            await _run(settings, with_bot, stop, note)
+        except (Exception, asyncio.CancelledError) as exc:
+            await record_end(settings.storage.path, PROCESS, os.getpid(), exc)
+            raise
+        await record_end(settings.storage.path, PROCESS, os.getpid(), None)
 
 
-async def _run(settings: Settings, with_bot: bool, stop: asyncio.Event) -> None:
+async def _run(
+    settings: Settings, with_bot: bool, stop: asyncio.Event, note: str | None = None
+) -> None:
     tasks: dict[str, asyncio.Task[Any]] = {}  # the long-running parts, by name
     trigger: list[str] = []  # the part whose end stopped the others, if one did
     fatal: list[TelewatchError] = []  # an error of a job that must stop the process
@@ -187,7 +201,7 @@ async def _run(settings: Settings, with_bot: bool, stop: asyncio.Event) -> None:
     async with contextlib.AsyncExitStack() as stack:
         try:
             starting = asyncio.ensure_future(
-                _start(settings, with_bot, stop, stack, tasks, trigger, stop_with)
+                _start(settings, with_bot, stop, stack, tasks, trigger, stop_with, note)
             )
             # A signal during start-up (connecting to a Telegram that does not answer, say)
             # stops the start at once rather than after it.
@@ -229,6 +243,7 @@ async def _start(
     tasks: dict[str, asyncio.Task[Any]],
     trigger: list[str],
     fatal: Callable[[TelewatchError], None],
+    note: str | None = None,
 ) -> None:
     from archiver.rules import RuleLoader
     from archiver.scheduler import Scheduler
@@ -255,7 +270,7 @@ async def _start(
         tasks[name] = task
         return task
 
-    await archive.heartbeat(PROCESS, os.getpid())
+    await record_start(archive, PROCESS, os.getpid(), note)
     hb = start("heartbeat", heartbeat_loop(archive, settings.schedule.heartbeat_seconds, stop))
     stack.push_async_callback(_finish, hb, 1.0, "heartbeat")
 
@@ -267,7 +282,7 @@ async def _start(
         from archiver.sources.telethon_network import open_client
         from archiver.sync import disconnect
 
-        client = await open_client(settings, receive_updates=live)
+        client = await open_client(settings, receive_updates=live, archive=archive)
         stack.push_async_callback(disconnect, client)
     if live:
         from archiver.sync import follow_live

@@ -58,10 +58,9 @@ MEDIA_MARKS = {
     "sticker": "📎",
     "other": "📎",
 }
-HOW = {
+HOW = {  # post_events.how of a confirmed deletion (docs/record.md)
     "live": "Telegram reported the deletion",
-    "recheck": "the post was gone when re-read",
-    "web": "the post page no longer shows it",
+    "recheck": "Telegram returned no message for this id when re-read",
     "web_embed": "the post page said it was not found",
     "manual": "marked deleted by hand",
 }

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import sqlite3
 import time
@@ -127,6 +128,10 @@ class RateLimiter:
         self._due = 0.0  # the virtual time of the next overall slot
         self._next_chat: dict[int, float] = {}
         self._group_sent: dict[int, deque[float]] = {}
+        # The moments calls really started (see gate()): the last second, per chat, per group.
+        self._started: deque[float] = deque()
+        self._chat_started: dict[int, float] = {}
+        self._group_started: dict[int, deque[float]] = {}
 
     def delay(self, chat_id: int) -> float:
         """Seconds until a message to ``chat_id`` is allowed (0: now)."""
@@ -138,7 +143,7 @@ class RateLimiter:
         # One slot of slack: a send late by less than a slot keeps the schedule.
         ready = max(ready, self._due - 1.0 / self.limits.overall_per_second)
         sent = self._sent
-        while sent and sent[0] <= now - 1.0:
+        while sent and sent[0] + 1.0 <= now:
             sent.popleft()
         if len(sent) >= self.limits.overall_per_second:
             ready = max(ready, sent[0] + 1.0)
@@ -159,6 +164,38 @@ class RateLimiter:
                 group.popleft()
         if len(self._next_chat) > 10_000:
             self._next_chat = {c: t for c, t in self._next_chat.items() if t > now}
+
+    def gate(self, chat_id: int) -> float:
+        """Seconds until a call to ``chat_id`` may really start (0: now). The scheduler takes
+        a slot with :meth:`record`; between that and the call the alert is claimed in the
+        archive, which can take a variable time: checked again here, against the moments
+        calls really started, a slow database cannot make sends bunch up."""
+        now = self.clock()
+        started = self._started
+        while started and started[0] + 1.0 <= now:
+            started.popleft()
+        wait = started[0] + 1.0 - now if len(started) >= self.limits.overall_per_second else 0.0
+        last = self._chat_started.get(chat_id)
+        if last is not None:
+            wait = max(wait, last + self.limits.chat_interval - now)
+        group = self._group_started.get(chat_id)
+        if group is not None and len(group) >= self.limits.group_per_minute:
+            wait = max(wait, group[0] + 60.0 - now)
+        return max(0.0, wait)
+
+    def start(self, chat_id: int) -> None:
+        """A call to ``chat_id`` starts now (right after :meth:`gate` said 0)."""
+        now = self.clock()
+        self._started.append(now)
+        self._chat_started[chat_id] = now
+        if chat_id < 0:
+            group = self._group_started.setdefault(chat_id, deque())
+            group.append(now)
+            while len(group) > self.limits.group_per_minute:
+                group.popleft()
+        if len(self._chat_started) > 10_000:
+            cutoff = now - max(self.limits.chat_interval, 60.0)
+            self._chat_started = {c: t for c, t in self._chat_started.items() if t > cutoff}
 
     def pause(self, chat_id: int, seconds: float) -> None:
         """Send nothing to ``chat_id`` for ``seconds`` (after a 429)."""
@@ -291,9 +328,13 @@ class Delivery:
                     await self._settle_in_flight()
                 if self._unrecorded:
                     await self._record_held()
-                await self.dispatch()
             except sqlite3.Error as exc:
                 self._write_failed(exc)
+            if self._settled:  # nothing is claimed before the last run's sends are settled
+                try:
+                    await self.dispatch()
+                except sqlite3.Error as exc:
+                    log.warning("delivery: reading the outbox failed (%s); trying again", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
 
@@ -311,6 +352,7 @@ class Delivery:
                         "marked unknown (not resent: Telegram may have delivered them)",
                         recorded, unknown)  # fmt: skip
         self._settled = True
+        outbox.clear_marker(self.marker)  # the last run's: its outcomes are written now
         self._write_ok()
 
     # ------------------------------------------------------------------ reading
@@ -494,6 +536,12 @@ class Delivery:
                     log.info("alert %d to chat %d dropped: %s", row.id, row.recipient, reason)
                 self._done(chat_id, row)
                 return
+            for _ in itertools.count():  # a few rounds at most: each waits what the gate says
+                wait = self.limiter.gate(chat_id)
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self.limiter.start(chat_id)  # no await since the gate said 0
             outcome = await self._deliver(row, message)
             try:
                 await self._record(row, outcome)

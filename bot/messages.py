@@ -13,6 +13,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from archiver.diff import word_diff
+from archiver.display import event_words
+from archiver.store.following import ChannelStatus
 from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
 from archiver.store.search import ChannelStats, Hit, PostHistory
@@ -93,17 +95,6 @@ def latest_blocks(hits: Sequence[Hit], tz: ZoneInfo, where: str | None) -> list[
 # ---------------------------------------------------------------------------- archive
 
 
-_EVENT_WORDS = {
-    "edited": "new version {v}",
-    "late": "an older version {v} arrived late",
-    "reverted": "back to version {v}",
-    "missing": "not shown in the channel's listing (not a confirmed deletion)",
-    "deleted": "🗑 deleted",
-    "restored": "♻️ restored: shown again after its deletion",
-    "present": "shown again",
-}
-
-
 def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
     """Every version in the order telewatch observed it, what was observed when, and how a
     deletion was established (docs/record.md)."""
@@ -133,9 +124,7 @@ def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
     if h.events:
         lines = []
         for e in h.events:
-            what = _EVENT_WORDS.get(e.kind, e.kind).format(v=e.version or "?")
-            why = f": {e.evidence}" if e.evidence and e.kind in ("deleted", "missing") else ""
-            lines.append(f"{esc(local_time(e.at, tz))} · {esc(what + why)}")
+            lines.append(f"{esc(local_time(e.at, tz))} · {esc(event_words(e))}")
         blocks.append("<b>Observed</b>\n" + "\n".join(lines))
     if h.deleted:
         how = h.deleted_evidence or h.deleted_how
@@ -148,19 +137,33 @@ def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
     return blocks
 
 
-def channels_blocks(stats: Sequence[ChannelStats], tz: ZoneInfo) -> list[str]:
+def problem_block(problems: Sequence[ChannelStatus]) -> list[str]:
+    """Configured channels that cannot be followed, each with its reason and next try."""
+    if not problems:
+        return []
+    return [
+        f"⚠️ <b>{len(problems)} channel(s) cannot be followed</b>\n"
+        + "\n".join(esc(p.line()) for p in problems)
+    ]
+
+
+def channels_blocks(
+    stats: Sequence[ChannelStats], tz: ZoneInfo, problems: Sequence[ChannelStatus] = ()
+) -> list[str]:
     if not stats:
-        return ["No channels archived yet."]
-    blocks = [f"<b>{len(stats)} channel(s)</b>"]
+        return ["No channels archived yet.", *problem_block(problems)]
+    blocks = [f"<b>{len(stats)} channel(s)</b>", *problem_block(problems)]
     for s in stats:
         state = s.sync_status or ("imported" if s.source == "export" else "not synced yet")
         if not s.backfilled and s.source != "export":
             state += ", backfilling"
         blocks.append(
             f"<b>{esc(channel_label(s.title, s.channel, s.channel_id))}</b>\n"
-            f"{s.posts} posts, {s.edits} edits, {s.deletions} deletions\n"
-            f"last post {esc(local_time(s.last_post, tz))}; "
-            f"last sync {esc(local_time(s.last_sync, tz))} ({esc(state)})"
+            f"{s.posts} posts, {s.edits} edits, {s.deletions} deletions"
+            + (f" (+{s.missing} missing from the listing, unconfirmed)" if s.missing else "")
+            + f"\nlast post {esc(local_time(s.last_post, tz))}; "
+            f"last sync {esc(local_time(s.last_sync, tz))} ({esc(state)}); last full re-read "
+            + (esc(local_time(s.last_full_check, tz)) if s.last_full_check else "never")
         )
     return blocks
 
@@ -173,6 +176,7 @@ class Status:
     inactive: Mapping[int, str | None]
     paused_since: datetime | None = None  # delivery paused: the archive cannot be written
     paused_reason: str | None = None
+    problems: Sequence[ChannelStatus] = ()  # configured channels that cannot be followed
 
 
 def _ago(then: datetime | None, now: datetime) -> str:
@@ -221,6 +225,7 @@ def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
     if st.inactive:
         ids = ", ".join(f"<code>{cid}</code>" for cid in sorted(st.inactive))
         blocks.append(f"<b>Inactive chats</b>: {ids}")
+    blocks += problem_block(st.problems)
     lines = [f"<b>Channels</b> ({len(st.stats)})"]
     for s in st.stats:
         name = esc(channel_label(s.title, s.channel, s.channel_id))

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup, escape
 
 from archiver.diff import word_pieces
+from archiver.display import event_words as event_words  # the CLI's and the bot's wording
 from archiver.snippets import Span
 
 STATE_WORDS = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from archiver.errors import TelewatchError
+from archiver.errors import NotWritable, TelewatchError
 from archiver.store.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,19 @@ class Matcher(Protocol):
     def wants(self, rule_name: str, kind: str) -> bool:
         """Whether the rule of that name (still) exists and alerts on ``kind``."""
         ...
+
+
+def _writable(p: Path) -> None:
+    """The archive and its folder (where SQLite writes the -wal and -shm files) must be
+    writable: else one clear line, not "unable to open database file" or a traceback."""
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise NotWritable(exc.filename or p.parent) from None
+    if not os.access(p.parent, os.W_OK | os.X_OK, effective_ids=True):
+        raise NotWritable(p.parent)
+    if p.exists() and not os.access(p, os.R_OK | os.W_OK, effective_ids=True):
+        raise NotWritable(p)
 
 
 def utcnow() -> datetime:
@@ -120,7 +134,7 @@ class Archive:
                 f"{p}: no archive here yet; run `telewatch import` or `telewatch sync` first"
             )
         if create:
-            p.parent.mkdir(parents=True, exist_ok=True)
+            _writable(p)
         try:
             db = await aiosqlite.connect(p, isolation_level=None)
         except sqlite3.Error as exc:
@@ -132,6 +146,8 @@ class Archive:
             await db.close()
             if _busy(exc):
                 raise ArchiveError(_busy_message(p)) from None
+            if "readonly" in str(exc):  # SQLITE_READONLY: the file, or its -wal/-shm, not ours
+                raise NotWritable(p) from None
             raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
         except BaseException:
             await db.close()
@@ -292,6 +308,13 @@ class Archive:
                     await self.db.execute("ROLLBACK")
                 raise
 
+    async def write(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """One statement as its own transaction (SQLite's autocommit), with the rows its
+        ``RETURNING`` gives: one trip to the database thread where a :meth:`transaction`
+        takes three. The bot's delivery writes each alert's outcome so."""
+        async with self._write_lock:
+            return list(await self.db.execute_fetchall(sql, params))
+
     async def fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         async with self.db.execute(sql, params) as cur:
             return list(await cur.fetchall())
@@ -306,9 +329,11 @@ class Archive:
         return None if row is None else row[0]
 
     async def heartbeat(self, process: str, pid: int) -> None:
+        """``process`` is alive now (a beat after a stop or failure also clears its note)."""
         async with self.transaction() as db:
             await db.execute(
                 "INSERT INTO heartbeats (process, pid, at) VALUES (?, ?, ?) "
-                "ON CONFLICT (process) DO UPDATE SET pid = excluded.pid, at = excluded.at",
+                "ON CONFLICT (process) DO UPDATE SET pid = excluded.pid, at = excluded.at, "
+                "note = iif(state = 'running', note, NULL), state = 'running'",
                 (process, pid, ts(utcnow())),
             )

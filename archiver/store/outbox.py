@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import sqlite3
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -79,8 +78,10 @@ class AlertRow:
     reply_to: int | None  # Telegram message id of the earlier alert about this post, if sent
     entities: str | None = None  # JSON entities of ``text`` (UTF-16 offsets), as archived
     album: tuple[str, ...] = ()  # media kinds of every post of the album ("" for none)
-    deleted_how: str | None = None  # live | recheck | web_embed | manual ...
-    deleted_evidence: str | None = None  # one human line, when the archive has it
+    # deleted: how the deletion was confirmed (live | recheck | web_embed | manual) and the
+    # evidence in words, from the alert's own event (post_events), else from the post
+    deleted_how: str | None = None
+    deleted_evidence: str | None = None
     status: str = "pending"
 
     @property
@@ -141,7 +142,11 @@ class OutboxCounts:
 
 _ALERT_COLUMNS = """
 SELECT a.id, a.post_id, a.recipient, a.kind, a.rules, a.attempts, a.created_at, a.status,
-       p.channel_id, p.message_id, p.date, p.deleted_at, p.deleted_how, {evidence},
+       p.channel_id, p.message_id, p.date,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.at, p.deleted_at) END AS deleted_at,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.how, p.deleted_how) END AS deleted_how,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.evidence, p.deleted_evidence) END
+         AS deleted_evidence,
        p.media_kind, p.grouped_id, c.username, c.title, v.text, v.entities,
        pv.text AS old_text,
        (SELECT b.tg_message_id FROM alerts b
@@ -160,6 +165,7 @@ JOIN posts p ON p.id = a.post_id
 JOIN channels c ON c.id = p.channel_id
 JOIN versions v ON v.id = a.version_id
 LEFT JOIN versions pv ON pv.id = a.prev_version_id
+LEFT JOIN post_events e ON e.id = a.event_id
 """
 
 _PENDING_SQL = (
@@ -183,20 +189,6 @@ LIMIT ?
 
 _ONE_SQL = _ALERT_COLUMNS + "FROM alerts a" + _JOINS + "WHERE a.id = ?"
 
-# Columns that later schemas add to posts; an older archive reads NULL in their place.
-_OPTIONAL = ("deleted_evidence",)
-_columns: weakref.WeakKeyDictionary[Archive, frozenset[str]] = weakref.WeakKeyDictionary()
-
-
-async def _sql(archive: Archive, template: str) -> str:
-    cols = _columns.get(archive)
-    if cols is None:
-        rows = await archive.fetchall("SELECT name FROM pragma_table_info('posts')")
-        cols = frozenset(r[0] for r in rows)
-        _columns[archive] = cols
-    evidence = "p.deleted_evidence" if "deleted_evidence" in cols else "NULL"
-    return template.format(evidence=f"{evidence} AS deleted_evidence")
-
 
 async def pending(
     archive: Archive, limit: int, now: datetime | None = None, *, per_chat: int | None = None
@@ -205,15 +197,13 @@ async def pending(
     and at most ``per_chat`` per recipient (so one busy chat cannot hide the others).
     Alerts of inactive recipients are held back."""
     when = ts(now or utcnow())
-    rows = await archive.fetchall(
-        await _sql(archive, _PENDING_SQL), (when, per_chat or limit, limit)
-    )
+    rows = await archive.fetchall(_PENDING_SQL, (when, per_chat or limit, limit))
     return await _rows(archive, rows)
 
 
 async def get_alert(archive: Archive, alert_id: int) -> AlertRow | None:
     """One alert, whatever its status (the buttons under a sent alert read it)."""
-    rows = await archive.fetchall(await _sql(archive, _ONE_SQL), (alert_id,))
+    rows = await archive.fetchall(_ONE_SQL, (alert_id,))
     out = await _rows(archive, rows)
     return out[0] if out else None
 
@@ -296,30 +286,30 @@ Refusal = Callable[[int, bool | None], str | None]
 async def claim(
     archive: Archive, alert: AlertRow, refusal: Refusal | None = None, now: datetime | None = None
 ) -> tuple[Claim, str | None]:
-    """Step 1 of a send: in one transaction, record ``sending`` and read the recipient's
-    entry of the access table and the mutes of its chat; when ``refusal(chat_id,
-    access_entry)`` gives a reason, or every rule of the alert is muted there, the alert
-    becomes ``dropped`` with the reason instead. Returns what to do and, for DROPPED, the
-    reason. (One statement on the common path: this is on delivery's hot path.)"""
+    """Step 1 of a send: one statement (its own transaction) records ``sending`` and reads
+    the recipient's entry of the access table and the mutes of its chat, so a ``/deny`` is
+    either before it (the alert is dropped, no longer pending) or after it (the send was
+    under way). When ``refusal(chat_id, access_entry)`` gives a reason, or every rule of the
+    alert is muted there, the alert becomes ``dropped`` with the reason instead. Returns
+    what to do and, for DROPPED, the reason."""
     when = ts(now or utcnow())
-    async with archive.transaction() as db:
-        async with db.execute(_CLAIM_SQL, (when, alert.id)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return Claim.GONE, None
-        reason = None
-        if refusal is not None:
-            reason = refusal(alert.recipient, None if row[0] is None else bool(row[0]))
-        if reason is None and row[1]:
-            reason = _muted(row[1], alert.rules)
-        if reason is None:
-            return Claim.SEND, None
-        await db.execute(
-            "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
-            " WHERE id = ?",
-            (reason[:500], alert.id),
-        )
-        return Claim.DROPPED, reason
+    rows = await archive.write(_CLAIM_SQL, (when, alert.id))  # one statement: its own transaction
+    if not rows:
+        return Claim.GONE, None
+    entry, mutes = rows[0][0], rows[0][1]
+    reason = None
+    if refusal is not None:
+        reason = refusal(alert.recipient, None if entry is None else bool(entry))
+    if reason is None and mutes:
+        reason = _muted(mutes, alert.rules)
+    if reason is None:
+        return Claim.SEND, None
+    await archive.write(
+        "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
+        " WHERE id = ? AND status = 'sending'",
+        (reason[:500], alert.id),
+    )
+    return Claim.DROPPED, reason
 
 
 _CLAIM_SQL = """
@@ -346,14 +336,13 @@ _OPEN = "status IN ('pending', 'sending')"
 async def mark_sent(archive: Archive, alert_id: int, tg_message_id: int) -> bool:
     """Record a successful send with its Telegram message id. Returns False when the alert
     was neither pending nor sending (already sent: nothing changes)."""
-    async with archive.transaction() as db:
-        cur = await db.execute(
-            "UPDATE alerts SET status = 'sent', sent_at = ?, tg_message_id = ?,"
-            " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
-            f" WHERE id = ? AND {_OPEN}",
-            (ts(utcnow()), tg_message_id, alert_id),
-        )
-        return cur.rowcount == 1
+    rows = await archive.write(
+        "UPDATE alerts SET status = 'sent', sent_at = ?, tg_message_id = ?,"
+        " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
+        f" WHERE id = ? AND {_OPEN} RETURNING id",
+        (ts(utcnow()), tg_message_id, alert_id),
+    )
+    return len(rows) == 1
 
 
 async def mark_retry(

@@ -370,10 +370,12 @@ class HistoryEvent:
     edit_date: datetime | None
     how: str | None
     evidence: str | None
+    parts: tuple[str, ...] = ()  # for a new version: what changed (text, links, fmt, media, html)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "parts": list(self.parts),
             "at": iso_utc(self.at),
             "source": self.source,
             "version": self.version,
@@ -518,7 +520,7 @@ async def history(archive: Archive, channel: str | int, message_id: int) -> Post
         )
     events = []
     for e in await archive.fetchall(
-        "SELECT kind, at, source, version_id, edit_date, how, evidence FROM post_events"
+        "SELECT kind, at, source, version_id, edit_date, how, evidence, parts FROM post_events"
         " WHERE post_id = ? ORDER BY id",
         (post["id"],),
     ):
@@ -528,6 +530,7 @@ async def history(archive: Archive, channel: str | int, message_id: int) -> Post
             HistoryEvent(
                 e["kind"], at, e["source"], index.get(e["version_id"]),
                 parse_ts(e["edit_date"]), e["how"], e["evidence"],
+                tuple(e["parts"].split(",")) if e["parts"] else (),
             )
         )  # fmt: skip
     date = parse_ts(post["date"])

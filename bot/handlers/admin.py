@@ -11,6 +11,7 @@ from telegram.ext import ContextTypes
 
 from archiver.store import outbox
 from archiver.store.access import valid_user_id
+from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats
 from bot.access import Role
 from bot.handlers.common import arg_text, reply, role_of, usage
@@ -39,6 +40,7 @@ async def status_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         inactive=await outbox.inactive_recipients(svc.archive),
         paused_since=delivery.paused_since if delivery is not None else None,
         paused_reason=delivery.paused_reason if delivery is not None else None,
+        problems=await channel_statuses(svc.archive, problems_only=True),
     )
     await reply(update, status_blocks(st, svc.settings.display.timezone))
 

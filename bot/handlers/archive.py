@@ -6,6 +6,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from archiver.channels import parse_ref
+from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats, history
 from bot.handlers.common import arg_text, reply, usage
 from bot.messages import channels_blocks, history_blocks
@@ -15,7 +16,8 @@ from bot.services import services
 async def channels_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
     stats = await channel_stats(svc.archive)
-    await reply(update, channels_blocks(stats, svc.settings.display.timezone))
+    problems = await channel_statuses(svc.archive, problems_only=True)
+    await reply(update, channels_blocks(stats, svc.settings.display.timezone, problems))
 
 
 async def history_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -128,8 +128,8 @@ async def queue_alerts(
     return stats.alerts_queued
 
 
-async def edit_post(archive: Archive, message_id: int, text: str) -> int:
-    p = replace(post(message_id, text), edit_date=T0 + timedelta(hours=1))
+async def edit_post(archive: Archive, message_id: int, text: str, *, hours: int = 1) -> int:
+    p = replace(post(message_id, text), edit_date=T0 + timedelta(hours=hours))
     return (await ingest(archive, [p], source="telethon", alerts=True)).alerts_queued
 
 

@@ -359,3 +359,22 @@ async def test_watch_then_alert_through_the_rules_engine(bot: Harness) -> None:
     bot.wake.set()
     (alert,) = await bot.api.wait_for(chat_id=OTHER_MEMBER, since=since)
     assert "Ночной <b>обстрел</b> города" in alert.text and "обстрел" in alert.text
+
+
+async def test_channels_and_status_name_channels_that_cannot_be_followed(bot: Harness) -> None:
+    """A configured channel telewatch cannot follow (a mistyped username) is shown with its
+    reason in /channels and /status (issue 14), not silently absent."""
+    from datetime import UTC, datetime, timedelta
+
+    from archiver.store.following import set_status
+
+    now = datetime.now(UTC)
+    await set_status(
+        bot.archive, "vsaldo_typo", source="telethon", status="not_found", now=now,
+        reason="no channel has this username", retry_at=now + timedelta(days=1),
+    )  # fmt: skip
+    channels = "\n".join(m.text for m in await bot.send(MEMBER, "/channels"))
+    assert "cannot be followed" in channels and "not_found" in channels
+    assert "no channel has this username" in channels and "next try" in channels
+    status = "\n".join(m.text for m in await bot.send(ADMIN, "/status"))
+    assert "vsaldo_typo: not_found" in status

@@ -73,7 +73,7 @@ async def test_named_rules_and_unique_names(bot: Harness) -> None:
 
 
 async def test_a_long_rule_list_is_one_valid_message_a_button_can_edit(bot: Harness) -> None:
-    long_query = " OR ".join(f"<слово{i}> & \"фраза {i}\"" for i in range(12))
+    long_query = " OR ".join(f'<слово{i}> & "фраза {i}"' for i in range(12))
     for i in range(60):
         await bot.send(MEMBER, f"/watch r{i}: ({long_query}) OR x{i}")
     listing = one(await bot.send(MEMBER, "/rules"))  # the fake refuses invalid HTML

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fakes.telethon_client import T0, FakeTelegram, Sleeper, fake_client, settings_for
+from fakes.telethon_client import T0, FakeTelegram, Sleeper, connected, settings_for
 from telethon import types
 
 from archiver.channels import parse_ref
@@ -76,7 +76,7 @@ async def test_media_metadata_is_archived_without_downloading(
     tg.post("Видео", media=video(8_000_000))
     files = Files({})
     settings = settings_for(tmp_path, CFG)  # [media] download = []
-    await sync_telethon_channel(archive, fake_client(tg), CFG, settings, options=options(files))
+    await sync_telethon_channel(archive, await connected(tg), CFG, settings, options=options(files))
     rows = await archive.fetchall("SELECT media_kind, media_json FROM posts ORDER BY message_id")
     assert [r[0] for r in rows] == ["photo", "video"]
     meta = json.loads(rows[1][1])[0]
@@ -107,7 +107,7 @@ async def test_downloads_are_content_addressed_deduplicated_and_recorded(
     settings = settings_for(tmp_path, CFG, download=frozenset({"photo"}), max_size_mb=1)
 
     result = await sync_telethon_channel(
-        archive, fake_client(tg), CFG, settings, options=options(files)
+        archive, await connected(tg), CFG, settings, options=options(files)
     )
 
     assert files.asked == [1, 2]
@@ -123,7 +123,7 @@ async def test_downloads_are_content_addressed_deduplicated_and_recorded(
     assert [tuple(r) for r in links] == [(1, 0, sha), (2, 0, sha)]
 
     # reading the posts again (recent window) downloads nothing twice
-    await recheck_channel(archive, fake_client(tg), CFG, settings, options=options(files))
+    await recheck_channel(archive, await connected(tg), CFG, settings, options=options(files))
     assert files.asked == [1, 2]
 
 
