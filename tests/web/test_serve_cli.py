@@ -4,8 +4,10 @@ in use. One line each, a non-zero exit, nothing served."""
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from webkit import story_path  # noqa: F401 (a fixture)
 
@@ -49,3 +51,12 @@ def test_a_port_in_use(story_path: Path) -> None:
         err == f"Error: 127.0.0.1:{port}: the port is in use (another `telewatch serve`?);"
         " pick another with --port\n"
     )
+
+
+def test_without_datasette_serve_says_what_to_install(
+    story_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "web.server", None)  # as if datasette were not installed
+    code, err = serve("--db", str(story_path), "serve")
+    assert code == 1 and "the web view needs Datasette" in err
+    assert "pip install 'telewatch[web]'" in err and err.count("\n") == 1
