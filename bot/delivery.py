@@ -352,6 +352,7 @@ class Delivery:
                         "marked unknown (not resent: Telegram may have delivered them)",
                         recorded, unknown)  # fmt: skip
         self._settled = True
+        outbox.clear_marker(self.marker)  # the last run's: its outcomes are written now
         self._write_ok()
 
     # ------------------------------------------------------------------ reading
