@@ -495,13 +495,15 @@ _COVERAGE_KEYS = ("id_ranges", "ids_never_seen", "states", "watched_since", "unw
 @run_async
 async def stats(app: App, as_json: bool) -> None:
     """Per channel: posts, edits, deletions, first and last post, last sync, last full
-    re-read; with --json also its coverage (as `telewatch coverage` prints it).
+    re-read; with --json also its coverage (as `telewatch coverage` prints it). Then the last
+    web pass's request budget: spent per phase, left, and what it could not do.
 
     \b
     Example:
       telewatch stats --json
     """
     from archiver.display import stats_lines
+    from archiver.sources.web.sync import last_pass, pass_summary
     from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
     from archiver.store.following import following_report
     from archiver.store.search import channel_stats
@@ -511,6 +513,7 @@ async def stats(app: App, as_json: bool) -> None:
     try:
         rows = await channel_stats(archive)
         report = await following_report(archive)
+        web_pass = await last_pass(archive)
         covered = (
             {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
              for r in rows}
@@ -533,6 +536,8 @@ async def stats(app: App, as_json: bool) -> None:
                                   | report.json_for_ref(ch.ref)))  # fmt: skip
         for wait in report.flood_json():
             click.echo(json.dumps(wait))
+        if web_pass is not None:
+            click.echo(json.dumps({"web_pass": web_pass}))
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
         for ch in missing:
@@ -543,6 +548,8 @@ async def stats(app: App, as_json: bool) -> None:
             click.echo(f"{ch.ref} ({ch.source}): {why}")
         for text in report.lines(known_ids={r.channel_id for r in rows}):
             click.echo(text)
+        if web_pass is not None:
+            click.echo(pass_summary(web_pass))
 
 
 @cli.group()
@@ -905,6 +912,75 @@ async def bot(app: App) -> None:
         raise
     await archive.close()
     await record_end(archive.path, "bot", os.getpid(), None)  # `health --process bot`: stopped
+
+
+# ---------------------------------------------------------------------------- web view
+
+
+@cli.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (see below)."
+)
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535))
+@pass_app
+@run_async
+async def serve(app: App, host: str, port: int) -> None:
+    """Open the archive in a browser: search with word forms, post histories with their
+    diffs, time lines of several channels, channel coverage (docs/web.md).
+
+    Listens on 127.0.0.1 by default. Any other address needs [web_view] password_hash (make
+    it with `telewatch hash-password`): every page then asks for the password, and the
+    server answers reads only. Needs Datasette: pip install 'telewatch[web]'.
+
+    \b
+    Examples:
+      telewatch serve
+      telewatch serve --host 0.0.0.0 --port 8080   # with [web_view] password_hash set
+    """
+    try:
+        from web.server import serve as run_server
+    except ImportError as exc:
+        raise TelewatchError(
+            f"serve: the web view needs Datasette ({exc.name} is missing):"
+            " pip install 'telewatch[web]'"
+        ) from None
+
+    settings = app.settings
+    archive = await app.open_archive(create=False)  # upgrades an older schema, once
+    await archive.close()
+    await run_server(
+        settings.storage.path,
+        host,
+        port,
+        settings.web_view.password_hash,
+        settings.display.timezone,
+        echo=lambda line: click.echo(line, err=True),
+    )
+
+
+@cli.command("hash-password")
+def hash_password_cmd() -> None:
+    """Make the [web_view] password_hash for `telewatch serve`: asks for the password twice
+    (or reads one line from standard input) and prints the line to put in the config.
+
+    \b
+    Examples:
+      telewatch hash-password
+      printf '%s\\n' "$WEB_PASSWORD" | telewatch hash-password
+    """
+    from archiver.password import hash_password
+
+    if sys.stdin.isatty():
+        try:
+            password = click.prompt(
+                "Password for the web view", hide_input=True, confirmation_prompt=True, err=True
+            )
+        except click.Abort:
+            raise TelewatchError("hash-password: no password given; nothing written") from None
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    click.echo(f'password_hash = "{hash_password(password)}"')
+    click.echo("Put this line under [web_view] in config.toml.", err=True)
 
 
 # ---------------------------------------------------------------------------- operations

@@ -285,10 +285,9 @@ async def _start(
     client: Any = None
     live = any(c.source == "telethon" and c.join for c in settings.channels)
     if uses_telethon(settings):
-        from archiver.sources.telethon_network import open_client
         from archiver.sync import disconnect
 
-        client = await open_client(settings, receive_updates=live, archive=archive)
+        client = await _open_telegram(settings, live, archive)
         stack.push_async_callback(disconnect, client)
     if live:
         from archiver.sync import follow_live
@@ -323,6 +322,24 @@ async def _start(
         ", ".join(scheduler.job_names) or "none",
         "on" if with_bot else "off",
     )
+
+
+async def _open_telegram(settings: Settings, live: bool, archive: Archive) -> Any:
+    """The shared client. A flood wait at the login check is waited out here (a signal
+    cancels the wait), not an exit: under a restart policy an exit would connect again at
+    every restart, during the wait."""
+    from archiver.sources.telethon_flood import AccountFloodWait
+    from archiver.sources.telethon_network import open_client
+
+    while True:
+        try:
+            return await open_client(settings, receive_updates=live, archive=archive)
+        except AccountFloodWait as exc:
+            log.warning(
+                "telegram: a flood wait on %s until %s UTC; connecting again then (nothing is"
+                " sent before)", exc.method, f"{exc.until:%Y-%m-%d %H:%M}",
+            )  # fmt: skip
+            await asyncio.sleep(max(exc.seconds, 1))
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from archiver.diff import word_diff
+from archiver.display import event_words
 from archiver.store.followed import Followed
 from archiver.store.following import ChannelStatus
 from archiver.store.outbox import OutboxCounts
@@ -25,7 +27,6 @@ from bot.format import (
     local_time,
     styled,
     u16len,
-    word_diff,
 )
 
 log = logging.getLogger(__name__)
@@ -115,17 +116,6 @@ def latest_blocks(hits: Sequence[Hit], tz: ZoneInfo, where: str | None) -> list[
 # ---------------------------------------------------------------------------- archive
 
 
-_EVENT_WORDS = {
-    "edited": "new version {v}",
-    "late": "an older version {v} arrived late",
-    "reverted": "back to version {v}",
-    "missing": "not shown in the channel's listing (not a confirmed deletion)",
-    "deleted": "🗑 deleted",
-    "restored": "♻️ restored: shown again after its deletion",
-    "present": "shown again",
-}
-
-
 def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
     """Every version in the order telewatch observed it, what was observed when, and how a
     deletion was established (docs/record.md)."""
@@ -155,9 +145,7 @@ def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
     if h.events:
         lines = []
         for e in h.events:
-            what = _EVENT_WORDS.get(e.kind, e.kind).format(v=e.version or "?")
-            why = f": {e.evidence}" if e.evidence and e.kind in ("deleted", "missing") else ""
-            lines.append(f"{esc(local_time(e.at, tz))} · {esc(what + why)}")
+            lines.append(f"{esc(local_time(e.at, tz))} · {esc(event_words(e))}")
         blocks.append("<b>Observed</b>\n" + "\n".join(lines))
     if h.deleted:
         how = h.deleted_evidence or h.deleted_how

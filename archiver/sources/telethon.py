@@ -60,6 +60,7 @@ from archiver.sources.telethon_ingest import ingest_messages, store_media
 from archiver.sources.telethon_ledger import FloodLedger
 from archiver.sources.telethon_resolve import Resolver, resolve_channel
 from archiver.sources.telethon_session import (
+    LOGIN_LOST,
     NOT_LOGGED_IN,
     REVOKED,
     LoginPrompts,
@@ -326,7 +327,7 @@ async def run_channel(
             await body(p)
     except NotLoggedIn:
         raise
-    except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
+    except LOGIN_LOST as exc:
         raise translate(name, exc) from None
     except OSError as exc:  # the connection dropped and Telethon's reconnects gave up
         hw = p.high_water if p is not None else (row.high_water if row else 0)

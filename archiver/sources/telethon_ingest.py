@@ -23,7 +23,7 @@ from archiver.models import IngestStats, Post
 from archiver.sources.media import MB, MediaStore, downloaded_indexes, record_media, wanted
 from archiver.sources.result import SyncOptions
 from archiver.sources.telethon_convert import PoisonMessage, message_to_post, raw_json
-from archiver.sources.telethon_flood import FloodPolicy
+from archiver.sources.telethon_flood import FloodPolicy, FloodWaitTooLong
 from archiver.store.archive import Archive, utcnow
 from archiver.store.following import clear_unreadable, mark_unreadable
 from archiver.store.ingest import ingest
@@ -101,6 +101,10 @@ async def store_media(
             data = await policy.call(what, partial(fetch, msg))
         except errors.RPCError as exc:  # an expired file reference etc.: the post stays archived
             log.warning("%s: not downloaded (%s)", what, exc.__class__.__name__)
+            continue
+        except FloodWaitTooLong as exc:  # upload.GetFile waits: the files wait, the posts not
+            log.info("%s: not downloaded (%s waits); fetched when the post is next read",
+                     what, exc.method)  # fmt: skip
             continue
         if data is None or len(data) > limit:
             continue

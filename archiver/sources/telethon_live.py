@@ -20,7 +20,10 @@ happen, through the same ingest path as sync, and nothing lost across downtime.
   tried again after its backoff; the others go on, and the listener stays up. A join refused
   with ``CHANNELS_TOO_MUCH`` leaves the channel polled (reconciled) instead of live.
 - **New posts alert at once**, even during a long first backfill: above the newest id at the
-  start of following, posts are new (see :mod:`archiver.sources.telethon`).
+  start of following, posts are new (see :mod:`archiver.sources.telethon`). A channel's
+  event handlers are registered as soon as it is joined and its start of following is known,
+  before its forward read: a channel is live while its own or another channel's first
+  backfill (hours, for ``backfill = "all"``) is still going on.
 
 Live posts never move the high-water mark: only a forward read (or a newest page that reaches
 down to it) proves there is no hole below an id.
@@ -39,7 +42,7 @@ from telethon import errors, events, functions, utils
 from archiver.config import ChannelConfig, Settings
 from archiver.errors import NotLoggedIn, TelewatchError
 from archiver.sources.result import ChannelSyncResult, SyncOptions
-from archiver.sources.telethon import SOURCE, _Pass, read_new, run_channel
+from archiver.sources.telethon import SOURCE, _Pass, read_new, run_channel, start_following
 from archiver.sources.telethon_flood import AccountFloodWait, FloodWaitTooLong
 from archiver.sources.telethon_ingest import ingest_messages, store_media
 from archiver.sources.telethon_reread import reconcile_newest, reread_window
@@ -76,6 +79,8 @@ class LiveListener:
         self._handlers: list[tuple[Any, Any]] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reconnects = 0  # reconnects no re-read has started after yet
+        self._rereading = False
 
     @property
     def configs(self) -> list[ChannelConfig]:
@@ -132,15 +137,12 @@ class LiveListener:
         others go on."""
         async with self._lock:
             results = []
-            before = set(self.channels)
             for cfg in self.configs:
                 if only is not None and None not in only:
                     ids = {i for i, c in self.channels.items() if c == cfg}
                     if not ids & only:
                         continue
                 results.append(await self._channel(cfg, reread))
-            if set(self.channels) != before:
-                self._register()
             log.info("live: following %d channel(s), %d pending", len(self.channels),
                      len(self.pending))  # fmt: skip
             return results
@@ -148,7 +150,10 @@ class LiveListener:
     async def _channel(self, cfg: ChannelConfig, reread: bool) -> ChannelSyncResult:
         async def body(p: _Pass) -> None:
             await self._join(p)
-            self.channels[p.row.id] = cfg
+            if self.channels.get(p.row.id) != cfg:
+                await start_following(p)  # first: a live post above follow_from alerts
+                self.channels[p.row.id] = cfg
+                self._register()  # live from now on, not after every channel's backfill
             if p.row.backfilled and not reread:
                 if not await reconcile_newest(p):
                     await read_new(p)
@@ -208,9 +213,24 @@ class LiveListener:
         task.add_done_callback(self._tasks.discard)
 
     async def on_reconnect(self) -> None:
-        """Telethon reconnected by itself: read forward and re-read, in the background."""
-        log.info("live: reconnected; catching up and re-reading the recent window")
-        self._spawn(self.catch_up(reread=True))
+        """Telethon reconnected by itself: read forward and re-read, in the background. A
+        flapping connection gets the re-read in progress and at most one more (covering every
+        reconnect since it began), not one per reconnect."""
+        self._reconnects += 1
+        if self._rereading:
+            return
+        self._rereading = True
+        self._spawn(self._reread_after_reconnects())
+
+    async def _reread_after_reconnects(self) -> None:
+        try:
+            while self._reconnects:
+                log.info("live: reconnected (%d time(s)); catching up and re-reading the recent"
+                         " window", self._reconnects)  # fmt: skip
+                self._reconnects = 0
+                await self.catch_up(reread=True)
+        finally:
+            self._rereading = False
 
     def on_gap(self, channel_id: int | None, reason: str) -> None:
         """Telegram reported a gap Telethon fills silently: re-read that channel."""

@@ -26,7 +26,7 @@ recovered: it is an id never seen, a gap in coverage.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -97,6 +97,15 @@ async def reread_window(p: _Pass) -> int:
     return len(ids)
 
 
+def _interval(last: datetime | None, now: datetime, period_days: float) -> timedelta | None:
+    """The time since the channel's previous pass: the guess of the time to the next one, so
+    the rotation finishes within the period whatever the schedule (None when unknown)."""
+    if last is None:
+        return None
+    gap = now - last
+    return gap if timedelta(0) < gap < timedelta(days=period_days) else None
+
+
 async def reread_rotation(p: _Pass) -> int:
     """Read the rotation's share of older posts again; returns the posts asked for."""
     now = p.options.now()
@@ -119,6 +128,7 @@ async def reread_rotation(p: _Pass) -> int:
         started_at=state.started_at,
         now=now,
         period=timedelta(days=p.settings.recheck.full_recheck_days),
+        interval=_interval(p.row.last_sync_at, now, p.settings.recheck.full_recheck_days),
     )
     if quota <= 0:
         await advance_reread(p.archive, p.row.id, cursor=None, now=now)

@@ -72,6 +72,9 @@ class Client(DeadlineClient):
         self, sender: Any, request: Any, ordered: bool = False, flood_sleep_threshold: Any = None
     ) -> Any:
         ledger = self.ledger
+        me = self._self_id  # known from get_me() on, inside connect() too
+        if ledger is not None and me and ledger.account != me:
+            ledger = None  # the last account's ledger, loaded before connecting: not this one's
         if ledger is not None:
             for r in request if isinstance(request, list) else [request]:
                 ledger.check(r)
@@ -108,6 +111,11 @@ class Client(DeadlineClient):
 
 _DROPPED = (types.UpdateEditChannelMessage, types.UpdateDeleteChannelMessages)
 
+# Telegram no longer accepts the session: 401s, and AUTH_KEY_DUPLICATED. Not every
+# ``AuthKeyError``: Telethon gives that class to any 406 (NOT_ACCEPTABLE) it has no class for
+# (``errors/rpcbaseerrors.py``), and Telegram adds errors all the time.
+LOGIN_LOST = (errors.UnauthorizedError, errors.AuthKeyDuplicatedError)
+
 ClientFactory = Callable[..., Any]  # (session, api_id, api_hash, *, receive_updates, catch_up)
 
 
@@ -123,8 +131,10 @@ def make_client(
     """A client that raises every flood wait (``flood_sleep_threshold=0``) so
     :class:`FloodPolicy` alone decides, and that raises the real error after its retries.
     ``catch_up``: ask Telegram for what happened while we were away when connecting (needs a
-    session file, which keeps the update state; it brings back new posts only, see
-    :mod:`archiver.sources.telethon_live`). ``network``: the deadlines and reconnect bounds
+    session file, which keeps the update state). It brings back new posts only (see
+    :mod:`archiver.sources.telethon_live`), and as events dispatched while connecting, before
+    the live listener registers its handlers: nothing relies on it, the forward read from the
+    high-water mark brings those posts back. ``network``: the deadlines and reconnect bounds
     of ``telethon_network.network_kwargs``."""
     return Client(
         session,
@@ -224,7 +234,7 @@ async def check_login(client: Any, now: Callable[[], datetime] = utcnow) -> None
         await client(functions.updates.GetStateRequest())
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:
         raise _account_wait(exc, now) from None
-    except (errors.UnauthorizedError, errors.AuthKeyError):
+    except LOGIN_LOST:
         raise NotLoggedIn(REVOKED) from None
     except errors.RPCError as exc:
         raise SourceError(
@@ -281,7 +291,7 @@ async def connect_client(
     the account's flood ledger is installed before the first request (from the account last
     used with the archive), so a wait recorded by another process holds here too. A session
     file keeps Telethon's update state, and a client that receives updates catches up from
-    it (``catch_up=True``)."""
+    it (``catch_up=True``; see :func:`make_client` for what that does and does not do)."""
     api_id, api_hash = _credentials(settings)
     tg = settings.telegram
     if tg.session_string:
@@ -314,8 +324,9 @@ async def connect_client(
         await client.disconnect()
         raise SourceError(f"cannot connect to Telegram ({exc}): check the network") from None
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:  # inside connect()
-        known = getattr(client, "_self_id", None) and exc.request is not None
-        if archive is not None and known and client.ledger is None:
+        me = getattr(client, "_self_id", None)
+        unrecorded = client.ledger is None or client.ledger.account != me  # _call skipped it
+        if archive is not None and me and exc.request is not None and unrecorded:
             ledger = await ensure_ledger(archive, client, now)
             await ledger.record(exc.request, int(exc.seconds))
         await client.disconnect()

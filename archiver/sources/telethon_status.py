@@ -32,7 +32,7 @@ from telethon import errors
 
 from archiver.errors import NotLoggedIn, SourceError, TelewatchError
 from archiver.sources.telethon_flood import FloodWaitTooLong
-from archiver.sources.telethon_session import REVOKED
+from archiver.sources.telethon_session import LOGIN_LOST, REVOKED
 
 DAY = timedelta(days=1)
 TOO_MANY = (
@@ -132,6 +132,6 @@ def classify(
 
 def translate(name: str, exc: errors.RPCError) -> Exception:
     """A Telegram error that is not about one channel, as a domain error."""
-    if isinstance(exc, errors.UnauthorizedError | errors.AuthKeyError):
+    if isinstance(exc, LOGIN_LOST):
         return NotLoggedIn(REVOKED)
     return SourceError(f"{name}: Telegram refused {exc.__class__.__name__}: {exc.message}")

@@ -154,6 +154,43 @@ class Archive:
             raise
         return archive
 
+    @classmethod
+    async def open_readonly(cls, path: Path | str) -> Archive:
+        """Open an existing archive for reading only (SQLite's ``mode=ro``): no migration, no
+        write, whatever the caller does (the web view). An archive of another schema is
+        refused with what to do."""
+        p = Path(path)
+        if not await asyncio.to_thread(p.is_file):
+            raise ArchiveError(f"{p}: no archive here")
+        uri = p.resolve().as_uri() + "?mode=ro"
+        try:
+            db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"{p}: cannot open the archive ({exc})") from None
+        archive = cls(p, db)
+        try:
+            db.row_factory = sqlite3.Row
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA cache_size = -32000")
+            version = await archive._user_version()
+            if version != len(MIGRATIONS):
+                why = (
+                    "made by a newer telewatch; upgrade telewatch"
+                    if version > len(MIGRATIONS)
+                    else "an older schema; any telewatch command run on it (`telewatch"
+                    f" --db {p} stats`) upgrades it"
+                )
+                if version == 0:
+                    why = "not a telewatch archive"
+                raise ArchiveError(f"{p}: schema {version}, expected {len(MIGRATIONS)}: {why}")
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
+        except BaseException:
+            await db.close()
+            raise
+        return archive
+
     async def _setup(self) -> None:
         db = self.db
         db.row_factory = sqlite3.Row

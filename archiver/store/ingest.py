@@ -288,7 +288,7 @@ def prepare(posts: Sequence[Post]) -> list[Prepared]:
         out.append(
             Prepared(
                 p.channel_id, p.message_id, int(p.date.timestamp()), date, ts(p.edit_date),
-                p.edited or p.edit_date is not None, sig.text, p.text,
+                p.edited or (p.edit_date is not None and not p.edit_hidden), sig.text, p.text,
                 _entities_json(p), p.raw, "" if p.is_service else words_text(p.text),
                 p.is_service, media_kind, link,
                 (

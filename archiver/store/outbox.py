@@ -629,11 +629,18 @@ async def inactive_recipients(archive: Archive) -> dict[int, str | None]:
 
 
 async def list_alerts(
-    archive: Archive, status: str | None = None, limit: int = 50
+    archive: Archive, status: str | None = None, limit: int = 50, *, post_id: int | None = None
 ) -> list[AlertSummary]:
-    """The newest alerts (of one status, or all), newest first."""
-    where = "" if status is None else "WHERE a.status = ?"
-    params: tuple[object, ...] = () if status is None else (status,)
+    """The newest alerts (of one status, or all; of one post, or all), newest first."""
+    conds: list[str] = []
+    params: list[object] = []
+    if status is not None:
+        conds.append("a.status = ?")
+        params.append(status)
+    if post_id is not None:
+        conds.append("a.post_id = ?")
+        params.append(post_id)
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
     rows = await archive.fetchall(
         "SELECT a.id, a.created_at, a.kind, a.recipient, a.status, a.attempts, a.last_error,"
         " a.sent_at, a.next_attempt_at, a.rules, p.channel_id, p.message_id, c.username, c.title"

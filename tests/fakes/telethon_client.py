@@ -21,12 +21,21 @@ What it models, each with where the behaviour comes from:
   another account's hash is ``CHANNEL_INVALID`` (https://core.telegram.org/api/peers: "the
   access_hash is specific to the user"; TESTING.md).
 - **Joins.** ``channels.joinChannel`` fails with ``CHANNELS_TOO_MUCH`` beyond the account's
-  limit (about 500, https://core.telegram.org/api/config#channels-read-media-period and
-  https://limits.tginfo.me), ``CHANNEL_PRIVATE`` for a private channel or a banned account,
-  ``CHANNEL_INVALID`` with a wrong hash. Membership is per account and shows as
+  limit (500, 1,000 with Premium: ``channels_limit_default``/``channels_limit_premium``,
+  https://core.telegram.org/api/config#channels-limit-default), ``CHANNEL_PRIVATE`` for a
+  private channel or a banned account, ``CHANNEL_INVALID`` with a wrong hash,
+  ``INVITE_REQUEST_SENT`` where joins need an admin's approval while the public channel
+  stays readable (:attr:`FakeChannel.join_request`; the errors of
+  https://core.telegram.org/method/channels.joinChannel). Membership is per account and shows as
   ``Channel.left`` in every answer that carries the channel.
 - **Resolution.** ``contacts.resolveUsername`` answers ``USERNAME_NOT_OCCUPIED`` for an unknown
   or private channel's name.
+- **Files.** ``upload.getFile`` answers ``upload.file`` with the bytes of a photo or document
+  put in :attr:`FakeTelegram.files` (by its id), ``limit`` bytes from ``offset``
+  (https://core.telegram.org/api/files#downloading-files); a file in this DC, so Telethon's
+  ``client/downloads.py`` sends it on the main sender through ``_call`` like every request.
+  Downloads are flood-limited like any method (``FLOOD_WAIT_X``, and ``FLOOD_PREMIUM_WAIT_X``
+  for accounts without Premium, https://core.telegram.org/api/errors#420-flood).
 - **Flood waits as Telegram keeps them.** Once an account got ``FLOOD_WAIT_X`` for a method,
   every request of that method before the deadline gets ``FLOOD_WAIT`` with the seconds left
   (and is counted in :attr:`FakeTelegram.sent_during_wait`, the figure our ledger must keep at
@@ -159,6 +168,7 @@ class FakeChannel:
         self.members: set[int] = set()
         self.banned: set[int] = set()
         self.private = False
+        self.join_request = False  # joins wait for an admin's approval (INVITE_REQUEST_SENT)
 
     @property
     def marked_id(self) -> int:
@@ -206,9 +216,11 @@ class FakeTelegram:
         self.sent_by: list[tuple[int | None, Any]] = []  # (account, request)
         self.sent_during_wait: list[Any] = []  # requests sent while their method was waiting
         self.failures: list[_Failure] = []
+        self.happenings: list[tuple[type, int, Callable[[], Any]]] = []  # see during()
         self.limits: list[_Limit] = []
         self.senders: list[FakeSender] = []
         self.authorized = True  # False: Telegram revoked every session
+        self.files: dict[int, bytes] = {}  # photo or document id -> its bytes (upload.getFile)
 
     # ------------------------------------------------------------------- building the world
     def add_account(self, user_id: int, *, channel_limit: int = CHANNEL_LIMIT) -> FakeAccount:
@@ -380,6 +392,12 @@ class FakeTelegram:
         ``make(request)`` raised, ``times`` times (with ``every``: only every N-th of them)."""
         self.failures.append(_Failure(kind, make, after, times, every))
 
+    def during(self, kind: type, action: Callable[[], Any], *, after: int = 0) -> None:
+        """Run ``action`` (a post, an edit...) in the world while Telegram serves the request
+        of type ``kind`` that comes after ``after`` more of them: something that happens
+        while the client is busy, e.g. a live post during another channel's backfill."""
+        self.happenings.append((kind, after, action))
+
     def limit(self, kind: type, count: int, seconds: int) -> None:
         """Each account may send ``count`` requests of ``kind``; the next gets a flood wait of
         ``seconds`` (and Telegram keeps it: see the module docstring)."""
@@ -423,6 +441,17 @@ class FakeTelegram:
         self.requests.append(request)
         account = sender.account
         self.sent_by.append((account, request))
+        due, waiting = [], []
+        for kind, after, action in self.happenings:
+            if not isinstance(request, kind):
+                waiting.append((kind, after, action))
+            elif after > 0:
+                waiting.append((kind, after - 1, action))
+            else:
+                due.append(action)
+        self.happenings = waiting
+        for action in due:
+            action()
         if not isinstance(request, functions.help.GetConfigRequest):
             if account is None or not self.authorized:
                 raise errors.AuthKeyUnregisteredError(request=request)
@@ -477,6 +506,7 @@ class FakeTelegram:
             functions.updates.GetChannelDifferenceRequest: self._channel_difference,
             functions.users.GetUsersRequest: self._users,
             functions.channels.GetChannelsRequest: self._get_channels,
+            functions.upload.GetFileRequest: self._get_file,
         }
 
     def _peer(self, peer: Any, account: int) -> FakeChannel:
@@ -573,6 +603,8 @@ class FakeTelegram:
             raise errors.ChannelInvalidError(request=req)
         if account in fc.banned or (fc.private and account not in fc.members):
             raise errors.ChannelPrivateError(request=req)
+        if fc.join_request and account not in fc.members:
+            raise errors.InviteRequestSentError(request=req)  # the request waits for an admin
         if account not in fc.members:
             joined = sum(account in c.members for c in self.channels.values())
             if joined >= self.accounts[account].channel_limit:
@@ -647,6 +679,13 @@ class FakeTelegram:
             pts=fc.pts, new_messages=new, other_updates=other, chats=[ch], users=[], final=True
         )
 
+    def _get_file(self, req: Any, account: int) -> Any:
+        data = self.files.get(req.location.id)
+        if data is None:
+            raise errors.LocationInvalidError(request=req)  # a file this fake never had
+        chunk = data[req.offset : req.offset + req.limit]
+        return types.upload.File(type=types.storage.FileJpeg(), mtime=0, bytes=chunk)
+
     def _users(self, req: Any, account: int) -> list[Any]:
         return [self.accounts[account].user()]
 
@@ -674,7 +713,7 @@ class FakeSender:
         return self.tg.keys.get(key) if key else None
 
     def send(self, request: Any, ordered: bool = False) -> asyncio.Future[Any]:
-        if not self.connected:  # MTProtoSender.send, network/mtprotosender.py:183
+        if not self.connected:  # MTProtoSender.send, network/mtprotosender.py:189
             raise ConnectionError("Cannot send requests while disconnected")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:

@@ -12,8 +12,9 @@ from telethon import errors, functions
 
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig
+from archiver.errors import SourceError
 from archiver.store.archive import Archive
-from archiver.store.following import get_following, update_following
+from archiver.store.following import flood_waits, get_following, update_following
 from archiver.sync import SyncOptions, sync_all
 
 Resolve = functions.contacts.ResolveUsernameRequest
@@ -104,3 +105,43 @@ async def test_resolving_again_is_rate_limited(
     assert result.status == "invalid"
     assert tg.count(Resolve) == 0  # resolved less than a day ago: the channel waits
     assert tg.count(History) == 1
+
+
+async def test_another_accounts_flood_waits_do_not_hold_a_new_login(
+    tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """Flood waits are the account's: after a login with another account, the waits of the
+    previous one (its ledger is loaded before connecting, when the account is not known yet)
+    refuse none of the new account's requests, and the new account's own waits are recorded
+    as its own."""
+    from dataclasses import replace
+
+    from fakes.telethon_client import factory_for, flood
+
+    from archiver.sources.telethon import connect_client
+
+    settings = settings_for(tmp_path, CFG)
+    first = replace(settings, telegram=replace(
+        settings.telegram, session_string=tg.session(SELF_ID).save()))  # fmt: skip
+    second = replace(settings, telegram=replace(
+        settings.telegram, session_string=tg.session(OTHER).save()))  # fmt: skip
+    GetState = functions.updates.GetStateRequest
+    async with await Archive.open(settings.storage.path) as archive:
+        tg.fail(GetState, flood(20000))  # the first account's wait
+        with pytest.raises(SourceError, match="wait 20000s"):
+            await connect_client(first, factory=factory_for(tg), archive=archive,
+                                 now=tg.clock.now)  # fmt: skip
+        tg.fail(GetState, flood(600))  # Telegram's answer to the second account
+        with pytest.raises(SourceError, match="wait 600s"):
+            await connect_client(second, factory=factory_for(tg), archive=archive,
+                                 now=tg.clock.now)  # fmt: skip
+        waits = {(w.account, w.method, w.seconds) for w in await flood_waits(archive)}
+        assert waits == {(SELF_ID, "updates.GetState", 20000), (OTHER, "updates.GetState", 600)}
+
+        tg.clock.advance(600)
+        client = await connect_client(second, factory=factory_for(tg), archive=archive,
+                                      now=tg.clock.now)  # fmt: skip
+        assert client.ledger.account == OTHER
+        [result] = await sync_all(archive, settings, client=client, options=opts(tg))
+        assert result.status == "ok"
+        await client.disconnect()

@@ -5,6 +5,7 @@ page is reconciled every ~2 minutes; and what catch_up=True with a session file 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from fakes.telethon_client import (
     FakeTelegram,
     Sleeper,
     connected,
+    factory_for,
     fake_client,
     settings_for,
 )
@@ -21,8 +23,10 @@ from telethon import events, functions
 
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig
+from archiver.sources.telethon import connect_client, session_path
 from archiver.sources.telethon_live import LiveListener, run_live
 from archiver.store.archive import Archive
+from archiver.store.channels import get_channel
 from archiver.sync import SyncOptions
 
 CID = -1001811111111
@@ -153,8 +157,8 @@ async def test_reconciliation_catches_updates_that_never_came(
         run_live(archive, client, settings, stop, options=opts(tg), catch_up_seconds=0.02)
     )
 
-    async def following() -> bool:
-        return len(client.list_event_handlers()) == 3
+    async def following() -> bool:  # live, and caught up
+        return len(client.list_event_handlers()) == 3 and await post(archive, 20) is not None
 
     await until(following)
     tg.edit(19, "edited, no update sent", push=False)
@@ -217,3 +221,68 @@ async def test_what_catch_up_with_a_session_file_really_does(
     assert seen == ["new 22"]  # the new post came back as an event; the edit did not
     assert gaps == [(CID, "dropped")]
     await second.disconnect()
+
+
+async def test_catch_up_at_connect_comes_before_any_handler_in_run(
+    archive: Archive, tg: FakeTelegram, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What catch_up=True does in telewatch's own order (connect, then the listener): Telethon
+    catches up as it connects (``client/updates.py``: ``_update_loop`` calls ``catch_up()``,
+    whose docs say to register the handlers first), so the post made while down reaches no
+    handler; the forward read from the high-water mark is what archives it, and alerts it."""
+    settings = settings_for(tmp_path, FOLLOWED)
+    path = tg.session_file(session_path(settings))
+    first = await connect_client(settings, receive_updates=True, factory=factory_for(tg),
+                                 archive=archive, now=tg.clock.now)  # fmt: skip
+    listener = LiveListener(archive, first, settings, options=opts(tg))
+    await listener.start()
+    tg.post("seen live")  # 21: the channel's pts is now in Telethon's update state
+
+    async def live() -> bool:
+        return await post(archive, 21) is not None
+
+    await until(live)
+    listener.stop()
+    await first.disconnect()  # Telethon saves the update state into the session file
+    assert path.exists()
+
+    tg.clock.advance(3600)
+    tg.post("new while down", push=False)  # 22
+    tg.requests.clear()
+    caplog.set_level(logging.INFO)
+    second = await connect_client(settings, receive_updates=True, factory=factory_for(tg),
+                                  archive=archive, now=tg.clock.now)  # fmt: skip
+    listener = LiveListener(archive, second, settings, options=opts(tg))
+    await listener.start()
+    await asyncio.sleep(0.05)
+    assert tg.count(ChannelDiff) == 1  # Telethon's catch-up asked for the channel's news
+    assert "message 22" not in caplog.text  # ...and gave it to no handler: none was there
+    row = await get_channel(archive, CID)
+    assert row is not None and row.high_water == 22  # the forward read archived it
+    listener.stop()
+    await second.disconnect()
+
+
+async def test_reconnects_in_a_row_re_read_the_window_at_most_twice(
+    archive: Archive, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """A flapping connection (Telethon reconnects by itself again and again) does not queue
+    one full re-read of every channel per reconnect, which would flood the account: the
+    re-read in progress, then at most one more that covers every reconnect since it began."""
+    settings = settings_for(tmp_path, FOLLOWED)
+    client = await connected(tg, receive_updates=True)
+    listener = LiveListener(archive, client, settings, options=opts(tg))
+    await listener.start()
+    tg.requests.clear()
+    for _ in range(5):
+        await client._handle_auto_reconnect()
+    tg.edit(4, "edited during the last outage", push=False)
+    await client._handle_auto_reconnect()
+
+    async def settled() -> bool:
+        return not listener._tasks and (await post(archive, 4))["text"].startswith("edited")
+
+    await until(settled)
+    assert tg.count(functions.channels.GetMessagesRequest) <= 2  # 6 before: one per reconnect
+    listener.stop()
+    await client.disconnect()

@@ -4,6 +4,8 @@ forgiven after progress; a flood wait at the login check is a flood wait."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from fakes.telethon_client import (
     FakeTelegram,
     Sleeper,
+    attach,
     connected,
     factory_for,
     fake_client,
@@ -229,3 +232,35 @@ async def test_a_flood_wait_at_the_login_check_of_a_cron_pass_is_recorded_per_ch
     assert [r.status for r in results] == ["error", "error"]
     assert all("a flood wait, not a login problem" in (r.error or "") for r in results)
     assert results.login_lost is None
+
+
+async def test_run_waits_out_a_flood_wait_at_the_login_check(
+    tg: FakeTelegram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """`telewatch run` does not exit on it: under `restart: unless-stopped` every restart
+    connected again during the wait (help.GetConfig and users.GetUsers each time). It waits,
+    sends nothing more, and still stops cleanly on a signal."""
+    from archiver import runner
+    from archiver.sources import telethon_session
+
+    real = telethon_session.make_client
+    monkeypatch.setattr(
+        telethon_session, "make_client", lambda *a, **kw: attach(real(*a, **kw), tg)
+    )
+    settings = settings_for(tmp_path, ChannelConfig(parse_ref("alpha"), join=True))
+    tg_settings = replace(settings.telegram, session_string=tg.session().save())
+    settings = replace(settings, telegram=tg_settings)
+    tg.fail(GetState, flood(20000))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(settings, with_bot=False, stop=stop))
+    for _ in range(500):
+        if "a flood wait on updates.GetState" in caplog.text or task.done():
+            break
+        await asyncio.sleep(0.01)
+    sent = len(tg.requests)
+    await asyncio.sleep(0.1)
+    assert not task.done()  # still up
+    assert len(tg.requests) == sent and tg.sent_during_wait == []
+    stop.set()
+    await asyncio.wait_for(task, 10)  # a clean stop, no error

@@ -258,6 +258,41 @@ async def test_new_posts_alert_during_a_long_first_backfill(
     listener.stop()
 
 
+async def test_a_channel_is_live_while_another_one_backfills(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """A channel is followed live from the moment it is caught up, not after the (hours
+    long) first backfill of every other channel: a post in it during another channel's
+    backfill alerts at once."""
+    tg = FakeTelegram(CLOCK)
+    tg.add_channel()
+    tg.add_channel(1922222222, "other", "Other")
+    tg.posts(5)
+    tg.posts(450, bare_id=1922222222)  # five pages of backfill
+    archive.matcher = MatchAll()
+    big = ChannelConfig(parse_ref("other"), backfill=Backfill("all"), join=True)
+    settings = settings_for(tmp_path, FOLLOWED, big)
+    client = await connected(tg, receive_updates=True)
+    # vsaldo: its newest id, then its one page; other: its newest id, then pages 1, 2, ...
+    tg.during(functions.messages.GetHistoryRequest, lambda: tg.post("live, meanwhile"), after=4)
+    listener = LiveListener(archive, client, settings, options=opts())
+    await listener.start()
+
+    async def alerted() -> bool:
+        row = await archive.fetchone(
+            "SELECT count(*) FROM alerts a JOIN posts p ON p.id = a.post_id"
+            " WHERE a.kind = 'new' AND p.channel_id = ? AND p.message_id = 6",
+            (CID,),
+        )
+        return row is not None and row[0] == 1
+
+    await until(alerted)
+    assert await count_posts(archive, -1001922222222) == 450
+    row = await get_channel(archive, CID)
+    assert row is not None and row.high_water == 5  # the live event brought it, not a read
+    listener.stop()
+
+
 def test_the_sources_do_not_import_the_orchestrator() -> None:
     """No import circle: the result types live in archiver.sources.result."""
     import subprocess
@@ -323,7 +358,7 @@ async def test_run_live_catches_up_periodically_without_updates(
         return await count_posts(archive) == n
 
     await until(lambda: has(5))
-    tg.posts(3)  # Telegram pushed no update for these
+    tg.posts(3, push=False)  # Telegram pushed no update for these
     await until(lambda: has(8))
     stop.set()
     await task

@@ -4,6 +4,7 @@ channel, pages that lie, and another address of a channel."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -359,6 +360,27 @@ async def test_the_budget_goes_to_new_posts_first_and_skipped_channels_go_first_
     assert report is not None
     assert report["spent"] == {"new": 2, "recent": 0, "confirm": 0, "rotation": 0}
     assert (report["requests_per_pass"], report["left"], report["channels"]) == (2, 0, 5)
+    # `telewatch stats` shows it.
+    from click.testing import CliRunner
+
+    from archiver.cli import cli
+
+    def stats(*args: str) -> str:
+        return CliRunner().invoke(cli, ["--db", str(archive.path), "stats", *args]).stdout
+
+    human = await asyncio.to_thread(stats)  # the CLI runs its own event loop
+    assert "web: last pass at " in human
+    assert (
+        "2 request(s) of 2 (new 2, recent 0, confirm 0, rotation 0); left 0; not done for lack"
+        " of budget: new for 3 channel(s), recent for 5 channel(s)"
+    ) in human
+    # The last channel served finished its walk on the last request of the budget: its pass
+    # still records it (before, the pass stopped it at its last page: never backfilled).
+    row = await get_channel(archive, "channel4")
+    assert row is not None and row.backfilled and row.high_water == 3
+    assert second[4].backfilled and second[4].pending == ("recent", "confirm", "rotation")
+    as_json = await asyncio.to_thread(stats, "--json")
+    assert {"web_pass": report} in [json.loads(line) for line in as_json.splitlines()]
 
 
 async def test_the_phases_spend_the_budget_in_order(
