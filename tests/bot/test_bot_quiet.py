@@ -5,7 +5,10 @@ is sent once when due."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -21,14 +24,17 @@ from botkit import (
     running_bot,
     seed_channel,
 )
-from fakes.botapi import Call
+from fakes.botapi import TOKEN, Call, FakeBotApi
+from telegram import Bot
 
 from archiver.errors import TelewatchError
 from archiver.store.access import set_access
 from archiver.store.archive import Archive, ts
+from archiver.store.outbox import AlertRow
 from archiver.store.personal_digests import last_due
-from archiver.store.quiet import QuietHours, parse_span
-from bot.delivery import Delivery
+from archiver.store.quiet import QuietHours, parse_span, set_quiet
+from bot.alerts import alert_html, summary_html
+from bot.delivery import SUMMARY_MAX, Delivery, Limits, RetryPolicy, summary_units
 
 
 @pytest.fixture
@@ -191,3 +197,94 @@ async def test_bad_digest_commands(bot: Harness) -> None:
 
 def test_quiet_hours_str() -> None:
     assert str(QuietHours(time(23, 0), time(7, 0))) == "23:00-07:00"
+
+
+# ---------------------------------------------------------------------------- exactly once
+
+
+@asynccontextmanager
+async def quiet_delivery(api: FakeBotApi, archive: Archive) -> AsyncIterator[Delivery]:
+    """A Delivery of its own (the sender alone), with a short send time-out."""
+    tg = Bot(TOKEN, base_url=api.api_base_url)
+    async with tg:
+        d = Delivery(
+            archive,
+            tg,
+            lambda row: alert_html(row, KYIV, {"war": "война"}),
+            render_summary=lambda row: summary_html(row, KYIV),
+            tz=KYIV,
+            poll_seconds=0.05,
+            limits=Limits(overall_per_second=10_000, chat_interval=0.0, group_per_minute=10_000),
+            retry=RetryPolicy(max_attempts=3, base_seconds=0),
+            send_timeout=0.5,
+        )
+        d.start()
+        try:
+            yield d
+        finally:
+            await d.stop(grace=2)
+
+
+async def held_alerts(archive: Archive, n: int) -> None:
+    """``n`` alerts to MEMBER created two hours ago, during quiet hours that ended an hour ago."""
+    now = datetime.now(UTC)
+    await seed_channel(archive)
+    await queue_alerts(archive, [f"война {i}" for i in range(1, n + 1)])
+    await archive.write("UPDATE alerts SET created_at = ?", (ts(now - timedelta(hours=2)),))
+    a, b = ((now + timedelta(hours=h)).astimezone(KYIV) for h in (-3, -1))
+    await set_quiet(archive, MEMBER, parse_span(f"{a:%H:%M}-{b:%H:%M}"))
+
+
+async def test_a_summary_without_an_answer_is_unknown_and_not_resent(tmp_path: Path) -> None:
+    async with fake_api() as api, await Archive.open(tmp_path / "u.db") as archive:
+        await held_alerts(archive, 3)
+        api.fail("sendMessage", delay=1.5)  # delivered, but the answer comes too late
+        async with quiet_delivery(api, archive) as d:
+            await api.wait_for(chat_id=MEMBER)
+            await asyncio.sleep(0.3)  # several polls: nothing more may go out
+            await d.dispatch()
+            await d.idle()
+        assert len(api.sent(chat_id=MEMBER)) == 1
+        rows = await alert_rows(archive)
+        assert [r["status"] for r in rows] == ["unknown"] * 3
+        assert all("may have delivered" in r["last_error"] for r in rows)
+
+
+async def test_a_summary_refused_by_telegram_is_retried_then_sent_once(tmp_path: Path) -> None:
+    async with fake_api() as api, await Archive.open(tmp_path / "r.db") as archive:
+        await held_alerts(archive, 2)
+        api.fail("sendMessage", 502)
+        async with quiet_delivery(api, archive) as d:
+            (summary,) = await api.wait_for(chat_id=MEMBER)
+            await d.dispatch()
+            await d.idle()
+        assert [c.ok for c in api.attempts()] == [False, True]
+        assert "2 alert(s) while your quiet hours were on" in summary.text
+        rows = await alert_rows(archive)
+        assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 2)] * 2
+        assert {r["tg_message_id"] for r in rows} == {summary.result["message_id"]}
+
+
+def test_summary_units_group_held_alerts_where_the_first_was(tmp_path: Path) -> None:
+    now = datetime(2024, 5, 2, 9, 0, tzinfo=UTC)  # 12:00 in Kyiv
+    hours = parse_span("01:00-07:00")
+    base = AlertRow(
+        id=0, post_id=0, recipient=MEMBER, kind="new", rules=("war",), rule_queries=(),
+        attempts=0, created_at=now, channel_id=1, channel_username=None, channel_title="c",
+        message_id=1, post_date=now, link="https://t.me/c/1/1", text="t", old_text=None,
+        deleted_at=None, media_kind=None, reply_to=None,
+    )  # fmt: skip
+    night = now - timedelta(hours=7)  # 05:00 in Kyiv: quiet
+    rows = [replace(base, id=1, created_at=now - timedelta(hours=10))]  # 02:00: quiet
+    rows += [replace(base, id=i, created_at=night) for i in range(2, 26)]
+    rows += [replace(base, id=26)]  # now: not quiet
+    units = summary_units(rows, hours, now, KYIV)
+    assert units is not None
+    assert [(u.id, u.kind, len(u.held)) for u in units] == [
+        (1, "summary", SUMMARY_MAX),
+        (21, "summary", 25 - SUMMARY_MAX),
+        (26, "new", 0),
+    ]
+    assert summary_units(rows, hours, now - timedelta(hours=6), KYIV) is None  # 06:00: quiet
+    assert summary_units(rows, hours, now - timedelta(hours=5), KYIV) is not None  # 07:00
+    assert summary_units(rows, None, now, KYIV) == rows
