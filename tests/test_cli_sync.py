@@ -150,6 +150,7 @@ def test_a_channel_that_cannot_be_read_fails_the_pass_a_flood_wait_does_not() ->
         ChannelSyncResult("good", "telethon", status="ok"),
         ChannelSyncResult("typo", "telethon", status="not_found", error="no such username"),
         ChannelSyncResult("busy", "telethon", status="flood_wait"),
+        ChannelSyncResult("full", "telethon", status="too_many_channels"),  # polled: read
         ChannelSyncResult("gone", "web", status="error", error="HTTP 404"),
     ]
     assert _sync_summary(results) == 2

@@ -176,7 +176,7 @@ class LiveListener:
 
     async def _join(self, p: _Pass) -> None:
         """Join unless this account is a member; a refused join is the channel's status
-        (too_many_channels: tried again daily, the channel is polled meanwhile)."""
+        (too_many_channels, join_pending: tried again daily, the channel is polled meanwhile)."""
         f = await get_following(self.archive, p.row.id)
         if f is not None and f.joined_at is not None:
             return
@@ -189,7 +189,7 @@ class LiveListener:
                 await p.policy.call(
                     p.name, lambda: self.client(functions.channels.JoinChannelRequest(p.peer))
                 )
-        except errors.ChannelsTooMuchError as exc:
+        except (errors.ChannelsTooMuchError, errors.InviteRequestSentError) as exc:
             problem = classify(exc, now=now, attempts=0, was_readable=True, joining=True)
             await set_status(
                 self.archive, p.cfg.ref, source=SOURCE, status=problem.status,

@@ -16,6 +16,8 @@ status                 from                                                tried
                        ``CHANNEL_BANNED``/``USER_BANNED_IN_CHANNEL``
 ``too_many_channels``  ``CHANNELS_TOO_MUCH`` on join (about 500 per          join once a day; the
                        account, 1,000 with Premium)                          channel is polled
+``join_pending``       ``INVITE_REQUEST_SENT`` on join (the admins approve   join once a day; the
+                       joins)                                                channel is polled
 ``flood_wait``         a flood wait above the ceiling                        at Telegram's deadline
 ``invalid``            ``CHANNEL_INVALID``/``PEER_ID_INVALID`` again after   once a day
                        resolving once
@@ -40,7 +42,12 @@ TOO_MANY = (
     " Premium): set join = false for this channel to poll it without joining, leave channels"
     " it no longer needs, or follow it from a second account; polled meanwhile"
 )
-JOIN_STATUSES = ("too_many_channels",)  # a join problem: the channel is still read
+JOIN_PENDING = (
+    "joining needs the approval of the channel's admins (INVITE_REQUEST_SENT): the request is"
+    " sent and not repeated; the channel is polled meanwhile, live updates start once approved"
+)
+# A join problem: the channel is still read (polled) meanwhile.
+JOIN_STATUSES = ("too_many_channels", "join_pending")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,8 @@ def classify(
         return not_found(now)
     if isinstance(exc, errors.ChannelsTooMuchError):
         return Problem("too_many_channels", TOO_MANY, now + DAY)
+    if isinstance(exc, errors.InviteRequestSentError):
+        return Problem("join_pending", JOIN_PENDING, now + DAY)
     if isinstance(exc, errors.ChannelBannedError | errors.UserBannedInChannelError) or (
         isinstance(exc, errors.ChannelPrivateError) and was_readable
     ):

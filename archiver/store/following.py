@@ -28,6 +28,7 @@ STATUSES = (
     "private",
     "banned",
     "too_many_channels",
+    "join_pending",
     "flood_wait",
     "invalid",
     "error",

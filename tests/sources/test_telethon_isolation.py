@@ -262,12 +262,6 @@ async def test_stats_and_health_show_the_statuses(
     assert by["nosuchchannel"]["follow_status"] == "not_found"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review14: a join refused with INVITE_REQUEST_SENT (joins need an admin's approval)"
-    " fails the whole channel ('error', retried from 5 min) though the public channel is"
-    " readable; it needs a join status like too_many_channels (polled, join asked rarely)",
-)
 async def test_a_join_waiting_for_approval_leaves_the_public_channel_read(
     archive: Archive, tg: FakeTelegram, tmp_path: Path
 ) -> None:
