@@ -32,12 +32,14 @@ from telegram.ext import Application, ApplicationBuilder, Defaults
 from archiver.config import Settings, require
 from archiver.errors import ConfigError
 from archiver.store.archive import Archive
+from archiver.store.user_langs import all_langs
 from bot.access import AccessPolicy
 from bot.alerts import alert_buttons, alert_html, summary_html
 from bot.delivery import Delivery, Limits, RetryPolicy
 from bot.digests import PersonalDigests
 from bot.handlers import register
 from bot.handlers.common import COMMANDS
+from bot.i18n import Translate, translator
 from bot.services import KEY, Services
 
 log = logging.getLogger(__name__)
@@ -124,12 +126,17 @@ async def _post_init(app: App) -> None:
     )
     app.bot_data[KEY] = svc
     await _check_access(svc)
+    svc.langs.update(await all_langs(archive))
+
+    def speak(chat: int) -> Translate:  # a private chat's id is its user's; groups: English
+        return translator(svc.langs.get(chat, "en"))
+
     svc.delivery = Delivery(
         archive,
         app.bot,
-        lambda row: alert_html(row, tz, config_rules),
-        buttons=alert_buttons,
-        render_summary=lambda row: summary_html(row, tz),
+        lambda row: alert_html(row, tz, config_rules, speak(row.recipient)),
+        buttons=lambda row: alert_buttons(row, speak(row.recipient)),
+        render_summary=lambda row: summary_html(row, tz, speak(row.recipient)),
         tz=tz,
         refusal=svc.access.refusal,
         poll_seconds=settings.bot.poll_seconds,

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir
-from botkit import MEMBER, STRANGER, Harness, fake_api, running_bot, seed_channel
+from botkit import (
+    MEMBER,
+    OTHER_MEMBER,
+    STRANGER,
+    Harness,
+    delete_post,
+    fake_api,
+    queue_alerts,
+    running_bot,
+    seed_channel,
+)
 from fakes.botapi import Call
 from fakes.tghtml import parse_html
 
@@ -94,3 +104,26 @@ async def test_the_bot_speaks_the_clients_language_until_lang_is_chosen(bot: Har
 async def test_a_stranger_is_answered_in_their_clients_language(bot: Harness) -> None:
     reply = text(await bot.send(STRANGER, "/start", language_code="ru"))
     assert "Это частный бот" in reply and str(STRANGER) in reply
+
+
+def buttons(call: Call) -> list[str]:
+    return [b["text"] for row in call.json("reply_markup")["inline_keyboard"] for b in row]
+
+
+async def test_an_alert_to_a_user_with_lang_uk_arrives_in_ukrainian(bot: Harness) -> None:
+    assert "Українська" in text(await bot.send(MEMBER, "/lang uk"))
+    since = len(bot.api.calls)
+    assert await queue_alerts(bot.archive, ["война пришла"], (MEMBER, OTHER_MEMBER)) == 2
+    (uk,) = await bot.api.wait_for(chat_id=MEMBER, since=since)
+    (en,) = await bot.api.wait_for(chat_id=OTHER_MEMBER, since=since)
+    assert "<i>новий пост</i>" in uk.text and "<i>Правила:</i> war" in uk.text
+    assert buttons(uk) == ["Повний текст", "Історія", "Вимкнути правило на 24 год"]
+    assert "<i>new post</i>" in en.text and "<i>Rules:</i> war" in en.text
+    assert buttons(en) == ["Full text", "History", "Mute rule 24 h"]
+
+    since = len(bot.api.calls)
+    assert await delete_post(bot.archive, 1)
+    (gone,) = await bot.api.wait_for(chat_id=MEMBER, since=since)
+    assert "<i>видалено</i>" in gone.text
+    assert "Видалено з каналу (помічено" in gone.text and "Telegram повідомив" in gone.text
+    assert "Текст був такий:" in gone.text and "<b>война</b> пришла" in gone.text
