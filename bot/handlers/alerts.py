@@ -18,7 +18,7 @@ from archiver.store.outbox import AlertRow
 from archiver.store.search import history
 from bot.alerts import full_text_blocks
 from bot.format import esc, local_time, pack
-from bot.handlers.common import callback_origin
+from bot.handlers.common import callback_origin, translator_for
 from bot.messages import history_blocks
 from bot.services import services
 
@@ -74,7 +74,8 @@ async def history_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     svc = services(context)
     h = await history(svc.archive, alert.channel_id, alert.message_id)
     await update.callback_query.answer()
-    await _send(update, history_blocks(h, svc.settings.display.timezone))
+    _ = await translator_for(update, context)
+    await _send(update, history_blocks(h, svc.settings.display.timezone, _))
 
 
 async def mute_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

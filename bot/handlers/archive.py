@@ -9,7 +9,7 @@ from archiver.channels import parse_ref
 from archiver.store.followed import followed
 from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats, history
-from bot.handlers.common import arg_text, reply, usage
+from bot.handlers.common import arg_text, reply, translator_for, usage
 from bot.messages import channels_blocks, history_blocks
 from bot.services import services
 
@@ -19,7 +19,9 @@ async def channels_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     stats = await channel_stats(svc.archive)
     problems = await channel_statuses(svc.archive, problems_only=True)
     chat = await followed(svc.archive, svc.settings)
-    await reply(update, channels_blocks(stats, svc.settings.display.timezone, problems, chat))
+    _ = await translator_for(update, context)
+    tz = svc.settings.display.timezone
+    await reply(update, channels_blocks(stats, tz, problems, chat, _))
 
 
 async def history_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -39,4 +41,5 @@ async def history_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     channel = ref.username if ref.username is not None else ref.id
     assert channel is not None
     h = await history(svc.archive, channel, ref.message_id)
-    await reply(update, history_blocks(h, svc.settings.display.timezone))
+    _ = await translator_for(update, context)
+    await reply(update, history_blocks(h, svc.settings.display.timezone, _))

@@ -18,6 +18,7 @@ from archiver.store.search import Hit, export_rows, iter_hits, iter_matches, sea
 from archiver.store.vocabulary import corrected, suggest
 from bot.format import MAX_MESSAGE, esc, split_html, u16len
 from bot.handlers.common import arg_text, callback_origin, reply, translator_for, usage
+from bot.i18n import Translate
 from bot.messages import (
     PAGE_SIZE,
     channel_label,
@@ -61,7 +62,7 @@ async def _count(context: ContextTypes.DEFAULT_TYPE, query: Query) -> int | None
 
 
 async def _page(
-    context: ContextTypes.DEFAULT_TYPE, page: SearchPage, key: int, offset: int
+    context: ContextTypes.DEFAULT_TYPE, page: SearchPage, key: int, offset: int, _: Translate
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     svc = services(context)
     query = svc.parse(page.query)
@@ -69,7 +70,7 @@ async def _page(
     more = len(found) > PAGE_SIZE
     hits = found[:PAGE_SIZE]
     text = search_page_html(
-        page.query, hits, offset, svc.settings.display.timezone, more=more, total=page.total
+        page.query, hits, offset, svc.settings.display.timezone, more=more, total=page.total, _=_
     )
     if u16len(text) > MAX_MESSAGE:  # one page is one message (the buttons edit it in place)
         text = split_html(text)[0]
@@ -84,14 +85,14 @@ async def run_search(update: Update, context: ContextTypes.DEFAULT_TYPE, query_t
     if user is None or chat is None:
         return
     page = SearchPage(query_text, user.id, chat.id, await _count(context, query))
+    _ = await translator_for(update, context)
     if page.total == 0:
         found = await suggest(services(context).archive, query)
-        _ = await translator_for(update, context)
         fixed = corrected(query_text, found)
         await reply(update, [nothing_found_html(query_text, found, fixed, _)])
         return
     key = services(context).pages.put(page)
-    text, markup = await _page(context, page, key, 0)
+    text, markup = await _page(context, page, key, 0, _)
     await reply(update, [text], markup=markup)
 
 
@@ -115,22 +116,23 @@ async def page_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     cq = update.callback_query
     if cq is None or cq.data is None:
         return
+    _ = await translator_for(update, context)
     try:
-        _, key_s, offset_s = cq.data.split(":")
+        _prefix, key_s, offset_s = cq.data.split(":")
         key, offset = int(key_s), max(0, int(offset_s))
     except ValueError:
-        await cq.answer("Unknown button.")
+        await cq.answer(_("Unknown button."))
         return
     page = services(context).pages.get(key)
     if page is None:
-        await cq.answer("This search has expired: send /search again.", show_alert=True)
+        await cq.answer(_("This search has expired: send /search again."), show_alert=True)
         return
     if callback_origin(update) != (page.owner, page.chat):
         log.info("a search button of user %d pressed by another user or in another chat",
                  page.owner)  # fmt: skip
-        await cq.answer("This button belongs to someone else's search.", show_alert=True)
+        await cq.answer(_("This button belongs to someone else's search."), show_alert=True)
         return
-    text, markup = await _page(context, page, key, offset)
+    text, markup = await _page(context, page, key, offset, _)
     await cq.answer()
     await cq.edit_message_text(text, reply_markup=markup)
 
@@ -148,7 +150,8 @@ async def latest_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         where = channel_label(ch.title, ch.username, ch.id)
         query_text = f"channel:{ch.id}"
     hits = await search(svc.archive, svc.parse(query_text), limit=PAGE_SIZE)
-    await reply(update, latest_blocks(hits, svc.settings.display.timezone, where))
+    _ = await translator_for(update, context)
+    await reply(update, latest_blocks(hits, svc.settings.display.timezone, where, _))
 
 
 FORMATS = ("csv", "jsonl")

@@ -127,3 +127,15 @@ async def test_an_alert_to_a_user_with_lang_uk_arrives_in_ukrainian(bot: Harness
     assert "<i>видалено</i>" in gone.text
     assert "Видалено з каналу (помічено" in gone.text and "Telegram повідомив" in gone.text
     assert "Текст був такий:" in gone.text and "<b>война</b> пришла" in gone.text
+
+
+async def test_search_latest_and_history_speak_the_users_language(bot: Harness) -> None:
+    await queue_alerts(bot.archive, ["война 1", "война 2", "война 3", "война 4", "война 5", "6"])
+    page = text(await bot.send(MEMBER, "/search война", language_code="uk"))
+    assert "Результати 1–5 із 5 за запитом <code>война</code>" in page
+    page = text(await bot.send(MEMBER, "/search война OR 6", language_code="ru"))
+    assert "Результаты 1–5 из 6 по запросу" in page and "страница 1/2" in page
+    assert "Останні пости:" in text(await bot.send(MEMBER, "/latest", language_code="uk"))
+    story = text(await bot.send(MEMBER, "/history https://t.me/saltpepper/1", language_code="uk"))
+    assert "опубліковано" in story and "Версій: 1" in story and "<b>Версія 1</b>" in story
+    assert "Каналів: 1" in text(await bot.send(MEMBER, "/channels", language_code="uk"))
