@@ -39,7 +39,7 @@ from bot.delivery import Delivery, Limits, RetryPolicy
 from bot.digests import PersonalDigests
 from bot.handlers import register
 from bot.handlers.common import COMMANDS
-from bot.i18n import Translate, translator
+from bot.i18n import LANGS, Translate, translator
 from bot.services import KEY, Services
 
 log = logging.getLogger(__name__)
@@ -173,17 +173,28 @@ async def _check_access(svc: Services) -> None:
 
 
 async def _set_menus(app: App, settings: Settings) -> None:
-    """Everyone's command menu without the admin commands; each admin's private chat with all."""
-    everyone = [BotCommand(n, w[:256]) for n, _, w in COMMANDS if not w.startswith("admins:")]
-    admins = [BotCommand(n, w[:256]) for n, _, w in COMMANDS]
+    """Everyone's command menu without the admin commands; each admin's private chat with all.
+    Each in English (the default) and in Ukrainian and Russian for clients in those languages
+    (``language_code`` of setMyCommands)."""
+
+    def menu(lang: str, admin: bool) -> list[BotCommand]:
+        tr = translator(lang)
+        return [BotCommand(n, tr(w)[:256]) for n, _, w in COMMANDS
+                if admin or not w.startswith("admins:")]  # fmt: skip
+
+    codes = {lang: (None if lang == "en" else lang) for lang in LANGS}
     try:
-        await app.bot.set_my_commands(everyone)
+        for lang, code in codes.items():
+            await app.bot.set_my_commands(menu(lang, False), language_code=code)
     except TelegramError as exc:
         log.warning("could not set the command menu (%s); carrying on", type(exc).__name__)
         return
     for admin in sorted(settings.bot.admins):
         try:  # "chat not found" until the admin has written to the bot once
-            await app.bot.set_my_commands(admins, scope=BotCommandScopeChat(admin))
+            for lang, code in codes.items():
+                await app.bot.set_my_commands(
+                    menu(lang, True), scope=BotCommandScopeChat(admin), language_code=code
+                )
         except TelegramError as exc:
             log.info("no admin menu for user %d yet (%s)", admin, type(exc).__name__)
 

@@ -310,30 +310,31 @@ def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
 
 
 def rules_page(
-    entries: Sequence[RuleEntry], mutes: Mapping[str, datetime], tz: ZoneInfo
+    entries: Sequence[RuleEntry], mutes: Mapping[str, datetime], tz: ZoneInfo, _: Tr = str
 ) -> tuple[str, list[int]]:
     """The user's rules in this chat as one message (at most 4,096 characters: a long list
     ends with how many more there are), and the ids of the rules it shows."""
     if not entries:
-        return "You have no rules here. Add one with <code>/watch QUERY</code>.", []
-    head = f"<b>Your rules</b> ({len(entries)}): tap 🗑 to delete one."
+        return _("You have no rules here. Add one with <code>/watch QUERY</code>."), []
+    head = _("<b>Your rules</b> ({n}): tap 🗑 to delete one.").format(n=len(entries))
     out = head
     shown: list[int] = []
     for n, e in enumerate(entries):
         r = e.rule
         line = f"<b>#{r.id}</b> {esc(r.name)}"
         if e.paused == PAUSED_FOR_ACCESS:
-            line += " <i>(paused: access withdrawn)</i>"
+            line += " <i>" + _("(paused: access withdrawn)") + "</i>"
         elif e.paused:
-            line += f" <i>(paused: /resume {r.id})</i>"
+            line += " <i>" + _("(paused: /resume {id})").format(id=r.id) + "</i>"
         if r.name in mutes:
-            line += f" <i>(muted until {esc(local_time(mutes[r.name], tz))})</i>"
+            until = esc(local_time(mutes[r.name], tz))
+            line += " <i>" + _("(muted until {when})").format(when=until) + "</i>"
         if r.name != r.query:
             q = r.query if len(r.query) <= 200 else r.query[:199] + "…"
             line += f"\n<code>{esc(q)}</code>"
         if r.channels:
-            line += "\nchannels: " + ", ".join(esc(c) for c in r.channels[:10])
-        more = f"\n\n… and {len(entries) - n} more rule(s) not shown."
+            line += "\n" + _("channels:") + " " + ", ".join(esc(c) for c in r.channels[:10])
+        more = "\n\n" + _("… and {n} more rule(s) not shown.").format(n=len(entries) - n)
         if u16len(out + "\n\n" + line + more) > MAX_MESSAGE:
             out += more
             break

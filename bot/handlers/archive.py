@@ -26,20 +26,19 @@ async def channels_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 async def history_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
+    _ = await translator_for(update, context)
     text = arg_text(update)
     if not text or len(text.split()) != 1:
-        await reply(
-            update, [usage("history") + "\ne.g. <code>/history https://t.me/vsaldo/123</code>"]
-        )
+        example = "<code>/history https://t.me/vsaldo/123</code>"
+        await reply(update, [usage("history", _) + "\n" + _("e.g. {example}").format(
+            example=example)])  # fmt: skip
         return
     ref = parse_ref(text)
     if ref.message_id is None:
-        await reply(
-            update, [usage("history") + ": the link must name a post, like t.me/vsaldo/123"]
-        )
+        await reply(update, [usage("history", _) + "\n"
+                             + _("The link must name a post, like t.me/vsaldo/123.")])  # fmt: skip
         return
     channel = ref.username if ref.username is not None else ref.id
     assert channel is not None
     h = await history(svc.archive, channel, ref.message_id)
-    _ = await translator_for(update, context)
     await reply(update, history_blocks(h, svc.settings.display.timezone, _))

@@ -19,28 +19,35 @@ from bot.services import services
 
 log = logging.getLogger(__name__)
 
+
+def _(text: str) -> str:
+    """Marks a message id for the catalogs (``pybabel extract -k _``); it is translated
+    where it is shown (the command descriptions, in /help, usage lines and the menus)."""
+    return text
+
+
 COMMANDS = (
-    ("search", "QUERY", "search the archive (in a private chat, any text is a search)"),
-    ("latest", "[channel]", "the newest posts"),
-    ("channels", "", "archived channels, last post and sync state"),
-    ("history", "LINK", "every version of a post, and its deletion"),
-    ("watch", "[NAME:] QUERY", "alert me about posts that match"),
-    ("rules", "", "my rules, with delete buttons"),
-    ("unwatch", "ID", "delete one of my rules"),
-    ("pause", "ID", "pause one of my rules"),
-    ("resume", "ID", "resume a paused rule"),
-    ("rename", "ID NAME", "rename one of my rules"),
-    ("unmute", "[RULE]", "end the mutes of this chat (the Mute button)"),
-    ("quiet", "HH:MM-HH:MM|off", "quiet hours: alerts held, then sent as one summary"),
-    ("digest", "daily HH:MM|off", "my daily digest of what matched my rules"),
-    ("export", "[csv|jsonl] QUERY", "search results as a file"),
-    ("status", "", "admins: sync lag, alert queue, flood waits"),
-    ("allow", "USER_ID", "admins: let a user in"),
-    ("deny", "USER_ID", "admins: shut a user out"),
-    ("follow", "@channel [web|telethon]", "admins: archive a channel (no restart)"),
-    ("unfollow", "@channel", "admins: stop following a channel followed from the chat"),
-    ("lang", "[en|uk|ru]", "the bot's language"),
-    ("help", "", "commands and query examples"),
+    ("search", "QUERY", _("search the archive (in a private chat, any text is a search)")),
+    ("latest", "[channel]", _("the newest posts")),
+    ("channels", "", _("archived channels, last post and sync state")),
+    ("history", "LINK", _("every version of a post, and its deletion")),
+    ("watch", "[NAME:] QUERY", _("alert me about posts that match")),
+    ("rules", "", _("my rules, with delete buttons")),
+    ("unwatch", "ID", _("delete one of my rules")),
+    ("pause", "ID", _("pause one of my rules")),
+    ("resume", "ID", _("resume a paused rule")),
+    ("rename", "ID NAME", _("rename one of my rules")),
+    ("unmute", "[RULE]", _("end the mutes of this chat (the Mute button)")),
+    ("quiet", "HH:MM-HH:MM|off", _("quiet hours: alerts held, then sent as one summary")),
+    ("digest", "daily HH:MM|off", _("my daily digest of what matched my rules")),
+    ("export", "[csv|jsonl] QUERY", _("search results as a file")),
+    ("status", "", _("admins: sync lag, alert queue, flood waits")),
+    ("allow", "USER_ID", _("admins: let a user in")),
+    ("deny", "USER_ID", _("admins: shut a user out")),
+    ("follow", "@channel [web|telethon]", _("admins: archive a channel (no restart)")),
+    ("unfollow", "@channel", _("admins: stop following a channel followed from the chat")),
+    ("lang", "[en|uk|ru]", _("the bot's language")),
+    ("help", "", _("commands and query examples")),
 )
 
 QUERY_HELP = """<b>Queries</b> (the same language as the command line)
@@ -54,11 +61,13 @@ QUERY_HELP = """<b>Queries</b> (the same language as the command line)
 <code>is:edited</code> <code>is:deleted</code> <code>has:photo</code> <code>has:link</code>"""
 
 
-def usage(command: str) -> str:
+def usage(command: str, _: Translate = str) -> str:
+    """The command's usage line, in the language of ``_`` (English by default)."""
     for name, args, what in COMMANDS:
         if name == command:
-            return f"Usage: <code>/{name}{' ' + esc(args) if args else ''}</code> ({esc(what)})"
-    return f"Usage: /{command}"
+            line = f"<code>/{name}{' ' + esc(args) if args else ''}</code> ({esc(_(what))})"
+            return _("Usage: {command}").format(command=line)
+    return _("Usage: {command}").format(command=f"/{command}")
 
 
 def arg_text(update: Update) -> str:
@@ -173,7 +182,7 @@ async def help_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     for name, args, what in COMMANDS:
         if what.startswith("admins:") and role is not Role.ADMIN:
             continue
-        lines.append(f"/{name}{' ' + esc(args) if args else ''}: {esc(what)}")
+        lines.append(f"/{name}{' ' + esc(args) if args else ''}: {esc(_(what))}")
     cap = services(context).settings.bot.export_cap
     lines.append(_("(exports hold at most {cap} results)").format(cap=cap))
     await reply(update, ["\n".join(lines), QUERY_HELP])

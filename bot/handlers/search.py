@@ -99,7 +99,7 @@ async def run_search(update: Update, context: ContextTypes.DEFAULT_TYPE, query_t
 async def search_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query_text = arg_text(update)
     if not query_text:
-        await reply(update, [usage("search")])
+        await reply(update, [usage("search", await translator_for(update, context))])
         return
     await run_search(update, context, query_text)
 
@@ -144,7 +144,7 @@ async def latest_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     query_text = ""
     if ref_text:
         if len(ref_text.split()) > 1:
-            await reply(update, [usage("latest")])
+            await reply(update, [usage("latest", await translator_for(update, context))])
             return
         ch = await require_channel(svc.archive, parse_ref(ref_text))
         where = channel_label(ch.title, ch.username, ch.id)
@@ -159,13 +159,14 @@ FORMATS = ("csv", "jsonl")
 
 async def export_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
+    _ = await translator_for(update, context)
     text = arg_text(update)
     fmt = "csv"
-    first, _, rest = text.partition(" ")
+    first, _sep, rest = text.partition(" ")
     if first.lower() in FORMATS:
         fmt, text = first.lower(), rest.strip()
     if not text:
-        await reply(update, [usage("export")])
+        await reply(update, [usage("export", _)])
         return
     query = svc.parse(text)
     cap = svc.settings.bot.export_cap
@@ -173,15 +174,18 @@ async def export_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     capped = len(hits) > cap
     hits = hits[:cap]
     if not hits:
-        await reply(update, [f"Nothing found for <code>{esc(text)}</code>: no file to send."])
+        await reply(update, [_("Nothing found for <code>{query}</code>: no file to send.").format(
+            query=esc(text))])  # fmt: skip
         return
     data = _encode(await export_rows(svc.archive, hits), fmt)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    caption = f"{len(hits)} result(s) for <code>{esc(text[:200])}</code>"
+    fields = {"n": len(hits), "query": esc(text[:200]), "cap": cap}
     if capped:
-        caption += f". Only the newest {cap} (the export limit): narrow the query for the rest."
+        caption = _("{n} result(s) for <code>{query}</code>. Only the newest {cap} (the export "
+                    "limit): narrow the query for the rest.").format(**fields)  # fmt: skip
     else:
-        caption += f" (exports hold at most {cap})."
+        caption = _("{n} result(s) for <code>{query}</code> (exports hold at most {cap}).").format(
+            **fields)  # fmt: skip
     msg = update.effective_message
     if msg is None:
         return

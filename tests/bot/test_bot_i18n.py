@@ -139,3 +139,21 @@ async def test_search_latest_and_history_speak_the_users_language(bot: Harness) 
     story = text(await bot.send(MEMBER, "/history https://t.me/saltpepper/1", language_code="uk"))
     assert "опубліковано" in story and "Версій: 1" in story and "<b>Версія 1</b>" in story
     assert "Каналів: 1" in text(await bot.send(MEMBER, "/channels", language_code="uk"))
+
+
+async def test_rule_commands_usage_lines_help_and_menus_are_translated(bot: Harness) -> None:
+    saved = text(await bot.send(MEMBER, "/watch Херсон: эвакуация", language_code="uk"))
+    assert "Правило <b>#1</b> <b>Херсон</b> збережено" in saved
+    assert "надходитимуть вам сюди" in saved and "<code>/unwatch 1</code>" in saved
+    assert "<b>Ваші правила</b> (1)" in text(await bot.send(MEMBER, "/rules", language_code="uk"))
+    assert "Правило #1 удалено." in text(await bot.send(MEMBER, "/unwatch 1", language_code="ru"))
+    usage = text(await bot.send(MEMBER, "/history", language_code="ru"))
+    assert "Как пользоваться: <code>/history LINK</code> (все версии поста и его удаление)" in usage
+    helped = text(await bot.send(MEMBER, "/help", language_code="uk"))
+    assert "/latest [channel]: найновіші пости" in helped
+    menus = {c.params.get("language_code"): c for c in bot.api.calls
+             if c.method == "setMyCommands" and "scope" not in c.params}  # fmt: skip
+    uk = {c["command"]: c["description"] for c in menus["uk"].json("commands")}
+    assert uk["lang"] == "мова бота"
+    en = {c["command"]: c["description"] for c in menus[None].json("commands")}
+    assert en["lang"] == "the bot's language"
