@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from babel.messages.extract import extract_from_dir
 from botkit import (
+    ADMIN,
     MEMBER,
     OTHER_MEMBER,
     STRANGER,
@@ -157,3 +158,15 @@ async def test_rule_commands_usage_lines_help_and_menus_are_translated(bot: Harn
     assert uk["lang"] == "мова бота"
     en = {c["command"]: c["description"] for c in menus[None].json("commands")}
     assert en["lang"] == "the bot's language"
+
+
+async def test_admin_replies_are_translated(bot: Harness) -> None:
+    follow = text(await bot.send(ADMIN, "/follow @newsdesk web", language_code="uk"))
+    assert "Стежимо за <b>newsdesk</b> (web)" in follow
+    unfollow = text(await bot.send(ADMIN, "/unfollow @newsdesk", language_code="ru"))
+    assert "Больше не следим за <b>newsdesk</b> из чата" in unfollow
+    deny = text(await bot.send(ADMIN, f"/deny {OTHER_MEMBER}", language_code="uk"))
+    assert f"Користувач <code>{OTHER_MEMBER}</code> більше не може" in deny
+    assert "Як користуватися: <code>/allow USER_ID</code>" in text(
+        await bot.send(ADMIN, "/allow", language_code="uk")
+    )
