@@ -244,62 +244,64 @@ class Status:
     problems: Sequence[ChannelStatus] = ()  # configured channels that cannot be followed
 
 
-def _ago(then: datetime | None, now: datetime) -> str:
+def _ago(then: datetime | None, now: datetime, _: Tr = str) -> str:
     if then is None:
-        return "never"
+        return _("never")
     secs = max(0, int((now - then).total_seconds()))
     if secs < 120:
-        return f"{secs}s ago"
+        return _("{n}s ago").format(n=secs)
     if secs < 7200:
-        return f"{secs // 60} min ago"
+        return _("{n} min ago").format(n=secs // 60)
     if secs < 172800:
-        return f"{secs // 3600} h ago"
-    return f"{secs // 86400} days ago"
+        return _("{n} h ago").format(n=secs // 3600)
+    return _("{n} days ago").format(n=secs // 86400)
 
 
-def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
+def status_blocks(st: Status, tz: ZoneInfo, _: Tr = str) -> list[str]:
     c = st.counts
+    held = ""
+    if c.held:
+        held = " " + _("({held} held for {chats} chat(s) that blocked the bot)").format(
+            held=c.held, chats=c.inactive_recipients)  # fmt: skip
     alerts = (
-        f"<b>Alerts</b>: {c.pending} pending"
-        + (
-            f" ({c.held} held for {c.inactive_recipients} chat(s) that blocked the bot)"
-            if c.held
-            else ""
-        )
-        + f", {c.failed} failed, {c.sent} sent"
-    )
+        "<b>" + _("Alerts") + "</b>: " + _("{n} pending").format(n=c.pending) + held + ", "
+        + _("{failed} failed, {sent} sent").format(failed=c.failed, sent=c.sent)
+    )  # fmt: skip
     if c.oldest_pending is not None:
-        alerts += f"\noldest pending since {esc(local_time(c.oldest_pending, tz))}"
+        alerts += "\n" + _("oldest pending since {when}").format(
+            when=esc(local_time(c.oldest_pending, tz)))  # fmt: skip
     if c.failed:
-        alerts += "\nfailed alerts keep their last error in the outbox (the alerts table)"
+        alerts += "\n" + _("failed alerts keep their last error in the outbox (the alerts table)")
     if c.unknown:
-        alerts += (
-            f"\n{c.unknown} of unknown outcome (no answer from Telegram: they may have been"
-            " delivered, so they were not resent; <code>telewatch alerts --status unknown</code>)"
-        )
+        alerts += "\n" + _(
+            "{n} of unknown outcome (no answer from Telegram: they may have been delivered, so "
+            "they were not resent; <code>telewatch alerts --status unknown</code>)"
+        ).format(n=c.unknown)
     if c.dropped:
-        alerts += f"\n{c.dropped} dropped on purpose (access withdrawn, or muted)"
+        alerts += "\n" + _("{n} dropped on purpose (access withdrawn, or muted)").format(
+            n=c.dropped)  # fmt: skip
     blocks = [alerts]
     if st.paused_since is not None:
         blocks.insert(
             0,
-            f"⚠️ <b>Delivery paused</b> since {esc(local_time(st.paused_since, tz))}: the archive"
-            f" cannot be written ({esc(st.paused_reason or '')}). Free disk space, or end the"
-            " process holding its write lock.",
+            "⚠️ "
+            + _(
+                "<b>Delivery paused</b> since {when}: the archive cannot be written ({reason})."
+                " Free disk space, or end the process holding its write lock."
+            ).format(when=esc(local_time(st.paused_since, tz)), reason=esc(st.paused_reason or "")),
         )
     if st.inactive:
         ids = ", ".join(f"<code>{cid}</code>" for cid in sorted(st.inactive))
-        blocks.append(f"<b>Inactive chats</b>: {ids}")
-    blocks += problem_block(st.problems)
-    lines = [f"<b>Channels</b> ({len(st.stats)})"]
+        blocks.append("<b>" + _("Inactive chats") + f"</b>: {ids}")
+    blocks += problem_block(st.problems, _)
+    lines = ["<b>" + _("Channels") + f"</b> ({len(st.stats)})"]
     for s in st.stats:
         name = esc(channel_label(s.title, s.channel, s.channel_id))
-        line = (
-            f"{name}: last sync ok {_ago(s.last_sync_ok, st.now)}, "
-            f"last post {_ago(s.last_post, st.now)}"
-        )
+        line = name + ": " + _("last sync ok {sync}, last post {post}").format(
+            sync=_ago(s.last_sync_ok, st.now, _), post=_ago(s.last_post, st.now, _))  # fmt: skip
         if s.flood_wait_until is not None and s.flood_wait_until > st.now:
-            line += f", <b>flood wait</b> until {esc(local_time(s.flood_wait_until, tz))}"
+            line += ", " + _("<b>flood wait</b> until {when}").format(
+                when=esc(local_time(s.flood_wait_until, tz)))  # fmt: skip
         if s.sync_status and s.sync_status != "ok":
             line += f", <b>{esc(s.sync_status)}</b>"
             if s.last_error:

@@ -47,7 +47,8 @@ async def status_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         paused_reason=delivery.paused_reason if delivery is not None else None,
         problems=await channel_statuses(svc.archive, problems_only=True),
     )
-    await reply(update, status_blocks(st, svc.settings.display.timezone))
+    _ = await translator_for(update, context)
+    await reply(update, status_blocks(st, svc.settings.display.timezone, _))
 
 
 def _user_id(update: Update) -> int | None:

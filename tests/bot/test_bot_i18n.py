@@ -170,3 +170,8 @@ async def test_admin_replies_are_translated(bot: Harness) -> None:
     assert "Як користуватися: <code>/allow USER_ID</code>" in text(
         await bot.send(ADMIN, "/allow", language_code="uk")
     )
+
+
+async def test_status_is_in_the_admins_language(bot: Harness) -> None:
+    status = text(await bot.send(ADMIN, "/status", language_code="ru"))
+    assert "<b>Оповещения</b>: в очереди: 0" in status and "<b>Каналы</b> (1)" in status
