@@ -15,7 +15,7 @@ from archiver.store.user_langs import get_lang
 from bot.access import Role
 from bot.format import esc, pack
 from bot.i18n import Translate, pick, translator
-from bot.services import services
+from bot.services import KEY, Services, services
 
 log = logging.getLogger(__name__)
 
@@ -196,23 +196,37 @@ def _query_error(exc: QueryError) -> str:
     return text
 
 
+def _error_translator(update: object, context: ContextTypes.DEFAULT_TYPE) -> Translate:
+    """The user's language from memory only (their /lang, else their client's): the error
+    may be the archive's, so it is not read here."""
+    user = update.effective_user if isinstance(update, Update) else None
+    if user is None:
+        return translator("en")
+    svc = context.bot_data.get(KEY)
+    chosen = svc.langs.get(user.id) if isinstance(svc, Services) else None
+    return translator(pick(chosen, user.language_code))
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: domain errors become a one-line reply; anything else is
     logged (without message text) and the user is told it failed."""
     err = context.error
+    _ = _error_translator(update, context)
     if isinstance(err, QueryError):
         text = _query_error(err)
     elif isinstance(err, ChannelNotFound):  # its hint names a command-line tool
-        text = f"⚠️ {esc(str(err).split(' (see ')[0])}: /channels lists the archived channels."
+        text = f"⚠️ {esc(str(err).split(' (see ')[0])}: " + _(
+            "/channels lists the archived channels."
+        )
     elif isinstance(err, TelewatchError):
         text = f"⚠️ {esc(err)}"
     else:
         log.error("handler failed", exc_info=err)
-        text = "Something went wrong on our side; it is in the log for the admins."
+        text = _("Something went wrong on our side; it is in the log for the admins.")
     if not isinstance(update, Update):
         return
     if update.callback_query is not None:
-        toast = str(err) if isinstance(err, TelewatchError) else "Failed."
+        toast = str(err) if isinstance(err, TelewatchError) else _("Failed.")
         try:
             await update.callback_query.answer(toast[:190])
         except TelegramError:
@@ -234,4 +248,5 @@ async def unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def unknown_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.callback_query is not None:
-        await update.callback_query.answer("Unknown button.")
+        _ = await translator_for(update, context)
+        await update.callback_query.answer(_("Unknown button."))

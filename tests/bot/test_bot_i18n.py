@@ -175,3 +175,8 @@ async def test_admin_replies_are_translated(bot: Harness) -> None:
 async def test_status_is_in_the_admins_language(bot: Harness) -> None:
     status = text(await bot.send(ADMIN, "/status", language_code="ru"))
     assert "<b>Оповещения</b>: в очереди: 0" in status and "<b>Каналы</b> (1)" in status
+
+
+async def test_an_error_reply_ends_in_the_users_language(bot: Harness) -> None:
+    reply = text(await bot.send(MEMBER, "/latest @nosuchchannel", language_code="ru"))
+    assert reply.startswith("⚠️") and reply.endswith("каналы в архиве: /channels.")
