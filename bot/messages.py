@@ -219,16 +219,23 @@ def channels_blocks(
         *followed_block(followed, _),
     ]
     for s in stats:
-        state = s.sync_status or ("imported" if s.source == "export" else "not synced yet")
+        state = s.sync_status or (_("imported") if s.source == "export" else _("not synced yet"))
         if not s.backfilled and s.source != "export":
-            state += ", backfilling"
+            state += ", " + _("backfilling")
+        counts = _("{posts} posts, {edits} edits, {deletions} deletions").format(
+            posts=s.posts, edits=s.edits, deletions=s.deletions)  # fmt: skip
+        if s.missing:
+            counts += " " + _("(+{n} missing from the listing, unconfirmed)").format(n=s.missing)
+        reread = esc(local_time(s.last_full_check, tz)) if s.last_full_check else _("never")
+        times = _("last post {post}; last sync {sync} ({state}); last full re-read {reread}")
         blocks.append(
-            f"<b>{esc(channel_label(s.title, s.channel, s.channel_id))}</b>\n"
-            f"{s.posts} posts, {s.edits} edits, {s.deletions} deletions"
-            + (f" (+{s.missing} missing from the listing, unconfirmed)" if s.missing else "")
-            + f"\nlast post {esc(local_time(s.last_post, tz))}; "
-            f"last sync {esc(local_time(s.last_sync, tz))} ({esc(state)}); last full re-read "
-            + (esc(local_time(s.last_full_check, tz)) if s.last_full_check else "never")
+            f"<b>{esc(channel_label(s.title, s.channel, s.channel_id))}</b>\n{counts}\n"
+            + times.format(
+                post=esc(local_time(s.last_post, tz)),
+                sync=esc(local_time(s.last_sync, tz)),
+                state=esc(state),
+                reread=reread,
+            )
         )
     return blocks
 
