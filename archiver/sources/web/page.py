@@ -781,8 +781,6 @@ _BREAKOUT = frozenset(
      "menu", "meta", "nobr", "ol", "p", "pre", "ruby", "s", "small", "span", "strong",
      "strike", "sub", "sup", "table", "tt", "u", "ul", "var", "font"}
 )  # fmt: skip
-_RAW_TEXT = ("script", "style")  # in HTML their content has no tags (not in SVG: see below)
-_RAW_END = {name: re.compile(f"</{name}", re.IGNORECASE) for name in _RAW_TEXT}
 
 
 class PageRefused(ValueError):
@@ -811,7 +809,11 @@ def check_markup(
     other elements, down to it when no "special" element is between), and is otherwise
     ignored, as the parser ignores an end tag of nothing open. Once the scan is unsure whether
     the parser left SVG (an HTML tag inside it, an end tag it did not follow), self-closing
-    tags count as open until the SVG ends. Real pages nest about 25 deep."""
+    tags count as open until the SVG ends. Text that looks like a tag counts as one, in
+    scripts, styles and comments too: whether the parser reads a ``<style>`` as raw text
+    depends on where it stands (not inside ``<title>`` or ``<select>``, nor in SVG), and a
+    scan that skipped more than the parser would let markup through unseen. Real pages nest
+    about 25 deep and keep ``<`` out of their inline scripts."""
     text = html.decode("utf-8", "replace") if isinstance(html, bytes) else html
     tags = text.count("<")
     if tags <= min(max_depth, max_formatting):
@@ -853,11 +855,6 @@ class _Scan:
             if gt > 0 and text[gt - 1] == "/" and self.foreign and not self.unsure:
                 continue  # <path ... />: self-closing in SVG and MathML only
             self._open(name)
-            if name in _RAW_TEXT and not self.foreign:
-                # Its content is text up to the first "</script" (or "</style"): the parser
-                # ends it there or later, so skipping to there never hides a tag from the scan.
-                close = _RAW_END[name].search(text, pos)
-                pos = close.start() if close is not None else len(text)
 
     def _open(self, name: str) -> None:
         self.open.append(name)
