@@ -65,6 +65,9 @@ class Services:
     digests: PersonalDigests | None = None
     pages: SearchPages = field(default_factory=SearchPages)
     owns_archive: bool = False
+    # user id -> the language chosen with /lang: alerts to a private chat (its id is the
+    # user's) are rendered in it without reading the archive on the hot path
+    langs: dict[int, str] = field(default_factory=dict)
 
     def parse(self, text: str) -> Query:
         """A query whose ``since:``/``until:`` days are days in the display time zone."""

@@ -15,32 +15,39 @@ from archiver.store.user_langs import get_lang
 from bot.access import Role
 from bot.format import esc, pack
 from bot.i18n import Translate, pick, translator
-from bot.services import services
+from bot.services import KEY, Services, services
 
 log = logging.getLogger(__name__)
 
+
+def _(text: str) -> str:
+    """Marks a message id for the catalogs (``pybabel extract -k _``); it is translated
+    where it is shown (the command descriptions, in /help, usage lines and the menus)."""
+    return text
+
+
 COMMANDS = (
-    ("search", "QUERY", "search the archive (in a private chat, any text is a search)"),
-    ("latest", "[channel]", "the newest posts"),
-    ("channels", "", "archived channels, last post and sync state"),
-    ("history", "LINK", "every version of a post, and its deletion"),
-    ("watch", "[NAME:] QUERY", "alert me about posts that match"),
-    ("rules", "", "my rules, with delete buttons"),
-    ("unwatch", "ID", "delete one of my rules"),
-    ("pause", "ID", "pause one of my rules"),
-    ("resume", "ID", "resume a paused rule"),
-    ("rename", "ID NAME", "rename one of my rules"),
-    ("unmute", "[RULE]", "end the mutes of this chat (the Mute button)"),
-    ("quiet", "HH:MM-HH:MM|off", "quiet hours: alerts held, then sent as one summary"),
-    ("digest", "daily HH:MM|off", "my daily digest of what matched my rules"),
-    ("export", "[csv|jsonl] QUERY", "search results as a file"),
-    ("status", "", "admins: sync lag, alert queue, flood waits"),
-    ("allow", "USER_ID", "admins: let a user in"),
-    ("deny", "USER_ID", "admins: shut a user out"),
-    ("follow", "@channel [web|telethon]", "admins: archive a channel (no restart)"),
-    ("unfollow", "@channel", "admins: stop following a channel followed from the chat"),
-    ("lang", "[en|uk|ru]", "the bot's language"),
-    ("help", "", "commands and query examples"),
+    ("search", "QUERY", _("search the archive (in a private chat, any text is a search)")),
+    ("latest", "[channel]", _("the newest posts")),
+    ("channels", "", _("archived channels, last post and sync state")),
+    ("history", "LINK", _("every version of a post, and its deletion")),
+    ("watch", "[NAME:] QUERY", _("alert me about posts that match")),
+    ("rules", "", _("my rules, with delete buttons")),
+    ("unwatch", "ID", _("delete one of my rules")),
+    ("pause", "ID", _("pause one of my rules")),
+    ("resume", "ID", _("resume a paused rule")),
+    ("rename", "ID NAME", _("rename one of my rules")),
+    ("unmute", "[RULE]", _("end the mutes of this chat (the Mute button)")),
+    ("quiet", "HH:MM-HH:MM|off", _("quiet hours: alerts held, then sent as one summary")),
+    ("digest", "daily HH:MM|off", _("my daily digest of what matched my rules")),
+    ("export", "[csv|jsonl] QUERY", _("search results as a file")),
+    ("status", "", _("admins: sync lag, alert queue, flood waits")),
+    ("allow", "USER_ID", _("admins: let a user in")),
+    ("deny", "USER_ID", _("admins: shut a user out")),
+    ("follow", "@channel [web|telethon]", _("admins: archive a channel (no restart)")),
+    ("unfollow", "@channel", _("admins: stop following a channel followed from the chat")),
+    ("lang", "[en|uk|ru]", _("the bot's language")),
+    ("help", "", _("commands and query examples")),
 )
 
 QUERY_HELP = """<b>Queries</b> (the same language as the command line)
@@ -54,11 +61,13 @@ QUERY_HELP = """<b>Queries</b> (the same language as the command line)
 <code>is:edited</code> <code>is:deleted</code> <code>has:photo</code> <code>has:link</code>"""
 
 
-def usage(command: str) -> str:
+def usage(command: str, _: Translate = str) -> str:
+    """The command's usage line, in the language of ``_`` (English by default)."""
     for name, args, what in COMMANDS:
         if name == command:
-            return f"Usage: <code>/{name}{' ' + esc(args) if args else ''}</code> ({esc(what)})"
-    return f"Usage: /{command}"
+            line = f"<code>/{name}{' ' + esc(args) if args else ''}</code> ({esc(_(what))})"
+            return _("Usage: {command}").format(command=line)
+    return _("Usage: {command}").format(command=f"/{command}")
 
 
 def arg_text(update: Update) -> str:
@@ -173,7 +182,7 @@ async def help_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     for name, args, what in COMMANDS:
         if what.startswith("admins:") and role is not Role.ADMIN:
             continue
-        lines.append(f"/{name}{' ' + esc(args) if args else ''}: {esc(what)}")
+        lines.append(f"/{name}{' ' + esc(args) if args else ''}: {esc(_(what))}")
     cap = services(context).settings.bot.export_cap
     lines.append(_("(exports hold at most {cap} results)").format(cap=cap))
     await reply(update, ["\n".join(lines), QUERY_HELP])
@@ -187,23 +196,37 @@ def _query_error(exc: QueryError) -> str:
     return text
 
 
+def _error_translator(update: object, context: ContextTypes.DEFAULT_TYPE) -> Translate:
+    """The user's language from memory only (their /lang, else their client's): the error
+    may be the archive's, so it is not read here."""
+    user = update.effective_user if isinstance(update, Update) else None
+    if user is None:
+        return translator("en")
+    svc = context.bot_data.get(KEY)
+    chosen = svc.langs.get(user.id) if isinstance(svc, Services) else None
+    return translator(pick(chosen, user.language_code))
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: domain errors become a one-line reply; anything else is
     logged (without message text) and the user is told it failed."""
     err = context.error
+    _ = _error_translator(update, context)
     if isinstance(err, QueryError):
         text = _query_error(err)
     elif isinstance(err, ChannelNotFound):  # its hint names a command-line tool
-        text = f"⚠️ {esc(str(err).split(' (see ')[0])}: /channels lists the archived channels."
+        text = f"⚠️ {esc(str(err).split(' (see ')[0])}: " + _(
+            "/channels lists the archived channels."
+        )
     elif isinstance(err, TelewatchError):
         text = f"⚠️ {esc(err)}"
     else:
         log.error("handler failed", exc_info=err)
-        text = "Something went wrong on our side; it is in the log for the admins."
+        text = _("Something went wrong on our side; it is in the log for the admins.")
     if not isinstance(update, Update):
         return
     if update.callback_query is not None:
-        toast = str(err) if isinstance(err, TelewatchError) else "Failed."
+        toast = str(err) if isinstance(err, TelewatchError) else _("Failed.")
         try:
             await update.callback_query.answer(toast[:190])
         except TelegramError:
@@ -225,4 +248,5 @@ async def unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def unknown_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.callback_query is not None:
-        await update.callback_query.answer("Unknown button.")
+        _ = await translator_for(update, context)
+        await update.callback_query.answer(_("Unknown button."))

@@ -30,7 +30,9 @@ async def quiet_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not text:
         hours = (await quiet_hours(svc.archive)).get(chat)
         if hours is None:
-            await reply(update, [_("No quiet hours: alerts come at once.") + " " + usage("quiet")])
+            await reply(
+                update, [_("No quiet hours: alerts come at once.") + " " + usage("quiet", _)]
+            )
         else:
             await reply(update, [_("Quiet hours: <b>{hours}</b> ({tz}). "
                                    "<code>/quiet off</code> ends them.").format(
@@ -60,7 +62,7 @@ async def digest_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if not words:
         at = await get_digest(svc.archive, chat)
         if at is None:
-            await reply(update, [_("No daily digest.") + " " + usage("digest")])
+            await reply(update, [_("No daily digest.") + " " + usage("digest", _)])
         else:
             await reply(update, [_("Daily digest at <b>{at}</b> ({tz}).").format(
                 at=f"{at:%H:%M}", tz=esc(tz.key))])  # fmt: skip
@@ -70,7 +72,7 @@ async def digest_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         await reply(update, [_("Daily digest off.") if had else _("There was no daily digest.")])
         return
     if len(words) != 2 or words[0].lower() != "daily":
-        await reply(update, [usage("digest")])
+        await reply(update, [usage("digest", _)])
         return
     at = parse_time(words[1])
     await set_digest(svc.archive, chat, at, datetime.now(UTC), tz)

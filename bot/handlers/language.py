@@ -28,5 +28,6 @@ async def lang_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             code=choice[:10])])  # fmt: skip
         return
     await set_lang(services(context).archive, user.id, choice)
+    services(context).langs[user.id] = choice  # the alerts to this user follow at once
     _ = translator(choice)
     await reply(update, [_("The bot speaks {name} to you now.").format(name=NAMES[choice])])

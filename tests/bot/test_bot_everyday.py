@@ -98,10 +98,11 @@ async def test_plain_text_in_a_private_chat_is_a_search_with_totals(bot: Harness
 
 async def test_admin_commands_are_only_in_admins_menus(bot: Harness) -> None:
     menus = [c for c in bot.api.calls if c.method == "setMyCommands"]
-    everyone = [m for m in menus if "scope" not in m.params]
-    (default,) = everyone
-    names = [c["command"] for c in default.json("commands")]
-    assert "search" in names and not {"status", "allow", "deny"} & set(names)
-    (admin,) = [m for m in menus if "scope" in m.params]
-    assert admin.json("scope") == {"type": "chat", "chat_id": ADMIN}
-    assert {"status", "allow", "deny"} <= {c["command"] for c in admin.json("commands")}
+    for lang in (None, "uk", "ru"):  # the default menu, and one per translated language
+        here = [m for m in menus if m.params.get("language_code") == lang]
+        (default,) = [m for m in here if "scope" not in m.params]
+        names = [c["command"] for c in default.json("commands")]
+        assert "search" in names and not {"status", "allow", "deny"} & set(names)
+        (admin,) = [m for m in here if "scope" in m.params]
+        assert admin.json("scope") == {"type": "chat", "chat_id": ADMIN}
+        assert {"status", "allow", "deny"} <= {c["command"] for c in admin.json("commands")}
