@@ -7,7 +7,8 @@
   before the request is sent.
 - :class:`TmeClient`: a listing page (``/s/<username>[?before=<id>]``) or a post's embed
   page (``/<username>/<id>?embed=1&mode=tme``). Each answer is read as a stream, refused
-  beyond ``[web] max_page_bytes``, and each try has an overall deadline of
+  beyond ``[web] max_page_bytes`` (counted after its ``Content-Encoding`` is undone, which
+  :class:`_Body` does here, within the cap), and each try has an overall deadline of
   ``[web] timeout_seconds`` (a server trickling one byte at a time never resets httpx's read
   timeout). 429 and 5xx are retried with backoff honouring ``Retry-After``; every failure of
   a listing page is a one-line :class:`SourceError` naming the channel. An embed page never
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -124,6 +126,66 @@ class _TooBig(Exception):
     pass
 
 
+class _Undecodable(Exception):
+    """The body is not in the ``Content-Encoding`` it claims, or in one not asked for."""
+
+
+# Content codings read here, and the zlib window of each (gzip; deflate with a zlib header).
+_CODINGS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+
+
+class _Body:
+    """A body read from its raw bytes, its ``Content-Encoding`` undone here within ``cap``.
+
+    httpx would inflate each raw chunk in full before the reader sees a byte, and decodes
+    chains of codings (``gzip, gzip``): a body of a few hundred bytes becomes hundreds of MB
+    at once. Here zlib is never asked for more than the room left under the cap, one coding
+    at most is accepted, and the raw bytes count against the cap as well."""
+
+    def __init__(self, content_encoding: str, cap: int) -> None:
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in _CODINGS):
+            raise _Undecodable(f"Content-Encoding {content_encoding.strip()!r}")
+        self._z = zlib.decompressobj(_CODINGS[codings[0]]) if codings else None
+        self._coding = codings[0] if codings else ""
+        self.cap = cap
+        self.raw = 0
+        self.size = 0
+        self.chunks: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        self.raw += len(data)
+        if self.raw > self.cap:
+            raise _TooBig
+        self._keep(self._inflate(data) if self._z is not None else data)
+
+    def _inflate(self, data: bytes) -> bytes:
+        assert self._z is not None
+        try:
+            return self._z.decompress(data, self.cap - self.size + 1)  # never more than fits
+        except zlib.error as exc:
+            if self._coding == "deflate" and not self.size and not self.chunks:
+                self._z = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, without a header
+                self._coding = "raw deflate"
+                return self._inflate(data)
+            raise _Undecodable(f"not valid {self._coding} ({exc})") from None
+
+    def _keep(self, out: bytes) -> None:
+        self.size += len(out)
+        if self.size > self.cap:
+            raise _TooBig
+        self.chunks.append(out)
+
+    def done(self) -> bytes:
+        if self._z is not None:
+            try:
+                self._keep(self._z.flush())
+            except zlib.error as exc:
+                raise _Undecodable(f"not valid {self._coding} ({exc})") from None
+        return b"".join(self.chunks)
+
+
 class TmeClient:
     """An open HTTP client for the web preview. ``async with TmeClient(settings) as client``.
 
@@ -158,7 +220,11 @@ class TmeClient:
         self.requests = 0
         self._http = httpx.AsyncClient(
             base_url=settings.base_url,
-            headers={"User-Agent": settings.user_agent, "Accept": "text/html"},
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept": "text/html",
+                "Accept-Encoding": "gzip",
+            },
             timeout=httpx.Timeout(settings.timeout_seconds),
             follow_redirects=False,
             transport=transport,
@@ -208,7 +274,7 @@ class TmeClient:
         path = f"/{name}/{message_id}"
         try:
             answer = await self._send(name, path, {"embed": "1", "mode": "tme"})
-        except (httpx.TransportError, TimeoutError, _TooBig) as exc:
+        except (httpx.TransportError, TimeoutError, _TooBig, _Undecodable) as exc:
             return EmbedPage("unknown", reason=f"the post page did not load ({_why(exc)})")
         if answer.status == 429:
             hinted = _retry_after(answer.headers)
@@ -226,7 +292,8 @@ class TmeClient:
 
     async def _send(self, name: str, path: str, params: dict[str, str] | None) -> _Answer:
         """One try: paced, counted against the budget, streamed within the size cap and the
-        deadline. Raises httpx.TransportError, TimeoutError (the deadline), _TooBig."""
+        deadline. Raises httpx.TransportError, TimeoutError (the deadline), _TooBig,
+        _Undecodable."""
         self.budget.take()
         cap = self.settings.max_page_bytes
         async with self.pacer.slot(self.host):
@@ -238,14 +305,14 @@ class TmeClient:
                     declared = resp.headers.get("content-length", "")
                     if declared.isdigit() and int(declared) > cap:
                         raise _TooBig
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in resp.aiter_bytes():
-                        size += len(chunk)
-                        if size > cap:
-                            raise _TooBig
-                        chunks.append(chunk)
-                    body = b"".join(chunks)
+                    if resp.is_stream_consumed:  # answered from memory (a MockTransport)
+                        reader = _Body("", cap)
+                        reader.feed(resp.content)
+                    else:
+                        reader = _Body(resp.headers.get("content-encoding", ""), cap)
+                        async for chunk in resp.aiter_raw():
+                            reader.feed(chunk)
+                    body = reader.done()
                     return _Answer(
                         200, resp.headers, body.decode(resp.encoding or "utf-8", "replace")
                     )
@@ -270,6 +337,11 @@ class TmeClient:
                 raise SourceError(
                     f"@{name}: the page is larger than [web] max_page_bytes "
                     f"({self.settings.max_page_bytes:,} bytes); it was not read"
+                ) from None
+            except _Undecodable as exc:
+                raise SourceError(
+                    f"@{name}: {self.settings.base_url} sent a page that does not decode ({exc});"
+                    " check [web] base_url, or a proxy in between"
                 ) from None
             except httpx.TransportError as exc:
                 if attempt >= self.settings.max_retries:
@@ -328,6 +400,8 @@ def _why(exc: BaseException) -> str:
         return "deadline"
     if isinstance(exc, _TooBig):
         return "too large"
+    if isinstance(exc, _Undecodable):
+        return f"does not decode: {exc}"
     return type(exc).__name__
 
 

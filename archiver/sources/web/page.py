@@ -676,8 +676,9 @@ def parse_page(
     """Parse one page of ``t.me/s/<username>``. Blocks of other channels (``data-post`` with
     another username) are ignored when ``username`` is given; see :func:`_own_blocks` for a
     page asked for by another address of the channel. Raises :class:`PageRefused` for markup
-    nested deeper than ``max_depth`` (default :data:`MAX_DEPTH`), before parsing it."""
-    check_markup(html, max_depth=MAX_DEPTH if max_depth is None else max_depth)
+    nested deeper than ``max_depth`` (default :data:`MAX_DEPTH`), before parsing it (see
+    :func:`check_markup`; a ``max_depth`` given lifts its bound of formatting elements too)."""
+    _check(html, max_depth)
     tree = LexborHTMLParser(html)
     want = username.lower().lstrip("@") if username else None
     h_user, title, description, subscribers = _header(tree)
@@ -728,15 +729,57 @@ def parse_page(
 # costs time quadratic in depth (bench figures in docs/benchmarks.md), and the text walker
 # recurses once per level.
 MAX_DEPTH = 256
-# Pages with fewer tags are not scanned: nested as deep as they can be, Lexbor spends about
-# 6 ms on them, and the parser's own walks do not recurse (the text walker keeps a stack, the
-# look up for the post's own parts stops after MAX_DEPTH levels). A real page of 20 posts has
-# 800-1,100 tags, so the scan (0.5 ms a page) is spent only on unusual pages.
+# Formatting elements (<b>, <i>, <a> ...) that may be left open at once. One left open by a
+# misnested end tag (``<div><b></div>``) stays in HTML's list of active formatting elements and
+# is cloned again into every later paragraph ("reconstruct the active formatting elements"):
+# 3,000 of them and 3,000 paragraphs, 98 KB, made Lexbor build 9 million elements (5 GB). Real
+# pages close every one (a post nests three or four: a link, bold, italic, an emoji).
+MAX_FORMATTING = 12
+# Tags in one page: real pages of 20 posts have 800-1,100. With the two bounds above, the
+# clones and the stack walks of a page stay proportional to this.
+MAX_TAGS = 50_000
+# Kept for callers of the earlier guard, which scanned only pages with more tags than this;
+# every page is scanned now: a few hundred tags are enough to make Lexbor clone a million
+# elements (see MAX_FORMATTING), and the scan of a real page costs about a millisecond.
 SCAN_ABOVE = 2_000
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
+_TAG = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*)")  # a tag name ends as HTML's tokenizer ends it
 _VOID_TAGS = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
      "source", "track", "wbr", "keygen"}
+)  # fmt: skip
+_FORMATTING_TAGS = frozenset(
+    {"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong",
+     "tt", "u"}
+)  # fmt: skip
+# HTML's "special" elements: an end tag of another element stops at them (it is ignored).
+_SPECIAL = frozenset(
+    {"address", "applet", "area", "article", "aside", "base", "basefont", "bgsound",
+     "blockquote", "body", "br", "button", "caption", "center", "col", "colgroup", "dd",
+     "details", "dir", "div", "dl", "dt", "embed", "fieldset", "figcaption", "figure", "footer",
+     "form", "frame", "frameset", "h1", "h2", "h3", "h4", "h5", "h6", "head", "header",
+     "hgroup", "hr", "html", "iframe", "img", "input", "keygen", "li", "link", "listing",
+     "main", "marquee", "menu", "meta", "nav", "noembed", "noframes", "noscript", "object",
+     "ol", "p", "param", "plaintext", "pre", "script", "search", "section", "select", "source",
+     "style", "summary", "table", "tbody", "td", "template", "textarea", "tfoot", "th",
+     "thead", "title", "tr", "track", "ul", "wbr", "xmp", "mi", "mo", "mn", "ms", "mtext",
+     "annotation-xml", "foreignobject", "desc", "svg", "math"}
+)  # fmt: skip
+# Elements whose end tag closes what is open inside them, unless one of _SCOPE is between.
+_POP_THROUGH = (
+    _SPECIAL - {"applet", "marquee", "object", "template", "table", "caption", "td", "th", "tr",
+                "tbody", "thead", "tfoot", "html", "body", "head", "select"}
+) | {"svg", "math"}  # fmt: skip
+_SCOPE = frozenset(
+    {"applet", "caption", "html", "table", "td", "th", "marquee", "object", "template",
+     "button", "ol", "ul", "select", "foreignobject", "desc", "title", "mi", "mo", "mn", "ms",
+     "mtext", "annotation-xml"}
+)  # fmt: skip
+# Start tags that leave SVG/MathML for HTML (the parser pops the foreign elements).
+_BREAKOUT = frozenset(
+    {"b", "big", "blockquote", "body", "br", "center", "code", "dd", "div", "dl", "dt", "em",
+     "embed", "h1", "h2", "h3", "h4", "h5", "h6", "head", "hr", "i", "img", "li", "listing",
+     "menu", "meta", "nobr", "ol", "p", "pre", "ruby", "s", "small", "span", "strong",
+     "strike", "sub", "sup", "table", "tt", "u", "ul", "var", "font"}
 )  # fmt: skip
 
 
@@ -744,26 +787,123 @@ class PageRefused(ValueError):
     """The markup is not parsed: ``str(exc)`` says why, in words for a one-line error."""
 
 
-def check_markup(html: str | bytes, *, max_depth: int = MAX_DEPTH) -> None:
-    """Refuse markup whose elements nest deeper than ``max_depth``: one linear scan of the tags
-    (an upper bound: an element left open counts as still open), no parsing, no content read."""
+def _check(html: str | bytes, max_depth: int | None) -> None:
+    if max_depth is None:
+        check_markup(html)
+    else:  # lifted (tests of what lies behind the guard): both bounds
+        check_markup(html, max_depth=max_depth, max_formatting=max_depth)
+
+
+def check_markup(
+    html: str | bytes, *, max_depth: int = MAX_DEPTH, max_formatting: int = MAX_FORMATTING
+) -> None:
+    """Refuse markup that the HTML parser would nest deeper than ``max_depth``, that leaves
+    more than ``max_formatting`` formatting elements open, or that has more than
+    :data:`MAX_TAGS` tags: one linear scan of the tags, no parsing, no content read.
+
+    The scan is an upper bound of what the parser builds, never below it: every start tag
+    opens an element (``<div/>`` too: the slash means nothing on an HTML element), except the
+    void ones and self-closing tags inside SVG or MathML; an end tag closes only what the
+    parser's rules certainly close (the element on top; or, for the elements whose end tag
+    closes what is open inside them, down to it when nothing between limits the scope; for
+    other elements, down to it when no "special" element is between), and is otherwise
+    ignored, as the parser ignores an end tag of nothing open. Once the scan is unsure whether
+    the parser left SVG (an HTML tag inside it, an end tag it did not follow), self-closing
+    tags count as open until the SVG ends. Text that looks like a tag counts as one, in
+    scripts, styles and comments too: whether the parser reads a ``<style>`` as raw text
+    depends on where it stands (not inside ``<title>`` or ``<select>``, nor in SVG), and a
+    scan that skipped more than the parser would let markup through unseen. Real pages nest
+    about 25 deep and keep ``<`` out of their inline scripts."""
     text = html.decode("utf-8", "replace") if isinstance(html, bytes) else html
-    if text.count("<") <= max(max_depth, SCAN_ABOVE):
-        return  # too few tags to cost much, however they nest (see SCAN_ABOVE)
-    depth = 0
-    find = text.find
-    for m in _TAG.finditer(text):
-        if m.group(1):
-            depth = depth - 1 if depth else 0
-            continue
-        if m.group(2).lower() in _VOID_TAGS:
-            continue
-        end = find(">", m.end())
-        if end > 0 and text[end - 1] == "/":
-            continue  # <path ... />: self-closing
-        depth += 1
-        if depth > max_depth:
-            raise PageRefused(f"the page nests its elements more than {max_depth} deep")
+    tags = text.count("<")
+    if tags <= min(max_depth, max_formatting):
+        return  # too few tags to nest, or to clone, anything
+    if tags > MAX_TAGS and len(_TAG.findall(text)) > MAX_TAGS:
+        raise PageRefused(f"the page has more than {MAX_TAGS:,} tags")
+    _Scan(text, max_depth, max_formatting).run()
+
+
+class _Scan:
+    """The state of :func:`check_markup`: the open elements (names), how many of them are SVG
+    or MathML, whether the scan is unsure it is still inside them, the formatting elements
+    left open (by name)."""
+
+    def __init__(self, text: str, max_depth: int, max_formatting: int) -> None:
+        self.text = text
+        self.max_depth = max_depth
+        self.max_formatting = max_formatting
+        self.open: list[str] = []
+        self.foreign = 0
+        self.unsure = False
+        self.formatting: dict[str, int] = {}
+        self.formatting_total = 0
+
+    def run(self) -> None:
+        text = self.text
+        pos = 0
+        while (m := _TAG.search(text, pos)) is not None:
+            pos = m.end()
+            name = m.group(2).lower()
+            if m.group(1):
+                self._end(name)
+                continue
+            if self.foreign and name in _BREAKOUT:
+                self.unsure = True
+            if name in _VOID_TAGS:
+                continue
+            gt = text.find(">", pos)
+            if gt > 0 and text[gt - 1] == "/" and self.foreign and not self.unsure:
+                continue  # <path ... />: self-closing in SVG and MathML only
+            self._open(name)
+
+    def _open(self, name: str) -> None:
+        self.open.append(name)
+        if name in ("svg", "math"):
+            self.foreign += 1
+        if name in _FORMATTING_TAGS:
+            self.formatting[name] = self.formatting.get(name, 0) + 1
+            self.formatting_total += 1
+            if self.formatting_total > self.max_formatting:
+                raise PageRefused(
+                    f"the page leaves more than {self.max_formatting} formatting elements open"
+                )
+        if len(self.open) > self.max_depth:
+            raise PageRefused(f"the page nests its elements more than {self.max_depth} deep")
+
+    def _end(self, name: str) -> None:
+        if name in _FORMATTING_TAGS and self.formatting.get(name):
+            self.formatting[name] -= 1  # its own end tag takes it off the list
+            self.formatting_total -= 1
+        if name in ("p", "br") and self.foreign:
+            self.unsure = True  # </p> and </br> leave SVG for HTML
+        stack = self.open
+        if stack and stack[-1] == name:
+            self._pop(1)
+            return
+        if name not in stack:
+            self._unsure_if_foreign()
+            return  # an end tag of nothing open: ignored
+        at = len(stack) - 1 - stack[::-1].index(name)
+        between = stack[at + 1 :]
+        if name in _POP_THROUGH:
+            closes = not any(e in _SCOPE for e in between)
+        else:  # "any other end tag" (and the formatting ones, conservatively)
+            closes = not any(e in _SPECIAL for e in between)
+        if closes:
+            self._pop(len(stack) - at)
+        else:
+            self._unsure_if_foreign()
+
+    def _pop(self, n: int) -> None:
+        for _ in range(n):
+            if self.open.pop() in ("svg", "math"):
+                self.foreign -= 1
+        if not self.foreign:
+            self.unsure = False
+
+    def _unsure_if_foreign(self) -> None:
+        if self.foreign:
+            self.unsure = True  # the parser may have left SVG where the scan did not
 
 
 # --- a post's own page: t.me/<username>/<id>?embed=1&mode=tme -----------------------------------
@@ -814,7 +954,7 @@ def parse_embed(
     block, as in a ``t.me/s`` page (docs/web-source.md, ../shared/TESTING.md). Only those two
     are believed: another error text ("Channel is private" and the like), a block of another
     post or channel, or a page without either is ``unknown``."""
-    check_markup(html, max_depth=MAX_DEPTH if max_depth is None else max_depth)
+    _check(html, max_depth)
     tree = LexborHTMLParser(html)
     want = username.lower().lstrip("@")
     error = tree.css_first(".tgme_widget_message_error")
