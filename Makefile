@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= data/demo.db
 
-.PHONY: setup demo run test lint check bench lock clean
+.PHONY: setup demo run serve test screenshots lint check container-test bench lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,18 +25,31 @@ demo: setup
 run: setup
 	$(BIN)/telewatch run
 
+## serve: the demo archive in a browser (http://127.0.0.1:8001/; docs/web.md)
+serve: setup
+	test -f $(DEMO_DB) || $(BIN)/telewatch --db $(DEMO_DB) demo
+	$(BIN)/telewatch --db $(DEMO_DB) serve
+
 ## test: the test suite (no network, no Telegram)
 test: setup
 	$(BIN)/python -m pytest -q
 
+## screenshots: the browser tests, writing docs/img/web-*.png for docs/web.md (needs chromium)
+screenshots: setup
+	TELEWATCH_SCREENSHOTS=docs/img $(BIN)/python -m pytest -q tests/web/test_browser.py
+
 ## lint: ruff, ruff format --check, mypy --strict, hadolint
 lint: setup
-	$(BIN)/ruff check archiver bot tests bench
-	$(BIN)/ruff format --check archiver bot tests bench
-	$(BIN)/mypy --strict archiver bot
+	$(BIN)/ruff check archiver bot web tests bench
+	$(BIN)/ruff format --check archiver bot web tests bench
+	$(BIN)/mypy --strict archiver bot web
 	$(BIN)/hadolint Dockerfile
 
 check: test lint
+
+## container-test: build the image with podman (as root) and run the README's container commands
+container-test: setup
+	bash .ci/container-test.sh
 
 ## bench: the benchmarks (minutes; figures go to docs/benchmarks.md)
 bench: setup

@@ -26,7 +26,7 @@ import click
 
 from archiver import __version__
 from archiver.config import Settings, find_config, load_settings
-from archiver.errors import Interrupted, PartialFailure, QueryError, TelewatchError
+from archiver.errors import Interrupted, NotWritable, PartialFailure, QueryError, TelewatchError
 from archiver.logs import setup_logging
 from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 
@@ -83,6 +83,10 @@ class TelewatchGroup(click.Group):
         except sqlite3.DatabaseError as exc:
             click.echo(f"Error: {_archive_error(ctx, exc)}", err=True)
             ctx.exit(EXIT_FAILED)
+        except PermissionError as exc:  # an unwritable ./data volume, most often
+            denied = NotWritable(exc.filename or ".")
+            click.echo(f"Error: {denied}", err=True)
+            ctx.exit(denied.exit_code)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
@@ -191,20 +195,25 @@ def cli(
     ctx.obj = App(config, db, log_level, log_format)
 
 
-def _filters(channels: tuple[str, ...], since: str | None, until: str | None) -> list[Node]:
-    """The ``--channel/--since/--until`` options as query filters (validated like the query)."""
+def _filters(
+    channels: tuple[str, ...], since: str | None, until: str | None, tz: str = "UTC"
+) -> list[Node]:
+    """The ``--channel/--since/--until`` options as query filters (validated like the query);
+    ``tz``: the display time zone, whose days the dates name."""
     extra: list[Node] = []
     if channels:
         nodes: list[Node] = [make_filter("channel", c, f"--channel {c}") for c in channels]
         extra.append(nodes[0] if len(nodes) == 1 else Or(tuple(nodes)))
     for name, value in (("since", since), ("until", until)):
         if value:
-            extra.append(make_filter(name, value, f"--{name} {value}"))
+            extra.append(make_filter(name, value, f"--{name} {value}", tz))
     return extra
 
 
-def _query(text: str, channels: tuple[str, ...], since: str | None, until: str | None) -> Query:
-    return and_filters(parse(text), _filters(channels, since, until))
+def _query(
+    text: str, channels: tuple[str, ...], since: str | None, until: str | None, tz: str
+) -> Query:
+    return and_filters(parse(text, tz), _filters(channels, since, until, tz))
 
 
 def search_options(fn: Callable[P, R]) -> Callable[P, R]:
@@ -217,9 +226,15 @@ def search_options(fn: Callable[P, R]) -> Callable[P, R]:
                 metavar="C",
                 help="Only this channel (username, id or t.me link); repeatable.",
             ),
-            click.option("--since", metavar="YYYY-MM-DD", help="Posts on or after this day (UTC)."),
             click.option(
-                "--until", metavar="YYYY-MM-DD", help="Posts on or before this day (UTC)."
+                "--since",
+                metavar="YYYY-MM-DD",
+                help="Posts on or after this day (in the display time zone).",
+            ),
+            click.option(
+                "--until",
+                metavar="YYYY-MM-DD",
+                help="Posts on or before this day (in the display time zone).",
             ),
         ]
     ):
@@ -318,13 +333,17 @@ async def search(
     """
     from archiver.display import hit_lines
     from archiver.store.search import search as run_search
+    from archiver.store.vocabulary import suggestion_hint
 
-    q = _query(query, channels, since, until)
+    q = _query(query, channels, since, until, app.settings.display.timezone.key)
     archive = await app.open_archive(create=False)
     try:
         hits = await run_search(archive, q, limit=limit, sort=sort)
+        hint = None if hits else await suggestion_hint(archive, q)
     finally:
         await archive.close()
+    if hint is not None:
+        click.echo(hint, err=True)
     if as_json:
         for h in hits:
             click.echo(json.dumps(h.to_json(), ensure_ascii=False))
@@ -429,7 +448,7 @@ async def export(
     from archiver.display import CsvWriter
     from archiver.store.search import Hit, export_rows, iter_hits
 
-    q = _query(query, channels, since, until)
+    q = _query(query, channels, since, until, app.settings.display.timezone.key)
     archive = await app.open_archive(create=False)
     n = 0
     try:
@@ -476,20 +495,25 @@ _COVERAGE_KEYS = ("id_ranges", "ids_never_seen", "states", "watched_since", "unw
 @run_async
 async def stats(app: App, as_json: bool) -> None:
     """Per channel: posts, edits, deletions, first and last post, last sync, last full
-    re-read; with --json also its coverage (as `telewatch coverage` prints it).
+    re-read; with --json also its coverage (as `telewatch coverage` prints it). Then the last
+    web pass's request budget: spent per phase, left, and what it could not do.
 
     \b
     Example:
       telewatch stats --json
     """
     from archiver.display import stats_lines
+    from archiver.sources.web.sync import last_pass, pass_summary
     from archiver.store.coverage import WATCH_TOLERANCE, channel_coverage
+    from archiver.store.following import following_report
     from archiver.store.search import channel_stats
 
     tolerance = max(WATCH_TOLERANCE, timedelta(minutes=app.settings.schedule.stale_after_minutes))
     archive = await app.open_archive(create=False)
     try:
         rows = await channel_stats(archive)
+        report = await following_report(archive)
+        web_pass = await last_pass(archive)
         covered = (
             {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
              for r in rows}
@@ -504,17 +528,28 @@ async def stats(app: App, as_json: bool) -> None:
         for r in rows:
             cov = covered[r.channel_id].as_json()
             data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
+            data |= report.json_for(r.channel_id)
             click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
-                                   "sync_status": "never archived"}))  # fmt: skip
+                                   "sync_status": "never archived"}
+                                  | report.json_for_ref(ch.ref)))  # fmt: skip
+        for wait in report.flood_json():
+            click.echo(json.dumps(wait))
+        if web_pass is not None:
+            click.echo(json.dumps({"web_pass": web_pass}))
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
         for ch in missing:
-            click.echo(
-                f"{ch.ref} ({ch.source}): nothing archived yet: never synced, or its sync "
-                "fails (see the output of `telewatch sync`)"
+            why = report.line_for_ref(ch.ref) or (
+                "nothing archived yet: never synced, or its sync fails (see the output of"
+                " `telewatch sync`)"
             )
+            click.echo(f"{ch.ref} ({ch.source}): {why}")
+        for text in report.lines(known_ids={r.channel_id for r in rows}):
+            click.echo(text)
+        if web_pass is not None:
+            click.echo(pass_summary(web_pass))
 
 
 @cli.group()
@@ -545,16 +580,19 @@ async def demo(app: App) -> None:
 
     Imports the sample export, searches it, backtests two rules, replays a new post, an edit
     and a deletion through the live ingest path, and prints the alerts the bot would send.
-    Writes only to a demo archive (default data/demo.db with `make demo`).
+    Writes only to a demo archive (default data/demo.db). Needs no config: one is read, for
+    its time zone, only when it exists.
 
     \b
-    Example:
+    Examples:
       telewatch --db data/demo.db demo
+      docker run --rm -v "$PWD/data:/data" telewatch demo
     """
     from archiver.demo import run_demo
 
     path = app.db_override or Path("data/demo.db")
-    tz = app.settings.display.timezone.key
+    cfg = app.config_path  # e.g. $TELEWATCH_CONFIG naming a file a fresh volume lacks
+    tz = app.settings.display.timezone.key if cfg is None or cfg.exists() else "UTC"
     if app.log_level is None:  # the demo's own output tells the story
         logging.getLogger().setLevel(logging.WARNING)
     await run_demo(path, click.echo, tz_name=tz)
@@ -718,6 +756,9 @@ async def login(app: App, as_string: bool) -> None:
         click.echo(f"Logged in; session saved to {app.settings.telegram.session}", err=True)
 
 
+_NOT_FAILED = ("ok", "flood_wait", "skipped", "too_many_channels", "join_pending")
+
+
 def _sync_summary(results: list[Any]) -> int:
     failed = 0
     for r in results:
@@ -730,7 +771,10 @@ def _sync_summary(results: list[Any]) -> int:
         if r.error:
             line += f": {r.error}"
         click.echo(line)
-        failed += r.status == "error"
+        # A channel that cannot be read (an error, or a status such as not_found, private,
+        # banned) fails the pass; a flood wait is a pause, and a refused join (the channel is
+        # polled meanwhile) still reads it: neither is a failure.
+        failed += r.status not in _NOT_FAILED
     return failed
 
 
@@ -851,6 +895,7 @@ async def bot(app: App) -> None:
     """
     import signal
 
+    from archiver.health import record_end
     from archiver.runner import heartbeat_loop
 
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta
@@ -872,8 +917,81 @@ async def bot(app: App) -> None:
         finally:
             stop.set()
             await beat
-    finally:
+    except (Exception, asyncio.CancelledError) as exc:
         await archive.close()
+        await record_end(archive.path, "bot", os.getpid(), exc)
+        raise
+    await archive.close()
+    await record_end(archive.path, "bot", os.getpid(), None)  # `health --process bot`: stopped
+
+
+# ---------------------------------------------------------------------------- web view
+
+
+@cli.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (see below)."
+)
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535))
+@pass_app
+@run_async
+async def serve(app: App, host: str, port: int) -> None:
+    """Open the archive in a browser: search with word forms, post histories with their
+    diffs, time lines of several channels, channel coverage (docs/web.md).
+
+    Listens on 127.0.0.1 by default. Any other address needs [web_view] password_hash (make
+    it with `telewatch hash-password`): every page then asks for the password, and the
+    server answers reads only. Needs Datasette: pip install 'telewatch[web]'.
+
+    \b
+    Examples:
+      telewatch serve
+      telewatch serve --host 0.0.0.0 --port 8080   # with [web_view] password_hash set
+    """
+    try:
+        from web.server import serve as run_server
+    except ImportError as exc:
+        raise TelewatchError(
+            f"serve: the web view needs Datasette ({exc.name} is missing):"
+            " pip install 'telewatch[web]'"
+        ) from None
+
+    settings = app.settings
+    archive = await app.open_archive(create=False)  # upgrades an older schema, once
+    await archive.close()
+    await run_server(
+        settings.storage.path,
+        host,
+        port,
+        settings.web_view.password_hash,
+        settings.display.timezone,
+        echo=lambda line: click.echo(line, err=True),
+    )
+
+
+@cli.command("hash-password")
+def hash_password_cmd() -> None:
+    """Make the [web_view] password_hash for `telewatch serve`: asks for the password twice
+    (or reads one line from standard input) and prints the line to put in the config.
+
+    \b
+    Examples:
+      telewatch hash-password
+      printf '%s\\n' "$WEB_PASSWORD" | telewatch hash-password
+    """
+    from archiver.password import hash_password
+
+    if sys.stdin.isatty():
+        try:
+            password = click.prompt(
+                "Password for the web view", hide_input=True, confirmation_prompt=True, err=True
+            )
+        except click.Abort:
+            raise TelewatchError("hash-password: no password given; nothing written") from None
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    click.echo(f'password_hash = "{hash_password(password)}"')
+    click.echo("Put this line under [web_view] in config.toml.", err=True)
 
 
 # ---------------------------------------------------------------------------- operations
@@ -979,8 +1097,9 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
     make a backup of the current state first if in doubt.
 
     \b
-    Example:
+    Examples:
       telewatch restore data/backups/telewatch-20240501T033000Z.db
+      docker compose run --rm telewatch restore --yes data/backups/telewatch-20240501T033000Z.db
     """
     from archiver.backup import restore_sync, verify
     from archiver.lock import archive_lock

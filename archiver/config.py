@@ -27,6 +27,7 @@ from archiver import __version__
 from archiver.channels import BadChannelRef, ChannelRef, parse_ref
 from archiver.errors import ConfigError
 from archiver.models import FOLLOW_UPS, POST_KINDS, Rule
+from archiver.password import check_hash
 
 DEFAULT_CONFIG = Path("config.toml")
 DEFAULT_DB = Path("data/telewatch.db")
@@ -113,6 +114,14 @@ class BotSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebViewSettings:
+    """``telewatch serve``: the password (a hash from ``telewatch hash-password``) that every
+    page asks for; required to listen on anything but this machine's loopback."""
+
+    password_hash: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class DisplaySettings:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
@@ -159,6 +168,7 @@ class Settings:
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
     recheck: RecheckSettings = RecheckSettings()
+    web_view: WebViewSettings = WebViewSettings()
     channels: tuple[ChannelConfig, ...] = ()
     rules: tuple[Rule, ...] = ()
 
@@ -169,6 +179,7 @@ class Settings:
             self.telegram.api_hash,
             self.telegram.session_string,
             self.bot.token,
+            self.web_view.password_hash,
         )
         return tuple(v for v in values if v)
 
@@ -256,7 +267,9 @@ _KIND_NAMES: dict[type, str] = {
 
 
 # Keys whose values are never echoed, even when wrong (a hash pasted into api_id is common).
-_SECRET_KEYS = frozenset({"telegram.api_id", "telegram.api_hash", "bot.token"})
+_SECRET_KEYS = frozenset(
+    {"telegram.api_id", "telegram.api_hash", "bot.token", "web_view.password_hash"}
+)
 
 
 def _kind_of(value: Any) -> str:
@@ -448,6 +461,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         "schedule",
         "logging",
         "recheck",
+        "web_view",
         "channels",
         "rules",
     }
@@ -569,6 +583,16 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
             rc.fail(key, f"expected a number of days from 0 to 3650, got {value}")
     rc.done()
 
+    wv = _section(raw, "web_view", where)
+    password_hash = wv.get("password_hash", str, None)
+    if password_hash is not None and (why := check_hash(password_hash)) is not None:
+        wv.fail(
+            "password_hash",
+            f"{why}; make one with `telewatch hash-password` and paste the line it prints",
+        )
+    web_view = WebViewSettings(password_hash)
+    wv.done()
+
     lg = _section(raw, "logging", where)
     level = lg.get("level", str, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -614,6 +638,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         schedule=schedule,
         logging=LoggingSettings(level, fmt),
         recheck=recheck,
+        web_view=web_view,
         channels=channels,
         rules=rules,
     )
@@ -736,6 +761,7 @@ def summary(settings: Settings) -> list[str]:
         f"bot: token {secret(s.bot.token)}, {len(s.bot.admins)} admin(s), "
         f"{len(s.bot.allowed_users)} allowed user(s), {len(s.bot.allowed_chats)} allowed chat(s)",
         f"display time zone: {s.display.timezone.key}",
+        f"web view: password {secret(s.web_view.password_hash)}",
         f"channels: {len(s.channels)}",
     ]
     for ch in s.channels:

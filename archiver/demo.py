@@ -132,7 +132,7 @@ async def run_demo(path: Path, echo: Echo, *, tz_name: str = "Europe/Kyiv") -> N
         stats = await ingest(archive, [edited], source="demo", alerts=True)
         echo(f"   the post is edited:  {stats.alerts_queued} alert(s) queued (old against new)")
         n = await confirm_deleted(
-            archive, channel.channel_id, [msg_id], how="live", alerts=True,
+            archive, channel.channel_id, [msg_id], how="live", alerts=True, source="demo",
             at=now + timedelta(minutes=20),
         )  # fmt: skip
         echo(

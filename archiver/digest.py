@@ -61,15 +61,18 @@ async def build_digests(
     until: datetime,
     tz: tzinfo,
     max_links: int = MAX_LINKS,
+    recipient: int | None = None,
 ) -> list[Digest]:
-    """One digest per recipient with alerts created in ``[since, until)``, by recipient id."""
+    """One digest per recipient with alerts created in ``[since, until)``, by recipient id
+    (of ``recipient`` only, when given: a personal digest)."""
+    only = "" if recipient is None else " AND a.recipient = ?"
     rows = await archive.fetchall(
         "SELECT a.recipient, a.rules, a.kind, a.post_id, p.message_id, p.date, c.id AS cid,"
         " c.username, c.title FROM alerts a JOIN posts p ON p.id = a.post_id"
         " JOIN channels c ON c.id = p.channel_id"
-        " WHERE a.created_at >= ? AND a.created_at < ? AND a.status <> 'dropped'"
+        f" WHERE a.created_at >= ? AND a.created_at < ? AND a.status <> 'dropped'{only}"
         " ORDER BY a.recipient, a.id DESC",
-        (ts(since), ts(until)),
+        (ts(since), ts(until)) + (() if recipient is None else (recipient,)),
     )
     by_recipient: dict[int, dict[str, dict[int, _Match]]] = {}
     for r in rows:

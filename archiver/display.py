@@ -13,7 +13,14 @@ import click
 
 from archiver.snippets import Span, mark
 from archiver.store.coverage import Coverage
-from archiver.store.search import ChannelStats, Hit, PostHistory, VersionInfo
+from archiver.store.search import (
+    RECORD_FIELDS,
+    ChannelStats,
+    HistoryEvent,
+    Hit,
+    PostHistory,
+    VersionInfo,
+)
 
 EXPORT_FIELDS = (
     "channel_id",
@@ -28,13 +35,7 @@ EXPORT_FIELDS = (
     "deleted",
     "views",
     "forwarded_from",
-    "state",
-    "version_count",
-    "first_text",
-    "edit_times",
-    "deleted_at",
-    "deleted_how",
-    "deletion_evidence",
+    *RECORD_FIELDS,
 )
 
 
@@ -91,6 +92,20 @@ EVENT_WORDS = {
 }
 
 
+PART_WORDS = {"fmt": "formatting", "links": "link targets", "html": "rendered HTML"}
+
+
+def event_words(e: HistoryEvent) -> str:
+    """What was observed, in words: ``new version 2 (changed: link targets)``, ``DELETED:
+    the post page said "Post not found"`` (the CLI's history and the bot's /history)."""
+    what = EVENT_WORDS.get(e.kind, e.kind).format(v=e.version or "?")
+    if e.parts:
+        what += f" (changed: {', '.join(PART_WORDS.get(p, p) for p in e.parts)})"
+    if e.evidence and e.kind in ("deleted", "missing"):
+        what += f": {e.evidence}"
+    return what
+
+
 def history_lines(h: PostHistory, tz: ZoneInfo) -> list[str]:
     name = h.channel or h.channel_title or str(h.channel_id)
     out = [f"{name} #{h.message_id}, posted {local(h.date, tz)}  {h.link}"]
@@ -104,9 +119,7 @@ def history_lines(h: PostHistory, tz: ZoneInfo) -> list[str]:
     if h.events:
         out.append("--- what was observed")
         for e in h.events:
-            what = EVENT_WORDS.get(e.kind, e.kind).format(v=e.version or "?")
-            how = f": {e.evidence}" if e.evidence and e.kind in ("deleted", "missing") else ""
-            out.append(f"{local(e.at, tz)}  {what} (via {e.source}){how}")
+            out.append(f"{local(e.at, tz)}  {event_words(e)} (via {e.source})")
     if h.deleted:
         out.append(
             f"--- DELETED (confirmed {local(h.deleted_at, tz)}: "

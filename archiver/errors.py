@@ -7,6 +7,9 @@ with usage text; the archiver logs it and goes on with the next channel.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class TelewatchError(Exception):
     """Base class. ``str()`` is a one-line message that says what to do next."""
@@ -80,3 +83,23 @@ class Interrupted(TelewatchError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class NotWritable(TelewatchError):
+    """A file or folder telewatch must use is not accessible to the user it runs as (an
+    unwritable ``./data`` volume, most often)."""
+
+    exit_code = 1
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        uid = os.geteuid()
+        p = Path(path)
+        try:
+            folder = p if p.is_dir() else p.parent
+        except OSError:  # not even its folder can be looked into
+            folder = p.parent
+        super().__init__(
+            f"{p}: permission denied (telewatch runs as uid {uid}); give that user access to "
+            f"the folder, e.g. `sudo chown -R {uid}:{uid} {folder}`"
+        )
+        self.path = p

@@ -12,19 +12,81 @@ Anything else is a problem with a one-line reason. The container's ``HEALTHCHECK
 It is also a problem when the bot paused its alert delivery because the archive could not be
 written (disk full, or the write lock held by another process): the bot leaves a marker file
 beside the archive until it can write again (``archiver.store.outbox.marker_path``).
+
+A process records how it ended in its heartbeat row (:func:`record_end`): a clean stop or the
+error that stopped it. ``health`` reports that instead of a heartbeat that merely looks recent.
+While it runs, the row's note says what is off and why (``bot off: ...``), and ``health``
+repeats it.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from archiver.config import Settings
-from archiver.store.archive import Archive, parse_ts, utcnow
+from archiver.errors import TelewatchError
+from archiver.store.archive import Archive, parse_ts, ts, utcnow
 from archiver.store.channels import get_channel
+from archiver.store.following import get_status
 from archiver.store.outbox import marker_path, read_marker
 
+log = logging.getLogger(__name__)
+
 PROCESSES = ("run", "bot", "sync")
+NOTE_LIMIT = 300  # characters of a note or an error kept in the heartbeat row
+
+
+async def record_start(archive: Archive, process: str, pid: int, note: str | None) -> None:
+    """The first heartbeat of ``process``, with what is off and why (None: nothing is)."""
+    await archive.heartbeat(process, pid)
+    async with archive.transaction() as db:
+        await db.execute(
+            "UPDATE heartbeats SET note = ? WHERE process = ?", (_short(note), process)
+        )
+
+
+async def record_end(path: Path, process: str, pid: int, error: BaseException | None) -> None:
+    """Mark the heartbeat of ``process`` stopped (``error`` None) or failed, so that ``health``
+    does not report a process that has ended as alive (a process that failed before its first
+    heartbeat gets a row too: ``health`` then names the error). Called by the one process of
+    that name as it exits (``run`` still holds the archive's lock then), on a connection of
+    its own: the process has closed its own. Best effort: an archive that cannot be opened or
+    written is only logged (the heartbeat then goes stale by itself)."""
+    if not path.exists():
+        return
+    if error is None:
+        state, note = "stopped", None
+    elif isinstance(error, TelewatchError):  # a one-line message written for users
+        state, note = "failed", str(error)
+    else:  # its text may hold anything (a token in a URL): only its type
+        state, note = "failed", f"{type(error).__name__}; see the log"
+    try:
+        archive = await Archive.open(path, create=False)
+    except TelewatchError as exc:
+        log.warning("heartbeat %s: not marked %s (%s)", process, state, exc)
+        return
+    try:
+        async with archive.transaction() as db:
+            await db.execute(
+                "INSERT INTO heartbeats (process, pid, at, state, note) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (process) DO UPDATE SET pid = excluded.pid, at = excluded.at, "
+                "state = excluded.state, note = excluded.note",
+                (process, pid, ts(utcnow()), state, _short(note)),
+            )
+    except sqlite3.Error as exc:
+        log.warning("heartbeat %s: not marked %s (%s)", process, state, exc)
+    finally:
+        await archive.close()
+
+
+def _short(note: str | None) -> str | None:
+    if note is None or len(note) <= NOTE_LIMIT:
+        return note
+    return note[: NOTE_LIMIT - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,21 +128,33 @@ async def check_health(
     problems: list[str] = []
 
     if process is not None:
-        row = await archive.fetchone("SELECT pid, at FROM heartbeats WHERE process = ?", (process,))
+        row = await archive.fetchone(
+            "SELECT pid, at, state, note FROM heartbeats WHERE process = ?", (process,)
+        )
         at = parse_ts(row["at"]) if row is not None else None
         limit = heartbeat_limit(settings)
-        if at is None:
+        if row is None or at is None:
             problems.append(
                 f"process {process}: no heartbeat yet; is `telewatch {process}` running?"
             )
-        elif now - at > limit:
-            pid = row["pid"] if row is not None else None
+        elif row["state"] == "stopped":
             problems.append(
-                f"process {process}: last heartbeat {_age(now, at)} (pid {pid}), older than "
-                f"{int(limit.total_seconds())} s; is it running or stuck?"
+                f"process {process}: stopped cleanly {_age(now, at)} (pid {row['pid']}); "
+                f"start it again: `telewatch {process}`"
+            )
+        elif row["state"] == "failed":
+            problems.append(
+                f"process {process}: stopped by an error {_age(now, at)} (pid {row['pid']}): "
+                f"{row['note'] or 'see its log'}"
+            )
+        elif now - at > limit:
+            problems.append(
+                f"process {process}: last heartbeat {_age(now, at)} (pid {row['pid']}), older "
+                f"than {int(limit.total_seconds())} s; is it running or stuck?"
             )
         else:
-            ok.append(f"process {process}: heartbeat {_age(now, at)}")
+            note = f"; {row['note']}" if row["note"] else ""
+            ok.append(f"process {process}: heartbeat {_age(now, at)}{note}")
 
     marker = read_marker(marker_path(archive.path))
     if marker is not None:
@@ -95,8 +169,10 @@ async def check_health(
     for cfg in settings.channels:
         ch = await get_channel(archive, cfg.ref)
         name = str(cfg.ref)
+        st = await get_status(archive, cfg.ref)
         if ch is None:
-            problems.append(f"channel {name}: never synced")
+            why = f": {st.line().split(': ', 1)[1]}" if st is not None and not st.ok else ""
+            problems.append(f"channel {name}: never synced{why}")
             continue
         last = ch.last_sync_ok_at
         if last is not None and now - last <= stale:
@@ -107,7 +183,9 @@ async def check_health(
             continue
         when = f"last successful sync {_age(now, last)}" if last else "no successful sync"
         why = ""
-        if ch.flood_wait_until is not None and ch.flood_wait_until > now:
+        if st is not None and not st.ok:
+            why = f"; {st.line().split(': ', 1)[1]}"
+        elif ch.flood_wait_until is not None and ch.flood_wait_until > now:
             why = f"; flood wait until {ch.flood_wait_until:%Y-%m-%d %H:%M} UTC"
         elif ch.last_sync_status and ch.last_sync_status != "ok":
             why = f"; last attempt: {ch.last_sync_status}"

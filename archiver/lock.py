@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import IO
 
 from archiver.config import Settings
-from archiver.errors import AlreadyRunning, TelewatchError
+from archiver.errors import AlreadyRunning, NotWritable, TelewatchError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class FileLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Append mode: opening must not truncate the pid another holder wrote.
             fh = self.path.open("a+", encoding="utf-8")
+        except PermissionError:
+            raise NotWritable(self.path.parent) from None
         except OSError as exc:
             raise TelewatchError(
                 f"{self.path}: cannot create the lock file ({exc.strerror}); "

@@ -99,6 +99,9 @@ class Post:
     entities: tuple[Entity, ...] = ()
     edit_date: datetime | None = None
     edited: bool = False  # marked edited by a source that does not say when (the web preview)
+    # Telegram moved edit_date but hides it (edit_hide): reactions changed, not the post. The
+    # date still orders readings; it does not make the post "edited".
+    edit_hidden: bool = False
     views: int | None = None
     forwards: int | None = None
     replies: int | None = None

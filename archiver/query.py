@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from archiver.errors import QueryError
 from archiver.text import forms, normalize, split_normalized
@@ -59,11 +60,23 @@ class Prefix:
 @dataclass(frozen=True, slots=True)
 class Filter:
     """A metadata condition. ``value`` is normalised: a date for since/until (``until``
-    is inclusive), a lower-case word otherwise."""
+    is inclusive), a lower-case word otherwise. ``tz`` is the time zone (an IANA name) whose
+    days since/until mean: the display time zone, so that a day is the one dates show in."""
 
     field: str
     value: str
     day: date | None = None
+    tz: str = "UTC"
+
+    @property
+    def bound(self) -> str:
+        """since: the first instant of the day; until: the first instant after it. As a UTC
+        ``YYYY-MM-DD HH:MM:SS``, the form the archive stores dates in (one code path for
+        SQL and the in-memory matcher)."""
+        assert self.day is not None, self
+        if self.field == "since":
+            return day_start(self.day, self.tz)
+        return until_bound(self.day, self.tz)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +197,9 @@ def _lex(text: str) -> list[_Tok]:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, tz: str = "UTC") -> None:
         self.text = text
+        self.tz = tz
         self.toks = _lex(text)
         self.i = 0
         self.depth = 0
@@ -290,7 +304,7 @@ class _Parser:
         value = tok.value
         m = _FILTER.match(value)
         if m and m.group(1).lower() in FILTERS:
-            return _filter(m.group(1).lower(), m.group(2), tok.pos, self.text)
+            return _filter(m.group(1).lower(), m.group(2), tok.pos, self.text, self.tz)
         if m and m.group(2) and not m.group(2).startswith("/"):
             name = m.group(1)
             raise self.error(
@@ -315,12 +329,12 @@ def _term(word: str) -> Term:
     return Term(word, forms(word))
 
 
-def make_filter(name: str, value: str, where: str) -> Filter:
+def make_filter(name: str, value: str, where: str, tz: str = "UTC") -> Filter:
     """A filter from an option such as ``--since``; errors quote ``where``."""
-    return _filter(name, value, 1, where)
+    return _filter(name, value, 1, where, tz)
 
 
-def _filter(name: str, value: str, pos: int, text: str) -> Filter:
+def _filter(name: str, value: str, pos: int, text: str, tz: str = "UTC") -> Filter:
     raw = value.strip()
     if not raw:
         raise QueryError(f"{name}: needs a value", pos, text)
@@ -329,7 +343,7 @@ def _filter(name: str, value: str, pos: int, text: str) -> Filter:
             day = datetime.strptime(raw, "%Y-%m-%d").date()
         except ValueError:
             raise QueryError(f"{name}: expected YYYY-MM-DD, got '{raw}'", pos, text) from None
-        return Filter(name, day.isoformat(), day)
+        return Filter(name, day.isoformat(), day, tz)
     low = raw.lower()
     if name == "is" and low not in IS_VALUES:
         raise QueryError(f"is: expected one of {', '.join(IS_VALUES)}, got '{raw}'", pos, text)
@@ -345,9 +359,11 @@ def _filter(name: str, value: str, pos: int, text: str) -> Filter:
     return Filter(name, raw if name == "channel" else low)
 
 
-def parse(text: str) -> Query:
-    """Parse a query; raises :class:`QueryError` with the position of the first problem."""
-    return Query(text, _Parser(text).parse())
+def parse(text: str, tz: str = "UTC") -> Query:
+    """Parse a query; raises :class:`QueryError` with the position of the first problem.
+    ``tz`` (an IANA name) is the time zone whose days ``since:``/``until:`` name: callers
+    that show dates pass the display time zone."""
+    return Query(text, _Parser(text, tz).parse())
 
 
 def and_filters(query: Query, extra: list[Node]) -> Query:
@@ -362,9 +378,16 @@ def and_filters(query: Query, extra: list[Node]) -> Query:
     return Query(query.text, And((*items, *extra)))
 
 
-def until_bound(day: date) -> str:
+def day_start(day: date, tz: str = "UTC") -> str:
+    """When ``day`` begins in time zone ``tz``, as UTC ``YYYY-MM-DD HH:MM:SS``. A midnight
+    that a clock change skips resolves (fold=0) to the instant of the change."""
+    start = datetime.combine(day, time(0), tzinfo=ZoneInfo(tz))
+    return start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def until_bound(day: date, tz: str = "UTC") -> str:
     """The exclusive upper bound (UTC ``YYYY-MM-DD HH:MM:SS``) of an inclusive ``until:`` day."""
-    return (day + timedelta(days=1)).isoformat() + " 00:00:00"
+    return day_start(day + timedelta(days=1), tz)
 
 
 # ---------------------------------------------------------------------------- in memory
@@ -414,10 +437,9 @@ def match_filter(f: Filter, doc: Doc) -> bool:
     if f.field == "channel":
         return channel_matches(f.value, doc.channel_id, doc.channel_username)
     if f.field == "since":
-        return doc.date >= f.value
+        return doc.date >= f.bound
     if f.field == "until":
-        assert f.day is not None
-        return doc.date < until_bound(f.day)
+        return doc.date < f.bound
     if f.field == "is":
         return doc.edited if f.value == "edited" else doc.deleted
     if f.value == "media":

@@ -13,12 +13,15 @@ Started in this order, each stopped in the reverse order:
    channels and web channels; it also runs once at start), ``recheck``, ``backup``,
    ``maintenance`` and ``digest``;
 6. the bot (imported lazily), unless ``--no-bot``: then run ``telewatch bot`` elsewhere.
+   Without a bot token the bot stays off and one warning says so (an archive-only team, or one
+   whose bot is not made yet, can run it: no restart loop in a container).
 
 SIGTERM or SIGINT sets one stop event. Each part is given a few seconds to finish what it is
 doing and is then cancelled; every write is one transaction and every cursor is in the archive,
 so nothing is lost: the next start resumes from there. The whole shutdown takes well under
 10 s (Docker's default grace period). A part that fails stops the others and the command exits
-non-zero with the reason.
+non-zero with the reason. How it ended (a clean stop, or the error) is written into the
+heartbeat row for ``telewatch health`` (:func:`archiver.health.record_end`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from archiver.config import Settings
-from archiver.errors import ConfigError, NotLoggedIn, TelewatchError
+from archiver.errors import NotLoggedIn, TelewatchError
+from archiver.health import record_end, record_start
 from archiver.lock import instance_lock
 from archiver.store.archive import Archive
 
@@ -43,6 +47,10 @@ PROCESS = "run"
 BOT_GRACE = 4.0  # seconds the bot gets to finish its current send and stop polling
 JOBS_GRACE = 3.0  # seconds running jobs get before they are cancelled
 LIVE_GRACE = 2.0
+BOT_OFF = (
+    "bot off: no bot token (TELEWATCH_BOT_TOKEN or [bot] token); archiving and the jobs run, "
+    "alerts wait in the outbox until the token is set and telewatch restarted"
+)
 
 
 def uses_telethon(settings: Settings) -> bool:
@@ -113,11 +121,18 @@ def _jobs(
                 log.warning("telegram: not reachable yet (%s); this pass records it", exc)
 
     async def sync() -> object:
+        from archiver.store.followed import channel_configs
         from archiver.sync import sync_all
 
         await connected()
+        try:  # and the channels admins follow from the chat: read each pass, no restart
+            extra = await channel_configs(archive, settings)
+        except sqlite3.Error as exc:
+            log.warning("sync: the channels followed from the chat could not be read (%s)", exc)
+            extra = []
         try:
-            results = await sync_all(archive, settings, client=client, channels=polled)
+            channels = [*polled, *extra]
+            results = await sync_all(archive, settings, client=client, channels=channels)
         except NotLoggedIn as exc:
             fatal(exc)
             raise
@@ -157,8 +172,7 @@ def _jobs(
         "backup": backup,
         "maintenance": maintenance,
     }
-    if polled:
-        jobs["sync"] = sync
+    jobs["sync"] = sync  # also with no channel configured: /follow may add some
     if uses_telethon(settings):
         jobs["recheck"] = recheck
     if settings.bot.token:
@@ -181,17 +195,23 @@ async def run(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop`` is set); see the module docstring."""
+    note = None
     if with_bot and not settings.bot.token:
-        raise ConfigError(
-            "bot.token: not set; set TELEWATCH_BOT_TOKEN (or [bot] token), "
-            "or run the archiver alone with `telewatch run --no-bot`"
-        )
+        log.warning("%s", BOT_OFF)
+        with_bot, note = False, BOT_OFF
     stop = stop or asyncio.Event()
     with instance_lock(settings, session=uses_telethon(settings), command="run"):
-        await _run(settings, with_bot, stop)
+        try:
+            await _run(settings, with_bot, stop, note)
+        except (Exception, asyncio.CancelledError) as exc:
+            await record_end(settings.storage.path, PROCESS, os.getpid(), exc)
+            raise
+        await record_end(settings.storage.path, PROCESS, os.getpid(), None)
 
 
-async def _run(settings: Settings, with_bot: bool, stop: asyncio.Event) -> None:
+async def _run(
+    settings: Settings, with_bot: bool, stop: asyncio.Event, note: str | None = None
+) -> None:
     tasks: dict[str, asyncio.Task[Any]] = {}  # the long-running parts, by name
     trigger: list[str] = []  # the part whose end stopped the others, if one did
     fatal: list[TelewatchError] = []  # an error of a job that must stop the process
@@ -205,7 +225,7 @@ async def _run(settings: Settings, with_bot: bool, stop: asyncio.Event) -> None:
     async with contextlib.AsyncExitStack() as stack:
         try:
             starting = asyncio.ensure_future(
-                _start(settings, with_bot, stop, stack, tasks, trigger, stop_with)
+                _start(settings, with_bot, stop, stack, tasks, trigger, stop_with, note)
             )
             # A signal during start-up (connecting to a Telegram that does not answer, say)
             # stops the start at once rather than after it.
@@ -247,6 +267,7 @@ async def _start(
     tasks: dict[str, asyncio.Task[Any]],
     trigger: list[str],
     fatal: Callable[[TelewatchError], None],
+    note: str | None = None,
 ) -> None:
     from archiver.rules import RuleLoader
     from archiver.scheduler import Scheduler
@@ -273,7 +294,7 @@ async def _start(
         tasks[name] = task
         return task
 
-    await archive.heartbeat(PROCESS, os.getpid())
+    await record_start(archive, PROCESS, os.getpid(), note)
     hb = start("heartbeat", heartbeat_loop(archive, settings.schedule.heartbeat_seconds, stop))
     stack.push_async_callback(_finish, hb, 1.0, "heartbeat")
 
@@ -282,23 +303,9 @@ async def _start(
     client: Any = None
     live = any(c.source == "telethon" and c.join for c in settings.channels)
     if uses_telethon(settings):
-        from archiver.sources.telethon_network import (
-            TelegramUnreachable,
-            offline_client,
-            open_client,
-        )
         from archiver.sync import disconnect
 
-        try:
-            client = await open_client(settings, receive_updates=live)
-        except TelegramUnreachable as exc:
-            # The web channels, the jobs and the bot need no Telegram: go on, and let the next
-            # pass (or the live listener's reconnect loop) connect. Exiting here made a restart
-            # loop in which nothing at all was archived or delivered.
-            log.error("telegram: %s; going on without it for now: the web channels and the "
-                      "bot work, and Telegram is tried again %s", exc,
-                      "by the live listener" if live else "at each pass")  # fmt: skip
-            client = offline_client(settings, receive_updates=live)
+        client = await _open_telegram(settings, live, archive)
         stack.push_async_callback(disconnect, client)
     if live:
         from archiver.sync import follow_live
@@ -333,6 +340,32 @@ async def _start(
         ", ".join(scheduler.job_names) or "none",
         "on" if with_bot else "off",
     )
+
+
+async def _open_telegram(settings: Settings, live: bool, archive: Archive) -> Any:
+    """The shared client. A flood wait at the login check is waited out here (a signal
+    cancels the wait), not an exit: under a restart policy an exit would connect again at
+    every restart, during the wait. Telegram unreachable: a client not connected yet."""
+    from archiver.sources.telethon_flood import AccountFloodWait
+    from archiver.sources.telethon_network import TelegramUnreachable, offline_client, open_client
+
+    while True:
+        try:
+            return await open_client(settings, receive_updates=live, archive=archive)
+        except TelegramUnreachable as exc:
+            # The web channels, the jobs and the bot need no Telegram: go on, and let the next
+            # pass (or the live listener's reconnect loop) connect. Exiting here made a restart
+            # loop in which nothing at all was archived or delivered.
+            log.error("telegram: %s; going on without it for now: the web channels and the "
+                      "bot work, and Telegram is tried again %s", exc,
+                      "by the live listener" if live else "at each pass")  # fmt: skip
+            return offline_client(settings, receive_updates=live)
+        except AccountFloodWait as exc:
+            log.warning(
+                "telegram: a flood wait on %s until %s UTC; connecting again then (nothing is"
+                " sent before)", exc.method, f"{exc.until:%Y-%m-%d %H:%M}",
+            )  # fmt: skip
+            await asyncio.sleep(max(exc.seconds, 1))
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:

@@ -18,58 +18,30 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from typing import Any
 
 from archiver.config import ChannelConfig, Settings
 from archiver.errors import ConfigError, NotLoggedIn, TelewatchError
+from archiver.sources.result import ChannelSyncResult, MediaFetcher, Sleeper, SyncOptions
 from archiver.store.archive import Archive, utcnow
 from archiver.store.channels import get_channel, record_sync
 
 log = logging.getLogger(__name__)
 
-Sleeper = Callable[[float], Awaitable[None]]
-MediaFetcher = Callable[[Any], Awaitable[bytes | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class SyncOptions:
-    """Knobs of a pass that are not configuration: pacing and the seams tests replace.
-
-    ``page_wait``: seconds between history pages (Telethon's ``wait_time``; Telegram starts
-    flood-waiting around ten history requests in thirty seconds). ``sleeper`` waits out flood
-    waits and pacing. ``fetch_media`` downloads one message's media (default: the client's
-    ``download_media``). ``now`` is the clock of backfill ages and flood-wait deadlines."""
-
-    page_wait: float = 1.0
-    batch_size: int = 100
-    sleeper: Sleeper = asyncio.sleep
-    fetch_media: MediaFetcher | None = None
-    now: Callable[[], datetime] = utcnow
-    max_flood_waits: int = 5  # waits below the ceiling in a row before the channel is skipped
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelSyncResult:
-    """What one pass did for one channel. ``status``: ok | error | flood_wait | skipped."""
-
-    channel: str  # as the config names it
-    source: str
-    channel_id: int | None = None
-    status: str = "ok"
-    new_posts: int = 0
-    edits: int = 0  # new versions of posts already archived
-    deletions: int = 0
-    fetched: int = 0  # messages read from the source
-    skipped_messages: int = 0  # poison messages logged and skipped
-    media_stored: int = 0
-    backfilled: bool = False  # the channel's first pass is complete
-    high_water: int = 0
-    duration: float = 0.0
-    error: str | None = None
-    flood_wait_until: datetime | None = None
+__all__ = [  # the result types live in archiver.sources.result; re-exported here
+    "ChannelSyncResult",
+    "MediaFetcher",
+    "PassResults",
+    "Sleeper",
+    "SyncOptions",
+    "disconnect",
+    "follow_live",
+    "guarded",
+    "log_result",
+    "recheck_all",
+    "sync_all",
+]
 
 
 def log_result(r: ChannelSyncResult, what: str = "sync") -> None:
@@ -267,6 +239,7 @@ async def _telethon_part(
     Telegram cannot be reached, or the login is missing, every channel is recorded with that
     reason; once the network fails during the pass, the channels after it are recorded with
     it rather than each waiting out its own deadline."""
+    from archiver.sources.telethon_flood import AccountFloodWait
     from archiver.sources.telethon_network import TelegramUnreachable, is_network_failure
 
     started = time.monotonic()
@@ -279,11 +252,11 @@ async def _telethon_part(
                 from archiver.sources.telethon_network import open_client
 
                 try:
-                    client = await open_client(settings)
+                    client = await open_client(settings, archive=archive)
                 except NotLoggedIn as exc:
                     report.login_lost = exc
                     down = str(exc)
-                except (TelegramUnreachable, ConfigError) as exc:
+                except (TelegramUnreachable, ConfigError, AccountFloodWait) as exc:
                     down = str(exc)
             for cfg in todo:
                 if down is not None:
@@ -407,8 +380,8 @@ async def recheck_all(
     client: Any = None,
     options: SyncOptions | None = None,
 ) -> PassResults:
-    """Re-read the recent window of every Telethon channel (``[telegram] recent_posts`` /
-    ``recent_hours``): edits and deletions made while we were not listening, fresh counters.
+    """Re-read the recent window of every Telethon channel (``[recheck] recent_days``) and the
+    rotation's share of older posts: edits and deletions made while we were not listening.
     Web channels need no separate pass: each web sync re-reads ``[web] recent_pages``."""
     todo = [c for c in settings.channels if c.source == "telethon"]
     if not todo:
@@ -443,7 +416,7 @@ async def follow_live(
     if client is None:
         from archiver.sources.telethon_network import open_client
 
-        client = await open_client(settings, receive_updates=True)
+        client = await open_client(settings, receive_updates=True, archive=archive)
     try:
         await run_live(archive, client, settings, stop_event, options=options)
     finally:

@@ -174,7 +174,7 @@ async def child(which: str, tmp: Path) -> None:
     """One measurement in a fresh process (word-form caches cold, as for every path)."""
     import json
 
-    from fakes.telethon_client import FakeTelegram, Sleeper, fake_client, settings_for
+    from fakes.telethon_client import FakeTelegram, Sleeper, connected, settings_for
 
     from archiver.rules import RuleLoader
     from archiver.sources.export import ExportReader, import_file
@@ -192,7 +192,7 @@ async def child(which: str, tmp: Path) -> None:
         for item in ExportReader(export):
             if isinstance(item, Post):
                 count += 1
-                tg._store(fc, to_message(item, fc.channel.id, count))
+                tg._store(fc, to_message(item, fc.channel.id, count), False, True)
     cfg = ChannelConfig(parse_ref("benchchannel"), backfill=Backfill("all"))
     opts = SyncOptions(page_wait=0, sleeper=Sleeper(), batch_size=100)
     settings = settings_for(tmp, cfg)
@@ -207,7 +207,7 @@ async def child(which: str, tmp: Path) -> None:
             [res] = await import_file(a, export)
             count = res.posts_added
         else:
-            r = await sync_telethon_channel(a, fake_client(tg), cfg, settings, options=opts)
+            r = await sync_telethon_channel(a, await connected(tg), cfg, settings, options=opts)
             assert r.new_posts == count, r
         out["wall"], out["cpu"] = time.perf_counter() - wall, cpu() - cpu0
         got = await a.fetchone("SELECT count(*) FROM alerts")
@@ -260,7 +260,7 @@ async def bench(n: int, seed: int) -> None:
 
 
 async def idle_requests(tmp: Path) -> None:
-    from fakes.telethon_client import FakeTelegram, Sleeper, fake_client, settings_for
+    from fakes.telethon_client import FakeTelegram, Sleeper, connected, settings_for
 
     from archiver.store.archive import Archive
     from archiver.sync import SyncOptions, sync_all
@@ -277,7 +277,7 @@ async def idle_requests(tmp: Path) -> None:
         runs = []
         for label in ("first sync (resolve + backfill)", "idle sync, new client", "idle again"):
             tg.requests.clear()
-            await sync_all(a, settings, client=fake_client(tg), options=opts)
+            await sync_all(a, settings, client=await connected(tg), options=opts)
             runs.append((label, Counter(type(r).__name__ for r in tg.requests)))
     print()
     print("Requests for 10 channels (150 posts each):")

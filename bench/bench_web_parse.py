@@ -1,6 +1,6 @@
 """Web preview parsing speed: pages/s and posts/s on a 20-post page, beside a baseline.
 
-    .venv/bin/python bench/bench_web_parse.py [--seconds 2]
+    .venv/bin/python bench/bench_web_parse.py [--seconds 2] [--nesting]
 
 The page: the hand-written fixture ``tests/fixtures/web/rich_channel.html`` (real t.me/s
 markup: text with links and entities, album, video, voice, document, sticker, poll, link
@@ -12,6 +12,9 @@ same page with the SVG bubble tail every block carries on t.me (a page of full s
 - baseline: the standard library's ``html.parser`` with a minimal handler that only collects
   each post's id, date, views and plain text (line breaks kept). It does far less than
   ``parse_page`` (no entities, media, forwards or header), so the ratio flatters the baseline.
+
+``--nesting``: Lexbor's time against the nesting depth of ``<div>`` elements (quadratic), and
+``parse_page``'s with its nesting guard on the same markup.
 
 Each parser runs about ``--seconds`` in 7 rounds that alternate between the two; the best
 round of each counts. Times are the process's CPU time (``time.process_time``), so other
@@ -145,10 +148,38 @@ def rates(
     return best
 
 
+def nesting() -> None:
+    """Lexbor's cost against the nesting of <div>s, and what the guard does with the same
+    markup (check_markup refuses it before the parser sees it)."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    from archiver.sources.web.page import PageRefused, parse_page
+
+    print("| nested <div>s | bytes | Lexbor parse s | parse_page (guarded) s |")
+    print("|---:|---:|---:|---:|")
+    for n in (1_000, 2_000, 4_000, 8_000, 16_000, 32_000):
+        html = "<html><body>" + "<div>" * n + "x" + "</div>" * n + "</body></html>"
+        t0 = time.process_time()
+        LexborHTMLParser(html)
+        raw = time.process_time() - t0
+        t0 = time.process_time()
+        try:
+            parse_page(html)
+            outcome = ""
+        except PageRefused:
+            outcome = " (refused)"
+        guarded = time.process_time() - t0
+        print(f"| {n:,} | {len(html):,} | {raw:.3f} | {guarded:.4f}{outcome} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    ap.add_argument("--nesting", action="store_true", help="only the nesting figures")
     args = ap.parse_args()
+    if args.nesting:
+        nesting()
+        return
     print(f"Python {platform.python_version()}, {platform.processor() or platform.machine()}")
     print("| page | parser | pages/s | posts/s | × baseline |")
     print("|---|---|---:|---:|---:|")

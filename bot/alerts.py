@@ -32,6 +32,7 @@ from archiver.query import Query, parse
 from archiver.snippets import match_spans
 from archiver.store.outbox import AlertRow
 from bot.format import MAX_MESSAGE, Span, esc, link, local_time, merge_spans, split_html, u16len
+from bot.i18n import Translate
 from bot.richtext import Style, entity_styles, render, spans
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,7 @@ WINDOW = 400  # characters of the post around the first match
 DIFF_BUDGET = 600  # characters of changed passages in an edit alert
 CONTEXT_WORDS = 6  # words of context each side of a change
 
-KINDS = {
-    "new": ("🔔", "new post"),
-    "edited": ("✏️", "edited"),
-    "reverted": ("↩️", "edit reverted"),
-    "deleted": ("🗑", "deleted"),
-    "restored": ("♻️", "restored"),
-}
+KINDS = {"new": "🔔", "edited": "✏️", "reverted": "↩️", "deleted": "🗑", "restored": "♻️"}
 MEDIA_MARKS = {
     "photo": "📷",
     "video": "🎬",
@@ -58,13 +53,34 @@ MEDIA_MARKS = {
     "sticker": "📎",
     "other": "📎",
 }
-HOW = {
-    "live": "Telegram reported the deletion",
-    "recheck": "the post was gone when re-read",
-    "web": "the post page no longer shows it",
-    "web_embed": "the post page said it was not found",
-    "manual": "marked deleted by hand",
-}
+
+
+def _english(text: str) -> str:
+    return text
+
+
+def kind_of(kind: str, _: Translate = _english) -> tuple[str, str]:
+    """An alert kind's icon and name, in the language of ``_``."""
+    names = {
+        "new": _("new post"),
+        "edited": _("edited"),
+        "reverted": _("edit reverted"),
+        "deleted": _("deleted"),
+        "restored": _("restored"),
+    }
+    return KINDS.get(kind, "🔔"), names.get(kind, kind)
+
+
+def how_of(how: str, _: Translate = _english) -> str:
+    """How a confirmed deletion was noticed (``post_events.how``, docs/record.md)."""
+    hows = {
+        "live": _("Telegram reported the deletion"),
+        "recheck": _("Telegram returned no message for this id when re-read"),
+        "web_embed": _("the post page said it was not found"),
+        "manual": _("marked deleted by hand"),
+    }
+    return hows.get(how, how)
+
 
 # Callback data of the buttons under an alert: "<prefix>:<alert id>".
 FULL_TEXT, HISTORY, MUTE = "af", "ah", "am"
@@ -145,7 +161,9 @@ def _squeeze(html_text: str) -> str:
 _WORD = re.compile(r"\S+")
 
 
-def changes_html(old: str, new: str, hits: list[Span], budget: int = DIFF_BUDGET) -> str:
+def changes_html(
+    old: str, new: str, hits: list[Span], budget: int = DIFF_BUDGET, _: Translate = _english
+) -> str:
     """Only what changed from ``old`` to ``new``: each changed passage with
     :data:`CONTEXT_WORDS` words each side, removed words struck through, added ones
     underlined, passages apart joined by ``…``. At most about ``budget`` characters."""
@@ -153,7 +171,7 @@ def changes_html(old: str, new: str, hits: list[Span], budget: int = DIFF_BUDGET
     b = [(m.start(), m.end()) for m in _WORD.finditer(new)]
     hunks = _grouped([old[s:e] for s, e in a], [new[s:e] for s, e in b], CONTEXT_WORDS)
     if not hunks:
-        return "<i>(the text did not change: only its formatting or media)</i>"
+        return "<i>" + _("(the text did not change: only its formatting or media)") + "</i>"
     bold = spans("b", hits)
     parts: list[str] = []
     used = 0
@@ -161,7 +179,8 @@ def changes_html(old: str, new: str, hits: list[Span], budget: int = DIFF_BUDGET
         piece = "".join(_hunk(old, new, a, b, group, bold))
         piece = re.sub(r"\s*\n\s*", " ⏎ ", piece).strip()
         if used and used + len(piece) > budget:
-            parts.append(f"<i>(and {len(hunks) - n} more change(s): see History)</i>")
+            more = _("(and {n} more change(s): see History)").format(n=len(hunks) - n)
+            parts.append(f"<i>{more}</i>")
             break
         if len(piece) > budget:
             piece = _clip_hunk(old, new, a, b, group, bold, budget)
@@ -284,62 +303,71 @@ def _clip_hunk(
 # ---------------------------------------------------------------------------- the alert
 
 
-def alert_html(alert: AlertRow, tz: ZoneInfo, config_rules: Mapping[str, str]) -> str:
-    """One alert as one glanceable message (see the module docstring)."""
+def alert_html(
+    alert: AlertRow, tz: ZoneInfo, config_rules: Mapping[str, str], _: Translate = _english
+) -> str:
+    """One alert as one glanceable message (see the module docstring), in the language of
+    ``_`` (:func:`bot.i18n.translator`; English by default)."""
     qs = queries(alert, config_rules)
     for size in (WINDOW, 200, 80):
-        out = _alert(alert, tz, qs, size)
+        out = _alert(alert, tz, qs, size, _)
         if u16len(out) <= MAX_MESSAGE:
             return out
-    return split_html(_alert(alert, tz, [], 0))[0]  # unreachable: names and rules are short
+    return split_html(_alert(alert, tz, [], 0, _))[0]  # unreachable: names and rules are short
 
 
-def _alert(alert: AlertRow, tz: ZoneInfo, qs: Sequence[Query], size: int) -> str:
-    icon, name = KINDS.get(alert.kind, ("🔔", alert.kind))
+def _alert(alert: AlertRow, tz: ZoneInfo, qs: Sequence[Query], size: int, _: Translate) -> str:
+    icon, name = kind_of(alert.kind, _)
     head = f"{icon} <b>{esc(alert.channel_name)}</b> · {esc(local_time(alert.post_date, tz))}"
     mark = media_mark(alert)
     lines = [f"{head} · <i>{esc(name)}</i>" + (f" · {mark}" if mark else "")]
     text = alert.text
     hits = matched(text, qs)
     if alert.kind in ("edited", "reverted") and alert.old_text is not None:
-        lines.append(changes_html(alert.old_text, text, hits, min(DIFF_BUDGET, size + 200)))
+        lines.append(changes_html(alert.old_text, text, hits, min(DIFF_BUDGET, size + 200), _))
     else:
         if alert.kind == "deleted":
-            lines.append(_deletion(alert, tz))
+            lines.append(_deletion(alert, tz, _))
         elif alert.kind == "restored":
-            lines.append("<i>The post is back in the channel: an earlier deletion alert about"
-                         " it was wrong.</i>")  # fmt: skip
+            back = _(
+                "The post is back in the channel: an earlier deletion alert about it was wrong."
+            )
+            lines.append(f"<i>{back}</i>")
         if text.strip() and size:
             lines.append(text_window(text, alert.entities, hits, size))
         elif not text.strip():
-            what = f": {alert.media_kind}" if alert.media_kind else ""
-            lines.append(f"<i>(no text{esc(what)})</i>")
-    rules = ", ".join(esc(r) for r in alert.rules)
+            none = (_("(no text: {kind})").format(kind=esc(alert.media_kind))
+                    if alert.media_kind else _("(no text)"))  # fmt: skip
+            lines.append(f"<i>{none}</i>")
+    rules = esc(", ".join(alert.rules)[:300])  # cut before escaping: never inside an entity
     if rules:
-        lines.append(f"<i>Rules:</i> {rules[:300]}")
+        lines.append("<i>" + _("Rules:") + f"</i> {rules}")
     lines.append(link(alert.link))
     return "\n".join(line for line in lines if line)
 
 
-def _deletion(alert: AlertRow, tz: ZoneInfo) -> str:
-    when = local_time(alert.deleted_at, tz) if alert.deleted_at else "just now"
-    how = HOW.get(alert.deleted_how or "", alert.deleted_how or "")
-    line = f"<i>Deleted from the channel (noticed {esc(when)}"
-    line += f"; {esc(how)})" if how else ")"
+def _deletion(alert: AlertRow, tz: ZoneInfo, _: Translate) -> str:
+    when = local_time(alert.deleted_at, tz) if alert.deleted_at else _("just now")
+    how = how_of(alert.deleted_how or "", _)
+    if how:
+        line = _("Deleted from the channel (noticed {when}; {how})").format(
+            when=esc(when), how=esc(how))  # fmt: skip
+    else:
+        line = _("Deleted from the channel (noticed {when})").format(when=esc(when))
     if alert.deleted_evidence:
-        line += f"\nEvidence: {esc(alert.deleted_evidence[:300])}"
-    return line + "\nThe text was:</i>"
+        line += "\n" + _("Evidence: {evidence}").format(evidence=esc(alert.deleted_evidence[:300]))
+    return "<i>" + line + "\n" + _("The text was:") + "</i>"
 
 
-def alert_buttons(alert: AlertRow) -> InlineKeyboardMarkup:
+def alert_buttons(alert: AlertRow, _: Translate = _english) -> InlineKeyboardMarkup:
     """*Full text*, *History*, *Mute rule 24 h* (callback data ``af:ID``, ``ah:ID``,
     ``am:ID``: 64 bytes at most, so the alert id only)."""
-    mute = "Mute rule 24 h" if len(alert.rules) <= 1 else "Mute rules 24 h"
+    mute = _("Mute rule 24 h") if len(alert.rules) <= 1 else _("Mute rules 24 h")
     return InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton("Full text", callback_data=f"{FULL_TEXT}:{alert.id}"),
-                InlineKeyboardButton("History", callback_data=f"{HISTORY}:{alert.id}"),
+                InlineKeyboardButton(_("Full text"), callback_data=f"{FULL_TEXT}:{alert.id}"),
+                InlineKeyboardButton(_("History"), callback_data=f"{HISTORY}:{alert.id}"),
             ],
             [InlineKeyboardButton(mute, callback_data=f"{MUTE}:{alert.id}")],
         ]
@@ -352,3 +380,30 @@ def full_text_blocks(text: str, entities: str | None) -> list[str]:
     if not text.strip():
         return ["<i>(no text)</i>"]
     return [render(text, entity_styles(text, entities))]
+
+
+SUMMARY_SNIPPET = 60  # characters of each post in a quiet-hours summary
+SUMMARY_CHANNEL = 32  # characters of its channel's name
+
+
+def _clip(text: str, size: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= size else flat[: size - 1].rstrip() + "…"
+
+
+def summary_html(summary: AlertRow, tz: ZoneInfo, _: Translate = _english) -> str:
+    """The alerts held during a chat's quiet hours, one line each, as one message."""
+    held = summary.held
+    for size in (SUMMARY_SNIPPET, 20, 0):
+        head = _("{n} alert(s) while your quiet hours were on").format(n=len(held))
+        lines = [f"🌙 <b>{head}</b>"]
+        for a in held:
+            icon, name = kind_of(a.kind, _)
+            where = link(a.link, f"{_clip(a.channel_name, SUMMARY_CHANNEL)} · "
+                                 f"{local_time(a.post_date, tz)}")  # fmt: skip
+            text = f": {esc(_clip(a.text, size))}" if size and a.text.strip() else ""
+            lines.append(f"{icon} {where} · <i>{esc(name)}</i>{text}")
+        out = "\n".join(lines)
+        if u16len(out) <= MAX_MESSAGE:
+            return out
+    return split_html(out)[0]  # unreachable: 20 lines without text are far below the limit

@@ -32,11 +32,14 @@ from telegram.ext import Application, ApplicationBuilder, Defaults
 from archiver.config import Settings, require
 from archiver.errors import ConfigError
 from archiver.store.archive import Archive
+from archiver.store.user_langs import all_langs
 from bot.access import AccessPolicy
-from bot.alerts import alert_buttons, alert_html
+from bot.alerts import alert_buttons, alert_html, summary_html
 from bot.delivery import Delivery, Limits, RetryPolicy
+from bot.digests import PersonalDigests
 from bot.handlers import register
 from bot.handlers.common import COMMANDS
+from bot.i18n import LANGS, Translate, translator
 from bot.services import KEY, Services
 
 log = logging.getLogger(__name__)
@@ -123,11 +126,18 @@ async def _post_init(app: App) -> None:
     )
     app.bot_data[KEY] = svc
     await _check_access(svc)
+    svc.langs.update(await all_langs(archive))
+
+    def speak(chat: int) -> Translate:  # a private chat's id is its user's; groups: English
+        return translator(svc.langs.get(chat, "en"))
+
     svc.delivery = Delivery(
         archive,
         app.bot,
-        lambda row: alert_html(row, tz, config_rules),
-        buttons=alert_buttons,
+        lambda row: alert_html(row, tz, config_rules, speak(row.recipient)),
+        buttons=lambda row: alert_buttons(row, speak(row.recipient)),
+        render_summary=lambda row: summary_html(row, tz, speak(row.recipient)),
+        tz=tz,
         refusal=svc.access.refusal,
         poll_seconds=settings.bot.poll_seconds,
         limits=opts.limits,
@@ -135,8 +145,11 @@ async def _post_init(app: App) -> None:
         wake=setup.wake,
         send_timeout=opts.send_timeout,
     )
+    svc.digests = PersonalDigests(archive, app.bot, settings, svc.delivery.limiter,
+                                  poll_seconds=min(30.0, settings.bot.poll_seconds))  # fmt: skip
     await _set_menus(app, settings)
     svc.delivery.start()
+    svc.digests.start()
 
 
 async def _check_access(svc: Services) -> None:
@@ -160,17 +173,28 @@ async def _check_access(svc: Services) -> None:
 
 
 async def _set_menus(app: App, settings: Settings) -> None:
-    """Everyone's command menu without the admin commands; each admin's private chat with all."""
-    everyone = [BotCommand(n, w[:256]) for n, _, w in COMMANDS if not w.startswith("admins:")]
-    admins = [BotCommand(n, w[:256]) for n, _, w in COMMANDS]
+    """Everyone's command menu without the admin commands; each admin's private chat with all.
+    Each in English (the default) and in Ukrainian and Russian for clients in those languages
+    (``language_code`` of setMyCommands)."""
+
+    def menu(lang: str, admin: bool) -> list[BotCommand]:
+        tr = translator(lang)
+        return [BotCommand(n, tr(w)[:256]) for n, _, w in COMMANDS
+                if admin or not w.startswith("admins:")]  # fmt: skip
+
+    codes = {lang: (None if lang == "en" else lang) for lang in LANGS}
     try:
-        await app.bot.set_my_commands(everyone)
+        for lang, code in codes.items():
+            await app.bot.set_my_commands(menu(lang, False), language_code=code)
     except TelegramError as exc:
         log.warning("could not set the command menu (%s); carrying on", type(exc).__name__)
         return
     for admin in sorted(settings.bot.admins):
         try:  # "chat not found" until the admin has written to the bot once
-            await app.bot.set_my_commands(admins, scope=BotCommandScopeChat(admin))
+            for lang, code in codes.items():
+                await app.bot.set_my_commands(
+                    menu(lang, True), scope=BotCommandScopeChat(admin), language_code=code
+                )
         except TelegramError as exc:
             log.info("no admin menu for user %d yet (%s)", admin, type(exc).__name__)
 
@@ -178,6 +202,8 @@ async def _set_menus(app: App, settings: Settings) -> None:
 async def _post_stop(app: App) -> None:
     svc: Services | None = app.bot_data.get(KEY)
     setup: _Setup = app.bot_data[_SETUP]
+    if svc is not None and svc.digests is not None:
+        await svc.digests.stop()
     if svc is not None and svc.delivery is not None:
         await svc.delivery.stop(grace=setup.options.stop_grace)
 

@@ -26,6 +26,13 @@ How it works:
   outcome held in memory is written (tried again every ``poll_seconds``). A send whose
   outcome could not be recorded is never repeated: the alert stays ``sending`` in the
   archive, which no reader takes for pending.
+- Quiet hours (``/quiet``, :mod:`archiver.store.quiet`): while a chat is quiet its alerts
+  are not read into a queue at all: they stay ``pending``, never claimed. After, those
+  created during the quiet hours go out as one summary message (:func:`summary_units`, up
+  to :data:`SUMMARY_MAX` alerts a message), claimed together
+  (:func:`archiver.store.outbox.claim_held`, with the same access and mute checks) and
+  recorded together (:func:`archiver.store.outbox.record_many`): the same three steps, so a
+  summary is sent at most once and never twice, like any alert.
 - 429 pauses the chat for ``retry_after`` and retries the same alert; 5xx and refused
   connections back off exponentially; 403 (the user blocked the bot, or it was removed from
   the group) sets the recipient inactive: its alerts stay pending, held, until the chat talks
@@ -42,14 +49,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import sqlite3
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import httpx
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
@@ -67,10 +75,32 @@ from telegram.warnings import PTBDeprecationWarning
 from archiver.store import outbox
 from archiver.store.archive import Archive, ts, utcnow
 from archiver.store.outbox import AlertRow, Claim, Refusal
+from archiver.store.quiet import QuietHours, quiet_hours
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+SUMMARY_MAX = 20  # held alerts in one summary message (each a line: it stays far below 4,096)
+
+
+def summary_units(
+    rows: Sequence[AlertRow], hours: QuietHours | None, now: datetime, tz: tzinfo
+) -> list[AlertRow] | None:
+    """What of one chat's due ``rows`` (oldest first) to queue, given its quiet hours: None
+    while it is quiet (nothing: the alerts stay pending); else the alerts, those created
+    during quiet hours grouped into summaries (rows whose ``held`` are the alerts) placed
+    where the first of them was."""
+    if hours is None:
+        return list(rows)
+    if hours.quiet_at(now, tz):
+        return None
+    held = [r for r in rows if hours.quiet_at(r.created_at, tz)]
+    if not held:
+        return list(rows)
+    chunks = [held[i : i + SUMMARY_MAX] for i in range(0, len(held), SUMMARY_MAX)]
+    summaries = {c[0].id: replace(c[0], kind="summary", held=tuple(c)) for c in chunks}
+    held_ids = {r.id for r in held}
+    return [summaries.get(r.id, r) for r in rows if r.id not in held_ids or r.id in summaries]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +157,10 @@ class RateLimiter:
         self._due = 0.0  # the virtual time of the next overall slot
         self._next_chat: dict[int, float] = {}
         self._group_sent: dict[int, deque[float]] = {}
+        # The moments calls really started (see gate()): the last second, per chat, per group.
+        self._started: deque[float] = deque()
+        self._chat_started: dict[int, float] = {}
+        self._group_started: dict[int, deque[float]] = {}
 
     def delay(self, chat_id: int) -> float:
         """Seconds until a message to ``chat_id`` is allowed (0: now)."""
@@ -138,7 +172,7 @@ class RateLimiter:
         # One slot of slack: a send late by less than a slot keeps the schedule.
         ready = max(ready, self._due - 1.0 / self.limits.overall_per_second)
         sent = self._sent
-        while sent and sent[0] <= now - 1.0:
+        while sent and sent[0] + 1.0 <= now:
             sent.popleft()
         if len(sent) >= self.limits.overall_per_second:
             ready = max(ready, sent[0] + 1.0)
@@ -159,6 +193,38 @@ class RateLimiter:
                 group.popleft()
         if len(self._next_chat) > 10_000:
             self._next_chat = {c: t for c, t in self._next_chat.items() if t > now}
+
+    def gate(self, chat_id: int) -> float:
+        """Seconds until a call to ``chat_id`` may really start (0: now). The scheduler takes
+        a slot with :meth:`record`; between that and the call the alert is claimed in the
+        archive, which can take a variable time: checked again here, against the moments
+        calls really started, a slow database cannot make sends bunch up."""
+        now = self.clock()
+        started = self._started
+        while started and started[0] + 1.0 <= now:
+            started.popleft()
+        wait = started[0] + 1.0 - now if len(started) >= self.limits.overall_per_second else 0.0
+        last = self._chat_started.get(chat_id)
+        if last is not None:
+            wait = max(wait, last + self.limits.chat_interval - now)
+        group = self._group_started.get(chat_id)
+        if group is not None and len(group) >= self.limits.group_per_minute:
+            wait = max(wait, group[0] + 60.0 - now)
+        return max(0.0, wait)
+
+    def start(self, chat_id: int) -> None:
+        """A call to ``chat_id`` starts now (right after :meth:`gate` said 0)."""
+        now = self.clock()
+        self._started.append(now)
+        self._chat_started[chat_id] = now
+        if chat_id < 0:
+            group = self._group_started.setdefault(chat_id, deque())
+            group.append(now)
+            while len(group) > self.limits.group_per_minute:
+                group.popleft()
+        if len(self._chat_started) > 10_000:
+            cutoff = now - max(self.limits.chat_interval, 60.0)
+            self._chat_started = {c: t for c, t in self._chat_started.items() if t > cutoff}
 
     def pause(self, chat_id: int, seconds: float) -> None:
         """Send nothing to ``chat_id`` for ``seconds`` (after a 429)."""
@@ -190,6 +256,8 @@ class Delivery:
         render: Callable[[AlertRow], str],
         *,
         buttons: Callable[[AlertRow], InlineKeyboardMarkup | None] | None = None,
+        render_summary: Callable[[AlertRow], str] | None = None,
+        tz: tzinfo = UTC,
         refusal: Refusal | None = None,
         poll_seconds: float = 1.0,
         limits: Limits | None = None,
@@ -204,6 +272,8 @@ class Delivery:
         self.bot = bot
         self.render = render
         self.buttons = buttons
+        self.render_summary = render_summary or _plain_summary
+        self.tz = tz  # quiet hours are times of day here (the display time zone)
         self.refusal = refusal  # None: every chat may receive alerts (tests of the sender)
         self.poll_seconds = poll_seconds
         self.clock = clock
@@ -291,9 +361,13 @@ class Delivery:
                     await self._settle_in_flight()
                 if self._unrecorded:
                     await self._record_held()
-                await self.dispatch()
             except sqlite3.Error as exc:
                 self._write_failed(exc)
+            if self._settled:  # nothing is claimed before the last run's sends are settled
+                try:
+                    await self.dispatch()
+                except sqlite3.Error as exc:
+                    log.warning("delivery: reading the outbox failed (%s); trying again", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
 
@@ -311,6 +385,7 @@ class Delivery:
                         "marked unknown (not resent: Telegram may have delivered them)",
                         recorded, unknown)  # fmt: skip
         self._settled = True
+        outbox.clear_marker(self.marker)  # the last run's: its outcomes are written now
         self._write_ok()
 
     # ------------------------------------------------------------------ reading
@@ -321,21 +396,26 @@ class Delivery:
         epoch = self._epoch
         self._reading.add(epoch)
         try:
-            rows = await outbox.pending(
-                self.archive, self.batch, datetime.now(UTC), per_chat=self.per_chat
-            )
+            now = datetime.now(UTC)
+            rows = await outbox.pending(self.archive, self.batch, now, per_chat=self.per_chat)
+            hours = await quiet_hours(self.archive)
             stale = {a for a, e in self._finished.items() if e >= epoch}
         finally:
             self._reading.discard(epoch)
             low = min(self._reading, default=self._epoch + 1)
             self._finished = {a: e for a, e in self._finished.items() if e >= low}
         added = 0
+        by_chat: dict[int, list[AlertRow]] = {}
         for row in rows:
             if row.id in self._queued or row.id in stale:
                 continue
-            self._queued.add(row.id)
-            self._queues.setdefault(row.recipient, deque()).append(row)
-            added += 1
+            by_chat.setdefault(row.recipient, []).append(row)
+        for chat_id, chat_rows in by_chat.items():
+            units = summary_units(chat_rows, hours.get(chat_id), now, self.tz)
+            for unit in units or ():  # None: quiet now, the alerts stay pending
+                self._queued.update(r.id for r in unit.held or (unit,))
+                self._queues.setdefault(chat_id, deque()).append(unit)
+                added += 1
         if added:
             log.debug("delivery: %d alert(s) queued", added)
             self._kick.set()
@@ -349,7 +429,8 @@ class Delivery:
     def _drop(self, chat_id: int) -> None:
         """Forget a chat's queue (its alerts stay pending in the outbox)."""
         for row in self._queues.pop(chat_id, ()):
-            self._queued.discard(row.id)
+            for r in row.held or (row,):
+                self._queued.discard(r.id)
 
     def _done(self, chat_id: int, row: AlertRow) -> None:
         """The head of a chat's queue is finished here."""
@@ -358,7 +439,8 @@ class Delivery:
             queue.popleft()
             if not queue:
                 self._queues.pop(chat_id, None)
-        self._finish(row.id)
+        for r in row.held or (row,):
+            self._finish(r.id)
 
     # ------------------------------------------------------------------ writes that fail
 
@@ -395,10 +477,16 @@ class Delivery:
 
     def _leave_marker(self) -> None:
         sent = {
-            r.id: o.message_id for r, o in self._unrecorded if o.kind == "sent" and o.message_id
+            a.id: o.message_id
+            for r, o in self._unrecorded
+            if o.kind == "sent" and o.message_id
+            for a in r.held or (r,)
         }
         not_sent = tuple(
-            r.id for r, o in self._unrecorded if o.kind in ("retry", "flood", "inactive")
+            a.id
+            for r, o in self._unrecorded
+            if o.kind in ("retry", "flood", "inactive")
+            for a in r.held or (r,)
         )
         since = ts(self.paused_since or utcnow()) or ""
         reason = self.paused_reason or "the archive could not be written"
@@ -480,20 +568,34 @@ class Delivery:
             if not queue:
                 return
             row = queue[0]
-            claiming = asyncio.ensure_future(outbox.claim(self.archive, row, self.refusal))
-            message = self._render(row)  # while the claim is written (it is on the hot path)
-            try:
-                verdict, reason = await claiming
-            except sqlite3.Error as exc:  # nothing was sent: the alert stays pending
-                self._write_failed(exc)
-                return
-            self._write_ok()
+            if row.held:
+                claimed = await self._claim_summary(chat_id, row)
+                if claimed is None:
+                    return
+                row, message = claimed, self._render(claimed)
+                verdict: Claim | None = Claim.SEND
+                reason = None
+            else:
+                claiming = asyncio.ensure_future(outbox.claim(self.archive, row, self.refusal))
+                message = self._render(row)  # while the claim is written (on the hot path)
+                try:
+                    verdict, reason = await claiming
+                except sqlite3.Error as exc:  # nothing was sent: the alert stays pending
+                    self._write_failed(exc)
+                    return
+                self._write_ok()
             if verdict is not Claim.SEND:
                 if verdict is Claim.DROPPED:
                     self.dropped += 1
                     log.info("alert %d to chat %d dropped: %s", row.id, row.recipient, reason)
                 self._done(chat_id, row)
                 return
+            for _ in itertools.count():  # a few rounds at most: each waits what the gate says
+                wait = self.limiter.gate(chat_id)
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self.limiter.start(chat_id)  # no await since the gate said 0
             outcome = await self._deliver(row, message)
             try:
                 await self._record(row, outcome)
@@ -516,6 +618,33 @@ class Delivery:
             self._busy.discard(chat_id)
             self._kick.set()
 
+    async def _claim_summary(self, chat_id: int, row: AlertRow) -> AlertRow | None:
+        """Claim the alerts of a summary together; the summary of those to send, or None
+        (nothing to send: the unit is finished, or the archive could not be written)."""
+        try:
+            send, dropped = await outbox.claim_held(self.archive, row.held, self.refusal)
+        except sqlite3.Error as exc:  # the transaction rolled back: all stay pending
+            self._write_failed(exc)
+            return None
+        self._write_ok()
+        for alert, reason in dropped:
+            self.dropped += 1
+            log.info("alert %d to chat %d dropped: %s", alert.id, alert.recipient, reason)
+        if not send:
+            self._done(chat_id, row)
+            return None
+        sending = {a.id for a in send}
+        for alert in row.held:  # dropped, or no longer pending: finished here
+            if alert.id not in sending:
+                self._finish(alert.id)
+        unit = replace(send[0], kind="summary", held=tuple(send),
+                       attempts=max(a.attempts for a in send))  # fmt: skip
+        queue = self._queues.get(chat_id)
+        if queue and queue[0].id == row.id:
+            queue.popleft()
+            queue.appendleft(unit)  # _done and _act find it at the head
+        return unit
+
     def _act(self, chat_id: int, row: AlertRow, outcome: Outcome) -> None:
         """What a recorded outcome means for the chat's queue."""
         if outcome.kind == "flood":
@@ -533,6 +662,8 @@ class Delivery:
 
     def _render(self, row: AlertRow) -> tuple[str, InlineKeyboardMarkup | None] | Exception:
         try:
+            if row.held:
+                return self.render_summary(row), None
             return self.render(row), self.buttons(row) if self.buttons is not None else None
         except Exception as exc:  # a bug in rendering: _deliver counts it as a failed try
             log.exception("alert %d: could not be rendered", row.id)
@@ -542,7 +673,9 @@ class Delivery:
         self, row: AlertRow, message: tuple[str, InlineKeyboardMarkup | None] | Exception
     ) -> Outcome:
         """The sendMessage call, and what came of it (nothing is written here)."""
-        reply_to = row.reply_to or self._sent_refs.get((row.post_id, row.recipient))
+        reply_to = None
+        if not row.held:  # a summary is a message of its own
+            reply_to = row.reply_to or self._sent_refs.get((row.post_id, row.recipient))
         if isinstance(message, Exception):  # nothing was sent
             return self._failure(row, f"{type(message).__name__}: {message}")
         text, markup = message
@@ -614,6 +747,9 @@ class Delivery:
         """Write an outcome (raises sqlite3.Error when the archive cannot be written)."""
         now = datetime.now(UTC)
         kind = outcome.kind
+        if row.held:
+            await self._record_summary(row, outcome, now)
+            return
         if kind == "sent":
             await outbox.mark_sent(self.archive, row.id, outcome.message_id)
             self.sent += 1
@@ -640,6 +776,36 @@ class Delivery:
         else:
             await outbox.mark_unknown(self.archive, row.id, outcome.error)
             self.unknown += 1
+
+    async def _record_summary(self, row: AlertRow, outcome: Outcome, now: datetime) -> None:
+        """A summary's outcome, written for all its alerts in one transaction."""
+        ids = [a.id for a in row.held]
+        kind = outcome.kind
+        if kind == "sent":
+            await outbox.record_many(self.archive, ids, "sent", message_id=outcome.message_id)
+            self.sent += len(ids)
+            log.info("summary of %d held alert(s) sent to chat %d (message %d)", len(ids),
+                     row.recipient, outcome.message_id)  # fmt: skip
+        elif kind in ("flood", "inactive", "retry"):
+            if kind == "inactive":
+                await outbox.set_recipient_active(self.archive, row.recipient, False,
+                                                  outcome.error)  # fmt: skip
+            due = now + timedelta(seconds=outcome.delay)
+            await outbox.record_many(self.archive, ids, "pending", error=outcome.error, due=due,
+                                     count=kind == "retry")  # fmt: skip
+        else:
+            await outbox.record_many(self.archive, ids, kind, error=outcome.error)
+            if kind == "failed":
+                self.failed += len(ids)
+            else:
+                self.unknown += len(ids)
+
+
+def _plain_summary(row: AlertRow) -> str:
+    """A summary without the bot's formatting (tests of the sender)."""
+    return f"{len(row.held)} alert(s) held during quiet hours: " + " ".join(
+        a.link for a in row.held
+    )
 
 
 @dataclass(frozen=True, slots=True)

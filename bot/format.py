@@ -8,7 +8,6 @@ fits here fits there.
 
 from __future__ import annotations
 
-import difflib
 import html
 import re
 from collections.abc import Iterable, Sequence
@@ -112,22 +111,6 @@ def truncate(text: str, spans: Sequence[Span], limit: int) -> tuple[str, list[Sp
         cut = space
     clipped = [(a, min(b, cut)) for a, b in spans if a < cut]
     return text[:cut].rstrip() + "…", clipped
-
-
-def word_diff(old: str, new: str) -> tuple[list[Span], list[Span]]:
-    """Character spans of the words removed from ``old`` and added in ``new``."""
-    tok = re.compile(r"\S+")
-    a = [(m.start(), m.end(), m.group()) for m in tok.finditer(old)]
-    b = [(m.start(), m.end(), m.group()) for m in tok.finditer(new)]
-    sm = difflib.SequenceMatcher(None, [w for *_, w in a], [w for *_, w in b], autojunk=False)
-    removed: list[Span] = []
-    added: list[Span] = []
-    for op, i1, i2, j1, j2 in sm.get_opcodes():
-        if op in ("replace", "delete") and i2 > i1:
-            removed.append((a[i1][0], a[i2 - 1][1]))
-        if op in ("replace", "insert") and j2 > j1:
-            added.append((b[j1][0], b[j2 - 1][1]))
-    return removed, added
 
 
 # ---------------------------------------------------------------------------- splitting

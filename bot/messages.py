@@ -7,14 +7,19 @@ are shown in the display time zone; matched words are bold. Alerts are in :mod:`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from archiver.diff import word_diff
+from archiver.display import event_words
+from archiver.store.followed import Followed
+from archiver.store.following import ChannelStatus
 from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
 from archiver.store.search import ChannelStats, Hit, PostHistory
+from archiver.store.vocabulary import Suggestion
 from bot.format import (
     MAX_MESSAGE,
     esc,
@@ -22,12 +27,13 @@ from bot.format import (
     local_time,
     styled,
     u16len,
-    word_diff,
 )
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5
+
+Tr = Callable[[str], str]  # bot.i18n.Translate; ``str``: English
 
 
 def channel_label(title: str | None, username: str | None, channel_id: int) -> str:
@@ -39,15 +45,15 @@ def channel_label(title: str | None, username: str | None, channel_id: int) -> s
 # ---------------------------------------------------------------------------- search
 
 
-def hit_html(hit: Hit, tz: ZoneInfo, number: int | None = None) -> str:
-    flags = [f for f, on in (("edited", hit.edited), ("deleted", hit.deleted)) if on]
+def hit_html(hit: Hit, tz: ZoneInfo, number: int | None = None, _: Tr = str) -> str:
+    flags = [f for f, on in ((_("edited"), hit.edited), (_("deleted"), hit.deleted)) if on]
     head = f"<b>{esc(channel_label(hit.channel_title, hit.channel, hit.channel_id))}</b>"
     head += f" · {esc(local_time(hit.date, tz))}"
     if flags:
         head += " · <i>" + ", ".join(flags) + "</i>"
     if number is not None:
         head = f"{number}. {head}"
-    body = styled(hit.snippet, {"b": hit.spans}) or "<i>(no text)</i>"
+    body = styled(hit.snippet, {"b": hit.spans}) or "<i>" + _("(no text)") + "</i>"
     return f"{head}\n{body}\n{link(hit.link)}"
 
 
@@ -59,108 +65,177 @@ def search_page_html(
     *,
     more: bool,
     total: int | None = -1,
+    _: Tr = str,
 ) -> str:
     """One page of results. ``total``: how many in all (None: more than were counted;
     -1: not counted)."""
     if not hits:
         if offset:
-            return f"No more results for <code>{esc(query_text)}</code>."
-        return f"Nothing found for <code>{esc(query_text)}</code>."
+            return _("No more results for <code>{query}</code>.").format(query=esc(query_text))
+        return _("Nothing found for <code>{query}</code>.").format(query=esc(query_text))
     last = offset + len(hits)
     page = ""
+    fields = {"first": offset + 1, "last": last, "query": esc(query_text)}
     if total is None:
-        of = " of 10000+"
+        head = _("Results {first}–{last} of {total} for <code>{query}</code>")
+        fields["total"] = "10000+"
     elif total >= 0:
         total = max(total, last)
-        of = f" of {total}"
+        head = _("Results {first}–{last} of {total} for <code>{query}</code>")
+        fields["total"] = total
         pages = -(-total // PAGE_SIZE)
         if pages > 1:
-            page = f" · page {offset // PAGE_SIZE + 1}/{pages}"
+            page = " · " + _("page {page}/{pages}").format(
+                page=offset // PAGE_SIZE + 1, pages=pages)  # fmt: skip
+    elif more:
+        head = _("Results {first}–{last} for <code>{query}</code>")
     else:
-        of = "" if more else " (all)"
-    head = f"Results {offset + 1}–{last}{of} for <code>{esc(query_text)}</code>{page}"
-    blocks = [head] + [hit_html(h, tz, offset + i + 1) for i, h in enumerate(hits)]
+        head = _("Results {first}–{last} (all) for <code>{query}</code>")
+    head = head.format(**fields) + page
+    blocks = [head] + [hit_html(h, tz, offset + i + 1, _) for i, h in enumerate(hits)]
     return "\n\n".join(blocks)
 
 
-def latest_blocks(hits: Sequence[Hit], tz: ZoneInfo, where: str | None) -> list[str]:
+def nothing_found_html(
+    query_text: str,
+    suggestions: Sequence[Suggestion],
+    fixed: str | None,
+    _: Callable[[str], str] = str,
+) -> str:
+    """No results, and the archive's nearest words for the query words it does not have."""
+    text = _("Nothing found for <code>{query}</code>.").format(query=esc(query_text))
+    if not suggestions:
+        return text
+    lines = [text, _("The archive has no post with these words; the nearest it has:")]
+    for s in suggestions:
+        near = ", ".join(f"<code>{esc(c)}</code>" for c in s.candidates)
+        lines.append(f"• {esc(s.word)} → {near}")
+    if fixed is not None:
+        lines.append(_("Try: <code>{query}</code>").format(query=esc(fixed)))
+    return "\n".join(lines)
+
+
+def latest_blocks(hits: Sequence[Hit], tz: ZoneInfo, where: str | None, _: Tr = str) -> list[str]:
     if not hits:
-        return [f"No posts archived{' for ' + esc(where) if where else ''} yet."]
-    head = f"Latest posts{' of ' + esc(where) if where else ''}:"
-    return [head] + [hit_html(h, tz) for h in hits]
+        if where:
+            return [_("No posts archived for {channel} yet.").format(channel=esc(where))]
+        return [_("No posts archived yet.")]
+    if where:
+        head = _("Latest posts of {channel}:").format(channel=esc(where))
+    else:
+        head = _("Latest posts:")
+    return [head] + [hit_html(h, tz, None, _) for h in hits]
 
 
 # ---------------------------------------------------------------------------- archive
 
 
-_EVENT_WORDS = {
-    "edited": "new version {v}",
-    "late": "an older version {v} arrived late",
-    "reverted": "back to version {v}",
-    "missing": "not shown in the channel's listing (not a confirmed deletion)",
-    "deleted": "🗑 deleted",
-    "restored": "♻️ restored: shown again after its deletion",
-    "present": "shown again",
-}
-
-
-def history_blocks(h: PostHistory, tz: ZoneInfo) -> list[str]:
+def history_blocks(h: PostHistory, tz: ZoneInfo, _: Tr = str) -> list[str]:
     """Every version in the order telewatch observed it, what was observed when, and how a
     deletion was established (docs/record.md)."""
     name = channel_label(h.channel_title, h.channel, h.channel_id)
     blocks = [
-        f"<b>{esc(name)}</b> #{h.message_id} · posted {esc(local_time(h.date, tz))}\n"
-        f"{link(h.link)}\n{len(h.versions)} version(s)"
+        f"<b>{esc(name)}</b> #{h.message_id} · "
+        + _("posted {when}").format(when=esc(local_time(h.date, tz)))
+        + f"\n{link(h.link)}\n"
+        + _("{n} version(s)").format(n=len(h.versions))
     ]
     prev: str | None = None
     for i, v in enumerate(h.versions, 1):
         if i == 1:
-            when = "original"
+            when = _("original")
+        elif v.edit_date:
+            when = _("edited {when}").format(when=local_time(v.edit_date, tz))
         else:
-            when = f"edited {local_time(v.edit_date, tz)}" if v.edit_date else "edit time unknown"
-        current = "; current" if i == h.current and len(h.versions) > 1 else ""
-        head = (
-            f"<b>Version {i}</b> <i>({esc(when)}; seen {esc(local_time(v.seen_at, tz))}"
-            f"{current})</i>"
-        )
+            when = _("edit time unknown")
+        seen = _("seen {when}").format(when=esc(local_time(v.seen_at, tz)))
+        current = "; " + _("current") if i == h.current and len(h.versions) > 1 else ""
+        version = _("Version {n}").format(n=i)
+        head = f"<b>{version}</b> <i>({esc(when)}; {seen}{current})</i>"
         if prev is None:
             body = esc(v.text)
         else:
-            _, added = word_diff(prev, v.text)
+            _removed, added = word_diff(prev, v.text)
             body = styled(v.text, {"u": added})
-        blocks.append(f"{head}\n{body or '<i>(no text)</i>'}")
+        blocks.append(f"{head}\n" + (body or "<i>" + _("(no text)") + "</i>"))
         prev = v.text
     if h.events:
         lines = []
         for e in h.events:
-            what = _EVENT_WORDS.get(e.kind, e.kind).format(v=e.version or "?")
-            why = f": {e.evidence}" if e.evidence and e.kind in ("deleted", "missing") else ""
-            lines.append(f"{esc(local_time(e.at, tz))} · {esc(what + why)}")
-        blocks.append("<b>Observed</b>\n" + "\n".join(lines))
+            lines.append(f"{esc(local_time(e.at, tz))} · {esc(event_words(e))}")
+        blocks.append("<b>" + _("Observed") + "</b>\n" + "\n".join(lines))
     if h.deleted:
         how = h.deleted_evidence or h.deleted_how
+        confirmed = _("confirmed {when}").format(when=esc(local_time(h.deleted_at, tz)))
         blocks.append(
-            f"🗑 <b>Deleted</b> <i>(confirmed {esc(local_time(h.deleted_at, tz))}"
-            f"{': ' + esc(how) if how else ''})</i>"
+            "🗑 <b>" + _("Deleted") + f"</b> <i>({confirmed}{': ' + esc(how) if how else ''})</i>"
         )
     elif h.state == "missing":
-        blocks.append("<i>Not shown in the channel's listing; the deletion is not confirmed.</i>")
+        missing = _("Not shown in the channel's listing; the deletion is not confirmed.")
+        blocks.append(f"<i>{missing}</i>")
     return blocks
 
 
-def channels_blocks(stats: Sequence[ChannelStats], tz: ZoneInfo) -> list[str]:
+def problem_block(problems: Sequence[ChannelStatus], _: Tr = str) -> list[str]:
+    """Configured channels that cannot be followed, each with its reason and next try."""
+    if not problems:
+        return []
+    return [
+        "⚠️ <b>"
+        + _("{n} channel(s) cannot be followed").format(n=len(problems))
+        + "</b>\n"
+        + "\n".join(esc(p.line()) for p in problems)
+    ]
+
+
+def followed_block(followed: Sequence[Followed], _: Tr = str) -> list[str]:
+    """The channels admins follow from the chat (/follow), if any."""
+    if not followed:
+        return []
+    lines = ["<b>" + _("Followed from the chat ({n})").format(n=len(followed)) + "</b>"]
+    for f in followed:
+        also = _("(also in the config: the config's settings are used)")
+        note = " " + also if f.in_config else ""
+        lines.append(f"{esc(f.ref)} · {esc(f.source)}{esc(note)}")
+    return ["\n".join(lines)]
+
+
+def channels_blocks(
+    stats: Sequence[ChannelStats],
+    tz: ZoneInfo,
+    problems: Sequence[ChannelStatus] = (),
+    followed: Sequence[Followed] = (),
+    _: Tr = str,
+) -> list[str]:
     if not stats:
-        return ["No channels archived yet."]
-    blocks = [f"<b>{len(stats)} channel(s)</b>"]
+        return [
+            _("No channels archived yet."),
+            *problem_block(problems, _),
+            *followed_block(followed, _),
+        ]
+    blocks = [
+        "<b>" + _("{n} channel(s)").format(n=len(stats)) + "</b>",
+        *problem_block(problems, _),
+        *followed_block(followed, _),
+    ]
     for s in stats:
-        state = s.sync_status or ("imported" if s.source == "export" else "not synced yet")
+        state = s.sync_status or (_("imported") if s.source == "export" else _("not synced yet"))
         if not s.backfilled and s.source != "export":
-            state += ", backfilling"
+            state += ", " + _("backfilling")
+        counts = _("{posts} posts, {edits} edits, {deletions} deletions").format(
+            posts=s.posts, edits=s.edits, deletions=s.deletions)  # fmt: skip
+        if s.missing:
+            counts += " " + _("(+{n} missing from the listing, unconfirmed)").format(n=s.missing)
+        reread = esc(local_time(s.last_full_check, tz)) if s.last_full_check else _("never")
+        times = _("last post {post}; last sync {sync} ({state}); last full re-read {reread}")
         blocks.append(
-            f"<b>{esc(channel_label(s.title, s.channel, s.channel_id))}</b>\n"
-            f"{s.posts} posts, {s.edits} edits, {s.deletions} deletions\n"
-            f"last post {esc(local_time(s.last_post, tz))}; "
-            f"last sync {esc(local_time(s.last_sync, tz))} ({esc(state)})"
+            f"<b>{esc(channel_label(s.title, s.channel, s.channel_id))}</b>\n{counts}\n"
+            + times.format(
+                post=esc(local_time(s.last_post, tz)),
+                sync=esc(local_time(s.last_sync, tz)),
+                state=esc(state),
+                reread=reread,
+            )
         )
     return blocks
 
@@ -173,63 +248,67 @@ class Status:
     inactive: Mapping[int, str | None]
     paused_since: datetime | None = None  # delivery paused: the archive cannot be written
     paused_reason: str | None = None
+    problems: Sequence[ChannelStatus] = ()  # configured channels that cannot be followed
 
 
-def _ago(then: datetime | None, now: datetime) -> str:
+def _ago(then: datetime | None, now: datetime, _: Tr = str) -> str:
     if then is None:
-        return "never"
+        return _("never")
     secs = max(0, int((now - then).total_seconds()))
     if secs < 120:
-        return f"{secs}s ago"
+        return _("{n}s ago").format(n=secs)
     if secs < 7200:
-        return f"{secs // 60} min ago"
+        return _("{n} min ago").format(n=secs // 60)
     if secs < 172800:
-        return f"{secs // 3600} h ago"
-    return f"{secs // 86400} days ago"
+        return _("{n} h ago").format(n=secs // 3600)
+    return _("{n} days ago").format(n=secs // 86400)
 
 
-def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
+def status_blocks(st: Status, tz: ZoneInfo, _: Tr = str) -> list[str]:
     c = st.counts
+    held = ""
+    if c.held:
+        held = " " + _("({held} held for {chats} chat(s) that blocked the bot)").format(
+            held=c.held, chats=c.inactive_recipients)  # fmt: skip
     alerts = (
-        f"<b>Alerts</b>: {c.pending} pending"
-        + (
-            f" ({c.held} held for {c.inactive_recipients} chat(s) that blocked the bot)"
-            if c.held
-            else ""
-        )
-        + f", {c.failed} failed, {c.sent} sent"
-    )
+        "<b>" + _("Alerts") + "</b>: " + _("{n} pending").format(n=c.pending) + held + ", "
+        + _("{failed} failed, {sent} sent").format(failed=c.failed, sent=c.sent)
+    )  # fmt: skip
     if c.oldest_pending is not None:
-        alerts += f"\noldest pending since {esc(local_time(c.oldest_pending, tz))}"
+        alerts += "\n" + _("oldest pending since {when}").format(
+            when=esc(local_time(c.oldest_pending, tz)))  # fmt: skip
     if c.failed:
-        alerts += "\nfailed alerts keep their last error in the outbox (the alerts table)"
+        alerts += "\n" + _("failed alerts keep their last error in the outbox (the alerts table)")
     if c.unknown:
-        alerts += (
-            f"\n{c.unknown} of unknown outcome (no answer from Telegram: they may have been"
-            " delivered, so they were not resent; <code>telewatch alerts --status unknown</code>)"
-        )
+        alerts += "\n" + _(
+            "{n} of unknown outcome (no answer from Telegram: they may have been delivered, so "
+            "they were not resent; <code>telewatch alerts --status unknown</code>)"
+        ).format(n=c.unknown)
     if c.dropped:
-        alerts += f"\n{c.dropped} dropped on purpose (access withdrawn, or muted)"
+        alerts += "\n" + _("{n} dropped on purpose (access withdrawn, or muted)").format(
+            n=c.dropped)  # fmt: skip
     blocks = [alerts]
     if st.paused_since is not None:
         blocks.insert(
             0,
-            f"⚠️ <b>Delivery paused</b> since {esc(local_time(st.paused_since, tz))}: the archive"
-            f" cannot be written ({esc(st.paused_reason or '')}). Free disk space, or end the"
-            " process holding its write lock.",
+            "⚠️ "
+            + _(
+                "<b>Delivery paused</b> since {when}: the archive cannot be written ({reason})."
+                " Free disk space, or end the process holding its write lock."
+            ).format(when=esc(local_time(st.paused_since, tz)), reason=esc(st.paused_reason or "")),
         )
     if st.inactive:
         ids = ", ".join(f"<code>{cid}</code>" for cid in sorted(st.inactive))
-        blocks.append(f"<b>Inactive chats</b>: {ids}")
-    lines = [f"<b>Channels</b> ({len(st.stats)})"]
+        blocks.append("<b>" + _("Inactive chats") + f"</b>: {ids}")
+    blocks += problem_block(st.problems, _)
+    lines = ["<b>" + _("Channels") + f"</b> ({len(st.stats)})"]
     for s in st.stats:
         name = esc(channel_label(s.title, s.channel, s.channel_id))
-        line = (
-            f"{name}: last sync ok {_ago(s.last_sync_ok, st.now)}, "
-            f"last post {_ago(s.last_post, st.now)}"
-        )
+        line = name + ": " + _("last sync ok {sync}, last post {post}").format(
+            sync=_ago(s.last_sync_ok, st.now, _), post=_ago(s.last_post, st.now, _))  # fmt: skip
         if s.flood_wait_until is not None and s.flood_wait_until > st.now:
-            line += f", <b>flood wait</b> until {esc(local_time(s.flood_wait_until, tz))}"
+            line += ", " + _("<b>flood wait</b> until {when}").format(
+                when=esc(local_time(s.flood_wait_until, tz)))  # fmt: skip
         if s.sync_status and s.sync_status != "ok":
             line += f", <b>{esc(s.sync_status)}</b>"
             if s.last_error:
@@ -240,30 +319,31 @@ def status_blocks(st: Status, tz: ZoneInfo) -> list[str]:
 
 
 def rules_page(
-    entries: Sequence[RuleEntry], mutes: Mapping[str, datetime], tz: ZoneInfo
+    entries: Sequence[RuleEntry], mutes: Mapping[str, datetime], tz: ZoneInfo, _: Tr = str
 ) -> tuple[str, list[int]]:
     """The user's rules in this chat as one message (at most 4,096 characters: a long list
     ends with how many more there are), and the ids of the rules it shows."""
     if not entries:
-        return "You have no rules here. Add one with <code>/watch QUERY</code>.", []
-    head = f"<b>Your rules</b> ({len(entries)}): tap 🗑 to delete one."
+        return _("You have no rules here. Add one with <code>/watch QUERY</code>."), []
+    head = _("<b>Your rules</b> ({n}): tap 🗑 to delete one.").format(n=len(entries))
     out = head
     shown: list[int] = []
     for n, e in enumerate(entries):
         r = e.rule
         line = f"<b>#{r.id}</b> {esc(r.name)}"
         if e.paused == PAUSED_FOR_ACCESS:
-            line += " <i>(paused: access withdrawn)</i>"
+            line += " <i>" + _("(paused: access withdrawn)") + "</i>"
         elif e.paused:
-            line += f" <i>(paused: /resume {r.id})</i>"
+            line += " <i>" + _("(paused: /resume {id})").format(id=r.id) + "</i>"
         if r.name in mutes:
-            line += f" <i>(muted until {esc(local_time(mutes[r.name], tz))})</i>"
+            until = esc(local_time(mutes[r.name], tz))
+            line += " <i>" + _("(muted until {when})").format(when=until) + "</i>"
         if r.name != r.query:
             q = r.query if len(r.query) <= 200 else r.query[:199] + "…"
             line += f"\n<code>{esc(q)}</code>"
         if r.channels:
-            line += "\nchannels: " + ", ".join(esc(c) for c in r.channels[:10])
-        more = f"\n\n… and {len(entries) - n} more rule(s) not shown."
+            line += "\n" + _("channels:") + " " + ", ".join(esc(c) for c in r.channels[:10])
+        more = "\n\n" + _("… and {n} more rule(s) not shown.").format(n=len(entries) - n)
         if u16len(out + "\n\n" + line + more) > MAX_MESSAGE:
             out += more
             break

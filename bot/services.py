@@ -14,9 +14,11 @@ from typing import Any, cast
 from telegram.ext import CallbackContext
 
 from archiver.config import Settings
+from archiver.query import Query, parse
 from archiver.store.archive import Archive
 from bot.access import AccessPolicy
 from bot.delivery import Delivery
+from bot.digests import PersonalDigests
 
 KEY = "telewatch"
 
@@ -60,8 +62,16 @@ class Services:
     archive: Archive
     access: AccessPolicy
     delivery: Delivery | None = None
+    digests: PersonalDigests | None = None
     pages: SearchPages = field(default_factory=SearchPages)
     owns_archive: bool = False
+    # user id -> the language chosen with /lang: alerts to a private chat (its id is the
+    # user's) are rendered in it without reading the archive on the hot path
+    langs: dict[int, str] = field(default_factory=dict)
+
+    def parse(self, text: str) -> Query:
+        """A query whose ``since:``/``until:`` days are days in the display time zone."""
+        return parse(text, self.settings.display.timezone.key)
 
 
 def services(context: CallbackContext[Any, Any, Any, Any]) -> Services:

@@ -554,3 +554,44 @@ def test_a_foreign_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
     with sqlite3.connect(other) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
     assert tables == ["invoices"]
+
+
+async def _populate_midnight(path: Path) -> None:
+    async with await Archive.open(path) as a:
+        await upsert_channel(a, ChannelInfo(RU, "vsaldo", "Сальдо"), source="telethon")
+        late = datetime(2024, 5, 1, 22, 30, tzinfo=UTC)  # 2024-05-02 01:30 in Kyiv
+        early = datetime(2024, 5, 1, 20, 0, tzinfo=UTC)  # 2024-05-01 23:00 in Kyiv
+        posts = [Post(RU, 1, early, "Эвакуация вечером"), Post(RU, 2, late, "Эвакуация ночью")]
+        await ingest(a, posts, source="telethon", alerts=False)
+
+
+def test_since_and_until_are_days_in_the_display_time_zone(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    asyncio.run(_populate_midnight(path))
+    cfg = tmp_path / "kyiv.toml"
+    cfg.write_text('[display]\ntimezone = "Europe/Kyiv"\n')
+
+    def ids(*args: str, config: Path | None = cfg) -> list[int]:
+        pre = ["--config", str(config)] if config is not None else []
+        result = run(*pre, "search", *args, "--json", db=path)
+        assert result.exit_code == 0, result.output
+        return [json.loads(x)["message_id"] for x in lines(result.stdout)]
+
+    assert ids("эвакуация", "--since", "2024-05-02") == [2]
+    assert ids("эвакуация since:2024-05-02") == [2]
+    assert ids("эвакуация", "--until", "2024-05-01") == [1]
+    assert ids("until:2024-05-01") == [1]
+    assert ids("эвакуация since:2024-05-01 until:2024-05-01") == [1]
+    # without a config the display time zone is UTC, and so are the days
+    assert ids("эвакуация", "--since", "2024-05-02", config=None) == []
+
+
+def test_search_with_no_results_hints_the_nearest_words_on_stderr(db: Path) -> None:
+    result = run("search", "эвакуацыя", "--json", db=db)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr == (
+        "No post has: эвакуацыя -> эвакуация. Try: telewatch search 'эвакуация'\n"
+    )
+    found = run("search", "эвакуация", db=db)
+    assert found.stderr == ""

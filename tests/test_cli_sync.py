@@ -138,3 +138,19 @@ def test_a_channel_without_a_preview_fails_alone_with_a_clear_line(
     assert stats.returncode == 0, stats.stderr
     assert "testograd (web): nothing archived yet" in stats.stdout
     assert "goodchannel" in stats.stdout
+
+
+def test_a_channel_that_cannot_be_read_fails_the_pass_a_flood_wait_does_not() -> None:
+    """A mistyped username (status not_found) makes `sync` exit "partial"; a flood wait is a
+    pause the ledger keeps, not a failure."""
+    from archiver.cli import _sync_summary
+    from archiver.sources.result import ChannelSyncResult
+
+    results = [
+        ChannelSyncResult("good", "telethon", status="ok"),
+        ChannelSyncResult("typo", "telethon", status="not_found", error="no such username"),
+        ChannelSyncResult("busy", "telethon", status="flood_wait"),
+        ChannelSyncResult("full", "telethon", status="too_many_channels"),  # polled: read
+        ChannelSyncResult("gone", "web", status="error", error="HTTP 404"),
+    ]
+    assert _sync_summary(results) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from conftest import MakeChannel
 from archiver.channels import parse_ref
 from archiver.cli import cli
 from archiver.config import ChannelConfig, ScheduleSettings, Settings
-from archiver.health import check_health, heartbeat_limit
+from archiver.errors import NotLoggedIn
+from archiver.health import check_health, heartbeat_limit, record_end, record_start
 from archiver.store.archive import Archive, utcnow
 from archiver.store.channels import record_sync
 
@@ -105,6 +107,75 @@ async def test_first_sync_in_progress_counts_as_fresh_for_a_while(
         archive, settings, process=None, now=utcnow() + timedelta(minutes=61)
     )
     assert later.problems == ("channel vsaldo: no successful sync, older than 60 min",)
+
+
+def ages(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """The lines with "<n> s ago" as "N s ago" (how long a test step takes is no result)."""
+    return tuple(re.sub(r"\b\d+ s ago", "N s ago", line) for line in lines)
+
+
+async def test_a_clean_stop_is_reported_not_a_fresh_heartbeat(archive: Archive) -> None:
+    await record_start(archive, "run", 4242, None)
+    assert (await check_health(archive, Settings())).healthy
+    await record_end(archive.path, "run", 4242, None)  # SIGTERM: `run` stopped cleanly
+    report = await check_health(archive, Settings())
+    assert ages(report.problems) == (
+        "process run: stopped cleanly N s ago (pid 4242); start it again: `telewatch run`",
+    )
+    await archive.heartbeat("run", 5151)  # started again
+    report = await check_health(archive, Settings())
+    assert ages(report.ok_lines) == ("process run: heartbeat N s ago",)
+
+
+async def test_a_fatal_error_is_reported_with_its_message(archive: Archive) -> None:
+    await record_start(archive, "run", 4242, None)
+    error = NotLoggedIn("not logged in to Telegram: run `telewatch login`")
+    await record_end(archive.path, "run", 4242, error)
+    [problem] = ages((await check_health(archive, Settings())).problems)
+    assert problem == (
+        "process run: stopped by an error N s ago (pid 4242): "
+        "not logged in to Telegram: run `telewatch login`"
+    )
+
+
+async def test_an_unexpected_error_is_recorded_by_its_type_only(archive: Archive) -> None:
+    # its text could hold a secret (a token in a URL): health shows the type and the log
+    await record_end(archive.path, "run", 4242, RuntimeError("https://x/bot123:SECRET/getMe"))
+    [problem] = (await check_health(archive, Settings())).problems
+    assert problem.endswith(": RuntimeError; see the log")
+    assert "SECRET" not in problem
+
+
+async def test_a_failure_before_the_first_heartbeat_is_recorded(archive: Archive) -> None:
+    await record_end(archive.path, "bot", 99, NotLoggedIn("x"))
+    [problem] = (await check_health(archive, Settings(), process="bot")).problems
+    assert problem.startswith("process bot: stopped by an error")
+
+
+async def test_what_is_off_is_said_while_running_and_cleared_on_a_new_start(
+    archive: Archive,
+) -> None:
+    await record_start(archive, "run", 1, "bot off: no bot token")
+    await archive.heartbeat("run", 1)  # the loop's beats keep the note
+    report = await check_health(archive, Settings())
+    assert report.healthy
+    assert ages(report.ok_lines) == ("process run: heartbeat N s ago; bot off: no bot token",)
+    await record_end(archive.path, "run", 1, None)
+    await record_start(archive, "run", 2, None)  # restarted with a token
+    report = await check_health(archive, Settings())
+    assert ages(report.ok_lines) == ("process run: heartbeat N s ago",)
+
+
+async def test_a_note_after_a_failure_is_cleared_by_the_next_heartbeat(archive: Archive) -> None:
+    await record_end(archive.path, "bot", 1, NotLoggedIn("boom"))
+    await archive.heartbeat("bot", 2)  # `telewatch bot` started again
+    report = await check_health(archive, Settings(), process="bot")
+    assert ages(report.ok_lines) == ("process bot: heartbeat N s ago",)
+
+
+async def test_record_end_leaves_a_missing_archive_alone(tmp_path: Path) -> None:
+    await record_end(tmp_path / "none.db", "run", 1, None)
+    assert not (tmp_path / "none.db").exists()
 
 
 async def _prepare(path: Path, heartbeat: bool) -> None:

@@ -105,6 +105,18 @@ async def start(
     return p
 
 
+async def run_health(tmp_path: Path, config: Path, *args: str) -> tuple[int, str]:
+    """`telewatch health` in a process of its own: its exit code and output."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "archiver", "--config", str(config), "health", *args,
+        cwd=tmp_path, env=env(), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), START_WITHIN)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
 @pytest.mark.parametrize(("sig", "fmt"), [(signal.SIGTERM, "text"), (signal.SIGINT, "json")])
 async def test_run_starts_refuses_a_second_and_stops_on_signal(
     spawn: list[Proc], tmp_path: Path, sig: signal.Signals, fmt: str
@@ -134,16 +146,37 @@ async def test_run_starts_refuses_a_second_and_stops_on_signal(
 
     assert await run.stop(sig) == 0
     assert "telewatch run: stopped" in run.stderr
+    # after the stop, health says so (not "heartbeat 2 s ago")
+    code, said = await run_health(tmp_path, config)
+    assert code == 1
+    assert "PROBLEM: process run: stopped cleanly " in said
+    assert f"(pid {run.proc.pid}); start it again: `telewatch run`" in said
     if fmt == "json":
         records = [json.loads(line) for line in run.stderr.splitlines() if line.strip()]
         assert {"time", "level", "logger", "message"} <= set(records[0])
         assert any(r["message"].startswith("received SIGINT") for r in records)
 
 
-def test_run_without_a_bot_token_is_a_config_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "t.db"), "run"])
-    assert result.exit_code == 2
-    assert "bot.token: not set" in result.output and "--no-bot" in result.output
+async def test_run_without_a_bot_token_archives_with_the_bot_off_and_says_so(
+    spawn: list[Proc], tmp_path: Path
+) -> None:
+    # The container's default command with no TELEWATCH_BOT_TOKEN: no exit, so no restart loop.
+    config = write_config(tmp_path)
+    run = await start(spawn, tmp_path, "--config", str(config), "run")
+    await run.wait_for_line("telewatch run: started")
+    off = [line for line in run.lines if "bot off" in line and "WARNING" in line]
+    assert len(off) == 1, run.stderr
+    assert "no bot token (TELEWATCH_BOT_TOKEN or [bot] token); archiving and the jobs run" in off[0]
+
+    code, said = await run_health(tmp_path, config)
+    assert code == 0, said
+    [line] = [x for x in said.splitlines() if "process run" in x]
+    assert line.startswith("ok: process run: heartbeat ")
+    assert line.endswith("; bot off: no bot token (TELEWATCH_BOT_TOKEN or [bot] token); "
+                         "archiving and the jobs run, alerts wait in the outbox until the token "
+                         "is set and telewatch restarted")  # fmt: skip
+
+    assert await run.stop(signal.SIGTERM) == 0
 
 
 def test_run_without_a_login_exits_3_and_releases_everything(tmp_path: Path) -> None:
@@ -159,6 +192,12 @@ def test_run_without_a_login_exits_3_and_releases_everything(tmp_path: Path) -> 
         result = runner.invoke(cli, ["--config", str(config), "run", "--no-bot"])
         assert result.exit_code == 3, result.output
         assert "telewatch login" in result.output
+    # and health names the error, not the heartbeat written before the login check
+    health = runner.invoke(cli, ["--config", str(config), "health"])
+    assert health.exit_code == 1
+    [line] = [x for x in health.output.splitlines() if "process run" in x]
+    assert line.startswith("PROBLEM: process run: stopped by an error")
+    assert line.endswith(result.output.strip().removeprefix("Error: "))
 
 
 async def test_run_with_the_bot_stops_cleanly_and_redacts_secrets(
@@ -221,3 +260,23 @@ async def test_a_failing_part_stops_the_whole_run_with_its_exit_code(
     again = await start(spawn, tmp_path, "--config", str(config), "run", "--no-bot")
     await again.wait_for_line("telewatch run: started")
     assert await again.stop(signal.SIGTERM) == 0
+
+
+async def test_the_bot_alone_records_its_stop_for_health(spawn: list[Proc], tmp_path: Path) -> None:
+    botapi = pytest.importorskip("fakes.botapi")
+    api = botapi.FakeBotApi()
+    await api.start()
+    try:
+        config = write_config(tmp_path, f'[bot]\napi_base_url = "{api.api_base_url}"\n')
+        environ = env(TELEWATCH_BOT_TOKEN=botapi.TOKEN)
+        bot = await start(spawn, tmp_path, "--config", str(config), "bot", environ=environ)
+        await bot.wait_for_line("running")  # "bot @... running": the heartbeat was written before
+        code, said = await run_health(tmp_path, config, "--process", "bot")
+        assert code == 0, said
+        assert await bot.stop(signal.SIGTERM) == 0
+    finally:
+        await api.close()
+    code, said = await run_health(tmp_path, config, "--process", "bot")
+    assert code == 1
+    assert "PROBLEM: process bot: stopped cleanly" in said
+    assert f"(pid {bot.proc.pid}); start it again: `telewatch bot`" in said

@@ -53,7 +53,11 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     shared = FakeClient(log)
 
     async def connect_client(
-        settings: Settings, *, receive_updates: bool = False, factory: Any = None
+        settings: Settings,
+        *,
+        receive_updates: bool = False,
+        factory: Any = None,
+        archive: Any = None,
     ) -> Any:
         log.append(f"connected (updates {receive_updates})")
         return shared

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.telethon_client import FakeTelegram, Sleeper, fake_client, settings_for
+from fakes.telethon_client import FakeTelegram, Sleeper, connected, settings_for
 
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig
@@ -44,7 +44,7 @@ async def test_one_info_line_per_channel_with_counts_and_no_text(
 ) -> None:
     caplog.set_level(logging.INFO, logger="archiver.sync")
     settings = settings_for(tmp_path, VSALDO, OTHER)
-    results = await sync_all(archive, settings, client=fake_client(tg), options=opts())
+    results = await sync_all(archive, settings, client=await connected(tg), options=opts())
     assert [(r.channel, r.status, r.new_posts) for r in results] == [
         ("vsaldo", "ok", 3),
         ("other", "ok", 2),
@@ -63,7 +63,7 @@ async def test_an_unexpected_failure_is_recorded_and_the_next_channel_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = settings_for(tmp_path, VSALDO, OTHER)
-    await sync_all(archive, settings, client=fake_client(tg), options=opts())
+    await sync_all(archive, settings, client=await connected(tg), options=opts())
     real = tg_source.sync_telethon_channel
 
     async def broken(archive: Archive, client: Any, cfg: ChannelConfig, *a: Any, **kw: Any) -> Any:
@@ -73,7 +73,7 @@ async def test_an_unexpected_failure_is_recorded_and_the_next_channel_goes_on(
 
     monkeypatch.setattr(tg_source, "sync_telethon_channel", broken)
     tg.posts(1, bare_id=1922222222)
-    results = await sync_all(archive, settings, client=fake_client(tg), options=opts())
+    results = await sync_all(archive, settings, client=await connected(tg), options=opts())
 
     assert [r.status for r in results] == ["error", "ok"]
     assert results[0].error == "vsaldo: unexpected RuntimeError"
@@ -100,7 +100,7 @@ async def test_a_lost_login_fails_every_telethon_channel_and_the_web_ones_go_on(
     monkeypatch.setattr(tg_source, "sync_telethon_channel", revoked)
     monkeypatch.setattr(web, "sync_web_channels", fake_web)
     settings = settings_for(tmp_path, VSALDO, WEB, OTHER)
-    results = await sync_all(archive, settings, client=fake_client(tg), options=opts())
+    results = await sync_all(archive, settings, client=await connected(tg), options=opts())
     assert calls == ["vsaldo"]  # no second request once the login is known to be gone
     assert [(r.channel, r.status) for r in results] == [
         ("vsaldo", "error"),
@@ -133,7 +133,7 @@ async def test_web_channels_go_to_the_web_source(
 
     monkeypatch.setattr(web, "sync_web_channels", fake_web)
     settings = settings_for(tmp_path, WEB, VSALDO)
-    results = await sync_all(archive, settings, client=fake_client(tg), options=opts())
+    results = await sync_all(archive, settings, client=await connected(tg), options=opts())
     assert seen == ["webonly"]
     assert [(r.source, r.status) for r in results] == [("web", "ok"), ("telethon", "ok")]
     w = results[0]

@@ -160,7 +160,8 @@ class Signature:
     @property
     def content_sha(self) -> str:
         """One SHA-256 over every part: the version's content hash."""
-        return content_sha(self.text, self.dump())
+        dump = _unmarked(self.dump())
+        return hashlib.sha256(f"{self.text}{SEP}{dump}".encode()).hexdigest()
 
 
 def signature(post: Post, *, text_hash: str | None = None) -> Signature:
@@ -195,16 +196,19 @@ def is_lossy(part: str | None) -> bool:
 
 def lossy_dump(dump: str) -> str:
     """An export's :meth:`Signature.dump` with its formatting and links marked as a lossy
-    reading (on the stored form: an import marks every post, so it is kept cheap)."""
+    reading (on the stored form: an import marks every post, so it is kept cheap). The
+    mark says who read the parts, not what they are: :attr:`Signature.content_sha` leaves
+    it out."""
     links, fmt, rest = dump.split(SEP, 2)
     return (
         f"{LOSSY if links != '?' else ''}{links}{SEP}{LOSSY if fmt != '?' else ''}{fmt}{SEP}{rest}"
     )
 
 
-def content_sha(text: str, dump: str) -> str:
-    """:attr:`Signature.content_sha` from the text's hash and the stored form of the rest."""
-    return hashlib.sha256(f"{text}{SEP}{dump}".encode()).hexdigest()
+def _unmarked(dump: str) -> str:
+    if LOSSY not in dump:  # hashes are hex: only a mark holds an x
+        return dump
+    return SEP.join(p.removeprefix(LOSSY) for p in dump.split(SEP))
 
 
 def comparable(seen: Signature, known: Signature) -> Signature:

@@ -134,6 +134,8 @@ def observe(held: Held | None, seen: Seen) -> list[Event]:
     if seen.service:  # another rendering of the same action: never a version
         return events
     cur = held.version(held.current)
+    if seen.sig == cur.sig:  # the same reading again (most re-reads): nothing to compare
+        return events
     view = comparable(seen.sig, cur.sig)
     if cur.sig.same(view):
         if kept(seen.sig, cur.sig) != cur.sig:

@@ -252,6 +252,7 @@ def message_to_post(msg: Any) -> Post:
             text=msg.message or "",
             entities=tuple(entity_of(e) for e in msg.entities or ()),
             edit_date=_utc(msg.edit_date),
+            edit_hidden=bool(getattr(msg, "edit_hide", False)),
             views=msg.views,
             forwards=msg.forwards,
             replies=msg.replies.replies if msg.replies is not None else None,

@@ -186,10 +186,12 @@ def _factory(settings: Settings, made: list[Any]) -> Any:
     the client, so that a failed or timed-out connect can still be disconnected."""
     from archiver.sources.telethon_session import make_client
 
-    def make(session: Any, api_id: int, api_hash: str, *, receive_updates: bool = False) -> Any:
+    def make(session: Any, api_id: int, api_hash: str, *, receive_updates: bool = False,
+             catch_up: bool = False) -> Any:  # fmt: skip
         client = make_client(
-            session, api_id, api_hash, receive_updates=receive_updates, **network_kwargs(settings)
-        )
+            session, api_id, api_hash, receive_updates=receive_updates, catch_up=catch_up,
+            **network_kwargs(settings),
+        )  # fmt: skip
         client.request_timeout = settings.telegram.timeout_seconds
         made.append(client)
         return client
@@ -220,10 +222,13 @@ def offline_client(settings: Settings, *, receive_updates: bool = False) -> Any:
     )
 
 
-async def open_client(settings: Settings, *, receive_updates: bool = False) -> Any:
+async def open_client(
+    settings: Settings, *, receive_updates: bool = False, archive: Any = None
+) -> Any:
     """``connect_client`` with a deadline on each try and a bounded retry (stamina: backoff
     with jitter) of the network failures only; a missing or revoked login is raised at once.
-    Raises :class:`TelegramUnreachable` with one line naming the cause."""
+    Raises :class:`TelegramUnreachable` with one line naming the cause. ``archive``: whose
+    flood ledger the client checks from its first request (see ``connect_client``)."""
     from archiver.sources import telethon as tg_source
 
     tg = settings.telegram
@@ -245,6 +250,7 @@ async def open_client(settings: Settings, *, receive_updates: bool = False) -> A
                             settings,
                             receive_updates=receive_updates,
                             factory=_factory(settings, made),
+                            archive=archive,
                         )
                 except BaseException:
                     await _drop(made)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from archiver.errors import TelewatchError
+from archiver.errors import NotWritable, TelewatchError
 from archiver.store.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,24 @@ class Matcher(Protocol):
     def wants(self, rule_name: str, kind: str) -> bool:
         """Whether the rule of that name (still) exists and alerts on ``kind``."""
         ...
+
+
+def _writable(p: Path) -> None:
+    """The archive and its folder (where SQLite writes the -wal and -shm files) must be
+    writable: else one clear line, not "unable to open database file" or a traceback."""
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise NotWritable(exc.filename or p.parent) from None
+    except OSError as exc:  # a path through a file, a read-only filesystem
+        raise ArchiveError(
+            f"{p}: cannot create the archive's folder ({exc.strerror}); check the path"
+            " ([storage] path or --db)"
+        ) from None
+    if not os.access(p.parent, os.W_OK | os.X_OK, effective_ids=True):
+        raise NotWritable(p.parent)
+    if p.exists() and not os.access(p, os.R_OK | os.W_OK, effective_ids=True):
+        raise NotWritable(p)
 
 
 def utcnow() -> datetime:
@@ -124,13 +143,7 @@ class Archive:
                 f"{p}: no archive here yet; run `telewatch import` or `telewatch sync` first"
             )
         if create:
-            try:
-                p.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ArchiveError(
-                    f"{p}: cannot create the archive's folder ({exc.strerror}); check the path"
-                    " ([storage] path or --db)"
-                ) from None
+            _writable(p)
         try:
             # Opened once without aiosqlite first: when aiosqlite 0.22 fails to connect it
             # stops its worker thread without waiting for it, and the thread's report to a
@@ -149,6 +162,45 @@ class Archive:
             await db.close()
             if _busy(exc):
                 raise ArchiveError(_busy_message(p)) from None
+            if "readonly" in str(exc):  # SQLITE_READONLY: the file, or its -wal/-shm, not ours
+                raise NotWritable(p) from None
+            raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
+        except BaseException:
+            await db.close()
+            raise
+        return archive
+
+    @classmethod
+    async def open_readonly(cls, path: Path | str) -> Archive:
+        """Open an existing archive for reading only (SQLite's ``mode=ro``): no migration, no
+        write, whatever the caller does (the web view). An archive of another schema is
+        refused with what to do."""
+        p = Path(path)
+        if not await asyncio.to_thread(p.is_file):
+            raise ArchiveError(f"{p}: no archive here")
+        uri = p.resolve().as_uri() + "?mode=ro"
+        try:
+            db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"{p}: cannot open the archive ({exc})") from None
+        archive = cls(p, db)
+        try:
+            db.row_factory = sqlite3.Row
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA cache_size = -32000")
+            version = await archive._user_version()
+            if version != len(MIGRATIONS):
+                why = (
+                    "made by a newer telewatch; upgrade telewatch"
+                    if version > len(MIGRATIONS)
+                    else "an older schema; any telewatch command run on it (`telewatch"
+                    f" --db {p} stats`) upgrades it"
+                )
+                if version == 0:
+                    why = "not a telewatch archive"
+                raise ArchiveError(f"{p}: schema {version}, expected {len(MIGRATIONS)}: {why}")
+        except sqlite3.DatabaseError as exc:
+            await db.close()
             raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
         except BaseException:
             await db.close()
@@ -272,6 +324,13 @@ class Archive:
                     await self.db.execute("ROLLBACK")
                 raise
 
+    async def write(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """One statement as its own transaction (SQLite's autocommit), with the rows its
+        ``RETURNING`` gives: one trip to the database thread where a :meth:`transaction`
+        takes three. The bot's delivery writes each alert's outcome so."""
+        async with self._write_lock:
+            return list(await self.db.execute_fetchall(sql, params))
+
     async def fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         async with self.db.execute(sql, params) as cur:
             return list(await cur.fetchall())
@@ -286,9 +345,11 @@ class Archive:
         return None if row is None else row[0]
 
     async def heartbeat(self, process: str, pid: int) -> None:
+        """``process`` is alive now (a beat after a stop or failure also clears its note)."""
         async with self.transaction() as db:
             await db.execute(
                 "INSERT INTO heartbeats (process, pid, at) VALUES (?, ?, ?) "
-                "ON CONFLICT (process) DO UPDATE SET pid = excluded.pid, at = excluded.at",
+                "ON CONFLICT (process) DO UPDATE SET pid = excluded.pid, at = excluded.at, "
+                "note = iif(state = 'running', note, NULL), state = 'running'",
                 (process, pid, ts(utcnow())),
             )

@@ -188,3 +188,25 @@ async def channel_coverage(
         last_full_check_at=parse_ts(ch[4]),
         reread_cursor=ch[5],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    at: datetime
+    status: str
+    reason: str | None
+
+
+async def recent_faults(archive: Archive, channel_id: int, limit: int = 10) -> list[Fault]:
+    """The channel's newest failed checks, newest first."""
+    rows = await archive.fetchall(
+        "SELECT at, status, reason FROM channel_faults WHERE channel_id = ?"
+        " ORDER BY at DESC, id DESC LIMIT ?",
+        (channel_id, limit),
+    )
+    out = []
+    for r in rows:
+        at = parse_ts(r[0])
+        assert at is not None
+        out.append(Fault(at, r[1], r[2]))
+    return out

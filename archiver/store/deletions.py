@@ -203,7 +203,7 @@ async def confirm_present(
 ) -> int:
     """A check showed these posts exist (without re-reading their content): missing ->
     present, deleted -> restored (whoever was told of the deletion gets a correction)."""
-    src = source or ("web" if how.startswith("web") else "telethon")
+    src = source or _source_of(how)
     return await _claim(
         archive, channel_id, message_ids, ev.PRESENT, source=src, how=how,
         evidence=f"the post exists ({how})", alerts=alerts, at=at,

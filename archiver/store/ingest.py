@@ -24,7 +24,6 @@ from archiver.models import Entity, IngestStats, Media, Post
 from archiver.query import Doc
 from archiver.record import events as ev
 from archiver.record.content import Signature, kept, lossy_dump, signature, text_sha
-from archiver.record.content import content_sha as content_sha_of
 from archiver.store.archive import Archive, Matcher, ts, utcnow
 from archiver.store.followups import (
     Recipients,
@@ -289,7 +288,7 @@ def prepare(posts: Sequence[Post]) -> list[Prepared]:
         out.append(
             Prepared(
                 p.channel_id, p.message_id, int(p.date.timestamp()), date, ts(p.edit_date),
-                p.edited or p.edit_date is not None, sig.text, p.text,
+                p.edited or (p.edit_date is not None and not p.edit_hidden), sig.text, p.text,
                 _entities_json(p), p.raw, "" if p.is_service else words_text(p.text),
                 p.is_service, media_kind, link,
                 (
@@ -313,13 +312,6 @@ def _prepared(posts: Sequence[Post] | Sequence[Prepared]) -> list[Prepared]:
     if posts and isinstance(posts[0], Prepared):
         return list(posts)  # type: ignore[arg-type]
     return prepare(posts)  # type: ignore[arg-type]
-
-
-def _lossy(pr: Prepared) -> Prepared:
-    """An exported post: its formatting and links are an export's lossy reading
-    (archiver.record.content.LOSSY)."""
-    sig = lossy_dump(pr.sig)
-    return Prepared._make((*pr[:-2], sig, content_sha_of(pr.sha, sig)))
 
 
 class _Batch:
@@ -348,13 +340,19 @@ class _Batch:
         self.first_words: dict[int, tuple[int, str]] = {}
         self.batch_words: dict[int, list[tuple[int, str]]] = {}
         self.added = self.versions_added = self.updated = 0
+        # An export's formatting and links are a lossy reading (archiver.record.content.LOSSY)
+        self.lossy = source == ev.EXPORT
 
-    def version_row(self, pr: Prepared, post_id: int) -> int:
+    def sig(self, pr: Prepared) -> str:
+        """The stored form of a reading's parts after the text."""
+        return lossy_dump(pr.sig) if self.lossy else pr.sig
+
+    def version_row(self, pr: Prepared, post_id: int, sig: str) -> int:
         self.seq += 1
         vid = version_key(pr.seconds, self.seq)
         self.new_versions.append(
             (vid, post_id, pr.text, pr.entities, pr.edit_date, self.now, pr.sha, self.source,
-             pr.raw, pr.words, pr.sig, pr.content_sha)
+             pr.raw, pr.words, sig, pr.content_sha)
         )  # fmt: skip
         self.batch_words.setdefault(post_id, []).append((vid, pr.words))
         self.versions_added += 1
@@ -384,19 +382,20 @@ class _Batch:
         pid = self.post_id
         self.seq += 1
         vid = version_key(pr.seconds, self.seq)
+        sig = self.sig(pr)
         self.new_posts.append(
             (pid, pr.channel_id, pr.message_id, pr.date, self.now, self.source, vid,
              int(pr.edited), *pr.counts, self.now, *pr.post_fields)
         )  # fmt: skip
         self.new_versions.append(
             (vid, pid, pr.text, pr.entities, pr.edit_date, self.now, pr.sha, self.source, pr.raw,
-             pr.words, pr.sig, pr.content_sha)
+             pr.words, sig, pr.content_sha)
         )  # fmt: skip
         self.first_words[pid] = (vid, pr.words)
         self.added += 1
         self.versions_added += 1
         return _Existing(
-            pid, vid, pr.sha, pr.sig, pr.edit_date, ev.PRESENT, pr.date, pr.media_kind, pr.link,
+            pid, vid, pr.sha, sig, pr.edit_date, ev.PRESENT, pr.date, pr.media_kind, pr.link,
             ev.Since(pr.edit_date, self.source, self.now),
         )  # fmt: skip
 
@@ -440,7 +439,8 @@ class _Batch:
     async def observe(self, pr: Prepared, old: _Existing) -> None:
         """Decide what a reading of an archived post means, and gather its rows."""
         self.counters.append((*pr.counts, self.now, old.post_id))
-        seen = ev.Seen(Signature.load(pr.sha, pr.sig), self.source, pr.edit_date, pr.is_service)
+        sig = self.sig(pr)
+        seen = ev.Seen(Signature.load(pr.sha, sig), self.source, pr.edit_date, pr.is_service)
         events = ev.observe(old.held(), seen)
         if old.versions is None and any(
             e.kind in (ev.NEW_VERSION, ev.LATE_VERSION) for e in events
@@ -451,11 +451,11 @@ class _Batch:
             events = ev.observe(old.held(), seen)
         changed = False
         for e in events:
-            changed = await self._apply(pr, old, e) or changed
+            changed = await self._apply(pr, old, e, seen.sig) or changed
         if not changed:
             self.updated += 1
 
-    async def _apply(self, pr: Prepared, old: _Existing, e: ev.Event) -> bool:
+    async def _apply(self, pr: Prepared, old: _Existing, e: ev.Event, seen: Signature) -> bool:
         """Gather the rows of one event; whether it changed the content or state."""
         if e.kind in (ev.RESTORED_EV, ev.PRESENT_EV):
             old.state = ev.state_after(old.state, e)
@@ -468,7 +468,7 @@ class _Batch:
                 await self.restore_alerts(old.post_id, old.current, eid)
             return True
         if e.kind == ev.FILLED:
-            merged = kept(Signature.load(pr.sha, pr.sig), old.current_known().sig)
+            merged = kept(seen, old.current_known().sig)
             self.filled.append((merged.dump(), merged.content_sha, old.current))
             old.sig = merged.dump()
             if old.versions is not None:
@@ -489,8 +489,8 @@ class _Batch:
             await self.change_alerts(pr, old, "reverted", e.version, e.prev, eid)
             return True
         if e.kind in (ev.NEW_VERSION, ev.LATE_VERSION):
-            vid = self.version_row(pr, old.post_id)
-            known = ev.Known(vid, Signature.load(pr.sha, pr.sig), pr.edit_date)
+            vid = self.version_row(pr, old.post_id, seen.dump())
+            known = ev.Known(vid, seen, pr.edit_date)
             assert old.versions is not None
             old.versions.append(known)
             if e.kind == ev.LATE_VERSION:  # an older text arriving late: history, not current
@@ -505,7 +505,7 @@ class _Batch:
             eid = self.event(
                 old.post_id, ev.NEW_VERSION, vid, prev, edit_date=pr.edit_date, parts=e.parts
             )
-            old.current, old.sha, old.sig, old.edit_date = vid, pr.sha, pr.sig, pr.edit_date
+            old.current, old.sha, old.sig, old.edit_date = vid, pr.sha, seen.dump(), pr.edit_date
             old.since = ev.Since(pr.edit_date, self.source, self.now)
             await self.change_alerts(pr, old, "edited", vid, prev, eid)
             return True
@@ -580,8 +580,6 @@ async def ingest(
     prepared = _prepared(posts)
     if not posts:
         return IngestStats()
-    if source == ev.EXPORT:
-        prepared = [_lossy(pr) for pr in prepared]
     now = ts(utcnow())
     assert now is not None
     matcher = await archive.current_matcher() if alerts else None

@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import sqlite3
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -79,9 +78,14 @@ class AlertRow:
     reply_to: int | None  # Telegram message id of the earlier alert about this post, if sent
     entities: str | None = None  # JSON entities of ``text`` (UTF-16 offsets), as archived
     album: tuple[str, ...] = ()  # media kinds of every post of the album ("" for none)
-    deleted_how: str | None = None  # live | recheck | web_embed | manual ...
-    deleted_evidence: str | None = None  # one human line, when the archive has it
+    # deleted: how the deletion was confirmed (live | recheck | web_embed | manual) and the
+    # evidence in words, from the alert's own event (post_events), else from the post
+    deleted_how: str | None = None
+    deleted_evidence: str | None = None
     status: str = "pending"
+    # A summary of alerts held during the chat's quiet hours (archiver.store.quiet): sent as
+    # one message, claimed and recorded together. Empty for a single alert.
+    held: tuple[AlertRow, ...] = ()
 
     @property
     def channel_name(self) -> str:
@@ -141,7 +145,11 @@ class OutboxCounts:
 
 _ALERT_COLUMNS = """
 SELECT a.id, a.post_id, a.recipient, a.kind, a.rules, a.attempts, a.created_at, a.status,
-       p.channel_id, p.message_id, p.date, p.deleted_at, p.deleted_how, {evidence},
+       p.channel_id, p.message_id, p.date,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.at, p.deleted_at) END AS deleted_at,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.how, p.deleted_how) END AS deleted_how,
+       CASE WHEN a.kind = 'deleted' THEN coalesce(e.evidence, p.deleted_evidence) END
+         AS deleted_evidence,
        p.media_kind, p.grouped_id, c.username, c.title, v.text, v.entities,
        pv.text AS old_text,
        (SELECT b.tg_message_id FROM alerts b
@@ -160,6 +168,7 @@ JOIN posts p ON p.id = a.post_id
 JOIN channels c ON c.id = p.channel_id
 JOIN versions v ON v.id = a.version_id
 LEFT JOIN versions pv ON pv.id = a.prev_version_id
+LEFT JOIN post_events e ON e.id = a.event_id
 """
 
 _PENDING_SQL = (
@@ -183,20 +192,6 @@ LIMIT ?
 
 _ONE_SQL = _ALERT_COLUMNS + "FROM alerts a" + _JOINS + "WHERE a.id = ?"
 
-# Columns that later schemas add to posts; an older archive reads NULL in their place.
-_OPTIONAL = ("deleted_evidence",)
-_columns: weakref.WeakKeyDictionary[Archive, frozenset[str]] = weakref.WeakKeyDictionary()
-
-
-async def _sql(archive: Archive, template: str) -> str:
-    cols = _columns.get(archive)
-    if cols is None:
-        rows = await archive.fetchall("SELECT name FROM pragma_table_info('posts')")
-        cols = frozenset(r[0] for r in rows)
-        _columns[archive] = cols
-    evidence = "p.deleted_evidence" if "deleted_evidence" in cols else "NULL"
-    return template.format(evidence=f"{evidence} AS deleted_evidence")
-
 
 async def pending(
     archive: Archive, limit: int, now: datetime | None = None, *, per_chat: int | None = None
@@ -205,15 +200,13 @@ async def pending(
     and at most ``per_chat`` per recipient (so one busy chat cannot hide the others).
     Alerts of inactive recipients are held back."""
     when = ts(now or utcnow())
-    rows = await archive.fetchall(
-        await _sql(archive, _PENDING_SQL), (when, per_chat or limit, limit)
-    )
+    rows = await archive.fetchall(_PENDING_SQL, (when, per_chat or limit, limit))
     return await _rows(archive, rows)
 
 
 async def get_alert(archive: Archive, alert_id: int) -> AlertRow | None:
     """One alert, whatever its status (the buttons under a sent alert read it)."""
-    rows = await archive.fetchall(await _sql(archive, _ONE_SQL), (alert_id,))
+    rows = await archive.fetchall(_ONE_SQL, (alert_id,))
     out = await _rows(archive, rows)
     return out[0] if out else None
 
@@ -296,30 +289,30 @@ Refusal = Callable[[int, bool | None], str | None]
 async def claim(
     archive: Archive, alert: AlertRow, refusal: Refusal | None = None, now: datetime | None = None
 ) -> tuple[Claim, str | None]:
-    """Step 1 of a send: in one transaction, record ``sending`` and read the recipient's
-    entry of the access table and the mutes of its chat; when ``refusal(chat_id,
-    access_entry)`` gives a reason, or every rule of the alert is muted there, the alert
-    becomes ``dropped`` with the reason instead. Returns what to do and, for DROPPED, the
-    reason. (One statement on the common path: this is on delivery's hot path.)"""
+    """Step 1 of a send: one statement (its own transaction) records ``sending`` and reads
+    the recipient's entry of the access table and the mutes of its chat, so a ``/deny`` is
+    either before it (the alert is dropped, no longer pending) or after it (the send was
+    under way). When ``refusal(chat_id, access_entry)`` gives a reason, or every rule of the
+    alert is muted there, the alert becomes ``dropped`` with the reason instead. Returns
+    what to do and, for DROPPED, the reason."""
     when = ts(now or utcnow())
-    async with archive.transaction() as db:
-        async with db.execute(_CLAIM_SQL, (when, alert.id)) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return Claim.GONE, None
-        reason = None
-        if refusal is not None:
-            reason = refusal(alert.recipient, None if row[0] is None else bool(row[0]))
-        if reason is None and row[1]:
-            reason = _muted(row[1], alert.rules)
-        if reason is None:
-            return Claim.SEND, None
-        await db.execute(
-            "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
-            " WHERE id = ?",
-            (reason[:500], alert.id),
-        )
-        return Claim.DROPPED, reason
+    rows = await archive.write(_CLAIM_SQL, (when, alert.id))  # one statement: its own transaction
+    if not rows:
+        return Claim.GONE, None
+    entry, mutes = rows[0][0], rows[0][1]
+    reason = None
+    if refusal is not None:
+        reason = refusal(alert.recipient, None if entry is None else bool(entry))
+    if reason is None and mutes:
+        reason = _muted(mutes, alert.rules)
+    if reason is None:
+        return Claim.SEND, None
+    await archive.write(
+        "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
+        " WHERE id = ? AND status = 'sending'",
+        (reason[:500], alert.id),
+    )
+    return Claim.DROPPED, reason
 
 
 _CLAIM_SQL = """
@@ -340,20 +333,91 @@ def _muted(packed: str, rules: tuple[str, ...]) -> str | None:
     return "muted in this chat: " + ", ".join(f"{n} until {muted[n]} UTC" for n in rules)
 
 
+async def claim_held(
+    archive: Archive,
+    alerts: tuple[AlertRow, ...],
+    refusal: Refusal | None = None,
+    now: datetime | None = None,
+) -> tuple[list[AlertRow], list[tuple[AlertRow, str]]]:
+    """:func:`claim` for the alerts of one quiet-hours summary, in one transaction: those
+    to send (now ``sending``) and those dropped, with the reason. Alerts no longer pending
+    are in neither."""
+    when = ts(now or utcnow())
+    send: list[AlertRow] = []
+    dropped: list[tuple[AlertRow, str]] = []
+    async with archive.transaction() as db:
+        for alert in alerts:
+            async with db.execute(_CLAIM_SQL, (when, alert.id)) as cur:
+                rows = list(await cur.fetchall())
+            if not rows:
+                continue
+            entry, mutes = rows[0][0], rows[0][1]
+            reason = None
+            if refusal is not None:
+                reason = refusal(alert.recipient, None if entry is None else bool(entry))
+            if reason is None and mutes:
+                reason = _muted(mutes, alert.rules)
+            if reason is None:
+                send.append(alert)
+                continue
+            await db.execute(
+                "UPDATE alerts SET status = 'dropped', last_error = ?, next_attempt_at = NULL"
+                " WHERE id = ? AND status = 'sending'",
+                (reason[:500], alert.id),
+            )
+            dropped.append((alert, reason))
+    return send, dropped
+
+
+async def record_many(
+    archive: Archive,
+    alert_ids: list[int],
+    status: str,
+    *,
+    message_id: int | None = None,
+    error: str = "",
+    due: datetime | None = None,
+    count: bool = True,
+) -> None:
+    """The one outcome of a summary for all its alerts, in one transaction: ``sent`` (with
+    the message id), ``pending`` (a retry due at ``due``; ``count``: the try counts),
+    ``failed`` or ``unknown``. Only alerts still pending or sending change."""
+    marks = ",".join("?" * len(alert_ids))
+    where = f" WHERE id IN ({marks}) AND {_OPEN}"
+    if status == "sent":
+        sql = ("UPDATE alerts SET status = 'sent', sent_at = ?, tg_message_id = ?,"
+               " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL")  # fmt: skip
+        params: tuple[object, ...] = (ts(utcnow()), message_id)
+    elif status == "pending":
+        when = due or utcnow()
+        if when.microsecond:
+            when = when.replace(microsecond=0) + _SECOND
+        sql = ("UPDATE alerts SET status = 'pending', attempts = attempts + ?, last_error = ?,"
+               " next_attempt_at = ?")  # fmt: skip
+        params = (int(count), error[:500], ts(when))
+    elif status in ("failed", "unknown"):
+        sql = ("UPDATE alerts SET status = ?, attempts = attempts + 1, last_error = ?,"
+               " next_attempt_at = NULL")  # fmt: skip
+        params = (status, error[:500])
+    else:
+        raise ValueError(status)
+    async with archive.transaction() as db:
+        await db.execute(sql + where, (*params, *alert_ids))
+
+
 _OPEN = "status IN ('pending', 'sending')"
 
 
 async def mark_sent(archive: Archive, alert_id: int, tg_message_id: int) -> bool:
     """Record a successful send with its Telegram message id. Returns False when the alert
     was neither pending nor sending (already sent: nothing changes)."""
-    async with archive.transaction() as db:
-        cur = await db.execute(
-            "UPDATE alerts SET status = 'sent', sent_at = ?, tg_message_id = ?,"
-            " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
-            f" WHERE id = ? AND {_OPEN}",
-            (ts(utcnow()), tg_message_id, alert_id),
-        )
-        return cur.rowcount == 1
+    rows = await archive.write(
+        "UPDATE alerts SET status = 'sent', sent_at = ?, tg_message_id = ?,"
+        " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
+        f" WHERE id = ? AND {_OPEN} RETURNING id",
+        (ts(utcnow()), tg_message_id, alert_id),
+    )
+    return len(rows) == 1
 
 
 async def mark_retry(
@@ -565,11 +629,18 @@ async def inactive_recipients(archive: Archive) -> dict[int, str | None]:
 
 
 async def list_alerts(
-    archive: Archive, status: str | None = None, limit: int = 50
+    archive: Archive, status: str | None = None, limit: int = 50, *, post_id: int | None = None
 ) -> list[AlertSummary]:
-    """The newest alerts (of one status, or all), newest first."""
-    where = "" if status is None else "WHERE a.status = ?"
-    params: tuple[object, ...] = () if status is None else (status,)
+    """The newest alerts (of one status, or all; of one post, or all), newest first."""
+    conds: list[str] = []
+    params: list[object] = []
+    if status is not None:
+        conds.append("a.status = ?")
+        params.append(status)
+    if post_id is not None:
+        conds.append("a.post_id = ?")
+        params.append(post_id)
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
     rows = await archive.fetchall(
         "SELECT a.id, a.created_at, a.kind, a.recipient, a.status, a.attempts, a.last_error,"
         " a.sent_at, a.next_attempt_at, a.rules, p.channel_id, p.message_id, c.username, c.title"

@@ -356,4 +356,96 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (chat_id, rule)
     );
     """,
+    # 6 (Telethon, issue 14): following channels on Telegram survives failures and restarts.
+    # channel_status: why a configured channel cannot be resolved, joined or read, keyed on
+    # the config's reference (a mistyped username has no channel id), and when to try again.
+    # flood_waits: the account's flood waits per method with Telegram's deadline, checked
+    # before every request by every process. request_counts: requests per account, method
+    # and UTC day (the ResolveUsername budget). channels: whose access hash it is, the newest
+    # id when following began (above it posts are new and alert), joins, the last
+    # GetFullChannel and ResolveUsername. posts.unreadable: why a message could not be read
+    # (kept raw-only, never skipped). Joins recorded in meta by the first version move here.
+    """
+    CREATE TABLE channel_status (
+        ref TEXT PRIMARY KEY,                -- the channel as [[channels]] names it, lower case
+        source TEXT NOT NULL,
+        channel_id INTEGER,                  -- marked id, once resolved
+        status TEXT NOT NULL,                -- ok | not_found | private | banned |
+                                             -- too_many_channels | flood_wait | invalid | error
+        reason TEXT,                         -- one line for people: what happened, what to do
+        since TEXT NOT NULL,                 -- when this status began
+        checked_at TEXT NOT NULL,            -- the last attempt
+        retry_at TEXT,                       -- no request for this channel before then
+        attempts INTEGER NOT NULL DEFAULT 0  -- failures in a row (the backoff)
+    );
+    CREATE TABLE flood_waits (
+        account INTEGER NOT NULL,            -- Telegram user id of the logged-in account
+        method TEXT NOT NULL,                -- e.g. contacts.ResolveUsername
+        until TEXT NOT NULL,
+        seconds INTEGER NOT NULL,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (account, method)
+    );
+    CREATE TABLE request_counts (
+        account INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        day TEXT NOT NULL,                   -- UTC date
+        count INTEGER NOT NULL,
+        PRIMARY KEY (account, method, day)
+    );
+    ALTER TABLE channels ADD COLUMN hash_account INTEGER;
+    ALTER TABLE channels ADD COLUMN follow_from INTEGER;
+    ALTER TABLE channels ADD COLUMN joined_at TEXT;
+    ALTER TABLE channels ADD COLUMN full_checked_at TEXT;
+    ALTER TABLE channels ADD COLUMN resolved_at TEXT;
+    ALTER TABLE posts ADD COLUMN unreadable TEXT;
+    UPDATE channels SET joined_at = (
+        SELECT value FROM meta WHERE key = 'telethon.joined.' || channels.id
+    );
+    DELETE FROM meta WHERE key LIKE 'telethon.joined.%';
+    """,
+    # 7: a heartbeat says how its process ended, so `telewatch health` tells a stopped or failed
+    # process from a running one (archiver.health): state running | stopped | failed, and a
+    # note: what is off and why while running, the error after a failure.
+    """
+    ALTER TABLE heartbeats ADD COLUMN state TEXT NOT NULL DEFAULT 'running';
+    ALTER TABLE heartbeats ADD COLUMN note TEXT;
+    """,
+    # 8 (bot, issue 16): everyday controls. quiet_hours: a chat's alerts created between
+    # starts and ends (times of day in the display time zone; ends < starts spans midnight)
+    # stay pending, unclaimed, until the quiet hours end, and then go out as one summary.
+    # personal_digests: a chat's daily digest at a time of day (display time zone); claimed
+    # is the due time of the last digest taken for sending, written before the send, so a
+    # digest is never sent twice.
+    """
+    CREATE TABLE quiet_hours (
+        chat_id INTEGER PRIMARY KEY,
+        starts TEXT NOT NULL,                -- HH:MM
+        ends TEXT NOT NULL                   -- HH:MM
+    );
+    CREATE TABLE personal_digests (
+        chat_id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,                    -- HH:MM
+        claimed TEXT                         -- UTC due time of the last digest sent (or sending)
+    );
+    """,
+    # 9 (bot, issue 16): channels admins follow from the chat (/follow), beside the config's
+    # [[channels]] (the config wins for a channel in both); the running archiver's sync pass
+    # reads them each time, so no restart is needed.
+    """
+    CREATE TABLE followed_channels (
+        ref TEXT PRIMARY KEY,                -- as [[channels]] would name it: username or id
+        source TEXT NOT NULL,                -- web | telethon
+        added_by INTEGER,                    -- the admin's user id
+        added_at TEXT NOT NULL
+    );
+    """,
+    # 10 (bot, issue 16): the language each user chose for the bot (/lang: en, uk, ru);
+    # without a row, the bot speaks their Telegram client's language when it can.
+    """
+    CREATE TABLE user_langs (
+        user_id INTEGER PRIMARY KEY,
+        lang TEXT NOT NULL
+    );
+    """,
 ]

@@ -29,7 +29,6 @@ from archiver.query import (
     Query,
     Term,
     to_fts,
-    until_bound,
 )
 from archiver.snippets import Span, snippet
 from archiver.store.archive import Archive, iso_utc, parse_ts
@@ -37,6 +36,7 @@ from archiver.store.channels import require_channel
 from archiver.store.ingest import EPOCH
 
 SORTS = ("newest", "relevance")
+RELEVANCE_WINDOW = 1000  # matching versions ranked by bm25 for --sort relevance (see plan)
 _HYDRATE_CHUNK = 200
 
 
@@ -128,11 +128,10 @@ class _Compiler:
             self.params.append(self.channel_ids[f.value])
             return "p.channel_id = ?"
         if f.field == "since":
-            self.params.append(f.value + " 00:00:00")
+            self.params.append(f.bound)
             return "p.date >= ?"
         if f.field == "until":
-            assert f.day is not None
-            self.params.append(until_bound(f.day))
+            self.params.append(f.bound)
             return "p.date < ?"
         if f.field == "is":
             return "p.edited = 1" if f.value == "edited" else "p.deleted_at IS NOT NULL"
@@ -148,6 +147,7 @@ class _Compiler:
 class _Plan:
     sql: str
     params: tuple[Any, ...]
+    ranked: bool = False  # relevance: the newest RELEVANCE_WINDOW matches, most relevant first
 
 
 async def _channel_ids(archive: Archive, query: Query) -> dict[str, int]:
@@ -159,8 +159,15 @@ async def _channel_ids(archive: Archive, query: Query) -> dict[str, int]:
     return out
 
 
-async def plan(archive: Archive, query: Query, sort: str = "newest") -> _Plan:
-    """The SQL that yields ``(version id, post id)`` rows in display order."""
+async def plan(
+    archive: Archive, query: Query, sort: str = "newest", *, below: int | None = None
+) -> _Plan:
+    """The SQL that yields ``(version id, post id)`` rows in display order.
+
+    Newest first reads the index in its own order. Relevance ranks by bm25 the newest
+    :data:`RELEVANCE_WINDOW` matching versions only (the plan is ``ranked``; the rest follow
+    newest first, see :func:`iter_matches`): bm25 over every match of a common word took
+    0.25 - 0.7 s at 1,000,000 posts. ``below``: only versions with a smaller id (older)."""
     if sort not in SORTS:
         raise TelewatchError(f"sort: expected one of {', '.join(SORTS)}, got {sort!r}")
     c = _Compiler(await _channel_ids(archive, query))
@@ -172,6 +179,9 @@ async def plan(archive: Archive, query: Query, sort: str = "newest") -> _Plan:
         match = to_fts(text_items[0])
     if match is None:
         where = c.where(root)
+        if below is not None:
+            where += " AND v.id < ?"
+            c.params.append(below)
         sql = (
             "SELECT v.id, v.post_id FROM versions v JOIN posts p ON p.id = v.post_id"
             f" WHERE p.is_service = 0 AND {where} ORDER BY v.id DESC"
@@ -184,17 +194,26 @@ async def plan(archive: Archive, query: Query, sort: str = "newest") -> _Plan:
         conds.append(c.where(n))
         if isinstance(n, Filter) and n.field == "since":
             conds.append("versions_fts.rowid >= ?")
-            c.params.append(_key(n.value + " 00:00:00"))
-        elif isinstance(n, Filter) and n.field == "until" and n.day is not None:
+            c.params.append(_key(n.bound))
+        elif isinstance(n, Filter) and n.field == "until":
             conds.append("versions_fts.rowid < ?")
-            c.params.append(_key(until_bound(n.day)))
-    order = "bm25(versions_fts)" if sort == "relevance" else "versions_fts.rowid DESC"
-    sql = (
-        "SELECT v.id, v.post_id FROM versions_fts"
-        " JOIN versions v ON v.id = versions_fts.rowid JOIN posts p ON p.id = v.post_id"
-        f" WHERE {' AND '.join(conds)} ORDER BY {order}"
+            c.params.append(_key(n.bound))
+    if below is not None:
+        conds.append("versions_fts.rowid < ?")
+        c.params.append(below)
+    joins = (
+        " FROM versions_fts JOIN versions v ON v.id = versions_fts.rowid"
+        " JOIN posts p ON p.id = v.post_id"
+        f" WHERE {' AND '.join(conds)} ORDER BY versions_fts.rowid DESC"
     )
-    return _Plan(sql, tuple(c.params))
+    if sort == "relevance":
+        sql = (
+            "SELECT vid, pid FROM (SELECT v.id AS vid, v.post_id AS pid,"
+            f" bm25(versions_fts) AS score{joins} LIMIT {RELEVANCE_WINDOW})"
+            " ORDER BY score, vid DESC"
+        )
+        return _Plan(sql, tuple(c.params), ranked=True)
+    return _Plan("SELECT v.id, v.post_id" + joins, tuple(c.params))
 
 
 # ---------------------------------------------------------------------------- reading
@@ -203,10 +222,25 @@ async def plan(archive: Archive, query: Query, sort: str = "newest") -> _Plan:
 async def iter_matches(
     archive: Archive, query: Query, *, sort: str = "newest"
 ) -> AsyncIterator[tuple[int, int]]:
-    """``(post id, version id)`` of each matching post once, in display order, lazily."""
+    """``(post id, version id)`` of each matching post once, in display order, lazily.
+
+    Relevance: the newest :data:`RELEVANCE_WINDOW` matching versions, most relevant first
+    (bm25), then every older match, newest first."""
     p = await plan(archive, query, sort)
     seen: set[int] = set()
+    rows = 0
+    oldest: int | None = None
     async with archive.db.execute(p.sql, p.params) as cur:
+        async for vid, pid in cur:
+            rows += 1
+            oldest = vid if oldest is None else min(oldest, vid)
+            if pid not in seen:
+                seen.add(pid)
+                yield pid, vid
+    if not p.ranked or rows < RELEVANCE_WINDOW or oldest is None:
+        return
+    tail = await plan(archive, query, "newest", below=oldest)
+    async with archive.db.execute(tail.sql, tail.params) as cur:
         async for vid, pid in cur:
             if pid not in seen:
                 seen.add(pid)
@@ -299,11 +333,16 @@ async def iter_hits(
         yield hit
 
 
-async def count(archive: Archive, query: Query) -> int:
-    n = 0
-    async for _ in iter_matches(archive, query):
-        n += 1
-    return n
+async def count(archive: Archive, query: Query, *, cap: int | None = None) -> int:
+    """How many posts match (one SQL statement). With ``cap``, counting stops past it and
+    the answer is at most ``cap + 1``: "more than ``cap``" (a common word at 1,000,000 posts
+    matches 80,000 of them, and counting each costs a read of its version)."""
+    p = await plan(archive, query)
+    limit = "" if cap is None else f" LIMIT {int(cap) + 1}"
+    row = await archive.fetchone(
+        f"SELECT count(*) FROM (SELECT DISTINCT post_id FROM ({p.sql}){limit})", p.params
+    )
+    return 0 if row is None else int(row[0])
 
 
 # ---------------------------------------------------------------------------- history
@@ -329,10 +368,12 @@ class HistoryEvent:
     edit_date: datetime | None
     how: str | None
     evidence: str | None
+    parts: tuple[str, ...] = ()  # for a new version: what changed (text, links, fmt, media, html)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "parts": list(self.parts),
             "at": iso_utc(self.at),
             "source": self.source,
             "version": self.version,
@@ -477,7 +518,7 @@ async def history(archive: Archive, channel: str | int, message_id: int) -> Post
         )
     events = []
     for e in await archive.fetchall(
-        "SELECT kind, at, source, version_id, edit_date, how, evidence FROM post_events"
+        "SELECT kind, at, source, version_id, edit_date, how, evidence, parts FROM post_events"
         " WHERE post_id = ? ORDER BY id",
         (post["id"],),
     ):
@@ -487,6 +528,7 @@ async def history(archive: Archive, channel: str | int, message_id: int) -> Post
             HistoryEvent(
                 e["kind"], at, e["source"], index.get(e["version_id"]),
                 parse_ts(e["edit_date"]), e["how"], e["evidence"],
+                tuple(e["parts"].split(",")) if e["parts"] else (),
             )
         )  # fmt: skip
     date = parse_ts(post["date"])

@@ -18,7 +18,7 @@ from telegram.ext import (
 )
 
 from bot.alerts import FULL_TEXT, HISTORY, MUTE
-from bot.handlers import admin, alerts, archive, common, rules, search
+from bot.handlers import admin, alerts, archive, common, everyday, language, rules, search
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -38,9 +38,14 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         "resume": rules.resume_cmd,
         "rename": rules.rename_cmd,
         "unmute": rules.unmute_cmd,
+        "quiet": everyday.quiet_cmd,
+        "digest": everyday.digest_cmd,
+        "lang": language.lang_cmd,
         "status": admin.status_cmd,
         "allow": admin.allow_cmd,
         "deny": admin.deny_cmd,
+        "follow": admin.follow_cmd,
+        "unfollow": admin.unfollow_cmd,
     }
     for name, callback in commands.items():
         app.add_handler(CommandHandler(name, callback))

@@ -1,4 +1,4 @@
-"""Admin commands: /status, /allow ID, /deny ID."""
+"""Admin commands: /status, /allow ID, /deny ID, /follow, /unfollow."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
+from archiver.channels import parse_ref
 from archiver.store import outbox
 from archiver.store.access import valid_user_id
+from archiver.store.followed import follow, telethon_configured, unfollow
+from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats
 from bot.access import Role
-from bot.handlers.common import arg_text, reply, role_of, usage
+from bot.format import esc
+from bot.handlers.common import arg_text, reply, role_of, translator_for, usage
+from bot.i18n import translator
 from bot.messages import Status, status_blocks
 from bot.services import services
 
@@ -23,7 +28,8 @@ log = logging.getLogger(__name__)
 async def _admin(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     if await role_of(update, context) is Role.ADMIN:
         return True
-    await reply(update, ["Only admins can do that."])
+    _ = await translator_for(update, context)
+    await reply(update, [_("Only admins can do that.")])
     return False
 
 
@@ -39,8 +45,10 @@ async def status_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         inactive=await outbox.inactive_recipients(svc.archive),
         paused_since=delivery.paused_since if delivery is not None else None,
         paused_reason=delivery.paused_reason if delivery is not None else None,
+        problems=await channel_statuses(svc.archive, problems_only=True),
     )
-    await reply(update, status_blocks(st, svc.settings.display.timezone))
+    _ = await translator_for(update, context)
+    await reply(update, status_blocks(st, svc.settings.display.timezone, _))
 
 
 def _user_id(update: Update) -> int | None:
@@ -55,28 +63,34 @@ def _user_id(update: Update) -> int | None:
 async def allow_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not await _admin(update, context):
         return
+    _ = await translator_for(update, context)
     user_id, admin = _user_id(update), update.effective_user
     if user_id is None or admin is None:
-        await reply(update, [usage("allow") + " (strangers see their id when they write)"])
+        hint = _("(strangers see their id when they write)")
+        await reply(update, [usage("allow", _) + " " + hint])
         return
     change = await services(context).access.allow(user_id, admin.id)
     log.info("admin %d allowed user %d (%d rule(s) resumed)", admin.id, user_id,
              change.rules_resumed)  # fmt: skip
     told = await _tell(context, user_id)
-    text = f"User <code>{user_id}</code> may now use the bot."
+    text = _("User <code>{user}</code> may now use the bot.").format(user=user_id)
     if change.rules_resumed:
-        text += f" {change.rules_resumed} of their rule(s) are active again."
-    text += " They were told." if told else " They will see it when they write to the bot."
+        text += " " + _("{n} of their rule(s) are active again.").format(n=change.rules_resumed)
+    text += " " + (_("They were told.") if told
+                   else _("They will see it when they write to the bot."))  # fmt: skip
     await reply(update, [text])
 
 
 async def _tell(context: ContextTypes.DEFAULT_TYPE, user_id: int) -> bool:
     """Tell a newly allowed user (possible only once they have written to the bot)."""
+    _ = translator(services(context).langs.get(user_id, "en"))  # their /lang, if any
     try:
         await context.bot.send_message(
             user_id,
-            "An admin has let you in: you may now use this bot. Start with /help, or send "
-            "any words to search the archive.",
+            _(
+                "An admin has let you in: you may now use this bot. Start with /help, or send "
+                "any words to search the archive."
+            ),
         )
     except TelegramError as exc:
         log.info("could not tell user %d they were allowed (%s)", user_id, type(exc).__name__)
@@ -87,23 +101,72 @@ async def _tell(context: ContextTypes.DEFAULT_TYPE, user_id: int) -> bool:
 async def deny_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not await _admin(update, context):
         return
+    _ = await translator_for(update, context)
     user_id, admin = _user_id(update), update.effective_user
     if user_id is None or admin is None:
-        await reply(update, [usage("deny")])
+        await reply(update, [usage("deny", _)])
         return
     change = await services(context).access.deny(user_id, admin.id)
     if change is None:
-        await reply(
-            update,
-            [f"User <code>{user_id}</code> is an admin in the config: remove them there."],
-        )
+        await reply(update, [_("User <code>{user}</code> is an admin in the config: remove "
+                               "them there.").format(user=user_id)])  # fmt: skip
         return
     log.info("admin %d denied user %d: %d rule(s) paused, %d alert(s) dropped", admin.id,
              user_id, change.rules_paused, change.alerts_dropped)  # fmt: skip
-    text = f"User <code>{user_id}</code> can no longer use the bot nor receive alerts."
+    text = _("User <code>{user}</code> can no longer use the bot nor receive alerts.").format(
+        user=user_id)  # fmt: skip
     if change.rules_paused or change.alerts_dropped:
-        text += (
-            f" {change.rules_paused} of their rule(s) paused (<code>/allow {user_id}</code>"
-            f" resumes them), {change.alerts_dropped} waiting alert(s) dropped."
-        )
+        text += " " + _("{rules} of their rule(s) paused (<code>/allow {user}</code> resumes "
+                        "them), {alerts} waiting alert(s) dropped.").format(
+            rules=change.rules_paused, user=user_id, alerts=change.alerts_dropped)  # fmt: skip
     await reply(update, [text])
+
+
+async def follow_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/follow @channel [web|telethon]: synced from the archiver's next pass, no restart."""
+    if not await _admin(update, context):
+        return
+    svc = services(context)
+    _ = await translator_for(update, context)
+    words = arg_text(update).split()
+    if not 1 <= len(words) <= 2:
+        await reply(update, [usage("follow", _)])
+        return
+    ref = parse_ref(words[0])  # BadChannelRef names the text: one line from the error handler
+    source = words[1].lower() if len(words) == 2 else (
+        "telethon" if telethon_configured(svc.settings) else "web"
+    )  # fmt: skip
+    user = update.effective_user
+    if not await follow(svc.archive, svc.settings, ref, source, by=user.id if user else 0):
+        await reply(update, [_("<b>{channel}</b> is in the config already: the config's "
+                               "settings are used (change them there).").format(
+            channel=esc(ref))])  # fmt: skip
+        return
+    log.info("admin %s follows channel %s (%s)", user.id if user else "?", ref, source)
+    await reply(update, [
+        _("Following <b>{channel}</b> ({source}): the archiver's next sync pass reads it (no "
+          "restart needed). <code>/channels</code> shows it.").format(
+            channel=esc(ref), source=esc(source))
+    ])  # fmt: skip
+
+
+async def unfollow_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if not await _admin(update, context):
+        return
+    svc = services(context)
+    _ = await translator_for(update, context)
+    text = arg_text(update)
+    if not text or len(text.split()) != 1:
+        await reply(update, [usage("unfollow", _)])
+        return
+    ref = parse_ref(text)
+    channel = esc(ref)
+    if await unfollow(svc.archive, ref):
+        await reply(update, [_("No longer following <b>{channel}</b> from the chat; its "
+                               "archived posts stay.").format(channel=channel)])  # fmt: skip
+    elif str(ref) in {str(c.ref) for c in svc.settings.channels}:
+        await reply(update, [_("<b>{channel}</b> is followed by the config: remove it "
+                               "there.").format(channel=channel)])  # fmt: skip
+    else:
+        await reply(update, [_("<b>{channel}</b> was not followed from the chat.").format(
+            channel=channel)])  # fmt: skip

@@ -18,7 +18,7 @@ from archiver.store.outbox import AlertRow
 from archiver.store.search import history
 from bot.alerts import full_text_blocks
 from bot.format import esc, local_time, pack
-from bot.handlers.common import callback_origin
+from bot.handlers.common import callback_origin, translator_for
 from bot.messages import history_blocks
 from bot.services import services
 
@@ -34,15 +34,16 @@ async def _alert_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Alert
     origin = callback_origin(update)
     if cq is None or cq.data is None or origin is None:
         return None
-    _, chat_id = origin
-    _, _, id_text = cq.data.partition(":")
+    _user, chat_id = origin
+    _prefix, _sep, id_text = cq.data.partition(":")
     alert = None
     if id_text.isascii() and id_text.isdigit() and len(id_text) <= 18:
         alert = await outbox.get_alert(services(context).archive, int(id_text))
     if alert is None or alert.recipient != chat_id:
         if alert is not None:
             log.info("an alert button of chat %d pressed in chat %d", alert.recipient, chat_id)
-        await cq.answer("This alert is not in this chat.", show_alert=True)
+        _ = await translator_for(update, context)
+        await cq.answer(_("This alert is not in this chat."), show_alert=True)
         return None
     return alert
 
@@ -74,7 +75,8 @@ async def history_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     svc = services(context)
     h = await history(svc.archive, alert.channel_id, alert.message_id)
     await update.callback_query.answer()
-    await _send(update, history_blocks(h, svc.settings.display.timezone))
+    _ = await translator_for(update, context)
+    await _send(update, history_blocks(h, svc.settings.display.timezone, _))
 
 
 async def mute_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -88,4 +90,6 @@ async def mute_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     log.info("rules of alert %d muted in chat %d for 24 h", alert.id, alert.recipient)
     names = ", ".join(alert.rules)
     when = local_time(until, svc.settings.display.timezone)
-    await cq.answer(f"Muted here until {when}: {names}. /unmute ends it."[:190], show_alert=True)
+    _ = await translator_for(update, context)
+    muted = _("Muted here until {when}: {rules}. /unmute ends it.").format(when=when, rules=names)
+    await cq.answer(muted[:190], show_alert=True)

@@ -11,29 +11,43 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from archiver.errors import ChannelNotFound, QueryError, TelewatchError
 from archiver.store import outbox
+from archiver.store.user_langs import get_lang
 from bot.access import Role
 from bot.format import esc, pack
-from bot.services import services
+from bot.i18n import Translate, pick, translator
+from bot.services import KEY, Services, services
 
 log = logging.getLogger(__name__)
 
+
+def _(text: str) -> str:
+    """Marks a message id for the catalogs (``pybabel extract -k _``); it is translated
+    where it is shown (the command descriptions, in /help, usage lines and the menus)."""
+    return text
+
+
 COMMANDS = (
-    ("search", "QUERY", "search the archive (in a private chat, any text is a search)"),
-    ("latest", "[channel]", "the newest posts"),
-    ("channels", "", "archived channels, last post and sync state"),
-    ("history", "LINK", "every version of a post, and its deletion"),
-    ("watch", "[NAME:] QUERY", "alert me about posts that match"),
-    ("rules", "", "my rules, with delete buttons"),
-    ("unwatch", "ID", "delete one of my rules"),
-    ("pause", "ID", "pause one of my rules"),
-    ("resume", "ID", "resume a paused rule"),
-    ("rename", "ID NAME", "rename one of my rules"),
-    ("unmute", "[RULE]", "end the mutes of this chat (the Mute button)"),
-    ("export", "[csv|jsonl] QUERY", "search results as a file"),
-    ("status", "", "admins: sync lag, alert queue, flood waits"),
-    ("allow", "USER_ID", "admins: let a user in"),
-    ("deny", "USER_ID", "admins: shut a user out"),
-    ("help", "", "commands and query examples"),
+    ("search", "QUERY", _("search the archive (in a private chat, any text is a search)")),
+    ("latest", "[channel]", _("the newest posts")),
+    ("channels", "", _("archived channels, last post and sync state")),
+    ("history", "LINK", _("every version of a post, and its deletion")),
+    ("watch", "[NAME:] QUERY", _("alert me about posts that match")),
+    ("rules", "", _("my rules, with delete buttons")),
+    ("unwatch", "ID", _("delete one of my rules")),
+    ("pause", "ID", _("pause one of my rules")),
+    ("resume", "ID", _("resume a paused rule")),
+    ("rename", "ID NAME", _("rename one of my rules")),
+    ("unmute", "[RULE]", _("end the mutes of this chat (the Mute button)")),
+    ("quiet", "HH:MM-HH:MM|off", _("quiet hours: alerts held, then sent as one summary")),
+    ("digest", "daily HH:MM|off", _("my daily digest of what matched my rules")),
+    ("export", "[csv|jsonl] QUERY", _("search results as a file")),
+    ("status", "", _("admins: sync lag, alert queue, flood waits")),
+    ("allow", "USER_ID", _("admins: let a user in")),
+    ("deny", "USER_ID", _("admins: shut a user out")),
+    ("follow", "@channel [web|telethon]", _("admins: archive a channel (no restart)")),
+    ("unfollow", "@channel", _("admins: stop following a channel followed from the chat")),
+    ("lang", "[en|uk|ru]", _("the bot's language")),
+    ("help", "", _("commands and query examples")),
 )
 
 QUERY_HELP = """<b>Queries</b> (the same language as the command line)
@@ -47,11 +61,13 @@ QUERY_HELP = """<b>Queries</b> (the same language as the command line)
 <code>is:edited</code> <code>is:deleted</code> <code>has:photo</code> <code>has:link</code>"""
 
 
-def usage(command: str) -> str:
+def usage(command: str, _: Translate = str) -> str:
+    """The command's usage line, in the language of ``_`` (English by default)."""
     for name, args, what in COMMANDS:
         if name == command:
-            return f"Usage: <code>/{name}{' ' + esc(args) if args else ''}</code> ({esc(what)})"
-    return f"Usage: /{command}"
+            line = f"<code>/{name}{' ' + esc(args) if args else ''}</code> ({esc(_(what))})"
+            return _("Usage: {command}").format(command=line)
+    return _("Usage: {command}").format(command=f"/{command}")
 
 
 def arg_text(update: Update) -> str:
@@ -94,6 +110,18 @@ async def role_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Role:
     )
 
 
+async def language_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+    """The language to answer this update's user in (bot/i18n.py)."""
+    user = update.effective_user
+    if user is None:
+        return "en"
+    return pick(await get_lang(services(context).archive, user.id), user.language_code)
+
+
+async def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Translate:
+    return translator(await language_of(update, context))
+
+
 async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Runs before every handler: strangers get one short reply and nothing else."""
     svc = services(context)
@@ -112,43 +140,51 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.callback_query is not None:
             await update.callback_query.answer("Not allowed.")
         elif update.effective_message is not None and svc.access.answer_stranger(key):
+            _ = translator(pick(None, user.language_code))  # a stranger's choice is not kept
             if private:
-                text = (
-                    f"This bot is private. Your Telegram user id is <code>{user.id}</code>: "
+                text = _(
+                    "This bot is private. Your Telegram user id is <code>{user}</code>: "
                     "send it to the person who runs the bot to be let in."
-                )
+                ).format(user=user.id)
             else:
-                text = (
-                    f"This bot does not work in this chat. Chat id <code>{chat.id}</code>, "
-                    f"your user id <code>{user.id}</code>: an admin can add the chat."
-                )
+                text = _(
+                    "This bot does not work in this chat. Chat id <code>{chat}</code>, "
+                    "your user id <code>{user}</code>: an admin can add the chat."
+                ).format(chat=chat.id, user=user.id)
             await update.effective_message.reply_html(text)
     raise ApplicationHandlerStop
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    _ = await translator_for(update, context)
     user = update.effective_user
-    name = esc(user.first_name) if user else "there"
+    name = esc(user.first_name) if user else "👋"
     await reply(
         update,
         [
-            f"Hello, {name}. This bot searches the channel archive and sends you alerts "
-            "when a post matches your rules (or the newsroom's).",
-            "Try <code>/search мобилизация</code>, <code>/latest</code>, or "
-            '<code>/watch "гуманитарный коридор"</code>. All commands: /help',
+            _(
+                "Hello, {name}. This bot searches the channel archive and sends you alerts "
+                "when a post matches your rules (or the newsroom's)."
+            ).format(name=name),
+            _(
+                "Try <code>/search мобилизация</code>, <code>/latest</code>, or "
+                '<code>/watch "гуманитарный коридор"</code>. All commands: /help'
+            ),
+            _("Language: /lang"),
         ],
     )
 
 
 async def help_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     role = await role_of(update, context)
-    lines = ["<b>Commands</b>"]
+    _ = await translator_for(update, context)
+    lines = ["<b>" + _("Commands") + "</b>"]
     for name, args, what in COMMANDS:
         if what.startswith("admins:") and role is not Role.ADMIN:
             continue
-        lines.append(f"/{name}{' ' + esc(args) if args else ''}: {esc(what)}")
+        lines.append(f"/{name}{' ' + esc(args) if args else ''}: {esc(_(what))}")
     cap = services(context).settings.bot.export_cap
-    lines.append(f"(exports hold at most {cap} results)")
+    lines.append(_("(exports hold at most {cap} results)").format(cap=cap))
     await reply(update, ["\n".join(lines), QUERY_HELP])
 
 
@@ -160,23 +196,37 @@ def _query_error(exc: QueryError) -> str:
     return text
 
 
+def _error_translator(update: object, context: ContextTypes.DEFAULT_TYPE) -> Translate:
+    """The user's language from memory only (their /lang, else their client's): the error
+    may be the archive's, so it is not read here."""
+    user = update.effective_user if isinstance(update, Update) else None
+    if user is None:
+        return translator("en")
+    svc = context.bot_data.get(KEY)
+    chosen = svc.langs.get(user.id) if isinstance(svc, Services) else None
+    return translator(pick(chosen, user.language_code))
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: domain errors become a one-line reply; anything else is
     logged (without message text) and the user is told it failed."""
     err = context.error
+    _ = _error_translator(update, context)
     if isinstance(err, QueryError):
         text = _query_error(err)
     elif isinstance(err, ChannelNotFound):  # its hint names a command-line tool
-        text = f"⚠️ {esc(str(err).split(' (see ')[0])}: /channels lists the archived channels."
+        text = f"⚠️ {esc(str(err).split(' (see ')[0])}: " + _(
+            "/channels lists the archived channels."
+        )
     elif isinstance(err, TelewatchError):
         text = f"⚠️ {esc(err)}"
     else:
         log.error("handler failed", exc_info=err)
-        text = "Something went wrong on our side; it is in the log for the admins."
+        text = _("Something went wrong on our side; it is in the log for the admins.")
     if not isinstance(update, Update):
         return
     if update.callback_query is not None:
-        toast = str(err) if isinstance(err, TelewatchError) else "Failed."
+        toast = str(err) if isinstance(err, TelewatchError) else _("Failed.")
         try:
             await update.callback_query.answer(toast[:190])
         except TelegramError:
@@ -192,9 +242,11 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await reply(update, ["Unknown command: see /help."])
+    _ = await translator_for(update, context)
+    await reply(update, [_("Unknown command: see /help.")])
 
 
 async def unknown_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.callback_query is not None:
-        await update.callback_query.answer("Unknown button.")
+        _ = await translator_for(update, context)
+        await update.callback_query.answer(_("Unknown button."))

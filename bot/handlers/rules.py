@@ -30,7 +30,8 @@ from archiver.store.personal_rules import (
     split_name,
 )
 from bot.format import esc
-from bot.handlers.common import arg_text, callback_origin, reply, usage
+from bot.handlers.common import arg_text, callback_origin, reply, translator_for, usage
+from bot.i18n import Translate
 from bot.messages import rules_page
 from bot.services import services
 
@@ -57,28 +58,27 @@ async def check_channels(archive: Archive, settings: Settings, query_text: str) 
 
 async def watch_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
+    _ = await translator_for(update, context)
     text = arg_text(update)
     user, chat = update.effective_user, update.effective_chat
     if not text or user is None or chat is None:
-        await reply(
-            update, [usage("watch") + "\ne.g. <code>/watch Херсон: эвакуация -учения</code>"]
-        )
+        example = "<code>/watch Херсон: эвакуация -учения</code>"
+        await reply(update, [usage("watch", _) + "\n" + _("e.g. {example}").format(
+            example=example)])  # fmt: skip
         return
     name, query_text = split_name(text)
     await check_channels(svc.archive, svc.settings, query_text)
     notify = [] if chat.type == "private" else [chat.id]  # in a group, alerts go to the group
     rule = await add_rule(svc.archive, user.id, query_text, notify=notify, name=name)
     log.info("user %d added rule %s", user.id, rule.id)
-    where = "here" if notify else "to you here"
-    await reply(
-        update,
-        [
-            f"Rule <b>#{rule.id}</b> <b>{esc(rule.name)}</b> saved: "
-            f"<code>{esc(rule.query)}</code>\n"
-            f"New, edited and deleted posts that match are sent {where}. "
-            f"See /rules; remove it with <code>/unwatch {rule.id}</code>."
-        ],
-    )
+    saved = _("Rule <b>#{id}</b> <b>{name}</b> saved: <code>{query}</code>").format(
+        id=rule.id, name=esc(rule.name), query=esc(rule.query))  # fmt: skip
+    if notify:
+        sent = _("New, edited and deleted posts that match are sent here.")
+    else:
+        sent = _("New, edited and deleted posts that match are sent to you here.")
+    remove = _("See /rules; remove it with <code>/unwatch {id}</code>.").format(id=rule.id)
+    await reply(update, [f"{saved}\n{sent} {remove}"])
 
 
 def _rules_markup(ids: list[int]) -> InlineKeyboardMarkup | None:
@@ -89,13 +89,13 @@ def _rules_markup(ids: list[int]) -> InlineKeyboardMarkup | None:
 
 
 async def _listing(
-    context: ContextTypes.DEFAULT_TYPE, owner: int, chat_id: int
+    context: ContextTypes.DEFAULT_TYPE, owner: int, chat_id: int, _: Translate
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """The owner's rules of this chat as one message (so a button can edit it in place)."""
     svc = services(context)
     entries = await owned_rules(svc.archive, owner, chat_id)
     mutes = await outbox.mutes(svc.archive, chat_id)
-    text, shown = rules_page(entries, mutes, svc.settings.display.timezone)
+    text, shown = rules_page(entries, mutes, svc.settings.display.timezone, _)
     return text, _rules_markup(shown)
 
 
@@ -103,7 +103,7 @@ async def rules_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
-    text, markup = await _listing(context, user.id, chat.id)
+    text, markup = await _listing(context, user.id, chat.id, await translator_for(update, context))
     await reply(update, [text], markup=markup)
 
 
@@ -127,36 +127,44 @@ async def _own(update: Update, context: ContextTypes.DEFAULT_TYPE, rule_id: int)
 
 async def unwatch_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     user = update.effective_user
-    rule_id, _ = _rule_id(update)
+    _ = await translator_for(update, context)
+    rule_id, _rest = _rule_id(update)
     if user is None or rule_id is None:
-        await reply(update, [usage("unwatch") + " (the ids are in /rules)"])
+        await reply(update, [usage("unwatch", _) + " " + _("(the ids are in /rules)")])
         return
     if await _own(update, context, rule_id) and await delete_rule(
         services(context).archive, rule_id, user.id
     ):
         log.info("user %d deleted rule %s", user.id, rule_id)
-        await reply(update, [f"Rule #{rule_id} deleted."])
+        await reply(update, [_("Rule #{id} deleted.").format(id=rule_id)])
     else:
-        await reply(update, [f"You have no rule #{rule_id} here: see /rules."])
+        await reply(update, [_("You have no rule #{id} here: see /rules.").format(id=rule_id)])
 
 
 async def _pause(update: Update, context: ContextTypes.DEFAULT_TYPE, paused: bool) -> None:
     user = update.effective_user
-    rule_id, _ = _rule_id(update)
+    _ = await translator_for(update, context)
+    rule_id, _rest = _rule_id(update)
     command = "pause" if paused else "resume"
     if user is None or rule_id is None:
-        await reply(update, [usage(command) + " (the ids are in /rules)"])
+        await reply(update, [usage(command, _) + " " + _("(the ids are in /rules)")])
         return
     if not await _own(update, context, rule_id):
-        await reply(update, [f"You have no rule #{rule_id} here: see /rules."])
+        await reply(update, [_("You have no rule #{id} here: see /rules.").format(id=rule_id)])
         return
     if await set_paused(services(context).archive, rule_id, user.id, paused):
         log.info("user %d %sd rule %s", user.id, command, rule_id)
-        done = "paused: it sends nothing until /resume" if paused else "active again"
-        await reply(update, [f"Rule #{rule_id} is {done}."])
+        if paused:
+            done = _("Rule #{id} is paused: it sends nothing until /resume.")
+        else:
+            done = _("Rule #{id} is active again.")
+        await reply(update, [done.format(id=rule_id)])
     else:
-        state = "already paused" if paused else "not paused by you"
-        await reply(update, [f"Rule #{rule_id} is {state}: see /rules."])
+        if paused:
+            state = _("Rule #{id} is already paused: see /rules.")
+        else:
+            state = _("Rule #{id} is not paused by you: see /rules.")
+        await reply(update, [state.format(id=rule_id)])
 
 
 async def pause_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -169,27 +177,34 @@ async def resume_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 async def rename_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     user = update.effective_user
+    _ = await translator_for(update, context)
     rule_id, name = _rule_id(update)
     if user is None or rule_id is None or not name:
-        await reply(update, [usage("rename")])
+        await reply(update, [usage("rename", _)])
         return
     if not await _own(update, context, rule_id):
-        await reply(update, [f"You have no rule #{rule_id} here: see /rules."])
+        await reply(update, [_("You have no rule #{id} here: see /rules.").format(id=rule_id)])
         return
     label = await rename_rule(services(context).archive, rule_id, user.id, name)
-    await reply(update, [f"Rule #{rule_id} is now called <b>{esc(label)}</b>."])
+    await reply(update, [_("Rule #{id} is now called <b>{name}</b>.").format(
+        id=rule_id, name=esc(label))])  # fmt: skip
 
 
 async def unmute_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     chat = update.effective_chat
     if chat is None:
         return
+    _ = await translator_for(update, context)
     name = arg_text(update)
     ended = await outbox.unmute(services(context).archive, chat.id, (name,) if name else None)
     if ended:
-        await reply(update, [f"{ended} mute(s) ended: those alerts come here again."])
+        await reply(update, [_("{n} mute(s) ended: those alerts come here again.").format(
+            n=ended)])  # fmt: skip
+    elif name:
+        await reply(update, [_("Nothing is muted here under {rule}.").format(
+            rule=esc(repr(name)))])  # fmt: skip
     else:
-        await reply(update, ["Nothing is muted here" + (f" under {esc(name)!r}." if name else ".")])
+        await reply(update, [_("Nothing is muted here.")])
 
 
 async def delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -198,18 +213,19 @@ async def delete_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     if cq is None or cq.data is None or origin is None:
         return
     user_id, chat_id = origin
+    _ = await translator_for(update, context)
     try:
         rule_id = int(cq.data.split(":", 1)[1])
     except (IndexError, ValueError):
-        await cq.answer("Unknown button.")
+        await cq.answer(_("Unknown button."))
         return
     archive = services(context).archive
     entry = await get_rule(archive, rule_id)
     mine = entry is not None and entry.rule.owner == user_id and chat_id in entry.chats
     if not mine or not await delete_rule(archive, rule_id, user_id):
-        await cq.answer(f"No rule #{rule_id} of yours here.")
+        await cq.answer(_("No rule #{id} of yours here.").format(id=rule_id))
         return
     log.info("user %d deleted rule %s", user_id, rule_id)
-    text, markup = await _listing(context, user_id, chat_id)
+    text, markup = await _listing(context, user_id, chat_id, _)
     await cq.edit_message_text(text, reply_markup=markup)
-    await cq.answer(f"Rule #{rule_id} deleted.")
+    await cq.answer(_("Rule #{id} deleted.").format(id=rule_id))

@@ -12,12 +12,20 @@ from telegram.ext import ContextTypes
 
 from archiver.channels import parse_ref
 from archiver.display import CsvWriter
-from archiver.query import Query, parse
+from archiver.query import Query
 from archiver.store.channels import require_channel
 from archiver.store.search import Hit, export_rows, iter_hits, iter_matches, search
+from archiver.store.vocabulary import corrected, suggest
 from bot.format import MAX_MESSAGE, esc, split_html, u16len
-from bot.handlers.common import arg_text, callback_origin, reply, usage
-from bot.messages import PAGE_SIZE, channel_label, latest_blocks, search_page_html
+from bot.handlers.common import arg_text, callback_origin, reply, translator_for, usage
+from bot.i18n import Translate
+from bot.messages import (
+    PAGE_SIZE,
+    channel_label,
+    latest_blocks,
+    nothing_found_html,
+    search_page_html,
+)
 from bot.services import SearchPage, services
 
 log = logging.getLogger(__name__)
@@ -54,15 +62,15 @@ async def _count(context: ContextTypes.DEFAULT_TYPE, query: Query) -> int | None
 
 
 async def _page(
-    context: ContextTypes.DEFAULT_TYPE, page: SearchPage, key: int, offset: int
+    context: ContextTypes.DEFAULT_TYPE, page: SearchPage, key: int, offset: int, _: Translate
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     svc = services(context)
-    query = parse(page.query)
+    query = svc.parse(page.query)
     found = await search(svc.archive, query, limit=PAGE_SIZE + 1, offset=offset)
     more = len(found) > PAGE_SIZE
     hits = found[:PAGE_SIZE]
     text = search_page_html(
-        page.query, hits, offset, svc.settings.display.timezone, more=more, total=page.total
+        page.query, hits, offset, svc.settings.display.timezone, more=more, total=page.total, _=_
     )
     if u16len(text) > MAX_MESSAGE:  # one page is one message (the buttons edit it in place)
         text = split_html(text)[0]
@@ -71,20 +79,27 @@ async def _page(
 
 async def run_search(update: Update, context: ContextTypes.DEFAULT_TYPE, query_text: str) -> None:
     """The first page of a search, with ◀ ▶ buttons that only its asker, there, may use."""
-    query = parse(query_text)  # a QueryError goes to the error handler before anything is stored
+    # a QueryError goes to the error handler before anything is stored
+    query = services(context).parse(query_text)
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
     page = SearchPage(query_text, user.id, chat.id, await _count(context, query))
+    _ = await translator_for(update, context)
+    if page.total == 0:
+        found = await suggest(services(context).archive, query)
+        fixed = corrected(query_text, found)
+        await reply(update, [nothing_found_html(query_text, found, fixed, _)])
+        return
     key = services(context).pages.put(page)
-    text, markup = await _page(context, page, key, 0)
+    text, markup = await _page(context, page, key, 0, _)
     await reply(update, [text], markup=markup)
 
 
 async def search_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query_text = arg_text(update)
     if not query_text:
-        await reply(update, [usage("search")])
+        await reply(update, [usage("search", await translator_for(update, context))])
         return
     await run_search(update, context, query_text)
 
@@ -101,22 +116,23 @@ async def page_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     cq = update.callback_query
     if cq is None or cq.data is None:
         return
+    _ = await translator_for(update, context)
     try:
-        _, key_s, offset_s = cq.data.split(":")
+        _prefix, key_s, offset_s = cq.data.split(":")
         key, offset = int(key_s), max(0, int(offset_s))
     except ValueError:
-        await cq.answer("Unknown button.")
+        await cq.answer(_("Unknown button."))
         return
     page = services(context).pages.get(key)
     if page is None:
-        await cq.answer("This search has expired: send /search again.", show_alert=True)
+        await cq.answer(_("This search has expired: send /search again."), show_alert=True)
         return
     if callback_origin(update) != (page.owner, page.chat):
         log.info("a search button of user %d pressed by another user or in another chat",
                  page.owner)  # fmt: skip
-        await cq.answer("This button belongs to someone else's search.", show_alert=True)
+        await cq.answer(_("This button belongs to someone else's search."), show_alert=True)
         return
-    text, markup = await _page(context, page, key, offset)
+    text, markup = await _page(context, page, key, offset, _)
     await cq.answer()
     await cq.edit_message_text(text, reply_markup=markup)
 
@@ -128,13 +144,14 @@ async def latest_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     query_text = ""
     if ref_text:
         if len(ref_text.split()) > 1:
-            await reply(update, [usage("latest")])
+            await reply(update, [usage("latest", await translator_for(update, context))])
             return
         ch = await require_channel(svc.archive, parse_ref(ref_text))
         where = channel_label(ch.title, ch.username, ch.id)
         query_text = f"channel:{ch.id}"
-    hits = await search(svc.archive, parse(query_text), limit=PAGE_SIZE)
-    await reply(update, latest_blocks(hits, svc.settings.display.timezone, where))
+    hits = await search(svc.archive, svc.parse(query_text), limit=PAGE_SIZE)
+    _ = await translator_for(update, context)
+    await reply(update, latest_blocks(hits, svc.settings.display.timezone, where, _))
 
 
 FORMATS = ("csv", "jsonl")
@@ -142,29 +159,33 @@ FORMATS = ("csv", "jsonl")
 
 async def export_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     svc = services(context)
+    _ = await translator_for(update, context)
     text = arg_text(update)
     fmt = "csv"
-    first, _, rest = text.partition(" ")
+    first, _sep, rest = text.partition(" ")
     if first.lower() in FORMATS:
         fmt, text = first.lower(), rest.strip()
     if not text:
-        await reply(update, [usage("export")])
+        await reply(update, [usage("export", _)])
         return
-    query = parse(text)
+    query = svc.parse(text)
     cap = svc.settings.bot.export_cap
     hits: list[Hit] = [h async for h in iter_hits(svc.archive, query, limit=cap + 1)]
     capped = len(hits) > cap
     hits = hits[:cap]
     if not hits:
-        await reply(update, [f"Nothing found for <code>{esc(text)}</code>: no file to send."])
+        await reply(update, [_("Nothing found for <code>{query}</code>: no file to send.").format(
+            query=esc(text))])  # fmt: skip
         return
     data = _encode(await export_rows(svc.archive, hits), fmt)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    caption = f"{len(hits)} result(s) for <code>{esc(text[:200])}</code>"
+    fields = {"n": len(hits), "query": esc(text[:200]), "cap": cap}
     if capped:
-        caption += f". Only the newest {cap} (the export limit): narrow the query for the rest."
+        caption = _("{n} result(s) for <code>{query}</code>. Only the newest {cap} (the export "
+                    "limit): narrow the query for the rest.").format(**fields)  # fmt: skip
     else:
-        caption += f" (exports hold at most {cap})."
+        caption = _("{n} result(s) for <code>{query}</code> (exports hold at most {cap}).").format(
+            **fields)  # fmt: skip
     msg = update.effective_message
     if msg is None:
         return

@@ -128,8 +128,8 @@ async def queue_alerts(
     return stats.alerts_queued
 
 
-async def edit_post(archive: Archive, message_id: int, text: str) -> int:
-    p = replace(post(message_id, text), edit_date=T0 + timedelta(hours=1))
+async def edit_post(archive: Archive, message_id: int, text: str, *, hours: int = 1) -> int:
+    p = replace(post(message_id, text), edit_date=T0 + timedelta(hours=hours))
     return (await ingest(archive, [p], source="telethon", alerts=True)).alerts_queued
 
 
@@ -152,10 +152,19 @@ class Harness:
     wake: asyncio.Event
     task: asyncio.Task[None]
 
-    async def send(self, user_id: int, text: str, *, chat_id: int | None = None) -> list[Call]:
+    async def send(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        chat_id: int | None = None,
+        language_code: str | None = None,
+    ) -> list[Call]:
         """Send a message as ``user_id`` and return the bot's answers once it handled it."""
         since = len(self.api.calls)
-        update_id = self.api.push_message(user_id, text, chat_id=chat_id)
+        update_id = self.api.push_message(
+            user_id, text, chat_id=chat_id, language_code=language_code
+        )
         await self.settle(update_id)
         return self.replies(since)
 

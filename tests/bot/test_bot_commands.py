@@ -359,3 +359,54 @@ async def test_watch_then_alert_through_the_rules_engine(bot: Harness) -> None:
     bot.wake.set()
     (alert,) = await bot.api.wait_for(chat_id=OTHER_MEMBER, since=since)
     assert "Ночной <b>обстрел</b> города" in alert.text and "обстрел" in alert.text
+
+
+async def test_channels_and_status_name_channels_that_cannot_be_followed(bot: Harness) -> None:
+    """A configured channel telewatch cannot follow (a mistyped username) is shown with its
+    reason in /channels and /status (issue 14), not silently absent."""
+    from datetime import UTC, datetime, timedelta
+
+    from archiver.store.following import set_status
+
+    now = datetime.now(UTC)
+    await set_status(
+        bot.archive, "vsaldo_typo", source="telethon", status="not_found", now=now,
+        reason="no channel has this username", retry_at=now + timedelta(days=1),
+    )  # fmt: skip
+    channels = "\n".join(m.text for m in await bot.send(MEMBER, "/channels"))
+    assert "cannot be followed" in channels and "not_found" in channels
+    assert "no channel has this username" in channels and "next try" in channels
+    status = "\n".join(m.text for m in await bot.send(ADMIN, "/status"))
+    assert "vsaldo_typo: not_found" in status
+
+
+async def test_since_and_until_are_days_in_the_display_time_zone(bot: Harness) -> None:
+    """2024-05-01 22:30 UTC is 2024-05-02 01:30 in Kyiv, the display time zone: since:/until:
+    name the day the result shows."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    night = replace(make_post(20, "Война ночью"), date=datetime(2024, 5, 1, 22, 30, tzinfo=UTC))
+    await ingest(bot.archive, [night], source="telethon", alerts=False)
+    late = only(await bot.send(MEMBER, "/search война since:2024-05-02"))
+    assert "Results 1–1 of 1" in late.text and "ночью" in late.text
+    assert "2024-05-02 01:30 EEST" in late.text
+    day = only(await bot.send(MEMBER, "/search война until:2024-05-01"))
+    assert "of 7 " in day.text and "ночью" not in day.text
+
+
+@pytest.mark.parametrize("command", ["/search вайна сводка", "вайна сводка"])
+async def test_a_search_with_no_results_suggests_the_archives_nearest_words(
+    bot: Harness, command: str
+) -> None:
+    reply = only(await bot.send(MEMBER, command))
+    assert "Nothing found for <code>вайна сводка</code>." in reply.text
+    assert "вайна → <code>война</code>" in reply.text
+    assert "сводка" not in reply.text.split("\n", 1)[1].split("Try:")[0]  # the archive has it
+    assert "Try: <code>война сводка</code>" in reply.text
+    assert reply.params.get("reply_markup") is None  # no ◀ ▶ for nothing
+
+
+async def test_a_search_with_no_results_and_nothing_near_says_only_that(bot: Harness) -> None:
+    reply = only(await bot.send(MEMBER, "/search война -сводка"))
+    assert reply.text == "Nothing found for <code>война -сводка</code>."

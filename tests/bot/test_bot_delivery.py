@@ -7,12 +7,14 @@ the fake Bot API; alerts are queued through the real ingest path.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from botkit import (
+    CHANNEL,
     GROUP,
     KYIV,
     MEMBER,
@@ -29,6 +31,7 @@ from telegram import Bot
 
 from archiver.store import outbox
 from archiver.store.archive import Archive
+from archiver.store.deletions import confirm_deleted, confirm_present
 from bot.alerts import alert_html
 from bot.delivery import Delivery, Limits, RateLimiter, RetryPolicy
 
@@ -112,6 +115,32 @@ async def test_limiter_pause_after_a_429() -> None:
     assert clock.now == pytest.approx(7.0)
     await acquire(lim, OTHER_MEMBER, clock)  # other chats are not paused
     assert clock.now <= 7.0 + 1 / 30
+
+
+async def test_the_gate_keeps_the_limits_when_claims_are_slow() -> None:
+    """Between taking a slot and the call, the alert is claimed in the archive; a database
+    that stalls and then answers a pile of claims at once must not release a burst."""
+    clock = FakeClock()
+    lim = RateLimiter(Limits(overall_per_second=30), clock)
+    reserved = []
+    for i in range(120):  # 40 chats, 3 alerts each, slots taken as the scheduler does
+        await acquire(lim, i % 40 + 1, clock)
+        reserved.append((clock.now, i % 40 + 1))
+    clock.now = 0.0
+    starts: list[float] = []
+    per_chat: dict[int, list[float]] = {}
+    done = 0.0  # claims are answered in order by the one database thread
+    for k, (at, chat) in enumerate(reserved):
+        stall = 0.8 if k % 40 == 0 else 0.0  # now and then the database stalls ...
+        done = max(done, at + stall)  # ... and then answers the claims queued behind at once
+        clock.now = max(clock.now, done)
+        while (wait := lim.gate(chat)) > 0:
+            clock.now += wait
+        lim.start(chat)
+        starts.append(clock.now)
+        per_chat.setdefault(chat, []).append(clock.now)
+    assert most_in_a_second(starts) <= 30
+    assert min(b - a for t in per_chat.values() for a, b in itertools.pairwise(t)) >= 1.0
 
 
 def test_minimum_time_of_the_limits() -> None:
@@ -358,3 +387,30 @@ async def test_a_stop_lets_the_send_in_flight_be_recorded(
     assert len(api.sent()) == 1
     (row,) = await alert_rows(archive)
     assert row["status"] == "sent"
+
+
+async def test_every_kind_through_the_record(setup: tuple[FakeBotApi, Archive]) -> None:
+    """new, edited, reverted, deleted (with how it was confirmed and the evidence) and
+    restored, as the record queues them, each delivered once as a reply to the first."""
+    api, archive = setup
+    await queue_alerts(archive, ["Началась война"])
+    await edit_post(archive, 1, "Началась большая война")
+    await edit_post(archive, 1, "Началась война", hours=2)  # back to the first text
+    await confirm_deleted(
+        archive, CHANNEL, [1], how="web_embed", evidence='the post page said "Post not found"',
+        alerts=True,
+    )  # fmt: skip
+    await confirm_present(archive, CHANNEL, [1], how="recheck", alerts=True)
+    kinds = [r["kind"] for r in await alert_rows(archive)]
+    assert kinds == ["new", "edited", "reverted", "deleted", "restored"]
+    async with delivering(api, archive):
+        calls = await api.wait_for(chat_id=MEMBER, count=5)
+    new, edited, reverted, deleted, restored = (c.text for c in calls)
+    assert "new post" in new
+    assert "edited" in edited and "<u>большая</u>" in edited
+    assert "edit reverted" in reverted and "<s>большая</s>" in reverted
+    assert "the post page said it was not found" in deleted
+    assert 'Evidence: the post page said "Post not found"' in deleted
+    assert "an earlier deletion alert about it was wrong" in restored
+    first = calls[0].result["message_id"]
+    assert all(c.json("reply_parameters")["message_id"] == first for c in calls[1:])

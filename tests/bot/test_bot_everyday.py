@@ -73,7 +73,7 @@ async def test_named_rules_and_unique_names(bot: Harness) -> None:
 
 
 async def test_a_long_rule_list_is_one_valid_message_a_button_can_edit(bot: Harness) -> None:
-    long_query = " OR ".join(f"<слово{i}> & \"фраза {i}\"" for i in range(12))
+    long_query = " OR ".join(f'<слово{i}> & "фраза {i}"' for i in range(12))
     for i in range(60):
         await bot.send(MEMBER, f"/watch r{i}: ({long_query}) OR x{i}")
     listing = one(await bot.send(MEMBER, "/rules"))  # the fake refuses invalid HTML
@@ -98,10 +98,11 @@ async def test_plain_text_in_a_private_chat_is_a_search_with_totals(bot: Harness
 
 async def test_admin_commands_are_only_in_admins_menus(bot: Harness) -> None:
     menus = [c for c in bot.api.calls if c.method == "setMyCommands"]
-    everyone = [m for m in menus if "scope" not in m.params]
-    (default,) = everyone
-    names = [c["command"] for c in default.json("commands")]
-    assert "search" in names and not {"status", "allow", "deny"} & set(names)
-    (admin,) = [m for m in menus if "scope" in m.params]
-    assert admin.json("scope") == {"type": "chat", "chat_id": ADMIN}
-    assert {"status", "allow", "deny"} <= {c["command"] for c in admin.json("commands")}
+    for lang in (None, "uk", "ru"):  # the default menu, and one per translated language
+        here = [m for m in menus if m.params.get("language_code") == lang]
+        (default,) = [m for m in here if "scope" not in m.params]
+        names = [c["command"] for c in default.json("commands")]
+        assert "search" in names and not {"status", "allow", "deny"} & set(names)
+        (admin,) = [m for m in here if "scope" in m.params]
+        assert admin.json("scope") == {"type": "chat", "chat_id": ADMIN}
+        assert {"status", "allow", "deny"} <= {c["command"] for c in admin.json("commands")}

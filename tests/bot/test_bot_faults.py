@@ -242,3 +242,53 @@ async def test_disk_full(tmp_path: Path) -> None:
                     await after_it(api, archive)
             finally:
                 await archive.close()
+
+
+# ---------------------------------------------------------------------------- after a crash
+
+
+async def test_an_alert_left_in_flight_by_a_dead_run_is_not_resent(tmp_path: Path) -> None:
+    """A run killed between recording ``sending`` and recording the outcome: Telegram may
+    have delivered it, so the next start marks it unknown instead of sending it again. One
+    whose message id the dead run left in its marker is recorded sent."""
+    db = tmp_path / "crash.db"
+    async with fake_api() as api:
+        archive = await Archive.open(db)
+        try:
+            await queue(archive)
+            rows = await alert_rows(archive)
+            for r in rows[:2]:  # as the killed run left them
+                await archive.write("UPDATE alerts SET status = 'sending' WHERE id = ?", (r["id"],))
+            marker = outbox.marker_path(archive.path)
+            outbox.write_marker(marker, outbox.Marker("2024-05-01 12:00:00", "disk full",
+                                                      {rows[1]["id"]: 4242}))  # fmt: skip
+            async with delivering(api, archive) as d:
+                await api.wait_for(count=3)
+                await asyncio.sleep(0.3)
+                await d.idle()
+            statuses = {
+                r["id"]: (r["status"], r["tg_message_id"]) for r in await alert_rows(archive)
+            }
+            assert statuses[rows[0]["id"]] == ("unknown", None)
+            assert statuses[rows[1]["id"]] == ("sent", 4242)
+            assert [s for s, _ in statuses.values()].count("sent") == 4
+            assert copies(api) == {t: 1 for t in TEXTS[2:]}  # the two in flight: not again
+            assert not marker.exists()
+            (unknown,) = await outbox.list_alerts(archive, "unknown")
+            assert "Telegram may have delivered it" in (unknown.last_error or "")
+        finally:
+            await archive.close()
+
+
+def test_status_shows_a_paused_delivery() -> None:
+    from datetime import UTC, datetime
+
+    from bot.messages import Status, status_blocks
+
+    counts = outbox.OutboxCounts(3, 0, 0, 10, None, 0, sending=1, unknown=2, dropped=1)
+    st = Status([], counts, datetime.now(UTC), {}, datetime(2024, 5, 1, 9, tzinfo=UTC),
+                "database or disk is full")  # fmt: skip
+    text = "\n".join(status_blocks(st, KYIV))
+    assert "<b>Delivery paused</b> since 2024-05-01 12:00 EEST" in text
+    assert "database or disk is full" in text
+    assert "2 of unknown outcome" in text and "1 dropped on purpose" in text

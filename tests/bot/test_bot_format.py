@@ -12,6 +12,7 @@ from botkit import KYIV
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from archiver.diff import word_diff
 from archiver.store.outbox import AlertRow
 from bot.alerts import alert_html
 from bot.format import (
@@ -24,7 +25,6 @@ from bot.format import (
     styled,
     truncate,
     u16len,
-    word_diff,
 )
 
 TELEGRAM_TAGS = {"b", "i", "u", "s", "code", "pre", "a"}

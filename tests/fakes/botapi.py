@@ -165,9 +165,11 @@ class FakeBotApi:
         chat_id: int | None = None,
         chat_type: str | None = None,
         first_name: str = "Reporter",
+        language_code: str | None = None,
     ) -> int:
         """A text message from ``user_id`` in a private chat (or in ``chat_id``); a leading
-        ``/command`` gets its bot_command entity."""
+        ``/command`` gets its bot_command entity. ``language_code``: the sender's client
+        language (the User object's optional IETF tag, https://core.telegram.org/bots/api#user)."""
         chat = chat_id if chat_id is not None else user_id
         kind = chat_type or ("private" if chat == user_id else "supergroup")
         message: dict[str, Any] = {
@@ -177,6 +179,8 @@ class FakeBotApi:
             "from": {"id": user_id, "is_bot": False, "first_name": first_name},
             "text": text,
         }
+        if language_code is not None:
+            message["from"]["language_code"] = language_code
         if text.startswith("/"):
             command = text.split()[0]
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]

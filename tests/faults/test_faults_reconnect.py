@@ -13,7 +13,8 @@ What main did (each test below failed on it):
   web channels were never archived and the bot never ran.
 - A flood wait (or any error answer) to the login check was taken for a revoked session
   (Telethon's ``is_user_authorized`` answers False for any RPC error): ``run`` stopped with
-  exit 3 and said to log in again.
+  exit 3 and said to log in again. (Main fixed this meanwhile with ``check_login``; the test
+  stays as a fault test of ``connect_client``.)
 """
 
 from __future__ import annotations

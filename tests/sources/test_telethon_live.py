@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from fakes.telethon_client import (
+    Clock,
     FakeTelegram,
     Sleeper,
-    fake_client,
+    connected,
     flood,
     roundtrip,
     settings_for,
@@ -41,13 +42,18 @@ class MatchAll:
         return True
 
 
+CLOCK = Clock()
+
+
 def opts() -> SyncOptions:
-    return SyncOptions(page_wait=0, sleeper=Sleeper())
+    """Telegram's clock (each test's fake shares :data:`CLOCK`, reset per test)."""
+    return SyncOptions(page_wait=0, sleeper=Sleeper(clock=CLOCK), now=CLOCK.now)
 
 
 @pytest.fixture
 def tg() -> FakeTelegram:
-    t = FakeTelegram()
+    CLOCK.at = Clock().at
+    t = FakeTelegram(CLOCK)
     t.add_channel()
     t.add_channel(1922222222, "other", "Other")
     t.posts(5)
@@ -78,7 +84,7 @@ def update(tg: FakeTelegram, upd: Any) -> Any:
 
 
 async def started(archive: Archive, tg: FakeTelegram, tmp_path: Path) -> tuple[Any, Any]:
-    client = fake_client(tg, receive_updates=True)
+    client = await connected(tg, receive_updates=True)
     await client.connect()
     settings = settings_for(tmp_path, FOLLOWED, POLLED)
     listener = LiveListener(archive, client, settings, options=opts())
@@ -98,7 +104,7 @@ async def test_start_joins_once_registers_ids_and_catches_up(
     listener.stop()
 
     tg.requests.clear()
-    again = LiveListener(archive, fake_client(tg), listener.settings, options=opts())
+    again = LiveListener(archive, await connected(tg), listener.settings, options=opts())
     await again.start()
     assert tg.count(Join) == 0  # joined once, ever
     assert tg.count(Resolve) == 0
@@ -109,7 +115,7 @@ async def test_a_channel_that_cannot_be_resolved_at_start_is_followed_later(
     archive: Archive, tg: FakeTelegram, tmp_path: Path
 ) -> None:
     tg.fail(Resolve, flood(3600))  # above the ceiling: no wait, the channel waits its turn
-    client = fake_client(tg, receive_updates=True)
+    client = await connected(tg, receive_updates=True)
     settings = settings_for(tmp_path, FOLLOWED)
     listener = LiveListener(archive, client, settings, options=opts())
     await listener.start()
@@ -117,7 +123,11 @@ async def test_a_channel_that_cannot_be_resolved_at_start_is_followed_later(
     assert [c.ref.username for c in listener.pending] == ["vsaldo"]
     assert client.list_event_handlers() == []
 
-    client._flood_waited_requests.clear()  # the hour has passed
+    await listener.catch_up()  # within the hour: nothing is sent
+    assert tg.sent_during_wait == [] and listener.channels == {}
+
+    CLOCK.advance(3600)  # the hour has passed
+    client._flood_waited_requests.clear()
     await listener.catch_up()  # the next catch-up tries again
     assert list(listener.channels) == [CID]
     assert listener.pending == []
@@ -194,13 +204,103 @@ async def test_events_of_other_chats_are_ignored(
     listener.stop()
 
 
-async def test_a_poison_live_message_is_skipped(
+async def test_an_unreadable_live_message_is_kept_raw_only(
     archive: Archive, tg: FakeTelegram, tmp_path: Path
 ) -> None:
     _, listener = await started(archive, tg, tmp_path)
-    assert await listener.ingest_messages([types.MessageEmpty(id=99, peer_id=None)]) == 0
-    assert await count_posts(archive) == 5
+    # a message of the channel that does not convert (no date): kept, not skipped
+    bad = types.Message(id=99, peer_id=types.PeerChannel(BARE), date=None, message="x")
+    assert await listener.ingest_messages([bad]) == 1
+    assert await count_posts(archive) == 6
+    row = await archive.fetchone(
+        "SELECT unreadable FROM posts WHERE channel_id = ? AND message_id = 99", (CID,)
+    )
+    assert row is not None and row["unreadable"] == "no date"
+    # an event with no channel at all cannot be placed: ignored
+    assert await listener.ingest_messages([types.MessageEmpty(id=98, peer_id=None)]) == 0
     listener.stop()
+
+
+async def test_new_posts_alert_during_a_long_first_backfill(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """Only history older than the start of following is backfill: a live post, and a post
+    the forward read finds above the newest id at the start, alert while the backfill of
+    older posts is still going on."""
+    tg = FakeTelegram(CLOCK)
+    tg.add_channel()
+    tg.posts(450)
+    archive.matcher = MatchAll()
+    settings = settings_for(tmp_path, FOLLOWED)
+    client = await connected(tg, receive_updates=True)
+    tg.fail(functions.messages.GetHistoryRequest, flood(3600), after=3)  # a long backfill
+    listener = LiveListener(archive, client, settings, options=opts())
+    await listener.start()
+    row = await get_channel(archive, CID)
+    assert row is not None and not row.backfilled  # 450 posts: stopped by the wait
+
+    live = tg.post("live, during the backfill")  # 451
+    await client._dispatch_update(
+        update(tg, types.UpdateNewChannelMessage(message=live, pts=1000, pts_count=1))
+    )
+    tg.post("missed by the live stream", push=False)  # 452: the forward read finds it
+    CLOCK.advance(3600)  # the wait is over (Telethon's own memory of it is in real time)
+    client._flood_waited_requests.clear()
+    await listener.catch_up()
+    row = await get_channel(archive, CID)
+    assert row is not None and row.backfilled
+
+    alerted = await archive.fetchall(
+        "SELECT p.message_id FROM alerts a JOIN posts p ON p.id = a.post_id"
+        " WHERE a.kind = 'new' ORDER BY p.message_id"
+    )
+    assert [r[0] for r in alerted] == [451, 452]  # and none of the 450 of the backfill
+    listener.stop()
+
+
+async def test_a_channel_is_live_while_another_one_backfills(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """A channel is followed live from the moment it is caught up, not after the (hours
+    long) first backfill of every other channel: a post in it during another channel's
+    backfill alerts at once."""
+    tg = FakeTelegram(CLOCK)
+    tg.add_channel()
+    tg.add_channel(1922222222, "other", "Other")
+    tg.posts(5)
+    tg.posts(450, bare_id=1922222222)  # five pages of backfill
+    archive.matcher = MatchAll()
+    big = ChannelConfig(parse_ref("other"), backfill=Backfill("all"), join=True)
+    settings = settings_for(tmp_path, FOLLOWED, big)
+    client = await connected(tg, receive_updates=True)
+    # vsaldo: its newest id, then its one page; other: its newest id, then pages 1, 2, ...
+    tg.during(functions.messages.GetHistoryRequest, lambda: tg.post("live, meanwhile"), after=4)
+    listener = LiveListener(archive, client, settings, options=opts())
+    await listener.start()
+
+    async def alerted() -> bool:
+        row = await archive.fetchone(
+            "SELECT count(*) FROM alerts a JOIN posts p ON p.id = a.post_id"
+            " WHERE a.kind = 'new' AND p.channel_id = ? AND p.message_id = 6",
+            (CID,),
+        )
+        return row is not None and row[0] == 1
+
+    await until(alerted)
+    assert await count_posts(archive, -1001922222222) == 450
+    row = await get_channel(archive, CID)
+    assert row is not None and row.high_water == 5  # the live event brought it, not a read
+    listener.stop()
+
+
+def test_the_sources_do_not_import_the_orchestrator() -> None:
+    """No import circle: the result types live in archiver.sources.result."""
+    import subprocess
+    import sys
+
+    code = "import sys, archiver.sources.telethon_live\nprint('archiver.sync' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 async def test_telethon_reconnecting_by_itself_triggers_a_catch_up(
@@ -221,7 +321,7 @@ async def test_telethon_reconnecting_by_itself_triggers_a_catch_up(
 async def test_run_live_reconnects_and_catches_up_until_stopped(
     archive: Archive, tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    client = fake_client(tg, receive_updates=True)
+    client = await connected(tg, receive_updates=True)
     await client.connect()
     settings = settings_for(tmp_path, FOLLOWED)
     stop = asyncio.Event()
@@ -246,7 +346,7 @@ async def test_run_live_reconnects_and_catches_up_until_stopped(
 async def test_run_live_catches_up_periodically_without_updates(
     archive: Archive, tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    client = fake_client(tg, receive_updates=True)
+    client = await connected(tg, receive_updates=True)
     await client.connect()
     settings = settings_for(tmp_path, FOLLOWED)
     stop = asyncio.Event()
@@ -258,7 +358,7 @@ async def test_run_live_catches_up_periodically_without_updates(
         return await count_posts(archive) == n
 
     await until(lambda: has(5))
-    tg.posts(3)  # Telegram pushed no update for these
+    tg.posts(3, push=False)  # Telegram pushed no update for these
     await until(lambda: has(8))
     stop.set()
     await task
@@ -270,5 +370,7 @@ async def test_follow_live_with_no_joined_channel_returns(
     archive: Archive, tg: FakeTelegram, tmp_path: Path
 ) -> None:
     settings = settings_for(tmp_path, POLLED)
-    await follow_live(archive, settings, asyncio.Event(), client=fake_client(tg))
+    client = await connected(tg)
+    tg.requests.clear()
+    await follow_live(archive, settings, asyncio.Event(), client=client)
     assert tg.requests == []

@@ -8,15 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fakes.telethon_client import T0, FakeTelegram, Sleeper, fake_client, settings_for
-from telethon import types
+from fakes.telethon_client import T0, FakeTelegram, Sleeper, connected, flood, settings_for
+from telethon import functions, types
 
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig
 from archiver.sources.media import MediaStore
 from archiver.sources.telethon import recheck_channel, sync_telethon_channel
 from archiver.store.archive import Archive
-from archiver.sync import SyncOptions
+from archiver.store.channels import get_channel
+from archiver.sync import SyncOptions, sync_all
 
 CFG = ChannelConfig(parse_ref("vsaldo"), backfill=Backfill("all"))
 
@@ -76,7 +77,7 @@ async def test_media_metadata_is_archived_without_downloading(
     tg.post("Видео", media=video(8_000_000))
     files = Files({})
     settings = settings_for(tmp_path, CFG)  # [media] download = []
-    await sync_telethon_channel(archive, fake_client(tg), CFG, settings, options=options(files))
+    await sync_telethon_channel(archive, await connected(tg), CFG, settings, options=options(files))
     rows = await archive.fetchall("SELECT media_kind, media_json FROM posts ORDER BY message_id")
     assert [r[0] for r in rows] == ["photo", "video"]
     meta = json.loads(rows[1][1])[0]
@@ -107,7 +108,7 @@ async def test_downloads_are_content_addressed_deduplicated_and_recorded(
     settings = settings_for(tmp_path, CFG, download=frozenset({"photo"}), max_size_mb=1)
 
     result = await sync_telethon_channel(
-        archive, fake_client(tg), CFG, settings, options=options(files)
+        archive, await connected(tg), CFG, settings, options=options(files)
     )
 
     assert files.asked == [1, 2]
@@ -123,8 +124,36 @@ async def test_downloads_are_content_addressed_deduplicated_and_recorded(
     assert [tuple(r) for r in links] == [(1, 0, sha), (2, 0, sha)]
 
     # reading the posts again (recent window) downloads nothing twice
-    await recheck_channel(archive, fake_client(tg), CFG, settings, options=options(files))
+    await recheck_channel(archive, await connected(tg), CFG, settings, options=options(files))
     assert files.asked == [1, 2]
+
+
+async def test_a_long_flood_wait_on_downloads_never_stops_the_posts(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """upload.GetFile is a method of its own in the flood ledger: a long wait on it leaves the
+    files for later and every channel's posts (and cursor) go on, as for GetFullChannel."""
+    tg = FakeTelegram()
+    for bare, name in ((1811111111, "vsaldo"), (1922222222, "other")):
+        tg.add_channel(bare, name)
+        tg.post("with a photo", bare_id=bare, media=photo(bare, 5))
+        tg.post("text after it", bare_id=bare)
+        tg.files[bare] = b"photo"
+    cfgs = [ChannelConfig(parse_ref(n), backfill=Backfill("all")) for n in ("vsaldo", "other")]
+    settings = settings_for(tmp_path, *cfgs, download=frozenset({"photo"}))
+    tg.fail(functions.upload.GetFileRequest, flood(3600))
+    opts = SyncOptions(page_wait=0, sleeper=Sleeper(clock=tg.clock), now=tg.clock.now)
+
+    results = await sync_all(archive, settings, client=await connected(tg), options=opts)
+
+    assert [(r.status, r.new_posts, r.high_water) for r in results] == [("ok", 2, 2)] * 2
+    assert tg.count(functions.upload.GetFileRequest) == 1  # the second waits without asking
+    assert tg.sent_during_wait == []
+    tg.clock.advance(3600)  # the wait is over: the next read of the posts fetches the files
+    results = await sync_all(archive, settings, client=await connected(tg), options=opts)
+    assert [r.media_stored for r in results] == [1, 1]
+    row = await get_channel(archive, -1001811111111)
+    assert row is not None and row.high_water == 2
 
 
 def test_media_store_writes_each_content_once(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from fakes.telethon_client import FakeTelegram, factory_for, settings_for
-from telethon.crypto import AuthKey
 
 from archiver.errors import ConfigError, NotLoggedIn, SourceError
 from archiver.sources.telethon import (
@@ -79,8 +78,9 @@ async def test_a_revoked_session_says_log_in_again(tmp_path: Path) -> None:
 
 async def test_a_valid_session_connects(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "vsaldo")
-    session_path(settings).touch()
-    client = await connect_client(settings, factory=factory_for(FakeTelegram()))
+    tg = FakeTelegram()
+    tg.session_file(session_path(settings))
+    client = await connect_client(settings, factory=factory_for(tg))
     try:
         assert client.is_connected()
         assert await client.is_user_authorized()
@@ -121,8 +121,8 @@ def logging_in(tg: FakeTelegram, asked: list[str]) -> Any:
 
         async def start(phone: Any, code_callback: Any, password: Any) -> Any:
             asked.extend([phone(), code_callback(), password()])
-            client.session.set_dc(2, "149.154.167.51", 443)
-            client.session.auth_key = AuthKey(os.urandom(256))
+            await client.connect()  # as start() does: the key exchange makes a new key
+            tg.register(client.session.auth_key.key)  # Telegram accepted the code for it
             return client
 
         client.start = start
@@ -143,11 +143,10 @@ async def test_login_writes_the_session_file_with_mode_0600(
         settings, telegram=replace(settings.telegram, session=tmp_path / "private" / "tw")
     )
     asked: list[str] = []
+    tg = FakeTelegram()
     old = os.umask(0)  # even with a careless umask
     try:
-        out = await login(
-            settings, as_string=False, prompts=PROMPTS, factory=logging_in(FakeTelegram(), asked)
-        )
+        out = await login(settings, as_string=False, prompts=PROMPTS, factory=logging_in(tg, asked))
     finally:
         os.umask(old)
     assert out is None
@@ -160,22 +159,21 @@ async def test_login_writes_the_session_file_with_mode_0600(
         assert secret not in caplog.text
 
     # and from now on, commands connect with it
-    client = await connect_client(settings, factory=factory_for(FakeTelegram()))
+    client = await connect_client(settings, factory=factory_for(tg))
     await client.disconnect()
 
 
 async def test_login_string_returns_a_session_for_the_environment(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "vsaldo")
     asked: list[str] = []
-    text = await login(
-        settings, as_string=True, prompts=PROMPTS, factory=logging_in(FakeTelegram(), asked)
-    )
+    tg = FakeTelegram()
+    text = await login(settings, as_string=True, prompts=PROMPTS, factory=logging_in(tg, asked))
     assert text
     assert not session_path(settings).exists()  # no file: the string is the session
 
     env = replace(settings, telegram=replace(settings.telegram, session_string=text))
     made: list[Any] = []
-    client = await connect_client(env, factory=factory_for(FakeTelegram(), made))
+    client = await connect_client(env, factory=factory_for(tg, made))
     try:
         assert client.session.auth_key is not None
         assert client.session.save() == text

@@ -4,6 +4,7 @@ channel, pages that lie, and another address of a channel."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -17,7 +18,7 @@ from fakes.tme import T0, FakeClock, FakePost, FakeTme
 from archiver.config import Settings
 from archiver.sources import web as web_source
 from archiver.sources.web import TmeClient, last_pass, sync_web_channel, sync_web_channels
-from archiver.store.archive import Archive
+from archiver.store.archive import Archive, utcnow
 from archiver.store.channels import get_channel, get_reread
 from sources.webkit import (
     CID,
@@ -220,6 +221,48 @@ async def test_the_rotation_rereads_the_whole_channel_within_the_period(
     assert seen == sorted(seen, key=lambda b: -(b or 0))  # walked from the top down
 
 
+async def test_a_rotation_on_schedule_waits_for_a_pages_worth(
+    archive: Archive, tme: FakeTme, client: TmeClient
+) -> None:
+    """rotation_quota asks for at least one post a pass; a page holds 20. A pass 15 minutes
+    after the round began reads no rotation page (before, every pass read one, for every
+    channel: 500 requests a pass for 500 channels)."""
+    tme.channel("vsaldo").add_texts(range(1, 201))
+    await sync_web_channel(archive, client, web("vsaldo"), now=NOW)
+    await sync_web_channel(archive, client, web("vsaldo"), now=NOW)  # the round begins
+    tme.requests.clear()
+    await sync_web_channel(archive, client, web("vsaldo"), now=NOW + timedelta(minutes=15))
+    assert tme.befores("vsaldo") == [None]
+    tme.requests.clear()
+    await sync_web_channel(archive, client, web("vsaldo"), now=NOW + timedelta(days=2))
+    assert len(tme.befores("vsaldo")) > 1  # by then pages are due
+
+
+async def test_the_rotation_knows_the_interval_between_passes(
+    archive: Archive, tme: FakeTme, client: TmeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rotation_quota gets the time since the channel's previous pass (the guess of the time
+    to the next one), so a round ends a pass before its period does."""
+    from archiver.sources.web import pager
+
+    seen: list[Any] = []
+    real = pager.rotation_quota
+
+    def spy(**kw: Any) -> int:
+        seen.append(kw["interval"])
+        return real(**kw)
+
+    monkeypatch.setattr(pager, "rotation_quota", spy)
+    tme.channel("vsaldo").add_texts(range(1, 201))
+    import archiver.store.channels as store_channels
+
+    earlier = utcnow() - timedelta(minutes=10)
+    monkeypatch.setattr(store_channels, "utcnow", lambda: earlier)  # record_sync's clock
+    await sync_web_channel(archive, client, web("vsaldo"))  # the first pass, 10 minutes ago
+    await sync_web_channel(archive, client, web("vsaldo"))
+    assert len(seen) == 1 and timedelta(minutes=10) <= seen[0] < timedelta(minutes=11)
+
+
 # --- one client, one pacer, one budget per pass ------------------------------------------------
 
 
@@ -317,6 +360,27 @@ async def test_the_budget_goes_to_new_posts_first_and_skipped_channels_go_first_
     assert report is not None
     assert report["spent"] == {"new": 2, "recent": 0, "confirm": 0, "rotation": 0}
     assert (report["requests_per_pass"], report["left"], report["channels"]) == (2, 0, 5)
+    # `telewatch stats` shows it.
+    from click.testing import CliRunner
+
+    from archiver.cli import cli
+
+    def stats(*args: str) -> str:
+        return CliRunner().invoke(cli, ["--db", str(archive.path), "stats", *args]).stdout
+
+    human = await asyncio.to_thread(stats)  # the CLI runs its own event loop
+    assert "web: last pass at " in human
+    assert (
+        "2 request(s) of 2 (new 2, recent 0, confirm 0, rotation 0); left 0; not done for lack"
+        " of budget: new for 3 channel(s), recent for 5 channel(s)"
+    ) in human
+    # The last channel served finished its walk on the last request of the budget: its pass
+    # still records it (before, the pass stopped it at its last page: never backfilled).
+    row = await get_channel(archive, "channel4")
+    assert row is not None and row.backfilled and row.high_water == 3
+    assert second[4].backfilled and second[4].pending == ("recent", "confirm", "rotation")
+    as_json = await asyncio.to_thread(stats, "--json")
+    assert {"web_pass": report} in [json.loads(line) for line in as_json.splitlines()]
 
 
 async def test_the_phases_spend_the_budget_in_order(

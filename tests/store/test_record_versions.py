@@ -211,3 +211,14 @@ async def test_history_lists_an_undated_web_edit_after_a_dated_import(archive: A
     assert [(v.text, v.source) for v in h.versions] == [(A, "export"), (B, "web")]
     assert h.versions[1].edit_date is None
     assert h.current == 2
+
+
+async def test_a_first_reading_with_reactions_only_does_not_mark_the_post_edited(
+    archive: Archive,
+) -> None:
+    """Found by review: a never-edited post whose first reading carries reactions comes with
+    edit_date moved and edit_hide set; it was stored as edited (is:edited, CSV, stats)."""
+    reacted = tl(7, TEXT, views=10, forwards=0, edit_date=at(45), edit_hide=True)
+    await ingest(archive, [reacted], source="telethon", alerts=False)
+    row = await archive.fetchone("SELECT edited FROM posts WHERE message_id = 7")
+    assert row is not None and row[0] == 0

@@ -300,3 +300,22 @@ async def test_a_migration_another_process_ran_meanwhile_is_not_run_again(
         assert "lemmas" not in columns
     finally:
         await archive.close()
+
+
+async def test_the_heartbeat_migration_gives_old_heartbeats_a_state(tmp_path: Path) -> None:
+    """A heartbeat written before the migration that added its state reads as running (what
+    it meant then)."""
+    before = next(i for i, m in enumerate(MIGRATIONS) if "heartbeats ADD COLUMN state" in m)
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    for migration in MIGRATIONS[:before]:
+        con.executescript(migration)
+    con.executescript(
+        f"PRAGMA user_version = {before};"
+        "INSERT INTO heartbeats (process, pid, at) VALUES ('run', 7, '2024-05-01 12:00:00');"
+    )
+    con.commit()
+    con.close()
+    async with await Archive.open(path) as archive:
+        row = await archive.fetchone("SELECT pid, state, note FROM heartbeats")
+        assert row is not None and tuple(row) == (7, "running", None)

@@ -60,6 +60,7 @@ SOURCE = "web"
 # consecutive messages (album items count), so a gap this wide means 50 posts deleted in a
 # row, or an id that does not belong there (a mirror, a forwarded or pinned post).
 JUMP = 50
+PAGE_POSTS = 20  # posts a listing page shows
 CONFIRM_PER_PASS = 100  # missing posts of one channel looked at per pass (the budget decides)
 EVIDENCE = 'the post page said "Post not found"'
 EMBED = "web_embed"  # how a deletion or a presence was established: the post's own page
@@ -305,7 +306,14 @@ class ChannelPass:
             started_at=state.started_at,
             now=self.now,
             period=self.period,
+            interval=self._interval(),
         )
+        if state.started_at is not None and quota < min(PAGE_POSTS, remaining):
+            # On schedule: rotation_quota asks for at least one post a pass, and a page holds
+            # about 20. Reading one every pass would run the round far ahead of its period (a
+            # page per channel every 15 minutes); wait until a page's worth is due.
+            self.done.add("rotation")
+            return
         cursor = top
         read = 0
         while read < quota:
@@ -514,6 +522,15 @@ class ChannelPass:
             (channel_id, low or 0),
         )
         return int(row[0]) if row is not None else 0
+
+    def _interval(self) -> timedelta | None:
+        """The time since the channel's previous pass: the guess of the time to the next one
+        (None when unknown or implausible)."""
+        last = self.row.last_sync_at if self.row is not None else None
+        if last is None:
+            return None
+        gap = self.now - last
+        return gap if timedelta(0) < gap < self.period else None
 
     async def _floor(self) -> int:
         if self.floor is None:

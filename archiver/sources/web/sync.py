@@ -250,11 +250,14 @@ def _synced_at(p: ChannelPass) -> float:
 async def _take_turns(
     phase: str, order: list[tuple[int, ChannelPass]], failed: dict[int, str]
 ) -> bool:
-    """One phase: each channel in turn makes one request, until all are done or the budget is
-    spent (returns True then)."""
+    """One phase: each channel in turn makes one request, until all are done. Returns True
+    when the budget ran out: then each channel goes on only as far as it can without another
+    request (what it read is recorded: a walk that reached its end on its last page sets its
+    high-water mark), and the phase ends."""
     turns: list[tuple[int, ChannelPass, AsyncGenerator[None, None]]] = [
         (i, p, p.phase(phase)) for i, p in order if i not in failed
     ]
+    spent = False
     try:
         while turns:
             for entry in list(turns):
@@ -265,7 +268,8 @@ async def _take_turns(
                 except StopAsyncIteration:
                     turns.remove(entry)
                 except BudgetSpent:
-                    return True
+                    spent = True
+                    turns.remove(entry)
                 except TelewatchError as exc:
                     failed[i] = str(exc)
                     p.status = "error"
@@ -279,7 +283,7 @@ async def _take_turns(
                     turns.remove(entry)
                 finally:
                     p.requests[phase] = p.requests.get(phase, 0) + (p.client.budget.used - before)
-        return False
+        return spent
     finally:
         for _, _, steps in turns:
             await steps.aclose()
@@ -385,3 +389,24 @@ async def last_pass(archive: Archive) -> dict[str, Any] | None:
         return None
     value: dict[str, Any] = json.loads(row[0])
     return value
+
+
+def pass_summary(report: dict[str, Any]) -> str:
+    """One line for ``telewatch stats`` from :func:`last_pass`'s figures."""
+    spent: dict[str, int] = report.get("spent") or {}
+    used = sum(spent.values())
+    budget = report.get("requests_per_pass")
+    phases = ", ".join(f"{k} {spent.get(k, 0)}" for k in PHASES)
+    line = (
+        f"web: last pass at {report.get('at')}: {used} request(s)"
+        + (f" of {budget}" if budget is not None else "")
+        + f" ({phases}); left {report.get('left')}"
+    )
+    pending: dict[str, int] = report.get("channels_pending") or {}
+    if pending:
+        undone = ", ".join(f"{k} for {pending[k]} channel(s)" for k in PHASES if k in pending)
+        line += (
+            f"; not done for lack of budget: {undone} (see [web] requests_per_pass in "
+            "docs/web-source.md)"
+        )
+    return line

@@ -1,0 +1,92 @@
+"""``telewatch serve``: Datasette with the web view, on one archive, until Ctrl-C or SIGTERM.
+
+It listens on 127.0.0.1 unless told otherwise; any other address needs ``[web_view]
+password_hash`` (then every page asks for the password and the server answers reads only).
+The socket is bound before anything else, so a port in use is one clear line.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import uvicorn
+from datasette.app import Datasette
+
+from archiver.errors import ConfigError, TelewatchError
+from web.access import is_local
+from web.site import Options, configure, site_of
+
+log = logging.getLogger(__name__)
+
+
+def check_host(host: str, password_hash: str | None) -> None:
+    if not is_local(host) and password_hash is None:
+        raise ConfigError(
+            f"--host {host}: reachable from other machines, so a password is required: run"
+            " `telewatch hash-password` and put the line it prints under [web_view] in the"
+            " config (or leave --host at 127.0.0.1)"
+        )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or one line that says what to do."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise TelewatchError(f"--host {host}: not an address of this machine") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise TelewatchError(
+                f"{host}:{port}: the port is in use (another `telewatch serve`?); pick another"
+                " with --port"
+            ) from None
+        raise TelewatchError(f"{host}:{port}: cannot listen ({exc.strerror})") from None
+    sock.setblocking(False)
+    return sock
+
+
+def build(path: Path, password_hash: str | None, tz: ZoneInfo) -> Datasette:
+    """Datasette on the archive at ``path``, with the web view as the home page."""
+    ds = Datasette([str(path)], settings={"sql_time_limit_ms": 3000})
+    name = next(k for k, db in ds.databases.items() if db.path == str(path))
+    configure(ds, Options(database=name, password_hash=password_hash, timezone=tz, home=True))
+    return ds
+
+
+async def serve(
+    path: Path,
+    host: str,
+    port: int,
+    password_hash: str | None,
+    tz: ZoneInfo,
+    *,
+    echo: Callable[[str], None] = print,
+) -> None:
+    check_host(host, password_hash)
+    sock = bind(host, port)
+    ds = build(path, password_hash, tz)
+    await ds.invoke_startup()
+    shown = f"[{host}]" if ":" in host else host
+    echo(
+        f"telewatch web view of {path}: http://{shown}:{sock.getsockname()[1]}/"
+        + (" (password required)" if password_hash else "")
+        + "; Ctrl-C stops it"
+    )
+    config = uvicorn.Config(ds.app(), log_level="warning", lifespan="on", access_log=False)
+    try:
+        await uvicorn.Server(config).serve(sockets=[sock])
+    finally:
+        sock.close()
+        await site_of(ds).close()  # the server's shutdown closed it, unless it failed first
