@@ -381,12 +381,17 @@ def and_filters(query: Query, extra: list[Node]) -> Query:
 def day_start(day: date, tz: str = "UTC") -> str:
     """When ``day`` begins in time zone ``tz``, as UTC ``YYYY-MM-DD HH:MM:SS``. A midnight
     that a clock change skips resolves (fold=0) to the instant of the change."""
+    if day <= date.min + timedelta(days=1):  # no earlier instant exists in UTC: the start of time
+        return "0001-01-01 00:00:00"
     start = datetime.combine(day, time(0), tzinfo=ZoneInfo(tz))
     return start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def until_bound(day: date, tz: str = "UTC") -> str:
-    """The exclusive upper bound (UTC ``YYYY-MM-DD HH:MM:SS``) of an inclusive ``until:`` day."""
+    """The exclusive upper bound (UTC ``YYYY-MM-DD HH:MM:SS``) of an inclusive ``until:`` day
+    (the last day a date can be has no next day: everything is before its end)."""
+    if day >= date.max - timedelta(days=1):
+        return "9999-12-31 23:59:59"
     return day_start(day + timedelta(days=1), tz)
 
 

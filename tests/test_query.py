@@ -534,3 +534,15 @@ def test_many_exclusions_stay_one_level_deep_for_fts5(fts: sqlite3.Connection) -
     expr = to_fts(root)
     assert expr is not None and expr.count("NOT") == 1
     assert fts_ids(fts, expr) == memory_ids(root)
+
+
+def test_the_first_and_last_days_a_date_can_be_are_bounds_not_errors() -> None:
+    """Found by the web view's review: until:9999-12-31 and, east of UTC, since:0001-01-01
+    ended in OverflowError tracebacks (CLI and web)."""
+    from datetime import date
+
+    from archiver.query import day_start, until_bound
+
+    assert until_bound(date(9999, 12, 31), "Europe/Kyiv") == "9999-12-31 23:59:59"
+    assert day_start(date(1, 1, 1), "Europe/Kyiv") == "0001-01-01 00:00:00"
+    assert until_bound(date(2024, 5, 1), "UTC") == "2024-05-02 00:00:00"

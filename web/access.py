@@ -3,8 +3,9 @@
 With no password configured the pages are open (``telewatch serve`` then listens on the
 loopback only). With ``[web_view] password_hash`` every page, Datasette's own included, asks
 for the password first (a signed cookie, Datasette's ``ds_actor``, for seven days) and the
-server answers reads only: GET and HEAD, and the login form's POST. Wrong passwords are
-answered one at a time, a second each. The server's shutdown closes the archive.
+server answers reads only: GET and HEAD, and the login form's POST. Passwords are checked
+one at a time; a wrong one is answered after a second, without holding the others. The
+server's shutdown closes the archive.
 """
 
 from __future__ import annotations
@@ -121,12 +122,13 @@ def _refusal(datasette: Any, request: Request) -> Response | None:
 
 
 async def check_password(site: Site, password: str) -> bool:
-    """The password against the hash (scrypt, in a thread); a wrong one holds every other
-    attempt for a second."""
+    """The password against the hash (scrypt, in a thread, one check at a time: guesses cannot
+    run in parallel); a wrong one is answered after a second, without holding the others (a
+    stream of wrong guesses must not lock out the right password)."""
     stored = site.options.password_hash
     assert stored is not None
     async with site.login_lock:
         ok = await asyncio.to_thread(verify_password, password, stored)
-        if not ok:
-            await asyncio.sleep(WRONG_PASSWORD_DELAY)
+    if not ok:
+        await asyncio.sleep(WRONG_PASSWORD_DELAY)
     return ok

@@ -164,6 +164,10 @@ class Archive:
                 raise ArchiveError(_busy_message(p)) from None
             if "readonly" in str(exc):  # SQLITE_READONLY: the file, or its -wal/-shm, not ours
                 raise NotWritable(p) from None
+            if "unable to open" in str(exc) and not os.access(
+                p.parent, os.W_OK | os.X_OK, effective_ids=True
+            ):  # a read-only folder or mount: WAL needs its -wal and -shm files beside the archive
+                raise NotWritable(p.parent) from None
             raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
         except BaseException:
             await db.close()

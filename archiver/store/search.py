@@ -494,8 +494,12 @@ async def history(archive: Archive, channel: str | int, message_id: int) -> Post
     """Every version of one post in the order telewatch observed them (a version's id grows
     with each observation), the events after it was first seen, and its deletion state."""
     ch = await require_channel(archive, channel)
-    post = await archive.fetchone(
-        "SELECT * FROM posts WHERE channel_id = ? AND message_id = ?", (ch.id, message_id)
+    post = (
+        await archive.fetchone(
+            "SELECT * FROM posts WHERE channel_id = ? AND message_id = ?", (ch.id, message_id)
+        )
+        if 0 < message_id < 2**63  # a bigger number is no post (and no SQLite integer)
+        else None
     )
     if post is None:
         raise PostNotFound(

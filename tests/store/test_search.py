@@ -566,3 +566,9 @@ async def test_channel_stats_of_a_channel_without_posts(
 def test_has_link_is_what_the_corpus_says() -> None:
     assert has_link(CORPUS[13].posts()[0])
     assert not has_link(CORPUS[0].posts()[0])
+
+
+def test_history_of_a_post_id_beyond_any_integer_is_not_found(corpus: Corpus) -> None:
+    """Found by the web view's review: a huge id ended in OverflowError (a 500 on the page)."""
+    with pytest.raises(PostNotFound, match="no post"):
+        corpus.run(history(corpus.archive, "vsaldo", 2**63))
