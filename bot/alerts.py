@@ -19,7 +19,6 @@ checks it on generated posts).
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from archiver.diff import Opcode, opcodes
 from archiver.errors import QueryError
 from archiver.query import Query, parse
 from archiver.snippets import match_spans
@@ -191,41 +191,10 @@ def changes_html(
     return "\n".join(parts)
 
 
-Opcode = tuple[str, int, int, int, int]
-
-
 def _grouped(a: list[str], b: list[str], context: int) -> list[list[Opcode]]:
-    """``difflib``'s grouped opcodes of two word lists, with the common head and tail cut
-    off first: an edit usually touches one passage, and difflib is quadratic in what it is
-    given (a 10,000-character post with repeated words took half a second)."""
-    head = 0
-    while head < min(len(a), len(b)) and a[head] == b[head]:
-        head += 1
-    tail = 0
-    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
-        tail += 1
-    mid_a, mid_b = a[head : len(a) - tail], b[head : len(b) - tail]
-    big = len(mid_a) + len(mid_b) > 4000
-    ops: list[Opcode] = []
-    if head:
-        ops.append(("equal", 0, head, 0, head))
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(
-        None, mid_a, mid_b, autojunk=big
-    ).get_opcodes():
-        if op == "equal" and ops and ops[-1][0] == "equal":
-            continue  # (an empty middle)
-        ops.append((op, i1 + head, i2 + head, j1 + head, j2 + head))
-    if tail:
-        ops.append(("equal", len(a) - tail, len(a), len(b) - tail, len(b)))
-    ops = [o for o in ops if o[2] > o[1] or o[4] > o[3]]
-    merged: list[Opcode] = []
-    for o in ops:  # adjacent equal runs (head + the middle's start) become one
-        if merged and o[0] == "equal" and merged[-1][0] == "equal":
-            m = merged[-1]
-            merged[-1] = ("equal", m[1], o[2], m[3], o[4])
-        else:
-            merged.append(o)
-    return _group(merged, context)
+    """The changes between two word lists, with up to ``context`` words each side
+    (:func:`archiver.diff.opcodes`: difflib with the common head and tail cut off first)."""
+    return _group(opcodes(a, b), context)
 
 
 def _group(ops: list[Opcode], n: int) -> list[list[Opcode]]:
