@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -299,12 +299,7 @@ async def claim(
     rows = await archive.write(_CLAIM_SQL, (when, alert.id))  # one statement: its own transaction
     if not rows:
         return Claim.GONE, None
-    entry, mutes = rows[0][0], rows[0][1]
-    reason = None
-    if refusal is not None:
-        reason = refusal(alert.recipient, None if entry is None else bool(entry))
-    if reason is None and mutes:
-        reason = _muted(mutes, alert.rules)
+    reason = _refused(alert, rows[0], refusal)
     if reason is None:
         return Claim.SEND, None
     await archive.write(
@@ -322,6 +317,18 @@ RETURNING
     (SELECT group_concat(rule || char(30) || until, char(31)) FROM mutes
       WHERE chat_id = alerts.recipient AND until > ?1)
 """
+
+
+def _refused(alert: AlertRow, claimed: Sequence[object], refusal: Refusal | None) -> str | None:
+    """Why a just-claimed alert is not sent (its recipient's access, or every rule muted in
+    its chat), from the row :data:`_CLAIM_SQL` returned; None: send it."""
+    entry, mutes = claimed[0], claimed[1]
+    reason = None
+    if refusal is not None:
+        reason = refusal(alert.recipient, None if entry is None else bool(entry))
+    if reason is None and isinstance(mutes, str) and mutes:
+        reason = _muted(mutes, alert.rules)
+    return reason
 
 
 def _muted(packed: str, rules: tuple[str, ...]) -> str | None:
@@ -351,12 +358,7 @@ async def claim_held(
                 rows = list(await cur.fetchall())
             if not rows:
                 continue
-            entry, mutes = rows[0][0], rows[0][1]
-            reason = None
-            if refusal is not None:
-                reason = refusal(alert.recipient, None if entry is None else bool(entry))
-            if reason is None and mutes:
-                reason = _muted(mutes, alert.rules)
+            reason = _refused(alert, rows[0], refusal)
             if reason is None:
                 send.append(alert)
                 continue
