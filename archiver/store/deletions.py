@@ -219,11 +219,7 @@ async def mark_deleted(
     alerts: bool,
     at: datetime | None = None,
 ) -> int:
-    """The old name of :func:`confirm_deleted`, for the sources that confirm by nature
-    (Telethon's deletion update and ``GetMessages``). A ``how = "web"`` from an old caller is
-    only a listing that did not show the post: it is recorded as missing."""
-    if how == "web":
-        return await mark_missing(archive, channel_id, message_ids, source="web", at=at)
+    """The old name of :func:`confirm_deleted` (``how``: live or recheck)."""
     return await confirm_deleted(archive, channel_id, message_ids, how=how, alerts=alerts, at=at)
 
 
