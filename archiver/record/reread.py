@@ -53,3 +53,12 @@ def rotation_quota(
     # pass interval still completes within the period.
     due = total if elapsed >= seconds * 0.9 else math.ceil(total * elapsed / (seconds * 0.9))
     return max(1, min(remaining, due - done))
+
+
+def pass_interval(last: datetime | None, now: datetime, period: timedelta) -> timedelta | None:
+    """The time since a channel's previous pass: the guess of the time to its next one, which
+    :func:`rotation_quota` takes as ``interval`` (None when unknown or not below the period)."""
+    if last is None:
+        return None
+    gap = now - last
+    return gap if timedelta(0) < gap < period else None

@@ -26,13 +26,13 @@ recovered: it is an id never seen, a gap in coverage.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
 from telethon import types
 
-from archiver.record.reread import rotation_quota
+from archiver.record.reread import pass_interval, rotation_quota
 from archiver.store.archive import ts
 from archiver.store.channels import advance_reread, get_reread, set_cursor
 from archiver.store.deletions import confirm_deleted
@@ -97,15 +97,6 @@ async def reread_window(p: _Pass) -> int:
     return len(ids)
 
 
-def _interval(last: datetime | None, now: datetime, period_days: float) -> timedelta | None:
-    """The time since the channel's previous pass: the guess of the time to the next one, so
-    the rotation finishes within the period whatever the schedule (None when unknown)."""
-    if last is None:
-        return None
-    gap = now - last
-    return gap if timedelta(0) < gap < timedelta(days=period_days) else None
-
-
 async def reread_rotation(p: _Pass) -> int:
     """Read the rotation's share of older posts again; returns the posts asked for."""
     now = p.options.now()
@@ -128,7 +119,9 @@ async def reread_rotation(p: _Pass) -> int:
         started_at=state.started_at,
         now=now,
         period=timedelta(days=p.settings.recheck.full_recheck_days),
-        interval=_interval(p.row.last_sync_at, now, p.settings.recheck.full_recheck_days),
+        interval=pass_interval(
+            p.row.last_sync_at, now, timedelta(days=p.settings.recheck.full_recheck_days)
+        ),
     )
     if quota <= 0:
         await advance_reread(p.archive, p.row.id, cursor=None, now=now)

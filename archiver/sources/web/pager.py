@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from archiver.config import Backfill
 from archiver.errors import SourceError
 from archiver.models import ChannelInfo, IngestStats, Post
-from archiver.record.reread import rotation_quota
+from archiver.record.reread import pass_interval, rotation_quota
 from archiver.sources.web.client import TmeClient
 from archiver.sources.web.page import EmbedPage, WebPage, is_derived_id
 from archiver.store.archive import Archive
@@ -306,7 +306,9 @@ class ChannelPass:
             started_at=state.started_at,
             now=self.now,
             period=self.period,
-            interval=self._interval(),
+            interval=pass_interval(
+                self.row.last_sync_at if self.row is not None else None, self.now, self.period
+            ),
         )
         if state.started_at is not None and quota < min(PAGE_POSTS, remaining):
             # On schedule: rotation_quota asks for at least one post a pass, and a page holds
@@ -522,15 +524,6 @@ class ChannelPass:
             (channel_id, low or 0),
         )
         return int(row[0]) if row is not None else 0
-
-    def _interval(self) -> timedelta | None:
-        """The time since the channel's previous pass: the guess of the time to the next one
-        (None when unknown or implausible)."""
-        last = self.row.last_sync_at if self.row is not None else None
-        if last is None:
-            return None
-        gap = self.now - last
-        return gap if timedelta(0) < gap < self.period else None
 
     async def _floor(self) -> int:
         if self.floor is None:
