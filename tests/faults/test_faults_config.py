@@ -37,6 +37,10 @@ CASES = [
     ("[telegram]\ntimeout_seconds = 0", "telegram.timeout_seconds: expected a positive number"),
     ("[telegram]\nrecent_hours = 10000000", "telegram.recent_hours: expected at most 8760"),
     ("[storage]\nbackup_keep = 0", "storage.backup_keep: expected a positive number, got 0"),
+    ("[recheck]\nrecent_days = nan", "recheck.recent_days: expected a finite number, got nan"),
+    ("[recheck]\nrecent_days = -1", "recheck.recent_days: expected a positive number, got -1"),
+    ("[recheck]\nfull_recheck_days = 100000", "recheck.full_recheck_days: expected a number of days from 0 to 3650"),
+    ('[[rules]]\nname = "evac"\nquery = "x"\nfollow_ups = "some"', "rules[0] (evac).follow_ups: expected one of all, alerted, none"),
     (
         '[[channels]]\nusername = "vsaldo"\nbackfill = 99999999999999999',
         "channels[0].backfill: expected at most 2147483647 posts",
