@@ -449,3 +449,10 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
+
+# PostgreSQL (docs/postgresql.md, Schema): a new PostgreSQL archive starts at the schema of
+# migration archiver.store.pg_schema.BASELINE_VERSION in one script (pg_schema.BASELINE);
+# each migration appended above after it needs its PostgreSQL form here, keyed on its number
+# (1-based, as the versions count). A PostgreSQL archive refuses to open, naming the
+# migration, while one is missing (tests/store/test_postgres.py checks the keys).
+POSTGRES_MIGRATIONS: dict[int, str] = {}
