@@ -94,11 +94,12 @@ SCHEMA: tuple[str, ...] = (
     f" unnest(string_to_array(words, ' ')) AS w WHERE w <> '' AND char_length(w) <= {MAX_WORD}"
     " ON CONFLICT DO NOTHING",
 )
+SEARCH_SCHEMA = "".join(stmt.strip() + ";\n" for stmt in SCHEMA)
 
 
 def is_postgres(archive: Archive | Any) -> bool:
     """Whether ``archive`` is kept on PostgreSQL (the backend picks the search compiler)."""
-    return getattr(getattr(archive, "db", None), "dialect", "sqlite") == "postgresql"
+    return getattr(archive, "dialect", "sqlite") == "postgresql"
 
 
 # ---------------------------------------------------------------------------- tsquery
