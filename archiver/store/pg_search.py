@@ -372,3 +372,47 @@ JOIN versions hit ON hit.id = f.vid
 
 def hydrate_params(found: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
     return [pid for pid, _ in found], [vid for _, vid in found]
+
+
+# ---------------------------------------------------------------------------- vocabulary
+
+
+async def any_version_has(archive: Archive, words: frozenset[str] | set[str]) -> bool:
+    """Whether some version holds one of ``words`` (FTS5's vocabulary lists only those)."""
+    q = " | ".join(lexeme(w) for w in sorted(words))
+    row = await archive.fetchone(
+        "SELECT 1 FROM versions WHERE tsv @@ CAST(? AS tsquery) LIMIT 1", (q,)
+    )
+    return row is not None
+
+
+async def words_named(archive: Archive, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` that are in the vocabulary, in code point order."""
+    rows = await archive.fetchall(
+        "SELECT word FROM search_words WHERE word = ANY(CAST(? AS text[])) ORDER BY word",
+        (list(names),),
+    )
+    return [str(r[0]) for r in rows]
+
+
+async def words_between(archive: Archive, lo: str, hi: str, cap: int) -> list[str]:
+    """The vocabulary's words from ``lo`` up to ``hi`` (excluded), the first ``cap``."""
+    rows = await archive.fetchall(
+        "SELECT word FROM search_words WHERE word >= ? AND word < ? ORDER BY word LIMIT ?",
+        (lo, hi, cap),
+    )
+    return [str(r[0]) for r in rows]
+
+
+async def doc_counts(archive: Archive, words: Sequence[str]) -> list[tuple[str, int]]:
+    """How many versions hold each word (fts5vocab's ``doc``); words none holds (any more)
+    are left out, as FTS5's vocabulary leaves them out."""
+    out: list[tuple[str, int]] = []
+    for w in words:
+        row = await archive.fetchone(
+            "SELECT count(*) FROM versions WHERE tsv @@ CAST(? AS tsquery)", (lexeme(w),)
+        )
+        n = int(row[0]) if row is not None else 0
+        if n:
+            out.append((w, n))
+    return out
