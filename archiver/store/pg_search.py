@@ -50,6 +50,8 @@ MAX_WORD = 511  # letters: 4 bytes each at most, under the 2,047 bytes of a lexe
 _FIRST_BATCH = 64
 _MAX_BATCH = 8192
 
+_TOKENS = "cardinality(array_remove(string_to_array(words, ' '), ''))"  # a version's words
+
 # The tsvector of a ``words`` column: each space-separated word with its 1-based position.
 # IMMUTABLE (it depends on its argument alone) so that it can build a generated column.
 WORDS_TSV = f"""
@@ -93,6 +95,40 @@ SCHEMA: tuple[str, ...] = (
     "INSERT INTO search_words (word) SELECT DISTINCT w FROM versions,"
     f" unnest(string_to_array(words, ' ')) AS w WHERE w <> '' AND char_length(w) <= {MAX_WORD}"
     " ON CONFLICT DO NOTHING",
+    # What bm25 needs of the whole index, kept as FTS5 keeps it: the versions that have words
+    # (ingest indexes no empty one) and their words in all. One row, changed once per
+    # statement; writers already take turns (the write lock of archiver.store.postgres).
+    "CREATE TABLE search_stats (versions bigint NOT NULL, tokens bigint NOT NULL)",
+    "INSERT INTO search_stats SELECT count(*) FILTER (WHERE words <> ''),"
+    f" coalesce(sum({_TOKENS}), 0) FROM versions",
+    """
+    CREATE OR REPLACE FUNCTION telewatch_search_stats() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE search_stats SET versions = versions - o.n, tokens = tokens - o.w
+            FROM (SELECT count(*) FILTER (WHERE words <> '') AS n,
+                         coalesce(sum("""
+    + _TOKENS
+    + """), 0) AS w FROM old_rows) o;
+        END IF;
+        IF TG_OP IN ('UPDATE', 'INSERT') THEN
+            UPDATE search_stats SET versions = versions + n.n, tokens = tokens + n.w
+            FROM (SELECT count(*) FILTER (WHERE words <> '') AS n,
+                         coalesce(sum("""
+    + _TOKENS
+    + """), 0) AS w FROM new_rows) n;
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    "CREATE TRIGGER versions_stats_ai AFTER INSERT ON versions REFERENCING NEW TABLE AS new_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION telewatch_search_stats()",
+    "CREATE TRIGGER versions_stats_au AFTER UPDATE ON versions REFERENCING OLD TABLE AS old_rows"
+    " NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION telewatch_search_stats()",
+    "CREATE TRIGGER versions_stats_ad AFTER DELETE ON versions REFERENCING OLD TABLE AS old_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION telewatch_search_stats()",
 )
 SEARCH_SCHEMA = "".join(stmt.strip() + ";\n" for stmt in SCHEMA)
 
@@ -279,16 +315,22 @@ def _phrase_query(phrase: tuple[str, ...] | str) -> str:
 async def bm25_order(
     archive: Archive, match: Node, rows: Sequence[tuple[int, int, str]]
 ) -> list[tuple[int, int]]:
-    """``rows`` (version id, post id, words) sorted as FTS5's ``ORDER BY bm25(...), id DESC``
-    sorts them: the same formula (k1 1.2, b 0.75, idf floored at 1e-6), the same statistics
-    (every version counts as a row, its words as tokens) and the phrases summed in FTS5's
-    order, so that equal scores come out equal."""
+    """``rows`` (version id, post id, words) in FTS5's ``ORDER BY bm25(...), id DESC``."""
+    scored = await bm25(archive, match, rows)
+    scored.sort(key=lambda s: (s[0], -s[1]))
+    return [(vid, pid) for _, vid, pid in scored]
+
+
+async def bm25(
+    archive: Archive, match: Node, rows: Sequence[tuple[int, int, str]]
+) -> list[tuple[float, int, int]]:
+    """``(score, version id, post id)`` of ``rows`` (version id, post id, words): FTS5's
+    ``bm25()`` of each (lower is better), by the same formula (k1 1.2, b 0.75, idf floored
+    at 1e-6), the same statistics (every version with words is a row, its words its tokens:
+    search_stats) and the phrases summed in FTS5's order, so that scores come out equal."""
     phrases: list[tuple[str, ...] | str] = []
     _phrases(match, phrases)
-    stats = await archive.fetchone(
-        "SELECT count(*), coalesce(sum(cardinality(string_to_array(nullif(words, ''), ' '))), 0)"
-        " FROM versions"
-    )
+    stats = await archive.fetchone("SELECT versions, tokens FROM search_stats")
     assert stats is not None
     n_rows, n_tokens = int(stats[0]), int(stats[1])
     avgdl = n_tokens / n_rows if n_rows else 0.0
@@ -310,8 +352,7 @@ async def bm25_order(
             freq = float(_instances(words, ph))
             score += idf[i] * ((freq * (k1 + 1.0)) / (freq + k1 * (1 - b + b * d / avgdl)))
         scored.append((-1.0 * score, vid, pid))
-    scored.sort(key=lambda s: (s[0], -s[1]))
-    return [(vid, pid) for _, vid, pid in scored]
+    return scored
 
 
 # ---------------------------------------------------------------------------- reading

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from archiver.models import ChannelInfo, Post
+from archiver.models import ChannelInfo, Media, Post
 from archiver.query import parse
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
@@ -49,6 +49,7 @@ EXTRA = [
     Spec("en20", "2023-02-08", ("Zelensky's visit: the town was shelled, shelling continues",)),
     Spec("en21", "2023-02-09", ("Well-known co-operation; don't re-enter the e-mail",)),
     Spec("en22", "2023-02-10", ("The market the market the market: market day",)),
+    Spec("en23", "2023-02-11", ("",), {"media": (Media("photo"),)}),  # no words at all
 ]
 
 EXTRA_QUERIES = [
@@ -288,6 +289,38 @@ def test_random_queries_agree_on_both_backends(
 def test_relevance_order_is_the_same(both: tuple[BothCorpus, BothCorpus], query: str) -> None:
     lite, pg = both
     assert keys(pg, query, sort="relevance") == keys(lite, query, sort="relevance")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["эвакуация OR рынок", "market", '"the market" OR shell*', "бюллетень -правка", "номер 7"],
+)
+def test_bm25_scores_are_fts5s(both: tuple[BothCorpus, BothCorpus], query: str) -> None:
+    """The score of every matching version, as FTS5's bm25() gives it on SQLite."""
+    from archiver.query import to_fts
+    from archiver.store import pg_search
+    from archiver.store.search import _ranked
+
+    lite, pg = both
+    node = _ranked(parse(query))
+    assert node is not None
+    want = {
+        r[0]: r[1]
+        for r in lite.run(
+            lite.archive.fetchall(
+                "SELECT rowid, bm25(versions_fts) FROM versions_fts WHERE versions_fts MATCH ?",
+                (to_fts(node),),
+            )
+        )
+    }
+    rows = pg.run(
+        pg.archive.fetchall(
+            "SELECT id, post_id, words FROM versions WHERE id = ANY(CAST(? AS bigint[]))",
+            (sorted(want),),
+        )
+    )
+    got = pg.run(pg_search.bm25(pg.archive, node, [(r[0], r[1], r[2]) for r in rows]))
+    assert {vid: score for score, vid, _ in got} == want
 
 
 @pytest.mark.parametrize("window", [1, 50])
