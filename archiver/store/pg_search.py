@@ -74,6 +74,11 @@ SCHEMA: tuple[str, ...] = (
     "ALTER TABLE versions ADD COLUMN tsv tsvector"
     " GENERATED ALWAYS AS (telewatch_words_tsv(words)) STORED",
     "CREATE INDEX versions_tsv ON versions USING gin (tsv)",
+    # The planner's guess of how many versions a tsquery matches comes from the most common
+    # lexemes ANALYZE lists; with the default (1,000 lexemes) a word's 90 forms ORed looked
+    # like a third of the archive and a rare word read all of it, newest first (1.5 s at
+    # 100,000 posts, docs/benchmarks.md "Search on PostgreSQL"); 100,000 lexemes: 1 ms.
+    "ALTER TABLE versions ALTER COLUMN tsv SET STATISTICS 10000",
     'CREATE TABLE search_words (word text COLLATE "C" PRIMARY KEY)',
     f"""
     CREATE OR REPLACE FUNCTION telewatch_add_words() RETURNS trigger
@@ -334,12 +339,17 @@ async def bm25(
     assert stats is not None
     n_rows, n_tokens = int(stats[0]), int(stats[1])
     avgdl = n_tokens / n_rows if n_rows else 0.0
+    # Each phrase's number of versions: one read of the index for them all.
+    qs = [_phrase_query(ph) for ph in phrases]
+    cols = ", ".join("count(*) FILTER (WHERE tsv @@ CAST(? AS tsquery))" for _ in qs)
+    hits = await archive.fetchone(
+        f"SELECT {cols} FROM versions WHERE tsv @@ CAST(? AS tsquery)",
+        (*qs, " | ".join(f"({q})" for q in qs)),
+    )
+    assert hits is not None
     idf: list[float] = []
-    for ph in phrases:
-        hit = await archive.fetchone(
-            "SELECT count(*) FROM versions WHERE tsv @@ CAST(? AS tsquery)", (_phrase_query(ph),)
-        )
-        n_hit = float(hit[0]) if hit is not None else 0.0
+    for n in hits:
+        n_hit = float(n)
         v = math.log((n_rows - n_hit + 0.5) / (n_hit + 0.5))
         idf.append(v if v > 0.0 else 1e-6)
     k1, b = 1.2, 0.75
