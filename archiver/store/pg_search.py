@@ -339,17 +339,14 @@ async def bm25(
     assert stats is not None
     n_rows, n_tokens = int(stats[0]), int(stats[1])
     avgdl = n_tokens / n_rows if n_rows else 0.0
-    # Each phrase's number of versions: one read of the index for them all.
-    qs = [_phrase_query(ph) for ph in phrases]
-    cols = ", ".join("count(*) FILTER (WHERE tsv @@ CAST(? AS tsquery))" for _ in qs)
-    hits = await archive.fetchone(
-        f"SELECT {cols} FROM versions WHERE tsv @@ CAST(? AS tsquery)",
-        (*qs, " | ".join(f"({q})" for q in qs)),
-    )
-    assert hits is not None
+    # Each phrase's number of versions (one count each: a single count FILTER per phrase over
+    # their union was 3 - 7 times slower, docs/benchmarks.md "Search on PostgreSQL").
     idf: list[float] = []
-    for n in hits:
-        n_hit = float(n)
+    for ph in phrases:
+        hit = await archive.fetchone(
+            "SELECT count(*) FROM versions WHERE tsv @@ CAST(? AS tsquery)", (_phrase_query(ph),)
+        )
+        n_hit = float(hit[0]) if hit is not None else 0.0
         v = math.log((n_rows - n_hit + 0.5) / (n_hit + 0.5))
         idf.append(v if v > 0.0 else 1e-6)
     k1, b = 1.2, 0.75
