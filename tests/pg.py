@@ -94,9 +94,37 @@ async def pg_archive(pg_url: str) -> AsyncIterator[Archive]:
         await a.close()
 
 
-@pytest.fixture(name="archive", params=BACKENDS)
-async def archive_both(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Archive]:
+@pytest.fixture(name="archive")
+def archive_both(any_archive: Archive) -> Archive:
     """conftest's ``archive``, on each backend in turn."""
+    return any_archive
+
+
+async def fail_inserts(archive: Archive, table: str) -> None:
+    """Every insert into ``table`` fails with an IntegrityError ``injected failure`` (a
+    trigger), until :func:`allow_inserts`."""
+    if archive.dialect == "sqlite":
+        await archive.db.execute(
+            f"CREATE TEMP TRIGGER fail_{table} BEFORE INSERT ON {table}"
+            " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )
+        return
+    await archive.db.script(  # type: ignore[attr-defined]
+        "CREATE FUNCTION pg_temp.fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " RAISE EXCEPTION 'injected failure' USING ERRCODE = 'integrity_constraint_violation';"
+        f" END $$; CREATE TRIGGER fail_{table} BEFORE INSERT ON {table}"
+        " FOR EACH ROW EXECUTE FUNCTION pg_temp.fail();"
+    )
+
+
+async def allow_inserts(archive: Archive, table: str) -> None:
+    on = "" if archive.dialect == "sqlite" else f" ON {table}"
+    await archive.db.execute(f"DROP TRIGGER fail_{table}{on}")
+
+
+@pytest.fixture(params=BACKENDS)
+async def any_archive(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Archive]:
+    """A new archive on each backend in turn (SQLite at ``tmp_path / "a.db"``)."""
     if request.param == "sqlite":
         a = await Archive.open(tmp_path / "a.db")
     else:

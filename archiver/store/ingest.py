@@ -244,8 +244,9 @@ class AlertBuffer:
             return 0
         before = db.total_changes
         await db.executemany(
-            "INSERT OR IGNORE INTO alerts (post_id, version_id, prev_version_id, recipient, kind,"
-            " rules, created_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alerts (post_id, version_id, prev_version_id, recipient, kind,"
+            " rules, created_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             self.rows,
         )
         return db.total_changes - before

@@ -27,6 +27,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
+from archiver.errors import TelewatchError
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -38,6 +40,22 @@ SCHEMES = ("postgresql://", "postgres://")
 # across every process on the server, as SQLite's BEGIN IMMEDIATE gives (ingest assigns ids as
 # max + 1 under it). Single statements (``Archive.write``: the outbox's claims) do not take it.
 WRITE_LOCK_KEY = 0x74656C65  # "tele"
+
+
+class NotOnPostgres(TelewatchError):
+    """A feature the PostgreSQL archive does not have yet (docs/postgresql.md lists them)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} is not yet supported on PostgreSQL (docs/postgresql.md); use a SQLite"
+            " archive ([storage] path) for it"
+        )
+
+
+def refuse(archive: object, what: str) -> None:
+    """Raise :class:`NotOnPostgres` for ``what`` when ``archive`` is on PostgreSQL."""
+    if getattr(archive, "dialect", "sqlite") == "postgresql":
+        raise NotOnPostgres(what)
 
 
 def is_url(location: object) -> bool:
@@ -92,7 +110,9 @@ _NUMBERED = re.compile(r"\?(\d+)")
 _NOCASE = re.compile(r"([\w.]+)\s*=\s*\?\s+COLLATE\s+NOCASE", re.I)
 _IS_PARAM = re.compile(r"\bIS\s+(NOT\s+)?\?", re.I)
 _LIKE = re.compile(r"\bLIKE\b", re.I)
-_FUNCS = re.compile(r"\b(max|min|group_concat|char|total|ifnull|iif)\s*\(", re.I)
+_FUNCS = re.compile(r"\b(max|min|sum|group_concat|char|total|ifnull|iif)\s*\(", re.I)
+_PREDICATE = re.compile(r"=|<|>|\b(IS|AND|OR|NOT|LIKE|IN)\b", re.I)
+_WHEN_PARAM = re.compile(r"\bWHEN\s+\?\s+THEN\b", re.I)
 
 
 def _args(code: str, start: int) -> tuple[list[str], int]:
@@ -117,7 +137,8 @@ def _args(code: str, start: int) -> tuple[list[str], int]:
 def _functions(code: str) -> str:
     """SQLite's functions with PostgreSQL's names: scalar ``max(a, b)`` -> ``greatest``,
     ``group_concat`` -> ``string_agg``, ``char`` -> ``chr``, ``total`` -> ``coalesce(sum)``,
-    ``ifnull`` -> ``coalesce``, ``iif(c, a, b)`` -> ``CASE``."""
+    ``ifnull`` -> ``coalesce``, ``iif(c, a, b)`` -> ``CASE``, and ``sum`` of a comparison
+    (SQLite's 0/1) -> ``sum(CASE WHEN .. THEN 1 ELSE 0 END)``."""
     out, pos = [], 0
     while (m := _FUNCS.search(code, pos)) is not None:
         name = m.group(1).lower()
@@ -127,6 +148,11 @@ def _functions(code: str) -> str:
         if name in ("max", "min"):
             fn = name if len(args) == 1 else ("greatest" if name == "max" else "least")
             out.append(f"{fn}({', '.join(args)})")
+        elif name == "sum":  # SQLite sums a comparison's 0/1; PostgreSQL needs numbers
+            arg = args[0]
+            if _PREDICATE.search(arg) and not arg.upper().startswith("CASE"):
+                arg = f"CASE WHEN {arg} THEN 1 ELSE 0 END"
+            out.append(f"sum({arg})")
         elif name == "group_concat":
             sep = args[1] if len(args) > 1 else "','"
             out.append(f"string_agg(({args[0]})::text, {sep})")
@@ -162,6 +188,7 @@ def translate(sql: str) -> _Translated:
         lambda m: "IS DISTINCT FROM ?" if m.group(1) else "IS NOT DISTINCT FROM ?", code
     )
     code = _LIKE.sub("ILIKE", code)
+    code = _WHEN_PARAM.sub("WHEN ? <> 0 THEN", code)  # a bool parameter arrives as 0/1
     code = _functions(code)
     numbers = [int(n) - 1 for n in _NUMBERED.findall(code)]
     code = _NUMBERED.sub("%s", code).replace("?", "%s")

@@ -33,6 +33,9 @@ def test_every_migration_after_the_baseline_has_a_postgresql_form() -> None:
         ("WHERE c IS ? AND d IS NOT ?",
          "WHERE c IS NOT DISTINCT FROM %s AND d IS DISTINCT FROM %s"),
         ("WHERE username = ? COLLATE NOCASE", "WHERE lower(username) = lower(%s)"),
+        ("SELECT sum(a.status = 'sent'), sum(n)",
+         "SELECT sum(CASE WHEN a.status = 'sent' THEN 1 ELSE 0 END), sum(n)"),
+        ("SET c = CASE WHEN ? THEN ? ELSE c END", "SET c = CASE WHEN %s <> 0 THEN %s ELSE c END"),
     ],
 )  # fmt: skip
 def test_translate(sqlite: str, postgresql: str) -> None:
