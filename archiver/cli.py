@@ -64,7 +64,15 @@ class App:
     async def open_archive(self, *, create: bool = True) -> Any:
         from archiver.store import Archive
 
-        return await Archive.open(self.settings.storage.path, create=create)
+        return await Archive.open_storage(self.settings.storage, create=create)
+
+    def sqlite_only(self, command: str, hint: str = "") -> None:
+        """Refuse ``command`` in one line when the archive is on PostgreSQL, where it does
+        not work yet (docs/postgresql.md lists what does)."""
+        if self.settings.storage.url is not None:
+            from archiver.store.postgres import NotOnPostgres
+
+            raise NotOnPostgres(f"`{command}`", hint)
 
 
 class TelewatchGroup(click.Group):
@@ -123,7 +131,10 @@ def _loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> No
 def _archive_error(ctx: click.Context, exc: sqlite3.DatabaseError) -> str:
     """SQLite's error at the CLI edge as one line that says what to do."""
     app = ctx.find_object(App)
-    where = str(app.settings.storage.path) if app is not None and app._settings else "the archive"
+    where = "the archive"
+    if app is not None and app._settings:
+        storage = app._settings.storage
+        where = str(storage.path) if storage.url is None else "the PostgreSQL archive"
     reason = str(exc)
     if "locked" in reason or "busy" in reason:
         return "the archive is locked by another telewatch process; try again shortly"
@@ -664,8 +675,8 @@ async def rules_list(app: App) -> None:
 
     settings = app.settings
     archive = (
-        await Archive.open(settings.storage.path, create=False)
-        if settings.storage.path.exists()
+        await Archive.open_storage(settings.storage, create=False)
+        if settings.storage.url is not None or settings.storage.path.exists()
         else None
     )
     try:
@@ -863,6 +874,7 @@ async def sync(app: App) -> None:
     Example (crontab, every 15 minutes):
       */15 * * * * cd /srv/telewatch && .venv/bin/telewatch sync
     """
+    app.sqlite_only("telewatch sync")
     await _one_pass(app, "sync")
 
 
@@ -877,6 +889,7 @@ async def recheck(app: App) -> None:
     Example:
       telewatch recheck
     """
+    app.sqlite_only("telewatch recheck")
     await _one_pass(app, "recheck")
 
 
@@ -919,10 +932,11 @@ async def bot(app: App) -> None:
             await beat
     except (Exception, asyncio.CancelledError) as exc:
         await archive.close()
-        await record_end(archive.path, "bot", os.getpid(), exc)
+        await record_end(archive.path, "bot", os.getpid(), exc, url=archive.url)
         raise
     await archive.close()
-    await record_end(archive.path, "bot", os.getpid(), None)  # `health --process bot`: stopped
+    # `health --process bot`: stopped
+    await record_end(archive.path, "bot", os.getpid(), None, url=archive.url)
 
 
 # ---------------------------------------------------------------------------- web view
@@ -948,6 +962,7 @@ async def serve(app: App, host: str, port: int) -> None:
       telewatch serve
       telewatch serve --host 0.0.0.0 --port 8080   # with [web_view] password_hash set
     """
+    app.sqlite_only("telewatch serve", "the web view reads a SQLite file")
     try:
         from web.server import serve as run_server
     except ImportError as exc:
@@ -1014,6 +1029,7 @@ async def run(app: App, no_bot: bool) -> None:
       telewatch run
       telewatch --log-format json run --no-bot
     """
+    app.sqlite_only("telewatch run")
     from archiver.runner import run as run_service
 
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta
@@ -1076,6 +1092,7 @@ async def backup(app: App) -> None:
     Example:
       telewatch backup
     """
+    app.sqlite_only("telewatch backup", "back it up with pg_dump (docs/postgresql.md, Backups)")
     from archiver.backup import backup as run_backup
 
     st = app.settings.storage
@@ -1101,6 +1118,10 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
       telewatch restore data/backups/telewatch-20240501T033000Z.db
       docker compose run --rm telewatch restore --yes data/backups/telewatch-20240501T033000Z.db
     """
+    app.sqlite_only(
+        "telewatch restore",
+        "restore a pg_dump with pg_restore (docs/postgresql.md, Backups)",
+    )
     from archiver.backup import restore_sync, verify
     from archiver.lock import archive_lock
 
@@ -1141,6 +1162,7 @@ async def maintenance(app: App) -> None:
     Example:
       telewatch maintenance
     """
+    app.sqlite_only("telewatch maintenance", "PostgreSQL's autovacuum does this work")
     from archiver.maintenance import maintain
 
     archive = await app.open_archive(create=False)

@@ -204,9 +204,13 @@ async def run(
         try:
             await _run(settings, with_bot, stop, note)
         except (Exception, asyncio.CancelledError) as exc:
-            await record_end(settings.storage.path, PROCESS, os.getpid(), exc)
+            await record_end(
+                settings.storage.path, PROCESS, os.getpid(), exc, url=settings.storage.url
+            )
             raise
-        await record_end(settings.storage.path, PROCESS, os.getpid(), None)
+        await record_end(
+            settings.storage.path, PROCESS, os.getpid(), None, url=settings.storage.url
+        )
 
 
 async def _run(
@@ -274,7 +278,7 @@ async def _start(
 
     loop = asyncio.get_running_loop()
     loader = RuleLoader(settings.rules)  # a bad config rule stops start-up here
-    archive = await Archive.open(settings.storage.path)
+    archive = await Archive.open_storage(settings.storage)
     stack.push_async_callback(archive.close)
     loader.install(archive)
 

@@ -451,6 +451,7 @@ class Archive:
             await db.execute(
                 "INSERT INTO heartbeats (process, pid, at) VALUES (?, ?, ?) "
                 "ON CONFLICT (process) DO UPDATE SET pid = excluded.pid, at = excluded.at, "
-                "note = iif(state = 'running', note, NULL), state = 'running'",
+                "note = iif(heartbeats.state = 'running', heartbeats.note, NULL),"
+                " state = 'running'",
                 (process, pid, ts(utcnow())),
             )

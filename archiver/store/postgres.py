@@ -45,10 +45,10 @@ WRITE_LOCK_KEY = 0x74656C65  # "tele"
 class NotOnPostgres(TelewatchError):
     """A feature the PostgreSQL archive does not have yet (docs/postgresql.md lists them)."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, hint: str = "") -> None:
         super().__init__(
-            f"{what} is not yet supported on PostgreSQL (docs/postgresql.md); use a SQLite"
-            " archive ([storage] path) for it"
+            f"{what} is not yet supported on PostgreSQL (docs/postgresql.md); "
+            + (hint or "use a SQLite archive ([storage] path) for it")
         )
 
 
@@ -72,7 +72,7 @@ def dialect(db: object) -> str:
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if not parts.password:
         return url
     netloc = parts.netloc.rsplit("@", 1)
     return urlunsplit(parts._replace(netloc=netloc[0].split(":", 1)[0] + ":***@" + netloc[1]))
