@@ -38,10 +38,10 @@ from bot.delivery import SUMMARY_MAX, Delivery, Limits, RetryPolicy, summary_uni
 
 
 @pytest.fixture
-async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
+async def bot(tmp_path: Path, any_archive: Archive) -> AsyncIterator[Harness]:
     db = tmp_path / "q.db"
     async with fake_api() as api:
-        archive = await Archive.open(db)
+        archive = any_archive  # SQLite and PostgreSQL (tests/pg.py)
         try:
             await seed_channel(archive)
             async with running_bot(api, archive, db) as h:
