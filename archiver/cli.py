@@ -1173,6 +1173,70 @@ async def maintenance(app: App) -> None:
     click.echo(f"maintenance done in {result.seconds:.1f} s")
 
 
+@cli.command()
+@click.option(
+    "--to",
+    "url",
+    required=True,
+    metavar="URL",
+    help="The PostgreSQL database to copy into: postgresql://user:password@host/db (empty).",
+)
+@pass_app
+@run_async
+async def migrate(app: App, url: str) -> None:
+    """Copy the SQLite archive to PostgreSQL, table by table, and verify the copy.
+
+    The archive is [storage] path (or --db); the target database must be empty, or hold a
+    copy this command began: run it again after a failure or Ctrl-C and it continues where
+    it stopped. At the end every table's rows are counted and hashed on both sides. Stop
+    `telewatch run` first. Then set [storage] url (docs/postgresql.md).
+
+    \b
+    Example:
+      telewatch migrate --to postgresql://telewatch:PASSWORD@db.example.org/telewatch
+    """
+    from archiver.store.postgres import is_url, redact
+    from archiver.store.transfer import TableCopy, migrate, open_pair
+
+    if not is_url(url):
+        raise TelewatchError("migrate: --to: expected a postgresql:// URL (not shown)")
+    storage = app.settings.storage
+    if storage.url is not None:
+        raise TelewatchError(
+            "migrate: the archive is already on PostgreSQL ([storage] url); give the SQLite"
+            " file with --db PATH"
+        )
+    show = sys.stderr.isatty()
+    bars: dict[str, Any] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        bar = bars.get(table)
+        if bar is None:
+            for old in bars.values():
+                old.render_finish()
+            bar = click.progressbar(
+                length=max(total, 1), label=f"{table:18}", file=sys.stderr, hidden=not show
+            )
+            bars[table] = bar
+            bar.pos = 0
+        bar.update(done - bar.pos)
+
+    source, target = await open_pair(storage.path, url)
+    try:
+        copied: list[TableCopy] = await migrate(source, target, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.render_finish()
+        await target.close()
+        await source.close()
+    for t in copied:
+        click.echo(f"{t.name}: {t.rows} rows ({t.copied} copied now), verified")
+    click.echo(
+        f"{storage.path} -> {redact(url)}: {len(copied)} tables copied and verified;"
+        " set [storage] url (or TELEWATCH_DATABASE_URL) to use it"
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="telewatch")

@@ -303,6 +303,23 @@ class PgConnection:
         except Exception as exc:
             raise _error(exc) from exc
 
+    async def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """``COPY table (columns) FROM STDIN`` of ``rows``: the bulk load (``migrate``)."""
+        import psycopg
+
+        cols = ", ".join(f'"{c}"' for c in columns)
+        try:
+            async with (
+                self._conn.cursor() as cur,
+                cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy,
+            ):
+                for row in rows:
+                    await copy.write_row(row)
+        except psycopg.Error as exc:
+            raise _error(exc) from exc
+
     async def _run(self, cursor: PgCursor) -> None:
         import psycopg
 
