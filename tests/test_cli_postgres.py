@@ -53,10 +53,20 @@ def test_import_stats_history_and_health_on_postgresql_match_sqlite(
 
     db = tmp_path / "same.db"
     assert run(None, "import", str(export), "--username", "@VSaldo", db=db).exit_code == 0
-    for args in (("stats", "--json"), ("history", "vsaldo", "2", "--json"), ("alerts",)):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rules]]\nname = "evac"\nquery = "эвакуация"\n', encoding="utf-8")
+    checks = [
+        ("stats", "--json"),
+        ("history", "vsaldo", "2", "--json"),
+        ("coverage", "vsaldo", "--json"),
+        ("alerts",),
+        ("rules", "test", "--rules", str(rules), "--json"),
+    ]
+    for args in checks:
         on_pg, on_sqlite = run(pg_url, *args), run(None, *args, db=db)
         assert on_pg.exit_code == on_sqlite.exit_code == 0, on_pg.output
         assert on_pg.stdout == on_sqlite.stdout, args
+        assert on_pg.stdout.strip(), args
     stats = _json_lines(run(pg_url, "stats", "--json").stdout)
     assert [(s["channel"], s["posts"]) for s in stats] == [("vsaldo", 1)]  # and 1 service
 
