@@ -874,7 +874,6 @@ async def sync(app: App) -> None:
     Example (crontab, every 15 minutes):
       */15 * * * * cd /srv/telewatch && .venv/bin/telewatch sync
     """
-    app.sqlite_only("telewatch sync")
     await _one_pass(app, "sync")
 
 
@@ -889,7 +888,6 @@ async def recheck(app: App) -> None:
     Example:
       telewatch recheck
     """
-    app.sqlite_only("telewatch recheck")
     await _one_pass(app, "recheck")
 
 
@@ -1029,7 +1027,6 @@ async def run(app: App, no_bot: bool) -> None:
       telewatch run
       telewatch --log-format json run --no-bot
     """
-    app.sqlite_only("telewatch run")
     from archiver.runner import run as run_service
 
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta

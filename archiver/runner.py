@@ -168,10 +168,14 @@ def _jobs(
 
         return await maintain(archive)
 
-    jobs: dict[str, Callable[[], Awaitable[object]]] = {
-        "backup": backup,
-        "maintenance": maintenance,
-    }
+    jobs: dict[str, Callable[[], Awaitable[object]]] = {}
+    if archive.dialect == "sqlite":
+        jobs.update(backup=backup, maintenance=maintenance)
+    else:
+        log.info(
+            "archive on PostgreSQL: no backup or maintenance job (pg_dump and autovacuum do"
+            " that: docs/postgresql.md)"
+        )
     jobs["sync"] = sync  # also with no channel configured: /follow may add some
     if uses_telethon(settings):
         jobs["recheck"] = recheck

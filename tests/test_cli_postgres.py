@@ -92,9 +92,6 @@ def test_a_bad_url_is_one_line_without_the_password(tmp_path: Path) -> None:
         (("restore", "--yes", "x.db"), "`telewatch restore` is not yet supported"),
         (("maintenance",), "`telewatch maintenance` is not yet supported on PostgreSQL"),
         (("serve",), "`telewatch serve` is not yet supported on PostgreSQL"),
-        (("sync",), "`telewatch sync` is not yet supported on PostgreSQL"),
-        (("recheck",), "`telewatch recheck` is not yet supported on PostgreSQL"),
-        (("run",), "`telewatch run` is not yet supported on PostgreSQL"),
     ],
 )
 def test_what_does_not_work_yet_refuses_in_one_line(
