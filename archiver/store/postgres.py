@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from decimal import Decimal
 from functools import lru_cache
@@ -227,7 +228,7 @@ class PgCursor:
         self._sql = sql
         self._params = params
         self._many = many
-        self._rows: list[Row] = []
+        self._rows: deque[Row] = deque()
         self._ran = False
         self.rowcount = -1
         self.lastrowid: int | None = None
@@ -253,15 +254,15 @@ class PgCursor:
         return None
 
     async def fetchone(self) -> Row | None:
-        return self._rows.pop(0) if self._rows else None
+        return self._rows.popleft() if self._rows else None
 
     async def fetchall(self) -> list[Row]:
-        rows, self._rows = self._rows, []
+        rows = list(self._rows)
+        self._rows.clear()
         return rows
 
     async def fetchmany(self, size: int = 1) -> list[Row]:
-        rows, self._rows = self._rows[:size], self._rows[size:]
-        return rows
+        return [self._rows.popleft() for _ in range(min(size, len(self._rows)))]
 
     def __aiter__(self) -> AsyncIterator[Row]:
         return self._iter()
@@ -269,10 +270,10 @@ class PgCursor:
     async def _iter(self) -> AsyncIterator[Row]:
         await self._run()
         while self._rows:
-            yield self._rows.pop(0)
+            yield self._rows.popleft()
 
     async def close(self) -> None:
-        self._rows = []
+        self._rows.clear()
 
 
 class PgConnection:
@@ -280,8 +281,9 @@ class PgConnection:
 
     dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any], url: str = "") -> None:
         self._conn = conn
+        self._url = url
         self.total_changes = 0
         self.in_transaction = False
         self.row_factory: Any = None  # set by callers written for aiosqlite; rows are Row
@@ -320,9 +322,24 @@ class PgConnection:
         except psycopg.Error as exc:
             raise _error(exc) from exc
 
+    async def _connected(self) -> None:
+        """A connection the server dropped (a restart, a failover, an idle timeout) is made
+        again before the next statement outside a transaction: the statement that met the
+        loss failed, as any failed write does; the process goes on with the next."""
+        import psycopg
+
+        if not (self._conn.broken or self._conn.closed) or self.in_transaction or not self._url:
+            return
+        log.warning("PostgreSQL: the connection was lost; connecting again")
+        try:
+            self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        except psycopg.Error as exc:
+            raise _error(exc) from None
+
     async def _run(self, cursor: PgCursor) -> None:
         import psycopg
 
+        await self._connected()
         word = cursor._sql.lstrip().split(None, 1)[0].upper() if cursor._sql.strip() else ""
         if word in ("BEGIN", "COMMIT", "ROLLBACK"):
             await self._control(word)
@@ -340,7 +357,7 @@ class PgConnection:
                     cursor.rowcount = cur.rowcount
                     if cur.description is not None:
                         names = {d.name.lower(): i for i, d in enumerate(cur.description)}
-                        cursor._rows = [Row(_value(r), names) for r in await cur.fetchall()]
+                        cursor._rows = deque(Row(_value(r), names) for r in await cur.fetchall())
         except psycopg.Error as exc:
             raise _error(exc) from exc
         if word in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
@@ -349,6 +366,8 @@ class PgConnection:
     async def _control(self, word: str) -> None:
         import psycopg
 
+        if word == "BEGIN":
+            await self._connected()
         try:
             if word == "BEGIN":
                 await self._conn.execute("BEGIN")
@@ -380,4 +399,4 @@ async def connect(url: str) -> PgConnection:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
     except psycopg.Error as exc:
         raise _error(exc) from None
-    return PgConnection(conn)
+    return PgConnection(conn, url)

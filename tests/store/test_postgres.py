@@ -127,3 +127,27 @@ def test_a_storage_url_of_another_kind_is_refused_without_its_value(tmp_path: Pa
     assert "s3cret" not in str(err.value)
     with pytest.raises(ConfigError, match="TELEWATCH_DATABASE_URL"):
         load_settings(None, env={"TELEWATCH_DATABASE_URL": "sqlite:///x"})
+
+
+async def test_a_lost_connection_fails_one_statement_and_the_next_connects_again(
+    pg_archive: Archive, pg_url: str
+) -> None:
+    import psycopg
+
+    row = await pg_archive.fetchone("SELECT pg_backend_pid()")
+    assert row is not None
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # a restart, as the server sees it
+        admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+    with pytest.raises(sqlite3.OperationalError):
+        await pg_archive.fetchone("SELECT 1")
+    async with pg_archive.transaction() as db:  # connected again
+        await db.execute("INSERT INTO meta (key, value) VALUES ('after', 'loss')")
+    assert await pg_archive.get_meta("after") == "loss"
+
+
+def test_config_check_names_the_server_without_the_password(tmp_path: Path) -> None:
+    from archiver.config import summary
+
+    settings = load_settings(None, env={"TELEWATCH_DATABASE_URL": "postgresql://tw:s3cret@db/a"})
+    assert "archive: PostgreSQL postgresql://tw:***@db/a" in summary(settings)
+    assert "s3cret" not in repr(settings) and "s3cret" not in "\n".join(summary(settings))
