@@ -55,7 +55,8 @@ async def _rows(db: aiosqlite.Connection, channel_id: int, ids: list[int]) -> li
         marks = ",".join("?" * len(chunk))
         async with db.execute(
             "SELECT id, current_version_id, state, date, edited, media_kind, has_link,"
-            f" is_service, checked_at, message_id FROM posts WHERE channel_id = ? AND message_id IN ({marks})",
+            " is_service, checked_at, message_id FROM posts"
+            f" WHERE channel_id = ? AND message_id IN ({marks})",
             (channel_id, *chunk),
         ) as cur:
             out += [tuple(r) async for r in cur]

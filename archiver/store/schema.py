@@ -467,7 +467,8 @@ MIGRATIONS: list[str] = [
         post_id INTEGER NOT NULL,
         channel_id INTEGER NOT NULL,
         message_id INTEGER NOT NULL,
-        kind TEXT NOT NULL,  -- seen | edited | late | reverted | missing | deleted | restored | present
+        kind TEXT NOT NULL,  -- seen | edited | late | reverted | missing | deleted | restored
+                             -- | present
         event_id INTEGER,                    -- post_events.id (NULL for 'seen')
         version_id INTEGER,
         source TEXT NOT NULL,

@@ -9,13 +9,14 @@ import sqlite3
 import zlib
 from pathlib import Path
 
+from conftest import CHANNEL_ID, MakeChannel, MakePost
+
 from archiver.evidence import chain
 from archiver.evidence.capture import http_response
 from archiver.evidence.log import count, entries_for_post, get_capture, links, verify
 from archiver.store.archive import Archive
 from archiver.store.deletions import confirm_deleted, confirm_present, mark_missing
 from archiver.store.ingest import ingest
-from conftest import CHANNEL_ID, MakeChannel, MakePost
 
 
 def page(body: bytes = b"<html>listing</html>") -> object:
