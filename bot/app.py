@@ -34,7 +34,7 @@ from archiver.errors import ConfigError
 from archiver.store.archive import Archive
 from archiver.store.user_langs import all_langs
 from bot.access import AccessPolicy
-from bot.alerts import alert_buttons, alert_html, summary_html
+from bot.alerts import alert_buttons, alert_html, summary_buttons, summary_html
 from bot.delivery import Delivery, Limits, RetryPolicy
 from bot.digests import PersonalDigests
 from bot.handlers import register
@@ -135,7 +135,9 @@ async def _post_init(app: App) -> None:
         archive,
         app.bot,
         lambda row: alert_html(row, tz, config_rules, speak(row.recipient)),
-        buttons=lambda row: alert_buttons(row, speak(row.recipient)),
+        buttons=lambda row: (summary_buttons if row.held else alert_buttons)(
+            row, speak(row.recipient)
+        ),
         render_summary=lambda row: summary_html(row, tz, speak(row.recipient)),
         tz=tz,
         refusal=svc.access.refusal,
