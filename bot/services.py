@@ -16,9 +16,11 @@ from telegram.ext import CallbackContext
 from archiver.config import Settings
 from archiver.query import Query, parse
 from archiver.store.archive import Archive
+from archiver.store.user_langs import set_seen_lang
 from bot.access import AccessPolicy
 from bot.delivery import Delivery
 from bot.digests import PersonalDigests
+from bot.i18n import Translate, pick, translator
 
 KEY = "telewatch"
 
@@ -68,6 +70,32 @@ class Services:
     # user id -> the language chosen with /lang: alerts to a private chat (its id is the
     # user's) are rendered in it without reading the archive on the hot path
     langs: dict[int, str] = field(default_factory=dict)
+    # chat id -> the language seen for it (a user's client language, a group's first user's)
+    seen_langs: dict[int, str] = field(default_factory=dict)
+
+    def chat_lang(self, chat: int) -> str:
+        """The language of what is sent to ``chat`` unasked (alerts, summaries, digests): its
+        /lang (a group's is an admin's), else the one seen for it, else English."""
+        return self.langs.get(chat) or self.seen_langs.get(chat) or "en"
+
+    def speak(self, chat: int) -> Translate:
+        return translator(self.chat_lang(chat))
+
+    async def seen(self, user: int, language_code: str | None, chat: int, private: bool) -> None:
+        """An allowed user talked to the bot: keep their client's language for their private
+        chat (updated when it changes), and for a group with none yet, the user's language
+        (their /lang, else their client's): the group is theirs until an admin's /lang."""
+        if private:
+            if language_code is None:
+                return  # Telegram leaves it out for some clients: keep what was seen
+            lang = pick(None, language_code)
+            if self.seen_langs.get(chat) != lang:
+                await set_seen_lang(self.archive, chat, lang, replace=True)
+                self.seen_langs[chat] = lang
+        elif chat not in self.seen_langs:
+            lang = pick(self.langs.get(user), language_code)
+            await set_seen_lang(self.archive, chat, lang, replace=False)
+            self.seen_langs[chat] = lang
 
     def parse(self, text: str) -> Query:
         """A query whose ``since:``/``until:`` days are days in the display time zone."""

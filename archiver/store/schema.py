@@ -448,4 +448,14 @@ MIGRATIONS: list[str] = [
         lang TEXT NOT NULL
     );
     """,
+    # 11 (bot, issue 16): the language of a chat that chose none with /lang: a user's
+    # Telegram client language_code (en, uk or ru; else en) as last seen when they talked to
+    # the bot; a group's, that of the first allowed user who used the bot there. A group's
+    # /lang (an admin's) is a user_langs row under the group's chat id.
+    """
+    CREATE TABLE seen_langs (
+        chat_id INTEGER PRIMARY KEY,
+        lang TEXT NOT NULL
+    );
+    """,
 ]

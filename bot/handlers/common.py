@@ -115,7 +115,9 @@ async def language_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str
     user = update.effective_user
     if user is None:
         return "en"
-    return pick(await get_lang(services(context).archive, user.id), user.language_code)
+    svc = services(context)
+    code = user.language_code or svc.seen_langs.get(user.id)  # some updates leave it out
+    return pick(await get_lang(svc.archive, user.id), code)
 
 
 async def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Translate:
@@ -128,6 +130,8 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     role = await role_of(update, context)
     user, chat = update.effective_user, update.effective_chat
     if role is not Role.STRANGER:
+        if user is not None and chat is not None:
+            await svc.seen(user.id, user.language_code, chat.id, chat.type == "private")
         if chat is not None and await outbox.set_recipient_active(svc.archive, chat.id, True):
             log.info("chat %d is reachable again: its held alerts go out", chat.id)
             if svc.delivery is not None:
