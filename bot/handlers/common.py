@@ -15,6 +15,7 @@ from archiver.store.user_langs import get_lang
 from bot.access import Role
 from bot.format import esc, pack
 from bot.i18n import Translate, pick, translator
+from bot.query_errors import query_error_html, reason
 from bot.services import KEY, Services, services
 
 log = logging.getLogger(__name__)
@@ -192,14 +193,6 @@ async def help_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await reply(update, ["\n".join(lines), QUERY_HELP])
 
 
-def _query_error(exc: QueryError) -> str:
-    text = f"⚠️ {esc(exc)}"
-    if exc.query and "\n" not in exc.query and len(exc.query) <= 200:
-        caret = " " * max(exc.position - 1, 0) + "^"
-        text += f"\n<code>{esc(exc.query)}</code>\n<code>{caret}</code>"
-    return text
-
-
 def _error_translator(update: object, context: ContextTypes.DEFAULT_TYPE) -> Translate:
     """The user's language from memory only (their /lang, else their client's): the error
     may be the archive's, so it is not read here."""
@@ -217,7 +210,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     err = context.error
     _ = _error_translator(update, context)
     if isinstance(err, QueryError):
-        text = _query_error(err)
+        text = query_error_html(err, _)
     elif isinstance(err, ChannelNotFound):  # its hint names a command-line tool
         text = f"⚠️ {esc(str(err).split(' (see ')[0])}: " + _(
             "/channels lists the archived channels."
@@ -231,6 +224,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if update.callback_query is not None:
         toast = str(err) if isinstance(err, TelewatchError) else _("Failed.")
+        if isinstance(err, QueryError):
+            said = reason(err, _)
+            toast = toast if said is None else said
         try:
             await update.callback_query.answer(toast[:190])
         except TelegramError:

@@ -1,0 +1,73 @@
+"""Texts that came from the archiver in English, in the user's language (issue 16): query
+errors (by the reason's pattern, keeping its fields and position), the "Observed" lines of
+/history, and the personal daily digest. Through the real Application against the fake Bot
+API where a user sees them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from botkit import MEMBER, Harness, fake_api, running_bot, seed_channel
+from fakes.botapi import Call
+
+from archiver.errors import QueryError
+from archiver.query import parse
+from archiver.store.archive import Archive
+from bot.i18n import translator
+from bot.query_errors import REASONS, reason
+
+BAD_QUERIES = [
+    '"unclosed', " ".join(["w"] * 101), "—", ")", "(a", "a OR", "OR a", "a AND OR b", "(",
+    "(" * 21 + "a", "NOT", "x -OR y", "()", '"…"', "foo:bar", "а-б*", "а*", "since:",
+    "since:2026-13-01", "is:new", "has:sound", "channel:@@",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("query", BAD_QUERIES)
+def test_every_reason_of_the_parser_is_translated(query: str) -> None:
+    with pytest.raises(QueryError) as info:
+        parse(query)
+    for lang in ("uk", "ru"):
+        said = reason(info.value, translator(lang))
+        assert said is not None, (query, info.value.reason)
+
+
+def test_every_pattern_is_a_reason_the_parser_writes() -> None:
+    """No pattern is dead: each is reached by one of the queries above (which reach every
+    ``raise`` of archiver/query.py)."""
+    reasons = []
+    for query in BAD_QUERIES:
+        with pytest.raises(QueryError) as info:
+            parse(query)
+        reasons.append(info.value.reason)
+    for pattern, _template in REASONS:
+        assert any(pattern.fullmatch(r) for r in reasons), pattern.pattern
+
+
+@pytest.fixture
+async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
+    db = tmp_path / "t.db"
+    async with fake_api() as api:
+        archive = await Archive.open(db)
+        try:
+            await seed_channel(archive)
+            async with running_bot(api, archive, db) as h:
+                yield h
+        finally:
+            await archive.close()
+
+
+def text(calls: list[Call]) -> str:
+    return "\n".join(c.text for c in calls)
+
+
+async def test_a_query_error_speaks_the_users_language(bot: Harness) -> None:
+    uk = text(await bot.send(MEMBER, '/search обстрел "unclosed', language_code="uk"))
+    assert uk.startswith("⚠️ лапку не закрито (позиція 9)")
+    assert "<code>обстрел \"unclosed</code>\n<code>        ^</code>" in uk.replace("&quot;", '"')
+    ru = text(await bot.send(MEMBER, "/watch since:2026-13-01 обстрел", language_code="ru"))
+    assert "since: нужна дата в формате YYYY-MM-DD, а не '2026-13-01' (позиция 1)" in ru
+    en = text(await bot.send(MEMBER, "/search a OR", language_code="en"))
+    assert en.startswith("⚠️ OR needs a term on both sides at 3")
