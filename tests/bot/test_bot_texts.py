@@ -9,7 +9,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botkit import MEMBER, Harness, fake_api, running_bot, seed_channel
+from botkit import (
+    MEMBER,
+    Harness,
+    delete_post,
+    edit_post,
+    fake_api,
+    queue_alerts,
+    running_bot,
+    seed_channel,
+)
 from fakes.botapi import Call
 
 from archiver.errors import QueryError
@@ -66,8 +75,22 @@ def text(calls: list[Call]) -> str:
 async def test_a_query_error_speaks_the_users_language(bot: Harness) -> None:
     uk = text(await bot.send(MEMBER, '/search обстрел "unclosed', language_code="uk"))
     assert uk.startswith("⚠️ лапку не закрито (позиція 9)")
-    assert "<code>обстрел \"unclosed</code>\n<code>        ^</code>" in uk.replace("&quot;", '"')
+    assert '<code>обстрел "unclosed</code>\n<code>        ^</code>' in uk.replace("&quot;", '"')
     ru = text(await bot.send(MEMBER, "/watch since:2026-13-01 обстрел", language_code="ru"))
     assert "since: нужна дата в формате YYYY-MM-DD, а не '2026-13-01' (позиция 1)" in ru
     en = text(await bot.send(MEMBER, "/search a OR", language_code="en"))
     assert en.startswith("⚠️ OR needs a term on both sides at 3")
+
+
+async def test_the_observed_lines_of_history_speak_the_users_language(bot: Harness) -> None:
+    await queue_alerts(bot.archive, ["война началась"])
+    await edit_post(bot.archive, 1, "война закончилась")
+    await delete_post(bot.archive, 1)
+    uk = text(await bot.send(MEMBER, "/history https://t.me/saltpepper/1", language_code="uk"))
+    observed = uk[uk.index("<b>Що помічено</b>") :]
+    assert "нова версія 2" in observed
+    assert "ВИДАЛЕНО: Telegram повідомив" in observed
+    for english in ("new version", "DELETED", "Telegram reported"):
+        assert english not in observed
+    en = text(await bot.send(MEMBER, "/history https://t.me/saltpepper/1", language_code="en"))
+    assert "new version 2" in en and "DELETED: Telegram reported the deletion" in en
