@@ -147,7 +147,8 @@ async def _post_init(app: App) -> None:
         send_timeout=opts.send_timeout,
     )
     svc.digests = PersonalDigests(archive, app.bot, settings, svc.delivery.limiter,
-                                  poll_seconds=min(30.0, settings.bot.poll_seconds))  # fmt: skip
+                                  poll_seconds=min(30.0, settings.bot.poll_seconds),
+                                  speak=speak)  # fmt: skip
     await _set_menus(app, settings)
     svc.delivery.start()
     svc.digests.start()

@@ -6,10 +6,12 @@ API where a user sees them."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from botkit import (
+    KYIV,
     MEMBER,
     Harness,
     delete_post,
@@ -24,6 +26,7 @@ from fakes.botapi import Call
 from archiver.errors import QueryError
 from archiver.query import parse
 from archiver.store.archive import Archive
+from archiver.store.personal_digests import last_due
 from bot.i18n import translator
 from bot.query_errors import REASONS, reason
 
@@ -94,3 +97,23 @@ async def test_the_observed_lines_of_history_speak_the_users_language(bot: Harne
         assert english not in observed
     en = text(await bot.send(MEMBER, "/history https://t.me/saltpepper/1", language_code="en"))
     assert "new version 2" in en and "DELETED: Telegram reported the deletion" in en
+
+
+async def test_a_personal_digest_speaks_the_users_language(bot: Harness) -> None:
+    await bot.send(MEMBER, "/digest daily 08:30", language_code="uk")
+    await queue_alerts(bot.archive, ["война 1"])
+    await edit_post(bot.archive, 1, "война 1, уточнено")
+    digests = bot.runner.app.bot_data["telewatch"].digests
+    due = last_due(time(8, 30), datetime.now(UTC), KYIV) + timedelta(days=1)
+    since = len(bot.api.calls)
+    assert await digests.run_once(due + timedelta(seconds=5)) == 1
+    (digest,) = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
+    assert digest.text.startswith(
+        "Щоденний дайджест telewatch: постів, що відповідають вашим правилам, з "
+    )
+    assert "(Europe/Kyiv): 1" in digest.text and "(змінено)" in digest.text
+    # nothing matched the next day: said in Ukrainian too
+    since = len(bot.api.calls)
+    assert await digests.run_once(due + timedelta(days=1, seconds=5)) == 1
+    (empty,) = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
+    assert "жоден пост не відповідав вашим правилам" in empty.text
