@@ -86,7 +86,7 @@ async def test_a_query_error_speaks_the_users_language(bot: Harness) -> None:
 
 
 async def test_the_observed_lines_of_history_speak_the_users_language(bot: Harness) -> None:
-    await queue_alerts(bot.archive, ["война началась"])
+    await queue_alerts(bot.archive, ["война началась"], ())  # the posts only: no alerts
     await edit_post(bot.archive, 1, "война закончилась")
     await delete_post(bot.archive, 1)
     uk = text(await bot.send(MEMBER, "/history https://t.me/saltpepper/1", language_code="uk"))
@@ -103,6 +103,7 @@ async def test_a_personal_digest_speaks_the_users_language(bot: Harness) -> None
     await bot.send(MEMBER, "/digest daily 08:30", language_code="uk")
     await queue_alerts(bot.archive, ["война 1"])
     await edit_post(bot.archive, 1, "война 1, уточнено")
+    await bot.api.wait_for(chat_id=MEMBER, count=3)  # /digest's reply and the two alerts
     digests = bot.runner.app.bot_data["telewatch"].digests
     due = last_due(time(8, 30), datetime.now(UTC), KYIV) + timedelta(days=1)
     since = len(bot.api.calls)
@@ -117,3 +118,18 @@ async def test_a_personal_digest_speaks_the_users_language(bot: Harness) -> None
     assert await digests.run_once(due + timedelta(days=1, seconds=5)) == 1
     (empty,) = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
     assert "жоден пост не відповідав вашим правилам" in empty.text
+
+
+async def test_search_pages_stay_in_the_users_language(bot: Harness) -> None:
+    """The ◀ ▶ presses (the fake's callback sender has no language_code) keep the language
+    the first page was shown in: "Results 6–6 of 6" is translated like "1–5 of 6"."""
+    await queue_alerts(bot.archive, [f"война {n}" for n in range(1, 7)], ())  # no alerts
+    (first,) = await bot.send(MEMBER, "/search война", language_code="uk")
+    assert "Результати 1–5 із 6 за запитом <code>война</code> · сторінка 1/2" in first.text
+    keyboard = first.json("reply_markup")["inline_keyboard"]
+    (forward,) = [b["callback_data"] for row in keyboard for b in row if b["text"] == "▶"]
+    message = {"message_id": first.result["message_id"], "date": 0,
+               "chat": {"id": MEMBER, "type": "private"}, "text": "…"}  # fmt: skip
+    calls = await bot.press(MEMBER, forward, message)
+    (second,) = [c for c in calls if c.method == "editMessageText"]
+    assert "Результати 6–6 із 6 за запитом <code>война</code> · сторінка 2/2" in second.text
