@@ -7,6 +7,8 @@ reach it with :func:`services`.
 from __future__ import annotations
 
 import itertools
+import logging
+import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -21,6 +23,8 @@ from bot.access import AccessPolicy
 from bot.delivery import Delivery
 from bot.digests import PersonalDigests
 from bot.i18n import Translate, pick, translator
+
+log = logging.getLogger(__name__)
 
 KEY = "telewatch"
 
@@ -89,13 +93,19 @@ class Services:
             if language_code is None:
                 return  # Telegram leaves it out for some clients: keep what was seen
             lang = pick(None, language_code)
-            if self.seen_langs.get(chat) != lang:
-                await set_seen_lang(self.archive, chat, lang, replace=True)
-                self.seen_langs[chat] = lang
+            if self.seen_langs.get(chat) == lang:
+                return
+            replace = True
         elif chat not in self.seen_langs:
             lang = pick(self.langs.get(user), language_code)
-            await set_seen_lang(self.archive, chat, lang, replace=False)
-            self.seen_langs[chat] = lang
+            replace = False
+        else:
+            return
+        self.seen_langs[chat] = lang  # used at once; kept in the archive when it can be
+        try:
+            await set_seen_lang(self.archive, chat, lang, replace=replace)
+        except sqlite3.Error as exc:  # a busy or full archive must not refuse the command
+            log.warning("the language seen for chat %d was not kept (%s)", chat, exc)
 
     def parse(self, text: str) -> Query:
         """A query whose ``since:``/``until:`` days are days in the display time zone."""

@@ -5,8 +5,10 @@ bot there. Through the real Application against the fake Bot API."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import pytest
 from botkit import (
     ADMIN,
     GROUP,
@@ -19,7 +21,9 @@ from botkit import (
 )
 from fakes.botapi import Call
 
+from archiver.store import archive as archive_module
 from archiver.store.archive import Archive
+from archiver.store.user_langs import all_seen_langs
 
 
 def buttons(call: Call) -> list[str]:
@@ -73,5 +77,31 @@ async def test_alerts_follow_the_clients_language_and_the_groups(tmp_path: Path)
                 (ru3,) = await api.wait_for(chat_id=MEMBER, since=since)
                 (uk3,) = await api.wait_for(chat_id=GROUP, since=since)
                 assert buttons(ru3) == RU and buttons(uk3) == UK
+        finally:
+            await archive.close()
+
+
+async def test_a_locked_archive_does_not_refuse_a_command_for_the_language_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keeping the language seen is a side note: with the archive's write lock held elsewhere
+    the command is still answered (in that language), and it is kept once the lock is gone."""
+    monkeypatch.setattr(archive_module, "BUSY_TIMEOUT_MS", 200)  # 30 s in production
+    db = tmp_path / "locked.db"
+    async with fake_api() as api:
+        archive = await Archive.open(db)
+        try:
+            await seed_channel(archive)
+            async with running_bot(api, archive, db) as h:
+                lock = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+                try:
+                    lock.execute("BEGIN IMMEDIATE")
+                    reply = await h.send(MEMBER, "/start", language_code="uk")
+                    assert "Вітаю" in reply[0].text
+                finally:
+                    lock.close()
+                assert await all_seen_langs(h.archive) == {}
+                await h.send(MEMBER, "/start", language_code="ru")
+                assert await all_seen_langs(h.archive) == {MEMBER: "ru"}
         finally:
             await archive.close()
