@@ -76,6 +76,7 @@ class Services:
     langs: dict[int, str] = field(default_factory=dict)
     # chat id -> the language seen for it (a user's client language, a group's first user's)
     seen_langs: dict[int, str] = field(default_factory=dict)
+    unsaved_langs: set[int] = field(default_factory=set)  # seen, but not yet in the archive
 
     def chat_lang(self, chat: int) -> str:
         """The language of what is sent to ``chat`` unasked (alerts, summaries, digests): its
@@ -93,11 +94,11 @@ class Services:
             if language_code is None:
                 return  # Telegram leaves it out for some clients: keep what was seen
             lang = pick(None, language_code)
-            if self.seen_langs.get(chat) == lang:
+            if self.seen_langs.get(chat) == lang and chat not in self.unsaved_langs:
                 return
             replace = True
-        elif chat not in self.seen_langs:
-            lang = pick(self.langs.get(user), language_code)
+        elif chat not in self.seen_langs or chat in self.unsaved_langs:
+            lang = self.seen_langs.get(chat) or pick(self.langs.get(user), language_code)
             replace = False
         else:
             return
@@ -105,7 +106,11 @@ class Services:
         try:
             await set_seen_lang(self.archive, chat, lang, replace=replace)
         except sqlite3.Error as exc:  # a busy or full archive must not refuse the command
-            log.warning("the language seen for chat %d was not kept (%s)", chat, exc)
+            log.warning("the language seen for chat %d was not kept (%s): tried again when "
+                        "it talks next", chat, exc)  # fmt: skip
+            self.unsaved_langs.add(chat)
+        else:
+            self.unsaved_langs.discard(chat)
 
     def parse(self, text: str) -> Query:
         """A query whose ``since:``/``until:`` days are days in the display time zone."""
