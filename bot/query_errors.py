@@ -19,9 +19,10 @@ from bot.format import esc
 from bot.i18n import Translate
 
 _Template = Callable[[Translate], str]
+_Table = tuple[tuple[re.Pattern[str], _Template], ...]
 
 # (the English reason as archiver/query.py writes it, the msgid it is translated by)
-REASONS: tuple[tuple[re.Pattern[str], _Template], ...] = tuple(
+REASONS: _Table = tuple(
     (re.compile(pattern), template)
     for pattern, template in (
         (r"unbalanced quote", lambda _: _("unbalanced quote")),
@@ -77,13 +78,60 @@ REASONS: tuple[tuple[re.Pattern[str], _Template], ...] = tuple(
 )
 
 
+# (the English message of archiver.channels.BadChannelRef, the msgid it is translated by)
+CHANNEL_REFS: _Table = tuple(
+    (re.compile(pattern), template)
+    for pattern, template in (
+        (
+            r"'(?P<text>.*)' is not a channel id: use the bare id \(1811111111\) or the marked id "
+            r"\(-1001811111111\)",
+            lambda _: _(
+                "'{text}' is not a channel id: use the bare id (1811111111) or the marked id "
+                "(-1001811111111)"
+            ),
+        ),
+        (
+            r"'(?P<text>.*)': (?P<n>\d+) is not a message id",
+            lambda _: _("'{text}': {n} is not a message id"),
+        ),
+        (
+            r"'(?P<text>.*)': (?P<n>\d+) is not a channel id",
+            lambda _: _("'{text}': {n} is not a channel id"),
+        ),
+        (
+            r"'(?P<text>.*)' is not a channel: use a username \(vsaldo\), an id "
+            r"\(-1001811111111\) or a link \(https://t\.me/vsaldo\)",
+            lambda _: _(
+                "'{text}' is not a channel: use a username (vsaldo), an id (-1001811111111) "
+                "or a link (https://t.me/vsaldo)"
+            ),
+        ),
+    )
+)
+
+
+def _said(
+    text: str, table: tuple[tuple[re.Pattern[str], _Template], ...], _: Translate
+) -> str | None:
+    for pattern, template in table:
+        m = pattern.fullmatch(text)
+        if m is not None:
+            fields = m.groupdict()
+            if "error" in fields:  # channel: a bad channel reference, itself translated
+                fields["error"] = channel_ref_reason(fields["error"], _)
+            return template(_).format(**fields)
+    return None
+
+
+def channel_ref_reason(text: str, _: Translate) -> str:
+    """A bad channel reference's message in the language of ``_`` (English when unknown)."""
+    said = _said(text, CHANNEL_REFS, _)
+    return text if said is None else said
+
+
 def reason(exc: QueryError, _: Translate) -> str | None:
     """The reason of ``exc`` in the language of ``_``, or None when no pattern knows it."""
-    for pattern, template in REASONS:
-        m = pattern.fullmatch(exc.reason)
-        if m is not None:
-            return template(_).format(**m.groupdict())
-    return None
+    return _said(exc.reason, REASONS, _)
 
 
 def query_error_html(exc: QueryError, _: Translate) -> str:

@@ -9,13 +9,14 @@ from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
+from archiver.channels import BadChannelRef
 from archiver.errors import ChannelNotFound, QueryError, TelewatchError
 from archiver.store import outbox
 from archiver.store.user_langs import get_lang
 from bot.access import Role
 from bot.format import esc, pack
 from bot.i18n import Translate, pick, translator
-from bot.query_errors import query_error_html, reason
+from bot.query_errors import channel_ref_reason, query_error_html, reason
 from bot.services import KEY, Services, services
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         text = f"⚠️ {esc(str(err).split(' (see ')[0])}: " + _(
             "/channels lists the archived channels."
         )
+    elif isinstance(err, BadChannelRef):
+        text = f"⚠️ {esc(channel_ref_reason(str(err), _))}"
     elif isinstance(err, TelewatchError):
         text = f"⚠️ {esc(err)}"
     else:

@@ -23,12 +23,13 @@ from botkit import (
 )
 from fakes.botapi import Call
 
+from archiver.channels import BadChannelRef, parse_ref
 from archiver.errors import QueryError
 from archiver.query import parse
 from archiver.store.archive import Archive
 from archiver.store.personal_digests import last_due
 from bot.i18n import translator
-from bot.query_errors import REASONS, reason
+from bot.query_errors import REASONS, channel_ref_reason, reason
 
 BAD_QUERIES = [
     '"unclosed', " ".join(["w"] * 101), "—", ")", "(a", "a OR", "OR a", "a AND OR b", "(",
@@ -133,3 +134,22 @@ async def test_search_pages_stay_in_the_users_language(bot: Harness) -> None:
     calls = await bot.press(MEMBER, forward, message)
     (second,) = [c for c in calls if c.method == "editMessageText"]
     assert "Результати 6–6 із 6 за запитом <code>война</code> · сторінка 2/2" in second.text
+
+
+@pytest.mark.parametrize(
+    "ref", ["0", "https://t.me/vsaldo/99999999999", "https://t.me/c/0/5", "t.me/"]
+)
+def test_every_bad_channel_reference_is_translated(ref: str) -> None:
+    with pytest.raises(BadChannelRef) as info:
+        parse_ref(ref)
+    for lang in ("uk", "ru"):
+        said = channel_ref_reason(str(info.value), translator(lang))
+        assert said != str(info.value) and f"'{ref}'" in said
+
+
+async def test_channel_errors_of_watch_speak_the_users_language(bot: Harness) -> None:
+    unknown = text(await bot.send(MEMBER, "/watch channel:nosuchchan обстрел", language_code="uk"))
+    assert unknown.startswith("⚠️ channel:nosuchchan: в архіві й конфігурації немає каналу")
+    bad = text(await bot.send(MEMBER, "/watch channel:0 обстрел", language_code="ru"))
+    assert "channel: '0' — не идентификатор канала: укажите id без пометки" in bad
+    assert "(позиция 1)" in bad
