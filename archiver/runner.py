@@ -166,7 +166,9 @@ def _jobs(
     async def maintenance() -> object:
         from archiver.maintenance import maintain
 
-        return await maintain(archive)
+        return await maintain(
+            archive, capture_retention_days=settings.evidence.capture_retention_days
+        )
 
     jobs: dict[str, Callable[[], Awaitable[object]]] = {}
     if archive.dialect == "sqlite":
@@ -281,7 +283,7 @@ async def _start(
     from archiver.scheduler import Scheduler
 
     loop = asyncio.get_running_loop()
-    loader = RuleLoader(settings.rules)  # a bad config rule stops start-up here
+    loader = RuleLoader.for_settings(settings)  # a bad config rule stops start-up here
     archive = await Archive.open_storage(settings.storage)
     stack.push_async_callback(archive.close)
     loader.install(archive)

@@ -143,9 +143,7 @@ async def _copy_table(
             after, done = int(row[0]), int(row[1])
     if progress is not None:
         progress(t.name, done, total)
-    cols = ", ".join(f'"{c}"' for c in t.columns)
-    marks = ", ".join("?" * len(t.columns))
-    insert = f'INSERT INTO "{t.name}" ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING'
+    insert = _upsert(t)
     copied = 0
     async for batch in _sqlite_batches(source, t, after):
         try:
@@ -168,6 +166,26 @@ async def _copy_table(
         if progress is not None:
             progress(t.name, done, total)
     return copied
+
+
+def _upsert(t: _Table) -> str:
+    """The insert of a table without an integer key: the source's row wins over one the
+    target has (a migration of the new database wrote ``meta`` rows; a previous run copied
+    an older value), and only a changed row counts as copied."""
+    cols = ", ".join(f'"{c}"' for c in t.columns)
+    marks = ", ".join("?" * len(t.columns))
+    sql = f'INSERT INTO "{t.name}" ({cols}) VALUES ({marks})'
+    rest = [c for c in t.columns if c not in t.key]
+    if not t.key or not rest:
+        return sql + " ON CONFLICT DO NOTHING"
+    keys = ", ".join(f'"{c}"' for c in t.key)
+    sets = ", ".join(f'"{c}" = excluded."{c}"' for c in rest)
+    old = ", ".join(f'"{t.name}"."{c}"' for c in rest)
+    new = ", ".join(f'excluded."{c}"' for c in rest)
+    return (
+        f"{sql} ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+        f" WHERE ({old}, 0) IS DISTINCT FROM ({new}, 0)"
+    )
 
 
 def _pg(target: Archive) -> PgConnection:
@@ -220,7 +238,7 @@ async def migrate(
     if marked is None:
         used = await target.fetchone(
             "SELECT (SELECT count(*) FROM posts) + (SELECT count(*) FROM channels)"
-            " + (SELECT count(*) FROM rules) + (SELECT count(*) FROM meta)"
+            " + (SELECT count(*) FROM rules)"
         )
         if used is not None and used[0]:
             raise MigrateError(
