@@ -151,3 +151,21 @@ def test_config_check_names_the_server_without_the_password(tmp_path: Path) -> N
     settings = load_settings(None, env={"TELEWATCH_DATABASE_URL": "postgresql://tw:s3cret@db/a"})
     assert "archive: PostgreSQL postgresql://tw:***@db/a" in summary(settings)
     assert "s3cret" not in repr(settings) and "s3cret" not in "\n".join(summary(settings))
+
+
+@pytest.mark.parametrize("workers", [False, True])
+async def test_an_export_imports_on_postgresql_inline_and_with_the_worker_process(
+    pg_archive: Archive, tmp_path: Path, workers: bool
+) -> None:
+    """A big export (16 MB and more) is read by a worker process while the bulk writer
+    writes: that path must not run SQLite's PRAGMAs on PostgreSQL."""
+    import json
+
+    from test_cli import EXPORT
+
+    from archiver.sources.export import import_file
+
+    export = tmp_path / "result.json"
+    export.write_text(json.dumps(EXPORT, ensure_ascii=False), encoding="utf-8")
+    (result,) = await import_file(pg_archive, export, username="vsaldo", workers=workers)
+    assert (result.posts_added, result.versions_added) == (2, 2)
