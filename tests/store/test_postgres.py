@@ -169,3 +169,25 @@ async def test_an_export_imports_on_postgresql_inline_and_with_the_worker_proces
     export.write_text(json.dumps(EXPORT, ensure_ascii=False), encoding="utf-8")
     (result,) = await import_file(pg_archive, export, username="vsaldo", workers=workers)
     assert (result.posts_added, result.versions_added) == (2, 2)
+
+
+async def test_text_sorts_byte_by_byte_as_on_sqlite_whatever_the_database_collation(
+    any_archive: Archive,
+) -> None:
+    """Every text column is COLLATE "C" on PostgreSQL (a database made with en_US.UTF-8
+    would otherwise sort 'a' < 'B' < 'b' and compare times by its locale's rules); and the
+    same names sort the same on both backends."""
+    if any_archive.dialect == "postgresql":
+        rows = await any_archive.fetchall(
+            "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND data_type = 'text'"
+        )
+        assert rows and {r[2] for r in rows} == {"C"}, [tuple(r) for r in rows if r[2] != "C"]
+    refs = ["b", "B", "a", "Ä", "ä", "z", "Я", "я", "_x", "10", "9"]
+    async with any_archive.transaction() as db:
+        await db.executemany(
+            "INSERT INTO followed_channels (ref, source, added_at) VALUES (?, 'web', '')",
+            [(r,) for r in refs],
+        )
+    got = await any_archive.fetchall("SELECT ref FROM followed_channels ORDER BY ref")
+    assert [r[0] for r in got] == sorted(refs, key=lambda r: r.encode())
