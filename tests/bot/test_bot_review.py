@@ -1,0 +1,48 @@
+"""Review of issue 16 against Telegram's own rules (not our fakes' leniency): message length
+counted as Telegram counts it (UTF-16 code units: Bot API, "Formatting options" and every
+entity offset), and daily times across Europe/Kyiv's clock changes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+from botkit import KYIV, MEMBER, Harness, fake_api, queue_alerts, running_bot, seed_channel
+from fakes.tghtml import parse_html, utf16_len
+
+from archiver.store.archive import Archive
+from archiver.store.personal_digests import last_due
+
+
+@pytest.fixture
+async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
+    db = tmp_path / "r.db"
+    async with fake_api() as api:
+        archive = await Archive.open(db)
+        try:
+            await seed_channel(archive)
+            async with running_bot(api, archive, db) as h:
+                yield h
+        finally:
+            await archive.close()
+
+
+async def test_a_personal_digest_with_emoji_channel_titles_fits_telegram(bot: Harness) -> None:
+    """A channel title of emoji (2 UTF-16 units each, as Telegram counts) on every line: the
+    digest must still be one message Telegram takes, not a 400 that loses the day's digest."""
+    await seed_channel(bot.archive, title="🚨" * 100)
+    one = await bot.send(MEMBER, "/digest daily 08:30")
+    assert len(one) == 1
+    await queue_alerts(bot.archive, [f"война {i}" for i in range(1, 7)])
+    rules = json.dumps([f"rule{i}" for i in range(12)])
+    await bot.archive.write("UPDATE alerts SET rules = ?", (rules,))
+    digests = bot.runner.app.bot_data["telewatch"].digests
+    due = last_due(time(8, 30), datetime.now(UTC), KYIV) + timedelta(days=1)
+    since = len(bot.api.calls)
+    assert await digests.run_once(due + timedelta(seconds=5)) == 1
+    calls = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
+    assert [c.ok for c in calls] == [True], [c.text[:80] for c in calls]
+    assert utf16_len(parse_html(calls[0].text)) <= 4096
