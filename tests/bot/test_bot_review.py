@@ -46,3 +46,24 @@ async def test_a_personal_digest_with_emoji_channel_titles_fits_telegram(bot: Ha
     calls = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
     assert [c.ok for c in calls] == [True], [c.text[:80] for c in calls]
     assert utf16_len(parse_html(calls[0].text)) <= 4096
+
+
+@pytest.mark.parametrize(
+    ("at", "now"),
+    [
+        # Spring forward, 2026-03-29: Kyiv's clocks go 03:00 -> 04:00; 03:30 never happens.
+        (time(3, 30), datetime(2026, 3, 29, 1, 10, tzinfo=UTC)),  # 04:10 EEST
+        (time(3, 0), datetime(2026, 3, 29, 0, 59, tzinfo=UTC)),  # 02:59 EET, the last minute
+        # Fall back, 2026-10-25: 04:00 EEST -> 03:00 EET; 03:30 happens twice.
+        (time(3, 30), datetime(2026, 10, 25, 0, 40, tzinfo=UTC)),  # 03:40 EEST
+        (time(3, 50), datetime(2026, 10, 25, 1, 10, tzinfo=UTC)),  # 03:10 EET (the second)
+    ],
+)
+def test_the_last_due_digest_is_never_in_the_future(at: time, now: datetime) -> None:
+    """A digest built "up to its due time" at a moment before that time misses what comes
+    between: the next one starts at the due time, so those alerts are in no digest."""
+    due = last_due(at, now, KYIV)
+    assert due <= now
+    assert now - due < timedelta(days=1, hours=1)
+    assert due.astimezone(KYIV).time().replace(tzinfo=None) in (at, (datetime.combine(
+        now.date(), at) + timedelta(hours=1)).time())
