@@ -142,12 +142,21 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if user is not None and chat is not None:
         log.info("refused user %d in chat %d", user.id, chat.id)
         private = chat.type == "private"
-        key = user.id if private else chat.id
+        # In an allowed group the stranger is a user an admin denied: the bot works there, so
+        # only a command addressed to the bot gets the private reply (their user id), and
+        # nothing else they say there is answered.
+        member_of_allowed = not private and chat.id in svc.settings.bot.allowed_chats
+        key = user.id if private or member_of_allowed else chat.id
+        msg = update.effective_message
         if update.callback_query is not None:
             await update.callback_query.answer("Not allowed.")
-        elif update.effective_message is not None and svc.access.answer_stranger(key):
+        elif (
+            msg is not None
+            and (not member_of_allowed or _addressed_command(msg, context.bot.username))
+            and svc.access.answer_stranger(key)
+        ):
             _ = translator(pick(None, user.language_code))  # a stranger's choice is not kept
-            if private:
+            if private or member_of_allowed:
                 text = _(
                     "This bot is private. Your Telegram user id is <code>{user}</code>: "
                     "send it to the person who runs the bot to be let in."
@@ -157,8 +166,17 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                     "This bot does not work in this chat. Chat id <code>{chat}</code>, "
                     "your user id <code>{user}</code>: an admin can add the chat."
                 ).format(chat=chat.id, user=user.id)
-            await update.effective_message.reply_html(text)
+            await msg.reply_html(text)
     raise ApplicationHandlerStop
+
+
+def _addressed_command(msg: Message, bot_username: str | None) -> bool:
+    """Whether ``msg`` is a command for this bot (``/cmd`` or ``/cmd@this_bot``)."""
+    text = msg.text or msg.caption or ""
+    if not text.startswith("/"):
+        return False
+    _cmd, at, target = text.split(maxsplit=1)[0].partition("@")
+    return not at or target.lower() == (bot_username or "").lower()
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

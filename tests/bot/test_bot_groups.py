@@ -125,3 +125,24 @@ async def test_quiet_hours_of_a_group_hold_the_groups_alerts(bot: Harness) -> No
     await delivery.idle()
     status = {r["recipient"]: r["status"] for r in await alert_rows(bot.archive)}
     assert status == {GROUP: "pending", MEMBER: "sent"}
+
+
+async def test_a_denied_member_of_an_allowed_group_gets_nothing_and_no_misleading_reply(
+    bot: Harness,
+) -> None:
+    """A user an admin denied, talking in an allowed group: nothing from the archive, and the
+    group is not told "this bot does not work in this chat" (it does, for everyone else) each
+    time that user replies to an alert or says anything the bot reads."""
+    from botkit import ADMIN
+
+    await bot.send(ADMIN, f"/deny {OTHER_MEMBER}")
+    # a command addressed to the bot: their user id, as in a private chat
+    (told,) = await bot.send(OTHER_MEMBER, f"/search@{BOT_USERNAME} переговоры", chat_id=GROUP)
+    assert f"<code>{OTHER_MEMBER}</code>" in told.text
+    assert "does not work in this chat" not in told.text and "переговоры" not in told.text
+    # what else they say there (a reply to an alert, another bot's command): no answer
+    for text in ("переговоры", "согласен", "/search@other_bot переговоры"):
+        assert await bot.send(OTHER_MEMBER, text, chat_id=GROUP) == [], text
+    # the others in the group are served as before
+    (found,) = await bot.send(STRANGER, f"/search@{BOT_USERNAME} переговоры", chat_id=GROUP)
+    assert "<b>переговоры</b>" in found.text
