@@ -84,6 +84,8 @@ class FakeBotApi:
         self.updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
+        # (chat, message) -> (text, keyboard) of the bot's messages, for editMessageText
+        self._content: dict[tuple[int, int], tuple[str, Any]] = {}
         self._errors: dict[str, deque[Injected]] = {}
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -306,7 +308,7 @@ class FakeBotApi:
                 injected.description or _DESCRIPTIONS.get(injected.status, "Internal Server Error"),
                 retry_after=injected.retry_after,
             )
-        refused = _refusal(method, params)
+        refused = _refusal(method, params) or self._unmodified(method, params)
         if refused is not None:
             call.ok = False
             self.calls.append(call)
@@ -326,6 +328,20 @@ class FakeBotApi:
                 await pending
         await self._notify()
         return _ok(result)
+
+    def _unmodified(self, method: str, params: dict[str, Any]) -> str | None:
+        """Telegram refuses an edit that changes nothing (TDLib's MESSAGE_NOT_MODIFIED, which
+        the Bot API answers as below; e.g. a button pressed twice before the first edit
+        arrived). Messages the fake did not send are not checked."""
+        if method != "editMessageText" or "message_id" not in params:
+            return None
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        if self._content.get(key) != (params.get("text", ""), _markup(params)):
+            return None
+        return (
+            "Bad Request: message is not modified: specified new message content and reply "
+            "markup are exactly the same as a current content and reply markup of the message"
+        )
 
     def _take_error(self, method: str, chat_id: int | None) -> Injected | None:
         queue = self._errors.get(method)
@@ -390,8 +406,15 @@ class FakeBotApi:
                     message["caption"] = params["caption"]
             else:
                 message["text"] = params.get("text", "")
+                key = (chat_id, int(message["message_id"]))
+                self._content[key] = (message["text"], _markup(params))
             return message
         return True
+
+
+def _markup(params: dict[str, Any]) -> Any:
+    value = params.get("reply_markup")
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _refusal(method: str, params: dict[str, Any]) -> str | None:
