@@ -65,5 +65,7 @@ def test_the_last_due_digest_is_never_in_the_future(at: time, now: datetime) -> 
     due = last_due(at, now, KYIV)
     assert due <= now
     assert now - due < timedelta(days=1, hours=1)
-    assert due.astimezone(KYIV).time().replace(tzinfo=None) in (at, (datetime.combine(
-        now.date(), at) + timedelta(hours=1)).time())
+    assert due.astimezone(KYIV).time().replace(tzinfo=None) in (
+        at,
+        (datetime.combine(now.date(), at) + timedelta(hours=1)).time(),
+    )
