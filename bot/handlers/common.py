@@ -14,7 +14,7 @@ from archiver.errors import ChannelNotFound, QueryError, TelewatchError
 from archiver.store import outbox
 from archiver.store.user_langs import get_lang
 from bot.access import Role
-from bot.format import esc, pack
+from bot.format import MAX_MESSAGE, esc, pack, split_html, u16len
 from bot.i18n import Translate, pick, translator
 from bot.query_errors import channel_ref_reason, query_error_html, reason
 from bot.services import KEY, Services, services
@@ -256,6 +256,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     msg = update.effective_message
     if msg is None:
         return
+    if u16len(text) > MAX_MESSAGE:  # an error quoting a long message back: its first part
+        text = split_html(text)[0]
     try:
         await msg.reply_html(text)
     except TelegramError:

@@ -69,3 +69,18 @@ def test_the_last_due_digest_is_never_in_the_future(at: time, now: datetime) -> 
         at,
         (datetime.combine(now.date(), at) + timedelta(hours=1)).time(),
     )
+
+
+async def test_a_pasted_message_with_nothing_to_search_still_gets_its_answer(
+    bot: Harness,
+) -> None:
+    """Plain text is a search: a journalist pastes a message as long as Telegram allows
+    (4,096 UTF-16 units) with no word in it. The error quotes it back; the reply must still
+    be one Telegram takes, or the journalist hears nothing at all."""
+    text = "😀 " * 1365  # 4,095 UTF-16 code units: a message Telegram delivers to the bot
+    assert utf16_len(text) <= 4096
+    since = len(bot.api.calls)
+    await bot.send(MEMBER, text)
+    calls = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
+    assert [c.ok for c in calls] == [True], [c.text[:60] for c in calls]
+    assert "nothing to search for" in calls[0].text
