@@ -31,8 +31,10 @@ async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 async def test_a_personal_digest_with_emoji_channel_titles_fits_telegram(bot: Harness) -> None:
-    """A channel title of emoji (2 UTF-16 units each, as Telegram counts) on every line: the
-    digest must still be one message Telegram takes, not a 400 that loses the day's digest."""
+    """A channel title of emoji on every line (2 UTF-16 units each): the digest stays within
+    4,096 counted as the fake Bot API and the rest of the bot count, in UTF-16 units. (The Bot
+    API server, TDLib, checks a bot's text in code points, ``utf8_length``, which is never
+    more: this is the strict reading, as everywhere else in the bot.)"""
     await seed_channel(bot.archive, title="🚨" * 100)
     one = await bot.send(MEMBER, "/digest daily 08:30")
     assert len(one) == 1
@@ -75,10 +77,11 @@ async def test_a_pasted_message_with_nothing_to_search_still_gets_its_answer(
     bot: Harness,
 ) -> None:
     """Plain text is a search: a journalist pastes a message as long as Telegram allows
-    (4,096 UTF-16 units) with no word in it. The error quotes it back; the reply must still
-    be one Telegram takes, or the journalist hears nothing at all."""
-    text = "😀 " * 1365  # 4,095 UTF-16 code units: a message Telegram delivers to the bot
-    assert utf16_len(text) <= 4096
+    (4,096 characters) with no word in it. The error quotes it back; the reply must still be
+    one Telegram takes, or the journalist hears nothing at all. (Dashes: one UTF-16 unit and
+    one code point each, so this is too long however Telegram counts.)"""
+    text = "— " * 2040  # 4,080 characters
+    assert utf16_len(text) == len(text) <= 4096
     since = len(bot.api.calls)
     await bot.send(MEMBER, text)
     calls = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
