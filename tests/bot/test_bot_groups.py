@@ -143,6 +143,17 @@ async def test_a_denied_member_of_an_allowed_group_gets_nothing_and_no_misleadin
     # what else they say there (a reply to an alert, another bot's command): no answer
     for text in ("переговоры", "согласен", "/search@other_bot переговоры"):
         assert await bot.send(OTHER_MEMBER, text, chat_id=GROUP) == [], text
+    # a button of an alert to the group, pressed by them: refused, nothing sent
+    (saved,) = await bot.send(STRANGER, f"/watch@{BOT_USERNAME} война", chat_id=GROUP)
+    assert "saved" in saved.text
+    since = len(bot.api.calls)
+    assert await queue_alerts(bot.archive, ["Война: сводка дня"], [GROUP], first_id=10)
+    (alert,) = await bot.api.wait_for(chat_id=GROUP, since=since)
+    (row,) = [r for r in await alert_rows(bot.archive) if r["recipient"] == GROUP]
+    for data in (f"af:{row['id']}", f"ah:{row['id']}", f"am:{row['id']}"):
+        calls = await bot.press(OTHER_MEMBER, data, in_group(alert.result["message_id"]))
+        assert [c.method for c in calls] == ["answerCallbackQuery"], data
+        assert answer(calls) == "Not allowed."
     # the others in the group are served as before
     (found,) = await bot.send(STRANGER, f"/search@{BOT_USERNAME} переговоры", chat_id=GROUP)
     assert "<b>переговоры</b>" in found.text
