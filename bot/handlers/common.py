@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from telegram import InlineKeyboardMarkup, Message, Update
-from telegram.error import TelegramError
+from telegram.error import RetryAfter, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from archiver.channels import BadChannelRef
@@ -14,6 +14,7 @@ from archiver.errors import ChannelNotFound, QueryError, TelewatchError
 from archiver.store import outbox
 from archiver.store.user_langs import get_lang
 from bot.access import Role
+from bot.delivery import retry_seconds
 from bot.format import MAX_MESSAGE, esc, pack, split_html, u16len
 from bot.i18n import Translate, pick, translator
 from bot.query_errors import channel_ref_reason, query_error_html, reason
@@ -227,6 +228,11 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: domain errors become a one-line reply; anything else is
     logged (without message text) and the user is told it failed."""
     err = context.error
+    if isinstance(err, RetryAfter):  # Telegram's flood control: an apology would be refused too
+        chat = update.effective_chat if isinstance(update, Update) else None
+        log.warning("flood control: a reply to chat %s was refused (retry after %.0fs)",
+                    chat.id if chat else "-", retry_seconds(err))  # fmt: skip
+        return
     _ = _error_translator(update, context)
     if isinstance(err, QueryError):
         text = query_error_html(err, _)

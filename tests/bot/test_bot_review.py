@@ -5,6 +5,7 @@ entity offset), and daily times across Europe/Kyiv's clock changes."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -87,3 +88,19 @@ async def test_a_pasted_message_with_nothing_to_search_still_gets_its_answer(
     calls = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
     assert [c.ok for c in calls] == [True], [c.text[:60] for c in calls]
     assert "nothing to search for" in calls[0].text
+
+
+async def test_flood_control_on_a_reply_is_a_warning_not_a_bug(
+    bot: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Telegram answers 429 "retry after N" when a chat gets messages too fast (a long
+    History in a busy group). That is Telegram's limit, not a bug: no ERROR with a traceback
+    for the admins, and no apology sent into the same flood wait (it would be refused too)."""
+    bot.api.fail("sendMessage", 429, retry_after=7, chat_id=MEMBER)
+    since = len(bot.api.calls)
+    with caplog.at_level(logging.WARNING):
+        await bot.send(MEMBER, "/start")
+    sends = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
+    assert [c.ok for c in sends] == [False]  # the refused reply, and nothing after it
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("flood control" in r.getMessage() for r in caplog.records)
