@@ -150,7 +150,8 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         key = user.id if private or member_of_allowed else chat.id
         msg = update.effective_message
         if update.callback_query is not None:
-            await update.callback_query.answer("Not allowed.")
+            _ = translator(pick(None, user.language_code))  # a stranger's choice is not kept
+            await update.callback_query.answer(_("Not allowed."))
         elif (
             msg is not None
             and (not member_of_allowed or _addressed_command(msg, context.bot.username))

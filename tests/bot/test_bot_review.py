@@ -11,7 +11,17 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-from botkit import KYIV, MEMBER, Harness, fake_api, queue_alerts, running_bot, seed_channel
+from botkit import (
+    ADMIN,
+    KYIV,
+    MEMBER,
+    Harness,
+    fake_api,
+    queue_alerts,
+    running_bot,
+    seed_channel,
+)
+from fakes.botapi import BOT_ID
 from fakes.tghtml import parse_html, utf16_len
 
 from archiver.store.archive import Archive
@@ -104,3 +114,30 @@ async def test_flood_control_on_a_reply_is_a_warning_not_a_bug(
     assert [c.ok for c in sends] == [False]  # the refused reply, and nothing after it
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert any("flood control" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_refused_button_press_is_answered_in_the_users_language(bot: Harness) -> None:
+    """A journalist denied access presses a button of an old alert: the refusal toast is in
+    their client's language, like the stranger's reply."""
+    await bot.send(ADMIN, f"/deny {MEMBER}")
+    since = len(bot.api.calls)
+    update_id = bot.api.push_update(
+        {
+            "callback_query": {
+                "id": "77",
+                "from": {"id": MEMBER, "is_bot": False, "first_name": "Оля", "language_code": "uk"},
+                "chat_instance": "1",
+                "data": "af:1",
+                "message": {
+                    "message_id": 1,
+                    "date": 0,
+                    "chat": {"id": MEMBER, "type": "private"},
+                    "from": {"id": BOT_ID, "is_bot": True, "first_name": "telewatch"},
+                    "text": "...",
+                },
+            }
+        }
+    )
+    await bot.settle(update_id)
+    (toast,) = [c for c in bot.api.calls[since:] if c.method == "answerCallbackQuery"]
+    assert toast.params["text"] == "Немає доступу."
