@@ -157,3 +157,17 @@ async def test_a_denied_member_of_an_allowed_group_gets_nothing_and_no_misleadin
     # the others in the group are served as before
     (found,) = await bot.send(STRANGER, f"/search@{BOT_USERNAME} переговоры", chat_id=GROUP)
     assert "<b>переговоры</b>" in found.text
+
+
+async def test_an_answer_arrives_when_the_command_was_deleted_meanwhile(bot: Harness) -> None:
+    """In a group the bot's answer quotes the command. Newsrooms often delete commands from
+    the group (by hand or with a cleaner bot) and an export takes seconds: Telegram then
+    refuses a reply to the missing message unless the call allows sending without it."""
+    since = len(bot.api.calls)
+    update_id = bot.api.push_message(
+        STRANGER, f"/search@{BOT_USERNAME} переговоры", chat_id=GROUP, deleted=True
+    )
+    await bot.settle(update_id)
+    sends = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
+    assert [c.ok for c in sends] == [True], [c.result for c in sends]
+    assert "<b>переговоры</b>" in sends[0].text

@@ -92,6 +92,7 @@ class FakeBotApi:
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
         self.misnested: list[tuple[str, list[str], str]] = []  # see _check_nesting
+        self.deleted: set[tuple[int, int]] = set()  # (chat, message) no longer there
         # (chat, message) -> (text, keyboard) of the bot's messages, for editMessageText
         self._content: dict[tuple[int, int], tuple[str, Any]] = {}
         self._errors: dict[str, deque[Injected]] = {}
@@ -176,6 +177,7 @@ class FakeBotApi:
         chat_type: str | None = None,
         first_name: str = "Reporter",
         language_code: str | None = None,
+        deleted: bool = False,
     ) -> int:
         """A text message from ``user_id`` in a private chat (or in ``chat_id``); a leading
         ``/command`` gets its bot_command entity. ``language_code``: the sender's client
@@ -194,6 +196,8 @@ class FakeBotApi:
         if text.startswith("/"):
             command = text.split()[0]
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        if deleted:  # deleted by its sender (or a group's cleaner bot) before the bot answers
+            self.deleted.add((chat, int(message["message_id"])))
         return self.push_update({"message": message})
 
     def push_callback(self, user_id: int, data: str, message: dict[str, Any] | None = None) -> int:
@@ -316,7 +320,11 @@ class FakeBotApi:
                 injected.description or _DESCRIPTIONS.get(injected.status, "Internal Server Error"),
                 retry_after=injected.retry_after,
             )
-        refused = _refusal(method, params) or self._unmodified(method, params)
+        refused = (
+            _refusal(method, params)
+            or self._unmodified(method, params)
+            or self._reply_missing(method, params)
+        )
         if refused is None:
             self._check_nesting(method, params)
         if refused is not None:
@@ -347,6 +355,23 @@ class FakeBotApi:
             errors = nesting_errors(text)
             if errors:
                 self.misnested.append((method, errors, text))
+
+    def _reply_missing(self, method: str, params: dict[str, Any]) -> str | None:
+        """A reply to a message that is gone is refused unless the call allows sending without
+        it (Bot API, ReplyParameters.allow_sending_without_reply: "Pass True if the message
+        should be sent even if the specified message to be replied to is not found")."""
+        if method not in ("sendMessage", "sendDocument") or "chat_id" not in params:
+            return None
+        raw = params.get("reply_parameters")
+        reply = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(reply, dict) or "message_id" not in reply:
+            return None
+        chat = int(reply.get("chat_id", params["chat_id"]))
+        if (chat, int(reply["message_id"])) not in self.deleted:
+            return None
+        if reply.get("allow_sending_without_reply"):
+            return None
+        return "Bad Request: message to be replied not found"
 
     def _unmodified(self, method: str, params: dict[str, Any]) -> str | None:
         """Telegram refuses an edit that changes nothing (TDLib's MESSAGE_NOT_MODIFIED, which
