@@ -64,7 +64,15 @@ class App:
     async def open_archive(self, *, create: bool = True) -> Any:
         from archiver.store import Archive
 
-        return await Archive.open(self.settings.storage.path, create=create)
+        return await Archive.open_storage(self.settings.storage, create=create)
+
+    def sqlite_only(self, command: str, hint: str = "") -> None:
+        """Refuse ``command`` in one line when the archive is on PostgreSQL, where it does
+        not work yet (docs/postgresql.md lists what does)."""
+        if self.settings.storage.url is not None:
+            from archiver.store.postgres import NotOnPostgres
+
+            raise NotOnPostgres(f"`{command}`", hint)
 
 
 class TelewatchGroup(click.Group):
@@ -123,7 +131,10 @@ def _loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> No
 def _archive_error(ctx: click.Context, exc: sqlite3.DatabaseError) -> str:
     """SQLite's error at the CLI edge as one line that says what to do."""
     app = ctx.find_object(App)
-    where = str(app.settings.storage.path) if app is not None and app._settings else "the archive"
+    where = "the archive"
+    if app is not None and app._settings:
+        storage = app._settings.storage
+        where = str(storage.path) if storage.url is None else "the PostgreSQL archive"
     reason = str(exc)
     if "locked" in reason or "busy" in reason:
         return "the archive is locked by another telewatch process; try again shortly"
@@ -552,6 +563,51 @@ async def stats(app: App, as_json: bool) -> None:
             click.echo(pass_summary(web_pass))
 
 
+@cli.group("log")
+def log_group() -> None:
+    """The observation log: every change to the record, hash-chained (docs/evidence.md)."""
+
+
+@log_group.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the line.")
+@pass_app
+@run_async
+async def log_verify(app: App, as_json: bool) -> None:
+    """Check the whole observation log: each entry's content hash, the chain, the versions
+    and captures it names, and the daily roots (with their timestamps). Exits non-zero
+    naming the first broken link.
+
+    \b
+    Example:
+      telewatch log verify
+    """
+    from archiver.evidence.verify import LogBroken, check
+
+    archive = await app.open_archive(create=False)
+    try:
+        broken, summary = await check(archive)
+    finally:
+        await archive.close()
+    if as_json:
+        data: dict[str, Any] = {
+            "intact": broken is None,
+            "entries": summary.entries,
+            "last_root": summary.last_root,
+            "captures_pruned": summary.captures_pruned,
+        }
+        if broken is not None:
+            data |= {"broken_seq": broken.seq, "reason": broken.reason}
+        click.echo(json.dumps(data, ensure_ascii=False))
+    if broken is not None:
+        raise LogBroken(broken)
+    if not as_json:
+        pruned = f", {summary.captures_pruned} capture(s) pruned" if summary.captures_pruned else ""
+        click.echo(
+            f"log intact: {summary.entries} entries, last root {summary.last_root or 'none yet'}"
+            + pruned
+        )
+
+
 @cli.group()
 def config() -> None:
     """Check the configuration."""
@@ -634,13 +690,14 @@ async def rules_test(app: App, rules_file: Path | None, newest: int, as_json: bo
     to_test = parse_rules_file(rules_file) if rules_file else app.settings.rules
     if not to_test:
         raise TelewatchError("no rules to test: add [[rules]] to the config, or give --rules FILE")
+    tz = app.settings.display.timezone.key
     archive = await app.open_archive(create=False)
     try:
         if as_json:
-            async for hit in iter_backtest(archive, to_test):
+            async for hit in iter_backtest(archive, to_test, tz=tz):
                 click.echo(hit_json_line(hit))
         else:
-            results = await backtest(archive, to_test, newest=newest)
+            results = await backtest(archive, to_test, newest=newest, tz=tz)
             lines = format_backtest(
                 results, app.settings.display.timezone, color=sys.stdout.isatty()
             )
@@ -664,8 +721,8 @@ async def rules_list(app: App) -> None:
 
     settings = app.settings
     archive = (
-        await Archive.open(settings.storage.path, create=False)
-        if settings.storage.path.exists()
+        await Archive.open_storage(settings.storage, create=False)
+        if settings.storage.url is not None or settings.storage.path.exists()
         else None
     )
     try:
@@ -822,7 +879,7 @@ async def _one_pass(app: App, command: str) -> None:
         raise TelewatchError(
             "no channels configured: add [[channels]] to the config (see config.example.toml)"
         )
-    loader = RuleLoader(settings.rules)  # a bad rule stops here, before any network
+    loader = RuleLoader.for_settings(settings)  # a bad rule stops here, before any network
     with instance_lock(settings, session=uses_telethon(settings), command=command):
         archive = await app.open_archive()
         try:
@@ -919,10 +976,11 @@ async def bot(app: App) -> None:
             await beat
     except (Exception, asyncio.CancelledError) as exc:
         await archive.close()
-        await record_end(archive.path, "bot", os.getpid(), exc)
+        await record_end(archive.path, "bot", os.getpid(), exc, url=archive.url)
         raise
     await archive.close()
-    await record_end(archive.path, "bot", os.getpid(), None)  # `health --process bot`: stopped
+    # `health --process bot`: stopped
+    await record_end(archive.path, "bot", os.getpid(), None, url=archive.url)
 
 
 # ---------------------------------------------------------------------------- web view
@@ -948,6 +1006,7 @@ async def serve(app: App, host: str, port: int) -> None:
       telewatch serve
       telewatch serve --host 0.0.0.0 --port 8080   # with [web_view] password_hash set
     """
+    app.sqlite_only("telewatch serve", "the web view reads a SQLite file")
     try:
         from web.server import serve as run_server
     except ImportError as exc:
@@ -1076,6 +1135,7 @@ async def backup(app: App) -> None:
     Example:
       telewatch backup
     """
+    app.sqlite_only("telewatch backup", "back it up with pg_dump (docs/postgresql.md, Backups)")
     from archiver.backup import backup as run_backup
 
     st = app.settings.storage
@@ -1101,6 +1161,10 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
       telewatch restore data/backups/telewatch-20240501T033000Z.db
       docker compose run --rm telewatch restore --yes data/backups/telewatch-20240501T033000Z.db
     """
+    app.sqlite_only(
+        "telewatch restore",
+        "restore a pg_dump with pg_restore (docs/postgresql.md, Backups)",
+    )
     from archiver.backup import restore_sync, verify
     from archiver.lock import archive_lock
 
@@ -1133,7 +1197,8 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
 @pass_app
 @run_async
 async def maintenance(app: App) -> None:
-    """Optimise the archive: PRAGMA optimize, merge the full-text index, checkpoint the WAL.
+    """Optimise the archive: PRAGMA optimize, merge the full-text index, checkpoint the WAL;
+    prune raw captures past [evidence] capture_retention_days.
 
     Safe while telewatch runs; `telewatch run` does it weekly ([schedule] maintenance).
 
@@ -1141,14 +1206,82 @@ async def maintenance(app: App) -> None:
     Example:
       telewatch maintenance
     """
+    app.sqlite_only("telewatch maintenance", "PostgreSQL's autovacuum does this work")
     from archiver.maintenance import maintain
 
     archive = await app.open_archive(create=False)
     try:
-        result = await maintain(archive)
+        result = await maintain(
+            archive, capture_retention_days=app.settings.evidence.capture_retention_days
+        )
     finally:
         await archive.close()
-    click.echo(f"maintenance done in {result.seconds:.1f} s")
+    pruned = f", {result.captures_pruned} capture(s) pruned" if result.captures_pruned else ""
+    click.echo(f"maintenance done in {result.seconds:.1f} s{pruned}")
+
+
+@cli.command()
+@click.option(
+    "--to",
+    "url",
+    required=True,
+    metavar="URL",
+    help="The PostgreSQL database to copy into: postgresql://user:password@host/db (empty).",
+)
+@pass_app
+@run_async
+async def migrate(app: App, url: str) -> None:
+    """Copy the SQLite archive to PostgreSQL, table by table, and verify the copy.
+
+    The archive is [storage] path (or --db); the target database must be empty, or hold a
+    copy this command began: run it again after a failure or Ctrl-C and it continues where
+    it stopped. At the end every table's rows are counted and hashed on both sides. Stop
+    `telewatch run` first. Then set [storage] url (docs/postgresql.md).
+
+    \b
+    Example:
+      telewatch migrate --to postgresql://telewatch:PASSWORD@db.example.org/telewatch
+    """
+    from archiver.store.postgres import is_url, redact
+    from archiver.store.transfer import TableCopy, migrate, open_pair
+
+    if not is_url(url):
+        raise TelewatchError("migrate: --to: expected a postgresql:// URL (not shown)")
+    storage = app.settings.storage
+    if storage.url is not None:
+        raise TelewatchError(
+            "migrate: the archive is already on PostgreSQL ([storage] url); give the SQLite"
+            " file with --db PATH"
+        )
+    show = sys.stderr.isatty()
+    bars: dict[str, Any] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        bar = bars.get(table)
+        if bar is None:
+            for old in bars.values():
+                old.render_finish()
+            bar = click.progressbar(
+                length=max(total, 1), label=f"{table:18}", file=sys.stderr, hidden=not show
+            )
+            bars[table] = bar
+            bar.pos = 0
+        bar.update(done - bar.pos)
+
+    source, target = await open_pair(storage.path, url)
+    try:
+        copied: list[TableCopy] = await migrate(source, target, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.render_finish()
+        await target.close()
+        await source.close()
+    for t in copied:
+        click.echo(f"{t.name}: {t.rows} rows ({t.copied} copied now), verified")
+    click.echo(
+        f"{storage.path} -> {redact(url)}: {len(copied)} tables copied and verified;"
+        " set [storage] url (or TELEWATCH_DATABASE_URL) to use it"
+    )
 
 
 def main() -> None:

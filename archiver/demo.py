@@ -9,6 +9,7 @@ Datasette like a real one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -101,13 +102,13 @@ async def run_demo(path: Path, echo: Echo, *, tz_name: str = "Europe/Kyiv") -> N
         echo("\n== 3. Rules, in the same language; backtested over the archive first")
         for rule in DEMO_RULES:
             echo(f"   {rule.name}: {rule.query}  -> notify {', '.join(map(str, rule.notify))}")
-        for res in await backtest(archive, DEMO_RULES, newest=2):
+        for res in await backtest(archive, DEMO_RULES, newest=2, tz=tz_name):
             echo(f"   {res.rule.name}: {res.matches} past post(s) would have matched")
 
         echo(
             "\n== 4. Live: the channel's backfill is done; what arrives now is checked by the rules"
         )
-        RuleLoader(DEMO_RULES).install(archive)
+        RuleLoader(DEMO_RULES, tz_name).install(archive)
         await set_cursor(archive, channel.channel_id, backfilled=True)
         last = await archive.fetchone(
             "SELECT max(message_id) FROM posts WHERE channel_id = ?", (channel.channel_id,)
@@ -181,8 +182,24 @@ async def run_demo(path: Path, echo: Echo, *, tz_name: str = "Europe/Kyiv") -> N
         echo("   " + "\n   ".join(history_lines(story, tz)))
     finally:
         await archive.close()
-    echo(
-        f"\nDone. Explore it: telewatch --db {path} search 'евакуація'   "
-        f"| datasette {path}\n"
+    echo(closing(path, in_image=bool(os.environ.get(IMAGE_ENV))))
+
+
+IMAGE_ENV = "TELEWATCH_IN_CONTAINER"  # set by the Dockerfile: the commands to suggest are compose's
+
+
+def closing(path: Path, *, in_image: bool) -> str:
+    """The demo's last lines: what to run next, as the user will type it (on the host, for
+    the container: its paths are the host's ./data, its commands go through compose)."""
+    if in_image:
+        return (
+            f"\nDone. Explore it: docker compose run --rm telewatch --db {path} search"
+            " 'евакуація'\n"
+            "Real use: cp config.example.toml data/config.toml; docker compose run --rm"
+            " telewatch login; docker compose up -d"
+        )
+    return (
+        f"\nDone. Explore it: telewatch --db {path} search 'евакуація'   |   telewatch --db"
+        f" {path} serve\n"
         "Real use: cp config.example.toml config.toml; telewatch login; telewatch run"
     )

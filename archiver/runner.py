@@ -166,12 +166,18 @@ def _jobs(
     async def maintenance() -> object:
         from archiver.maintenance import maintain
 
-        return await maintain(archive)
+        return await maintain(
+            archive, capture_retention_days=settings.evidence.capture_retention_days
+        )
 
-    jobs: dict[str, Callable[[], Awaitable[object]]] = {
-        "backup": backup,
-        "maintenance": maintenance,
-    }
+    jobs: dict[str, Callable[[], Awaitable[object]]] = {}
+    if archive.dialect == "sqlite":
+        jobs.update(backup=backup, maintenance=maintenance)
+    else:
+        log.info(
+            "archive on PostgreSQL: no backup or maintenance job (pg_dump and autovacuum do"
+            " that: docs/postgresql.md)"
+        )
     jobs["sync"] = sync  # also with no channel configured: /follow may add some
     if uses_telethon(settings):
         jobs["recheck"] = recheck
@@ -180,12 +186,25 @@ def _jobs(
         async def digest() -> object:
             from archiver.digest import send_digests
 
-            return await send_digests(archive, settings)
+            return await send_digests(
+                archive, settings, translate_for=await digest_languages(archive)
+            )
 
         jobs["digest"] = digest
     elif settings.schedule.digest:
         log.warning("schedule.digest is set but bot.token is not: no digest will be sent")
     return jobs
+
+
+async def digest_languages(archive: Archive) -> Callable[[int], Callable[[str], str]]:
+    """Each chat's ``_`` as the bot speaks to it (its /lang, else the language seen for it,
+    else English), for the scheduled digest. The bot's catalogs are the bot's: imported
+    here, when a digest is due, as `run` imports the bot itself."""
+    from archiver.store.user_langs import all_langs, all_seen_langs
+    from bot.i18n import pick, translator
+
+    chosen, seen = await all_langs(archive), await all_seen_langs(archive)
+    return lambda chat: translator(pick(chosen.get(chat), seen.get(chat)))
 
 
 async def run(
@@ -204,9 +223,13 @@ async def run(
         try:
             await _run(settings, with_bot, stop, note)
         except (Exception, asyncio.CancelledError) as exc:
-            await record_end(settings.storage.path, PROCESS, os.getpid(), exc)
+            await record_end(
+                settings.storage.path, PROCESS, os.getpid(), exc, url=settings.storage.url
+            )
             raise
-        await record_end(settings.storage.path, PROCESS, os.getpid(), None)
+        await record_end(
+            settings.storage.path, PROCESS, os.getpid(), None, url=settings.storage.url
+        )
 
 
 async def _run(
@@ -273,8 +296,8 @@ async def _start(
     from archiver.scheduler import Scheduler
 
     loop = asyncio.get_running_loop()
-    loader = RuleLoader(settings.rules)  # a bad config rule stops start-up here
-    archive = await Archive.open(settings.storage.path)
+    loader = RuleLoader.for_settings(settings)  # a bad config rule stops start-up here
+    archive = await Archive.open_storage(settings.storage)
     stack.push_async_callback(archive.close)
     loader.install(archive)
 

@@ -37,8 +37,8 @@ ERRORS = [
      "storage.pathh: unknown key (see config.example.toml for the known keys)"),
     ("[storage]\nbackup_keep = 0", "storage.backup_keep: expected a positive number, got 0"),
     ("storage = 5", "storage: expected a table, got 5"),
-    ("[nope]", "nope: unknown section (known: bot, channels, display, logging, media, recheck, "
-     "rules, schedule, storage, telegram, web, web_view)"),
+    ("[nope]", "nope: unknown section (known: bot, channels, display, evidence, logging, media, "
+     "recheck, rules, schedule, storage, telegram, web, web_view)"),
     (
         '[telegram]\napi_id = "0123456789abcdef0123456789abcdef"',
         "telegram.api_id: expected an integer, got a value of the wrong kind (not shown: it may"
@@ -281,6 +281,22 @@ def test_find_config_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert find_config(None, {}) == Path("config.toml")
     assert find_config(None, {"TELEWATCH_CONFIG": "/etc/tw.toml"}) == Path("/etc/tw.toml")
     assert find_config(Path("mine.toml"), {"TELEWATCH_CONFIG": "/etc/tw.toml"}) == Path("mine.toml")
+
+
+def test_a_linked_config_is_named_by_the_file_people_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image links /config.toml to data/config.toml (Dockerfile): an error must name
+    data/config.toml, the file the user edits as ./data/config.toml, not the link."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "config.toml").write_text("[storage]\npath = 5\n")
+    (tmp_path / "config.toml").symlink_to("data/config.toml")
+    found = find_config(None, {})
+    assert found == Path("data/config.toml")
+    with pytest.raises(ConfigError) as err:
+        load_settings(found)
+    assert str(err.value).startswith("data/config.toml: storage.path")
 
 
 def test_rules_file(tmp_path: Path) -> None:

@@ -144,7 +144,8 @@ def test_dockerignore_keeps_secrets_and_data_out() -> None:
     ]
     assert lines[0] == "*"  # everything is excluded unless named
     included = {x[1:].rstrip("/") for x in lines if x.startswith("!")}
-    assert included == {"requirements.lock", "pyproject.toml", "README.md", "archiver", "bot"}
+    assert included == {"requirements.lock", "pyproject.toml", "README.md", "archiver", "bot",
+                        "web"}  # fmt: skip
     copied = {
         part.rstrip("/")
         for k, v in instructions(DOCKERFILE)
@@ -296,6 +297,25 @@ def test_the_demo_needs_no_config_even_when_one_is_named(
     assert (tmp_path / "data" / "demo.db").is_file()
     assert not (tmp_path / "data" / "data").exists()
     assert "Done. Explore it: telewatch --db data/demo.db search" in result.output
+
+
+def test_the_demo_in_the_image_suggests_compose_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the image (TELEWATCH_IN_CONTAINER, set by the Dockerfile) the last lines are what the user
+    types on the host: through compose, with the config in data/ (it suggested
+    `cp config.example.toml config.toml`, a file the image has not, and a bare telewatch)."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["demo"], env={"TELEWATCH_IN_CONTAINER": "1"})
+    assert result.exit_code == 0, result.output
+    last = result.output.rstrip().splitlines()[-2:]
+    assert last == [
+        "Done. Explore it: docker compose run --rm telewatch --db data/demo.db search 'евакуація'",
+        "Real use: cp config.example.toml data/config.toml; docker compose run --rm telewatch"
+        " login; docker compose up -d",
+    ]
+    dockerfile = (Path(__file__).parents[1] / "Dockerfile").read_text()
+    assert "TELEWATCH_IN_CONTAINER=1" in dockerfile
 
 
 @contextlib.contextmanager

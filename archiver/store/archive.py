@@ -265,6 +265,7 @@ class Archive:
             return int(got[0][0] or 0)
 
         current = await version()
+        created = current is None  # a new archive runs every migration: nothing to report
         if current is None and not create:
             raise ArchiveError(
                 f"{shown}: no archive here yet; run `telewatch import` or `telewatch sync` first"
@@ -294,7 +295,13 @@ class Archive:
                             f"{shown}: schema {current + 1} is not yet supported on PostgreSQL"
                             " (no PostgreSQL form of that migration); use a SQLite archive"
                         )
-                    log.info("archive %s: migrating schema %d -> %d", shown, current, current + 1)
+                    log.log(
+                        logging.DEBUG if created else logging.INFO,
+                        "archive %s: migrating schema %d -> %d",
+                        shown,
+                        current,
+                        current + 1,
+                    )
                     await db.script(script)
                     current += 1
                 await db.execute("DELETE FROM telewatch_schema")
@@ -369,6 +376,12 @@ class Archive:
                     )
                     for statement in _statements(MIGRATIONS[version]):
                         await db.execute(statement)
+                    if "'evidence.backfill'" in MIGRATIONS[version]:
+                        # the observation log of an archive older than it, in the same
+                        # transaction (archiver.evidence.backfill)
+                        from archiver.evidence.backfill import backfill
+
+                        await backfill(db, self.path)
                     await db.execute(f"PRAGMA user_version = {version + 1}")
                     bad = await (await db.execute("PRAGMA foreign_key_check")).fetchone()
                     if bad is not None:
@@ -451,6 +464,7 @@ class Archive:
             await db.execute(
                 "INSERT INTO heartbeats (process, pid, at) VALUES (?, ?, ?) "
                 "ON CONFLICT (process) DO UPDATE SET pid = excluded.pid, at = excluded.at, "
-                "note = iif(state = 'running', note, NULL), state = 'running'",
+                "note = iif(heartbeats.state = 'running', heartbeats.note, NULL),"
+                " state = 'running'",
                 (process, pid, ts(utcnow())),
             )

@@ -20,12 +20,15 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from decimal import Decimal
 from functools import lru_cache
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
+
+from archiver.errors import TelewatchError
 
 if TYPE_CHECKING:
     import psycopg
@@ -38,6 +41,22 @@ SCHEMES = ("postgresql://", "postgres://")
 # across every process on the server, as SQLite's BEGIN IMMEDIATE gives (ingest assigns ids as
 # max + 1 under it). Single statements (``Archive.write``: the outbox's claims) do not take it.
 WRITE_LOCK_KEY = 0x74656C65  # "tele"
+
+
+class NotOnPostgres(TelewatchError):
+    """A feature the PostgreSQL archive does not have yet (docs/postgresql.md lists them)."""
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(
+            f"{what} is not yet supported on PostgreSQL (docs/postgresql.md); "
+            + (hint or "use a SQLite archive ([storage] path) for it")
+        )
+
+
+def refuse(archive: object, what: str) -> None:
+    """Raise :class:`NotOnPostgres` for ``what`` when ``archive`` is on PostgreSQL."""
+    if getattr(archive, "dialect", "sqlite") == "postgresql":
+        raise NotOnPostgres(what)
 
 
 def is_url(location: object) -> bool:
@@ -54,7 +73,7 @@ def dialect(db: object) -> str:
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if not parts.password:
         return url
     netloc = parts.netloc.rsplit("@", 1)
     return urlunsplit(parts._replace(netloc=netloc[0].split(":", 1)[0] + ":***@" + netloc[1]))
@@ -92,7 +111,9 @@ _NUMBERED = re.compile(r"\?(\d+)")
 _NOCASE = re.compile(r"([\w.]+)\s*=\s*\?\s+COLLATE\s+NOCASE", re.I)
 _IS_PARAM = re.compile(r"\bIS\s+(NOT\s+)?\?", re.I)
 _LIKE = re.compile(r"\bLIKE\b", re.I)
-_FUNCS = re.compile(r"\b(max|min|group_concat|char|total|ifnull|iif)\s*\(", re.I)
+_FUNCS = re.compile(r"\b(max|min|sum|group_concat|char|total|ifnull|iif)\s*\(", re.I)
+_PREDICATE = re.compile(r"=|<|>|\b(IS|AND|OR|NOT|LIKE|IN)\b", re.I)
+_WHEN_PARAM = re.compile(r"\bWHEN\s+\?\s+THEN\b", re.I)
 
 
 def _args(code: str, start: int) -> tuple[list[str], int]:
@@ -117,7 +138,8 @@ def _args(code: str, start: int) -> tuple[list[str], int]:
 def _functions(code: str) -> str:
     """SQLite's functions with PostgreSQL's names: scalar ``max(a, b)`` -> ``greatest``,
     ``group_concat`` -> ``string_agg``, ``char`` -> ``chr``, ``total`` -> ``coalesce(sum)``,
-    ``ifnull`` -> ``coalesce``, ``iif(c, a, b)`` -> ``CASE``."""
+    ``ifnull`` -> ``coalesce``, ``iif(c, a, b)`` -> ``CASE``, and ``sum`` of a comparison
+    (SQLite's 0/1) -> ``sum(CASE WHEN .. THEN 1 ELSE 0 END)``."""
     out, pos = [], 0
     while (m := _FUNCS.search(code, pos)) is not None:
         name = m.group(1).lower()
@@ -127,6 +149,11 @@ def _functions(code: str) -> str:
         if name in ("max", "min"):
             fn = name if len(args) == 1 else ("greatest" if name == "max" else "least")
             out.append(f"{fn}({', '.join(args)})")
+        elif name == "sum":  # SQLite sums a comparison's 0/1; PostgreSQL needs numbers
+            arg = args[0]
+            if _PREDICATE.search(arg) and not arg.upper().startswith("CASE"):
+                arg = f"CASE WHEN {arg} THEN 1 ELSE 0 END"
+            out.append(f"sum({arg})")
         elif name == "group_concat":
             sep = args[1] if len(args) > 1 else "','"
             out.append(f"string_agg(({args[0]})::text, {sep})")
@@ -162,6 +189,7 @@ def translate(sql: str) -> _Translated:
         lambda m: "IS DISTINCT FROM ?" if m.group(1) else "IS NOT DISTINCT FROM ?", code
     )
     code = _LIKE.sub("ILIKE", code)
+    code = _WHEN_PARAM.sub("WHEN ? <> 0 THEN", code)  # a bool parameter arrives as 0/1
     code = _functions(code)
     numbers = [int(n) - 1 for n in _NUMBERED.findall(code)]
     code = _NUMBERED.sub("%s", code).replace("?", "%s")
@@ -200,7 +228,7 @@ class PgCursor:
         self._sql = sql
         self._params = params
         self._many = many
-        self._rows: list[Row] = []
+        self._rows: deque[Row] = deque()
         self._ran = False
         self.rowcount = -1
         self.lastrowid: int | None = None
@@ -226,15 +254,15 @@ class PgCursor:
         return None
 
     async def fetchone(self) -> Row | None:
-        return self._rows.pop(0) if self._rows else None
+        return self._rows.popleft() if self._rows else None
 
     async def fetchall(self) -> list[Row]:
-        rows, self._rows = self._rows, []
+        rows = list(self._rows)
+        self._rows.clear()
         return rows
 
     async def fetchmany(self, size: int = 1) -> list[Row]:
-        rows, self._rows = self._rows[:size], self._rows[size:]
-        return rows
+        return [self._rows.popleft() for _ in range(min(size, len(self._rows)))]
 
     def __aiter__(self) -> AsyncIterator[Row]:
         return self._iter()
@@ -242,10 +270,10 @@ class PgCursor:
     async def _iter(self) -> AsyncIterator[Row]:
         await self._run()
         while self._rows:
-            yield self._rows.pop(0)
+            yield self._rows.popleft()
 
     async def close(self) -> None:
-        self._rows = []
+        self._rows.clear()
 
 
 class PgConnection:
@@ -253,8 +281,9 @@ class PgConnection:
 
     dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any], url: str = "") -> None:
         self._conn = conn
+        self._url = url
         self.total_changes = 0
         self.in_transaction = False
         self.row_factory: Any = None  # set by callers written for aiosqlite; rows are Row
@@ -276,9 +305,41 @@ class PgConnection:
         except Exception as exc:
             raise _error(exc) from exc
 
+    async def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """``COPY table (columns) FROM STDIN`` of ``rows``: the bulk load (``migrate``)."""
+        import psycopg
+
+        cols = ", ".join(f'"{c}"' for c in columns)
+        try:
+            async with (
+                self._conn.cursor() as cur,
+                cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy,
+            ):
+                for row in rows:
+                    await copy.write_row(row)
+        except psycopg.Error as exc:
+            raise _error(exc) from exc
+
+    async def _connected(self) -> None:
+        """A connection the server dropped (a restart, a failover, an idle timeout) is made
+        again before the next statement outside a transaction: the statement that met the
+        loss failed, as any failed write does; the process goes on with the next."""
+        import psycopg
+
+        if not (self._conn.broken or self._conn.closed) or self.in_transaction or not self._url:
+            return
+        log.warning("PostgreSQL: the connection was lost; connecting again")
+        try:
+            self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        except psycopg.Error as exc:
+            raise _error(exc) from None
+
     async def _run(self, cursor: PgCursor) -> None:
         import psycopg
 
+        await self._connected()
         word = cursor._sql.lstrip().split(None, 1)[0].upper() if cursor._sql.strip() else ""
         if word in ("BEGIN", "COMMIT", "ROLLBACK"):
             await self._control(word)
@@ -296,7 +357,7 @@ class PgConnection:
                     cursor.rowcount = cur.rowcount
                     if cur.description is not None:
                         names = {d.name.lower(): i for i, d in enumerate(cur.description)}
-                        cursor._rows = [Row(_value(r), names) for r in await cur.fetchall()]
+                        cursor._rows = deque(Row(_value(r), names) for r in await cur.fetchall())
         except psycopg.Error as exc:
             raise _error(exc) from exc
         if word in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
@@ -305,6 +366,8 @@ class PgConnection:
     async def _control(self, word: str) -> None:
         import psycopg
 
+        if word == "BEGIN":
+            await self._connected()
         try:
             if word == "BEGIN":
                 await self._conn.execute("BEGIN")
@@ -336,4 +399,4 @@ async def connect(url: str) -> PgConnection:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
     except psycopg.Error as exc:
         raise _error(exc) from None
-    return PgConnection(conn)
+    return PgConnection(conn, url)

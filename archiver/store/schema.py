@@ -448,11 +448,107 @@ MIGRATIONS: list[str] = [
         lang TEXT NOT NULL
     );
     """,
+    # 11 (bot, issue 16): the language of a chat that chose none with /lang: a user's
+    # Telegram client language_code (en, uk or ru; else en) as last seen when they talked to
+    # the bot; a group's, that of the first allowed user who used the bot there. A group's
+    # /lang (an admin's) is a user_langs row under the group's chat id.
+    """
+    CREATE TABLE seen_langs (
+        chat_id INTEGER PRIMARY KEY,
+        lang TEXT NOT NULL
+    );
+    """,
+    # 12 (evidence, issue 19; docs/evidence.md): raw captures (content-addressed, zlib), the
+    # hash-chained observation log (one entry per observation that changed the record, written
+    # in the same transaction as the change) and its daily roots. The log of an existing
+    # archive is rebuilt from posts, versions and post_events by Python in this migration's
+    # transaction (archiver.store.archive runs archiver.evidence.backfill on the marker below).
+    """
+    CREATE TABLE captures (
+        sha256 TEXT PRIMARY KEY,             -- of the uncompressed bytes
+        media_type TEXT NOT NULL,            -- application/http;msgtype=response | application/json
+        size INTEGER NOT NULL,               -- uncompressed bytes
+        body BLOB NOT NULL,                  -- zlib
+        first_at TEXT NOT NULL
+    );
+    CREATE TABLE observations (
+        seq INTEGER PRIMARY KEY,             -- 1, 2, 3 ... no gaps
+        at TEXT NOT NULL,                    -- when telewatch observed it (UTC)
+        post_id INTEGER NOT NULL,
+        channel_id INTEGER NOT NULL,
+        message_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,  -- seen | edited | late | reverted | missing | deleted | restored
+                             -- | present
+        event_id INTEGER,                    -- post_events.id (NULL for 'seen')
+        version_id INTEGER,
+        source TEXT NOT NULL,
+        content TEXT NOT NULL,               -- canonical JSON of what was observed
+        content_sha TEXT NOT NULL,           -- sha256 of content (UTF-8)
+        capture_sha TEXT,                    -- captures.sha256 or NULL
+        prev_hash TEXT NOT NULL,
+        entry_hash TEXT NOT NULL
+    );
+    CREATE INDEX observations_post ON observations(post_id, seq);
+    CREATE INDEX observations_at ON observations(at);        -- the daily roots
+    CREATE TABLE log_roots (
+        day TEXT PRIMARY KEY,                -- UTC day YYYY-MM-DD
+        seq INTEGER NOT NULL,                -- the day's last entry
+        root_hash TEXT NOT NULL,             -- that entry's entry_hash
+        tsa_url TEXT,
+        tsa_token BLOB,                      -- RFC 3161 TimeStampResp over root_hash, or NULL
+        made_at TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
+    """,
 ]
 
 # PostgreSQL (docs/postgresql.md, Schema): a new PostgreSQL archive starts at the schema of
 # migration archiver.store.pg_schema.BASELINE_VERSION in one script (pg_schema.BASELINE);
 # each migration appended above after it needs its PostgreSQL form here, keyed on its number
 # (1-based, as the versions count). A PostgreSQL archive refuses to open, naming the
-# migration, while one is missing (tests/store/test_postgres.py checks the keys).
-POSTGRES_MIGRATIONS: dict[int, str] = {}
+# migration, while one is missing (tests/store/test_postgres.py checks the keys). Text
+# columns there are TEXT COLLATE "C": byte order, as SQLite's BINARY.
+POSTGRES_MIGRATIONS: dict[int, str] = {
+    11: """
+    CREATE TABLE seen_langs (
+        chat_id BIGINT PRIMARY KEY,
+        lang TEXT COLLATE "C" NOT NULL
+    );
+    """,
+    12: """
+    CREATE TABLE captures (
+        sha256 TEXT COLLATE "C" PRIMARY KEY,
+        media_type TEXT COLLATE "C" NOT NULL,
+        size BIGINT NOT NULL,
+        body BYTEA NOT NULL,
+        first_at TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE observations (
+        seq BIGINT PRIMARY KEY,
+        at TEXT COLLATE "C" NOT NULL,
+        post_id BIGINT NOT NULL,
+        channel_id BIGINT NOT NULL,
+        message_id BIGINT NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        event_id BIGINT,
+        version_id BIGINT,
+        source TEXT COLLATE "C" NOT NULL,
+        content TEXT COLLATE "C" NOT NULL,
+        content_sha TEXT COLLATE "C" NOT NULL,
+        capture_sha TEXT COLLATE "C",
+        prev_hash TEXT COLLATE "C" NOT NULL,
+        entry_hash TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX observations_post ON observations(post_id, seq);
+    CREATE INDEX observations_at ON observations(at);
+    CREATE TABLE log_roots (
+        day TEXT COLLATE "C" PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        root_hash TEXT COLLATE "C" NOT NULL,
+        tsa_url TEXT COLLATE "C",
+        tsa_token BYTEA,
+        made_at TEXT COLLATE "C" NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
+    """,
+}

@@ -6,15 +6,18 @@ import logging
 from collections.abc import Sequence
 
 from telegram import InlineKeyboardMarkup, Message, Update
-from telegram.error import TelegramError
+from telegram.error import RetryAfter, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
+from archiver.channels import BadChannelRef
 from archiver.errors import ChannelNotFound, QueryError, TelewatchError
 from archiver.store import outbox
 from archiver.store.user_langs import get_lang
 from bot.access import Role
-from bot.format import esc, pack
+from bot.delivery import retry_seconds
+from bot.format import MAX_MESSAGE, esc, pack, split_html, u16len
 from bot.i18n import Translate, pick, translator
+from bot.query_errors import channel_ref_reason, query_error_html, reason
 from bot.services import KEY, Services, services
 
 log = logging.getLogger(__name__)
@@ -115,7 +118,9 @@ async def language_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str
     user = update.effective_user
     if user is None:
         return "en"
-    return pick(await get_lang(services(context).archive, user.id), user.language_code)
+    svc = services(context)
+    code = user.language_code or svc.seen_langs.get(user.id)  # some updates leave it out
+    return pick(await get_lang(svc.archive, user.id), code)
 
 
 async def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Translate:
@@ -128,6 +133,8 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     role = await role_of(update, context)
     user, chat = update.effective_user, update.effective_chat
     if role is not Role.STRANGER:
+        if user is not None and chat is not None:
+            await svc.seen(user.id, user.language_code, chat.id, chat.type == "private")
         if chat is not None and await outbox.set_recipient_active(svc.archive, chat.id, True):
             log.info("chat %d is reachable again: its held alerts go out", chat.id)
             if svc.delivery is not None:
@@ -136,12 +143,22 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if user is not None and chat is not None:
         log.info("refused user %d in chat %d", user.id, chat.id)
         private = chat.type == "private"
-        key = user.id if private else chat.id
+        # In an allowed group the stranger is a user an admin denied: the bot works there, so
+        # only a command addressed to the bot gets the private reply (their user id), and
+        # nothing else they say there is answered.
+        member_of_allowed = not private and chat.id in svc.settings.bot.allowed_chats
+        key = user.id if private or member_of_allowed else chat.id
+        msg = update.effective_message
         if update.callback_query is not None:
-            await update.callback_query.answer("Not allowed.")
-        elif update.effective_message is not None and svc.access.answer_stranger(key):
             _ = translator(pick(None, user.language_code))  # a stranger's choice is not kept
-            if private:
+            await update.callback_query.answer(_("Not allowed."))
+        elif (
+            msg is not None
+            and (not member_of_allowed or _addressed_command(msg, context.bot.username))
+            and svc.access.answer_stranger(key)
+        ):
+            _ = translator(pick(None, user.language_code))  # a stranger's choice is not kept
+            if private or member_of_allowed:
                 text = _(
                     "This bot is private. Your Telegram user id is <code>{user}</code>: "
                     "send it to the person who runs the bot to be let in."
@@ -151,8 +168,17 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                     "This bot does not work in this chat. Chat id <code>{chat}</code>, "
                     "your user id <code>{user}</code>: an admin can add the chat."
                 ).format(chat=chat.id, user=user.id)
-            await update.effective_message.reply_html(text)
+            await msg.reply_html(text)
     raise ApplicationHandlerStop
+
+
+def _addressed_command(msg: Message, bot_username: str | None) -> bool:
+    """Whether ``msg`` is a command for this bot (``/cmd`` or ``/cmd@this_bot``)."""
+    text = msg.text or msg.caption or ""
+    if not text.startswith("/"):
+        return False
+    _cmd, at, target = text.split(maxsplit=1)[0].partition("@")
+    return not at or target.lower() == (bot_username or "").lower()
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -188,14 +214,6 @@ async def help_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await reply(update, ["\n".join(lines), QUERY_HELP])
 
 
-def _query_error(exc: QueryError) -> str:
-    text = f"⚠️ {esc(exc)}"
-    if exc.query and "\n" not in exc.query and len(exc.query) <= 200:
-        caret = " " * max(exc.position - 1, 0) + "^"
-        text += f"\n<code>{esc(exc.query)}</code>\n<code>{caret}</code>"
-    return text
-
-
 def _error_translator(update: object, context: ContextTypes.DEFAULT_TYPE) -> Translate:
     """The user's language from memory only (their /lang, else their client's): the error
     may be the archive's, so it is not read here."""
@@ -211,13 +229,20 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: domain errors become a one-line reply; anything else is
     logged (without message text) and the user is told it failed."""
     err = context.error
+    if isinstance(err, RetryAfter):  # Telegram's flood control: an apology would be refused too
+        chat = update.effective_chat if isinstance(update, Update) else None
+        log.warning("flood control: a reply to chat %s was refused (retry after %.0fs)",
+                    chat.id if chat else "-", retry_seconds(err))  # fmt: skip
+        return
     _ = _error_translator(update, context)
     if isinstance(err, QueryError):
-        text = _query_error(err)
+        text = query_error_html(err, _)
     elif isinstance(err, ChannelNotFound):  # its hint names a command-line tool
         text = f"⚠️ {esc(str(err).split(' (see ')[0])}: " + _(
             "/channels lists the archived channels."
         )
+    elif isinstance(err, BadChannelRef):
+        text = f"⚠️ {esc(channel_ref_reason(str(err), _))}"
     elif isinstance(err, TelewatchError):
         text = f"⚠️ {esc(err)}"
     else:
@@ -227,6 +252,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if update.callback_query is not None:
         toast = str(err) if isinstance(err, TelewatchError) else _("Failed.")
+        if isinstance(err, QueryError):
+            said = reason(err, _)
+            toast = toast if said is None else said
         try:
             await update.callback_query.answer(toast[:190])
         except TelegramError:
@@ -235,6 +263,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     msg = update.effective_message
     if msg is None:
         return
+    if u16len(text) > MAX_MESSAGE:  # an error quoting a long message back: its first part
+        text = split_html(text)[0]
     try:
         await msg.reply_html(text)
     except TelegramError:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract_from_dir, extract_python
 from botkit import (
     ADMIN,
     MEMBER,
@@ -26,16 +26,21 @@ from fakes.tghtml import parse_html
 
 import bot as bot_package
 from archiver.store.archive import Archive
-from bot.i18n import LANGS, messages, pick, translator
+from bot.i18n import HOOKED, LANGS, messages, pick, translator
 
 BOT_DIR = Path(bot_package.__file__).parent
 FIELD = re.compile(r"\{(\w*)\}")
 
 
 def message_ids() -> list[str]:
-    """Every ``_("...")`` in the bot's code."""
+    """Every ``_("...")`` in the bot's code, and in the archiver's texts the bot translates
+    through a hook (:data:`bot.i18n.HOOKED`)."""
     found = extract_from_dir(str(BOT_DIR), method_map=[("**.py", "python")], keywords={"_": None})
-    return sorted({str(msg) for _, _, msg, _, _ in found})
+    ids = {str(msg) for _, _, msg, _, _ in found}
+    for path in HOOKED:
+        with path.open("rb") as f:
+            ids |= {str(m[2]) for m in extract_python(f, {"_": None}, [], {})}
+    return sorted(ids)
 
 
 def test_the_code_uses_translated_messages() -> None:
@@ -181,3 +186,22 @@ async def test_status_is_in_the_admins_language(bot: Harness) -> None:
 async def test_an_error_reply_ends_in_the_users_language(bot: Harness) -> None:
     reply = text(await bot.send(MEMBER, "/latest @nosuchchannel", language_code="ru"))
     assert reply.startswith("⚠️") and reply.endswith("каналы в архиве: /channels.")
+
+
+# A count right before a Cyrillic noun needs the noun's plural form for that count (uk and ru
+# have three: 1 результат, 2 результати, 5 результатів); the catalogs have no plural entries,
+# so a count is written after its noun ("Результатів: {n}"). Units and abbreviations agree
+# with every count.
+COUNT_THEN_WORD = re.compile(r"\{(n|cap|count|total)\}\s+([А-Яа-яІіЇїЄєҐґЁё]+\.?)")
+UNITS = {"с", "хв", "год", "мин", "ч", "дн.", "із", "из", "за", "по"}  # and prepositions
+
+
+@pytest.mark.parametrize("lang", ["uk", "ru"])
+def test_no_count_stands_before_a_noun_whose_form_it_decides(lang: str) -> None:
+    bad = [
+        (msgid, text)
+        for msgid, text in messages(lang).items()
+        for _field, word in COUNT_THEN_WORD.findall(text)
+        if word not in UNITS
+    ]
+    assert bad == [], bad

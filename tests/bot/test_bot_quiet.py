@@ -6,7 +6,7 @@ is sent once when due."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
@@ -38,10 +38,10 @@ from bot.delivery import SUMMARY_MAX, Delivery, Limits, RetryPolicy, summary_uni
 
 
 @pytest.fixture
-async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
+async def bot(tmp_path: Path, any_archive: Archive) -> AsyncIterator[Harness]:
     db = tmp_path / "q.db"
     async with fake_api() as api:
-        archive = await Archive.open(db)
+        archive = any_archive  # SQLite and PostgreSQL (tests/pg.py)
         try:
             await seed_channel(archive)
             async with running_bot(api, archive, db) as h:
@@ -132,12 +132,22 @@ async def test_alerts_during_quiet_hours_are_held_then_sent_as_one_summary(bot: 
     assert len(sent_to(bot, MEMBER, since)) == 2
 
 
+async def queue_held(
+    archive: Archive, texts: list[str], recipients: Sequence[int] = (MEMBER,), *, now: datetime
+) -> int:
+    """Alerts created two hours ago, in the quiet hours that ended an hour ago: dated so as
+    they are queued (a delivery poll between queueing them now and backdating them would
+    send them at once, as alerts after the quiet hours)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("archiver.store.ingest.utcnow", lambda: now - timedelta(hours=2))
+        return await queue_alerts(archive, texts, recipients)
+
+
 async def test_a_summary_checks_access_like_an_alert(bot: Harness) -> None:
     """Held alerts of a user denied meanwhile are dropped at the summary's claim."""
     now = datetime.now(UTC)
     one(await bot.send(OTHER_MEMBER, quiet(now, -3, -1)))
-    await queue_alerts(bot.archive, ["война 1", "война 2"], [OTHER_MEMBER])
-    await bot.archive.write("UPDATE alerts SET created_at = ?", (ts(now - timedelta(hours=2)),))
+    await queue_held(bot.archive, ["война 1", "война 2"], [OTHER_MEMBER], now=now)
     await set_access(bot.archive, OTHER_MEMBER, False, by=1001)  # the table only: no drop
     since = len(bot.api.calls)
     await settle(bot)
@@ -288,3 +298,57 @@ def test_summary_units_group_held_alerts_where_the_first_was(tmp_path: Path) -> 
     assert summary_units(rows, hours, now - timedelta(hours=6), KYIV) is None  # 06:00: quiet
     assert summary_units(rows, hours, now - timedelta(hours=5), KYIV) is not None  # 07:00
     assert summary_units(rows, None, now, KYIV) == rows
+
+
+async def test_a_summary_has_each_held_alerts_buttons(bot: Harness) -> None:
+    """Each line of a summary has its row of buttons (Full text, History, Mute 24 h) acting
+    on that alert, as under a single alert; 25 held alerts (a summary of 20, then one of 5)
+    stay within Telegram's 100 buttons and 64 bytes of callback data (the fake refuses more)."""
+    now = datetime.now(UTC)
+    one(await bot.send(MEMBER, quiet(now, -3, -1)))
+    texts = [f"война {n}" for n in range(1, 26)]
+    await queue_held(bot.archive, texts, now=now)
+    since = len(bot.api.calls)
+    await settle(bot)
+    first, second = sent_to(bot, MEMBER, since)
+    rows = await alert_rows(bot.archive)
+    assert [r["status"] for r in rows] == ["sent"] * 25
+    for summary, held in ((first, rows[:20]), (second, rows[20:])):
+        keyboard = summary.json("reply_markup")["inline_keyboard"]
+        assert len(keyboard) == len(held)
+        for i, (buttons, alert) in enumerate(zip(keyboard, held, strict=True), 1):
+            assert [b["callback_data"] for b in buttons] == [
+                f"af:{alert['id']}", f"ah:{alert['id']}", f"am:{alert['id']}"
+            ]  # fmt: skip
+            assert buttons[0]["text"] == f"{i}: Full text"
+            assert f"\n{i}. " in summary.text
+    # The buttons of line 3 act on alert 3, in the chat the summary went to.
+    chat = {"message_id": first.result["message_id"], "date": 0,
+            "chat": {"id": MEMBER, "type": "private"}, "text": "…"}  # fmt: skip
+    third = first.json("reply_markup")["inline_keyboard"][2]
+    calls = await bot.press(MEMBER, third[0]["callback_data"], chat)
+    full = [c for c in calls if c.method == "sendMessage"]
+    assert "война 3" in full[-1].text and "война 4" not in full[-1].text
+    calls = await bot.press(MEMBER, third[2]["callback_data"], chat)
+    (answer,) = [c for c in calls if c.method == "answerCallbackQuery"]
+    assert "war" in answer.params["text"] and answer.params.get("show_alert") in (True, "true")
+
+
+def test_a_summary_keyboard_fits_telegrams_limits() -> None:
+    from fakes.botapi import BUTTONS_LIMIT, CALLBACK_DATA_LIMIT
+
+    from bot.alerts import summary_buttons
+
+    assert SUMMARY_MAX * 3 <= BUTTONS_LIMIT
+    big = 10**18 - 1  # the largest alert id the button handlers accept (18 digits)
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+    alert = AlertRow(id=big, post_id=1, recipient=MEMBER, kind="new", rules=("war",),
+                     rule_queries=(), attempts=0, created_at=when, channel_id=1,
+                     channel_username=None, channel_title="c", message_id=1, post_date=when,
+                     link="https://t.me/c/1/1", text="война", old_text=None, deleted_at=None,
+                     media_kind=None, reply_to=None)  # fmt: skip
+    summary = replace(alert, kind="summary", held=(alert,) * SUMMARY_MAX)
+    rows = summary_buttons(summary).inline_keyboard
+    data = [b.callback_data for row in rows for b in row]
+    assert len(data) == SUMMARY_MAX * 3
+    assert max(len(str(d).encode()) for d in data) <= CALLBACK_DATA_LIMIT

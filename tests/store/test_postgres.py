@@ -33,6 +33,9 @@ def test_every_migration_after_the_baseline_has_a_postgresql_form() -> None:
         ("WHERE c IS ? AND d IS NOT ?",
          "WHERE c IS NOT DISTINCT FROM %s AND d IS DISTINCT FROM %s"),
         ("WHERE username = ? COLLATE NOCASE", "WHERE lower(username) = lower(%s)"),
+        ("SELECT sum(a.status = 'sent'), sum(n)",
+         "SELECT sum(CASE WHEN a.status = 'sent' THEN 1 ELSE 0 END), sum(n)"),
+        ("SET c = CASE WHEN ? THEN ? ELSE c END", "SET c = CASE WHEN %s <> 0 THEN %s ELSE c END"),
     ],
 )  # fmt: skip
 def test_translate(sqlite: str, postgresql: str) -> None:
@@ -124,3 +127,67 @@ def test_a_storage_url_of_another_kind_is_refused_without_its_value(tmp_path: Pa
     assert "s3cret" not in str(err.value)
     with pytest.raises(ConfigError, match="TELEWATCH_DATABASE_URL"):
         load_settings(None, env={"TELEWATCH_DATABASE_URL": "sqlite:///x"})
+
+
+async def test_a_lost_connection_fails_one_statement_and_the_next_connects_again(
+    pg_archive: Archive, pg_url: str
+) -> None:
+    import psycopg
+
+    row = await pg_archive.fetchone("SELECT pg_backend_pid()")
+    assert row is not None
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # a restart, as the server sees it
+        admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+    with pytest.raises(sqlite3.OperationalError):
+        await pg_archive.fetchone("SELECT 1")
+    async with pg_archive.transaction() as db:  # connected again
+        await db.execute("INSERT INTO meta (key, value) VALUES ('after', 'loss')")
+    assert await pg_archive.get_meta("after") == "loss"
+
+
+def test_config_check_names_the_server_without_the_password(tmp_path: Path) -> None:
+    from archiver.config import summary
+
+    settings = load_settings(None, env={"TELEWATCH_DATABASE_URL": "postgresql://tw:s3cret@db/a"})
+    assert "archive: PostgreSQL postgresql://tw:***@db/a" in summary(settings)
+    assert "s3cret" not in repr(settings) and "s3cret" not in "\n".join(summary(settings))
+
+
+@pytest.mark.parametrize("workers", [False, True])
+async def test_an_export_imports_on_postgresql_inline_and_with_the_worker_process(
+    pg_archive: Archive, tmp_path: Path, workers: bool
+) -> None:
+    """A big export (16 MB and more) is read by a worker process while the bulk writer
+    writes: that path must not run SQLite's PRAGMAs on PostgreSQL."""
+    import json
+
+    from test_cli import EXPORT
+
+    from archiver.sources.export import import_file
+
+    export = tmp_path / "result.json"
+    export.write_text(json.dumps(EXPORT, ensure_ascii=False), encoding="utf-8")
+    (result,) = await import_file(pg_archive, export, username="vsaldo", workers=workers)
+    assert (result.posts_added, result.versions_added) == (2, 2)
+
+
+async def test_text_sorts_byte_by_byte_as_on_sqlite_whatever_the_database_collation(
+    any_archive: Archive,
+) -> None:
+    """Every text column is COLLATE "C" on PostgreSQL (a database made with en_US.UTF-8
+    would otherwise sort 'a' < 'B' < 'b' and compare times by its locale's rules); and the
+    same names sort the same on both backends."""
+    if any_archive.dialect == "postgresql":
+        rows = await any_archive.fetchall(
+            "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND data_type = 'text'"
+        )
+        assert rows and {r[2] for r in rows} == {"C"}, [tuple(r) for r in rows if r[2] != "C"]
+    refs = ["b", "B", "a", "Ä", "ä", "z", "Я", "я", "_x", "10", "9"]
+    async with any_archive.transaction() as db:
+        await db.executemany(
+            "INSERT INTO followed_channels (ref, source, added_at) VALUES (?, 'web', '')",
+            [(r,) for r in refs],
+        )
+    got = await any_archive.fetchall("SELECT ref FROM followed_channels ORDER BY ref")
+    assert [r[0] for r in got] == sorted(refs, key=lambda r: r.encode())
