@@ -35,7 +35,6 @@ from archiver.store import pg_search
 from archiver.store.archive import Archive, iso_utc, parse_ts
 from archiver.store.channels import require_channel
 from archiver.store.ingest import EPOCH
-from archiver.store.postgres import refuse
 
 SORTS = ("newest", "relevance")
 RELEVANCE_WINDOW = 1000  # matching versions ranked by bm25 for --sort relevance (see plan)
@@ -170,7 +169,6 @@ async def plan(
     :data:`RELEVANCE_WINDOW` matching versions only (the plan is ``ranked``; the rest follow
     newest first, see :func:`iter_matches`): bm25 over every match of a common word took
     0.25 - 0.7 s at 1,000,000 posts. ``below``: only versions with a smaller id (older)."""
-    refuse(archive, "search")
     if sort not in SORTS:
         raise TelewatchError(f"sort: expected one of {', '.join(SORTS)}, got {sort!r}")
     if pg_search.is_postgres(archive):
@@ -294,7 +292,6 @@ JOIN versions hit ON hit.id = f.vid
 
 async def hydrate(archive: Archive, query: Query, found: Sequence[tuple[int, int]]) -> list[Hit]:
     """The posts of ``found`` (post id, version id), in its order: one query for them all."""
-    refuse(archive, "search")
     if not found:
         return []
     if pg_search.is_postgres(archive):
