@@ -227,6 +227,11 @@ class Archive:
         await db.execute("PRAGMA foreign_keys = ON")
         await db.execute("PRAGMA cache_size = -32000")
         await self._migrate()
+        if await self.get_meta("evidence.backfill") == "pending":
+            # the observation log of an archive older than it (archiver.evidence.backfill)
+            from archiver.evidence.backfill import backfill
+
+            await backfill(self)
 
     async def _user_version(self) -> int:
         row = await (await self.db.execute("PRAGMA user_version")).fetchone()

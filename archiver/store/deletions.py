@@ -19,6 +19,9 @@ from typing import Any
 
 import aiosqlite
 
+from archiver.evidence.capture import Raw
+from archiver.evidence.log import Observation
+from archiver.evidence.log import append as log_append
 from archiver.query import Doc
 from archiver.record import events as ev
 from archiver.store.archive import Archive, ts, utcnow
@@ -52,7 +55,8 @@ async def _rows(db: aiosqlite.Connection, channel_id: int, ids: list[int]) -> li
         marks = ",".join("?" * len(chunk))
         async with db.execute(
             "SELECT id, current_version_id, state, date, edited, media_kind, has_link,"
-            f" is_service, checked_at FROM posts WHERE channel_id = ? AND message_id IN ({marks})",
+            " is_service, checked_at, message_id FROM posts"
+            f" WHERE channel_id = ? AND message_id IN ({marks})",
             (channel_id, *chunk),
         ) as cur:
             out += [tuple(r) async for r in cur]
@@ -70,8 +74,11 @@ async def _claim(
     evidence: str | None,
     alerts: bool,
     at: datetime | None,
+    capture: Raw | None = None,
 ) -> int:
-    """Apply one claim about the existence of posts; returns how many changed state."""
+    """Apply one claim about the existence of posts; returns how many changed state. Each
+    change gets its entry in the observation log, with ``capture`` (the page that showed it)
+    when there is one."""
     ids = sorted(set(message_ids))
     if not ids:
         return 0
@@ -87,7 +94,8 @@ async def _claim(
             row = await cur.fetchone()
         event_id = int(row[0]) if row else 0
         recent = ts((at or datetime.now(UTC)) - CHECK_VALID)
-        for pid, vid, state, date, edited, media_kind, link, service, checked in await _rows(
+        observed: list[Observation] = []
+        for pid, vid, state, date, edited, media_kind, link, service, checked, mid in await _rows(
             db, channel_id, ids
         ):
             if (
@@ -107,6 +115,12 @@ async def _claim(
                 " evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (event_id, pid, event.kind, vid, when, source, how, evidence),
             )
+            observed.append(
+                Observation(
+                    when, pid, channel_id, mid, event.kind, source, event_id=event_id,
+                    version_id=vid, how=how, evidence=evidence, capture=capture,
+                )
+            )  # fmt: skip
             if new_state == ev.DELETED:
                 await db.execute(
                     "UPDATE posts SET state = ?, state_at = ?, deleted_at = ?, deleted_how = ?,"
@@ -146,6 +160,7 @@ async def _claim(
             elif event.kind == ev.RESTORED_EV:
                 buf.add(pid, vid, None, "restored", await buf.alerted(db, pid, ("deleted",)),
                         event_id)  # fmt: skip
+        await log_append(db, observed)
         queued = await buf.flush(db)
     if queued and archive.on_alerts is not None:
         archive.on_alerts()
@@ -161,12 +176,13 @@ async def mark_missing(
     *,
     source: str,
     at: datetime | None = None,
+    capture: Raw | None = None,
 ) -> int:
     """A listing did not show these posts: present or restored -> missing. No alert: this is
     not a deletion (the web preview leaves out posts that still exist)."""
     return await _claim(
         archive, channel_id, message_ids, ev.MISSING, source=source, how="listing",
-        evidence="not shown in the channel's listing", alerts=False, at=at,
+        evidence="not shown in the channel's listing", alerts=False, at=at, capture=capture,
     )  # fmt: skip
 
 
@@ -180,6 +196,7 @@ async def confirm_deleted(
     alerts: bool,
     at: datetime | None = None,
     source: str | None = None,
+    capture: Raw | None = None,
 ) -> int:
     """A confirmed deletion (``how``: live | recheck | web_embed | manual; ``evidence`` in
     words, by default the usual wording for ``how``). Queues ``deleted`` alerts with
@@ -187,7 +204,7 @@ async def confirm_deleted(
     src = source or _source_of(how)
     return await _claim(
         archive, channel_id, message_ids, ev.DELETED, source=src, how=how,
-        evidence=evidence or HOW.get(how), alerts=alerts, at=at,
+        evidence=evidence or HOW.get(how), alerts=alerts, at=at, capture=capture,
     )  # fmt: skip
 
 
@@ -200,13 +217,14 @@ async def confirm_present(
     alerts: bool,
     at: datetime | None = None,
     source: str | None = None,
+    capture: Raw | None = None,
 ) -> int:
     """A check showed these posts exist (without re-reading their content): missing ->
     present, deleted -> restored (whoever was told of the deletion gets a correction)."""
     src = source or _source_of(how)
     return await _claim(
         archive, channel_id, message_ids, ev.PRESENT, source=src, how=how,
-        evidence=f"the post exists ({how})", alerts=alerts, at=at,
+        evidence=f"the post exists ({how})", alerts=alerts, at=at, capture=capture,
     )  # fmt: skip
 
 

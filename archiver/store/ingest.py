@@ -20,6 +20,9 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 
+from archiver.evidence.capture import Raw, json_object
+from archiver.evidence.log import Observation
+from archiver.evidence.log import append as log_append
 from archiver.models import Entity, IngestStats, Media, Post
 from archiver.query import Doc
 from archiver.record import events as ev
@@ -325,8 +328,12 @@ class _Batch:
         ids: tuple[int, int, int],
         buf: AlertBuffer,
         names: dict[int, str | None],
+        capture: Raw | None = None,
     ) -> None:
         self.db, self.source, self.now, self.buf, self.names = db, source, now, buf, names
+        self.capture = capture  # what the batch was read from (a web page), if given
+        self.observed: list[Observation] = []  # the log's entries, in the order observed
+        self.pr: Prepared | None = None  # the reading being decided
         self.post_id, self.seq, self.event_id = ids
         self.new_posts: list[tuple[Any, ...]] = []
         self.new_versions: list[tuple[Any, ...]] = []
@@ -375,7 +382,32 @@ class _Batch:
             (self.event_id, post_id, kind, version_id, prev, self.now, self.source, edit_date,
              how, evidence, ",".join(parts) or None)
         )  # fmt: skip
+        pr = self.pr
+        assert pr is not None
+        added = kind in (ev.NEW_VERSION, ev.LATE_VERSION)
+        self.observed.append(
+            Observation(
+                self.now, post_id, pr.channel_id, pr.message_id, kind, self.source,
+                event_id=self.event_id, version_id=version_id,
+                version=(pr.text, pr.entities, pr.content_sha) if added else None,
+                prev_version_id=prev, edit_date=edit_date, parts=",".join(parts) or None,
+                how=how, evidence=evidence, capture=self.capture_of(pr),
+            )
+        )  # fmt: skip
         return self.event_id
+
+    def capture_of(self, pr: Prepared) -> Raw | None:
+        """The raw capture of a reading: the page it was read from, or the message object
+        Telethon gave (stored as versions.raw)."""
+        if self.capture is not None:
+            return self.capture
+        if self.source == "telethon" and pr.raw:
+            return json_object(
+                url=f"tg://channel/{pr.channel_id}/message/{pr.message_id}",
+                fetched_at=self.now,
+                raw_json=pr.raw,
+            )
+        return None
 
     def new_post(self, pr: Prepared) -> _Existing:
         self.post_id += 1
@@ -392,6 +424,13 @@ class _Batch:
              pr.words, sig, pr.content_sha)
         )  # fmt: skip
         self.first_words[pid] = (vid, pr.words)
+        self.observed.append(
+            Observation(
+                self.now, pid, pr.channel_id, pr.message_id, "seen", self.source,
+                version_id=vid, version=(pr.text, pr.entities, pr.content_sha),
+                capture=self.capture_of(pr),
+            )
+        )  # fmt: skip
         self.added += 1
         self.versions_added += 1
         return _Existing(
@@ -438,6 +477,7 @@ class _Batch:
 
     async def observe(self, pr: Prepared, old: _Existing) -> None:
         """Decide what a reading of an archived post means, and gather its rows."""
+        self.pr = pr
         self.counters.append((*pr.counts, self.now, old.post_id))
         sig = self.sig(pr)
         seen = ev.Seen(Signature.load(pr.sha, sig), self.source, pr.edit_date, pr.is_service)
@@ -566,6 +606,8 @@ class _Batch:
                 " source, edit_date, how, evidence, parts) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 self.events,
             )
+        if self.observed:  # the log, in the same transaction (archiver.evidence.log)
+            await log_append(db, self.observed)
 
 
 async def ingest(
@@ -574,9 +616,11 @@ async def ingest(
     *,
     source: str,
     alerts: bool,
+    capture: Raw | None = None,
 ) -> IngestStats:
     """Write a batch of posts in one transaction; see the module docstring. ``posts`` may be
-    :class:`Post` objects or their :func:`prepare` computed ahead."""
+    :class:`Post` objects or their :func:`prepare` computed ahead. ``capture``: the raw page
+    the batch was read from (the web source), kept with the log's entries of the batch."""
     prepared = _prepared(posts)
     if not posts:
         return IngestStats()
@@ -587,7 +631,7 @@ async def ingest(
         existing = await _fetch_existing(db, prepared)
         names = await usernames(db, {p.channel_id for p in prepared}) if matcher else {}
         buf = AlertBuffer(matcher, now)
-        batch = _Batch(db, source, now, await _next_ids(db), buf, names)
+        batch = _Batch(db, source, now, await _next_ids(db), buf, names, capture)
         for pr in prepared:
             key = (pr.channel_id, pr.message_id)
             old = existing.get(key)

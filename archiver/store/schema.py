@@ -448,4 +448,45 @@ MIGRATIONS: list[str] = [
         lang TEXT NOT NULL
     );
     """,
+    # 11 (evidence, issue 19; docs/evidence.md): raw captures (content-addressed, zlib), the
+    # hash-chained observation log (one entry per observation that changed the record, written
+    # in the same transaction as the change) and its daily roots. The log of an existing
+    # archive is rebuilt from posts, versions and post_events by Python right after this
+    # migration (archiver.evidence.backfill, while meta 'evidence.backfill' is 'pending').
+    """
+    CREATE TABLE captures (
+        sha256 TEXT PRIMARY KEY,             -- of the uncompressed bytes
+        media_type TEXT NOT NULL,            -- application/http;msgtype=response | application/json
+        size INTEGER NOT NULL,               -- uncompressed bytes
+        body BLOB NOT NULL,                  -- zlib
+        first_at TEXT NOT NULL
+    );
+    CREATE TABLE observations (
+        seq INTEGER PRIMARY KEY,             -- 1, 2, 3 ... no gaps
+        at TEXT NOT NULL,                    -- when telewatch observed it (UTC)
+        post_id INTEGER NOT NULL,
+        channel_id INTEGER NOT NULL,
+        message_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,  -- seen | edited | late | reverted | missing | deleted | restored
+                             -- | present
+        event_id INTEGER,                    -- post_events.id (NULL for 'seen')
+        version_id INTEGER,
+        source TEXT NOT NULL,
+        content TEXT NOT NULL,               -- canonical JSON of what was observed
+        content_sha TEXT NOT NULL,           -- sha256 of content (UTF-8)
+        capture_sha TEXT,                    -- captures.sha256 or NULL
+        prev_hash TEXT NOT NULL,
+        entry_hash TEXT NOT NULL
+    );
+    CREATE INDEX observations_post ON observations(post_id, seq);
+    CREATE TABLE log_roots (
+        day TEXT PRIMARY KEY,                -- UTC day YYYY-MM-DD
+        seq INTEGER NOT NULL,                -- the day's last entry
+        root_hash TEXT NOT NULL,             -- that entry's entry_hash
+        tsa_url TEXT,
+        tsa_token BLOB,                      -- RFC 3161 TimeStampResp over root_hash, or NULL
+        made_at TEXT NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
+    """,
 ]

@@ -1,0 +1,79 @@
+"""Raw captures: the bytes telewatch read an observation from (docs/evidence.md).
+
+Pure (no I/O): the web source builds a :class:`Raw` from each answer it reads, the Telethon
+source's capture is the message object's JSON (``versions.raw``). The store keeps a capture
+zlib-compressed under the SHA-256 of its bytes (:mod:`archiver.evidence.log`), so the same
+bytes are kept once.
+
+A web capture is the HTTP response as telewatch read it: the status line, the headers as
+received, a blank line, and the body with its ``Content-Encoding`` undone. A body longer than
+``[evidence] max_capture_bytes`` is cut there, and the capture says so in a last header line
+``X-Telewatch-Truncated: <the body's full size in bytes>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+HTTP_RESPONSE = "application/http;msgtype=response"
+JSON = "application/json"
+DEFAULT_MAX_BYTES = 2_000_000
+TRUNCATED_HEADER = "X-Telewatch-Truncated"
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A capture before it is stored: what was read, from where, when."""
+
+    url: str
+    fetched_at: str  # UTC 'YYYY-MM-DD HH:MM:SS'
+    media_type: str
+    data: bytes
+    truncated: int | None = None  # the body's full size, when it was cut
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def ref(self) -> dict[str, Any]:
+        """What a log entry's content says of its capture."""
+        out: dict[str, Any] = {
+            "sha256": self.sha256,
+            "url": self.url,
+            "fetched_at": self.fetched_at,
+            "media_type": self.media_type,
+        }
+        if self.truncated is not None:
+            out["truncated"] = self.truncated
+        return out
+
+
+def http_response(
+    *,
+    url: str,
+    fetched_at: str,
+    http_version: str,
+    status: int,
+    reason: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Raw:
+    """The capture of one HTTP answer (see the module docstring)."""
+    lines = [f"{http_version} {status} {reason}".rstrip()]
+    lines += [f"{name}: {value}" for name, value in headers]
+    truncated = None
+    if len(body) > max_bytes:
+        truncated = len(body)
+        body = body[:max_bytes]
+        lines.append(f"{TRUNCATED_HEADER}: {truncated}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "replace")
+    return Raw(url, fetched_at, HTTP_RESPONSE, head + body, truncated)
+
+
+def json_object(*, url: str, fetched_at: str, raw_json: str) -> Raw:
+    """The capture of a message object as the Telethon source stored it (``versions.raw``)."""
+    return Raw(url, fetched_at, JSON, raw_json.encode())

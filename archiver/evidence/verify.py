@@ -1,0 +1,175 @@
+"""``telewatch log verify``: the whole log checked against itself and against the archive.
+
+In seq order, for each entry: the seqs run 1, 2, 3 ... without a gap; ``content_sha`` is the
+SHA-256 of ``content``; the columns say what ``content`` says (kind, time, post, version);
+the version the entry names still has the text and entities the entry logged; its capture,
+when still kept, has the bytes of its ``capture_sha``; ``prev_hash`` and ``entry_hash`` hold
+(:func:`archiver.evidence.chain.verify_links`). Then each daily root: its hash is the
+entry_hash of its last entry, and its RFC 3161 token, if any, stamps that hash. The first
+thing that does not hold is reported as a :class:`~archiver.evidence.chain.Broken`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from archiver.evidence import chain
+from archiver.evidence.log import roots
+
+if TYPE_CHECKING:
+    from archiver.store.archive import Archive
+
+_FETCH = 2000
+
+
+@dataclass(frozen=True)
+class Summary:
+    """An intact log: how many entries, the last root's day, captures pruned since."""
+
+    entries: int
+    last_root: str | None
+    captures_pruned: int
+
+
+async def _version(archive: Archive, vid: int) -> tuple[str, Any] | None:
+    row = await archive.fetchone("SELECT text, entities FROM versions WHERE id = ?", (vid,))
+    if row is None:
+        return None
+    return row[0], json.loads(row[1]) if row[1] else None
+
+
+def _columns(r: Any, content: dict[str, Any]) -> str | None:
+    """What of an entry's columns differs from its content (the columns are an index)."""
+    version = content.get("version")
+    checks = (
+        ("kind", r[5], content.get("kind")),
+        ("at", r[1], content.get("at")),
+        ("message_id", r[4], content.get("message_id")),
+        ("channel_id", r[3], (content.get("channel") or {}).get("id")),
+        ("source", r[8], content.get("source")),
+        ("version_id", r[7], version.get("id") if isinstance(version, dict) else r[7]),
+    )
+    for name, column, said in checks:
+        if column != said:
+            return f"its {name} column ({column}) is not what its content says ({said})"
+    return None
+
+
+class _Verifier:
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.captures: dict[str, str | None] = {}  # sha -> None (good or pruned) / a problem
+        self.pruned = 0
+
+    async def capture(self, sha: str) -> str | None:
+        if sha in self.captures:
+            return self.captures[sha]
+        row = await self.archive.fetchone("SELECT body FROM captures WHERE sha256 = ?", (sha,))
+        problem = None
+        if row is None:
+            self.pruned += 1  # pruned by retention: the entry still verifies (docs/evidence.md)
+        else:
+            try:
+                data = zlib.decompress(row[0])
+            except zlib.error:
+                problem = f"capture {sha[:12]}… does not decompress"
+            else:
+                if hashlib.sha256(data).hexdigest() != sha:
+                    problem = f"capture {sha[:12]}…'s bytes do not match its hash"
+        self.captures[sha] = problem
+        return problem
+
+    async def entry(self, r: Any) -> str | None:
+        """What is wrong with one entry apart from its links, if anything."""
+        content_text: str = r[9]
+        if chain.sha256_hex(content_text.encode()) != r[10]:
+            return "content_sha does not match its content"
+        try:
+            content = json.loads(content_text)
+        except ValueError:
+            return "its content is not JSON"
+        if not isinstance(content, dict):
+            return "its content is not a JSON object"
+        wrong = _columns(r, content)
+        if wrong:
+            return wrong
+        version = content.get("version")
+        if isinstance(version, dict):
+            vid = version.get("id")
+            held = await _version(self.archive, int(vid)) if isinstance(vid, int) else None
+            if held is None:
+                return f"version {vid} it logged is no longer in the archive"
+            if held[0] != version.get("text"):
+                return f"version {vid}'s text differs from what was logged"
+            if held[1] != version.get("entities"):
+                return f"version {vid}'s entities differ from what was logged"
+        capture = content.get("capture")
+        if (capture or {}).get("sha256") != r[11]:
+            return "its capture_sha is not the capture its content names"
+        if r[11] is not None:
+            return await self.capture(r[11])
+        return None
+
+
+async def verify_archive(archive: Archive) -> chain.Broken | None:
+    return (await check(archive))[0]
+
+
+async def check(archive: Archive) -> tuple[chain.Broken | None, Summary]:
+    """The first broken link (or None) and what was checked."""
+    v = _Verifier(archive)
+    prev = chain.GENESIS
+    expected = 1
+    count = 0
+    hashes: dict[int, str] = {}
+    wanted = {r.seq for r in await roots(archive)}
+    async with archive.db.execute(
+        "SELECT seq, at, post_id, channel_id, message_id, kind, event_id, version_id, source,"
+        " content, content_sha, capture_sha, prev_hash, entry_hash FROM observations"
+        " ORDER BY seq"
+    ) as cur:
+        while rows := await cur.fetchmany(_FETCH):
+            for r in rows:
+                seq = int(r[0])
+                if seq != expected:
+                    why = f"expected seq {expected}" + (
+                        f" after {expected - 1}" if expected > 1 else " first"
+                    )
+                    return chain.Broken(seq, why), Summary(count, None, v.pruned)
+                problem = await v.entry(r)
+                if problem is not None:
+                    return chain.Broken(seq, problem), Summary(count, None, v.pruned)
+                link = chain.Link(seq, r[10], r[11], r[12], r[13])
+                broken = chain.verify_links([link], start_prev=prev)
+                if broken is not None:
+                    return broken, Summary(count, None, v.pruned)
+                prev = link.entry_hash
+                expected = seq + 1
+                count += 1
+                if seq in wanted:
+                    hashes[seq] = link.entry_hash
+    last_root = None
+    for root in await roots(archive):
+        if root.seq not in hashes:
+            return chain.Broken(
+                root.seq, f"the root of {root.day} names an entry that is not in the log"
+            ), Summary(count, last_root, v.pruned)
+        if root.root_hash != hashes[root.seq]:
+            return chain.Broken(
+                root.seq, f"the root of {root.day} is not this entry's entry_hash"
+            ), Summary(count, last_root, v.pruned)
+        if root.tsa_token is not None:
+            from archiver.evidence.tsa import TsaError, check_token
+
+            try:
+                check_token(root.tsa_token, root.root_hash)
+            except TsaError as exc:
+                return chain.Broken(
+                    root.seq, f"the timestamp of {root.day}'s root: {exc}"
+                ), Summary(count, last_root, v.pruned)
+        last_root = root.day
+    return None, Summary(count, last_root, v.pruned)
