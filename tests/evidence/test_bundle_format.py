@@ -181,10 +181,8 @@ async def test_report_tells_versions_diff_deletion_and_coverage(bundle: Path) ->
     assert "Евакуація о 18:00 з центру" in md and "Евакуація о 19:00 з центру" in md
     assert "edit time: 2024-05-01 12:59:00" in md
     assert "[-18:00 -]{+19:00 +}" in md  # the word diff
-    assert (
-        'Deleted: confirmed at 2024-05-02 11:00:00 by web (web\\_embed): the post page said "Post not found".'
-        in md
-    )  # noqa: E501
+    deleted = "Deleted: confirmed at 2024-05-02 11:00:00 by web (web\\_embed): the post page said"
+    assert f'{deleted} "Post not found".' in md
     assert "not watched from 2024-05-01 20:00:00 to 2024-05-01 23:00:00" in md
     assert "FLOOD\\_WAIT 3600 x2" in md
     assert "2024-03-01" not in md  # a window far from the post is not its coverage
@@ -305,7 +303,7 @@ def _warc_byte(data: bytes) -> bytes:
 
 CASES = [
     # (name, file, change, what the problem line must say)
-    ("report text", "report.md", lambda d: flip(d, "19:00 з центру".encode(), "17:00 з центру".encode()),
+    ("report text", "report.md", lambda d: flip(d, "19:00 з".encode(), "17:00 з".encode()),
      ["report.md line", "https://t.me/saltpepper/7"]),
     ("report html", "report.html", lambda d: flip(d, b"Deleted: confirmed", b"Deleted: Confirmed"),
      ["report.html line", "https://t.me/saltpepper/7"]),
