@@ -30,15 +30,17 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 from archiver import __version__
 from archiver.channels import BadChannelRef, parse_ref, post_link
 from archiver.errors import TelewatchError
+from archiver.evidence import log as evlog
 from archiver.evidence.facts import BadContent, PostFacts, parse_content, post_facts, post_key
 from archiver.evidence.report import (
     AROUND,
@@ -158,23 +160,15 @@ class ArchiveLog:
         self.archive = archive
 
     async def entries_for_post(self, post_id: int) -> Sequence[EntryLike]:
-        from archiver.evidence import log as evlog
-
         return await evlog.entries_for_post(self.archive, post_id)
 
     async def links(self, first_seq: int, last_seq: int) -> Sequence[LinkLike]:
-        from archiver.evidence import log as evlog
-
         return await evlog.links(self.archive, first_seq, last_seq)
 
     async def root_covering(self, seq: int) -> RootLike | None:
-        from archiver.evidence import log as evlog
-
         return await evlog.root_covering(self.archive, seq)
 
     async def get_capture(self, sha256: str) -> CaptureLike | None:
-        from archiver.evidence import log as evlog
-
         return await evlog.get_capture(self.archive, sha256)
 
 
@@ -234,13 +228,18 @@ async def posts_for_query(archive: Archive, query: Query, *, cap: int) -> list[W
     from archiver.store.search import iter_matches
 
     ids: list[int] = []
-    async for pid, _vid in iter_matches(archive, query):
-        ids.append(pid)
-        if len(ids) > cap:
-            raise BundleError(
-                f"the query finds more than {cap} posts, the limit of one bundle ([evidence]"
-                " max_bundle_posts or --max-posts): narrow it (--since, --until, channel:)"
-            )
+    # closed before the archive is, also when the limit stops it early
+    matches = cast(AsyncGenerator[tuple[int, int], None], iter_matches(archive, query))
+    async with aclosing(matches) as found:
+        async for pid, _vid in found:
+            ids.append(pid)
+            if len(ids) > cap:
+                break
+    if len(ids) > cap:
+        raise BundleError(
+            f"the query finds more than {cap} posts, the limit of one bundle (--max-posts):"
+            " narrow it (--since, --until, channel:) or make several bundles"
+        )
     return await _wanted(archive, ids)
 
 
@@ -528,4 +527,36 @@ async def make_bundle(
     )  # fmt: skip
     return Summary(
         output, len(wanted), len(full), lines, captures, covering.day if covering else None, size
+    )
+
+
+async def bundle_from_archive(
+    archive: Archive,
+    output: Path,
+    *,
+    links: Sequence[str] = (),
+    query: Query | None = None,
+    request: dict[str, Any],
+    max_posts: int = DEFAULT_MAX_POSTS,
+    tolerance: timedelta | None = None,
+) -> Summary:
+    """The bundle of the posts ``links`` name, or that ``query`` finds (at most
+    ``max_posts``), from the archive's observation log."""
+    if query is not None:
+        wanted = await posts_for_query(archive, query, cap=max_posts)
+    else:
+        if len(links) > max_posts:
+            raise BundleError(
+                f"{len(links)} posts asked for, more than the limit of one bundle ({max_posts})"
+            )
+        wanted = await posts_for_links(archive, links)
+    if not wanted:
+        raise BundleError("no post found: no bundle written")
+    return await make_bundle(
+        ArchiveLog(archive),
+        wanted,
+        output,
+        coverage_of=archive_coverage(archive, tolerance),
+        request=request,
+        archive_id=await archive.get_meta("archive_id"),
     )

@@ -20,6 +20,7 @@ from archiver.diff import word_pieces
 from archiver.evidence.facts import KIND_WORDS, PostFacts
 
 REPORT_FORMAT = 1
+_NEW_CURRENT = ("edited", "late", "reverted")  # kinds whose version the table names
 AROUND = timedelta(days=7)  # coverage shown this long before and after a post's observations
 
 # A block: ("h1"|"h2"|"h3"|"p", text) | ("pre", text) | ("diff", [(op, text)]) |
@@ -93,8 +94,8 @@ def head_section(meta: dict[str, Any]) -> Section:
                 "p",
                 "All times are UTC. 'Observed' is when telewatch saw it; 'edit time' is"
                 " Telegram's own, when the source gave one. This bundle shows what telewatch"
-                " saw and when, not that Telegram showed it to everyone: `telewatch evidence"
-                " verify` checks it offline.",
+                " saw and when, not that Telegram showed it to everyone; 'telewatch evidence"
+                " verify' checks it offline.",
             ),
         ),
     )
@@ -179,7 +180,7 @@ def post_section(f: PostFacts, cov: dict[str, Any] | None) -> Section:
             str(o.seq),
             _t(o.at),
             KIND_WORDS.get(o.kind, o.kind)
-            + (f" (version {o.version})" if o.version and o.kind != "seen" else "")
+            + (f" (version {o.version})" if o.version and o.kind in _NEW_CURRENT else "")
             + (f", {o.how}" if o.how else "")
             + (f": {o.evidence}" if o.evidence else "")
             + (" (rebuilt from the archive when the log began)" if o.reconstructed else ""),
