@@ -151,6 +151,15 @@ class RecheckSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EvidenceSettings:
+    """Raw captures and the observation log's timestamps (docs/evidence.md)."""
+
+    max_capture_bytes: int = 2_000_000  # a longer body is cut, and the capture says so
+    capture_retention_days: int = 0  # 0: captures are kept for ever
+    tsa_url: str | None = None  # an RFC 3161 authority that stamps each daily root
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "INFO"
     format: str = "text"
@@ -169,6 +178,7 @@ class Settings:
     logging: LoggingSettings = LoggingSettings()
     recheck: RecheckSettings = RecheckSettings()
     web_view: WebViewSettings = WebViewSettings()
+    evidence: EvidenceSettings = EvidenceSettings()
     channels: tuple[ChannelConfig, ...] = ()
     rules: tuple[Rule, ...] = ()
 
@@ -462,6 +472,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         "logging",
         "recheck",
         "web_view",
+        "evidence",
         "channels",
         "rules",
     }
@@ -593,6 +604,17 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
     web_view = WebViewSettings(password_hash)
     wv.done()
 
+    ev = _section(raw, "evidence", where)
+    tsa_url = ev.get("tsa_url", str, None)
+    evidence = EvidenceSettings(
+        max_capture_bytes=ev.positive("max_capture_bytes", int, 2_000_000, maximum=1_000_000_000),
+        capture_retention_days=ev.positive(
+            "capture_retention_days", int, 0, zero=True, maximum=36_500
+        ),
+        tsa_url=_http_url(ev, "tsa_url", "") if tsa_url else None,
+    )
+    ev.done()
+
     lg = _section(raw, "logging", where)
     level = lg.get("level", str, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -639,6 +661,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         logging=LoggingSettings(level, fmt),
         recheck=recheck,
         web_view=web_view,
+        evidence=evidence,
         channels=channels,
         rules=rules,
     )

@@ -1,21 +1,21 @@
 """The log of an archive made before the log existed, rebuilt once from what it holds.
 
-Run right after the schema migration that adds the log (meta ``evidence.backfill`` is
-``pending`` until it has run): one ``seen`` entry per post (its first version, at its
-``first_seen_at``) and one entry per ``post_events`` row, in (observed time, id) order, each
-marked ``"reconstructed": true`` in its content. These entries say what the archive held at
-the upgrade, not what was observed live: docs/evidence.md.
+Run by the schema migration that adds the log, in its transaction (meta
+``evidence.backfill`` goes from ``pending`` to ``done``): one ``seen`` entry per post (its
+first version, at its ``first_seen_at``) and one entry per ``post_events`` row, in
+(observed time, id) order, each marked ``"reconstructed": true`` in its content. These
+entries say what the archive held at the upgrade, not what was observed live:
+docs/evidence.md.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from pathlib import Path
+
+import aiosqlite
 
 from archiver.evidence.log import Observation, append
-
-if TYPE_CHECKING:
-    from archiver.store.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -39,38 +39,38 @@ ORDER BY at, k, ord
 """
 
 
-async def backfill(archive: Archive) -> int:
-    """Rebuild the log if it is pending; returns the number of entries written."""
+async def backfill(db: aiosqlite.Connection, path: Path) -> int:
+    """Rebuild the log if it is pending, inside the migration's transaction; returns the
+    number of entries written."""
     written = 0
-    async with archive.transaction() as db:
-        async with db.execute("SELECT value FROM meta WHERE key = ?", (KEY,)) as cur:
-            row = await cur.fetchone()
-        if row is None or row[0] != "pending":
-            return 0  # done already, maybe by another process meanwhile
-        async with db.execute(_SQL) as cur:
-            while rows := await cur.fetchmany(_FETCH):
-                batch = [
-                    Observation(
-                        at=r[1],
-                        post_id=r[3],
-                        channel_id=r[4],
-                        message_id=r[5],
-                        kind=r[6],
-                        source=r[9],
-                        event_id=r[7],
-                        version_id=r[8],
-                        version=(r[10], r[11], r[12]) if r[8] is not None else None,
-                        prev_version_id=r[13],
-                        edit_date=r[14],
-                        parts=r[15],
-                        how=r[16],
-                        evidence=r[17],
-                    )
-                    for r in rows
-                ]
-                await append(db, batch, reconstructed=True)
-                written += len(batch)
-        await db.execute("UPDATE meta SET value = 'done' WHERE key = ?", (KEY,))
+    async with db.execute("SELECT value FROM meta WHERE key = ?", (KEY,)) as cur:
+        row = await cur.fetchone()
+    if row is None or row[0] != "pending":
+        return 0
+    async with db.execute(_SQL) as cur:
+        while rows := await cur.fetchmany(_FETCH):
+            batch = [
+                Observation(
+                    at=r[1],
+                    post_id=r[3],
+                    channel_id=r[4],
+                    message_id=r[5],
+                    kind=r[6],
+                    source=r[9],
+                    event_id=r[7],
+                    version_id=r[8],
+                    version=(r[10], r[11], r[12]) if r[8] is not None else None,
+                    prev_version_id=r[13],
+                    edit_date=r[14],
+                    parts=r[15],
+                    how=r[16],
+                    evidence=r[17],
+                )
+                for r in rows
+            ]
+            await append(db, batch, reconstructed=True)
+            written += len(batch)
+    await db.execute("UPDATE meta SET value = 'done' WHERE key = ?", (KEY,))
     if written:
-        log.info("archive %s: observation log rebuilt: %d entries", archive.path, written)
+        log.info("archive %s: observation log rebuilt: %d entries", path, written)
     return written

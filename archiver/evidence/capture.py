@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 HTTP_RESPONSE = "application/http;msgtype=response"
@@ -33,10 +33,10 @@ class Raw:
     media_type: str
     data: bytes
     truncated: int | None = None  # the body's full size, when it was cut
+    sha256: str = field(init=False)  # of ``data``: the capture's address
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
 
     def ref(self) -> dict[str, Any]:
         """What a log entry's content says of its capture."""

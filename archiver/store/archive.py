@@ -227,11 +227,6 @@ class Archive:
         await db.execute("PRAGMA foreign_keys = ON")
         await db.execute("PRAGMA cache_size = -32000")
         await self._migrate()
-        if await self.get_meta("evidence.backfill") == "pending":
-            # the observation log of an archive older than it (archiver.evidence.backfill)
-            from archiver.evidence.backfill import backfill
-
-            await backfill(self)
 
     async def _user_version(self) -> int:
         row = await (await self.db.execute("PRAGMA user_version")).fetchone()
@@ -277,6 +272,12 @@ class Archive:
                     )
                     for statement in _statements(MIGRATIONS[version]):
                         await db.execute(statement)
+                    if "'evidence.backfill'" in MIGRATIONS[version]:
+                        # the observation log of an archive older than it, in the same
+                        # transaction (archiver.evidence.backfill)
+                        from archiver.evidence.backfill import backfill
+
+                        await backfill(db, self.path)
                     await db.execute(f"PRAGMA user_version = {version + 1}")
                     bad = await (await db.execute("PRAGMA foreign_key_check")).fetchone()
                     if bad is not None:

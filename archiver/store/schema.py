@@ -451,8 +451,8 @@ MIGRATIONS: list[str] = [
     # 11 (evidence, issue 19; docs/evidence.md): raw captures (content-addressed, zlib), the
     # hash-chained observation log (one entry per observation that changed the record, written
     # in the same transaction as the change) and its daily roots. The log of an existing
-    # archive is rebuilt from posts, versions and post_events by Python right after this
-    # migration (archiver.evidence.backfill, while meta 'evidence.backfill' is 'pending').
+    # archive is rebuilt from posts, versions and post_events by Python in this migration's
+    # transaction (archiver.store.archive runs archiver.evidence.backfill on the marker below).
     """
     CREATE TABLE captures (
         sha256 TEXT PRIMARY KEY,             -- of the uncompressed bytes

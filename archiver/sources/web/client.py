@@ -25,7 +25,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -35,6 +35,7 @@ import httpx
 
 from archiver.config import WebSettings
 from archiver.errors import SourceError
+from archiver.evidence.capture import DEFAULT_MAX_BYTES, Raw, http_response
 from archiver.sources.web.page import (
     EmbedPage,
     PageRefused,
@@ -120,6 +121,7 @@ class _Answer:
     status: int
     headers: httpx.Headers
     text: str | None  # the body, for a 200
+    capture: Raw | None = None  # the raw answer, for a 200 (archiver.evidence.capture)
 
 
 class _TooBig(Exception):
@@ -194,6 +196,7 @@ class TmeClient:
     ``backoff_max``) is used when an answer carries no ``Retry-After``. A ``Retry-After`` above
     ``retry_after_ceiling`` seconds is not waited out: the channel fails for this pass.
     ``budget``: the pass's request budget (default: ``settings.requests_per_pass``).
+    ``max_capture_bytes``: the body kept in each answer's raw capture (``[evidence]``).
     """
 
     def __init__(
@@ -207,8 +210,10 @@ class TmeClient:
         backoff_max: float = 60.0,
         retry_after_ceiling: float = 300.0,
         budget: Budget | None = None,
+        max_capture_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.settings = settings
+        self.max_capture_bytes = max_capture_bytes
         self._sleep = sleep
         self._clock = clock
         self._backoff_base = backoff_base
@@ -253,9 +258,11 @@ class TmeClient:
     async def fetch(self, username: str, before: int | None = None) -> WebPage:
         """One page of ``/s/<username>`` (``?before=<id>``: posts older than that id)."""
         name = username.lower().lstrip("@")
-        html = await self._get(name, f"/s/{name}", {"before": str(before)} if before else None)
+        html, capture = await self._get(
+            name, f"/s/{name}", {"before": str(before)} if before else None
+        )
         try:
-            page = parse_page(html, username=name)
+            page = replace(parse_page(html, username=name), capture=capture)
         except PageRefused as exc:
             raise SourceError(f"@{name}: {exc}; the page was not read") from None
         if not page.has_history and not page.posts:
@@ -282,9 +289,10 @@ class TmeClient:
         if answer.status != 200 or answer.text is None:
             return EmbedPage("unknown", reason=f"t.me answered HTTP {answer.status}")
         try:
-            return parse_embed(
+            page = parse_embed(
                 answer.text, username=name, message_id=message_id, channel_id=channel_id
             )
+            return replace(page, capture=answer.capture)
         except PageRefused as exc:
             return EmbedPage("unknown", reason=str(exc))
 
@@ -313,15 +321,33 @@ class TmeClient:
                         async for chunk in resp.aiter_raw():
                             reader.feed(chunk)
                     body = reader.done()
+                    capture = http_response(
+                        url=str(resp.url),
+                        fetched_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                        http_version=resp.http_version,
+                        status=resp.status_code,
+                        reason=resp.reason_phrase,
+                        headers=[
+                            (k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw
+                        ],
+                        body=body,
+                        max_bytes=self.max_capture_bytes,
+                    )
                     return _Answer(
-                        200, resp.headers, body.decode(resp.encoding or "utf-8", "replace")
+                        200,
+                        resp.headers,
+                        body.decode(resp.encoding or "utf-8", "replace"),
+                        capture,
                     )
 
     def _backoff(self, attempt: int) -> float:
         return float(min(self._backoff_max, self._backoff_base * (2**attempt)))
 
-    async def _get(self, name: str, path: str, params: dict[str, str] | None) -> str:
-        """A listing page's HTML, with retries; every failure is a SourceError naming ``name``."""
+    async def _get(
+        self, name: str, path: str, params: dict[str, str] | None
+    ) -> tuple[str, Raw | None]:
+        """A listing page's HTML and its raw capture, with retries; every failure is a
+        SourceError naming ``name``."""
         attempt = 0
         redirects = 0
         while True:
@@ -358,7 +384,7 @@ class TmeClient:
                 continue
             status = answer.status
             if status == 200 and answer.text is not None:
-                return answer.text
+                return answer.text, answer.capture
             if status in _REDIRECTS:
                 target = urlsplit(answer.headers.get("location", ""))
                 segs = [s for s in target.path.split("/") if s]

@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from archiver.evidence.capture import Raw
 from archiver.models import ChannelInfo, Entity, Forward, Media, Post, bare_id, marked_id
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class WebPage:
     shown_ids: frozenset[int] = field(default_factory=frozenset)  # posts + album items
     has_history: bool = False  # the messages widget (section.tgme_channel_history) is there
     no_posts_notice: bool = False  # "No posts found": the start of the channel was passed
+    capture: Raw | None = None  # the raw answer the page was read from (the client sets it)
 
     @property
     def min_id(self) -> int | None:
@@ -918,6 +920,7 @@ class EmbedPage:
     status: str
     post: Post | None = None
     reason: str | None = None
+    capture: Raw | None = None  # the raw answer the page was read from (the client sets it)
 
 
 _NOT_FOUND = "post not found"

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 from archiver.config import Backfill
 from archiver.errors import SourceError
+from archiver.evidence.capture import Raw
 from archiver.models import ChannelInfo, IngestStats, Post
 from archiver.record.reread import pass_interval, rotation_quota
 from archiver.sources.web.client import TmeClient
@@ -76,6 +77,7 @@ class _Trusted:
     high: int | None  # the highest believed id
     consistent: bool  # nothing on the page was disbelieved
     lies: int = 0  # ids at or above the ``before`` asked for
+    capture: Raw | None = None  # the page's raw answer (the log's evidence of what it showed)
 
     @property
     def oldest(self) -> datetime | None:
@@ -388,6 +390,7 @@ class ChannelPass:
             high=max(kept),
             consistent=not lies and not dropped,
             lies=len(lies),
+            capture=page.capture,
         )
 
     async def _take(
@@ -408,7 +411,9 @@ class ChannelPass:
         if floor is not None:
             posts = [p for p in posts if p.message_id >= floor]
         if posts:
-            self.stats += await ingest(self.archive, posts, source=SOURCE, alerts=self.alerts)
+            self.stats += await ingest(
+                self.archive, posts, source=SOURCE, alerts=self.alerts, capture=trusted.capture
+            )
         if trusted.high is not None:
             self.max_seen = max(self.max_seen, trusted.high)
         if self.was_backfilled and trusted.consistent and trusted.low is not None:
@@ -433,7 +438,9 @@ class ChannelPass:
         gone = [r[0] for r in rows if r[0] not in trusted.shown]
         if not gone:
             return 0
-        return await mark_missing(self.archive, cid, gone, source=SOURCE, at=self.now)
+        return await mark_missing(
+            self.archive, cid, gone, source=SOURCE, at=self.now, capture=trusted.capture
+        )
 
     # --- embed pages ---------------------------------------------------------------------
 
@@ -455,18 +462,22 @@ class ChannelPass:
                 evidence=EVIDENCE,
                 alerts=self.alerts,
                 at=self.now,
+                capture=embed.capture,
             )
         elif embed.status == "found" and embed.post is not None:
             # The state first (its event says the post's page showed it, which the next
             # listings' absences are judged against), then the content, for edits.
             post = embed.post
             self.present += await confirm_present(
-                self.archive, cid, [message_id], how=EMBED, alerts=self.alerts, at=self.now
-            )
+                self.archive, cid, [message_id], how=EMBED, alerts=self.alerts, at=self.now,
+                capture=embed.capture,
+            )  # fmt: skip
             if not post.is_service and not any(m.kind == "other" for m in post.media):
                 # (a placeholder for what the embed page cannot render proves the post exists,
                 # not what it says)
-                self.stats += await ingest(self.archive, [post], source=SOURCE, alerts=self.alerts)
+                self.stats += await ingest(
+                    self.archive, [post], source=SOURCE, alerts=self.alerts, capture=embed.capture
+                )
         else:
             self.unknown += 1
             await note_checked(self.archive, cid, [message_id], at=self.now)

@@ -36,6 +36,7 @@ import httpx
 from archiver.channels import parse_ref
 from archiver.config import ChannelConfig, Settings, WebSettings
 from archiver.errors import SourceError, TelewatchError
+from archiver.evidence.capture import DEFAULT_MAX_BYTES
 from archiver.models import IngestStats
 from archiver.sources.web.client import PHASES, BudgetSpent, Clock, Sleep, TmeClient
 from archiver.sources.web.pager import SOURCE, ChannelPass
@@ -144,7 +145,12 @@ async def sync_web_channels(
     cfgs = [c for c in channels if c.source == SOURCE]
     if not cfgs:
         return WebPass(budget=web.requests_per_pass)
-    async with TmeClient(web, transport=transport, sleep=sleep, clock=clock) as client:
+    cap = (
+        settings.evidence.max_capture_bytes if isinstance(settings, Settings) else DEFAULT_MAX_BYTES
+    )
+    async with TmeClient(
+        web, transport=transport, sleep=sleep, clock=clock, max_capture_bytes=cap
+    ) as client:
         return await run_pass(
             archive, client, cfgs, now=now or utcnow(), recent=recent, period=period
         )
