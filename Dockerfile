@@ -37,7 +37,8 @@ FROM python:3.11-slim-bookworm
 
 ENV PATH=/app/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    TELEWATCH_IMAGE=1
 
 RUN useradd --create-home --uid 10001 --user-group telewatch \
     && mkdir -p /data \

@@ -729,7 +729,13 @@ def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
         return explicit
     if env.get(ENV_CONFIG):
         return Path(env[ENV_CONFIG])
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+    if not DEFAULT_CONFIG.exists():
+        return None
+    if DEFAULT_CONFIG.is_symlink():
+        # The image links /config.toml to data/config.toml: name the file people edit (their
+        # ./data/config.toml) in every message, not the link.
+        return Path(os.readlink(DEFAULT_CONFIG))
+    return DEFAULT_CONFIG
 
 
 def load_settings(

@@ -9,6 +9,7 @@ Datasette like a real one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -181,8 +182,24 @@ async def run_demo(path: Path, echo: Echo, *, tz_name: str = "Europe/Kyiv") -> N
         echo("   " + "\n   ".join(history_lines(story, tz)))
     finally:
         await archive.close()
-    echo(
-        f"\nDone. Explore it: telewatch --db {path} search 'евакуація'   "
-        f"| datasette {path}\n"
+    echo(closing(path, in_image=bool(os.environ.get(IMAGE_ENV))))
+
+
+IMAGE_ENV = "TELEWATCH_IMAGE"  # set by the Dockerfile: the commands to suggest are compose's
+
+
+def closing(path: Path, *, in_image: bool) -> str:
+    """The demo's last lines: what to run next, as the user will type it (on the host, for
+    the container: its paths are the host's ./data, its commands go through compose)."""
+    if in_image:
+        return (
+            f"\nDone. Explore it: docker compose run --rm telewatch --db {path} search"
+            " 'евакуація'\n"
+            "Real use: cp config.example.toml data/config.toml; docker compose run --rm"
+            " telewatch login; docker compose up -d"
+        )
+    return (
+        f"\nDone. Explore it: telewatch --db {path} search 'евакуація'   |   telewatch --db"
+        f" {path} serve\n"
         "Real use: cp config.example.toml config.toml; telewatch login; telewatch run"
     )

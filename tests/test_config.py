@@ -283,6 +283,22 @@ def test_find_config_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert find_config(Path("mine.toml"), {"TELEWATCH_CONFIG": "/etc/tw.toml"}) == Path("mine.toml")
 
 
+def test_a_linked_config_is_named_by_the_file_people_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image links /config.toml to data/config.toml (Dockerfile): an error must name
+    data/config.toml, the file the user edits as ./data/config.toml, not the link."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "config.toml").write_text("[storage]\npath = 5\n")
+    (tmp_path / "config.toml").symlink_to("data/config.toml")
+    found = find_config(None, {})
+    assert found == Path("data/config.toml")
+    with pytest.raises(ConfigError) as err:
+        load_settings(found)
+    assert str(err.value).startswith("data/config.toml: storage.path")
+
+
 def test_rules_file(tmp_path: Path) -> None:
     good = tmp_path / "rules.toml"
     good.write_text('[[rules]]\nname = "a"\nquery = "обстріл"\n', encoding="utf-8")

@@ -298,6 +298,25 @@ def test_the_demo_needs_no_config_even_when_one_is_named(
     assert "Done. Explore it: telewatch --db data/demo.db search" in result.output
 
 
+def test_the_demo_in_the_image_suggests_compose_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the image (TELEWATCH_IMAGE, set by the Dockerfile) the last lines are what the user
+    types on the host: through compose, with the config in data/ (it suggested
+    `cp config.example.toml config.toml`, a file the image has not, and a bare telewatch)."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["demo"], env={"TELEWATCH_IMAGE": "1"})
+    assert result.exit_code == 0, result.output
+    last = result.output.rstrip().splitlines()[-2:]
+    assert last == [
+        "Done. Explore it: docker compose run --rm telewatch --db data/demo.db search 'евакуація'",
+        "Real use: cp config.example.toml data/config.toml; docker compose run --rm telewatch"
+        " login; docker compose up -d",
+    ]
+    dockerfile = (Path(__file__).parents[1] / "Dockerfile").read_text()
+    assert "TELEWATCH_IMAGE=1" in dockerfile
+
+
 @contextlib.contextmanager
 def unprivileged() -> Iterator[None]:
     """Act as a user who may not write where root may: root (CI) switches its effective uid to

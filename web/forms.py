@@ -7,11 +7,24 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
+from archiver.errors import QueryError, TelewatchError
 from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 from archiver.store.search import SORTS
 
 PAGE_SIZE = 20
 MAX_PAGE = 10_000
+
+
+class FieldError(TelewatchError):
+    """A form field's value is not valid: the message names the field, not a query text."""
+
+
+def _field(name: str, value: str, tz: str) -> Node:
+    try:
+        return make_filter(name, value, f"{name}:{value}", tz)
+    except QueryError as exc:
+        reason = exc.reason.removeprefix(f"{name}: ")
+        raise FieldError(f"the {name} field: {reason}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,22 +68,24 @@ class SearchForm:
             self.edited or self.deleted or self.media
         )
 
-    def query(self) -> Query:
-        """The text parsed, the fields ANDed on as filters (QueryError names the field)."""
+    def query(self, tz: str = "UTC") -> Query:
+        """The text parsed, the fields ANDed on as filters (:class:`FieldError` names the
+        field). ``tz`` is the display time zone: the days of ``since``/``until`` (fields or
+        in the text) are its days, as the dates on the page are."""
         extra: list[Node] = []
         if self.channels:
-            nodes: list[Node] = [make_filter("channel", c, f"channel {c}") for c in self.channels]
+            nodes: list[Node] = [_field("channel", c, tz) for c in self.channels]
             extra.append(nodes[0] if len(nodes) == 1 else Or(tuple(nodes)))
         for name, value in (("since", self.since), ("until", self.until)):
             if value:
-                extra.append(make_filter(name, value, f"{name} {value}"))
+                extra.append(_field(name, value, tz))
         if self.edited:
             extra.append(make_filter("is", "edited", "is:edited"))
         if self.deleted:
             extra.append(make_filter("is", "deleted", "is:deleted"))
         if self.media:
             extra.append(make_filter("has", "media", "has:media"))
-        return and_filters(parse(self.q), extra)
+        return and_filters(parse(self.q, tz), extra)
 
     def params(self, **changes: Any) -> str:
         """The form as a query string (for paging, sorting and export links)."""

@@ -57,7 +57,7 @@ async def search_page(request: Request, site: Site, archive: Archive) -> Respons
     status = 200
     if not form.empty:
         try:
-            query = form.query()
+            query = form.query(site.tz.key)
             offset = (form.page - 1) * PAGE_SIZE
             exact = request.args.get("count") == "all"
             counter = await site.open_counter()
@@ -82,7 +82,7 @@ async def export(request: Request, datasette: Any) -> Any:
     form = SearchForm.from_args(request.args)
     try:
         archive = await site.open()
-        query = form.query()
+        query = form.query(site.tz.key)
         await count(archive, query, cap=0)  # errors (an unknown channel) before the headers
     except TelewatchError as exc:
         status, message = error_text(exc)

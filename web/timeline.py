@@ -136,7 +136,7 @@ async def timeline_page(request: Request, site: Site, archive: Archive) -> Respo
     status = 200
     if not form.empty:
         try:
-            query = form.query()
+            query = form.query(site.tz.key)
             found: list[tuple[int, int]] = []
             async for pair in iter_matches(archive, query):
                 found.append(pair)

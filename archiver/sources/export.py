@@ -99,6 +99,9 @@ class _Bad(Exception):
         self.where = where
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 class _Reader:
     """A binary file that counts what was read and keeps the last chunk (to place errors)."""
 
@@ -116,8 +119,12 @@ class _Reader:
         if not data and n:
             self.eof = True
         self.chunk_start = self.pos
-        self.chunk = data
         self.pos += len(data)
+        if self.chunk_start == 0 and data.startswith(_BOM):
+            # Telegram Desktop writes none, but a file saved again by a Windows editor starts
+            # with one, and JSON parsers refuse it (RFC 8259 §8.1 lets a reader ignore it).
+            data = data[len(_BOM) :]
+        self.chunk = data
         if self._on_read is not None and data:
             self._on_read(self.pos)
         return data
@@ -138,6 +145,7 @@ def _expected(where: str, what: str, value: Any) -> _Bad:
 
 
 _INT64 = range(-(2**63), 2**63)  # what SQLite stores
+_MESSAGE_IDS = range(1, 2**31)  # Telegram's message ids: int32, counted from 1 in each channel
 
 
 def _int(m: dict[str, Any], key: str, where: str) -> int | None:
@@ -278,8 +286,8 @@ def message_to_post(channel_id: int, m: Any, where: str) -> Post | None:
     if type(m) is not dict:
         raise _expected(where, "an object", m)
     message_id = m.get("id")
-    if type(message_id) is not int or message_id not in _INT64:
-        raise _expected(f"{where}.id", "an integer", message_id)
+    if type(message_id) is not int or message_id not in _MESSAGE_IDS:
+        raise _expected(f"{where}.id", "an integer from 1 to 2147483647 (a message id)", message_id)
     kind = m.get("type", "message")
     if kind == "unsupported":
         return None
@@ -542,7 +550,7 @@ class ExportReader:
         """The header of a single chat's file, or None for a whole-account export."""
         header: dict[str, Any] = {}
         with self.path.open("rb") as f:
-            if f.read(512).lstrip()[:1] == b"<":
+            if f.read(512).removeprefix(_BOM).lstrip()[:1] == b"<":
                 raise _Bad(
                     "", "this is an HTML export; export again choosing 'Machine-readable JSON'"
                 )
@@ -553,11 +561,12 @@ class ExportReader:
             if first is not None and first[0] != "start_map":
                 raise _Bad("top level", "expected an object (is this a Telegram export?)")
             depth, key = 1, ""
+            seen_messages = False
             for event, value in events:
                 if depth == 1 and event == "map_key":
                     key = value
                     continue
-                if depth == 1:
+                if depth == 1 and event not in _CLOSE:
                     if key in ("name", "type", "id"):
                         if event in _OPEN:
                             raise _Bad(key, "expected a string or a number, got a list or object")
@@ -565,13 +574,19 @@ class ExportReader:
                     elif key == "messages":
                         if event != "start_array":
                             raise _Bad("messages", "expected a list")
-                        return header
+                        if "type" in header:
+                            return header
+                        # Written again by a tool that sorts keys ("id", "messages", "name",
+                        # "type"): the rest of the header comes after the list.
+                        seen_messages = True
                     elif key in ("chats", "left_chats") and event == "start_map":
                         return None
                 if event in _OPEN:
                     depth += 1
                 elif event in _CLOSE:
                     depth -= 1
+        if seen_messages:
+            return header
         raise _Bad("top level", "no messages and no chats.list: not a Telegram Desktop JSON export")
 
     def _single(self, header: dict[str, Any]) -> Iterator[ChannelInfo | Post]:

@@ -278,7 +278,9 @@ def test_the_image_holds_only_what_runs() -> None:
 def test_the_demo_needs_no_config_and_writes_data_demo_db(project: Project) -> None:
     out = podman(*project.docker_run(DEMO))
     assert out.returncode == 0, out.stderr
-    assert "Done. Explore it: telewatch --db data/demo.db" in out.stdout
+    # on the host, through compose, as the user types it (archiver/demo.py closing)
+    assert "Done. Explore it: docker compose run --rm telewatch --db data/demo.db" in out.stdout
+    assert "cp config.example.toml data/config.toml" in out.stdout
     assert "`data/demo.db`" in README  # where the README says it writes
     assert (project.data / "demo.db").is_file()
     assert sorted(p.name for p in project.data.iterdir()) == ["demo.db"]  # no data/data

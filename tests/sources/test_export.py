@@ -3,6 +3,7 @@ sample channel, and the real exports in ../shared/samples when they are there.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -525,7 +526,7 @@ BAD: list[tuple[str, Callable[[Path], Path], list[str]]] = [
     (
         "id string",
         _json_case(_set(["messages", 3, "id"], "4")),
-        ['messages[3].id: expected an integer, got "4"'],
+        ['messages[3].id: expected an integer from 1 to 2147483647 (a message id), got "4"'],
     ),
     (
         "date word",
@@ -593,6 +594,48 @@ def test_integers_beyond_64_bits_are_an_error(tmp_path: Path, key: str, value: i
     assert message.startswith(f"{path}: ") and "\n" not in message
     placed = f"messages[30].{key}: expected an integer", "(after messages[29])"  # orjson, ijson
     assert any(p in message for p in placed)
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_message_ids_start_at_one(tmp_path: Path, value: int) -> None:
+    """Telegram counts a channel's message ids from 1 (int32): 0 or a negative id is not a
+    post, and stored it would sit outside every coverage range."""
+    doc = export_doc(5)
+    doc["messages"][2]["id"] = value
+    path = write_json(tmp_path / "export.json", doc)
+    with pytest.raises(InputFileError) as info:
+        read(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert "a message id" in message and f"got {value}" in message
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path: Path) -> None:
+    """A file saved again by a Windows editor starts with a UTF-8 BOM (RFC 8259 §8.1: a
+    reader may ignore it); the posts are the same as without it."""
+    doc = export_doc(40)
+    plain = write_json(tmp_path / "plain.json", doc)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert read(bom) == read(plain)
+    assert len(read(bom)[1]) == 40
+
+
+def test_header_keys_after_the_messages_are_read(tmp_path: Path) -> None:
+    """A tool that rewrites the file with sorted keys puts "messages" before "name" and
+    "type": the channel is still recognised (it was refused as "a null export")."""
+    doc = export_doc(30)
+    plain = write_json(tmp_path / "plain.json", doc)
+    ordered = tmp_path / "sorted.json"
+    ordered.write_text(json.dumps(doc, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+    channels, posts = read(ordered)
+    want_channels, want_posts = read(plain)
+    assert channels == want_channels
+    # the same posts; only ``raw`` (the message as written in the file) has its keys sorted
+    assert [dataclasses.replace(p, raw="") for p in posts] == [
+        dataclasses.replace(p, raw="") for p in want_posts
+    ]
+    assert len(posts) == 30
 
 
 def test_a_peer_id_beyond_64_bits_is_no_link(tmp_path: Path) -> None:

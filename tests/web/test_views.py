@@ -115,6 +115,33 @@ async def test_paging_keeps_the_total(site: Datasette, monkeypatch: pytest.Monke
     assert 'rel="next"' not in third
 
 
+async def test_a_page_past_the_end_says_where_the_results_end(
+    site: Datasette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link kept from a larger result (or typed) asks page 5 of 3: the page says so and
+    links to the last page (it said "page 5 of 3" with a "newer" link to page 4)."""
+    monkeypatch.setattr("web.search.PAGE_SIZE", 4)
+    html = (await get(site, f"{SEARCH}?q=эвакуация&page=5")).text
+    assert posts_on(html) == [] and total_on(html) == 11
+    assert "No posts on page 5: the results end on" in html
+    assert (
+        'id="last-page" href="?q=%D1%8D%D0%B2%D0%B0%D0%BA%D1%83%D0%B0%D1%86%D0%B8%D1%8F&amp;page=3"'
+        in html
+    )
+    assert "page 5 of 3" not in html and "page=4" not in html
+
+
+def test_form_days_are_the_display_time_zone_s() -> None:
+    """The since/until fields and since: in the text name days of the time zone the page
+    shows dates in (they were UTC days: a post at 00:30 Kyiv time fell on the day before)."""
+    from archiver.query import Filter, walk
+    from web.forms import SearchForm
+
+    for form in (SearchForm(since="2024-04-02"), SearchForm(q="since:2024-04-02")):
+        found = [n for n in walk(form.query("Europe/Kyiv").root) if isinstance(n, Filter)]
+        assert [(f.field, f.tz) for f in found] == [("since", "Europe/Kyiv")]
+
+
 async def test_a_total_over_the_cap_says_more_than(
     site: Datasette, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,7 +164,11 @@ async def test_relevance_order_is_the_clis(site: Datasette, story_path: Path) ->
     ("url", "status", "says"),
     [
         (f"{SEARCH}?q=(эвакуация", 400, "query &#39;(эвакуация&#39;: unbalanced parenthesis"),
-        (f"{SEARCH}?q=эвакуация&since=2024-13-01", 400, "since: expected YYYY-MM-DD"),
+        (
+            f"{SEARCH}?q=эвакуация&since=2024-13-01",
+            400,
+            "the since field: expected YYYY-MM-DD, got &#39;2024-13-01&#39;</",
+        ),
         (f"{SEARCH}?q=эвакуация&channel=nobody_here", 404, "no archived channel matches"),
         (f"{SEARCH}?q=is:nothing", 400, "is: expected one of edited, deleted"),
     ],
