@@ -283,7 +283,7 @@ def _check_roots(
     return out
 
 
-def _check_captures(zf: zipfile.ZipFile, log: _Log, v: Verdict) -> int:
+def _check_captures(zf: zipfile.ZipFile, manifest: dict[str, Any], log: _Log, v: Verdict) -> int:
     named: dict[str, list[_Entry]] = {}
     for e in log.entries:
         if e.capture_sha:
@@ -315,8 +315,18 @@ def _check_captures(zf: zipfile.ZipFile, log: _Log, v: Verdict) -> int:
         except WarcError as exc:
             v.problems.append(f"captures.warc.gz: {exc}")
             return records
+    gone = set(manifest.get("captures_missing") or [])
+    for sha in sorted(gone - (set(named) - found)):
+        v.problems.append(
+            f"manifest.json: lists capture {sha[:12]} as no longer kept, but no entry is missing it"
+        )
     for sha, entries in named.items():
-        if sha not in found:
+        if sha in gone and sha not in found:
+            v.notes.append(
+                f"log.jsonl line {entries[0].line} (entry {entries[0].seq}): its capture was no"
+                " longer kept by the archive when the bundle was made (the report says so)"
+            )
+        elif sha not in found:
             v.problems.append(
                 f"log.jsonl line {entries[0].line} (entry {entries[0].seq}): its capture is"
                 " not in captures.warc.gz (or its bytes were changed)"
@@ -350,7 +360,7 @@ def _sections(manifest: dict[str, Any], log: _Log, v: Verdict) -> list[Section] 
             v.problems.append(f"log.jsonl: the entries of {p.get('link')}: {exc}")
             return None
         cov = (manifest.get("coverage") or {}).get(str(p.get("channel_id")))
-        sections.append(post_section(facts, cov))
+        sections.append(post_section(facts, cov, frozenset(manifest.get("captures_missing") or [])))
     for key, entries in by_post.items():
         v.problems.append(
             f"log.jsonl: entry {entries[0][0]} is about a post manifest.json does not list"
@@ -427,7 +437,7 @@ def verify_bundle(path: Path, *, trusted: Sequence[bytes] = ()) -> Verdict:
         stamped = _check_roots(roots, manifest, log, trusted, v) if roots is not None else []
         if roots is not None and canonical_json(roots) + b"\n" != zf.read("roots.json"):
             v.problems.append("roots.json: not in its canonical form (it was edited)")
-        records = _check_captures(zf, log, v)
+        records = _check_captures(zf, manifest, log, v)
         if manifest.get("report_format") != REPORT_FORMAT:
             v.notes.append(
                 f"the report (format {manifest.get('report_format')}) was not checked: this"

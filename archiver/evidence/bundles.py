@@ -45,7 +45,6 @@ from archiver.evidence.facts import BadContent, PostFacts, parse_content, post_f
 from archiver.evidence.report import (
     AROUND,
     REPORT_FORMAT,
-    Section,
     head_section,
     html_parts,
     markdown_parts,
@@ -373,7 +372,6 @@ async def make_bundle(
         last = end
 
     # facts of each post, from its entries' content (as the verifier will compute them)
-    sections: list[Section] = []
     posts_json: list[dict[str, Any]] = []
     coverage: dict[str, Any] = {}
     spans: dict[int, list[tuple[datetime, datetime]]] = {}
@@ -427,13 +425,6 @@ async def make_bundle(
         "roots": [{"day": r.day, "seq": r.seq, "tsa_url": r.tsa_url, "made_at": r.made_at}
                   for r in roots],
     }  # fmt: skip
-    sections.append(head_section(meta))
-    for i, ((w, _), pf) in enumerate(zip(per_post, facts_of, strict=True)):
-        if pf is None:
-            sections.append(unlogged_section(posts_json[i]))
-        else:
-            sections.append(post_section(pf, coverage.get(str(w.channel_id))))
-
     output = output.expanduser()
     if output.is_dir():
         raise BundleError(f"--output {output}: is a folder; give a file name ending in .zip")
@@ -453,15 +444,6 @@ async def make_bundle(
         def done(name: str, h: _Hashing) -> None:
             h.f.close()
             files[name] = {"sha256": h.sha.hexdigest(), "size": h.size}
-
-        h = put("report.md")
-        for _, text in markdown_parts(sections):
-            h.write(text.encode("utf-8"))
-        done("report.md", h)
-        h = put("report.html")
-        for _, text in html_parts(sections):
-            h.write(text.encode("utf-8"))
-        done("report.html", h)
 
         lines = 0
         h = put("log.jsonl")
@@ -484,6 +466,7 @@ async def make_bundle(
         h = put("captures.warc.gz")
         writer = CaptureWriter(h, software=f"telewatch {__version__}")
         written: set[str] = set()
+        missing: list[str] = []
         for seq in sorted(full):
             e = full[seq]
             if e.capture_sha is None or e.capture_sha in written:
@@ -493,6 +476,7 @@ async def make_bundle(
             ref = parse_content(e.content).get("capture") or {}
             if cap is None:
                 log.warning("bundle: capture of entry %d is no longer stored", seq)
+                missing.append(e.capture_sha)
                 continue
             writer.add(
                 sha256=e.capture_sha,
@@ -503,6 +487,24 @@ async def make_bundle(
             )
             captures += 1
         done("captures.warc.gz", h)
+
+        # the report last: it says which captures the archive no longer keeps
+        meta["captures_missing"] = missing
+        sections = [head_section(meta)]
+        for i, ((w, _), pf) in enumerate(zip(per_post, facts_of, strict=True)):
+            if pf is None:
+                sections.append(unlogged_section(posts_json[i]))
+            else:
+                cov = coverage.get(str(w.channel_id))
+                sections.append(post_section(pf, cov, frozenset(missing)))
+        h = put("report.md")
+        for _, text in markdown_parts(sections):
+            h.write(text.encode("utf-8"))
+        done("report.md", h)
+        h = put("report.html")
+        for _, text in html_parts(sections):
+            h.write(text.encode("utf-8"))
+        done("report.html", h)
 
         manifest = {**meta, "files": files}
         (tmpdir / "manifest.json").write_bytes(manifest_bytes(manifest))

@@ -153,7 +153,10 @@ def _coverage(f: PostFacts, cov: dict[str, Any] | None) -> Block:
     return ("ul", items)
 
 
-def post_section(f: PostFacts, cov: dict[str, Any] | None) -> Section:
+def post_section(
+    f: PostFacts, cov: dict[str, Any] | None, missing: frozenset[str] = frozenset()
+) -> Section:
+    """A post's part of the report; ``missing``: captures the archive no longer kept."""
     who = f"@{f.username}" if f.username else "a channel without username"
     blocks: list[Block] = [
         ("h2", f.link),
@@ -185,7 +188,11 @@ def post_section(f: PostFacts, cov: dict[str, Any] | None) -> Section:
             + (f": {o.evidence}" if o.evidence else "")
             + (" (rebuilt from the archive when the log began)" if o.reconstructed else ""),
             o.source,
-            (o.capture_sha[:12] if o.capture_sha else "none"),
+            (
+                "none"
+                if not o.capture_sha
+                else o.capture_sha[:12] + (" (no longer kept)" if o.capture_sha in missing else "")
+            ),
         )
         for o in f.observations
     ]

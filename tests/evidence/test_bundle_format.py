@@ -7,6 +7,7 @@ with the real chain; tests/evidence/test_bundle_archive.py makes bundles from re
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -398,3 +399,23 @@ async def test_a_changed_token_is_named(tmp_path: Path) -> None:
         p.startswith("roots.json, root of 2024-05-02 (entry 8): the timestamp token does not hold")
         for p in v.problems
     ), v.problems
+
+
+async def test_a_capture_the_archive_no_longer_keeps_is_said_not_hidden(tmp_path: Path) -> None:
+    log = story()
+    pruned = hashlib.sha256(JSON).hexdigest()
+    del log.captures[pruned]
+    out = await build(tmp_path, log)
+    assert json.loads(read_member(out, "manifest.json"))["captures_missing"] == [pruned]
+    assert f"{pruned[:12]} (no longer kept)" in read_member(out, "report.md").decode()
+    v = verify_bundle(out)
+    assert v.ok, v.problems
+    assert any("its capture was no longer kept by the archive" in n for n in v.lines()[1:])
+    # claiming another capture was not kept is a change of the manifest
+    bad = rewrite(
+        out,
+        tmp_path / "bad.zip",
+        "manifest.json",
+        lambda d: flip(d, pruned.encode(), hashlib.sha256(HTTP).hexdigest().encode()),
+    )
+    assert any(p.startswith("manifest.json: lists capture") for p in verify_bundle(bad).problems)
