@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from archiver.evidence import bundles
 from archiver.evidence.bundle_check import verify_bundle
 from archiver.evidence.bundles import Wanted, make_bundle
 from archiver.evidence.warc import read_captures
@@ -419,3 +420,40 @@ async def test_a_capture_the_archive_no_longer_keeps_is_said_not_hidden(tmp_path
         lambda d: flip(d, pruned.encode(), hashlib.sha256(HTTP).hexdigest().encode()),
     )
     assert any(p.startswith("manifest.json: lists capture") for p in verify_bundle(bad).problems)
+
+
+async def test_links_are_streamed_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = read_member(await build(tmp_path, name="whole.zip"), "log.jsonl")
+    monkeypatch.setattr(bundles, "LINKS_CHUNK", 3)
+    chunked = await build(tmp_path, name="chunked.zip")
+    assert read_member(chunked, "log.jsonl") == whole
+    assert verify_bundle(chunked).ok
+
+
+async def test_a_post_without_log_entries_is_said_to_be_unproven(tmp_path: Path) -> None:
+    log = story()
+    out = tmp_path / "u.zip"
+    await make_bundle(
+        log, [Wanted(7, CH, "saltpepper", 7), Wanted(42, CH, "saltpepper", 42)], out,
+        coverage_of=coverage_of, request={"links": ["t.me/saltpepper/7", "t.me/saltpepper/42"]},
+    )  # fmt: skip
+    md = read_member(out, "report.md").decode()
+    part = md.split("## https://t.me/saltpepper/42")[1]
+    assert "the observation log has no entry for it" in part
+    assert "this bundle proves nothing about it" in part
+    assert verify_bundle(out).ok
+
+
+async def test_post_text_is_escaped_in_both_reports(tmp_path: Path) -> None:
+    log = MemLog()
+    text = '<script>alert("x")</script> **bold** ``` & [link](http://e.x)'
+    log.add(7, 7, "seen", "2024-05-01 12:07:00", version=(1, text))
+    log.add(8, 8, "seen", "2024-05-01 12:08:00", version=(2, "other"))
+    out = await build(tmp_path, log)
+    html = read_member(out, "report.html").decode()
+    assert "<script>" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    md = read_member(out, "report.md").decode()
+    assert f"````text\n{text}\n````" in md  # a fence longer than any backtick run in the text
+    assert verify_bundle(out).ok
