@@ -325,6 +325,8 @@ CASES = [
      ["log.jsonl line 5 (entry 6)", "entry 5 should come here"]),
     ("dropped last entry", "log.jsonl", lambda d: _drop_line(d, 8),
      ["ends at entry 7, not at the covering root's entry 8"]),
+    ("log whitespace", "log.jsonl", lambda d: d.replace(b'","entry_hash"', b'", "entry_hash"', 1),
+     ["log.jsonl line 1 (entry 1)", "not in canonical form"]),
     ("entry column", "log.jsonl", lambda d: flip(d, b'"kind":"deleted"', b'"kind":"missing"'),
      ["log.jsonl line 7 (entry 7)", "kind disagree(s) with its content"]),
     ("root hash", "roots.json", lambda d: flip(d, b'"root_hash":"', b'"root_hash":"0'),
