@@ -663,6 +663,51 @@ async def stats(app: App, as_json: bool) -> None:
             click.echo(pass_summary(web_pass))
 
 
+@cli.group("log")
+def log_group() -> None:
+    """The observation log: every change to the record, hash-chained (docs/evidence.md)."""
+
+
+@log_group.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the line.")
+@pass_app
+@run_async
+async def log_verify(app: App, as_json: bool) -> None:
+    """Check the whole observation log: each entry's content hash, the chain, the versions
+    and captures it names, and the daily roots (with their timestamps). Exits non-zero
+    naming the first broken link.
+
+    \b
+    Example:
+      telewatch log verify
+    """
+    from archiver.evidence.verify import LogBroken, check
+
+    archive = await app.open_archive(create=False)
+    try:
+        broken, summary = await check(archive)
+    finally:
+        await archive.close()
+    if as_json:
+        data: dict[str, Any] = {
+            "intact": broken is None,
+            "entries": summary.entries,
+            "last_root": summary.last_root,
+            "captures_pruned": summary.captures_pruned,
+        }
+        if broken is not None:
+            data |= {"broken_seq": broken.seq, "reason": broken.reason}
+        click.echo(json.dumps(data, ensure_ascii=False))
+    if broken is not None:
+        raise LogBroken(broken)
+    if not as_json:
+        pruned = f", {summary.captures_pruned} capture(s) pruned" if summary.captures_pruned else ""
+        click.echo(
+            f"log intact: {summary.entries} entries, last root {summary.last_root or 'none yet'}"
+            + pruned
+        )
+
+
 @cli.group()
 def config() -> None:
     """Check the configuration."""
@@ -1244,7 +1289,8 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
 @pass_app
 @run_async
 async def maintenance(app: App) -> None:
-    """Optimise the archive: PRAGMA optimize, merge the full-text index, checkpoint the WAL.
+    """Optimise the archive: PRAGMA optimize, merge the full-text index, checkpoint the WAL;
+    prune raw captures past [evidence] capture_retention_days.
 
     Safe while telewatch runs; `telewatch run` does it weekly ([schedule] maintenance).
 
@@ -1256,10 +1302,13 @@ async def maintenance(app: App) -> None:
 
     archive = await app.open_archive(create=False)
     try:
-        result = await maintain(archive)
+        result = await maintain(
+            archive, capture_retention_days=app.settings.evidence.capture_retention_days
+        )
     finally:
         await archive.close()
-    click.echo(f"maintenance done in {result.seconds:.1f} s")
+    pruned = f", {result.captures_pruned} capture(s) pruned" if result.captures_pruned else ""
+    click.echo(f"maintenance done in {result.seconds:.1f} s{pruned}")
 
 
 def main() -> None:

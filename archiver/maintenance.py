@@ -28,11 +28,17 @@ log = logging.getLogger(__name__)
 class MaintenanceResult:
     seconds: float
     wal_pages: int  # pages in the write-ahead log before the checkpoint (-1: unknown)
+    captures_pruned: int = 0  # raw captures past [evidence] capture_retention_days
 
 
-async def maintain(archive: Archive) -> MaintenanceResult:
-    """Run ``PRAGMA optimize``, the FTS5 ``optimize`` merge and a WAL checkpoint."""
+async def maintain(archive: Archive, *, capture_retention_days: int = 0) -> MaintenanceResult:
+    """Run ``PRAGMA optimize``, the FTS5 ``optimize`` merge and a WAL checkpoint; prune raw
+    captures past ``capture_retention_days`` (0: keep them; archiver.evidence.retention)."""
+    from archiver.evidence.retention import prune_captures
+    from archiver.store.archive import utcnow
+
     started = time.monotonic()
+    pruned = await prune_captures(archive, capture_retention_days, now=utcnow())
     async with archive.transaction() as db:
         await db.execute("INSERT INTO versions_fts (versions_fts) VALUES ('optimize')")
         await db.execute("PRAGMA optimize")
@@ -41,7 +47,7 @@ async def maintain(archive: Archive) -> MaintenanceResult:
     wal_pages = await asyncio.to_thread(_checkpoint, archive.path)
     seconds = time.monotonic() - started
     log.info("maintenance: done in %.1f s (%d WAL pages checkpointed)", seconds, wal_pages)
-    return MaintenanceResult(seconds, wal_pages)
+    return MaintenanceResult(seconds, wal_pages, pruned)
 
 
 def _checkpoint(path: Path) -> int:

@@ -166,7 +166,9 @@ def _jobs(
     async def maintenance() -> object:
         from archiver.maintenance import maintain
 
-        return await maintain(archive)
+        return await maintain(
+            archive, capture_retention_days=settings.evidence.capture_retention_days
+        )
 
     jobs: dict[str, Callable[[], Awaitable[object]]] = {
         "backup": backup,

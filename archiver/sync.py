@@ -370,7 +370,11 @@ async def sync_all(
 
         return await tg.sync_telethon_channel(archive, client, cfg, settings, options=options)
 
-    return await _run_pass(archive, settings, todo, client, one, "sync")
+    results = await _run_pass(archive, settings, todo, client, one, "sync")
+    from archiver.evidence.roots import close_days
+
+    await close_days(archive, settings.evidence.tsa_url)  # the log's roots of finished days
+    return results
 
 
 async def recheck_all(

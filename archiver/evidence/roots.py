@@ -8,8 +8,11 @@ authority never stops archiving: it is logged once and the root is stamped at a 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
+
+import httpx
 
 from archiver.evidence.log import Root, _root
 from archiver.evidence.tsa import TsaClient, TsaError
@@ -32,9 +35,12 @@ def _now() -> str:
 
 
 async def _stamp(archive: Archive, root: Root, tsa: TsaClient) -> Root:
+    if tsa.failed:
+        return root  # it failed once this pass: the next pass tries again
     try:
         token = await tsa.stamp(root.root_hash)
     except TsaError as exc:
+        tsa.failed = True
         if tsa.url not in _failing:
             _failing.add(tsa.url)
             log.warning("evidence: the root of %s is not timestamped yet: %s", root.day, exc)
@@ -88,26 +94,19 @@ async def make_roots(archive: Archive, *, now: datetime, tsa: TsaClient | None) 
     none), and a timestamp for any root still without one when ``tsa`` is given."""
     today = now.date()
     last = await archive.fetchone("SELECT max(day) FROM log_roots")
-    first = await archive.fetchone("SELECT min(at) FROM observations")
-    if first is None or first[0] is None:
-        return []
-    start = date.fromisoformat(str(first[0])[:10])
-    if last is not None and last[0] is not None:
-        start = max(start, date.fromisoformat(last[0]) + timedelta(days=1))
+    since = "" if last is None or last[0] is None else f"{last[0]} 23:59:59~"
     made: list[Root] = []
-    day = start
-    # days with entries only: the next day that has one, instead of every calendar day
-    while day < today:
-        root = await make_day_root(archive, day, tsa=tsa)
-        if root is not None:
-            made.append(root)
-        nxt = await archive.fetchone(
-            "SELECT min(at) FROM observations WHERE at >= ?",
-            (f"{(day + timedelta(days=1)).isoformat()} 00:00:00",),
-        )
+    while True:  # each day that has entries, from the day after the last root
+        nxt = await archive.fetchone("SELECT min(at) FROM observations WHERE at > ?", (since,))
         if nxt is None or nxt[0] is None:
             break
         day = date.fromisoformat(str(nxt[0])[:10])
+        if day >= today:
+            break
+        root = await make_day_root(archive, day, tsa=tsa)
+        if root is not None:
+            made.append(root)
+        since = f"{day.isoformat()} 23:59:59~"
     if tsa is not None:
         for row in await archive.fetchall(
             f"SELECT {_ROOT_COLUMNS} FROM log_roots WHERE tsa_token IS NULL ORDER BY day"
@@ -116,3 +115,22 @@ async def make_roots(archive: Archive, *, now: datetime, tsa: TsaClient | None) 
             if root.day not in {m.day for m in made}:
                 await _stamp(archive, root, tsa)
     return made
+
+
+async def close_days(
+    archive: Archive,
+    tsa_url: str | None,
+    *,
+    now: datetime | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[Root]:
+    """After a sync pass: the roots of finished days, stamped when ``tsa_url`` is set. Never
+    raises for the archive's sake: a failure is logged and the next pass tries again."""
+    from archiver.store.archive import utcnow
+
+    tsa = TsaClient(tsa_url, transport=transport) if tsa_url else None
+    try:
+        return await make_roots(archive, now=now or utcnow(), tsa=tsa)
+    except sqlite3.OperationalError as exc:  # locked by another process, the disk full
+        log.warning("evidence: the daily roots were not made (%s); the next pass tries again", exc)
+        return []

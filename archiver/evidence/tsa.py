@@ -62,6 +62,7 @@ class TsaClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
+        self.failed = False  # set by the roots' pass after a failure: no more tries this pass
         self._timeout = timeout
         self._transport = transport
 

@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from archiver.errors import TelewatchError
 from archiver.evidence import chain
 from archiver.evidence.log import roots
 
@@ -24,6 +25,17 @@ if TYPE_CHECKING:
     from archiver.store.archive import Archive
 
 _FETCH = 2000
+
+
+class LogBroken(TelewatchError):
+    """``telewatch log verify`` found a broken link (the message names the first)."""
+
+    def __init__(self, broken: chain.Broken) -> None:
+        super().__init__(
+            f"the observation log is broken at entry {broken.seq}: {broken.reason}"
+            " (docs/evidence.md, Verifying)"
+        )
+        self.broken = broken
 
 
 @dataclass(frozen=True)

@@ -479,6 +479,7 @@ MIGRATIONS: list[str] = [
         entry_hash TEXT NOT NULL
     );
     CREATE INDEX observations_post ON observations(post_id, seq);
+    CREATE INDEX observations_at ON observations(at);        -- the daily roots
     CREATE TABLE log_roots (
         day TEXT PRIMARY KEY,                -- UTC day YYYY-MM-DD
         seq INTEGER NOT NULL,                -- the day's last entry
