@@ -401,6 +401,14 @@ def _compare(zf: zipfile.ZipFile, name: str, parts: list[tuple[str, str]], v: Ve
 
 def verify_bundle(path: Path, *, trusted: Sequence[bytes] = ()) -> Verdict:
     """Check the bundle at ``path``; never raises for a bad bundle (its problems are listed)."""
+    try:
+        return _verify(path, trusted)
+    except (KeyError, TypeError, AttributeError, ValueError, zipfile.BadZipFile) as exc:
+        # a structure no telewatch writes (a forged manifest, say): one line, no traceback
+        return Verdict(problems=[f"{path}: not a bundle this telewatch can read ({exc!r})"])
+
+
+def _verify(path: Path, trusted: Sequence[bytes]) -> Verdict:
     v = Verdict()
     try:
         zf = zipfile.ZipFile(path)

@@ -459,3 +459,14 @@ async def test_post_text_is_escaped_in_both_reports(tmp_path: Path) -> None:
     md = read_member(out, "report.md").decode()
     assert f"````text\n{text}\n````" in md  # a fence longer than any backtick run in the text
     assert verify_bundle(out).ok
+
+
+async def test_a_manifest_of_another_shape_is_one_line(tmp_path: Path, bundle: Path) -> None:
+    def odd(data: bytes) -> bytes:
+        manifest = json.loads(data)
+        manifest["posts"] = ["not a post"]
+        return json.dumps(manifest, sort_keys=True, ensure_ascii=False, indent=1).encode() + b"\n"
+
+    bad = rewrite(bundle, tmp_path / "bad.zip", "manifest.json", odd)
+    (problem,) = verify_bundle(bad).problems
+    assert problem.startswith(f"{bad}: not a bundle this telewatch can read")
