@@ -26,6 +26,7 @@ RUN python -m venv /app \
 COPY pyproject.toml README.md ./
 COPY archiver ./archiver
 COPY bot ./bot
+COPY web ./web
 # A wheel, installed like any package: no source tree, build/ or *.egg-info is left in /app.
 # pip and setuptools go too: nothing installs anything at run time.
 RUN /app/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
@@ -38,7 +39,7 @@ FROM python:3.11-slim-bookworm
 ENV PATH=/app/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    TELEWATCH_IMAGE=1
+    TELEWATCH_IN_CONTAINER=1
 
 RUN useradd --create-home --uid 10001 --user-group telewatch \
     && mkdir -p /data \

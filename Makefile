@@ -59,8 +59,8 @@ bench: setup
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
 	.lockvenv/bin/pip install --quiet --upgrade pip
-	.lockvenv/bin/pip install --quiet .
-	(echo "# Pinned runtime dependencies (pip freeze of a clean install). Regenerate: make lock"; \
+	.lockvenv/bin/pip install --quiet ".[web]"
+	(echo "# Pinned runtime dependencies (pip freeze of a clean install of .[web]). Regenerate: make lock"; \
 		.lockvenv/bin/pip freeze --exclude telewatch) > requirements.lock
 	.lockvenv/bin/pip install --quiet ".[dev]"
 	(echo "# Pinned runtime + development dependencies. Regenerate: make lock"; \

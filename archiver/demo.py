@@ -185,7 +185,7 @@ async def run_demo(path: Path, echo: Echo, *, tz_name: str = "Europe/Kyiv") -> N
     echo(closing(path, in_image=bool(os.environ.get(IMAGE_ENV))))
 
 
-IMAGE_ENV = "TELEWATCH_IMAGE"  # set by the Dockerfile: the commands to suggest are compose's
+IMAGE_ENV = "TELEWATCH_IN_CONTAINER"  # set by the Dockerfile: the commands to suggest are compose's
 
 
 def closing(path: Path, *, in_image: bool) -> str:

@@ -144,7 +144,8 @@ def test_dockerignore_keeps_secrets_and_data_out() -> None:
     ]
     assert lines[0] == "*"  # everything is excluded unless named
     included = {x[1:].rstrip("/") for x in lines if x.startswith("!")}
-    assert included == {"requirements.lock", "pyproject.toml", "README.md", "archiver", "bot"}
+    assert included == {"requirements.lock", "pyproject.toml", "README.md", "archiver", "bot",
+                        "web"}  # fmt: skip
     copied = {
         part.rstrip("/")
         for k, v in instructions(DOCKERFILE)
@@ -301,11 +302,11 @@ def test_the_demo_needs_no_config_even_when_one_is_named(
 def test_the_demo_in_the_image_suggests_compose_commands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In the image (TELEWATCH_IMAGE, set by the Dockerfile) the last lines are what the user
+    """In the image (TELEWATCH_IN_CONTAINER, set by the Dockerfile) the last lines are what the user
     types on the host: through compose, with the config in data/ (it suggested
     `cp config.example.toml config.toml`, a file the image has not, and a bare telewatch)."""
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(cli, ["demo"], env={"TELEWATCH_IMAGE": "1"})
+    result = CliRunner().invoke(cli, ["demo"], env={"TELEWATCH_IN_CONTAINER": "1"})
     assert result.exit_code == 0, result.output
     last = result.output.rstrip().splitlines()[-2:]
     assert last == [
@@ -314,7 +315,7 @@ def test_the_demo_in_the_image_suggests_compose_commands(
         " login; docker compose up -d",
     ]
     dockerfile = (Path(__file__).parents[1] / "Dockerfile").read_text()
-    assert "TELEWATCH_IMAGE=1" in dockerfile
+    assert "TELEWATCH_IN_CONTAINER=1" in dockerfile
 
 
 @contextlib.contextmanager

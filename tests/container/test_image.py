@@ -495,3 +495,74 @@ def test_health_names_the_error_that_stopped_run(project: Project) -> None:
     [line] = [x for x in health.stdout.splitlines() if "process run" in x]
     assert line.startswith("PROBLEM: process run: stopped by an error")
     assert line.endswith(error.removeprefix("Error: "))
+
+
+WEB_UP = "docker compose --profile web up -d"
+
+
+def test_the_web_view_service_serves_the_archive_behind_its_password(
+    project: Project, container_names: list[str]
+) -> None:
+    """The compose file's `web` service (profile web): `telewatch serve` on the container's
+    network, which it refuses without [web_view] password_hash; with one, every page asks for
+    the password and the search finds the demo's posts. (The image had no web view before:
+    docs said to pip install it beside the archive.)"""
+    import re
+    import socket
+
+    from archiver.password import hash_password
+
+    yaml = pytest.importorskip("yaml")
+    assert documented(WEB_UP)
+    web = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]
+    assert web["profiles"] == ["web"] and web["ports"] == ["127.0.0.1:8001:8001"]
+    demo = podman(*project.docker_run(DEMO))
+    assert demo.returncode == 0, demo.stderr
+    with socket.socket() as s:  # --network host (test-only): a free port of the host's
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [*web["command"][:-1], str(port)]
+    assert command[:3] == ["serve", "--host", "0.0.0.0"]
+
+    no_password = podman(*project.command("--db", "data/demo.db", *command))
+    assert no_password.returncode == 2 and "a password is required" in no_password.stderr
+    assert "Traceback" not in no_password.stderr
+
+    password = "correct horse battery"
+    (project.data / "config.toml").write_text(
+        '[storage]\npath = "data/demo.db"\n\n[web_view]\n'
+        f'password_hash = "{hash_password(password)}"\n'
+    )
+    os.chown(project.data / "config.toml", UID, UID)
+    name = new_name(container_names)
+    up = podman("run", "-d", "--name", name, "--network", "host", *project.compose_flags(),
+                *project.extra, IMAGE, *command)  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(f"{base}/-/telewatch/login"), "the web view listens")
+    with httpx.Client(base_url=base, trust_env=False, timeout=30) as client:
+        locked = client.get("/-/telewatch/search?q=евакуація")
+        assert locked.status_code == 302
+        assert locked.headers["location"].startswith("/-/telewatch/login")
+        form = client.get("/-/telewatch/login?next=/-/telewatch/search")
+        token = re.search(r'name="csrftoken" value="([^"]+)"', form.text)
+        assert token is not None
+        signed = client.post(
+            "/-/telewatch/login",
+            data={"csrftoken": token.group(1), "password": password,
+                  "next": "/-/telewatch/search?q=евакуація"},
+        )  # fmt: skip
+        assert signed.status_code == 302
+        found = client.get("/-/telewatch/search?q=евакуація")
+        assert found.status_code == 200
+        total = re.search(r'id="total" data-total="(\d+)"', found.text)
+        assert total is not None and int(total.group(1)) > 0
+    stopped = podman("stop", name, timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, trust_env=False, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
