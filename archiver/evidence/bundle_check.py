@@ -360,7 +360,8 @@ def _sections(manifest: dict[str, Any], log: _Log, v: Verdict) -> list[Section] 
             v.problems.append(f"log.jsonl: the entries of {p.get('link')}: {exc}")
             return None
         cov = (manifest.get("coverage") or {}).get(str(p.get("channel_id")))
-        sections.append(post_section(facts, cov, frozenset(manifest.get("captures_missing") or [])))
+        missing = frozenset(manifest.get("captures_missing") or [])
+        sections.append(post_section(facts, cov, missing, manifest.get("made_at")))
     for key, entries in by_post.items():
         v.problems.append(
             f"log.jsonl: entry {entries[0][0]} is about a post manifest.json does not list"

@@ -496,7 +496,7 @@ async def make_bundle(
                 sections.append(unlogged_section(posts_json[i]))
             else:
                 cov = coverage.get(str(w.channel_id))
-                sections.append(post_section(pf, cov, frozenset(missing)))
+                sections.append(post_section(pf, cov, frozenset(missing), made))
         h = put("report.md")
         for _, text in markdown_parts(sections):
             h.write(text.encode("utf-8"))

@@ -9,6 +9,7 @@ entries do not. Times are UTC, as the log writes them.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 from collections.abc import Iterator, Sequence
@@ -122,10 +123,12 @@ def _deletion(f: PostFacts) -> str:
     return "No deletion observed."
 
 
-def _coverage(f: PostFacts, cov: dict[str, Any] | None) -> Block:
+def _coverage(f: PostFacts, cov: dict[str, Any] | None, made_at: str | None) -> Block:
     if not cov:
         return ("p", "Coverage: the archive holds no coverage for this channel.")
     lo, hi = _dt(f.first_at) - AROUND, _dt(f.last_at) + AROUND
+    with contextlib.suppress(ValueError):  # a garbled made_at: the report will not match
+        hi = min(hi, _dt(made_at or ""))  # not past when the bundle was made
     items = [
         f"watched since {_t(cov.get('watched_since'))}; last successful check"
         f" {_t(cov.get('last_check_at'))}; last full re-read {_t(cov.get('last_full_check_at'))}"
@@ -154,9 +157,13 @@ def _coverage(f: PostFacts, cov: dict[str, Any] | None) -> Block:
 
 
 def post_section(
-    f: PostFacts, cov: dict[str, Any] | None, missing: frozenset[str] = frozenset()
+    f: PostFacts,
+    cov: dict[str, Any] | None,
+    missing: frozenset[str] = frozenset(),
+    made_at: str | None = None,
 ) -> Section:
-    """A post's part of the report; ``missing``: captures the archive no longer kept."""
+    """A post's part of the report; ``missing``: captures the archive no longer kept;
+    ``made_at``: when the bundle was made (coverage is shown up to then)."""
     who = f"@{f.username}" if f.username else "a channel without username"
     blocks: list[Block] = [
         ("h2", f.link),
@@ -198,7 +205,7 @@ def post_section(
     ]
     blocks.append(("table", ("entry", "observed", "what", "source", "capture"), rows))
     blocks.append(("h3", "Coverage of the channel around it"))
-    blocks.append(_coverage(f, cov))
+    blocks.append(_coverage(f, cov, made_at))
     return Section(f.link, f"post-{f.channel_id}-{f.message_id}", tuple(blocks))
 
 

@@ -110,6 +110,8 @@ def test_round_trip_through_the_cli(db: Path, tmp_path: Path) -> None:
     assert "Deleted: confirmed at" in md and "(web\\_embed)" in md
     assert "Not shown in a listing" not in md  # the confirmed deletion is the claim now
     assert "missing" not in md.split("## https://t.me/vsaldo/2")[1]
+    today = utcnow().date()
+    assert f"no window without watching between {today - timedelta(days=7)} and {today} " in md
     lines = [json.loads(x) for x in read_member(out, "log.jsonl").splitlines()]
     assert {x["kind"] for x in lines if "content" in x} == {"seen", "edited", "missing", "deleted"}
     with zipfile.ZipFile(out) as zf:
