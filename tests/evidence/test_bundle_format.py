@@ -303,6 +303,20 @@ def _warc_byte(data: bytes) -> bytes:
     return b"".join(gzip.compress(m) for m in members)
 
 
+def _warc_date(data: bytes) -> bytes:
+    """The web capture's WARC-Date a day earlier (the record re-compressed as warcio writes)."""
+    import gzip
+
+    members = _members(data)
+    for i, m in enumerate(members):
+        if b"WARC-Date: 2024-05-01T13:00:00Z" in m:
+            members[i] = flip(m, b"WARC-Date: 2024-05-01", b"WARC-Date: 2024-04-30")
+            break
+    else:
+        raise AssertionError("no web capture")
+    return b"".join(gzip.compress(m) for m in members)
+
+
 CASES = [
     # (name, file, change, what the problem line must say)
     ("report text", "report.md", lambda d: flip(d, "19:00 з".encode(), "17:00 з".encode()),
@@ -313,6 +327,8 @@ CASES = [
      ["report.md line", "its head"]),
     ("capture bytes", "captures.warc.gz", _warc_byte,
      ["captures.warc.gz record", "do not hash to its WARC-Block-Digest"]),
+    ("capture date", "captures.warc.gz", _warc_date,
+     ["captures.warc.gz record", "WARC-Date is not when entry"]),
     ("log entry content", "log.jsonl", lambda d: flip(d, b"19:00", b"17:00"),
      ["log.jsonl line 3 (entry 3)", "content does not hash to its content_sha"]),
     ("log entry content re-hashed", "log.jsonl", _change_content,
