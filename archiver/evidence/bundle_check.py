@@ -53,7 +53,7 @@ from archiver.evidence.report import (
     unlogged_section,
 )
 from archiver.evidence.stamps import Stamp, TokenProblem, check_token
-from archiver.evidence.warc import WarcError, read_captures
+from archiver.evidence.warc import WarcError, read_captures, warc_date
 
 MAX_PROBLEMS = 50  # past this many, the rest are counted, not listed
 
@@ -307,11 +307,16 @@ def _check_captures(zf: zipfile.ZipFile, manifest: dict[str, Any], log: _Log, v:
                     v.problems.append(f"{where}: no log entry names these bytes as its capture")
                     continue
                 found.add(rec.sha256)
-                urls = {
-                    (e.content.get("capture") or {}).get("url") for e in entries
-                } - {None}  # fmt: skip
+                refs = [e.content.get("capture") or {} for e in entries]
+                urls = {r.get("url") for r in refs} - {None}
                 if urls and rec.uri not in urls:
                     v.problems.append(f"{where}: entry {entries[0].seq} names another URL")
+                dates = {warc_date(str(r["fetched_at"])) for r in refs if r.get("fetched_at")}
+                if dates and rec.date not in dates:
+                    v.problems.append(
+                        f"{where}: its WARC-Date is not when entry {entries[0].seq} says it was"
+                        " fetched"
+                    )
         except WarcError as exc:
             v.problems.append(f"captures.warc.gz: {exc}")
             return records
