@@ -98,8 +98,23 @@ class NotWritable(TelewatchError):
             folder = p if p.is_dir() else p.parent
         except OSError:  # not even its folder can be looked into
             folder = p.parent
-        super().__init__(
-            f"{p}: permission denied (telewatch runs as uid {uid}); give that user access to "
-            f"the folder, e.g. `sudo chown -R {uid}:{uid} {folder}`"
-        )
+        if _read_only_fs(folder):
+            message = (
+                f"{p}: on a read-only filesystem (a volume mounted read-only, `:ro`?); telewatch"
+                " writes the archive and its -wal/-shm files there: mount it read-write"
+            )
+        else:
+            message = (
+                f"{p}: permission denied (telewatch runs as uid {uid}); give that user access "
+                f"to the folder, e.g. `sudo chown -R {uid}:{uid} {folder}`"
+            )
+        super().__init__(message)
         self.path = p
+
+
+def _read_only_fs(folder: Path) -> bool:
+    """Whether ``folder`` is on a filesystem mounted read-only (there chown cannot help)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -10,7 +10,6 @@ entry without its change. Readers: :func:`entries_for_post`, :func:`links`,
 
 from __future__ import annotations
 
-import json
 import logging
 import zlib
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
+import orjson
 
 from archiver.evidence import chain
 from archiver.evidence.capture import Raw
@@ -37,7 +37,7 @@ _COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Observation:
     """One observation to log. ``version``: (text, entities JSON, content_sha) of
     ``version_id`` when the caller has it at hand (else it is read from ``versions``)."""
@@ -124,7 +124,7 @@ def content_of(
         out["version"] = {
             "id": obs.version_id,
             "text": text,
-            "entities": json.loads(entities) if entities else None,
+            "entities": orjson.loads(entities) if entities else None,
             "content_sha": content_sha,
         }
     for key in ("prev_version_id", "edit_date", "parts", "how", "evidence"):

@@ -47,11 +47,27 @@ class Summary:
     captures_pruned: int
 
 
-async def _version(archive: Archive, vid: int) -> tuple[str, Any] | None:
-    row = await archive.fetchone("SELECT text, entities FROM versions WHERE id = ?", (vid,))
-    if row is None:
+async def _versions(archive: Archive, ids: set[int]) -> dict[int, tuple[str, Any]]:
+    """The text and entities of these versions (one query per 500)."""
+    out: dict[int, tuple[str, Any]] = {}
+    uniq = sorted(ids)
+    for i in range(0, len(uniq), 500):
+        chunk = uniq[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in await archive.fetchall(
+            f"SELECT id, text, entities FROM versions WHERE id IN ({marks})", chunk
+        ):
+            out[r[0]] = (r[1], json.loads(r[2]) if r[2] else None)
+    return out
+
+
+def _version_id(content_text: str) -> int | None:
+    try:
+        version = json.loads(content_text).get("version")
+    except (ValueError, AttributeError):
         return None
-    return row[0], json.loads(row[1]) if row[1] else None
+    vid = version.get("id") if isinstance(version, dict) else None
+    return vid if isinstance(vid, int) else None
 
 
 def _columns(r: Any, content: dict[str, Any]) -> str | None:
@@ -76,6 +92,7 @@ class _Verifier:
         self.archive = archive
         self.captures: dict[str, str | None] = {}  # sha -> None (good or pruned) / a problem
         self.pruned = 0
+        self.versions: dict[int, tuple[str, Any]] = {}  # of the chunk being checked
 
     async def capture(self, sha: str) -> str | None:
         if sha in self.captures:
@@ -112,7 +129,7 @@ class _Verifier:
         version = content.get("version")
         if isinstance(version, dict):
             vid = version.get("id")
-            held = await _version(self.archive, int(vid)) if isinstance(vid, int) else None
+            held = self.versions.get(vid) if isinstance(vid, int) else None
             if held is None:
                 return f"version {vid} it logged is no longer in the archive"
             if held[0] != version.get("text"):
@@ -145,6 +162,8 @@ async def check(archive: Archive) -> tuple[chain.Broken | None, Summary]:
         " ORDER BY seq"
     ) as cur:
         while rows := await cur.fetchmany(_FETCH):
+            wanted_versions = {i for r in rows if (i := _version_id(r[9])) is not None}
+            v.versions = await _versions(archive, wanted_versions)
             for r in rows:
                 seq = int(r[0])
                 if seq != expected:

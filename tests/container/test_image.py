@@ -298,6 +298,21 @@ def test_an_unwritable_data_folder_is_one_clear_line(project: Project) -> None:
     ]
 
 
+def test_a_read_only_data_volume_is_one_clear_line(project: Project) -> None:
+    """`-v ./data:/data:ro` (a mount made read-only by mistake, or a backup share): one line
+    that says so, not "permission denied ... chown" (chown cannot help there), and exit 1."""
+    words = project.docker_run(DEMO)
+    i = words.index(f"{project.path}/data:/data")
+    words[i] += ":ro"
+    out = podman(*words)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        "Error: data: on a read-only filesystem (a volume mounted read-only, `:ro`?); telewatch"
+        " writes the archive and its -wal/-shm files there: mount it read-write"
+    ]
+
+
 def test_import_search_backup_and_restore_in_the_documented_layout(project: Project) -> None:
     copy_example_config(project)  # the example as it is: data/telewatch.db, data/backups ...
     export = project.data / "ChatExport_2024-05-01" / "result.json"

@@ -7,12 +7,15 @@ import hashlib
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from archiver.evidence.chain import (
     GENESIS,
     Broken,
     Link,
     canonical,
+    canonical_reference,
     entry_hash,
     sha256_hex,
     verify_links,
@@ -106,3 +109,18 @@ def test_the_first_broken_link_is_named(tamper, broken: Broken) -> None:  # type
     links = tamper(build(["one", "two", "three", "four"], [None, None, "c" * 64, None]))
     assert verify_links(links) == broken
     assert str(broken).startswith(f"entry {broken.seq}: ")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+    | st.text(st.characters(blacklist_categories=("Cs",))),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(st.characters(blacklist_categories=("Cs",)), max_size=8), inner,
+                      max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(JSON_VALUES)
+def test_canonical_is_the_json_dumps_definition(value: object) -> None:
+    assert canonical(value) == canonical_reference(value)
