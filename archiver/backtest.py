@@ -132,19 +132,20 @@ async def _hydrate(archive: Archive, found: Sequence[_Found]) -> list[BacktestHi
     return out
 
 
-async def _ruleset(archive: Archive, rules: Sequence[Rule] | RuleSet) -> RuleSet:
+async def _ruleset(archive: Archive, rules: Sequence[Rule] | RuleSet, tz: str) -> RuleSet:
     if isinstance(rules, RuleSet):
         return rules
-    compiled = RuleSet.compile(rules, strict=True).rules  # bad rules fail before any read
+    compiled = RuleSet.compile(rules, strict=True, tz=tz).rules  # bad rules fail before any read
     return RuleSet(compiled, stats=await sample_stats(archive))
 
 
 async def iter_backtest(
-    archive: Archive, rules: Sequence[Rule] | RuleSet
+    archive: Archive, rules: Sequence[Rule] | RuleSet, *, tz: str = "UTC"
 ) -> AsyncIterator[BacktestHit]:
     """Every (rule, post) match with its snippet, newest post first (``rules test --json``).
-    A bad rule raises :class:`~archiver.errors.RuleError` before anything is read."""
-    ruleset = await _ruleset(archive, rules)
+    A bad rule raises :class:`~archiver.errors.RuleError` before anything is read. ``tz``:
+    the time zone of ``since:``/``until:`` days (the display one, as live matching)."""
+    ruleset = await _ruleset(archive, rules, tz)
     batch: list[_Found] = []
     async for f in _scan(archive, ruleset):
         batch.append(f)
@@ -158,10 +159,10 @@ async def iter_backtest(
 
 
 async def backtest(
-    archive: Archive, rules: Sequence[Rule] | RuleSet, *, newest: int = 3
+    archive: Archive, rules: Sequence[Rule] | RuleSet, *, newest: int = 3, tz: str = "UTC"
 ) -> list[RuleResult]:
     """Per rule (in the order given): the number of posts matched and the ``newest`` few."""
-    ruleset = await _ruleset(archive, rules)
+    ruleset = await _ruleset(archive, rules, tz)
     results = {id(cr): RuleResult(cr.rule) for cr in ruleset.rules}
     keep: list[_Found] = []
     async for f in _scan(archive, ruleset):

@@ -790,13 +790,14 @@ async def rules_test(app: App, rules_file: Path | None, newest: int, as_json: bo
     to_test = parse_rules_file(rules_file) if rules_file else app.settings.rules
     if not to_test:
         raise TelewatchError("no rules to test: add [[rules]] to the config, or give --rules FILE")
+    tz = app.settings.display.timezone.key
     archive = await app.open_archive(create=False)
     try:
         if as_json:
-            async for hit in iter_backtest(archive, to_test):
+            async for hit in iter_backtest(archive, to_test, tz=tz):
                 click.echo(hit_json_line(hit))
         else:
-            results = await backtest(archive, to_test, newest=newest)
+            results = await backtest(archive, to_test, newest=newest, tz=tz)
             lines = format_backtest(
                 results, app.settings.display.timezone, color=sys.stdout.isatty()
             )
@@ -978,7 +979,7 @@ async def _one_pass(app: App, command: str) -> None:
         raise TelewatchError(
             "no channels configured: add [[channels]] to the config (see config.example.toml)"
         )
-    loader = RuleLoader(settings.rules)  # a bad rule stops here, before any network
+    loader = RuleLoader.for_settings(settings)  # a bad rule stops here, before any network
     with instance_lock(settings, session=uses_telethon(settings), command=command):
         archive = await app.open_archive()
         try:

@@ -102,13 +102,13 @@ async def run_demo(path: Path, echo: Echo, *, tz_name: str = "Europe/Kyiv") -> N
         echo("\n== 3. Rules, in the same language; backtested over the archive first")
         for rule in DEMO_RULES:
             echo(f"   {rule.name}: {rule.query}  -> notify {', '.join(map(str, rule.notify))}")
-        for res in await backtest(archive, DEMO_RULES, newest=2):
+        for res in await backtest(archive, DEMO_RULES, newest=2, tz=tz_name):
             echo(f"   {res.rule.name}: {res.matches} past post(s) would have matched")
 
         echo(
             "\n== 4. Live: the channel's backfill is done; what arrives now is checked by the rules"
         )
-        RuleLoader(DEMO_RULES).install(archive)
+        RuleLoader(DEMO_RULES, tz_name).install(archive)
         await set_cursor(archive, channel.channel_id, backfilled=True)
         last = await archive.fetchone(
             "SELECT max(message_id) FROM posts WHERE channel_id = ?", (channel.channel_id,)

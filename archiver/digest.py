@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
@@ -37,6 +38,10 @@ META_KEY = "digest_last_at"
 WINDOW = timedelta(days=1)
 MAX_LINKS = 5  # links shown per rule
 MAX_CHARS = 4000  # Telegram allows 4096 characters per message
+
+
+def _english(text: str) -> str:
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +67,12 @@ async def build_digests(
     tz: tzinfo,
     max_links: int = MAX_LINKS,
     recipient: int | None = None,
+    _: Callable[[str], str] = _english,
 ) -> list[Digest]:
     """One digest per recipient with alerts created in ``[since, until)``, by recipient id
-    (of ``recipient`` only, when given: a personal digest)."""
+    (of ``recipient`` only, when given: a personal digest). ``_`` translates its words (the
+    bot passes the recipient's language; the ids are in bot/locales, extracted from this
+    file too); ``{name}`` fields are filled in after translation."""
     only = "" if recipient is None else " AND a.recipient = ?"
     rows = await archive.fetchall(
         "SELECT a.recipient, a.rules, a.kind, a.post_id, p.message_id, p.date, c.id AS cid,"
@@ -89,20 +97,22 @@ async def build_digests(
     digests: list[Digest] = []
     for recipient, rules in sorted(by_recipient.items()):
         posts = {pid for matched in rules.values() for pid in matched}
-        head = (
-            f"telewatch daily digest: {len(posts)} post(s) matched your rules since "
-            f"{since.astimezone(tz):%Y-%m-%d %H:%M} ({getattr(tz, 'key', tz)})"
+        head = _("telewatch daily digest: {n} post(s) matched your rules since {since} ({tz})")
+        head = head.format(
+            n=len(posts), since=f"{since.astimezone(tz):%Y-%m-%d %H:%M}", tz=getattr(tz, "key", tz)
         )
+        kinds = {"edited": _("edited"), "reverted": _("edit reverted"), "deleted": _("deleted"),
+                 "restored": _("restored")}  # fmt: skip
         lines = [head]
         for name in sorted(rules, key=lambda n: (-len(rules[n]), n)):
             matched = sorted(rules[name].values(), key=lambda m: m.date, reverse=True)
             lines.append("")
             lines.append(f"{name}: {len(matched)}")
             for m in matched[:max_links]:
-                note = "" if m.kind == "new" else f" ({m.kind})"
+                note = "" if m.kind == "new" else f" ({kinds.get(m.kind, m.kind)})"
                 lines.append(f"  {m.channel}, {m.date.astimezone(tz):%d.%m %H:%M}{note}: {m.link}")
             if len(matched) > max_links:
-                lines.append(f"  and {len(matched) - max_links} more")
+                lines.append("  " + _("and {n} more").format(n=len(matched) - max_links))
         digests.append(Digest(recipient, _fit(lines), len(posts)))
     return digests
 

@@ -29,6 +29,7 @@ from operator import methodcaller
 from zoneinfo import ZoneInfo
 
 from archiver.channels import BadChannelRef, parse_ref
+from archiver.config import Settings
 from archiver.errors import QueryError, RuleError
 from archiver.models import POST_KINDS, Rule
 from archiver.query import (
@@ -256,10 +257,12 @@ def describe(rule: Rule) -> str:
     return f"personal rule {rule.id} {rule.name!r} of {rule.owner}"
 
 
-def compile_rule(rule: Rule) -> CompiledRule:
-    """Parse and index one rule; :class:`RuleError` names the rule and the error's position."""
+def compile_rule(rule: Rule, tz: str = "UTC") -> CompiledRule:
+    """Parse and index one rule; :class:`RuleError` names the rule and the error's position.
+    ``tz`` (an IANA name) is the time zone whose days ``since:``/``until:`` name: the display
+    time zone (``[display] timezone``), as in search, so a rule's day is the day dates show."""
     try:
-        query = parse(rule.query)
+        query = parse(rule.query, tz)
     except QueryError as exc:
         raise RuleError(
             f"{describe(rule)}: query {rule.query!r}: {exc}; fix or remove the rule"
@@ -385,17 +388,23 @@ class RuleSet:
 
     @classmethod
     def compile(
-        cls, rules: Iterable[Rule], *, strict: bool = True, stats: KeyStats | None = None
+        cls,
+        rules: Iterable[Rule],
+        *,
+        strict: bool = True,
+        stats: KeyStats | None = None,
+        tz: str = "UTC",
     ) -> RuleSet:
         """Compile rules. ``strict``: any bad rule raises one :class:`RuleError` naming every
         bad rule (the good ones are not kept half-loaded). Otherwise bad rules are logged,
         skipped and listed in :attr:`broken` (personal rules: one journalist's rule that a
-        newer telewatch no longer accepts must not stop everyone's alerts)."""
+        newer telewatch no longer accepts must not stop everyone's alerts). ``tz``: the
+        time zone of ``since:``/``until:`` days (:func:`compile_rule`)."""
         good: list[CompiledRule] = []
         bad: list[RuleError] = []
         for rule in rules:
             try:
-                good.append(compile_rule(rule))
+                good.append(compile_rule(rule, tz))
             except RuleError as exc:
                 bad.append(exc)
         if bad and strict:
@@ -464,12 +473,17 @@ class RuleLoader:
     Each reload files the rules using key counts of the archive's newest posts
     (:func:`sample_stats`), sampled once per process (again while the archive is young).
 
-    ``RuleLoader(settings.rules).install(archive)``; ingest then calls it before each write.
+    ``RuleLoader.for_settings(settings).install(archive)``; ingest then calls it before each
+    write. ``tz``: the time zone whose days ``since:``/``until:`` name, config and personal
+    rules alike (the display time zone: :meth:`for_settings`).
     """
 
-    def __init__(self, config_rules: Sequence[Rule]) -> None:
+    def __init__(self, config_rules: Sequence[Rule], tz: str = "UTC") -> None:
+        self.tz = tz
         # Strict: one error naming every bad rule, and nothing starts.
-        self.config: tuple[CompiledRule, ...] = RuleSet.compile(config_rules, strict=True).rules
+        self.config: tuple[CompiledRule, ...] = RuleSet.compile(
+            config_rules, strict=True, tz=tz
+        ).rules
         self._stamp: tuple[object, ...] | None = None
         self._personal: dict[int, CompiledRule] = {}
         self._stats: KeyStats | None = None
@@ -479,6 +493,11 @@ class RuleLoader:
         archive.matcher_loader = self
         archive.matcher = self._current
         return self
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RuleLoader:
+        """The config's rules, with days in the display time zone (``[display] timezone``)."""
+        return cls(settings.rules, settings.display.timezone.key)
 
     async def __call__(self, archive: Archive) -> RuleSet:
         from archiver.store.personal_rules import list_rules, rules_stamp
@@ -497,7 +516,7 @@ class RuleLoader:
             cr = self._personal.get(rule.id)
             if cr is None or cr.rule != rule:
                 try:
-                    cr = compile_rule(rule)
+                    cr = compile_rule(rule, self.tz)
                 except RuleError as exc:
                     log.warning("skipping a personal rule that does not compile: %s", exc)
                     broken.append(exc)

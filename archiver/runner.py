@@ -275,7 +275,7 @@ async def _start(
     from archiver.scheduler import Scheduler
 
     loop = asyncio.get_running_loop()
-    loader = RuleLoader(settings.rules)  # a bad config rule stops start-up here
+    loader = RuleLoader.for_settings(settings)  # a bad config rule stops start-up here
     archive = await Archive.open(settings.storage.path)
     stack.push_async_callback(archive.close)
     loader.install(archive)

@@ -32,14 +32,14 @@ from telegram.ext import Application, ApplicationBuilder, Defaults
 from archiver.config import Settings, require
 from archiver.errors import ConfigError
 from archiver.store.archive import Archive
-from archiver.store.user_langs import all_langs
+from archiver.store.user_langs import all_langs, all_seen_langs
 from bot.access import AccessPolicy
-from bot.alerts import alert_buttons, alert_html, summary_html
+from bot.alerts import alert_buttons, alert_html, summary_buttons, summary_html
 from bot.delivery import Delivery, Limits, RetryPolicy
 from bot.digests import PersonalDigests
 from bot.handlers import register
 from bot.handlers.common import COMMANDS
-from bot.i18n import LANGS, Translate, translator
+from bot.i18n import LANGS, translator
 from bot.services import KEY, Services
 
 log = logging.getLogger(__name__)
@@ -127,15 +127,16 @@ async def _post_init(app: App) -> None:
     app.bot_data[KEY] = svc
     await _check_access(svc)
     svc.langs.update(await all_langs(archive))
-
-    def speak(chat: int) -> Translate:  # a private chat's id is its user's; groups: English
-        return translator(svc.langs.get(chat, "en"))
+    svc.seen_langs.update(await all_seen_langs(archive))
+    speak = svc.speak  # a private chat's id is its user's; a group's /lang is under its id
 
     svc.delivery = Delivery(
         archive,
         app.bot,
         lambda row: alert_html(row, tz, config_rules, speak(row.recipient)),
-        buttons=lambda row: alert_buttons(row, speak(row.recipient)),
+        buttons=lambda row: (summary_buttons if row.held else alert_buttons)(
+            row, speak(row.recipient)
+        ),
         render_summary=lambda row: summary_html(row, tz, speak(row.recipient)),
         tz=tz,
         refusal=svc.access.refusal,
@@ -146,7 +147,8 @@ async def _post_init(app: App) -> None:
         send_timeout=opts.send_timeout,
     )
     svc.digests = PersonalDigests(archive, app.bot, settings, svc.delivery.limiter,
-                                  poll_seconds=min(30.0, settings.bot.poll_seconds))  # fmt: skip
+                                  poll_seconds=min(30.0, settings.bot.poll_seconds),
+                                  speak=speak)  # fmt: skip
     await _set_menus(app, settings)
     svc.delivery.start()
     svc.digests.start()

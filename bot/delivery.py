@@ -662,9 +662,8 @@ class Delivery:
 
     def _render(self, row: AlertRow) -> tuple[str, InlineKeyboardMarkup | None] | Exception:
         try:
-            if row.held:
-                return self.render_summary(row), None
-            return self.render(row), self.buttons(row) if self.buttons is not None else None
+            text = self.render_summary(row) if row.held else self.render(row)
+            return text, self.buttons(row) if self.buttons is not None else None
         except Exception as exc:  # a bug in rendering: _deliver counts it as a failed try
             log.exception("alert %d: could not be rendered", row.id)
             return exc

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -38,6 +39,7 @@ from archiver.store.personal_digests import (
 )
 from bot.delivery import RateLimiter, not_accepted
 from bot.format import esc
+from bot.i18n import Translate, translator
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,9 @@ class PersonalDigests:
         settings: Settings,
         limiter: RateLimiter | None = None,
         poll_seconds: float = 30.0,
+        speak: Callable[[int], Translate] | None = None,
     ) -> None:
+        self.speak = speak or (lambda _chat: translator("en"))  # chat id -> its language
         self.archive = archive
         self.bot = bot
         self.settings = settings
@@ -103,15 +107,15 @@ class PersonalDigests:
         return sent
 
     async def _send(self, d: DueDigest, tz: ZoneInfo) -> bool:
+        _ = self.speak(d.chat_id)
         found = await build_digests(self.archive, since=d.since, until=d.due, tz=tz,
-                                    recipient=d.chat_id)  # fmt: skip
+                                    recipient=d.chat_id, _=_)  # fmt: skip
         text = (
             found[0].text
             if found
-            else (
-                f"telewatch daily digest: no post matched your rules since "
-                f"{d.since.astimezone(tz):%Y-%m-%d %H:%M} ({tz.key})"
-            )
+            else _(
+                "telewatch daily digest: no post matched your rules since {since} ({tz})"
+            ).format(since=f"{d.since.astimezone(tz):%Y-%m-%d %H:%M}", tz=tz.key)
         )
         await self._slot(d.chat_id)
         try:

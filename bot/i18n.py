@@ -1,12 +1,15 @@
 """The bot's languages: English, Ukrainian and Russian, from gettext catalogs.
 
 The catalogs are the ``.po`` files in ``bot/locales/<lang>/LC_MESSAGES/messages.po`` (kept
-in the repository, edited as text; ``pybabel extract -k _ -o messages.pot bot`` lists the
-message ids), read once with Babel when first needed: no compiled ``.mo`` files to keep in
-step. A message id is the English text, with ``{name}`` fields filled in after translation.
+in the repository, edited as text; ``pybabel extract -k _ -o messages.pot bot
+archiver/digest.py`` lists the message ids: the archiver's digest takes a translator from
+the bot, see :data:`HOOKED`), read once with Babel when first needed: no compiled ``.mo``
+files to keep in step. A message id is the English text, with ``{name}`` fields filled in
+after translation.
 
 A user's language: the one they chose with ``/lang`` (kept in the archive, table
-``user_langs``), else their Telegram client's ``language_code`` when it is one of
+``user_langs``), else their Telegram client's ``language_code`` (kept in ``seen_langs`` when
+they talk to the bot, for the alerts and digests sent them) when it is one of
 :data:`LANGS`, else English. ``tests/bot/test_bot_i18n.py`` checks that every ``_("...")`` of
 the bot has a translation in every catalog.
 """
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 LANGS = ("en", "uk", "ru")
 NAMES = {"en": "English", "uk": "Українська", "ru": "Русский"}
 LOCALES = Path(__file__).parent / "locales"
+# Archiver modules whose texts the bot translates through a ``_`` it passes in (the archiver
+# does not import the bot): their ``_("...")`` ids are in the catalogs too.
+HOOKED = (Path(__file__).parent.parent / "archiver" / "digest.py",)
 
 Translate = Callable[[str], str]
 

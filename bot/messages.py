@@ -13,13 +13,14 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from archiver.diff import word_diff
-from archiver.display import event_words
+from archiver.store.deletions import HOW
 from archiver.store.followed import Followed
 from archiver.store.following import ChannelStatus
 from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
-from archiver.store.search import ChannelStats, Hit, PostHistory
+from archiver.store.search import ChannelStats, HistoryEvent, Hit, PostHistory
 from archiver.store.vocabulary import Suggestion
+from bot.alerts import how_of
 from bot.format import (
     MAX_MESSAGE,
     esc,
@@ -130,6 +131,35 @@ def latest_blocks(hits: Sequence[Hit], tz: ZoneInfo, where: str | None, _: Tr = 
 # ---------------------------------------------------------------------------- archive
 
 
+def observed_words(e: HistoryEvent, _: Tr = str) -> str:
+    """What was observed, in words of ``_`` (:func:`archiver.display.event_words` in the
+    user's language). Evidence is quoted as it was recorded, unless it is the standard text
+    of how the deletion was noticed (then that, translated)."""
+    events = {
+        "edited": _("new version {v}"),
+        "late": _("an older version {v} arrived late"),
+        "reverted": _("back to version {v}"),
+        "missing": _("not shown in the channel's listing (not a confirmed deletion)"),
+        "deleted": _("DELETED"),
+        "restored": _("RESTORED: shown again after its deletion"),
+        "present": _("shown again"),
+    }
+    parts = {"fmt": _("formatting"), "links": _("link targets"), "html": _("rendered HTML"),
+             "text": _("text"), "media": _("media")}  # fmt: skip
+    what = events.get(e.kind, e.kind).format(v=e.version or "?")
+    if e.parts:
+        changed = ", ".join(parts.get(p, p) for p in e.parts)
+        what += " (" + _("changed: {parts}").format(parts=changed) + ")"
+    if e.evidence and e.kind in ("deleted", "missing"):
+        evidence = e.evidence
+        if e.how is not None and evidence == HOW.get(e.how):
+            evidence = how_of(e.how, _)
+        elif e.kind == "missing" and evidence == "not shown in the channel's listing":
+            evidence = _("not shown in the channel's listing")
+        what += f": {evidence}"
+    return what
+
+
 def history_blocks(h: PostHistory, tz: ZoneInfo, _: Tr = str) -> list[str]:
     """Every version in the order telewatch observed it, what was observed when, and how a
     deletion was established (docs/record.md)."""
@@ -162,10 +192,12 @@ def history_blocks(h: PostHistory, tz: ZoneInfo, _: Tr = str) -> list[str]:
     if h.events:
         lines = []
         for e in h.events:
-            lines.append(f"{esc(local_time(e.at, tz))} · {esc(event_words(e))}")
+            lines.append(f"{esc(local_time(e.at, tz))} · {esc(observed_words(e, _))}")
         blocks.append("<b>" + _("Observed") + "</b>\n" + "\n".join(lines))
     if h.deleted:
         how = h.deleted_evidence or h.deleted_how
+        if h.deleted_how is not None and how in (h.deleted_how, HOW.get(h.deleted_how)):
+            how = how_of(h.deleted_how, _)  # the standard words: translated
         confirmed = _("confirmed {when}").format(when=esc(local_time(h.deleted_at, tz)))
         blocks.append(
             "🗑 <b>" + _("Deleted") + f"</b> <i>({confirmed}{': ' + esc(how) if how else ''})</i>"

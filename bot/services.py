@@ -7,6 +7,8 @@ reach it with :func:`services`.
 from __future__ import annotations
 
 import itertools
+import logging
+import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -16,9 +18,13 @@ from telegram.ext import CallbackContext
 from archiver.config import Settings
 from archiver.query import Query, parse
 from archiver.store.archive import Archive
+from archiver.store.user_langs import set_seen_lang
 from bot.access import AccessPolicy
 from bot.delivery import Delivery
 from bot.digests import PersonalDigests
+from bot.i18n import Translate, pick, translator
+
+log = logging.getLogger(__name__)
 
 KEY = "telewatch"
 
@@ -68,6 +74,43 @@ class Services:
     # user id -> the language chosen with /lang: alerts to a private chat (its id is the
     # user's) are rendered in it without reading the archive on the hot path
     langs: dict[int, str] = field(default_factory=dict)
+    # chat id -> the language seen for it (a user's client language, a group's first user's)
+    seen_langs: dict[int, str] = field(default_factory=dict)
+    unsaved_langs: set[int] = field(default_factory=set)  # seen, but not yet in the archive
+
+    def chat_lang(self, chat: int) -> str:
+        """The language of what is sent to ``chat`` unasked (alerts, summaries, digests): its
+        /lang (a group's is an admin's), else the one seen for it, else English."""
+        return self.langs.get(chat) or self.seen_langs.get(chat) or "en"
+
+    def speak(self, chat: int) -> Translate:
+        return translator(self.chat_lang(chat))
+
+    async def seen(self, user: int, language_code: str | None, chat: int, private: bool) -> None:
+        """An allowed user talked to the bot: keep their client's language for their private
+        chat (updated when it changes), and for a group with none yet, the user's language
+        (their /lang, else their client's): the group is theirs until an admin's /lang."""
+        if private:
+            if language_code is None:
+                return  # Telegram leaves it out for some clients: keep what was seen
+            lang = pick(None, language_code)
+            if self.seen_langs.get(chat) == lang and chat not in self.unsaved_langs:
+                return
+            replace = True
+        elif chat not in self.seen_langs or chat in self.unsaved_langs:
+            lang = self.seen_langs.get(chat) or pick(self.langs.get(user), language_code)
+            replace = False
+        else:
+            return
+        self.seen_langs[chat] = lang  # used at once; kept in the archive when it can be
+        try:
+            await set_seen_lang(self.archive, chat, lang, replace=replace)
+        except sqlite3.Error as exc:  # a busy or full archive must not refuse the command
+            log.warning("the language seen for chat %d was not kept (%s): tried again when "
+                        "it talks next", chat, exc)  # fmt: skip
+            self.unsaved_langs.add(chat)
+        else:
+            self.unsaved_langs.discard(chat)
 
     def parse(self, text: str) -> Query:
         """A query whose ``since:``/``until:`` days are days in the display time zone."""

@@ -448,7 +448,17 @@ MIGRATIONS: list[str] = [
         lang TEXT NOT NULL
     );
     """,
-    # 11 (evidence, issue 19; docs/evidence.md): raw captures (content-addressed, zlib), the
+    # 11 (bot, issue 16): the language of a chat that chose none with /lang: a user's
+    # Telegram client language_code (en, uk or ru; else en) as last seen when they talked to
+    # the bot; a group's, that of the first allowed user who used the bot there. A group's
+    # /lang (an admin's) is a user_langs row under the group's chat id.
+    """
+    CREATE TABLE seen_langs (
+        chat_id INTEGER PRIMARY KEY,
+        lang TEXT NOT NULL
+    );
+    """,
+    # 12 (evidence, issue 19; docs/evidence.md): raw captures (content-addressed, zlib), the
     # hash-chained observation log (one entry per observation that changed the record, written
     # in the same transaction as the change) and its daily roots. The log of an existing
     # archive is rebuilt from posts, versions and post_events by Python in this migration's

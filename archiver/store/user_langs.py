@@ -1,4 +1,6 @@
-"""The language each user chose for the bot (``/lang``)."""
+"""The language each user (or group, under its chat id) chose for the bot (``/lang``), and
+the one seen for a chat that chose none (``seen_langs``: a user's Telegram client language,
+a group's first user's)."""
 
 from __future__ import annotations
 
@@ -21,4 +23,20 @@ async def set_lang(archive: Archive, user_id: int, lang: str) -> None:
         "INSERT INTO user_langs (user_id, lang) VALUES (?, ?)"
         " ON CONFLICT (user_id) DO UPDATE SET lang = excluded.lang",
         (user_id, lang),
+    )
+
+
+async def all_seen_langs(archive: Archive) -> dict[int, str]:
+    """Chat id -> the language seen for it (used when it chose none)."""
+    rows = await archive.fetchall("SELECT chat_id, lang FROM seen_langs")
+    return {int(r[0]): str(r[1]) for r in rows}
+
+
+async def set_seen_lang(archive: Archive, chat_id: int, lang: str, *, replace: bool) -> None:
+    """Record the language seen for a chat; ``replace=False`` keeps one already there (a
+    group keeps its first user's)."""
+    conflict = "DO UPDATE SET lang = excluded.lang" if replace else "DO NOTHING"
+    await archive.write(
+        f"INSERT INTO seen_langs (chat_id, lang) VALUES (?, ?) ON CONFLICT (chat_id) {conflict}",
+        (chat_id, lang),
     )

@@ -9,12 +9,14 @@ from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.error import TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
+from archiver.channels import BadChannelRef
 from archiver.errors import ChannelNotFound, QueryError, TelewatchError
 from archiver.store import outbox
 from archiver.store.user_langs import get_lang
 from bot.access import Role
 from bot.format import esc, pack
 from bot.i18n import Translate, pick, translator
+from bot.query_errors import channel_ref_reason, query_error_html, reason
 from bot.services import KEY, Services, services
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,9 @@ async def language_of(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str
     user = update.effective_user
     if user is None:
         return "en"
-    return pick(await get_lang(services(context).archive, user.id), user.language_code)
+    svc = services(context)
+    code = user.language_code or svc.seen_langs.get(user.id)  # some updates leave it out
+    return pick(await get_lang(svc.archive, user.id), code)
 
 
 async def translator_for(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Translate:
@@ -129,6 +133,8 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     role = await role_of(update, context)
     user, chat = update.effective_user, update.effective_chat
     if role is not Role.STRANGER:
+        if user is not None and chat is not None:
+            await svc.seen(user.id, user.language_code, chat.id, chat.type == "private")
         if chat is not None and await outbox.set_recipient_active(svc.archive, chat.id, True):
             log.info("chat %d is reachable again: its held alerts go out", chat.id)
             if svc.delivery is not None:
@@ -189,14 +195,6 @@ async def help_(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await reply(update, ["\n".join(lines), QUERY_HELP])
 
 
-def _query_error(exc: QueryError) -> str:
-    text = f"⚠️ {esc(exc)}"
-    if exc.query and "\n" not in exc.query and len(exc.query) <= 200:
-        caret = " " * max(exc.position - 1, 0) + "^"
-        text += f"\n<code>{esc(exc.query)}</code>\n<code>{caret}</code>"
-    return text
-
-
 def _error_translator(update: object, context: ContextTypes.DEFAULT_TYPE) -> Translate:
     """The user's language from memory only (their /lang, else their client's): the error
     may be the archive's, so it is not read here."""
@@ -214,11 +212,13 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     err = context.error
     _ = _error_translator(update, context)
     if isinstance(err, QueryError):
-        text = _query_error(err)
+        text = query_error_html(err, _)
     elif isinstance(err, ChannelNotFound):  # its hint names a command-line tool
         text = f"⚠️ {esc(str(err).split(' (see ')[0])}: " + _(
             "/channels lists the archived channels."
         )
+    elif isinstance(err, BadChannelRef):
+        text = f"⚠️ {esc(channel_ref_reason(str(err), _))}"
     elif isinstance(err, TelewatchError):
         text = f"⚠️ {esc(err)}"
     else:
@@ -228,6 +228,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if update.callback_query is not None:
         toast = str(err) if isinstance(err, TelewatchError) else _("Failed.")
+        if isinstance(err, QueryError):
+            said = reason(err, _)
+            toast = toast if said is None else said
         try:
             await update.callback_query.answer(toast[:190])
         except TelegramError:

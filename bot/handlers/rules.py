@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 DELETE_PREFIX = "rd"
 
 
-async def check_channels(archive: Archive, settings: Settings, query_text: str) -> None:
+async def check_channels(
+    archive: Archive, settings: Settings, query_text: str, _: Translate = str
+) -> None:
     """Every ``channel:`` filter of a query names a channel of the archive or the config;
     a rule about one that does not exist could never fire."""
     configured = {str(c.ref).lower() for c in settings.channels}
@@ -51,8 +53,11 @@ async def check_channels(archive: Archive, settings: Settings, query_text: str) 
         if str(ref).lower() in configured or await get_channel(archive, ref) is not None:
             continue
         raise RuleError(
-            f"channel:{f.value}: no channel of the archive or the config is called that, so "
-            "the rule could never fire. See /channels for the archived ones; an admin can add it."
+            _(
+                "channel:{value}: no channel of the archive or the config is called that, so "
+                "the rule could never fire. See /channels for the archived ones; an admin can "
+                "add it."
+            ).format(value=f.value)
         )
 
 
@@ -67,7 +72,7 @@ async def watch_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             example=example)])  # fmt: skip
         return
     name, query_text = split_name(text)
-    await check_channels(svc.archive, svc.settings, query_text)
+    await check_channels(svc.archive, svc.settings, query_text, _)
     notify = [] if chat.type == "private" else [chat.id]  # in a group, alerts go to the group
     rule = await add_rule(svc.archive, user.id, query_text, notify=notify, name=name)
     log.info("user %d added rule %s", user.id, rule.id)

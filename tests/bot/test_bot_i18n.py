@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract_from_dir, extract_python
 from botkit import (
     ADMIN,
     MEMBER,
@@ -26,16 +26,21 @@ from fakes.tghtml import parse_html
 
 import bot as bot_package
 from archiver.store.archive import Archive
-from bot.i18n import LANGS, messages, pick, translator
+from bot.i18n import HOOKED, LANGS, messages, pick, translator
 
 BOT_DIR = Path(bot_package.__file__).parent
 FIELD = re.compile(r"\{(\w*)\}")
 
 
 def message_ids() -> list[str]:
-    """Every ``_("...")`` in the bot's code."""
+    """Every ``_("...")`` in the bot's code, and in the archiver's texts the bot translates
+    through a hook (:data:`bot.i18n.HOOKED`)."""
     found = extract_from_dir(str(BOT_DIR), method_map=[("**.py", "python")], keywords={"_": None})
-    return sorted({str(msg) for _, _, msg, _, _ in found})
+    ids = {str(msg) for _, _, msg, _, _ in found}
+    for path in HOOKED:
+        with path.open("rb") as f:
+            ids |= {str(m[2]) for m in extract_python(f, {"_": None}, [], {})}
+    return sorted(ids)
 
 
 def test_the_code_uses_translated_messages() -> None:

@@ -288,3 +288,58 @@ def test_summary_units_group_held_alerts_where_the_first_was(tmp_path: Path) -> 
     assert summary_units(rows, hours, now - timedelta(hours=6), KYIV) is None  # 06:00: quiet
     assert summary_units(rows, hours, now - timedelta(hours=5), KYIV) is not None  # 07:00
     assert summary_units(rows, None, now, KYIV) == rows
+
+
+async def test_a_summary_has_each_held_alerts_buttons(bot: Harness) -> None:
+    """Each line of a summary has its row of buttons (Full text, History, Mute 24 h) acting
+    on that alert, as under a single alert; 25 held alerts (a summary of 20, then one of 5)
+    stay within Telegram's 100 buttons and 64 bytes of callback data (the fake refuses more)."""
+    now = datetime.now(UTC)
+    one(await bot.send(MEMBER, quiet(now, -3, -1)))
+    texts = [f"война {n}" for n in range(1, 26)]
+    await queue_alerts(bot.archive, texts)
+    await bot.archive.write("UPDATE alerts SET created_at = ?", (ts(now - timedelta(hours=2)),))
+    since = len(bot.api.calls)
+    await settle(bot)
+    first, second = sent_to(bot, MEMBER, since)
+    rows = await alert_rows(bot.archive)
+    assert [r["status"] for r in rows] == ["sent"] * 25
+    for summary, held in ((first, rows[:20]), (second, rows[20:])):
+        keyboard = summary.json("reply_markup")["inline_keyboard"]
+        assert len(keyboard) == len(held)
+        for i, (buttons, alert) in enumerate(zip(keyboard, held, strict=True), 1):
+            assert [b["callback_data"] for b in buttons] == [
+                f"af:{alert['id']}", f"ah:{alert['id']}", f"am:{alert['id']}"
+            ]  # fmt: skip
+            assert buttons[0]["text"] == f"{i}: Full text"
+            assert f"\n{i}. " in summary.text
+    # The buttons of line 3 act on alert 3, in the chat the summary went to.
+    chat = {"message_id": first.result["message_id"], "date": 0,
+            "chat": {"id": MEMBER, "type": "private"}, "text": "…"}  # fmt: skip
+    third = first.json("reply_markup")["inline_keyboard"][2]
+    calls = await bot.press(MEMBER, third[0]["callback_data"], chat)
+    full = [c for c in calls if c.method == "sendMessage"]
+    assert "война 3" in full[-1].text and "война 4" not in full[-1].text
+    calls = await bot.press(MEMBER, third[2]["callback_data"], chat)
+    (answer,) = [c for c in calls if c.method == "answerCallbackQuery"]
+    assert "war" in answer.params["text"] and answer.params.get("show_alert") in (True, "true")
+
+
+def test_a_summary_keyboard_fits_telegrams_limits() -> None:
+    from fakes.botapi import BUTTONS_LIMIT, CALLBACK_DATA_LIMIT
+
+    from bot.alerts import summary_buttons
+
+    assert SUMMARY_MAX * 3 <= BUTTONS_LIMIT
+    big = 10**18 - 1  # the largest alert id the button handlers accept (18 digits)
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+    alert = AlertRow(id=big, post_id=1, recipient=MEMBER, kind="new", rules=("war",),
+                     rule_queries=(), attempts=0, created_at=when, channel_id=1,
+                     channel_username=None, channel_title="c", message_id=1, post_date=when,
+                     link="https://t.me/c/1/1", text="война", old_text=None, deleted_at=None,
+                     media_kind=None, reply_to=None)  # fmt: skip
+    summary = replace(alert, kind="summary", held=(alert,) * SUMMARY_MAX)
+    rows = summary_buttons(summary).inline_keyboard
+    data = [b.callback_data for row in rows for b in row]
+    assert len(data) == SUMMARY_MAX * 3
+    assert max(len(str(d).encode()) for d in data) <= CALLBACK_DATA_LIMIT

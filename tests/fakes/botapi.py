@@ -406,6 +406,9 @@ def _refusal(method: str, params: dict[str, Any]) -> str | None:
     """Telegram's "Bad Request" description for text it would not send, or None."""
     if method not in ("sendMessage", "editMessageText", "sendDocument"):
         return None
+    bad_markup = _keyboard_refusal(params.get("reply_markup"))
+    if bad_markup is not None:
+        return bad_markup
     key = "caption" if method == "sendDocument" else "text"
     text = params.get(key)
     if text is None:
@@ -427,6 +430,33 @@ def _refusal(method: str, params: dict[str, Any]) -> str | None:
             if key == "text"
             else ("Bad Request: message caption is too long")
         )
+    return None
+
+
+BUTTONS_LIMIT = 100  # buttons of one inline keyboard (Telegram's BUTTONS_TOO_MUCH beyond)
+CALLBACK_DATA_LIMIT = 64  # bytes: Bot API, InlineKeyboardButton.callback_data "1-64 bytes"
+
+
+def _keyboard_refusal(markup: Any) -> str | None:
+    """Telegram's refusal of an inline keyboard, or None. The limits: Bot API docs,
+    InlineKeyboardButton (``callback_data`` 1-64 bytes); the errors are the MTProto ones the
+    Bot API passes on (core.telegram.org/method/messages.sendMessage: BUTTON_DATA_INVALID,
+    BUTTONS_TOO_MUCH, BUTTON_TEXT_INVALID)."""
+    if markup is None:
+        return None
+    value = json.loads(markup) if isinstance(markup, str) else markup
+    rows = value.get("inline_keyboard") if isinstance(value, dict) else None
+    if rows is None:
+        return None
+    buttons = [b for row in rows for b in row]
+    if len(buttons) > BUTTONS_LIMIT:
+        return "Bad Request: BUTTONS_TOO_MUCH"
+    for b in buttons:
+        if not str(b.get("text", "")).strip():
+            return "Bad Request: BUTTON_TEXT_INVALID"
+        data = b.get("callback_data")
+        if data is not None and not 1 <= len(str(data).encode()) <= CALLBACK_DATA_LIMIT:
+            return "Bad Request: BUTTON_DATA_INVALID"
     return None
 
 
