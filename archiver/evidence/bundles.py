@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
 from archiver import __version__
-from archiver.channels import BadChannelRef, parse_ref, post_link
+from archiver.channels import parse_ref, post_link
 from archiver.errors import TelewatchError
 from archiver.evidence import log as evlog
 from archiver.evidence.facts import BadContent, PostFacts, parse_content, post_facts, post_key
@@ -195,10 +195,7 @@ def parse_post_link(text: str) -> tuple[str | int, int]:
     m = _AT_POST.match(text.strip())
     if m:
         return m.group(1).lower(), int(m.group(2))
-    try:
-        ref = parse_ref(text)
-    except BadChannelRef as exc:
-        raise BundleError(f"{exc}; a post is t.me/channel/123 or @channel/123") from None
+    ref = parse_ref(text)  # BadChannelRef: one line naming the text
     if ref.message_id is None:
         raise BundleError(f"'{text}' names a channel, not a post: use t.me/channel/123")
     channel = ref.username if ref.username is not None else ref.id

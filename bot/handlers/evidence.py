@@ -17,7 +17,7 @@ from pathlib import Path
 from telegram import InputFile, Update
 from telegram.ext import ContextTypes
 
-from archiver.evidence.bundles import bundle_from_archive, parse_post_link
+from archiver.evidence.bundles import BundleError, bundle_from_archive, parse_post_link
 from bot.format import esc
 from bot.handlers.common import arg_text, reply, translator_for, usage
 from bot.services import services
@@ -44,7 +44,12 @@ async def evidence_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         await reply(update, [usage("evidence", _) + "\n" + _("e.g. {example}").format(
             example=example)])  # fmt: skip
         return
-    channel, message_id = parse_post_link(text)  # a bad link: BundleError, the error handler
+    try:
+        channel, message_id = parse_post_link(text)  # not a link: BadChannelRef, on_error
+    except BundleError:  # a channel's link, not a post's
+        await reply(update, [usage("evidence", _) + "\n"
+                             + _("The link must name a post, like t.me/vsaldo/123.")])  # fmt: skip
+        return
     with tempfile.TemporaryDirectory(prefix="telewatch-evidence-") as tmp:
         path = Path(tmp) / _filename(channel, message_id)
         summary = await bundle_from_archive(

@@ -86,7 +86,8 @@ async def test_a_stranger_gets_nothing(bot: Harness) -> None:
     [
         ("/evidence", "Usage: <code>/evidence LINK</code>"),
         ("/evidence a b", "Usage: <code>/evidence LINK</code>"),
-        ("/evidence t.me/saltpepper", "names a channel, not a post"),
+        ("/evidence t.me/saltpepper", "The link must name a post, like t.me/vsaldo/123."),
+        ("/evidence t.me/c/0/5", "is not a channel id"),
         ("/evidence t.me/saltpepper/77", "t.me/saltpepper/77: no such post in the archive"),
     ],
 )
