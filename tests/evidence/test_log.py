@@ -14,6 +14,7 @@ from conftest import CHANNEL_ID, MakeChannel, MakePost
 from archiver.evidence import chain
 from archiver.evidence.capture import http_response
 from archiver.evidence.log import count, entries_for_post, get_capture, links, verify
+from archiver.models import Media
 from archiver.store.archive import Archive
 from archiver.store.deletions import confirm_deleted, confirm_present, mark_missing
 from archiver.store.ingest import ingest
@@ -184,3 +185,21 @@ async def test_a_pruned_capture_still_verifies(tmp_path: Path, make_post: MakePo
     tamper(path, "DELETE FROM captures")
     async with await Archive.open(path) as a:
         assert await verify(a) is None
+
+
+async def test_a_version_filled_in_later_still_verifies(
+    archive: Archive, make_channel: MakeChannel, make_post: MakePost
+) -> None:
+    # A photo an export gives no stable id for, then Telegram's id for it: the same version,
+    # its content_sha filled in place (record.md), which is not tampering: verify compares the
+    # logged text and entities.
+    await make_channel()
+    unknown = make_post(1, "фото", media=(Media("photo"),))
+    known = make_post(1, "фото", media=(Media("photo", file_unique_id="photo:1"),))
+    await ingest(archive, [unknown], source="export", alerts=False)
+    before = await archive.fetchone("SELECT content_sha FROM versions")
+    await ingest(archive, [known], source="telethon", alerts=False)
+    after = await archive.fetchone("SELECT content_sha FROM versions")
+    assert before[0] != after[0]  # filled in place
+    assert await count(archive) == 1
+    assert await verify(archive) is None
