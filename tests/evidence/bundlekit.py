@@ -81,6 +81,7 @@ class MemLog:
         how: str | None = None,
         evidence: str | None = None,
         capture: tuple[bytes, str, str] | None = None,  # body, media type, url
+        reconstructed: bool = False,
     ) -> Entry:
         content: dict[str, Any] = {
             "kind": kind,
@@ -100,6 +101,8 @@ class MemLog:
         for key, value in (("edit_date", edit_date), ("how", how), ("evidence", evidence)):
             if value is not None:
                 content[key] = value
+        if reconstructed:
+            content["reconstructed"] = True
         cap_sha = None
         if capture is not None:
             body, media_type, url = capture

@@ -486,3 +486,18 @@ async def test_a_manifest_of_another_shape_is_one_line(tmp_path: Path, bundle: P
     bad = rewrite(bundle, tmp_path / "bad.zip", "manifest.json", odd)
     (problem,) = verify_bundle(bad).problems
     assert problem.startswith(f"{bad}: not a bundle this telewatch can read")
+
+
+async def test_entries_rebuilt_when_the_log_began_are_marked(tmp_path: Path) -> None:
+    log = MemLog()
+    log.add(7, 7, "seen", "2024-05-01 12:07:00", version=(1, "old text"), reconstructed=True)
+    log.add(7, 7, "edited", "2024-05-02 12:00:00", version=(2, "new text"))
+    log.add(8, 8, "seen", "2024-05-02 12:08:00", version=(3, "other"))
+    out = await build(tmp_path, log)
+    rows = [ln for ln in read_member(out, "report.md").decode().splitlines() if ln.startswith("| ")]
+    assert (
+        "| 1 | 2024-05-01 12:07:00 | first seen (rebuilt from the archive when the log began)"
+        in ("\n".join(rows))
+    )
+    assert not any("rebuilt" in r for r in rows if r.startswith("| 2 "))
+    assert verify_bundle(out).ok
