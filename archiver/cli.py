@@ -500,7 +500,14 @@ class _EvidenceGroup(click.Group):
 def evidence() -> None:
     """Evidence bundles: one zip with a post's versions, deletion and coverage, its log
     entries chained to a timestamped root, and its raw captures; checked offline by
-    `telewatch evidence verify` (docs/evidence.md)."""
+    `telewatch evidence verify` (docs/evidence.md). Without a command, the arguments are
+    those of `make`.
+
+    \b
+    Example:
+      telewatch evidence t.me/vsaldo/1234 --output vsaldo-1234.zip
+      telewatch evidence verify vsaldo-1234.zip
+    """
 
 
 @evidence.command("make")
