@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from archiver.channels import post_link
 from archiver.evidence import chain
 from archiver.evidence.bundles import (
     ENTRY_KEYS,
@@ -55,6 +56,21 @@ from archiver.evidence.report import (
 from archiver.evidence.stamps import Stamp, TokenProblem, check_token
 from archiver.evidence.warc import WarcError, read_captures, warc_date
 
+ROOT_KEYS = {"day", "seq", "root_hash", "tsa_url", "tsa_token", "made_at"}
+# the fields of manifest.json, as bundles.make_bundle writes them: any other is a change
+MANIFEST_KEYS = {
+    "": {"format", "report_format", "telewatch_version", "made_at", "archive_id", "request",
+         "posts", "coverage", "log", "roots", "captures_missing", "files"},
+    "posts[]": {"post_id", "channel_id", "channel", "message_id", "link", "entries"},
+    "coverage{}": {"watched_since", "last_check_at", "last_full_check_at", "unwatched"},
+    "log": {"first_seq", "last_seq", "root"},
+    "roots[]": {"day", "seq", "tsa_url", "made_at"},
+    "files{}": {"sha256", "size"},
+    "request": {"links", "query", "since", "until"},
+    "log.root": {"day", "seq", "tsa"},
+    "unwatched[]": {"start", "end", "faults"},
+    "faults[]": {"status", "reason", "count"},
+}  # fmt: skip
 MAX_PROBLEMS = 50  # past this many, the rest are counted, not listed
 
 
@@ -82,6 +98,7 @@ class _Entry:
     seq: int
     content: dict[str, Any]
     capture_sha: str | None
+    post_id: Any = None
 
 
 @dataclass
@@ -114,6 +131,29 @@ def _hash_member(zf: zipfile.ZipFile, name: str) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
+
+
+def _check_manifest_fields(manifest: dict[str, Any], v: Verdict) -> None:
+    def same(where: str, obj: Any) -> None:
+        if not isinstance(obj, dict) or set(obj) != MANIFEST_KEYS[where]:
+            v.problems.append(f"manifest.json: {where or 'the top'} has other fields (edited)")
+
+    same("", manifest)
+    same("log", manifest.get("log"))
+    same("request", manifest.get("request"))
+    if (manifest.get("log") or {}).get("root") is not None:
+        same("log.root", manifest["log"]["root"])
+    for cov in (manifest.get("coverage") or {}).values():
+        for w in (cov.get("unwatched") or []) if isinstance(cov, dict) else []:
+            same("unwatched[]", w)
+            for f in (w.get("faults") or []) if isinstance(w, dict) else []:
+                same("faults[]", f)
+    for key, each in (("posts", "posts[]"), ("roots", "roots[]")):
+        for item in manifest.get(key) or []:
+            same(each, item)
+    for key, each in (("coverage", "coverage{}"), ("files", "files{}")):
+        for item in (manifest.get(key) or {}).values():
+            same(each, item)
 
 
 def _check_files(zf: zipfile.ZipFile, manifest: dict[str, Any], v: Verdict) -> None:
@@ -231,7 +271,7 @@ def _check_entry(obj: dict[str, Any], n: int, where: str, out: _Log, v: Verdict)
         wrong.append("capture_sha")
     if wrong:
         v.problems.append(f"{where}: {', '.join(wrong)} disagree(s) with its content")
-    out.entries.append(_Entry(n, int(obj["seq"]), content, obj["capture_sha"]))
+    out.entries.append(_Entry(n, int(obj["seq"]), content, obj["capture_sha"], obj["post_id"]))
 
 
 def _check_roots(
@@ -252,6 +292,8 @@ def _check_roots(
         if not isinstance(r, dict) or not isinstance(r.get("seq"), int):
             v.problems.append("roots.json: a root without its entry's seq")
             continue
+        if set(r) != ROOT_KEYS:
+            v.problems.append(f"roots.json: the root of entry {r['seq']} has other fields")
         where = f"roots.json, root of {r.get('day')} (entry {r['seq']})"
         have = log.hashes.get(r["seq"])
         if have is None:
@@ -341,8 +383,10 @@ def _check_captures(zf: zipfile.ZipFile, manifest: dict[str, Any], log: _Log, v:
 
 def _sections(manifest: dict[str, Any], log: _Log, v: Verdict) -> list[Section] | None:
     by_post: dict[tuple[int, int], list[tuple[int, dict[str, Any]]]] = {}
+    post_ids: dict[tuple[int, int], set[Any]] = {}
     for e in log.entries:
         by_post.setdefault(post_key(e.content), []).append((e.seq, e.content))
+        post_ids.setdefault(post_key(e.content), set()).add(e.post_id)
     sections = [head_section(manifest)]
     posts = manifest.get("posts")
     if not isinstance(posts, list):
@@ -351,6 +395,12 @@ def _sections(manifest: dict[str, Any], log: _Log, v: Verdict) -> list[Section] 
     for p in posts:
         key = (p.get("channel_id"), p.get("message_id"))
         entries = by_post.pop(key, [])
+        if p.get("link") != post_link(p.get("channel_id"), p.get("channel"), p.get("message_id")):
+            v.problems.append(f"manifest.json: the post {p.get('link')} has another channel or id")
+        if entries and post_ids.get(key) != {p.get("post_id")}:
+            v.problems.append(
+                f"manifest.json: the post {p.get('link')} has another post_id than its entries"
+            )
         if len(entries) != p.get("entries"):
             v.problems.append(
                 f"log.jsonl: {len(entries)} entries of {p.get('link')}, manifest.json says"
@@ -438,6 +488,7 @@ def _verify(path: Path, trusted: Sequence[bytes]) -> Verdict:
                 " telewatch bundle, or one this telewatch cannot check"
             )
             return v
+        _check_manifest_fields(manifest, v)
         _check_files(zf, manifest, v)
         roots = _read_json(zf, "roots.json", v)
         root_seqs = {r["seq"] for r in roots or [] if isinstance(r, dict) and "seq" in r}

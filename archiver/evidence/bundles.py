@@ -409,7 +409,7 @@ async def make_bundle(
         "telewatch_version": __version__,
         "made_at": made,
         "archive_id": archive_id,
-        "request": request,
+        "request": {k: request.get(k) for k in ("links", "query", "since", "until")},
         "posts": posts_json,
         "coverage": coverage,
         "log": {

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archiver.evidence import bundles
 from archiver.evidence.bundle_check import verify_bundle
@@ -345,6 +347,8 @@ CASES = [
      ["log.jsonl line 1 (entry 1)", "not in canonical form"]),
     ("entry column", "log.jsonl", lambda d: flip(d, b'"kind":"deleted"', b'"kind":"missing"'),
      ["log.jsonl line 7 (entry 7)", "kind disagree(s) with its content"]),
+    ("root field renamed", "roots.json", lambda d: flip(d, b'"tsa_token"', b'"tsa_uoken"'),
+     ["roots.json: the root of entry 4 has other fields"]),
     ("root hash", "roots.json", lambda d: flip(d, b'"root_hash":"', b'"root_hash":"0'),
      ["roots.json, root of 2024-05-01"]),
 ]  # fmt: skip
@@ -373,8 +377,26 @@ async def test_tampering_is_found_and_named(
         (lambda d: flip(d, b'"first_seq": 1', b'"first_seq": 2'), "manifest.json says 2 to 8"),
         (lambda d: d.replace(b'": ', b'":  ', 1), "manifest.json: not in its canonical form"),
         (lambda d: d[:-5], "manifest.json: not valid JSON"),
+        (lambda d: flip(d, b'"archive_id"', b'"archive_ie"'), "the top has other fields"),
+        (lambda d: flip(d, b'"since": null', b'"sincf": null'), "request has other fields"),
+        (lambda d: flip(d, b'"post_id": 8', b'"post_id": 9'), "another post_id than its entries"),
+        (
+            lambda d: flip(d, b'"channel": "saltpepper"', b'"channel": "saltpeppes"'),
+            "has another channel or id",
+        ),
     ],
-    ids=["made_at", "a file hash", "entry count", "log range", "whitespace", "truncated"],
+    ids=[
+        "made_at",
+        "a file hash",
+        "entry count",
+        "log range",
+        "whitespace",
+        "truncated",
+        "renamed key",
+        "renamed request key",
+        "post id",
+        "channel name",
+    ],
 )
 async def test_manifest_tampering_is_found(
     tmp_path: Path, bundle: Path, change: Any, says: str
@@ -501,3 +523,64 @@ async def test_entries_rebuilt_when_the_log_began_are_marked(tmp_path: Path) -> 
     )
     assert not any("rebuilt" in r for r in rows if r.startswith("| 2 "))
     assert verify_bundle(out).ok
+
+
+MEMBERS = ["report.md", "report.html", "log.jsonl", "roots.json", "captures.warc.gz",
+           "manifest.json"]  # fmt: skip
+_ZIP: dict[str, bytes] = {}
+
+
+def _story_members(tmp: Path) -> dict[str, bytes]:
+    """The members of one story bundle (made once for the property tests below)."""
+    if not _ZIP:
+        import asyncio
+
+        path = asyncio.run(build(tmp))
+        with zipfile.ZipFile(path) as zf:
+            _ZIP.update({n: zf.read(n) for n in zf.namelist()})
+    return _ZIP
+
+
+def _write(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, data in members.items():
+            zf.writestr(n, data)
+    return path
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(member=st.sampled_from(MEMBERS), where=st.floats(0, 1, exclude_max=True),
+       bit=st.integers(0, 7))  # fmt: skip
+def test_any_one_byte_change_is_found(
+    tmp_path_factory: pytest.TempPathFactory, member: str, where: float, bit: int
+) -> None:
+    tmp = tmp_path_factory.mktemp("flip")
+    members = dict(_story_members(tmp))
+    data = bytearray(members[member])
+    i = int(where * len(data))
+    data[i] ^= 1 << bit
+    members[member] = bytes(data)
+    v = verify_bundle(_write(tmp / "bad.zip", members))
+    assert not v.ok, (member, i)
+
+
+TEXT_MEMBERS = ["report.md", "report.html", "log.jsonl", "roots.json"]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(member=st.sampled_from(TEXT_MEMBERS), where=st.floats(0, 1, exclude_max=True),
+       bit=st.integers(0, 6))  # fmt: skip
+def test_any_one_byte_change_is_found_even_with_the_manifest_rehashed(
+    tmp_path_factory: pytest.TempPathFactory, member: str, where: float, bit: int
+) -> None:
+    tmp = tmp_path_factory.mktemp("forge")
+    members = dict(_story_members(tmp))
+    data = bytearray(members[member])
+    i = int(where * len(data))
+    data[i] ^= 1 << bit
+    members[member] = bytes(data)
+    manifest = json.loads(members["manifest.json"])
+    manifest["files"][member] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    members["manifest.json"] = bundles.manifest_bytes(manifest)
+    v = verify_bundle(_write(tmp / "bad.zip", members))
+    assert not v.ok, (member, i, bytes(data[max(0, i - 20) : i + 20]))
