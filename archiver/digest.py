@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 META_KEY = "digest_last_at"
 WINDOW = timedelta(days=1)
 MAX_LINKS = 5  # links shown per rule
-MAX_CHARS = 4000  # Telegram allows 4096 characters per message
+MAX_CHARS = 4000  # Telegram allows 4096 per message, counted in UTF-16 code units
 
 
 def _english(text: str) -> str:
@@ -117,16 +117,22 @@ async def build_digests(
     return digests
 
 
+def _utf16_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji of a channel title is 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def _fit(lines: list[str]) -> str:
     """Whole lines up to Telegram's message size."""
     out: list[str] = []
     size = 0
     for line in lines:
-        if size + len(line) + 1 > MAX_CHARS - 2:
+        n = _utf16_len(line) + 1
+        if size + n > MAX_CHARS - 2:
             out.append("…")
             break
         out.append(line)
-        size += len(line) + 1
+        size += n
     return "\n".join(out)
 
 
