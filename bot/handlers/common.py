@@ -34,6 +34,7 @@ COMMANDS = (
     ("latest", "[channel]", _("the newest posts")),
     ("channels", "", _("archived channels, last post and sync state")),
     ("history", "LINK", _("every version of a post, and its deletion")),
+    ("evidence", "LINK", _("a post's evidence bundle: versions, deletion, proofs, captures")),
     ("watch", "[NAME:] QUERY", _("alert me about posts that match")),
     ("rules", "", _("my rules, with delete buttons")),
     ("unwatch", "ID", _("delete one of my rules")),

@@ -22,7 +22,9 @@ times out has no way to know the message went out.
 
 Like Telegram, it refuses text that is not valid HTML of its parse mode ("Bad Request: can't
 parse entities: ...") and text longer than 4,096 characters after parsing ("Bad Request:
-message is too long"), checked by :mod:`fakes.tghtml`.
+message is too long"), checked by :mod:`fakes.tghtml`, and, like the Bot API, documents
+over 50 MB (https://core.telegram.org/bots/api#senddocument: "Bots can currently send files
+of any type of up to 50 MB in size"; the server answers HTTP 413 "Request Entity Too Large").
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from fakes.tghtml import (
 )
 
 TOKEN = "123456:TEST-token"
+MAX_UPLOAD = 50 * 1024 * 1024  # a bot's upload limit (sendDocument)
 BOT_ID = 123456
 BOT_USERNAME = "telewatch_test_bot"
 
@@ -108,7 +111,7 @@ class FakeBotApi:
     # ------------------------------------------------------------------ server
 
     async def start(self) -> str:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_UPLOAD + 1024 * 1024)  # form fields beside
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_route("*", "/file/bot{token}/{path:.*}", self._file)
         self._runner = web.AppRunner(
@@ -299,6 +302,11 @@ class FakeBotApi:
                 else:
                     files[key] = (value.filename, value.file.read())
         call = Call(method, params, time.monotonic(), files=files)
+        if any(len(data) > MAX_UPLOAD for _, data in files.values()):
+            call.ok = False
+            self.calls.append(call)
+            await self._notify()
+            return _error(413, "Request Entity Too Large")
         injected = self._take_error(method, call.chat_id)
         if injected is not None and injected.status == 200:
             await asyncio.sleep(injected.delay)
