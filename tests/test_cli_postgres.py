@@ -132,3 +132,14 @@ def test_the_observation_log_verifies_on_postgresql(pg_url: str, make_post: Make
         "Error: the observation log is broken at entry 2: the root of 2024-05-01 is not this"
         " entry's entry_hash (docs/evidence.md, Verifying)\n"
     )
+
+
+def test_an_evidence_bundle_refuses_in_one_line(pg_url: str, tmp_path: Path) -> None:
+    asyncio.run(_create(pg_url))
+    out = str(tmp_path / "b.zip")
+    result = run(pg_url, "evidence", "make", "https://t.me/vsaldo/1", "--output", out)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [
+        "Error: an evidence bundle is not yet supported on PostgreSQL (docs/postgresql.md);"
+        " use a SQLite archive ([storage] path) for it"
+    ]
