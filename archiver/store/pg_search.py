@@ -65,10 +65,17 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$
 """
 
-# Every word any version ever had (the vocabulary "did you mean" reads, like FTS5's
-# fts5vocab): filled once per INSERT statement from its new rows, in word order (two
-# writers adding the same new words never wait on each other in opposite orders).
-# "C" collation: words sort by code point, as SQLite compares them.
+# Every word of the versions with the number of versions holding it (what "did you mean"
+# and bm25 read, like FTS5's fts5vocab and its doclists): kept once per statement from its
+# rows, in word order. Writers already take turns (the write lock of archiver.store.postgres),
+# so the counts never wait on each other. "C" collation: words sort by code point, as SQLite
+# compares them.
+_ROW_WORDS = f"""
+    SELECT w, count(*) AS n FROM (
+        SELECT DISTINCT r.id, w FROM {{rows}} r, unnest(string_to_array(r.words, ' ')) AS w
+        WHERE w <> '' AND char_length(w) <= {MAX_WORD}
+    ) x GROUP BY w ORDER BY w
+"""
 SCHEMA: tuple[str, ...] = (
     WORDS_TSV,
     "ALTER TABLE versions ADD COLUMN tsv tsvector"
@@ -79,27 +86,35 @@ SCHEMA: tuple[str, ...] = (
     # like a third of the archive and a rare word read all of it, newest first (1.5 s at
     # 100,000 posts, docs/benchmarks.md "Search on PostgreSQL"); 100,000 lexemes: 1 ms.
     "ALTER TABLE versions ALTER COLUMN tsv SET STATISTICS 10000",
-    'CREATE TABLE search_words (word text COLLATE "C" PRIMARY KEY)',
-    f"""
-    CREATE OR REPLACE FUNCTION telewatch_add_words() RETURNS trigger
+    'CREATE TABLE search_words (word text COLLATE "C" PRIMARY KEY, docs bigint NOT NULL)',
+    """
+    CREATE OR REPLACE FUNCTION telewatch_count_words() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO search_words (word)
-        SELECT DISTINCT w FROM new_rows, unnest(string_to_array(new_rows.words, ' ')) AS w
-        WHERE w <> '' AND char_length(w) <= {MAX_WORD}
-        ORDER BY w
-        ON CONFLICT DO NOTHING;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE search_words s SET docs = s.docs - o.n
+            FROM ("""
+    + _ROW_WORDS.format(rows="old_rows")
+    + """) o WHERE s.word = o.w;
+        END IF;
+        IF TG_OP IN ('UPDATE', 'INSERT') THEN
+            INSERT INTO search_words (word, docs)
+            """
+    + _ROW_WORDS.format(rows="new_rows")
+    + """
+            ON CONFLICT (word) DO UPDATE SET docs = search_words.docs + excluded.docs;
+        END IF;
         RETURN NULL;
     END
     $$
     """,
-    "CREATE TRIGGER versions_words_ai AFTER INSERT ON versions"
-    " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION telewatch_add_words()",
-    "CREATE TRIGGER versions_words_au AFTER UPDATE ON versions"
-    " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION telewatch_add_words()",
-    "INSERT INTO search_words (word) SELECT DISTINCT w FROM versions,"
-    f" unnest(string_to_array(words, ' ')) AS w WHERE w <> '' AND char_length(w) <= {MAX_WORD}"
-    " ON CONFLICT DO NOTHING",
+    "CREATE TRIGGER versions_words_ai AFTER INSERT ON versions REFERENCING NEW TABLE AS new_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION telewatch_count_words()",
+    "CREATE TRIGGER versions_words_au AFTER UPDATE ON versions REFERENCING OLD TABLE AS old_rows"
+    " NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION telewatch_count_words()",
+    "CREATE TRIGGER versions_words_ad AFTER DELETE ON versions REFERENCING OLD TABLE AS old_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION telewatch_count_words()",
+    "INSERT INTO search_words (word, docs)" + _ROW_WORDS.format(rows="versions"),
     # What bm25 needs of the whole index, kept as FTS5 keeps it: the versions that have words
     # (ingest indexes no empty one) and their words in all. One row, changed once per
     # statement; writers already take turns (the write lock of archiver.store.postgres).
@@ -339,14 +354,20 @@ async def bm25(
     assert stats is not None
     n_rows, n_tokens = int(stats[0]), int(stats[1])
     avgdl = n_tokens / n_rows if n_rows else 0.0
-    # Each phrase's number of versions (one count each: a single count FILTER per phrase over
-    # their union was 3 - 7 times slower, docs/benchmarks.md "Search on PostgreSQL").
+    # Each phrase's number of versions: a word's is kept in search_words; a phrase of several
+    # words or a prefix is counted in the index.
+    single = {ph[0] for ph in phrases if isinstance(ph, tuple) and len(ph) == 1}
+    docs = dict(await words_named(archive, sorted(single))) if single else {}
     idf: list[float] = []
     for ph in phrases:
-        hit = await archive.fetchone(
-            "SELECT count(*) FROM versions WHERE tsv @@ CAST(? AS tsquery)", (_phrase_query(ph),)
-        )
-        n_hit = float(hit[0]) if hit is not None else 0.0
+        if isinstance(ph, tuple) and len(ph) == 1:
+            n_hit = float(docs.get(ph[0], 0))
+        else:
+            hit = await archive.fetchone(
+                "SELECT count(*) FROM versions WHERE tsv @@ CAST(? AS tsquery)",
+                (_phrase_query(ph),),
+            )
+            n_hit = float(hit[0]) if hit is not None else 0.0
         v = math.log((n_rows - n_hit + 0.5) / (n_hit + 0.5))
         idf.append(v if v > 0.0 else 1e-6)
     k1, b = 1.2, 0.75
@@ -427,40 +448,29 @@ def hydrate_params(found: Sequence[tuple[int, int]]) -> tuple[list[int], list[in
 
 async def any_version_has(archive: Archive, words: frozenset[str] | set[str]) -> bool:
     """Whether some version holds one of ``words`` (FTS5's vocabulary lists only those)."""
-    q = " | ".join(lexeme(w) for w in sorted(words))
     row = await archive.fetchone(
-        "SELECT 1 FROM versions WHERE tsv @@ CAST(? AS tsquery) LIMIT 1", (q,)
+        "SELECT 1 FROM search_words WHERE word = ANY(CAST(? AS text[])) AND docs > 0 LIMIT 1",
+        (sorted(words),),
     )
     return row is not None
 
 
-async def words_named(archive: Archive, names: Sequence[str]) -> list[str]:
-    """Those of ``names`` that are in the vocabulary, in code point order."""
+async def words_named(archive: Archive, names: Sequence[str]) -> list[tuple[str, int]]:
+    """Those of ``names`` that some version holds, with how many do (fts5vocab's ``doc``)."""
     rows = await archive.fetchall(
-        "SELECT word FROM search_words WHERE word = ANY(CAST(? AS text[])) ORDER BY word",
+        "SELECT word, docs FROM search_words WHERE word = ANY(CAST(? AS text[])) AND docs > 0"
+        " ORDER BY word",
         (list(names),),
     )
-    return [str(r[0]) for r in rows]
+    return [(str(r[0]), int(r[1])) for r in rows]
 
 
-async def words_between(archive: Archive, lo: str, hi: str, cap: int) -> list[str]:
-    """The vocabulary's words from ``lo`` up to ``hi`` (excluded), the first ``cap``."""
+async def words_between(archive: Archive, lo: str, hi: str, cap: int) -> list[tuple[str, int]]:
+    """The vocabulary's words from ``lo`` up to ``hi`` (excluded), the first ``cap``, with
+    their counts of versions, in code point order (as fts5vocab reads a range)."""
     rows = await archive.fetchall(
-        "SELECT word FROM search_words WHERE word >= ? AND word < ? ORDER BY word LIMIT ?",
+        "SELECT word, docs FROM search_words WHERE word >= ? AND word < ? AND docs > 0"
+        " ORDER BY word LIMIT ?",
         (lo, hi, cap),
     )
-    return [str(r[0]) for r in rows]
-
-
-async def doc_counts(archive: Archive, words: Sequence[str]) -> list[tuple[str, int]]:
-    """How many versions hold each word (fts5vocab's ``doc``); words none holds (any more)
-    are left out, as FTS5's vocabulary leaves them out."""
-    out: list[tuple[str, int]] = []
-    for w in words:
-        row = await archive.fetchone(
-            "SELECT count(*) FROM versions WHERE tsv @@ CAST(? AS tsquery)", (lexeme(w),)
-        )
-        n = int(row[0]) if row is not None else 0
-        if n:
-            out.append((w, n))
-    return out
+    return [(str(r[0]), int(r[1])) for r in rows]

@@ -15,9 +15,8 @@ words that begin like the query word (its first two letters, or those two swappe
 most :data:`SCAN_CAP` words a range. So a word two edits away whose first two letters differ
 from the query word's (other than swapped) is not offered.
 
-On PostgreSQL the same algorithm reads the ``search_words`` table (every word of every
-version, in code point order as FTS5's vocabulary is) and counts a word's versions in the
-``tsvector`` index only for the few words near enough to be offered
+On PostgreSQL the same algorithm reads the ``search_words`` table: every word of the
+versions with the number of versions holding it, in code point order, as FTS5's vocabulary
 (:mod:`archiver.store.pg_search`).
 """
 
@@ -131,7 +130,7 @@ async def nearest(archive: Archive, word: str) -> tuple[str, ...]:
     pg = pg_search.is_postgres(archive)
     rows: Sequence[tuple[str, int]]
     if pg:
-        rows = await pg_search.doc_counts(archive, await pg_search.words_named(archive, near))
+        rows = await pg_search.words_named(archive, near)
     else:
         rows = [
             (r[0], r[1])
@@ -143,8 +142,8 @@ async def nearest(archive: Archive, word: str) -> tuple[str, ...]:
     if cap < 2:
         return _best(found)
     for lo, hi in _ranges(word):
-        if pg:  # the words only: a word's count is read once it is near enough
-            rows = [(term, 0) for term in await pg_search.words_between(archive, lo, hi, SCAN_CAP)]
+        if pg:
+            rows = await pg_search.words_between(archive, lo, hi, SCAN_CAP)
         else:
             rows = [
                 (r[0], r[1])
@@ -153,17 +152,12 @@ async def nearest(archive: Archive, word: str) -> tuple[str, ...]:
                     (lo, hi, SCAN_CAP),
                 )
             ]
-        close: dict[str, tuple[int, int]] = {}
         for term, doc in rows:
             if abs(len(term) - len(word)) > cap or term == word:
                 continue
             d = distance(word, term, cap)
             if d <= cap:
-                close[term] = (d, doc)
-        if pg:
-            counts = dict(await pg_search.doc_counts(archive, sorted(close)))
-            close = {t: (d, counts[t]) for t, (d, _) in close.items() if t in counts}
-        found.update(close)
+                found[term] = (d, doc)
     return _best(found)
 
 

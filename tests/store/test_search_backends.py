@@ -413,3 +413,43 @@ def test_suggestions_on_postgresql(both: tuple[BothCorpus, BothCorpus]) -> None:
     (s,) = pg.run(suggest(pg.archive, parse("эвакуацыя")))
     assert s.word == "эвакуацыя" and s.candidates[0].startswith("эвакуаци")
     assert pg.run(suggest(pg.archive, parse("эвакуация"))) == []  # the archive has it
+
+
+def test_the_vocabulary_is_fts5s(both: tuple[BothCorpus, BothCorpus]) -> None:
+    """search_words holds each word with the number of versions holding it, as fts5vocab."""
+    lite, pg = both
+    lite.run(lite.archive.write("CREATE VIRTUAL TABLE IF NOT EXISTS temp.v USING"
+                                " fts5vocab(main, versions_fts, row)"))  # fmt: skip
+    want = [tuple(r) for r in lite.run(lite.archive.fetchall("SELECT term, doc FROM temp.v"))]
+    got = pg.run(pg.archive.fetchall("SELECT word, docs FROM search_words ORDER BY word"))
+    assert [tuple(r) for r in got] == want
+
+
+async def test_word_counts_and_statistics_follow_updates_and_deletes(pg_archive: Archive) -> None:
+    """The triggers keep search_words and search_stats equal to a count over versions."""
+    a = pg_archive
+    await upsert_channel(a, ChannelInfo(PAGED, "bulletins", "Bulletins"), source="telethon")
+    await ingest(a, paged_posts(0)[:20], source="telethon", alerts=False)
+    await ingest(a, paged_posts(1)[:5], source="telethon", alerts=False)
+    first = await a.fetchone("SELECT min(id) FROM versions")
+    assert first is not None
+    async with a.transaction() as db:
+        await db.execute("UPDATE versions SET words = 'бюллетень бюллетень новое' WHERE id = ?",
+                         (first[0],))  # fmt: skip
+        await db.execute("DELETE FROM post_events")
+        await db.execute("UPDATE posts SET current_version_id = NULL")
+        await db.execute("DELETE FROM versions WHERE id IN (SELECT id FROM versions"
+                         " ORDER BY id DESC LIMIT 3)")  # fmt: skip
+    want = await a.fetchall(
+        "SELECT w, count(DISTINCT id) FROM versions, unnest(string_to_array(words, ' ')) AS w"
+        " WHERE w <> '' GROUP BY w ORDER BY w"
+    )
+    got = await a.fetchall("SELECT word, docs FROM search_words WHERE docs > 0 ORDER BY word")
+    assert [tuple(r) for r in got] == [tuple(r) for r in want]
+    assert ("новое", 1) in [tuple(r) for r in got]
+    stats = await a.fetchone("SELECT versions, tokens FROM search_stats")
+    count = await a.fetchone(
+        "SELECT count(*), sum(cardinality(string_to_array(words, ' '))) FROM versions"
+        " WHERE words <> ''"
+    )
+    assert stats is not None and count is not None and tuple(stats) == tuple(count)
