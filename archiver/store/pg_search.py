@@ -26,6 +26,7 @@ phrase past either in one post is not found there.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -318,11 +319,16 @@ def _phrases(node: Node, out: list[tuple[str, ...] | str]) -> None:
         _phrases(node.item, out)
 
 
-def _instances(words: Sequence[str], phrase: tuple[str, ...] | str) -> int:
+def _instances(words: Sequence[str], counts: Counter[str], phrase: tuple[str, ...] | str) -> int:
+    """How many times ``phrase`` occurs in ``words`` (``counts``: each word's occurrences)."""
     if isinstance(phrase, str):
-        return sum(1 for w in words if w.startswith(phrase))
+        return sum(n for w, n in counts.items() if w.startswith(phrase))
+    if len(phrase) == 1:
+        return counts[phrase[0]]
     n = len(phrase)
     first = phrase[0]
+    if first not in counts:
+        return 0
     return sum(1 for i, w in enumerate(words) if w == first and tuple(words[i : i + n]) == phrase)
 
 
@@ -374,10 +380,11 @@ async def bm25(
     scored: list[tuple[float, int, int]] = []
     for vid, pid, words_text in rows:
         words = words_text.split()
+        counts = Counter(words)
         d = float(len(words))
         score = 0.0
         for i, ph in enumerate(phrases):
-            freq = float(_instances(words, ph))
+            freq = float(_instances(words, counts, ph))
             score += idf[i] * ((freq * (k1 + 1.0)) / (freq + k1 * (1 - b + b * d / avgdl)))
         scored.append((-1.0 * score, vid, pid))
     return scored
