@@ -91,22 +91,22 @@ class TsaClient:
 
     async def _post(self, query: bytes) -> bytes:
         """The answer's body, at most :data:`MAX_ANSWER` bytes. Raises :class:`TsaError`."""
-        async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as http:
-            async with http.stream(
-                "POST", self.url, content=query, headers={"Content-Type": QUERY}
-            ) as answer:
-                if answer.status_code != 200:
-                    raise TsaError(f"{self.url}: HTTP {answer.status_code}")
-                declared = answer.headers.get("content-length", "")
-                too_big = TsaError(f"{self.url}: an answer larger than {MAX_ANSWER} bytes")
-                if declared.isdigit() and int(declared) > MAX_ANSWER:
+        async with (
+            httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as http,
+            http.stream("POST", self.url, content=query, headers={"Content-Type": QUERY}) as answer,
+        ):
+            if answer.status_code != 200:
+                raise TsaError(f"{self.url}: HTTP {answer.status_code}")
+            declared = answer.headers.get("content-length", "")
+            too_big = TsaError(f"{self.url}: an answer larger than {MAX_ANSWER} bytes")
+            if declared.isdigit() and int(declared) > MAX_ANSWER:
+                raise too_big
+            body = bytearray()
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER:
                     raise too_big
-                body = bytearray()
-                async for chunk in answer.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_ANSWER:
-                        raise too_big
-                return bytes(body)
+            return bytes(body)
 
 
 def check_token_for(token: bytes, root_hash: str, nonce: int | None, url: str) -> None:

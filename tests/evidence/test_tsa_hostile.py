@@ -76,9 +76,8 @@ async def test_an_answer_that_trickles_in_is_given_up(monkeypatch: pytest.Monkey
         b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\n"
         b"Content-Length: 100000\r\n\r\n"
     )
-    with serve_raw(head, forever(b"\x30"), 0.1) as url:
-        with pytest.raises(TsaError, match="no answer"):
-            await stamp(TsaClient(url, timeout=1.0))
+    with serve_raw(head, forever(b"\x30"), 0.1) as url, pytest.raises(TsaError, match="no answer"):
+        await stamp(TsaClient(url, timeout=1.0))
 
 
 async def test_an_answer_larger_than_any_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,9 +85,11 @@ async def test_an_answer_larger_than_any_token_is_refused(monkeypatch: pytest.Mo
     megabytes is cut off, not read into memory to the end."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\n\r\n"
-    with serve_raw(head, forever(b"\x00" * 65536), 0.0) as url:
-        with pytest.raises(TsaError, match="larger than"):
-            await stamp(TsaClient(url, timeout=20.0))
+    with (
+        serve_raw(head, forever(b"\x00" * 65536), 0.0) as url,
+        pytest.raises(TsaError, match="larger than"),
+    ):
+        await stamp(TsaClient(url, timeout=20.0))
 
 
 async def test_a_declared_huge_answer_is_refused_before_reading(
@@ -99,17 +100,21 @@ async def test_a_declared_huge_answer_is_refused_before_reading(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\n"
         b"Content-Length: 4000000000\r\n\r\n"
     )
-    with serve_raw(head, forever(b"\x00" * 65536), 0.0) as url:
-        with pytest.raises(TsaError, match="larger than"):
-            await stamp(TsaClient(url, timeout=20.0))
+    with (
+        serve_raw(head, forever(b"\x00" * 65536), 0.0) as url,
+        pytest.raises(TsaError, match="larger than"),
+    ):
+        await stamp(TsaClient(url, timeout=20.0))
 
 
 async def test_garbage_is_a_tsa_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"
-    with serve_raw(head, iter([b"garbage!!"]), 0.0) as url:
-        with pytest.raises(TsaError, match="not a TimeStampResp"):
-            await stamp(TsaClient(url, timeout=5.0))
+    with (
+        serve_raw(head, iter([b"garbage!!"]), 0.0) as url,
+        pytest.raises(TsaError, match="not a TimeStampResp"),
+    ):
+        await stamp(TsaClient(url, timeout=5.0))
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
