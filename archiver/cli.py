@@ -486,6 +486,124 @@ async def export(
         click.echo(f"{output}: {n} post(s) written", err=True)
 
 
+class _EvidenceGroup(click.Group):
+    """``telewatch evidence LINK...`` makes a bundle (the ``make`` command);
+    ``telewatch evidence verify FILE.zip`` checks one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["make", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_EvidenceGroup)
+def evidence() -> None:
+    """Evidence bundles: one zip with a post's versions, deletion and coverage, its log
+    entries chained to a timestamped root, and its raw captures; checked offline by
+    `telewatch evidence verify` (docs/evidence.md). Without a command, the arguments are
+    those of `make`.
+
+    \b
+    Example:
+      telewatch evidence t.me/vsaldo/1234 --output vsaldo-1234.zip
+      telewatch evidence verify vsaldo-1234.zip
+    """
+
+
+@evidence.command("make")
+@click.argument("links", nargs=-1)
+@click.option("--query", "query_text", metavar="Q", help="The posts this search finds.")
+@click.option("--since", metavar="YYYY-MM-DD", help="With --query: posts on or after this day.")
+@click.option("--until", metavar="YYYY-MM-DD", help="With --query: posts on or before this day.")
+@click.option(
+    "--output", required=True, type=click.Path(path_type=Path, dir_okay=False), help="FILE.zip"
+)
+@click.option(
+    "--max-posts", default=500, show_default=True, type=click.IntRange(1, 100_000),
+    help="Refuse a --query that finds more posts than this.",
+)  # fmt: skip
+@pass_app
+@run_async
+async def evidence_make(
+    app: App,
+    links: tuple[str, ...],
+    query_text: str | None,
+    since: str | None,
+    until: str | None,
+    output: Path,
+    max_posts: int,
+) -> None:
+    """Write the evidence bundle of posts (links t.me/channel/123 or @channel/123), or of the
+    posts a search finds (the query language of `telewatch search`).
+
+    \b
+    Example:
+      telewatch evidence t.me/vsaldo/1234 --output vsaldo-1234.zip
+      telewatch evidence make --query 'евакуація channel:vsaldo' --since 2024-05-01 --output may.zip
+    """
+    from archiver.evidence.bundles import BundleError, bundle_from_archive
+
+    if bool(links) == (query_text is not None):
+        raise BundleError("give post links, or --query, but not both")
+    if (since or until) and query_text is None:
+        raise BundleError("--since and --until go with --query")
+    tz = app.settings.display.timezone.key
+    query = _query(query_text, (), since, until, tz) if query_text is not None else None
+    tolerance = max(
+        timedelta(minutes=90), timedelta(minutes=app.settings.schedule.stale_after_minutes)
+    )
+    request = {"links": list(links), "query": query_text, "since": since, "until": until}
+    archive = await app.open_archive(create=False)
+    try:
+        summary = await bundle_from_archive(
+            archive, output, links=links, query=query, request=request, max_posts=max_posts,
+            tolerance=tolerance,
+        )  # fmt: skip
+    finally:
+        await archive.close()
+    anchor = (
+        f"chained to the root of {summary.root_day}"
+        if summary.root_day
+        else "not yet covered by a daily root (made after each UTC day ends)"
+    )
+    click.echo(
+        f"{summary.path}: {summary.posts} post(s), {summary.entries} log entries ({anchor}),"
+        f" {summary.captures} capture(s), {summary.size} bytes",
+        err=True,
+    )
+
+
+@evidence.command("verify")
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--tsa-cert", "tsa_certs", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+    help="The time-stamping authority's root certificate (PEM) to check the signer against.",
+)  # fmt: skip
+def evidence_verify(bundle: Path, tsa_certs: tuple[Path, ...]) -> None:
+    """Check an evidence bundle offline, without the archive: every file's hash, each log
+    entry's content and chain up to the root, the timestamp token over the root, each
+    capture against its entry, and the report against the entries. Prints "bundle verified"
+    or one line per problem (exit 1).
+
+    \b
+    Example:
+      telewatch evidence verify vsaldo-1234.zip --tsa-cert tsa-root.pem
+    """
+    from archiver.evidence.bundle_check import verify_bundle
+
+    trusted = []
+    for cert in tsa_certs:
+        try:
+            trusted.append(cert.read_bytes())
+        except OSError as exc:
+            raise TelewatchError(f"--tsa-cert {cert}: cannot read it ({exc.strerror})") from None
+    verdict = verify_bundle(bundle, trusted=trusted)
+    for line in verdict.lines():
+        click.echo(line, err=not verdict.ok)
+    if not verdict.ok:
+        raise SystemExit(EXIT_FAILED)
+
+
 _COVERAGE_KEYS = ("id_ranges", "ids_never_seen", "states", "watched_since", "unwatched")
 
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 META_KEY = "digest_last_at"
 WINDOW = timedelta(days=1)
 MAX_LINKS = 5  # links shown per rule
-MAX_CHARS = 4000  # Telegram allows 4096 characters per message
+MAX_CHARS = 4000  # Telegram allows 4096 per message, counted in UTF-16 code units
 
 
 def _english(text: str) -> str:
@@ -68,11 +68,13 @@ async def build_digests(
     max_links: int = MAX_LINKS,
     recipient: int | None = None,
     _: Callable[[str], str] = _english,
+    translate_for: Callable[[int], Callable[[str], str]] | None = None,
 ) -> list[Digest]:
     """One digest per recipient with alerts created in ``[since, until)``, by recipient id
     (of ``recipient`` only, when given: a personal digest). ``_`` translates its words (the
     bot passes the recipient's language; the ids are in bot/locales, extracted from this
-    file too); ``{name}`` fields are filled in after translation."""
+    file too); ``translate_for`` gives each recipient's instead (the scheduled digest);
+    ``{name}`` fields are filled in after translation."""
     only = "" if recipient is None else " AND a.recipient = ?"
     rows = await archive.fetchall(
         "SELECT a.recipient, a.rules, a.kind, a.post_id, p.message_id, p.date, c.id AS cid,"
@@ -96,6 +98,7 @@ async def build_digests(
             rules.setdefault(str(name), {}).setdefault(r["post_id"], match)
     digests: list[Digest] = []
     for recipient, rules in sorted(by_recipient.items()):
+        _ = translate_for(recipient) if translate_for is not None else _
         posts = {pid for matched in rules.values() for pid in matched}
         head = _("telewatch daily digest: {n} post(s) matched your rules since {since} ({tz})")
         head = head.format(
@@ -117,16 +120,22 @@ async def build_digests(
     return digests
 
 
+def _utf16_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji of a channel title is 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def _fit(lines: list[str]) -> str:
     """Whole lines up to Telegram's message size."""
     out: list[str] = []
     size = 0
     for line in lines:
-        if size + len(line) + 1 > MAX_CHARS - 2:
+        n = _utf16_len(line) + 1
+        if size + n > MAX_CHARS - 2:
             out.append("…")
             break
         out.append(line)
-        size += len(line) + 1
+        size += n
     return "\n".join(out)
 
 
@@ -136,9 +145,11 @@ async def send_digests(
     *,
     now: datetime | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    translate_for: Callable[[int], Callable[[str], str]] | None = None,
 ) -> int:
     """Build and send the digests of the window since the last one (at most a day); returns
-    how many were sent."""
+    how many were sent. ``translate_for(recipient)`` is the ``_`` of the language the bot
+    speaks to that chat (English without it)."""
     token = settings.bot.token
     if not token:
         raise ConfigError("bot.token: not set; the daily digest is sent by the bot")
@@ -148,7 +159,13 @@ async def send_digests(
     if since >= until:
         log.info("digest: the window up to %s was already sent", ts(until))
         return 0
-    digests = await build_digests(archive, since=since, until=until, tz=settings.display.timezone)
+    digests = await build_digests(
+        archive,
+        since=since,
+        until=until,
+        tz=settings.display.timezone,
+        translate_for=translate_for,
+    )
     blocked = await inactive_recipients(archive)
     sent = 0
     url = f"{settings.bot.api_base_url}{token}/sendMessage"

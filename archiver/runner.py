@@ -182,12 +182,25 @@ def _jobs(
         async def digest() -> object:
             from archiver.digest import send_digests
 
-            return await send_digests(archive, settings)
+            return await send_digests(
+                archive, settings, translate_for=await digest_languages(archive)
+            )
 
         jobs["digest"] = digest
     elif settings.schedule.digest:
         log.warning("schedule.digest is set but bot.token is not: no digest will be sent")
     return jobs
+
+
+async def digest_languages(archive: Archive) -> Callable[[int], Callable[[str], str]]:
+    """Each chat's ``_`` as the bot speaks to it (its /lang, else the language seen for it,
+    else English), for the scheduled digest. The bot's catalogs are the bot's: imported
+    here, when a digest is due, as `run` imports the bot itself."""
+    from archiver.store.user_langs import all_langs, all_seen_langs
+    from bot.i18n import pick, translator
+
+    chosen, seen = await all_langs(archive), await all_seen_langs(archive)
+    return lambda chat: translator(pick(chosen.get(chat), seen.get(chat)))
 
 
 async def run(

@@ -5,7 +5,9 @@
   ``/deny ID`` takes that back (kept in the archive; admins in the config cannot be denied),
   and with it their alerts: their rules are paused and the alerts waiting for them dropped
   (:func:`archiver.store.access.deny_user`); ``/allow`` resumes the rules.
-- In an allowed group (``[bot] allowed_chats``) every member may use it, there.
+- In an allowed group (``[bot] allowed_chats``) every member may use it, there, but a user
+  an admin denied: their commands to the bot get the stranger's reply (their user id), and
+  nothing else they say there is answered (the group is not told the bot does not work).
 - Anyone else is a stranger: one short reply with their own user id (at most once per
   ``cooldown`` seconds, so the bot cannot be used to spam), and nothing from the archive.
 

@@ -97,6 +97,9 @@ def build_application(
             Defaults(
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
+                # a reply in a group quotes the command; when that message is gone by the
+                # time the answer is ready (deleted), the answer is still sent
+                allow_sending_without_reply=True,
             )
         )
         .concurrent_updates(True)

@@ -164,3 +164,28 @@ async def test_no_digest_for_a_user_denied_or_removed_from_the_config(archive: A
 async def test_needs_a_bot_token(archive: Archive) -> None:
     with pytest.raises(ConfigError, match=r"bot\.token: not set"):
         await send_digests(archive, Settings())
+
+
+async def test_the_scheduled_digest_speaks_each_recipients_language(archive: Archive) -> None:
+    """`run`'s digest job: user 1 chose Ukrainian (/lang), user 2 never did but their client
+    is Russian (seen); each digest is in that language (it was English for everyone)."""
+    from archiver.runner import digest_languages
+    from archiver.store.user_langs import set_lang, set_seen_lang
+    from bot.i18n import translator
+
+    await fill(archive)
+    await set_lang(archive, 1, "uk")
+    await set_seen_lang(archive, 2, "ru", replace=True)
+    seen: list[dict[str, list[str]]] = []
+    now = utcnow() + timedelta(seconds=1)
+    translate_for = await digest_languages(archive)
+    sent = await send_digests(
+        archive, settings(), now=now, transport=bot_api(seen), translate_for=translate_for
+    )
+    assert sent == 2
+    head = "telewatch daily digest: {n} post(s) matched your rules since {since} ({tz})"
+    texts = {f["chat_id"][0]: f["text"][0] for f in seen}
+    for chat, lang in (("1", "uk"), ("2", "ru")):
+        words = translator(lang)(head).split("{")[0]
+        assert words != head.split("{")[0]  # the catalog has it
+        assert texts[chat].startswith(words), texts[chat]

@@ -6,7 +6,7 @@ sent at most once whatever happens (a restart, two bots on one archive)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from archiver.store.archive import Archive, parse_ts, ts
 from archiver.store.quiet import parse_time
@@ -28,7 +28,10 @@ def last_due(at: time, now: datetime, tz: tzinfo) -> datetime:
     for back in range(3):  # a day the clocks change may skip the time: the day before
         day = (local - timedelta(days=back)).date()
         due = datetime.combine(day, at, tzinfo=tz)
-        if due <= local:
+        # Compared as instants: two datetimes of one tzinfo compare by wall clock, which
+        # takes a time the clocks skipped (03:30 on the spring-forward day) for one past
+        # at 04:10, though it lies 20 minutes ahead.
+        if due.astimezone(UTC) <= now.astimezone(UTC):
             return due.astimezone(now.tzinfo)
     return (local - WINDOW).astimezone(now.tzinfo)  # unreachable
 

@@ -18,7 +18,17 @@ from telegram.ext import (
 )
 
 from bot.alerts import FULL_TEXT, HISTORY, MUTE
-from bot.handlers import admin, alerts, archive, common, everyday, language, rules, search
+from bot.handlers import (
+    admin,
+    alerts,
+    archive,
+    common,
+    everyday,
+    evidence,
+    language,
+    rules,
+    search,
+)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -31,6 +41,7 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         "export": search.export_cmd,
         "channels": archive.channels_cmd,
         "history": archive.history_cmd,
+        "evidence": evidence.evidence_cmd,
         "watch": rules.watch_cmd,
         "rules": rules.rules_cmd,
         "unwatch": rules.unwatch_cmd,

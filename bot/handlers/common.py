@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from telegram import InlineKeyboardMarkup, Message, Update
-from telegram.error import TelegramError
+from telegram.error import RetryAfter, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from archiver.channels import BadChannelRef
@@ -14,7 +14,8 @@ from archiver.errors import ChannelNotFound, QueryError, TelewatchError
 from archiver.store import outbox
 from archiver.store.user_langs import get_lang
 from bot.access import Role
-from bot.format import esc, pack
+from bot.delivery import retry_seconds
+from bot.format import MAX_MESSAGE, esc, pack, split_html, u16len
 from bot.i18n import Translate, pick, translator
 from bot.query_errors import channel_ref_reason, query_error_html, reason
 from bot.services import KEY, Services, services
@@ -33,6 +34,7 @@ COMMANDS = (
     ("latest", "[channel]", _("the newest posts")),
     ("channels", "", _("archived channels, last post and sync state")),
     ("history", "LINK", _("every version of a post, and its deletion")),
+    ("evidence", "LINK", _("a post's evidence bundle: versions, deletion, proofs, captures")),
     ("watch", "[NAME:] QUERY", _("alert me about posts that match")),
     ("rules", "", _("my rules, with delete buttons")),
     ("unwatch", "ID", _("delete one of my rules")),
@@ -142,12 +144,22 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if user is not None and chat is not None:
         log.info("refused user %d in chat %d", user.id, chat.id)
         private = chat.type == "private"
-        key = user.id if private else chat.id
+        # In an allowed group the stranger is a user an admin denied: the bot works there, so
+        # only a command addressed to the bot gets the private reply (their user id), and
+        # nothing else they say there is answered.
+        member_of_allowed = not private and chat.id in svc.settings.bot.allowed_chats
+        key = user.id if private or member_of_allowed else chat.id
+        msg = update.effective_message
         if update.callback_query is not None:
-            await update.callback_query.answer("Not allowed.")
-        elif update.effective_message is not None and svc.access.answer_stranger(key):
             _ = translator(pick(None, user.language_code))  # a stranger's choice is not kept
-            if private:
+            await update.callback_query.answer(_("Not allowed."))
+        elif (
+            msg is not None
+            and (not member_of_allowed or _addressed_command(msg, context.bot.username))
+            and svc.access.answer_stranger(key)
+        ):
+            _ = translator(pick(None, user.language_code))  # a stranger's choice is not kept
+            if private or member_of_allowed:
                 text = _(
                     "This bot is private. Your Telegram user id is <code>{user}</code>: "
                     "send it to the person who runs the bot to be let in."
@@ -157,8 +169,17 @@ async def gate(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                     "This bot does not work in this chat. Chat id <code>{chat}</code>, "
                     "your user id <code>{user}</code>: an admin can add the chat."
                 ).format(chat=chat.id, user=user.id)
-            await update.effective_message.reply_html(text)
+            await msg.reply_html(text)
     raise ApplicationHandlerStop
+
+
+def _addressed_command(msg: Message, bot_username: str | None) -> bool:
+    """Whether ``msg`` is a command for this bot (``/cmd`` or ``/cmd@this_bot``)."""
+    text = msg.text or msg.caption or ""
+    if not text.startswith("/"):
+        return False
+    _cmd, at, target = text.split(maxsplit=1)[0].partition("@")
+    return not at or target.lower() == (bot_username or "").lower()
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -209,6 +230,11 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: domain errors become a one-line reply; anything else is
     logged (without message text) and the user is told it failed."""
     err = context.error
+    if isinstance(err, RetryAfter):  # Telegram's flood control: an apology would be refused too
+        chat = update.effective_chat if isinstance(update, Update) else None
+        log.warning("flood control: a reply to chat %s was refused (retry after %.0fs)",
+                    chat.id if chat else "-", retry_seconds(err))  # fmt: skip
+        return
     _ = _error_translator(update, context)
     if isinstance(err, QueryError):
         text = query_error_html(err, _)
@@ -238,6 +264,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     msg = update.effective_message
     if msg is None:
         return
+    if u16len(text) > MAX_MESSAGE:  # an error quoting a long message back: its first part
+        text = split_html(text)[0]
     try:
         await msg.reply_html(text)
     except TelegramError:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
+from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from archiver.channels import parse_ref
@@ -134,7 +135,13 @@ async def page_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         return
     text, markup = await _page(context, page, key, offset, _)
     await cq.answer()
-    await cq.edit_message_text(text, reply_markup=markup)
+    try:
+        await cq.edit_message_text(text, reply_markup=markup)
+    except BadRequest as exc:
+        if "not modified" not in exc.message.lower():
+            raise
+        # a double tap: the page already shows what this press asked for
+        log.debug("search page %d: already showing offset %d", key, offset)
 
 
 async def latest_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

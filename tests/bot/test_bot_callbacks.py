@@ -4,6 +4,7 @@ an alert (issue 16): Full text, History, Mute rule 24 h. Real Application, fake 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,19 @@ async def test_alert_buttons(bot: Harness) -> None:
     assert last["status"] == "dropped" and last["last_error"].startswith("muted in this chat")
     assert "1 mute(s) ended" in (await bot.send(MEMBER, "/unmute"))[0].text
     assert await outbox.mutes(bot.archive, MEMBER) == {}
+
+
+async def test_a_page_button_pressed_twice_is_not_an_error(
+    bot: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A double tap sends the same press twice before the first edit shows; Telegram refuses
+    the second edit ("message is not modified"): nothing failed, so nothing is logged as an
+    error and the press is answered."""
+    first = (await bot.send(MEMBER, "/search сводка"))[0]
+    data = first.json("reply_markup")["inline_keyboard"][0][0]["callback_data"]
+    message = message_in(MEMBER, first.result["message_id"])
+    await bot.press(MEMBER, data, message)
+    with caplog.at_level(logging.ERROR):
+        calls = await bot.press(MEMBER, data, message)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert [c.ok for c in calls if c.method == "answerCallbackQuery"] == [True]

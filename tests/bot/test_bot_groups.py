@@ -125,3 +125,49 @@ async def test_quiet_hours_of_a_group_hold_the_groups_alerts(bot: Harness) -> No
     await delivery.idle()
     status = {r["recipient"]: r["status"] for r in await alert_rows(bot.archive)}
     assert status == {GROUP: "pending", MEMBER: "sent"}
+
+
+async def test_a_denied_member_of_an_allowed_group_gets_nothing_and_no_misleading_reply(
+    bot: Harness,
+) -> None:
+    """A user an admin denied, talking in an allowed group: nothing from the archive, and the
+    group is not told "this bot does not work in this chat" (it does, for everyone else) each
+    time that user replies to an alert or says anything the bot reads."""
+    from botkit import ADMIN
+
+    await bot.send(ADMIN, f"/deny {OTHER_MEMBER}")
+    # a command addressed to the bot: their user id, as in a private chat
+    (told,) = await bot.send(OTHER_MEMBER, f"/search@{BOT_USERNAME} переговоры", chat_id=GROUP)
+    assert f"<code>{OTHER_MEMBER}</code>" in told.text
+    assert "does not work in this chat" not in told.text and "переговоры" not in told.text
+    # what else they say there (a reply to an alert, another bot's command): no answer
+    for text in ("переговоры", "согласен", "/search@other_bot переговоры"):
+        assert await bot.send(OTHER_MEMBER, text, chat_id=GROUP) == [], text
+    # a button of an alert to the group, pressed by them: refused, nothing sent
+    (saved,) = await bot.send(STRANGER, f"/watch@{BOT_USERNAME} война", chat_id=GROUP)
+    assert "saved" in saved.text
+    since = len(bot.api.calls)
+    assert await queue_alerts(bot.archive, ["Война: сводка дня"], [GROUP], first_id=10)
+    (alert,) = await bot.api.wait_for(chat_id=GROUP, since=since)
+    (row,) = [r for r in await alert_rows(bot.archive) if r["recipient"] == GROUP]
+    for data in (f"af:{row['id']}", f"ah:{row['id']}", f"am:{row['id']}"):
+        calls = await bot.press(OTHER_MEMBER, data, in_group(alert.result["message_id"]))
+        assert [c.method for c in calls] == ["answerCallbackQuery"], data
+        assert answer(calls) == "Not allowed."
+    # the others in the group are served as before
+    (found,) = await bot.send(STRANGER, f"/search@{BOT_USERNAME} переговоры", chat_id=GROUP)
+    assert "<b>переговоры</b>" in found.text
+
+
+async def test_an_answer_arrives_when_the_command_was_deleted_meanwhile(bot: Harness) -> None:
+    """In a group the bot's answer quotes the command. Newsrooms often delete commands from
+    the group (by hand or with a cleaner bot) and an export takes seconds: Telegram then
+    refuses a reply to the missing message unless the call allows sending without it."""
+    since = len(bot.api.calls)
+    update_id = bot.api.push_message(
+        STRANGER, f"/search@{BOT_USERNAME} переговоры", chat_id=GROUP, deleted=True
+    )
+    await bot.settle(update_id)
+    sends = [c for c in bot.api.calls[since:] if c.method == "sendMessage"]
+    assert [c.ok for c in sends] == [True], [c.result for c in sends]
+    assert "<b>переговоры</b>" in sends[0].text

@@ -186,3 +186,22 @@ async def test_status_is_in_the_admins_language(bot: Harness) -> None:
 async def test_an_error_reply_ends_in_the_users_language(bot: Harness) -> None:
     reply = text(await bot.send(MEMBER, "/latest @nosuchchannel", language_code="ru"))
     assert reply.startswith("⚠️") and reply.endswith("каналы в архиве: /channels.")
+
+
+# A count right before a Cyrillic noun needs the noun's plural form for that count (uk and ru
+# have three: 1 результат, 2 результати, 5 результатів); the catalogs have no plural entries,
+# so a count is written after its noun ("Результатів: {n}"). Units and abbreviations agree
+# with every count.
+COUNT_THEN_WORD = re.compile(r"\{(n|cap|count|total)\}\s+([А-Яа-яІіЇїЄєҐґЁё]+\.?)")
+UNITS = {"с", "хв", "год", "мин", "ч", "дн.", "із", "из", "за", "по"}  # and prepositions
+
+
+@pytest.mark.parametrize("lang", ["uk", "ru"])
+def test_no_count_stands_before_a_noun_whose_form_it_decides(lang: str) -> None:
+    bad = [
+        (msgid, text)
+        for msgid, text in messages(lang).items()
+        for _field, word in COUNT_THEN_WORD.findall(text)
+        if word not in UNITS
+    ]
+    assert bad == [], bad

@@ -5,6 +5,7 @@ bot there. Through the real Application against the fake Bot API."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -95,7 +96,10 @@ async def test_a_locked_archive_does_not_refuse_a_command_for_the_language_note(
             async with running_bot(api, archive, db) as h:
                 lock = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
                 try:
-                    lock.execute("BEGIN IMMEDIATE")
+                    # in a thread: waiting here on the event loop would stop the bot's own
+                    # transaction in the middle (its next statement needs the loop), so neither
+                    # could finish and BEGIN failed after sqlite3's 5 s (2 runs in 10)
+                    await asyncio.to_thread(lock.execute, "BEGIN IMMEDIATE")
                     reply = await h.send(MEMBER, "/start", language_code="uk")
                     assert "Вітаю" in reply[0].text
                 finally:

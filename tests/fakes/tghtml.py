@@ -6,8 +6,11 @@ Source: Bot API, "Formatting options" -> "HTML style" (https://core.telegram.org
   a href tg-emoji code pre blockquote [expandable]``;
 - every ``<``, ``>`` and ``&`` that is not part of a tag or an entity must be escaped; numeric
   entities and only ``&lt; &gt; &amp; &quot;`` by name;
-- the message is at most 4,096 characters after entity parsing (captions 1,024), counted in
-  UTF-16 code units like every length in the Bot API; an empty one is refused.
+- the message is at most 4,096 characters after entity parsing (captions 1,024); an empty one
+  is refused. The fake counts UTF-16 code units (as entity offsets are counted). The Bot API
+  server (TDLib, td/telegram/MessageContent.cpp) checks a bot's text with ``utf8_length``,
+  i.e. in code points, which is never more: the fake is the stricter of the two on purpose
+  (an emoji counts 2 here, 1 there), so text it takes Telegram takes too.
 
 Nesting ("Formatting options"): ``b i u s`` and spoilers can contain and be part of anything but
 ``pre`` and ``code``; ``blockquote`` cannot be nested; other entities cannot contain each other.
