@@ -72,6 +72,23 @@ MANIFEST_KEYS = {
     "faults[]": {"status", "reason", "count"},
 }  # fmt: skip
 MAX_PROBLEMS = 50  # past this many, the rest are counted, not listed
+# The most a file read whole (manifest.json, roots.json, the reports), or one line of
+# log.jsonl, may inflate to: a bundle is untrusted input, and a few kilobytes of deflate can
+# declare and inflate to gigabytes. A bundle of --max-posts posts is far below it.
+MAX_MEMBER = 256 << 20
+
+
+class _TooBig(Exception):
+    """A member, or a line of log.jsonl, larger than :data:`MAX_MEMBER`."""
+
+
+def _read(zf: zipfile.ZipFile, name: str) -> bytes:
+    """A member read whole, refused past :data:`MAX_MEMBER` before reading (KeyError when
+    there is none). The size checked is the one declared, which zipfile reads no further
+    than."""
+    if zf.getinfo(name).file_size > MAX_MEMBER:
+        raise _TooBig(f"{name}: larger than {MAX_MEMBER} bytes: not a bundle telewatch wrote")
+    return zf.read(name)
 
 
 @dataclass
@@ -112,9 +129,12 @@ class _Log:
 
 def _read_json(zf: zipfile.ZipFile, name: str, v: Verdict) -> Any:
     try:
-        data = zf.read(name)
+        data = _read(zf, name)
     except KeyError:
         v.problems.append(f"{name}: missing from the bundle")
+        return None
+    except _TooBig as exc:
+        v.problems.append(str(exc))
         return None
     try:
         return json.loads(data)
@@ -182,8 +202,18 @@ def _check_files(zf: zipfile.ZipFile, manifest: dict[str, Any], v: Verdict) -> N
             )
 
 
-def _lines(f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    yield from enumerate(f, 1)
+def _lines(f: IO[bytes], v: Verdict) -> Iterator[tuple[int, bytes]]:
+    """The lines of log.jsonl, none read past :data:`MAX_MEMBER` (a problem ends them)."""
+    n = 0
+    while line := f.readline(MAX_MEMBER + 1):
+        n += 1
+        if len(line) > MAX_MEMBER:
+            v.problems.append(
+                f"log.jsonl line {n}: longer than {MAX_MEMBER} bytes: not a bundle telewatch"
+                " wrote (the rest of the log was not read)"
+            )
+            return
+        yield n, line
 
 
 def _check_log(zf: zipfile.ZipFile, root_seqs: set[int], v: Verdict) -> _Log:
@@ -194,7 +224,7 @@ def _check_log(zf: zipfile.ZipFile, root_seqs: set[int], v: Verdict) -> _Log:
     prev: str | None = None
     expected: int | None = None
     with zf.open("log.jsonl") as f:
-        for n, raw in _lines(f):
+        for n, raw in _lines(f, v):
             where = f"log.jsonl line {n}"
             out.lines = n
             try:
@@ -427,9 +457,12 @@ def _sections(manifest: dict[str, Any], log: _Log, v: Verdict) -> list[Section] 
 
 def _compare(zf: zipfile.ZipFile, name: str, parts: list[tuple[str, str]], v: Verdict) -> None:
     try:
-        have = zf.read(name).decode("utf-8")
+        have = _read(zf, name).decode("utf-8")
     except KeyError:
         v.problems.append(f"{name}: missing from the bundle")
+        return
+    except _TooBig as exc:
+        v.problems.append(str(exc))
         return
     except UnicodeDecodeError:
         v.problems.append(f"{name}: not UTF-8 text")
@@ -475,12 +508,18 @@ def _verify(path: Path, trusted: Sequence[bytes]) -> Verdict:
         v.problems.append(f"{path}: not a readable zip file ({exc})")
         return v
     with zf:
+        names = zf.namelist()
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            v.problems.append(
+                f"{name}: more than one member of this name (unzip tools may show another one"
+                " than the one checked)"
+            )
         manifest = _read_json(zf, "manifest.json", v)
         if not isinstance(manifest, dict):
             if manifest is not None:
                 v.problems.append("manifest.json: not a JSON object")
             return v
-        if manifest_bytes(manifest) != zf.read("manifest.json"):
+        if manifest_bytes(manifest) != _read(zf, "manifest.json"):
             v.problems.append("manifest.json: not in its canonical form (it was edited)")
         if manifest.get("format") != FORMAT:
             v.problems.append(
@@ -500,7 +539,7 @@ def _verify(path: Path, trusted: Sequence[bytes]) -> Verdict:
                 f" {want.get('first_seq')} to {want.get('last_seq')}"
             )
         stamped = _check_roots(roots, manifest, log, trusted, v) if roots is not None else []
-        if roots is not None and canonical_json(roots) + b"\n" != zf.read("roots.json"):
+        if roots is not None and canonical_json(roots) + b"\n" != _read(zf, "roots.json"):
             v.problems.append("roots.json: not in its canonical form (it was edited)")
         records = _check_captures(zf, manifest, log, v)
         if manifest.get("report_format") != REPORT_FORMAT:

@@ -1,0 +1,77 @@
+"""`telewatch evidence verify` reads files from anyone: a zip made to mislead or to exhaust
+the verifier (duplicate member names, members that inflate to gigabytes) is refused in one
+line per problem, without reading more than it must. The honest bundle is the one
+test_bundle_format.py builds."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from archiver.evidence import bundle_check
+from archiver.evidence.bundle_check import verify_bundle
+from evidence.test_bundle_format import build
+
+
+def members(bundle: Path) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(bundle) as zf:
+        return [(n, zf.read(n)) for n in zf.namelist()]
+
+
+async def test_a_second_member_of_the_same_name_is_refused(tmp_path: Path) -> None:
+    """A zip may hold two members named report.md: Python's zipfile (and so the checks) reads
+    the last, many unzip tools and viewers show the first. A forged report put first would be
+    what a reader sees of a bundle that 'verified'."""
+    good = await build(tmp_path)
+    forged = tmp_path / "two.zip"
+    with zipfile.ZipFile(forged, "w") as zf, pytest.warns(UserWarning, match="Duplicate"):
+        zf.writestr("report.md", b"# The post was never edited\n")
+        for name, data in members(good):
+            zf.writestr(name, data)
+    problems = verify_bundle(forged).problems
+    assert any(p.startswith("report.md: more than one member of this name") for p in problems), (
+        problems
+    )
+
+
+async def test_a_member_that_inflates_past_the_limit_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few kilobytes of deflate can declare and inflate to gigabytes; the files read whole
+    (manifest.json, roots.json, the reports) are refused past a size, before reading them."""
+    monkeypatch.setattr(bundle_check, "MAX_MEMBER", 1 << 20)
+    good = await build(tmp_path)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members(good):
+            zf.writestr(name, b" " * (8 << 20) if name == "roots.json" else data)
+    v = verify_bundle(bomb)
+    assert any(p.startswith("roots.json: larger than") for p in v.problems), v.problems
+    assert not v.ok
+
+
+async def test_an_inflating_manifest_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bundle_check, "MAX_MEMBER", 1 << 20)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", b"[" + b" " * (8 << 20) + b"]")
+    v = verify_bundle(bomb)
+    assert v.problems == ["manifest.json: larger than 1048576 bytes: not a bundle telewatch wrote"]
+
+
+async def test_a_log_line_longer_than_any_entry_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """log.jsonl is read line by line; one line without an end must not be read whole."""
+    monkeypatch.setattr(bundle_check, "MAX_MEMBER", 1 << 20)
+    good = await build(tmp_path)
+    bad = tmp_path / "line.zip"
+    with zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members(good):
+            zf.writestr(name, data + b"{" * (8 << 20) if name == "log.jsonl" else data)
+    v = verify_bundle(bad)
+    assert any("log.jsonl line" in p and "longer than" in p for p in v.problems), v.problems
