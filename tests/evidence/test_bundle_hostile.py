@@ -75,3 +75,26 @@ async def test_a_log_line_longer_than_any_entry_is_refused(
             zf.writestr(name, data + b"{" * (8 << 20) if name == "log.jsonl" else data)
     v = verify_bundle(bad)
     assert any("log.jsonl line" in p and "longer than" in p for p in v.problems), v.problems
+
+
+async def test_an_entry_of_the_post_withheld_as_a_bare_link_still_verifies(
+    tmp_path: Path,
+) -> None:
+    """The limit docs/evidence.md states ("What a bundle proves, and what it does not"): a
+    bundle shows the entries its maker put in full; another entry is a bare link, which does
+    not say whose it is. Whoever makes the bundle (with their own archive's post_id column
+    pointed elsewhere, say) can so leave out an entry of the post, here its revert to the
+    first text, and the bundle verifies. If this ever fails, the gap is closed: say so in the
+    docs."""
+    from evidence.test_bundle_format import story
+
+    log = story()
+    reverted = next(e for e in log.entries if e.kind == "reverted")
+    object.__setattr__(reverted, "post_id", 99)  # outside every hash
+    out = await build(tmp_path, log)
+    v = verify_bundle(out)
+    assert v.ok, v.problems
+    with zipfile.ZipFile(out) as zf:
+        report = zf.read("report.md").decode()
+    assert "an earlier version is current again" not in report  # (the honest report has it)
+    assert "Version 2 (current)" in report  # wrong: version 1 was current when it was deleted
