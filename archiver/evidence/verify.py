@@ -265,11 +265,16 @@ async def check(archive: Archive) -> tuple[chain.Broken | None, Summary]:
                 root.seq, f"the root of {root.day} is not this entry's entry_hash"
             ), Summary(count, last_root, v.pruned)
         if root.tsa_token is not None:
+            from archiver.evidence.stamps import TokenProblem
+            from archiver.evidence.stamps import check_token as check_signed
             from archiver.evidence.tsa import TsaError, check_token
 
             try:
                 check_token(root.tsa_token, root.root_hash)
-            except TsaError as exc:
+                # its CMS signature, against the certificate it carries: a changed byte of the
+                # time or of the signature (who signed it is for `openssl ts -verify` to say)
+                check_signed(root.tsa_token, root.root_hash)
+            except (TsaError, TokenProblem) as exc:
                 return chain.Broken(
                     root.seq, f"the timestamp of {root.day}'s root: {exc}"
                 ), Summary(count, last_root, v.pruned)

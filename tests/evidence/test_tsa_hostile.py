@@ -144,3 +144,69 @@ async def test_openssl_ts_verify_accepts_a_stored_token_for_the_documented_data(
     bad = openssl("other.txt")
     assert bad.returncode != 0
     assert "imprint mismatch" in bad.stderr
+
+
+async def test_an_answer_to_another_request_is_refused() -> None:
+    """The nonce (rfc3161-client puts a random one in each request) must come back: a token
+    replayed from another request, or made for one, is not this root's fresh timestamp."""
+    import httpx
+    from fakes.tsa import TestAuthority
+    from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
+
+    authority = TestAuthority()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        other = (
+            TimestampRequestBuilder()
+            .data(ROOT.encode())
+            .hash_algorithm(HashAlgorithm.SHA256)
+            .cert_request(cert_request=True)
+            .build()
+        )  # fmt: skip  (same imprint, its own nonce)
+        return httpx.Response(200, content=authority.respond(other.as_bytes()))
+
+    client = TsaClient("http://tsa.test/", transport=httpx.MockTransport(answer))
+    with pytest.raises(TsaError, match="nonce"):
+        await client.stamp(ROOT)
+
+
+async def test_log_verify_finds_a_changed_byte_in_a_stored_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token's time (genTime) changed by one digit, imprint and status untouched: only its
+    signature gives it away, and `telewatch log verify` must check it (as evidence verify
+    does, against the certificate the token carries)."""
+    import sqlite3
+
+    from conftest import new_post
+
+    from archiver.evidence.log import make_root, verify
+    from archiver.store.archive import Archive
+    from archiver.store.ingest import ingest
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    path = tmp_path / "a.db"
+    async with await Archive.open(path) as a:
+        await a.write(
+            "INSERT INTO channels (id, username, source, created_at) VALUES (?, 'vsaldo', 'web',"
+            " '2024-05-01 00:00:00')",
+            (new_post(1, "x").channel_id,),
+        )
+        await ingest(a, [new_post(1, "one")], source="web", alerts=False)
+        day = (await a.fetchone("SELECT substr(at, 1, 10) FROM observations"))[0]
+        from datetime import date
+
+        with serve_tsa() as (url, _):
+            root = await make_root(a, date.fromisoformat(day), tsa=TsaClient(url))
+        assert root is not None and root.tsa_token is not None
+        assert await verify(a) is None
+    token = bytearray(root.tsa_token)
+    at = token.index(b"\x18\x0f") + 2  # the GeneralizedTime 'YYYYMMDDHHMMSSZ'
+    token[at + 3] = ord("0") if token[at + 3] != ord("0") else ord("1")  # another decade
+    con = sqlite3.connect(path)
+    con.execute("UPDATE log_roots SET tsa_token = ?", (bytes(token),))
+    con.commit()
+    con.close()
+    async with await Archive.open(path) as a:
+        broken = await verify(a)
+    assert broken is not None and "timestamp" in str(broken) and "(changed)" in str(broken)
