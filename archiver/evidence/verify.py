@@ -150,8 +150,8 @@ _STATES = "('missing', 'deleted', 'restored', 'present')"
 async def _record(archive: Archive) -> chain.Broken | None:
     """The record against its log: each entry's post is the channel and message its content
     names; each ``post_events`` row is named by exactly one entry saying the same (kind,
-    version, time, how, evidence), and each entry's event exists; each post has its ``seen``
-    entry; each post's state is what its last state entry made it (``present`` without one).
+    version, time, how, evidence), and each entry's event exists; each version has the entry
+    that added it; each post has its ``seen`` entry; each post's state is what its last state entry made it (``present`` without one).
     The log covers these; a row changed, added or removed beside it is found here."""
     row = await archive.fetchone(
         "SELECT o.seq, o.post_id FROM observations o LEFT JOIN posts p ON p.id = o.post_id"
@@ -188,6 +188,15 @@ async def _record(archive: Archive) -> chain.Broken | None:
     if row is not None:
         return chain.Broken(
             0, f"post_events row {row[0]} ({row[2]}, post {row[1]}) has no entry in the log"
+        )
+    row = await archive.fetchone(
+        "SELECT v.id, v.post_id FROM versions v WHERE v.id = (SELECT min(id) FROM (SELECT id"
+        " FROM versions EXCEPT SELECT version_id FROM observations WHERE kind IN"
+        " ('seen', 'edited', 'late') AND version_id IS NOT NULL))"
+    )
+    if row is not None:
+        return chain.Broken(
+            0, f"version {row[0]} (post {row[1]}) has no entry in the log that added it"
         )
     row = await archive.fetchone(
         "SELECT p.id, p.channel_id, p.message_id FROM posts p WHERE NOT EXISTS"

@@ -130,3 +130,15 @@ async def test_an_entry_moved_to_another_post_is_found(made: Path) -> None:
         f"UPDATE observations SET post_id = {one} WHERE post_id = {three} AND kind = 'deleted'",
     )
     assert broken is not None and "post_id" in broken
+
+
+async def test_a_version_added_without_an_entry_is_found(made: Path) -> None:
+    """A text slipped into a post's history (and made current) without the log."""
+    pid = post_id(made, 1)
+    broken = await broken_after(
+        made,
+        "INSERT INTO versions (id, post_id, text, seen_at, sha256, source, words) VALUES"
+        f" (424242, {pid}, 'a text nobody saw', '2024-05-01 00:00:00', 'x', 'web', '')",
+        f"UPDATE posts SET current_version_id = 424242 WHERE id = {pid}",
+    )
+    assert broken is not None and "version 424242" in broken
