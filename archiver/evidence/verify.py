@@ -151,8 +151,9 @@ async def _record(archive: Archive) -> chain.Broken | None:
     """The record against its log: each entry's post is the channel and message its content
     names; each ``post_events`` row is named by exactly one entry saying the same (kind,
     version, time, how, evidence), and each entry's event exists; each version has the entry
-    that added it; each post has its ``seen`` entry; each post's state is what its last state entry made it (``present`` without one).
-    The log covers these; a row changed, added or removed beside it is found here."""
+    that added it; each post has its ``seen`` entry; each post's state is what its last
+    state entry made it (``present`` without one). The log covers these; a row changed, added
+    or removed beside it is found here."""
     row = await archive.fetchone(
         "SELECT o.seq, o.post_id FROM observations o LEFT JOIN posts p ON p.id = o.post_id"
         " WHERE p.id IS NULL OR p.channel_id != o.channel_id OR p.message_id != o.message_id"
