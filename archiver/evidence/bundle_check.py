@@ -138,7 +138,7 @@ def _read_json(zf: zipfile.ZipFile, name: str, v: Verdict) -> Any:
         return None
     try:
         return json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # (nested deeper than Python's stack)
         v.problems.append(f"{name}: not valid JSON ({exc})")
         return None
 
@@ -229,7 +229,7 @@ def _check_log(zf: zipfile.ZipFile, root_seqs: set[int], v: Verdict) -> _Log:
             out.lines = n
             try:
                 obj = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 v.problems.append(f"{where}: not valid JSON")
                 prev, expected = None, None
                 continue

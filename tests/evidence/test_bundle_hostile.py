@@ -98,3 +98,45 @@ async def test_an_entry_of_the_post_withheld_as_a_bare_link_still_verifies(
         report = zf.read("report.md").decode()
     assert "an earlier version is current again" not in report  # (the honest report has it)
     assert "Version 2 (current)" in report  # wrong: version 1 was current when it was deleted
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "roots.json", "log.jsonl"])
+async def test_json_nested_past_the_recursion_limit_is_one_line(tmp_path: Path, name: str) -> None:
+    """A few hundred kilobytes of '[' make json.loads raise RecursionError, not ValueError: a
+    traceback for the reader unless it is caught as the bad JSON it is."""
+    good = await build(tmp_path)
+    deep = b"[" * 200_000 + b"]" * 200_000
+    bad = tmp_path / "deep.zip"
+    with zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for member, data in members(good):
+            zf.writestr(
+                member, deep + (b"\n" if name == "log.jsonl" else b"") if member == name else data
+            )
+    v = verify_bundle(bad)
+    assert not v.ok
+    assert any(p.startswith(name) and "not valid JSON" in p for p in v.problems), v.problems
+
+
+async def test_an_entry_content_nested_past_the_recursion_limit_is_one_line(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from archiver.evidence import chain
+    from archiver.evidence.bundles import canonical_json
+
+    good = await build(tmp_path)
+    bad = tmp_path / "deep.zip"
+    with zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for member, data in members(good):
+            if member == "log.jsonl":
+                lines = data.splitlines(keepends=True)
+                first = json.loads(lines[0])
+                first["content"] = "[" * 200_000 + "]" * 200_000
+                first["content_sha"] = chain.sha256_hex(first["content"].encode())
+                lines[0] = canonical_json(first) + b"\n"
+                data = b"".join(lines)
+            zf.writestr(member, data)
+    v = verify_bundle(bad)
+    assert not v.ok
+    assert any("content is not JSON" in p for p in v.problems), v.problems
