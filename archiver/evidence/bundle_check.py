@@ -27,7 +27,9 @@ import base64
 import binascii
 import hashlib
 import json
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,11 @@ MAX_PROBLEMS = 50  # past this many, the rest are counted, not listed
 # log.jsonl, may inflate to: a bundle is untrusted input, and a few kilobytes of deflate can
 # declare and inflate to gigabytes. A bundle of --max-posts posts is far below it.
 MAX_MEMBER = 256 << 20
+
+
+# What zipfile raises for a member it cannot read: a broken deflate stream, a bad CRC, a
+# method or version it does not know, the 'encrypted' flag (RuntimeError), a cut-short file
+_UNREADABLE = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError)
 
 
 class _TooBig(Exception):
@@ -143,6 +150,53 @@ def _read_json(zf: zipfile.ZipFile, name: str, v: Verdict) -> Any:
         return None
 
 
+_LOCAL = struct.Struct("<4s5H3L2H")  # a local file header (APPNOTE 4.3.7)
+
+
+def _check_layout(zf: zipfile.ZipFile, path: Path, v: Verdict) -> None:
+    """The members back to back from the first byte to the central directory, each local
+    header saying what the directory says: zipfile reads the directory only, tools that
+    stream a zip read the local headers, and they must see the same files."""
+    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+    end = 0
+    with path.open("rb") as f:
+        for info in infos:
+            if info.header_offset != end:
+                where = "before its first member" if end == 0 else f"before {info.filename}"
+                v.problems.append(
+                    f"{path.name}: {info.header_offset - end} byte(s) no member accounts for"
+                    f" {where} (a file only some unzip tools show)"
+                )
+                return
+            f.seek(info.header_offset)
+            head = f.read(_LOCAL.size)
+            if len(head) < _LOCAL.size:
+                v.problems.append(f"{info.filename}: its local header is cut short")
+                return
+            sig, _ver, flags, method, _t, _d, crc, csize, usize, nlen, xlen = _LOCAL.unpack(head)
+            name = f.read(nlen)
+            said = info.orig_filename.encode("utf-8" if flags & 0x800 else "cp437")
+            sizes = (crc, csize, usize) == (info.CRC, info.compress_size, info.file_size)
+            if flags & 0x08 or 0xFFFFFFFF in (csize, usize):
+                sizes = True  # in a data descriptor or zip64 field: zipfile checks the CRC
+            if sig != b"PK\x03\x04" or name != said or method != info.compress_type or not sizes:
+                v.problems.append(
+                    f"{info.filename}: its local header does not say what the zip's directory"
+                    " says (name, method, CRC or size)"
+                )
+                return
+            end = info.header_offset + _LOCAL.size + nlen + xlen + info.compress_size
+            if flags & 0x08:  # a data descriptor after the data, with or without its signature
+                f.seek(end)
+                end += 16 if f.read(4) == b"PK\x07\x08" else 12
+    start_dir = getattr(zf, "start_dir", end)
+    if start_dir != end:
+        v.problems.append(
+            f"{path.name}: {start_dir - end} byte(s) no member accounts for before the zip's"
+            " directory (a file only some unzip tools show)"
+        )
+
+
 def _hash_member(zf: zipfile.ZipFile, name: str) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -193,7 +247,7 @@ def _check_files(zf: zipfile.ZipFile, manifest: dict[str, Any], v: Verdict) -> N
             continue
         try:
             sha, size = _hash_member(zf, name)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except _UNREADABLE as exc:
             v.problems.append(f"{name}: cannot be read from the zip ({exc})")
             continue
         if not isinstance(want, dict) or sha != want.get("sha256") or size != want.get("size"):
@@ -492,8 +546,9 @@ def verify_bundle(path: Path, *, trusted: Sequence[bytes] = ()) -> Verdict:
     """Check the bundle at ``path``; never raises for a bad bundle (its problems are listed)."""
     try:
         return _verify(path, trusted)
-    except (KeyError, TypeError, AttributeError, ValueError, zipfile.BadZipFile) as exc:
-        # a structure no telewatch writes (a forged manifest, say): one line, no traceback
+    except (KeyError, TypeError, AttributeError, ValueError, *_UNREADABLE) as exc:
+        # a structure no telewatch writes (a forged manifest, say), a member zipfile cannot
+        # read: one line, no traceback
         return Verdict(problems=[f"{path}: not a bundle this telewatch can read ({exc!r})"])
 
 
@@ -508,6 +563,18 @@ def _verify(path: Path, trusted: Sequence[bytes]) -> Verdict:
         v.problems.append(f"{path}: not a readable zip file ({exc})")
         return v
     with zf:
+        for info in zf.infolist():
+            if info.flag_bits & 0x1:
+                v.problems.append(f"{info.filename}: encrypted (telewatch writes no such member)")
+            elif info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                v.problems.append(
+                    f"{info.filename}: compression method {info.compress_type}, not one"
+                    " telewatch writes"
+                )
+        if not v.problems:
+            _check_layout(zf, path, v)
+        if v.problems:
+            return v
         names = zf.namelist()
         for name in sorted({n for n in names if names.count(n) > 1}):
             v.problems.append(

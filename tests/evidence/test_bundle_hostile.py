@@ -140,3 +140,65 @@ async def test_an_entry_content_nested_past_the_recursion_limit_is_one_line(
     v = verify_bundle(bad)
     assert not v.ok
     assert any("content is not JSON" in p for p in v.problems), v.problems
+
+
+async def test_any_byte_of_the_zip_changed_is_a_verdict_never_a_traceback(tmp_path: Path) -> None:
+    """Every 13th byte of the whole zip file flipped in turn (its headers, its deflate
+    streams, its central directory): the verifier answers with problems, it does not raise
+    zlib.error, NotImplementedError (a compression method byte) or RuntimeError (the
+    'encrypted' flag bit)."""
+    good = (await build(tmp_path)).read_bytes()
+    bad = tmp_path / "flipped.zip"
+    for at in range(0, len(good), 13):
+        data = bytearray(good)
+        data[at] ^= 0xFF
+        bad.write_bytes(bytes(data))
+        verify_bundle(bad)  # raises on the old code
+
+
+async def test_an_encrypted_member_is_named(tmp_path: Path) -> None:
+    good = await build(tmp_path)
+    data = bytearray(good.read_bytes())
+    central = data.find(b"PK\x01\x02")  # the first central directory entry: its flag bits
+    data[central + 8] |= 1
+    local = data.find(b"PK\x03\x04")
+    data[local + 6] |= 1
+    bad = tmp_path / "enc.zip"
+    bad.write_bytes(bytes(data))
+    problems = verify_bundle(bad).problems
+    assert any("encrypted" in p for p in problems), problems
+
+
+def local_entry(name: str, data: bytes) -> bytes:
+    """One zip local file header and its stored data (APPNOTE 4.3.7), as a streaming unzip
+    tool reads it."""
+    import struct
+    import zlib
+
+    head = struct.pack(
+        "<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0x21, zlib.crc32(data), len(data), len(data),
+        len(name), 0,
+    )  # fmt: skip
+    return head + name.encode() + data
+
+
+async def test_a_member_hidden_outside_the_central_directory_is_found(tmp_path: Path) -> None:
+    """zipfile reads the central directory and takes bytes before the first member for a
+    stub; tools that stream a zip (reading local headers in order) see a report.md put there.
+    A bundle is only telewatch's members, back to back from the first byte."""
+    good = (await build(tmp_path)).read_bytes()
+    bad = tmp_path / "hidden.zip"
+    bad.write_bytes(local_entry("report.md", b"# The post was never deleted\n") + good)
+    with zipfile.ZipFile(bad) as zf:  # what the checks read is the genuine bundle
+        assert zf.read("report.md") == dict(members(tmp_path / "b.zip"))["report.md"]
+    problems = verify_bundle(bad).problems
+    assert any("before its first member" in p for p in problems), problems
+
+
+async def test_a_local_header_that_disagrees_with_the_directory_is_found(tmp_path: Path) -> None:
+    good = bytearray((await build(tmp_path)).read_bytes())
+    good[22] ^= 0x01  # report.md's local header: its uncompressed size (APPNOTE 4.3.7)
+    bad = tmp_path / "local.zip"
+    bad.write_bytes(bytes(good))
+    problems = verify_bundle(bad).problems
+    assert any("report.md: its local header" in p for p in problems), problems
