@@ -64,7 +64,15 @@ class App:
     async def open_archive(self, *, create: bool = True) -> Any:
         from archiver.store import Archive
 
-        return await Archive.open(self.settings.storage.path, create=create)
+        return await Archive.open_storage(self.settings.storage, create=create)
+
+    def sqlite_only(self, command: str, hint: str = "") -> None:
+        """Refuse ``command`` in one line when the archive is on PostgreSQL, where it does
+        not work yet (docs/postgresql.md lists what does)."""
+        if self.settings.storage.url is not None:
+            from archiver.store.postgres import NotOnPostgres
+
+            raise NotOnPostgres(f"`{command}`", hint)
 
 
 class TelewatchGroup(click.Group):
@@ -123,7 +131,10 @@ def _loop_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> No
 def _archive_error(ctx: click.Context, exc: sqlite3.DatabaseError) -> str:
     """SQLite's error at the CLI edge as one line that says what to do."""
     app = ctx.find_object(App)
-    where = str(app.settings.storage.path) if app is not None and app._settings else "the archive"
+    where = "the archive"
+    if app is not None and app._settings:
+        storage = app._settings.storage
+        where = str(storage.path) if storage.url is None else "the PostgreSQL archive"
     reason = str(exc)
     if "locked" in reason or "busy" in reason:
         return "the archive is locked by another telewatch process; try again shortly"
@@ -828,8 +839,8 @@ async def rules_list(app: App) -> None:
 
     settings = app.settings
     archive = (
-        await Archive.open(settings.storage.path, create=False)
-        if settings.storage.path.exists()
+        await Archive.open_storage(settings.storage, create=False)
+        if settings.storage.url is not None or settings.storage.path.exists()
         else None
     )
     try:
@@ -1083,10 +1094,11 @@ async def bot(app: App) -> None:
             await beat
     except (Exception, asyncio.CancelledError) as exc:
         await archive.close()
-        await record_end(archive.path, "bot", os.getpid(), exc)
+        await record_end(archive.path, "bot", os.getpid(), exc, url=archive.url)
         raise
     await archive.close()
-    await record_end(archive.path, "bot", os.getpid(), None)  # `health --process bot`: stopped
+    # `health --process bot`: stopped
+    await record_end(archive.path, "bot", os.getpid(), None, url=archive.url)
 
 
 # ---------------------------------------------------------------------------- web view
@@ -1112,6 +1124,7 @@ async def serve(app: App, host: str, port: int) -> None:
       telewatch serve
       telewatch serve --host 0.0.0.0 --port 8080   # with [web_view] password_hash set
     """
+    app.sqlite_only("telewatch serve", "the web view reads a SQLite file")
     try:
         from web.server import serve as run_server
     except ImportError as exc:
@@ -1240,6 +1253,7 @@ async def backup(app: App) -> None:
     Example:
       telewatch backup
     """
+    app.sqlite_only("telewatch backup", "back it up with pg_dump (docs/postgresql.md, Backups)")
     from archiver.backup import backup as run_backup
 
     st = app.settings.storage
@@ -1265,6 +1279,10 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
       telewatch restore data/backups/telewatch-20240501T033000Z.db
       docker compose run --rm telewatch restore --yes data/backups/telewatch-20240501T033000Z.db
     """
+    app.sqlite_only(
+        "telewatch restore",
+        "restore a pg_dump with pg_restore (docs/postgresql.md, Backups)",
+    )
     from archiver.backup import restore_sync, verify
     from archiver.lock import archive_lock
 
@@ -1306,6 +1324,7 @@ async def maintenance(app: App) -> None:
     Example:
       telewatch maintenance
     """
+    app.sqlite_only("telewatch maintenance", "PostgreSQL's autovacuum does this work")
     from archiver.maintenance import maintain
 
     archive = await app.open_archive(create=False)
@@ -1317,6 +1336,70 @@ async def maintenance(app: App) -> None:
         await archive.close()
     pruned = f", {result.captures_pruned} capture(s) pruned" if result.captures_pruned else ""
     click.echo(f"maintenance done in {result.seconds:.1f} s{pruned}")
+
+
+@cli.command()
+@click.option(
+    "--to",
+    "url",
+    required=True,
+    metavar="URL",
+    help="The PostgreSQL database to copy into: postgresql://user:password@host/db (empty).",
+)
+@pass_app
+@run_async
+async def migrate(app: App, url: str) -> None:
+    """Copy the SQLite archive to PostgreSQL, table by table, and verify the copy.
+
+    The archive is [storage] path (or --db); the target database must be empty, or hold a
+    copy this command began: run it again after a failure or Ctrl-C and it continues where
+    it stopped. At the end every table's rows are counted and hashed on both sides. Stop
+    `telewatch run` first. Then set [storage] url (docs/postgresql.md).
+
+    \b
+    Example:
+      telewatch migrate --to postgresql://telewatch:PASSWORD@db.example.org/telewatch
+    """
+    from archiver.store.postgres import is_url, redact
+    from archiver.store.transfer import TableCopy, migrate, open_pair
+
+    if not is_url(url):
+        raise TelewatchError("migrate: --to: expected a postgresql:// URL (not shown)")
+    storage = app.settings.storage
+    if storage.url is not None:
+        raise TelewatchError(
+            "migrate: the archive is already on PostgreSQL ([storage] url); give the SQLite"
+            " file with --db PATH"
+        )
+    show = sys.stderr.isatty()
+    bars: dict[str, Any] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        bar = bars.get(table)
+        if bar is None:
+            for old in bars.values():
+                old.render_finish()
+            bar = click.progressbar(
+                length=max(total, 1), label=f"{table:18}", file=sys.stderr, hidden=not show
+            )
+            bars[table] = bar
+            bar.pos = 0
+        bar.update(done - bar.pos)
+
+    source, target = await open_pair(storage.path, url)
+    try:
+        copied: list[TableCopy] = await migrate(source, target, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.render_finish()
+        await target.close()
+        await source.close()
+    for t in copied:
+        click.echo(f"{t.name}: {t.rows} rows ({t.copied} copied now), verified")
+    click.echo(
+        f"{storage.path} -> {redact(url)}: {len(copied)} tables copied and verified;"
+        " set [storage] url (or TELEWATCH_DATABASE_URL) to use it"
+    )
 
 
 def main() -> None:

@@ -65,6 +65,9 @@ class ChannelConfig:
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     path: Path = DEFAULT_DB
+    # PostgreSQL instead of the SQLite file (docs/postgresql.md); ``path`` then only places
+    # the local lock and marker files. ``TELEWATCH_DATABASE_URL`` overrides it.
+    url: str | None = field(default=None, repr=False)
     backup_dir: Path = Path("data/backups")
     backup_keep: int = 7
     media_dir: Path = Path("data/media")
@@ -278,7 +281,7 @@ _KIND_NAMES: dict[type, str] = {
 
 # Keys whose values are never echoed, even when wrong (a hash pasted into api_id is common).
 _SECRET_KEYS = frozenset(
-    {"telegram.api_id", "telegram.api_hash", "bot.token", "web_view.password_hash"}
+    {"telegram.api_id", "telegram.api_hash", "bot.token", "web_view.password_hash", "storage.url"}
 )
 
 
@@ -499,6 +502,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         backup_dir=path(s, "backup_dir", Path("data/backups")),
         backup_keep=s.positive("backup_keep", int, 7, maximum=10_000),
         media_dir=path(s, "media_dir", Path("data/media")),
+        url=_database_url(s.get("url", str, None), s),
     )
     s.done()
 
@@ -667,8 +671,23 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
     )
 
 
+def _database_url(value: str | None, where: _Section | str) -> str | None:
+    """``[storage] url``: a PostgreSQL URL (the value is never shown: it may hold a password)."""
+    if value is None:
+        return None
+    if not value.strip().startswith(("postgresql://", "postgres://")):
+        why = "expected a postgresql:// URL (the value is not shown); for a SQLite file set"
+        if isinstance(where, str):
+            raise ConfigError(f"environment: {where}: {why} [storage] path instead")
+        where.fail("url", f"{why} path instead")
+    return value.strip()
+
+
 def _env(settings: Settings, env: Mapping[str, str], where: str) -> Settings:
     tg = settings.telegram
+    if url := env.get("TELEWATCH_DATABASE_URL"):
+        storage = replace(settings.storage, url=_database_url(url, "TELEWATCH_DATABASE_URL"))
+        settings = replace(settings, storage=storage)
     if api_id := env.get("TELEWATCH_API_ID"):
         if not api_id.strip().isdigit():
             raise ConfigError(
@@ -757,8 +776,8 @@ def load_settings(
         where = str(path)
         settings = replace(_build(raw, where, Path(".")), source=path)
     settings = _env(settings, environ, where)
-    if db is not None:
-        settings = replace(settings, storage=replace(settings.storage, path=db))
+    if db is not None:  # --db: this SQLite file, whatever [storage] url says
+        settings = replace(settings, storage=replace(settings.storage, path=db, url=None))
     return settings
 
 
@@ -767,6 +786,14 @@ def require(value: T | None, key: str, hint: str, check: Callable[[T], bool] = b
     if value is None or not check(value):
         raise ConfigError(f"{key}: not set; {hint}")
     return value
+
+
+def _archive_name(storage: StorageSettings) -> str:
+    if storage.url is None:
+        return str(storage.path)
+    from archiver.store.postgres import redact
+
+    return f"PostgreSQL {redact(storage.url)}"
 
 
 def summary(settings: Settings) -> list[str]:
@@ -778,7 +805,7 @@ def summary(settings: Settings) -> list[str]:
     s = settings
     lines = [
         f"config: {s.source or 'built-in defaults'}",
-        f"archive: {s.storage.path}",
+        f"archive: {_archive_name(s.storage)}",
         f"backups: {s.storage.backup_dir} (keep {s.storage.backup_keep})",
         f"telegram: api_id {secret(s.telegram.api_id)}, api_hash {secret(s.telegram.api_hash)}, "
         "session "

@@ -49,14 +49,16 @@ async def record_start(archive: Archive, process: str, pid: int, note: str | Non
         )
 
 
-async def record_end(path: Path, process: str, pid: int, error: BaseException | None) -> None:
+async def record_end(
+    path: Path, process: str, pid: int, error: BaseException | None, *, url: str | None = None
+) -> None:
     """Mark the heartbeat of ``process`` stopped (``error`` None) or failed, so that ``health``
     does not report a process that has ended as alive (a process that failed before its first
     heartbeat gets a row too: ``health`` then names the error). Called by the one process of
     that name as it exits (``run`` still holds the archive's lock then), on a connection of
     its own: the process has closed its own. Best effort: an archive that cannot be opened or
     written is only logged (the heartbeat then goes stale by itself)."""
-    if not path.exists():
+    if url is None and not path.exists():  # url: the archive is on PostgreSQL
         return
     if error is None:
         state, note = "stopped", None
@@ -65,7 +67,7 @@ async def record_end(path: Path, process: str, pid: int, error: BaseException | 
     else:  # its text may hold anything (a token in a URL): only its type
         state, note = "failed", f"{type(error).__name__}; see the log"
     try:
-        archive = await Archive.open(path, create=False)
+        archive = await Archive.open(path, create=False, url=url)
     except TelewatchError as exc:
         log.warning("heartbeat %s: not marked %s (%s)", process, state, exc)
         return

@@ -40,12 +40,13 @@ class BatchWriter:
         self.source = source
         self.alerts = alerts
         self.bulk = bulk
+        self._checkpoints = bulk and archive.dialect == "sqlite"  # SQLite's WAL only
         self.stats: dict[int, IngestStats] = collections.defaultdict(IngestStats)
         self._writing: asyncio.Task[IngestStats] | None = None
         self._writing_channel = 0
 
     async def __aenter__(self) -> BatchWriter:
-        if self.bulk:  # checkpoint the WAL every 40 MB, not every 4 MB
+        if self._checkpoints:  # checkpoint the WAL every 40 MB, not every 4 MB
             await self.archive.db.execute(f"PRAGMA wal_autocheckpoint = {_BULK_CHECKPOINT}")
         return self
 
@@ -64,7 +65,7 @@ class BatchWriter:
                 except Exception:
                     log.exception("a batch read before the error could not be written")
         finally:
-            if self.bulk and not self.archive.closed:
+            if self._checkpoints and not self.archive.closed:
                 await self.archive.db.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT}")
 
     async def submit(self, batch: Sequence[Post] | Sequence[Prepared]) -> None:

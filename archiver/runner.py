@@ -170,10 +170,14 @@ def _jobs(
             archive, capture_retention_days=settings.evidence.capture_retention_days
         )
 
-    jobs: dict[str, Callable[[], Awaitable[object]]] = {
-        "backup": backup,
-        "maintenance": maintenance,
-    }
+    jobs: dict[str, Callable[[], Awaitable[object]]] = {}
+    if archive.dialect == "sqlite":
+        jobs.update(backup=backup, maintenance=maintenance)
+    else:
+        log.info(
+            "archive on PostgreSQL: no backup or maintenance job (pg_dump and autovacuum do"
+            " that: docs/postgresql.md)"
+        )
     jobs["sync"] = sync  # also with no channel configured: /follow may add some
     if uses_telethon(settings):
         jobs["recheck"] = recheck
@@ -219,9 +223,13 @@ async def run(
         try:
             await _run(settings, with_bot, stop, note)
         except (Exception, asyncio.CancelledError) as exc:
-            await record_end(settings.storage.path, PROCESS, os.getpid(), exc)
+            await record_end(
+                settings.storage.path, PROCESS, os.getpid(), exc, url=settings.storage.url
+            )
             raise
-        await record_end(settings.storage.path, PROCESS, os.getpid(), None)
+        await record_end(
+            settings.storage.path, PROCESS, os.getpid(), None, url=settings.storage.url
+        )
 
 
 async def _run(
@@ -289,7 +297,7 @@ async def _start(
 
     loop = asyncio.get_running_loop()
     loader = RuleLoader.for_settings(settings)  # a bad config rule stops start-up here
-    archive = await Archive.open(settings.storage.path)
+    archive = await Archive.open_storage(settings.storage)
     stack.push_async_callback(archive.close)
     loader.install(archive)
 

@@ -118,7 +118,7 @@ async def _post_init(app: App) -> None:
     setup: _Setup = app.bot_data[_SETUP]
     settings, opts = setup.settings, setup.options
     owns = setup.archive is None
-    archive = setup.archive or await Archive.open(settings.storage.path)
+    archive = setup.archive or await Archive.open_storage(settings.storage)
     tz = settings.display.timezone
     config_rules = {r.name: r.query for r in settings.rules}
     svc = Services(

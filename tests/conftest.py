@@ -21,6 +21,8 @@ from archiver.models import ChannelInfo, Post
 from archiver.store.archive import Archive
 from archiver.store.channels import ChannelRow, upsert_channel
 
+pytest_plugins = ["pg"]  # a real PostgreSQL server for the backend tests (tests/pg.py)
+
 CHANNEL_ID = -1001811111111  # marked id of the default test channel
 CHANNEL_USERNAME = "vsaldo"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)  # the default post date

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+from pg import allow_inserts, fail_inserts
 
 from archiver.errors import RuleError
 from archiver.models import ChannelInfo, Post, Rule
@@ -33,11 +32,12 @@ RULES = [
 
 
 @pytest.fixture
-async def archive(tmp_path: Path) -> AsyncIterator[Archive]:
-    async with await Archive.open(tmp_path / "a.db") as a:
-        await upsert_channel(a, ChannelInfo(id=CH, username="vsaldo"), source="telethon")
-        RuleLoader(RULES).install(a)
-        yield a
+async def archive(any_archive: Archive) -> Archive:
+    """On SQLite and on PostgreSQL (tests/pg.py)."""
+    a = any_archive
+    await upsert_channel(a, ChannelInfo(id=CH, username="vsaldo"), source="telethon")
+    RuleLoader(RULES).install(a)
+    return a
 
 
 def post(mid: int, text: str, *, edited: int | None = None) -> Post:
@@ -148,16 +148,13 @@ async def test_channel_scope_and_exclusions_hold_in_the_outbox(archive: Archive)
 async def test_a_failure_before_commit_leaves_neither_post_nor_alert(archive: Archive) -> None:
     # A trigger makes the alert insert, the last write of the transaction, fail after the
     # post and its version were written.
-    await archive.db.execute(
-        "CREATE TEMP TRIGGER fail_alerts BEFORE INSERT ON alerts"
-        " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-    )
+    await fail_inserts(archive, "alerts")
     with pytest.raises(sqlite3.IntegrityError, match="injected failure"):
         await live(archive, post(1, "эвакуация"), post(2, "погода"))
     for table in ("posts", "versions", "alerts"):
         row = await archive.fetchone(f"SELECT count(*) FROM {table}")
         assert row is not None and row[0] == 0, table
-    await archive.db.execute("DROP TRIGGER fail_alerts")
+    await allow_inserts(archive, "alerts")
     assert await live(archive, post(1, "эвакуация"), post(2, "погода")) == 2
     row = await archive.fetchone("SELECT count(*) FROM posts")
     assert row is not None and row[0] == 2
@@ -165,10 +162,7 @@ async def test_a_failure_before_commit_leaves_neither_post_nor_alert(archive: Ar
 
 async def test_a_failure_in_a_deletion_leaves_the_post_undeleted(archive: Archive) -> None:
     await live(archive, post(1, "эвакуация"))
-    await archive.db.execute(
-        "CREATE TEMP TRIGGER fail_alerts BEFORE INSERT ON alerts"
-        " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-    )
+    await fail_inserts(archive, "alerts")
     with pytest.raises(sqlite3.IntegrityError):
         await mark_deleted(archive, CH, [1], how="live", alerts=True)
     row = await archive.fetchone("SELECT deleted_at FROM posts")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
@@ -33,11 +31,12 @@ RULES = [
 
 
 @pytest.fixture
-async def archive(tmp_path: Path) -> AsyncIterator[Archive]:
-    async with await Archive.open(tmp_path / "a.db") as a:
-        await upsert_channel(a, ChannelInfo(id=CH, username="vsaldo", title="Сальдо"), source="web")
-        RuleLoader(RULES).install(a)
-        yield a
+async def archive(any_archive: Archive) -> Archive:
+    """On SQLite and on PostgreSQL (tests/pg.py)."""
+    a = any_archive
+    await upsert_channel(a, ChannelInfo(id=CH, username="vsaldo", title="Сальдо"), source="web")
+    RuleLoader(RULES).install(a)
+    return a
 
 
 def post(mid: int, text: str, minute: int = 0) -> Post:

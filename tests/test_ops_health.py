@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import MakeChannel
+from pg import archive_both  # noqa: F401  (these tests run on SQLite and PostgreSQL)
 
 from archiver.channels import parse_ref
 from archiver.cli import cli
@@ -117,7 +118,9 @@ def ages(lines: tuple[str, ...]) -> tuple[str, ...]:
 async def test_a_clean_stop_is_reported_not_a_fresh_heartbeat(archive: Archive) -> None:
     await record_start(archive, "run", 4242, None)
     assert (await check_health(archive, Settings())).healthy
-    await record_end(archive.path, "run", 4242, None)  # SIGTERM: `run` stopped cleanly
+    await record_end(
+        archive.path, "run", 4242, None, url=archive.url
+    )  # SIGTERM: `run` stopped cleanly
     report = await check_health(archive, Settings())
     assert ages(report.problems) == (
         "process run: stopped cleanly N s ago (pid 4242); start it again: `telewatch run`",
@@ -130,7 +133,7 @@ async def test_a_clean_stop_is_reported_not_a_fresh_heartbeat(archive: Archive) 
 async def test_a_fatal_error_is_reported_with_its_message(archive: Archive) -> None:
     await record_start(archive, "run", 4242, None)
     error = NotLoggedIn("not logged in to Telegram: run `telewatch login`")
-    await record_end(archive.path, "run", 4242, error)
+    await record_end(archive.path, "run", 4242, error, url=archive.url)
     [problem] = ages((await check_health(archive, Settings())).problems)
     assert problem == (
         "process run: stopped by an error N s ago (pid 4242): "
@@ -140,14 +143,16 @@ async def test_a_fatal_error_is_reported_with_its_message(archive: Archive) -> N
 
 async def test_an_unexpected_error_is_recorded_by_its_type_only(archive: Archive) -> None:
     # its text could hold a secret (a token in a URL): health shows the type and the log
-    await record_end(archive.path, "run", 4242, RuntimeError("https://x/bot123:SECRET/getMe"))
+    await record_end(
+        archive.path, "run", 4242, RuntimeError("https://x/bot123:SECRET/getMe"), url=archive.url
+    )
     [problem] = (await check_health(archive, Settings())).problems
     assert problem.endswith(": RuntimeError; see the log")
     assert "SECRET" not in problem
 
 
 async def test_a_failure_before_the_first_heartbeat_is_recorded(archive: Archive) -> None:
-    await record_end(archive.path, "bot", 99, NotLoggedIn("x"))
+    await record_end(archive.path, "bot", 99, NotLoggedIn("x"), url=archive.url)
     [problem] = (await check_health(archive, Settings(), process="bot")).problems
     assert problem.startswith("process bot: stopped by an error")
 
@@ -160,14 +165,14 @@ async def test_what_is_off_is_said_while_running_and_cleared_on_a_new_start(
     report = await check_health(archive, Settings())
     assert report.healthy
     assert ages(report.ok_lines) == ("process run: heartbeat N s ago; bot off: no bot token",)
-    await record_end(archive.path, "run", 1, None)
+    await record_end(archive.path, "run", 1, None, url=archive.url)
     await record_start(archive, "run", 2, None)  # restarted with a token
     report = await check_health(archive, Settings())
     assert ages(report.ok_lines) == ("process run: heartbeat N s ago",)
 
 
 async def test_a_note_after_a_failure_is_cleared_by_the_next_heartbeat(archive: Archive) -> None:
-    await record_end(archive.path, "bot", 1, NotLoggedIn("boom"))
+    await record_end(archive.path, "bot", 1, NotLoggedIn("boom"), url=archive.url)
     await archive.heartbeat("bot", 2)  # `telewatch bot` started again
     report = await check_health(archive, Settings(), process="bot")
     assert ages(report.ok_lines) == ("process bot: heartbeat N s ago",)

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from archiver.cli import cli
+from archiver.store.archive import Archive
 
 STOP_WITHIN = 10.0  # seconds: Docker's default grace period before SIGKILL
 START_WITHIN = 60.0  # a generous bound on start-up (imports on a slow CI machine)
@@ -280,3 +281,26 @@ async def test_the_bot_alone_records_its_stop_for_health(spawn: list[Proc], tmp_
     assert code == 1
     assert "PROBLEM: process bot: stopped cleanly" in said
     assert f"(pid {bot.proc.pid}); start it again: `telewatch bot`" in said
+
+
+async def test_run_on_postgresql_beats_its_heart_there_and_leaves_backups_to_pg_dump(
+    spawn: list[Proc], tmp_path: Path, pg_url: str
+) -> None:
+    config = write_config(tmp_path)
+    environ = env(TELEWATCH_DATABASE_URL=pg_url)
+    run = await start(spawn, tmp_path, "--config", str(config), "run", "--no-bot", environ=environ)
+    await run.wait_for_line("telewatch run: started")
+    assert "no backup or maintenance job (pg_dump and autovacuum" in run.stderr
+    assert not (tmp_path / "data" / "t.db").exists()  # the archive is on the server
+    async with await Archive.open(pg_url) as a:
+        row = await a.fetchone("SELECT pid, state FROM heartbeats WHERE process = 'run'")
+        assert row is not None and tuple(row) == (run.proc.pid, "running")
+    assert await run.stop(signal.SIGTERM) == 0
+    health = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "archiver", "--config", str(config), "health",
+        cwd=tmp_path, env=environ, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(health.communicate(), START_WITHIN)
+    assert health.returncode == 1
+    assert "PROBLEM: process run: stopped cleanly " in out.decode()

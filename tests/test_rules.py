@@ -222,16 +222,16 @@ def test_key_counts_choose_the_rarest_and_child() -> None:
     assert rs.requirements == (req(parse("Коваленко").root),)
 
 
-async def test_sample_stats_reads_the_newest_versions(tmp_path: Path) -> None:
-    async with await Archive.open(tmp_path / "a.db") as archive:
-        assert await sample_stats(archive) is None
-        await upsert_channel(archive, ChannelInfo(id=VSALDO, username="vsaldo"), source="web")
-        posts = [Post(VSALDO, i, START, f"обстрел {i}") for i in range(1, 6)]
-        await ingest(archive, posts, source="web", alerts=False)
-        stats = await sample_stats(archive, limit=3)
-        assert stats is not None
-        assert (stats.docs, stats.cost(("w", "обстрел")), stats.cost(("w", "5"))) == (3, 3, 1)
-        assert stats.cost(("w", "1")) == 0  # the oldest post is outside the sample
+async def test_sample_stats_reads_the_newest_versions(any_archive: Archive) -> None:
+    archive = any_archive
+    assert await sample_stats(archive) is None
+    await upsert_channel(archive, ChannelInfo(id=VSALDO, username="vsaldo"), source="web")
+    posts = [Post(VSALDO, i, START, f"обстрел {i}") for i in range(1, 6)]
+    await ingest(archive, posts, source="web", alerts=False)
+    stats = await sample_stats(archive, limit=3)
+    assert stats is not None
+    assert (stats.docs, stats.cost(("w", "обстрел")), stats.cost(("w", "5"))) == (3, 3, 1)
+    assert stats.cost(("w", "1")) == 0  # the oldest post is outside the sample
 
 
 def test_a_post_meets_only_the_rules_it_could_match() -> None:
@@ -393,31 +393,31 @@ def test_an_empty_rule_is_refused() -> None:
 # ---------------------------------------------------------------------------- personal rules
 
 
-async def test_personal_rules_add_list_delete(tmp_path: Path) -> None:
-    async with await Archive.open(tmp_path / "a.db") as archive:
-        r1 = await add_rule(archive, 10, " эвакуация  -учения ", kinds=["new"])
-        assert r1.id is not None
-        assert (r1.name, r1.query, r1.notify, r1.kinds, r1.owner) == (
-            "эвакуация -учения",
-            "эвакуация  -учения",
-            (),
-            frozenset({"new"}),
-            10,
-        )
-        r2 = await add_rule(
-            archive, 11, "мост", channels=["@vsaldo", "1811111111"], notify=[5, 5, -100], name="m"
-        )
-        assert r2.notify == (5, -100)
-        assert await list_rules(archive) == [r1, r2]
-        assert await list_rules(archive, owner=11) == [r2]
-        assert r2.id is not None
-        assert not await delete_rule(archive, r2.id, owner=10)  # not theirs
-        assert await delete_rule(archive, r2.id, owner=11)
-        assert not await delete_rule(archive, r2.id, owner=11)  # already gone
-        assert await list_rules(archive) == [r1]
-        assert r1.id is not None
-        assert await delete_rule(archive, r1.id, owner=None)  # the operator
-        assert await list_rules(archive) == []
+async def test_personal_rules_add_list_delete(any_archive: Archive) -> None:
+    archive = any_archive
+    r1 = await add_rule(archive, 10, " эвакуация  -учения ", kinds=["new"])
+    assert r1.id is not None
+    assert (r1.name, r1.query, r1.notify, r1.kinds, r1.owner) == (
+        "эвакуация -учения",
+        "эвакуация  -учения",
+        (),
+        frozenset({"new"}),
+        10,
+    )
+    r2 = await add_rule(
+        archive, 11, "мост", channels=["@vsaldo", "1811111111"], notify=[5, 5, -100], name="m"
+    )
+    assert r2.notify == (5, -100)
+    assert await list_rules(archive) == [r1, r2]
+    assert await list_rules(archive, owner=11) == [r2]
+    assert r2.id is not None
+    assert not await delete_rule(archive, r2.id, owner=10)  # not theirs
+    assert await delete_rule(archive, r2.id, owner=11)
+    assert not await delete_rule(archive, r2.id, owner=11)  # already gone
+    assert await list_rules(archive) == [r1]
+    assert r1.id is not None
+    assert await delete_rule(archive, r1.id, owner=None)  # the operator
+    assert await list_rules(archive) == []
 
 
 @pytest.mark.parametrize(
@@ -444,25 +444,25 @@ async def test_personal_rule_validation(
         await add_rule(archive, 11, "вода", name="taken")  # another owner may use the name
 
 
-async def test_loader_reloads_only_when_personal_rules_change(tmp_path: Path) -> None:
-    async with await Archive.open(tmp_path / "a.db") as archive:
-        loader = RuleLoader([Rule("cfg", "мост", notify=(1,))]).install(archive)
-        first = await archive.current_matcher()
-        assert isinstance(first, RuleSet)
-        assert await archive.current_matcher() is first  # unchanged stamp: no recompile
-        stamp = await rules_stamp(archive)
-        rule = await add_rule(archive, 7, "вода")
-        assert await rules_stamp(archive) != stamp
-        second = await archive.current_matcher()
-        assert second is not first
-        assert second is not None
-        assert second.match(doc("мост и вода"), "new") == {1: ["cfg"], 7: ["вода"]}
-        assert rule.id is not None
-        await delete_rule(archive, rule.id, owner=7)
-        third = await archive.current_matcher()
-        assert third is not None
-        assert third.match(doc("мост и вода"), "new") == {1: ["cfg"]}
-        assert loader is archive.matcher_loader
+async def test_loader_reloads_only_when_personal_rules_change(any_archive: Archive) -> None:
+    archive = any_archive
+    loader = RuleLoader([Rule("cfg", "мост", notify=(1,))]).install(archive)
+    first = await archive.current_matcher()
+    assert isinstance(first, RuleSet)
+    assert await archive.current_matcher() is first  # unchanged stamp: no recompile
+    stamp = await rules_stamp(archive)
+    rule = await add_rule(archive, 7, "вода")
+    assert await rules_stamp(archive) != stamp
+    second = await archive.current_matcher()
+    assert second is not first
+    assert second is not None
+    assert second.match(doc("мост и вода"), "new") == {1: ["cfg"], 7: ["вода"]}
+    assert rule.id is not None
+    await delete_rule(archive, rule.id, owner=7)
+    third = await archive.current_matcher()
+    assert third is not None
+    assert third.match(doc("мост и вода"), "new") == {1: ["cfg"]}
+    assert loader is archive.matcher_loader
 
 
 async def test_a_personal_rule_that_stops_compiling_is_skipped_and_listed(

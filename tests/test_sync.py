@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fakes.telethon_client import FakeTelegram, Sleeper, connected, settings_for
+from pg import archive_both  # noqa: F401  (these tests run on SQLite and PostgreSQL)
 
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig

@@ -185,8 +185,8 @@ async def store_captures(db: aiosqlite.Connection, raws: Sequence[Raw]) -> None:
             )
     if rows:
         await db.executemany(
-            "INSERT OR IGNORE INTO captures (sha256, media_type, size, body, first_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO captures (sha256, media_type, size, body, first_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             list(rows.values()),
         )
 

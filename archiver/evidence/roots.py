@@ -74,8 +74,8 @@ async def make_day_root(archive: Archive, day: date, *, tsa: TsaClient | None) -
             if last is None:
                 return None
             await db.execute(
-                "INSERT OR IGNORE INTO log_roots (day, seq, root_hash, made_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO log_roots (day, seq, root_hash, made_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (key, last[0], last[1], _now()),
             )
             async with db.execute(

@@ -83,12 +83,13 @@ async def record_media(
         if row is None:
             return False
         await db.execute(
-            "INSERT OR IGNORE INTO media_files (sha256, path, size, mime_type, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO media_files (sha256, path, size, mime_type, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (stored.sha256, stored.path, stored.size, stored.mime_type, now),
         )
         await db.execute(
-            "INSERT OR REPLACE INTO post_media (post_id, idx, sha256) VALUES (?, ?, ?)",
+            "INSERT INTO post_media (post_id, idx, sha256) VALUES (?, ?, ?)"
+            " ON CONFLICT (post_id, idx) DO UPDATE SET sha256 = excluded.sha256",
             (row[0], idx, stored.sha256),
         )
     log.debug(

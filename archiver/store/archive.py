@@ -16,16 +16,21 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import aiosqlite
 
 from archiver.errors import NotWritable, TelewatchError
-from archiver.store.schema import MIGRATIONS
+from archiver.store import postgres
+from archiver.store.schema import MIGRATIONS, POSTGRES_MIGRATIONS
+
+if TYPE_CHECKING:
+    from archiver.config import StorageSettings
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 16384
+DEFAULT_LOCAL = Path("data/telewatch.db")  # a PostgreSQL archive's lock and marker files
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -122,9 +127,11 @@ def _busy_message(path: Path) -> str:
 class Archive:
     """An open archive. Use ``async with await Archive.open(path) as archive`` or close it."""
 
-    def __init__(self, path: Path, db: aiosqlite.Connection) -> None:
-        self.path = path
+    def __init__(self, path: Path, db: aiosqlite.Connection, *, url: str | None = None) -> None:
+        self.path = path  # on PostgreSQL: where the local lock and marker files go
         self.db = db
+        self.url = url  # PostgreSQL's, else None (SQLite)
+        self.dialect = "sqlite" if url is None else "postgresql"
         self.matcher: Matcher | None = None
         # Called before each alerting write; returns the current matcher (the rules engine
         # reloads personal rules that another process changed).
@@ -135,8 +142,20 @@ class Archive:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path | str, *, create: bool = True) -> Archive:
-        """Open (and create and migrate) the archive at ``path``."""
+    async def open_storage(cls, storage: StorageSettings, *, create: bool = True) -> Archive:
+        """The archive ``[storage]`` names: PostgreSQL when it has a ``url``, else the file."""
+        return await cls.open(storage.path, create=create, url=storage.url)
+
+    @classmethod
+    async def open(
+        cls, path: Path | str, *, create: bool = True, url: str | None = None
+    ) -> Archive:
+        """Open (and create and migrate) the archive at ``path``, or on the PostgreSQL server
+        of ``url`` (also when ``path`` is such a URL)."""
+        if postgres.is_url(path):
+            url, path = str(path), DEFAULT_LOCAL
+        if url is not None:
+            return await cls._open_postgres(url, Path(path), create=create)
         p = Path(path)
         if not create and not await asyncio.to_thread(p.exists):
             raise ArchiveError(
@@ -211,6 +230,88 @@ class Archive:
             raise
         return archive
 
+    @classmethod
+    async def _open_postgres(cls, url: str, local: Path, *, create: bool) -> Archive:
+        shown = postgres.redact(url)
+        try:
+            db = await postgres.connect(url)
+        except sqlite3.Error as exc:  # PostgreSQL's refusal: no server, no database, auth
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArchiveError(
+                f"{shown}: cannot connect to PostgreSQL ({first}); check [storage] url or"
+                " TELEWATCH_DATABASE_URL and that the server is running"
+            ) from None
+        archive = cls(local, cast(aiosqlite.Connection, db), url=url)
+        try:
+            await archive._migrate_postgres(db, shown, create=create)
+        except BaseException:
+            await db.close()
+            raise
+        return archive
+
+    async def _migrate_postgres(
+        self, db: postgres.PgConnection, shown: str, *, create: bool
+    ) -> None:
+        """Create the schema at :data:`archiver.store.pg_schema.BASELINE_VERSION` in one step,
+        then run the PostgreSQL form of each later migration; one writer at a time (the same
+        advisory lock as every write transaction), each step committed with its version."""
+        from archiver.store import pg_schema
+
+        async def version() -> int | None:
+            rows = await db.execute_fetchall("SELECT to_regclass('telewatch_schema') IS NOT NULL")
+            if not rows[0][0]:
+                return None
+            got = await db.execute_fetchall("SELECT max(version) FROM telewatch_schema")
+            return int(got[0][0] or 0)
+
+        current = await version()
+        created = current is None  # a new archive runs every migration: nothing to report
+        if current is None and not create:
+            raise ArchiveError(
+                f"{shown}: no archive here yet; run `telewatch import` or `telewatch sync` first"
+            )
+        if current is not None and current > len(MIGRATIONS):
+            raise ArchiveError(f"{shown}: made by a newer telewatch (schema {current}); upgrade")
+        while current is None or current < len(MIGRATIONS):
+            await db.execute("BEGIN")  # takes the write lock
+            try:
+                current = await version()
+                if current is None:
+                    other = await db.execute_fetchall(
+                        "SELECT table_name FROM information_schema.tables"
+                        " WHERE table_schema = current_schema() LIMIT 1"
+                    )
+                    if other:
+                        raise ArchiveError(
+                            f"{shown}: a database of something else (it has a table"
+                            f" {other[0][0]!r}), not a telewatch archive; give an empty database"
+                        )
+                    await db.script(pg_schema.BASELINE)
+                    current = pg_schema.BASELINE_VERSION
+                elif current < len(MIGRATIONS):
+                    script = POSTGRES_MIGRATIONS.get(current + 1)
+                    if script is None:
+                        raise ArchiveError(
+                            f"{shown}: schema {current + 1} is not yet supported on PostgreSQL"
+                            " (no PostgreSQL form of that migration); use a SQLite archive"
+                        )
+                    log.log(
+                        logging.DEBUG if created else logging.INFO,
+                        "archive %s: migrating schema %d -> %d",
+                        shown,
+                        current,
+                        current + 1,
+                    )
+                    await db.script(script)
+                    current += 1
+                await db.execute("DELETE FROM telewatch_schema")
+                await db.execute("INSERT INTO telewatch_schema (version) VALUES (?)", (current,))
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                raise
+
     async def _setup(self) -> None:
         db = self.db
         db.row_factory = sqlite3.Row
@@ -229,6 +330,9 @@ class Archive:
         await self._migrate()
 
     async def _user_version(self) -> int:
+        if self.dialect == "postgresql":
+            got = await self.fetchone("SELECT max(version) FROM telewatch_schema")
+            return int(got[0]) if got is not None and got[0] is not None else 0
         row = await (await self.db.execute("PRAGMA user_version")).fetchone()
         return int(row[0]) if row else 0
 
@@ -360,6 +464,7 @@ class Archive:
             await db.execute(
                 "INSERT INTO heartbeats (process, pid, at) VALUES (?, ?, ?) "
                 "ON CONFLICT (process) DO UPDATE SET pid = excluded.pid, at = excluded.at, "
-                "note = iif(state = 'running', note, NULL), state = 'running'",
+                "note = iif(heartbeats.state = 'running', heartbeats.note, NULL),"
+                " state = 'running'",
                 (process, pid, ts(utcnow())),
             )

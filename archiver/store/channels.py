@@ -129,7 +129,9 @@ async def require_channel(archive: Archive, ref: str | int | ChannelRef) -> Chan
 
 
 async def list_channels(archive: Archive) -> list[ChannelRow]:
-    rows = await archive.fetchall("SELECT * FROM channels ORDER BY coalesce(username, title, id)")
+    rows = await archive.fetchall(
+        "SELECT * FROM channels ORDER BY coalesce(username, title, CAST(id AS TEXT))"
+    )
     return [ChannelRow.from_row(r) for r in rows]
 
 

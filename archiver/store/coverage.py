@@ -158,8 +158,8 @@ async def channel_coverage(
 ) -> Coverage:
     """The coverage of one archived channel (see the module docstring)."""
     ch = await archive.fetchone(
-        "SELECT id, coalesce(username, title, id), source, last_sync_ok_at, last_full_check_at,"
-        " reread_cursor FROM channels WHERE id = ?",
+        "SELECT id, coalesce(username, title, CAST(id AS TEXT)), source, last_sync_ok_at,"
+        " last_full_check_at, reread_cursor FROM channels WHERE id = ?",
         (channel_id,),
     )
     if ch is None:

@@ -219,7 +219,7 @@ async def record_flood_wait(
         await db.execute(
             "INSERT INTO flood_waits (account, method, until, seconds, recorded_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, method) DO UPDATE SET"
-            " until = max(until, excluded.until), seconds = excluded.seconds,"
+            " until = max(flood_waits.until, excluded.until), seconds = excluded.seconds,"
             " recorded_at = excluded.recorded_at",
             (account, method, ts(until), seconds, ts(now)),
         )
@@ -231,7 +231,7 @@ async def count_request(archive: Archive, account: int, method: str, day: str) -
     async with archive.transaction() as db:
         await db.execute(
             "INSERT INTO request_counts (account, method, day, count) VALUES (?, ?, ?, 1)"
-            " ON CONFLICT (account, method, day) DO UPDATE SET count = count + 1",
+            " ON CONFLICT (account, method, day) DO UPDATE SET count = request_counts.count + 1",
             (account, method, day),
         )
         async with db.execute(

@@ -34,6 +34,7 @@ from archiver.store.followups import (
     change_recipients,
     version_words,
 )
+from archiver.store.postgres import dialect
 from archiver.text import Analysis, words_text
 
 log = logging.getLogger(__name__)
@@ -246,8 +247,9 @@ class AlertBuffer:
             return 0
         before = db.total_changes
         await db.executemany(
-            "INSERT OR IGNORE INTO alerts (post_id, version_id, prev_version_id, recipient, kind,"
-            " rules, created_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alerts (post_id, version_id, prev_version_id, recipient, kind,"
+            " rules, created_at, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             self.rows,
         )
         return db.total_changes - before
@@ -568,10 +570,11 @@ class _Batch:
                 " source, raw, words, content_sig, content_sha) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 self.new_versions,
             )
-            await db.executemany(  # the index, in the same transaction (schema migration 2)
-                "INSERT INTO versions_fts (rowid, words) VALUES (?, ?)",
-                [(v[0], v[9]) for v in self.new_versions if v[9]],
-            )
+            if dialect(db) == "sqlite":  # PostgreSQL indexes versions.words itself
+                await db.executemany(  # the index, in the same transaction (schema migration 2)
+                    "INSERT INTO versions_fts (rowid, words) VALUES (?, ?)",
+                    [(v[0], v[9]) for v in self.new_versions if v[9]],
+                )
             await db.execute(
                 "INSERT INTO meta (key, value) VALUES ('version_seq', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -296,7 +296,8 @@ async def claim(
     alert is muted there, the alert becomes ``dropped`` with the reason instead. Returns
     what to do and, for DROPPED, the reason."""
     when = ts(now or utcnow())
-    rows = await archive.write(_CLAIM_SQL, (when, alert.id))  # one statement: its own transaction
+    # one statement: its own transaction
+    rows = await archive.write(_claim_sql(archive), (when, alert.id))
     if not rows:
         return Claim.GONE, None
     reason = _refused(alert, rows[0], refusal)
@@ -317,6 +318,21 @@ RETURNING
     (SELECT group_concat(rule || char(30) || until, char(31)) FROM mutes
       WHERE chat_id = alerts.recipient AND until > ?1)
 """
+
+
+# PostgreSQL: several bots on several machines may read the same pending alerts. The row is
+# locked with SKIP LOCKED, so a bot never waits for another's claim of the same alert: the
+# alert is GONE for it (and stays pending if that claim rolls back), and each alert is sent
+# by exactly one bot. SQLite has one writer at a time: the plain UPDATE is enough there.
+_CLAIM_SQL_PG = _CLAIM_SQL.replace(
+    "WHERE id = ?2 AND status = 'pending'",
+    "WHERE id = (SELECT id FROM alerts WHERE id = ?2 AND status = 'pending'"
+    " FOR UPDATE SKIP LOCKED)",
+)
+
+
+def _claim_sql(archive: Archive) -> str:
+    return _CLAIM_SQL_PG if archive.dialect == "postgresql" else _CLAIM_SQL
 
 
 def _refused(alert: AlertRow, claimed: Sequence[object], refusal: Refusal | None) -> str | None:
@@ -354,7 +370,7 @@ async def claim_held(
     dropped: list[tuple[AlertRow, str]] = []
     async with archive.transaction() as db:
         for alert in alerts:
-            async with db.execute(_CLAIM_SQL, (when, alert.id)) as cur:
+            async with db.execute(_claim_sql(archive), (when, alert.id)) as cur:
                 rows = list(await cur.fetchall())
             if not rows:
                 continue

@@ -109,7 +109,7 @@ async def bump_stamp(db: aiosqlite.Connection) -> None:
     """Tell running archivers that the personal rules changed (inside the change's transaction)."""
     await db.execute(
         "INSERT INTO meta (key, value) VALUES (?, '1')"
-        " ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        " ON CONFLICT (key) DO UPDATE SET value = CAST(meta.value AS INTEGER) + 1",
         (VERSION_KEY,),
     )
 
@@ -146,9 +146,9 @@ async def add_rule(
             while _numbered(label, n) in taken:
                 n += 1
             label = _numbered(label, n)
-        cur = await db.execute(
+        cur = await db.execute(  # RETURNING: PostgreSQL has no lastrowid
             "INSERT INTO rules (owner, name, query, channels, notify, kinds, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 owner,
                 label,
@@ -159,7 +159,8 @@ async def add_rule(
                 ts(utcnow()),
             ),
         )
-        rule_id = cur.lastrowid
+        row = await cur.fetchone()
+        rule_id = None if row is None else int(row[0])
         await bump_stamp(db)
     assert rule_id is not None
     return Rule(

@@ -501,3 +501,54 @@ MIGRATIONS: list[str] = [
     INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
     """,
 ]
+
+# PostgreSQL (docs/postgresql.md, Schema): a new PostgreSQL archive starts at the schema of
+# migration archiver.store.pg_schema.BASELINE_VERSION in one script (pg_schema.BASELINE);
+# each migration appended above after it needs its PostgreSQL form here, keyed on its number
+# (1-based, as the versions count). A PostgreSQL archive refuses to open, naming the
+# migration, while one is missing (tests/store/test_postgres.py checks the keys). Text
+# columns there are TEXT COLLATE "C": byte order, as SQLite's BINARY.
+POSTGRES_MIGRATIONS: dict[int, str] = {
+    11: """
+    CREATE TABLE seen_langs (
+        chat_id BIGINT PRIMARY KEY,
+        lang TEXT COLLATE "C" NOT NULL
+    );
+    """,
+    12: """
+    CREATE TABLE captures (
+        sha256 TEXT COLLATE "C" PRIMARY KEY,
+        media_type TEXT COLLATE "C" NOT NULL,
+        size BIGINT NOT NULL,
+        body BYTEA NOT NULL,
+        first_at TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE observations (
+        seq BIGINT PRIMARY KEY,
+        at TEXT COLLATE "C" NOT NULL,
+        post_id BIGINT NOT NULL,
+        channel_id BIGINT NOT NULL,
+        message_id BIGINT NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        event_id BIGINT,
+        version_id BIGINT,
+        source TEXT COLLATE "C" NOT NULL,
+        content TEXT COLLATE "C" NOT NULL,
+        content_sha TEXT COLLATE "C" NOT NULL,
+        capture_sha TEXT COLLATE "C",
+        prev_hash TEXT COLLATE "C" NOT NULL,
+        entry_hash TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX observations_post ON observations(post_id, seq);
+    CREATE INDEX observations_at ON observations(at);
+    CREATE TABLE log_roots (
+        day TEXT COLLATE "C" PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        root_hash TEXT COLLATE "C" NOT NULL,
+        tsa_url TEXT COLLATE "C",
+        tsa_token BYTEA,
+        made_at TEXT COLLATE "C" NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
+    """,
+}

@@ -34,6 +34,7 @@ from archiver.snippets import Span, snippet
 from archiver.store.archive import Archive, iso_utc, parse_ts
 from archiver.store.channels import require_channel
 from archiver.store.ingest import EPOCH
+from archiver.store.postgres import refuse
 
 SORTS = ("newest", "relevance")
 RELEVANCE_WINDOW = 1000  # matching versions ranked by bm25 for --sort relevance (see plan)
@@ -168,6 +169,7 @@ async def plan(
     :data:`RELEVANCE_WINDOW` matching versions only (the plan is ``ranked``; the rest follow
     newest first, see :func:`iter_matches`): bm25 over every match of a common word took
     0.25 - 0.7 s at 1,000,000 posts. ``below``: only versions with a smaller id (older)."""
+    refuse(archive, "search")
     if sort not in SORTS:
         raise TelewatchError(f"sort: expected one of {', '.join(SORTS)}, got {sort!r}")
     c = _Compiler(await _channel_ids(archive, query))
@@ -262,6 +264,7 @@ JOIN versions hit ON hit.id = f.vid
 
 async def hydrate(archive: Archive, query: Query, found: Sequence[tuple[int, int]]) -> list[Hit]:
     """The posts of ``found`` (post id, version id), in its order: one query for them all."""
+    refuse(archive, "search")
     if not found:
         return []
     rows = await archive.fetchall(_HYDRATE, (json.dumps(found),))
@@ -623,7 +626,7 @@ async def channel_stats(archive: Archive) -> list[ChannelStats]:
                    min(date) AS first_post, max(date) AS last_post
             FROM posts WHERE is_service = 0 GROUP BY channel_id
         ) s ON s.channel_id = c.id
-        ORDER BY coalesce(c.username, c.title, c.id)
+        ORDER BY coalesce(c.username, c.title, CAST(c.id AS TEXT))
         """
     )
     return [

@@ -54,9 +54,9 @@ async def quiet(h: Harness) -> None:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> tuple[Path, Archive]:
+async def env(tmp_path: Path, any_archive: Archive) -> tuple[Path, Archive]:
     db = tmp_path / "acc.db"
-    archive = await Archive.open(db)
+    archive = any_archive  # SQLite and PostgreSQL (tests/pg.py)
     await seed_channel(archive)
     return db, archive
 

@@ -182,14 +182,11 @@ async def delivering(
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[FakeBotApi, Archive]]:
+async def setup(any_archive: Archive) -> AsyncIterator[tuple[FakeBotApi, Archive]]:
+    """The fake Bot API and an archive, on SQLite and on PostgreSQL (tests/pg.py)."""
     async with fake_api() as api:
-        archive = await Archive.open(tmp_path / "d.db")
-        await seed_channel(archive)
-        try:
-            yield api, archive
-        finally:
-            await archive.close()
+        await seed_channel(any_archive)
+        yield api, any_archive
 
 
 async def _settled(d: Delivery) -> None:

@@ -18,10 +18,10 @@ from archiver.store.personal_rules import list_rules
 
 
 @pytest.fixture
-async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
+async def bot(tmp_path: Path, any_archive: Archive) -> AsyncIterator[Harness]:
     db = tmp_path / "e.db"
     async with fake_api() as api:
-        archive = await Archive.open(db)
+        archive = any_archive  # SQLite and PostgreSQL (tests/pg.py)
         try:
             await seed_channel(archive)
             posts = [make_post(i, f"Эвакуация, день {i}") for i in range(1, 13)]
@@ -45,6 +45,7 @@ async def test_watch_refuses_a_channel_that_does_not_exist(bot: Harness) -> None
     assert "saved" in one(await bot.send(MEMBER, f"/watch channel:{CHANNEL} взрыв")).text
 
 
+@pytest.mark.search
 async def test_an_unknown_channel_in_search_points_to_channels_not_a_shell(bot: Harness) -> None:
     reply = one(await bot.send(MEMBER, "/search channel:nosuch обстрел")).text
     assert "no archived channel matches 'nosuch'" in reply and "/channels" in reply
@@ -88,6 +89,7 @@ async def test_a_long_rule_list_is_one_valid_message_a_button_can_edit(bot: Harn
     assert answer.params["text"] == f"Rule #{data.split(':')[1]} deleted."
 
 
+@pytest.mark.search
 async def test_plain_text_in_a_private_chat_is_a_search_with_totals(bot: Harness) -> None:
     reply = one(await bot.send(MEMBER, "эвакуация"))
     assert "Results 1–5 of 12 for <code>эвакуация</code> · page 1/3" in reply.text

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from botkit import (
@@ -32,13 +30,10 @@ LATER = datetime.now(UTC) + timedelta(days=1)
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Archive]:
-    a = await Archive.open(tmp_path / "o.db")
-    await seed_channel(a)
-    try:
-        yield a
-    finally:
-        await a.close()
+async def db(any_archive: Archive) -> Archive:
+    """On SQLite and on PostgreSQL (tests/pg.py)."""
+    await seed_channel(any_archive)
+    return any_archive
 
 
 async def test_pending_has_everything_to_format_an_alert(db: Archive) -> None:

@@ -6,7 +6,7 @@ is sent once when due."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
@@ -38,10 +38,10 @@ from bot.delivery import SUMMARY_MAX, Delivery, Limits, RetryPolicy, summary_uni
 
 
 @pytest.fixture
-async def bot(tmp_path: Path) -> AsyncIterator[Harness]:
+async def bot(tmp_path: Path, any_archive: Archive) -> AsyncIterator[Harness]:
     db = tmp_path / "q.db"
     async with fake_api() as api:
-        archive = await Archive.open(db)
+        archive = any_archive  # SQLite and PostgreSQL (tests/pg.py)
         try:
             await seed_channel(archive)
             async with running_bot(api, archive, db) as h:
@@ -132,12 +132,22 @@ async def test_alerts_during_quiet_hours_are_held_then_sent_as_one_summary(bot: 
     assert len(sent_to(bot, MEMBER, since)) == 2
 
 
+async def queue_held(
+    archive: Archive, texts: list[str], recipients: Sequence[int] = (MEMBER,), *, now: datetime
+) -> int:
+    """Alerts created two hours ago, in the quiet hours that ended an hour ago: dated so as
+    they are queued (a delivery poll between queueing them now and backdating them would
+    send them at once, as alerts after the quiet hours)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("archiver.store.ingest.utcnow", lambda: now - timedelta(hours=2))
+        return await queue_alerts(archive, texts, recipients)
+
+
 async def test_a_summary_checks_access_like_an_alert(bot: Harness) -> None:
     """Held alerts of a user denied meanwhile are dropped at the summary's claim."""
     now = datetime.now(UTC)
     one(await bot.send(OTHER_MEMBER, quiet(now, -3, -1)))
-    await queue_alerts(bot.archive, ["война 1", "война 2"], [OTHER_MEMBER])
-    await bot.archive.write("UPDATE alerts SET created_at = ?", (ts(now - timedelta(hours=2)),))
+    await queue_held(bot.archive, ["война 1", "война 2"], [OTHER_MEMBER], now=now)
     await set_access(bot.archive, OTHER_MEMBER, False, by=1001)  # the table only: no drop
     since = len(bot.api.calls)
     await settle(bot)
@@ -297,8 +307,7 @@ async def test_a_summary_has_each_held_alerts_buttons(bot: Harness) -> None:
     now = datetime.now(UTC)
     one(await bot.send(MEMBER, quiet(now, -3, -1)))
     texts = [f"война {n}" for n in range(1, 26)]
-    await queue_alerts(bot.archive, texts)
-    await bot.archive.write("UPDATE alerts SET created_at = ?", (ts(now - timedelta(hours=2)),))
+    await queue_held(bot.archive, texts, now=now)
     since = len(bot.api.calls)
     await settle(bot)
     first, second = sent_to(bot, MEMBER, since)

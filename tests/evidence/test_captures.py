@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fakes.telethon_client import FakeTelegram, Sleeper, connected, settings_for
 from fakes.tme import FakeClock, FakeTme
+from pg import archive_both  # noqa: F401  (these tests run on SQLite and PostgreSQL)
 from sources.webkit import CID, NOW, settings, web
 
 from archiver.channels import parse_ref

@@ -42,27 +42,24 @@ async def three_days(path: Path, make_post: MakePost) -> None:
                       (3, "2024-05-02 00:00:00"), (4, "2024-05-04 08:00:00")):  # fmt: skip
             await ingest(a, [make_post(n, f"post {n}")], source="web", alerts=False)
             await a.write("UPDATE observations SET at = ? WHERE seq = ?", (at, n))
-    # the content says when it was observed too: keep the two in step for this test
-    con = sqlite3.connect(path)
-    from archiver.evidence import chain
+        # the content says when it was observed too: keep the two in step for this test
+        from archiver.evidence import chain
 
-    prev = chain.GENESIS
-    for seq, at, content, cap in con.execute(
-        "SELECT seq, at, content, capture_sha FROM observations ORDER BY seq"
-    ).fetchall():
-        data = json.loads(content)
-        data["at"] = at
-        text = chain.canonical(data)
-        sha = chain.sha256_hex(text)
-        h = chain.entry_hash(seq, sha, cap, prev)
-        con.execute(
-            "UPDATE observations SET content = ?, content_sha = ?, prev_hash = ?, entry_hash = ?"
-            " WHERE seq = ?",
-            (text.decode(), sha, prev, h, seq),
-        )
-        prev = h
-    con.commit()
-    con.close()
+        prev = chain.GENESIS
+        for seq, at, content, cap in await a.fetchall(
+            "SELECT seq, at, content, capture_sha FROM observations ORDER BY seq"
+        ):
+            data = json.loads(content)
+            data["at"] = at
+            text = chain.canonical(data)
+            sha = chain.sha256_hex(text)
+            h = chain.entry_hash(seq, sha, cap, prev)
+            await a.write(
+                "UPDATE observations SET content = ?, content_sha = ?, prev_hash = ?,"
+                " entry_hash = ? WHERE seq = ?",
+                (text.decode(), sha, prev, h, seq),
+            )
+            prev = h
 
 
 async def test_a_root_per_finished_day_with_entries(tmp_path: Path, make_post: MakePost) -> None:

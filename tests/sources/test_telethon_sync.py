@@ -16,6 +16,7 @@ from fakes.telethon_client import (
     flood,
     settings_for,
 )
+from pg import archive_both  # noqa: F401  (these tests run on SQLite and PostgreSQL)
 from telethon import functions, types
 
 from archiver.channels import parse_ref

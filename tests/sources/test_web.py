@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fakes.tme import T0, FakeChannel, FakeClock, FakePost, FakeTme, render_embed, render_post
+from pg import archive_both  # noqa: F401  (these tests run on SQLite and PostgreSQL)
 
 from archiver.channels import parse_ref
 from archiver.config import Backfill, ChannelConfig

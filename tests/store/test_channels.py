@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pg import archive_both  # noqa: F401  (these tests run on SQLite and PostgreSQL)
 
 from archiver.channels import BadChannelRef
 from archiver.errors import ChannelNotFound

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CHANNEL_ID, T0, MakeChannel
+from pg import archive_both  # noqa: F401  (these tests run on SQLite and PostgreSQL)
 
 from archiver.config import load_settings
 from archiver.errors import ConfigError
@@ -33,6 +34,11 @@ async def rules(archive: Archive, make_channel: MakeChannel, *rules: Rule) -> No
 
 
 async def deleted_ids(archive: Archive) -> list[int]:
+    if archive.dialect == "postgresql":  # search there is not yet supported: the same rows
+        rows = await archive.fetchall(
+            "SELECT message_id FROM posts WHERE state = 'deleted' ORDER BY date DESC"
+        )
+        return [r[0] for r in rows]
     return [h.message_id for h in await search(archive, parse("is:deleted"))]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import CHANNEL_ID, T0, MakeChannel
+from pg import archive_both  # noqa: F401  (these tests run on SQLite and PostgreSQL)
 from telethon.tl import types
 
 from archiver.models import Post, Rule
