@@ -154,6 +154,12 @@ async def _record(archive: Archive) -> chain.Broken | None:
     that added it; each post has its ``seen`` entry; each post's state is what its last
     state entry made it (``present`` without one). The log covers these; a row changed, added
     or removed beside it is found here."""
+    pg = getattr(archive, "dialect", "sqlite") == "postgresql"
+    differs = "IS DISTINCT FROM" if pg else "IS NOT"  # (NULL-safe !=)
+
+    def said(key: str) -> str:
+        return f"(o.content::jsonb ->> '{key}')" if pg else f"json_extract(o.content, '$.{key}')"
+
     row = await archive.fetchone(
         "SELECT o.seq, o.post_id FROM observations o LEFT JOIN posts p ON p.id = o.post_id"
         " WHERE p.id IS NULL OR p.channel_id != o.channel_id OR p.message_id != o.message_id"
@@ -166,9 +172,9 @@ async def _record(archive: Archive) -> chain.Broken | None:
     row = await archive.fetchone(
         "SELECT o.seq, o.event_id FROM observations o LEFT JOIN post_events e"
         " ON e.id = o.event_id WHERE o.event_id IS NOT NULL AND (e.id IS NULL"
-        " OR e.post_id != o.post_id OR e.kind != o.kind OR e.version_id IS NOT o.version_id"
-        " OR e.at != o.at OR e.how IS NOT json_extract(o.content, '$.how')"
-        " OR e.evidence IS NOT json_extract(o.content, '$.evidence'))"
+        f" OR e.post_id != o.post_id OR e.kind != o.kind OR e.version_id {differs} o.version_id"
+        f" OR e.at != o.at OR e.how {differs} {said('how')}"
+        f" OR e.evidence {differs} {said('evidence')})"
         " ORDER BY o.seq LIMIT 1"
     )
     if row is not None:
@@ -212,7 +218,7 @@ async def _record(archive: Archive) -> chain.Broken | None:
         "SELECT * FROM (SELECT p.id, p.state, (SELECT o.kind FROM observations o"
         f" WHERE o.post_id = p.id AND o.kind IN {_STATES} ORDER BY o.seq DESC LIMIT 1) AS logged,"
         f" (SELECT max(o.seq) FROM observations o WHERE o.post_id = p.id) AS last FROM posts p)"
-        " WHERE state IS NOT coalesce(logged, 'present') ORDER BY id LIMIT 1"
+        f" AS s WHERE state {differs} coalesce(logged, 'present') ORDER BY id LIMIT 1"
     )
     if row is not None:
         return chain.Broken(
