@@ -16,8 +16,6 @@ Fixtures:
   ``from pg import archive_both  # noqa: F401`` (the fixture is named ``archive``).
 - ``fail_inserts``/``allow_inserts``: a trigger that makes inserts into a table fail, on
   either backend (a failure injected at the end of a transaction).
-
-A test marked ``@pytest.mark.search`` runs on SQLite only: search refuses on PostgreSQL yet.
 """
 
 from __future__ import annotations
@@ -38,15 +36,6 @@ from archiver.store.archive import Archive
 BACKENDS = ["sqlite", "postgresql"]
 _names = itertools.count(1)
 _unavailable: list[str] = []  # why the server could not start, for the closing banner
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A test marked ``search`` is skipped on PostgreSQL, where search refuses in one line
-    (NotOnPostgres, tested in tests/test_cli_postgres.py) until it has its own index."""
-    callspec = getattr(item, "callspec", None)
-    on_pg = callspec is not None and callspec.params.get("any_archive") == "postgresql"
-    if on_pg and item.get_closest_marker("search") is not None:
-        pytest.skip("search is not yet supported on PostgreSQL")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

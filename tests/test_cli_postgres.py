@@ -71,6 +71,9 @@ def test_import_stats_history_and_health_on_postgresql_match_sqlite(
         ("coverage", "vsaldo", "--json"),
         ("alerts",),
         ("rules", "test", "--rules", str(rules), "--json"),
+        ("search", "эвакуация", "--json"),
+        ("search", "эвакуация OR рынок", "--sort", "relevance", "--json"),
+        ("export", "эвакуация", "--format", "csv"),
     ]
     for args in checks:
         on_pg, on_sqlite = run(pg_url, *args), run(None, *args, db=db)
@@ -97,7 +100,6 @@ def test_a_bad_url_is_one_line_without_the_password(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (("search", "эвакуация"), "search is not yet supported on PostgreSQL"),
         (("backup",), "`telewatch backup` is not yet supported on PostgreSQL"),
         (("restore", "--yes", "x.db"), "`telewatch restore` is not yet supported"),
         (("maintenance",), "`telewatch maintenance` is not yet supported on PostgreSQL"),

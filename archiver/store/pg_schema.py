@@ -19,6 +19,8 @@ insert can follow each other, and a migrated archive keeps its ids.
 
 from __future__ import annotations
 
+from archiver.store import pg_search
+
 BASELINE_VERSION = 10
 
 # Tables whose rows may be inserted without an id.
@@ -285,3 +287,5 @@ BASELINE = """
     " FOR EACH ROW EXECUTE FUNCTION telewatch_rowid();\n"
     for t in ROWID_TABLES
 )
+# search (archiver/store/pg_search.py): versions.tsv with its GIN index, and the vocabulary
+BASELINE += pg_search.SEARCH_SCHEMA

@@ -14,15 +14,21 @@ substitution and insertion of a letter of the word's alphabet: some 700 names fo
 words that begin like the query word (its first two letters, or those two swapped), at
 most :data:`SCAN_CAP` words a range. So a word two edits away whose first two letters differ
 from the query word's (other than swapped) is not offered.
+
+On PostgreSQL the same algorithm reads the ``search_words`` table: every word of the
+versions with the number of versions holding it, in code point order, as FTS5's vocabulary
+(:mod:`archiver.store.pg_search`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from archiver.query import Query, Term
+from archiver.store import pg_search
 from archiver.store.archive import Archive
 from archiver.text import forms
 
@@ -68,6 +74,8 @@ def distance(a: str, b: str, cap: int) -> int:
 
 
 async def _ensure_vocab(archive: Archive) -> None:
+    if pg_search.is_postgres(archive):
+        return  # search_words (archiver/store/pg_search.py) is part of the schema
     # In the connection's temp schema: nothing is written to the archive, and it works on
     # an archive of any schema version (and on one opened only to read).
     await archive.write(
@@ -76,6 +84,8 @@ async def _ensure_vocab(archive: Archive) -> None:
 
 
 async def _known(archive: Archive, words: frozenset[str]) -> bool:
+    if pg_search.is_postgres(archive):
+        return await pg_search.any_version_has(archive, words)
     marks = ",".join("?" * len(words))
     row = await archive.fetchone(f"SELECT 1 FROM {VOCAB} WHERE term IN ({marks}) LIMIT 1",
                                  tuple(words))  # fmt: skip
@@ -117,17 +127,31 @@ async def nearest(archive: Archive, word: str) -> tuple[str, ...]:
     cap = max_distance(word)
     found: dict[str, tuple[int, int]] = {}
     near = sorted(edits1(word))
-    rows = await archive.fetchall(
-        f"SELECT term, doc FROM {VOCAB} WHERE term IN ({','.join('?' * len(near))})", near
-    )
+    pg = pg_search.is_postgres(archive)
+    rows: Sequence[tuple[str, int]]
+    if pg:
+        rows = await pg_search.words_named(archive, near)
+    else:
+        rows = [
+            (r[0], r[1])
+            for r in await archive.fetchall(
+                f"SELECT term, doc FROM {VOCAB} WHERE term IN ({','.join('?' * len(near))})", near
+            )
+        ]
     found.update((term, (1, doc)) for term, doc in rows)
     if cap < 2:
         return _best(found)
     for lo, hi in _ranges(word):
-        rows = await archive.fetchall(
-            f"SELECT term, doc FROM {VOCAB} WHERE term >= ? AND term < ? LIMIT ?",
-            (lo, hi, SCAN_CAP),
-        )
+        if pg:
+            rows = await pg_search.words_between(archive, lo, hi, SCAN_CAP)
+        else:
+            rows = [
+                (r[0], r[1])
+                for r in await archive.fetchall(
+                    f"SELECT term, doc FROM {VOCAB} WHERE term >= ? AND term < ? LIMIT ?",
+                    (lo, hi, SCAN_CAP),
+                )
+            ]
         for term, doc in rows:
             if abs(len(term) - len(word)) > cap or term == word:
                 continue
