@@ -27,7 +27,9 @@ import base64
 import binascii
 import hashlib
 import json
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +74,28 @@ MANIFEST_KEYS = {
     "faults[]": {"status", "reason", "count"},
 }  # fmt: skip
 MAX_PROBLEMS = 50  # past this many, the rest are counted, not listed
+# The most a file read whole (manifest.json, roots.json, the reports), or one line of
+# log.jsonl, may inflate to: a bundle is untrusted input, and a few kilobytes of deflate can
+# declare and inflate to gigabytes. A bundle of --max-posts posts is far below it.
+MAX_MEMBER = 256 << 20
+
+
+# What zipfile raises for a member it cannot read: a broken deflate stream, a bad CRC, a
+# method or version it does not know, the 'encrypted' flag (RuntimeError), a cut-short file
+_UNREADABLE = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError)
+
+
+class _TooBig(Exception):
+    """A member, or a line of log.jsonl, larger than :data:`MAX_MEMBER`."""
+
+
+def _read(zf: zipfile.ZipFile, name: str) -> bytes:
+    """A member read whole, refused past :data:`MAX_MEMBER` before reading (KeyError when
+    there is none). The size checked is the one declared, which zipfile reads no further
+    than."""
+    if zf.getinfo(name).file_size > MAX_MEMBER:
+        raise _TooBig(f"{name}: larger than {MAX_MEMBER} bytes: not a bundle telewatch wrote")
+    return zf.read(name)
 
 
 @dataclass
@@ -112,15 +136,65 @@ class _Log:
 
 def _read_json(zf: zipfile.ZipFile, name: str, v: Verdict) -> Any:
     try:
-        data = zf.read(name)
+        data = _read(zf, name)
     except KeyError:
         v.problems.append(f"{name}: missing from the bundle")
         return None
+    except _TooBig as exc:
+        v.problems.append(str(exc))
+        return None
     try:
         return json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # (nested deeper than Python's stack)
         v.problems.append(f"{name}: not valid JSON ({exc})")
         return None
+
+
+_LOCAL = struct.Struct("<4s5H3L2H")  # a local file header (APPNOTE 4.3.7)
+
+
+def _check_layout(zf: zipfile.ZipFile, path: Path, v: Verdict) -> None:
+    """The members back to back from the first byte to the central directory, each local
+    header saying what the directory says: zipfile reads the directory only, tools that
+    stream a zip read the local headers, and they must see the same files."""
+    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+    end = 0
+    with path.open("rb") as f:
+        for info in infos:
+            if info.header_offset != end:
+                where = "before its first member" if end == 0 else f"before {info.filename}"
+                v.problems.append(
+                    f"{path.name}: {info.header_offset - end} byte(s) no member accounts for"
+                    f" {where} (a file only some unzip tools show)"
+                )
+                return
+            f.seek(info.header_offset)
+            head = f.read(_LOCAL.size)
+            if len(head) < _LOCAL.size:
+                v.problems.append(f"{info.filename}: its local header is cut short")
+                return
+            sig, _ver, flags, method, _t, _d, crc, csize, usize, nlen, xlen = _LOCAL.unpack(head)
+            name = f.read(nlen)
+            said = info.orig_filename.encode("utf-8" if flags & 0x800 else "cp437")
+            sizes = (crc, csize, usize) == (info.CRC, info.compress_size, info.file_size)
+            if flags & 0x08 or 0xFFFFFFFF in (csize, usize):
+                sizes = True  # in a data descriptor or zip64 field: zipfile checks the CRC
+            if sig != b"PK\x03\x04" or name != said or method != info.compress_type or not sizes:
+                v.problems.append(
+                    f"{info.filename}: its local header does not say what the zip's directory"
+                    " says (name, method, CRC or size)"
+                )
+                return
+            end = info.header_offset + _LOCAL.size + nlen + xlen + info.compress_size
+            if flags & 0x08:  # a data descriptor after the data, with or without its signature
+                f.seek(end)
+                end += 16 if f.read(4) == b"PK\x07\x08" else 12
+    start_dir = getattr(zf, "start_dir", end)
+    if start_dir != end:
+        v.problems.append(
+            f"{path.name}: {start_dir - end} byte(s) no member accounts for before the zip's"
+            " directory (a file only some unzip tools show)"
+        )
 
 
 def _hash_member(zf: zipfile.ZipFile, name: str) -> tuple[str, int]:
@@ -173,7 +247,7 @@ def _check_files(zf: zipfile.ZipFile, manifest: dict[str, Any], v: Verdict) -> N
             continue
         try:
             sha, size = _hash_member(zf, name)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except _UNREADABLE as exc:
             v.problems.append(f"{name}: cannot be read from the zip ({exc})")
             continue
         if not isinstance(want, dict) or sha != want.get("sha256") or size != want.get("size"):
@@ -182,8 +256,18 @@ def _check_files(zf: zipfile.ZipFile, manifest: dict[str, Any], v: Verdict) -> N
             )
 
 
-def _lines(f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    yield from enumerate(f, 1)
+def _lines(f: IO[bytes], v: Verdict) -> Iterator[tuple[int, bytes]]:
+    """The lines of log.jsonl, none read past :data:`MAX_MEMBER` (a problem ends them)."""
+    n = 0
+    while line := f.readline(MAX_MEMBER + 1):
+        n += 1
+        if len(line) > MAX_MEMBER:
+            v.problems.append(
+                f"log.jsonl line {n}: longer than {MAX_MEMBER} bytes: not a bundle telewatch"
+                " wrote (the rest of the log was not read)"
+            )
+            return
+        yield n, line
 
 
 def _check_log(zf: zipfile.ZipFile, root_seqs: set[int], v: Verdict) -> _Log:
@@ -194,12 +278,12 @@ def _check_log(zf: zipfile.ZipFile, root_seqs: set[int], v: Verdict) -> _Log:
     prev: str | None = None
     expected: int | None = None
     with zf.open("log.jsonl") as f:
-        for n, raw in _lines(f):
+        for n, raw in _lines(f, v):
             where = f"log.jsonl line {n}"
             out.lines = n
             try:
                 obj = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 v.problems.append(f"{where}: not valid JSON")
                 prev, expected = None, None
                 continue
@@ -427,9 +511,12 @@ def _sections(manifest: dict[str, Any], log: _Log, v: Verdict) -> list[Section] 
 
 def _compare(zf: zipfile.ZipFile, name: str, parts: list[tuple[str, str]], v: Verdict) -> None:
     try:
-        have = zf.read(name).decode("utf-8")
+        have = _read(zf, name).decode("utf-8")
     except KeyError:
         v.problems.append(f"{name}: missing from the bundle")
+        return
+    except _TooBig as exc:
+        v.problems.append(str(exc))
         return
     except UnicodeDecodeError:
         v.problems.append(f"{name}: not UTF-8 text")
@@ -459,8 +546,9 @@ def verify_bundle(path: Path, *, trusted: Sequence[bytes] = ()) -> Verdict:
     """Check the bundle at ``path``; never raises for a bad bundle (its problems are listed)."""
     try:
         return _verify(path, trusted)
-    except (KeyError, TypeError, AttributeError, ValueError, zipfile.BadZipFile) as exc:
-        # a structure no telewatch writes (a forged manifest, say): one line, no traceback
+    except (KeyError, TypeError, AttributeError, ValueError, *_UNREADABLE) as exc:
+        # a structure no telewatch writes (a forged manifest, say), a member zipfile cannot
+        # read: one line, no traceback
         return Verdict(problems=[f"{path}: not a bundle this telewatch can read ({exc!r})"])
 
 
@@ -475,12 +563,30 @@ def _verify(path: Path, trusted: Sequence[bytes]) -> Verdict:
         v.problems.append(f"{path}: not a readable zip file ({exc})")
         return v
     with zf:
+        for info in zf.infolist():
+            if info.flag_bits & 0x1:
+                v.problems.append(f"{info.filename}: encrypted (telewatch writes no such member)")
+            elif info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                v.problems.append(
+                    f"{info.filename}: compression method {info.compress_type}, not one"
+                    " telewatch writes"
+                )
+        if not v.problems:
+            _check_layout(zf, path, v)
+        if v.problems:
+            return v
+        names = zf.namelist()
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            v.problems.append(
+                f"{name}: more than one member of this name (unzip tools may show another one"
+                " than the one checked)"
+            )
         manifest = _read_json(zf, "manifest.json", v)
         if not isinstance(manifest, dict):
             if manifest is not None:
                 v.problems.append("manifest.json: not a JSON object")
             return v
-        if manifest_bytes(manifest) != zf.read("manifest.json"):
+        if manifest_bytes(manifest) != _read(zf, "manifest.json"):
             v.problems.append("manifest.json: not in its canonical form (it was edited)")
         if manifest.get("format") != FORMAT:
             v.problems.append(
@@ -500,7 +606,7 @@ def _verify(path: Path, trusted: Sequence[bytes]) -> Verdict:
                 f" {want.get('first_seq')} to {want.get('last_seq')}"
             )
         stamped = _check_roots(roots, manifest, log, trusted, v) if roots is not None else []
-        if roots is not None and canonical_json(roots) + b"\n" != zf.read("roots.json"):
+        if roots is not None and canonical_json(roots) + b"\n" != _read(zf, "roots.json"):
             v.problems.append("roots.json: not in its canonical form (it was edited)")
         records = _check_captures(zf, manifest, log, v)
         if manifest.get("report_format") != REPORT_FORMAT:

@@ -103,7 +103,7 @@ def _opt(value: Any, key: str) -> str | None:
 def parse_content(text: str) -> dict[str, Any]:
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested deeper than Python's stack)
         raise BadContent("content is not JSON") from None
     if not isinstance(obj, dict):
         raise BadContent("content is not a JSON object")

@@ -10,6 +10,7 @@ TSA's certificate (``openssl ts -verify``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 QUERY = "application/timestamp-query"
 REPLY = "application/timestamp-reply"
+# A TimeStampResp with the TSA's certificate chain is a few kilobytes; anything near this is
+# not one, and is not read to its end (whatever answers at the URL could send gigabytes).
+MAX_ANSWER = 1_000_000
 
 
 class TsaError(TelewatchError):
@@ -76,17 +80,33 @@ class TsaClient:
             .build()
         )
         try:
-            async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as http:
-                answer = await http.post(
-                    self.url, content=request.as_bytes(), headers={"Content-Type": QUERY}
-                )
-        except httpx.HTTPError as exc:
+            # one deadline for the whole exchange: httpx's timeout is per read, so an answer
+            # that trickles in a byte at a time would hold the sync pass for ever
+            async with asyncio.timeout(self._timeout):
+                token = await self._post(request.as_bytes())
+        except (httpx.HTTPError, TimeoutError) as exc:
             raise TsaError(f"{self.url}: no answer ({type(exc).__name__})") from None
-        if answer.status_code != 200:
-            raise TsaError(f"{self.url}: HTTP {answer.status_code}")
-        token = answer.content
         check_token_for(token, root_hash, request.nonce, self.url)
         return token
+
+    async def _post(self, query: bytes) -> bytes:
+        """The answer's body, at most :data:`MAX_ANSWER` bytes. Raises :class:`TsaError`."""
+        async with (
+            httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as http,
+            http.stream("POST", self.url, content=query, headers={"Content-Type": QUERY}) as answer,
+        ):
+            if answer.status_code != 200:
+                raise TsaError(f"{self.url}: HTTP {answer.status_code}")
+            declared = answer.headers.get("content-length", "")
+            too_big = TsaError(f"{self.url}: an answer larger than {MAX_ANSWER} bytes")
+            if declared.isdigit() and int(declared) > MAX_ANSWER:
+                raise too_big
+            body = bytearray()
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER:
+                    raise too_big
+            return bytes(body)
 
 
 def check_token_for(token: bytes, root_hash: str, nonce: int | None, url: str) -> None:

@@ -144,6 +144,90 @@ class _Verifier:
         return None
 
 
+_STATES = "('missing', 'deleted', 'restored', 'present')"
+
+
+async def _record(archive: Archive) -> chain.Broken | None:
+    """The record against its log: each entry's post is the channel and message its content
+    names; each ``post_events`` row is named by exactly one entry saying the same (kind,
+    version, time, how, evidence), and each entry's event exists; each version has the entry
+    that added it; each post has its ``seen`` entry; each post's state is what its last
+    state entry made it (``present`` without one). The log covers these; a row changed, added
+    or removed beside it is found here."""
+    pg = getattr(archive, "dialect", "sqlite") == "postgresql"
+    differs = "IS DISTINCT FROM" if pg else "IS NOT"  # (NULL-safe !=)
+
+    def said(key: str) -> str:
+        return f"(o.content::jsonb ->> '{key}')" if pg else f"json_extract(o.content, '$.{key}')"
+
+    row = await archive.fetchone(
+        "SELECT o.seq, o.post_id FROM observations o LEFT JOIN posts p ON p.id = o.post_id"
+        " WHERE p.id IS NULL OR p.channel_id != o.channel_id OR p.message_id != o.message_id"
+        " ORDER BY o.seq LIMIT 1"
+    )
+    if row is not None:
+        return chain.Broken(
+            row[0], f"its post_id column ({row[1]}) is not the post of its channel and message"
+        )
+    row = await archive.fetchone(
+        "SELECT o.seq, o.event_id FROM observations o LEFT JOIN post_events e"
+        " ON e.id = o.event_id WHERE o.event_id IS NOT NULL AND (e.id IS NULL"
+        f" OR e.post_id != o.post_id OR e.kind != o.kind OR e.version_id {differs} o.version_id"
+        f" OR e.at != o.at OR e.how {differs} {said('how')}"
+        f" OR e.evidence {differs} {said('evidence')})"
+        " ORDER BY o.seq LIMIT 1"
+    )
+    if row is not None:
+        return chain.Broken(
+            row[0], f"post_events row {row[1]} is missing or differs from what was logged"
+        )
+    row = await archive.fetchone(
+        "SELECT min(o.seq), o.event_id FROM observations o WHERE o.event_id IS NOT NULL"
+        " GROUP BY o.event_id HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
+    )
+    if row is not None:
+        return chain.Broken(row[0], f"post_events row {row[1]} is named by more than one entry")
+    row = await archive.fetchone(  # (EXCEPT sorts once: observations.event_id has no index)
+        "SELECT e.id, e.post_id, e.kind FROM post_events e WHERE e.id = (SELECT min(id) FROM"
+        " (SELECT id FROM post_events EXCEPT SELECT event_id FROM observations"
+        " WHERE event_id IS NOT NULL))"
+    )
+    if row is not None:
+        return chain.Broken(
+            0, f"post_events row {row[0]} ({row[2]}, post {row[1]}) has no entry in the log"
+        )
+    row = await archive.fetchone(
+        "SELECT v.id, v.post_id FROM versions v WHERE v.id = (SELECT min(id) FROM (SELECT id"
+        " FROM versions EXCEPT SELECT version_id FROM observations WHERE kind IN"
+        " ('seen', 'edited', 'late') AND version_id IS NOT NULL))"
+    )
+    if row is not None:
+        return chain.Broken(
+            0, f"version {row[0]} (post {row[1]}) has no entry in the log that added it"
+        )
+    row = await archive.fetchone(
+        "SELECT p.id, p.channel_id, p.message_id FROM posts p WHERE NOT EXISTS"
+        " (SELECT 1 FROM observations o WHERE o.post_id = p.id AND o.kind = 'seen')"
+        " ORDER BY p.id LIMIT 1"
+    )
+    if row is not None:
+        return chain.Broken(
+            0, f"post {row[0]} (channel {row[1]}, message {row[2]}) has no 'seen' entry"
+        )
+    row = await archive.fetchone(
+        "SELECT * FROM (SELECT p.id, p.state, (SELECT o.kind FROM observations o"
+        f" WHERE o.post_id = p.id AND o.kind IN {_STATES} ORDER BY o.seq DESC LIMIT 1) AS logged,"
+        f" (SELECT max(o.seq) FROM observations o WHERE o.post_id = p.id) AS last FROM posts p)"
+        f" AS s WHERE state {differs} coalesce(logged, 'present') ORDER BY id LIMIT 1"
+    )
+    if row is not None:
+        return chain.Broken(
+            int(row[3] or 0),
+            f"post {row[0]}'s state is {row[1]!r}, its log says {row[2] or 'present'!r}",
+        )
+    return None
+
+
 async def verify_archive(archive: Archive) -> chain.Broken | None:
     return (await check(archive))[0]
 
@@ -183,6 +267,9 @@ async def check(archive: Archive) -> tuple[chain.Broken | None, Summary]:
                 count += 1
                 if seq in wanted:
                     hashes[seq] = link.entry_hash
+    broken = await _record(archive)
+    if broken is not None:
+        return broken, Summary(count, None, v.pruned)
     last_root = None
     for root in await roots(archive):
         if root.seq not in hashes:
@@ -194,11 +281,16 @@ async def check(archive: Archive) -> tuple[chain.Broken | None, Summary]:
                 root.seq, f"the root of {root.day} is not this entry's entry_hash"
             ), Summary(count, last_root, v.pruned)
         if root.tsa_token is not None:
+            from archiver.evidence.stamps import TokenProblem
+            from archiver.evidence.stamps import check_token as check_signed
             from archiver.evidence.tsa import TsaError, check_token
 
             try:
                 check_token(root.tsa_token, root.root_hash)
-            except TsaError as exc:
+                # its CMS signature, against the certificate it carries: a changed byte of the
+                # time or of the signature (who signed it is for `openssl ts -verify` to say)
+                check_signed(root.tsa_token, root.root_hash)
+            except (TsaError, TokenProblem) as exc:
                 return chain.Broken(
                     root.seq, f"the timestamp of {root.day}'s root: {exc}"
                 ), Summary(count, last_root, v.pruned)

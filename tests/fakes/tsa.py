@@ -7,7 +7,8 @@ What it answers follows RFC 3161 and RFC 5652 (CMS):
   DER ``TSTInfo`` (RFC 3161 section 2.4.2: version 1, policy, the request's message imprint,
   a serial number, genTime, the request's nonce) as eContent of type id-ct-TSTInfo;
 - one ``SignerInfo`` (version 1, issuerAndSerialNumber) whose signed attributes are the
-  content type and the message digest of the eContent (RFC 5652 section 5.3), sorted as DER
+  content type, the message digest of the eContent (RFC 5652 section 5.3) and the ESS
+  signing certificate (RFC 3161 section 2.4.1, RFC 5035 SigningCertificateV2), sorted as DER
   sorts a SET OF, signed with ECDSA P-256 / SHA-256; the TSA certificate is included
   (the request's certReq), with the critical extended key usage id-kp-timeStamping that
   RFC 3161 section 2.3 requires.
@@ -36,6 +37,7 @@ SIGNED_DATA = "1.2.840.113549.1.7.2"
 TST_INFO = "1.2.840.113549.1.9.16.1.4"
 CONTENT_TYPE = "1.2.840.113549.1.9.3"
 MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"  # RFC 5035 section 3 (ESS)
 POLICY = "1.3.6.1.4.1.99999.1"  # a private arc: the test authority's policy
 
 
@@ -135,6 +137,7 @@ class TestAuthority:
         req = _rust.parse_timestamp_request(query)
         self.serial += 1
         imprint = req.message_imprint
+        cert_der = self.cert.public_bytes(Encoding.DER)
         tst_info = seq(
             integer(1),
             oid(POLICY),
@@ -146,6 +149,15 @@ class TestAuthority:
         attrs = [
             seq(oid(CONTENT_TYPE), set_of(oid(TST_INFO))),
             seq(oid(MESSAGE_DIGEST), set_of(octets(hashlib.sha256(tst_info).digest()))),
+            # RFC 3161 section 2.4.1: the token MUST carry the ESS signing certificate
+            # attribute naming the TSA's certificate (RFC 5035: SigningCertificateV2, one
+            # ESSCertIDv2 whose hashAlgorithm is the DEFAULT SHA-256, so left out in DER).
+            # `openssl ts -verify` refuses a token without it (ess_lib.c:
+            # OSSL_ESS_check_signing_certs, "missing signing certificate attribute").
+            seq(
+                oid(SIGNING_CERTIFICATE_V2),
+                set_of(seq(seq(seq(octets(hashlib.sha256(cert_der).digest()))))),
+            ),
         ]
         signature = self.key.sign(set_of(*attrs), ec.ECDSA(hashes.SHA256()))
         signer = seq(
@@ -160,7 +172,7 @@ class TestAuthority:
             integer(3),
             set_of(algorithm(SHA256)),
             seq(oid(TST_INFO), explicit(0, octets(tst_info))),
-            tlv(0xA0, self.cert.public_bytes(Encoding.DER)),  # [0] IMPLICIT certificates
+            tlv(0xA0, cert_der),  # [0] IMPLICIT certificates
             set_of(signer),
         )
         token = seq(oid(SIGNED_DATA), explicit(0, signed_data))
