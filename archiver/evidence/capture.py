@@ -8,7 +8,9 @@ bytes are kept once.
 A web capture is the HTTP response as telewatch read it: the status line, the headers as
 received, a blank line, and the body with its ``Content-Encoding`` undone. A body longer than
 ``[evidence] max_capture_bytes`` is cut there, and the capture says so in a last header line
-``X-Telewatch-Truncated: <the body's full size in bytes>``.
+``X-Telewatch-Truncated: <the body's full size in bytes>``. A ``Set-Cookie`` header's value
+is replaced by ``[not kept]``: t.me gives each client a session cookie, which is telewatch's,
+not part of what the channel showed, and bundles are handed to others.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ HTTP_RESPONSE = "application/http;msgtype=response"
 JSON = "application/json"
 DEFAULT_MAX_BYTES = 2_000_000
 TRUNCATED_HEADER = "X-Telewatch-Truncated"
+PRIVATE_HEADERS = frozenset({"set-cookie"})  # telewatch's own session with t.me
+NOT_KEPT = "[not kept]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,7 @@ def http_response(
 ) -> Raw:
     """The capture of one HTTP answer (see the module docstring)."""
     lines = [f"{http_version} {status} {reason}".rstrip()]
-    lines += [f"{name}: {value}" for name, value in headers]
+    lines += [f"{name}: {_kept(name, value)}" for name, value in headers]
     truncated = None
     if len(body) > max_bytes:
         truncated = len(body)
@@ -72,6 +76,10 @@ def http_response(
         lines.append(f"{TRUNCATED_HEADER}: {truncated}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "replace")
     return Raw(url, fetched_at, HTTP_RESPONSE, head + body, truncated)
+
+
+def _kept(name: str, value: str) -> str:
+    return NOT_KEPT if name.lower() in PRIVATE_HEADERS else value
 
 
 def json_object(*, url: str, fetched_at: str, raw_json: str) -> Raw:

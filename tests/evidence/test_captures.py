@@ -122,3 +122,19 @@ async def test_a_telethon_post_keeps_its_message_object(archive: Archive, tmp_pa
     assert capture.body == raw[0].encode()
     assert json.loads(capture.body)["id"] == 2
     assert await verify(archive) is None
+
+
+def test_the_cookie_t_me_gives_telewatch_is_not_kept() -> None:
+    """t.me answers with `Set-Cookie: stel_ssid=...`, telewatch's own session: a capture
+    (and so every bundle handed to others) keeps the header's name, not its value."""
+    from archiver.evidence.capture import http_response
+
+    raw = http_response(
+        url="https://t.me/s/vsaldo", fetched_at="2024-05-01 12:30:00", http_version="HTTP/1.1",
+        status=200, reason="OK", body=b"<html></html>",
+        headers=[("Content-Type", "text/html"),
+                 ("Set-Cookie", "stel_ssid=0123456789abcdef_1; expires=Thu; path=/")],
+    )  # fmt: skip
+    head = raw.data.split(b"\r\n\r\n", 1)[0].decode()
+    assert "Set-Cookie: [not kept]" in head.splitlines()
+    assert "stel_ssid" not in raw.data.decode() and "Content-Type: text/html" in head
