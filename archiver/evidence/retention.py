@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PRUNED_BEFORE = "evidence.captures_pruned_before"  # meta: the latest retention cutoff applied
+
 
 async def prune_captures(archive: Archive, days: int, *, now: datetime) -> int:
     """Delete the captures no entry of the last ``days`` days names; returns how many."""
@@ -25,6 +27,7 @@ async def prune_captures(archive: Archive, days: int, *, now: datetime) -> int:
     from archiver.store.archive import ts
 
     cutoff = ts(now - timedelta(days=days))
+    assert cutoff is not None
     async with archive.transaction() as db:
         cur = await db.execute(
             "DELETE FROM captures WHERE first_at < ? AND sha256 NOT IN (SELECT capture_sha FROM"
@@ -32,6 +35,17 @@ async def prune_captures(archive: Archive, days: int, *, now: datetime) -> int:
             (cutoff, cutoff),
         )
         pruned = cur.rowcount
+        # The watermark `log verify` holds a missing capture against: every entry naming a
+        # pruned capture is older than it, so a capture missing for a newer entry was deleted
+        # by something else.
+        async with db.execute("SELECT value FROM meta WHERE key = ?", (PRUNED_BEFORE,)) as c:
+            row = await c.fetchone()
+        if row is None or str(row[0]) < cutoff:
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (PRUNED_BEFORE, cutoff),
+            )
     if pruned:
         log.info("evidence: %d capture(s) older than %d days pruned", pruned, days)
     return pruned

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from archiver.errors import TelewatchError
 from archiver.evidence import chain
 from archiver.evidence.log import roots
+from archiver.evidence.retention import PRUNED_BEFORE
 
 if TYPE_CHECKING:
     from archiver.store.archive import Archive
@@ -92,15 +93,22 @@ class _Verifier:
         self.archive = archive
         self.captures: dict[str, str | None] = {}  # sha -> None (good or pruned) / a problem
         self.pruned = 0
+        self.absent: set[str] = set()  # captures not in the archive
+        self.pruned_before: str | bool | None = False  # meta, read when first needed
         self.versions: dict[int, tuple[str, Any]] = {}  # of the chunk being checked
 
-    async def capture(self, sha: str) -> str | None:
+    async def capture(self, sha: str, at: str) -> str | None:
         if sha in self.captures:
-            return self.captures[sha]
+            return self._missing_too_new(sha, at) or self.captures[sha]
         row = await self.archive.fetchone("SELECT body FROM captures WHERE sha256 = ?", (sha,))
         problem = None
         if row is None:
+            self.absent.add(sha)
             self.pruned += 1  # pruned by retention: the entry still verifies (docs/evidence.md)
+            if self.pruned_before is False:
+                self.pruned_before = await self.archive.get_meta(PRUNED_BEFORE)
+            if too_new := self._missing_too_new(sha, at):
+                return too_new
         else:
             try:
                 data = zlib.decompress(row[0])
@@ -111,6 +119,17 @@ class _Verifier:
                     problem = f"capture {sha[:12]}…'s bytes do not match its hash"
         self.captures[sha] = problem
         return problem
+
+    def _missing_too_new(self, sha: str, at: str) -> str | None:
+        """Retention prunes only captures that every entry naming them predates: one missing
+        for an entry at or after the last cutoff (or with no pruning ever) was deleted."""
+        if sha not in self.absent:
+            return None
+        cutoff = self.pruned_before
+        if isinstance(cutoff, str) and at < cutoff:
+            return None
+        why = f"the entry is not older than its last cutoff, {cutoff}" if cutoff else "it never ran"
+        return f"capture {sha[:12]}… is missing, and retention cannot have removed it ({why})"
 
     async def entry(self, r: Any) -> str | None:
         """What is wrong with one entry apart from its links, if anything."""
@@ -140,7 +159,7 @@ class _Verifier:
         if (capture or {}).get("sha256") != r[11]:
             return "its capture_sha is not the capture its content names"
         if r[11] is not None:
-            return await self.capture(r[11])
+            return await self.capture(r[11], str(r[1]))
         return None
 
 

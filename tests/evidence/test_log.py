@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import zlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conftest import CHANNEL_ID, MakeChannel, MakePost
@@ -14,6 +15,7 @@ from conftest import CHANNEL_ID, MakeChannel, MakePost
 from archiver.evidence import chain
 from archiver.evidence.capture import http_response
 from archiver.evidence.log import count, entries_for_post, get_capture, links, verify
+from archiver.evidence.retention import prune_captures
 from archiver.models import Media
 from archiver.store.archive import Archive
 from archiver.store.deletions import confirm_deleted, confirm_present, mark_missing
@@ -182,9 +184,34 @@ async def test_a_pruned_capture_still_verifies(tmp_path: Path, make_post: MakePo
             (CHANNEL_ID,),
         )
         await history(a, make_post)
-    tamper(path, "DELETE FROM captures")
+        # retention a year on: every entry naming a capture is older than its cutoff
+        later = datetime.now(UTC) + timedelta(days=400)
+        assert await prune_captures(a, 30, now=later) == 1
     async with await Archive.open(path) as a:
         assert await verify(a) is None
+
+
+async def test_a_capture_deleted_by_hand_is_named(tmp_path: Path, make_post: MakePost) -> None:
+    """Not retention: a capture gone though no cutoff reached its entries (it passed as
+    "pruned" before)."""
+    path = tmp_path / "t.db"
+    async with await Archive.open(path) as a:
+        await a.write(
+            "INSERT INTO channels (id, username, source, created_at) VALUES (?, 'vsaldo', 'web',"
+            " '2024-05-01 00:00:00')",
+            (CHANNEL_ID,),
+        )
+        await history(a, make_post)
+        first = (await entries_for_post(a, (await a.fetchone("SELECT min(id) FROM posts"))[0]))[0]
+        # a retention cutoff that has passed, but not these entries
+        assert await prune_captures(a, 30, now=datetime.now(UTC)) == 0
+    tamper(path, "DELETE FROM captures")
+    async with await Archive.open(path) as a:
+        broken = await verify(a)
+    assert broken is not None and broken.seq == first.seq
+    assert "is missing, and retention cannot have removed it (the entry is not older" in (
+        broken.reason
+    )
 
 
 async def test_a_version_filled_in_later_still_verifies(
