@@ -6,8 +6,9 @@ Every problem is one line naming the file and the entry, record or line. What is
    size it gives (no file missing, none added);
 2. ``log.jsonl``: each line is canonical; the entries' seqs follow one another; each
    ``prev_hash`` is the entry_hash before it; each ``entry_hash`` is recomputed
-   (:mod:`archiver.evidence.chain`); each full entry's content hashes to its ``content_sha``
-   and agrees with the columns beside it;
+   (:mod:`archiver.evidence.chain`, over the post it is about too); each full entry's content
+   hashes to its ``content_sha`` and agrees with the columns beside it; no entry of a bundled
+   post is there as a bare link (withheld);
 3. ``roots.json``: each root's hash is the entry_hash of its entry; the last entry is the
    covering root's; each RFC 3161 token covers its root's hash, and its signature holds
    (:mod:`archiver.evidence.stamps`);
@@ -132,6 +133,7 @@ class _Log:
     lines: int = 0
     hashes: dict[int, str] = field(default_factory=dict)  # entry_hash at the roots' seqs
     entries: list[_Entry] = field(default_factory=list)
+    bare: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # post_key -> (line, seq)
 
 
 def _read_json(zf: zipfile.ZipFile, name: str, v: Verdict) -> Any:
@@ -310,8 +312,13 @@ def _check_log(zf: zipfile.ZipFile, root_seqs: set[int], v: Verdict) -> _Log:
                     f"{where}: its prev_hash is not the entry_hash of the entry before it"
                     " (entries changed or reordered)"
                 )
+            if full:
+                key = chain.post_key(obj["channel_id"], obj["message_id"])
+            else:
+                key = str(obj["post_key"])
+                out.bare.setdefault(key, []).append((n, seq))
             recomputed = chain.entry_hash(
-                seq, str(obj["content_sha"]), obj["capture_sha"], str(obj["prev_hash"])
+                seq, key, str(obj["content_sha"]), obj["capture_sha"], str(obj["prev_hash"])
             )
             if obj["entry_hash"] != recomputed:
                 v.problems.append(f"{where}: its entry_hash is not the hash of its fields")
@@ -356,6 +363,21 @@ def _check_entry(obj: dict[str, Any], n: int, where: str, out: _Log, v: Verdict)
     if wrong:
         v.problems.append(f"{where}: {', '.join(wrong)} disagree(s) with its content")
     out.entries.append(_Entry(n, int(obj["seq"]), content, obj["capture_sha"], obj["post_id"]))
+
+
+def _check_withheld(manifest: dict[str, Any], log: _Log, v: Verdict) -> None:
+    """A bare link's hash commits to the post it is about: one of a bundled post is an entry
+    of that post its maker left out."""
+    posts = manifest.get("posts")
+    for p in posts if isinstance(posts, list) else []:
+        if not isinstance(p, dict):
+            continue
+        key = chain.post_key(p.get("channel_id"), p.get("message_id"))
+        for n, seq in log.bare.get(key, []):
+            v.problems.append(
+                f"log.jsonl line {n}: entry {seq} of post {p.get('link')} is withheld: only its"
+                " link is in the bundle"
+            )
 
 
 def _check_roots(
@@ -605,6 +627,7 @@ def _verify(path: Path, trusted: Sequence[bytes]) -> Verdict:
                 f"log.jsonl: holds entries {log.first} to {log.last}, manifest.json says"
                 f" {want.get('first_seq')} to {want.get('last_seq')}"
             )
+        _check_withheld(manifest, log, v)
         stamped = _check_roots(roots, manifest, log, trusted, v) if roots is not None else []
         if roots is not None and canonical_json(roots) + b"\n" != _read(zf, "roots.json"):
             v.problems.append("roots.json: not in its canonical form (it was edited)")

@@ -7,7 +7,8 @@ A bundle holds, for the posts asked for:
   coverage around it (:mod:`archiver.evidence.report`, written from the log entries alone);
 - ``log.jsonl``: one line per log entry, in order, from the first entry of these posts to the
   daily root that covers the last: the posts' own entries in full, the others as their chain
-  links (hashes only);
+  links (the post each is about and its hashes, no content: a link of a bundled post would
+  show it was withheld);
 - ``roots.json``: the daily roots inside that range, with their RFC 3161 tokens (base64);
 - ``captures.warc.gz``: the captures the entries name, as WARC records
   (:mod:`archiver.evidence.warc`);
@@ -65,7 +66,7 @@ ENTRY_KEYS = (
     "seq", "at", "post_id", "channel_id", "message_id", "kind", "event_id", "version_id",
     "source", "content", "content_sha", "capture_sha", "prev_hash", "entry_hash",
 )  # fmt: skip
-LINK_KEYS = ("seq", "content_sha", "capture_sha", "prev_hash", "entry_hash")
+LINK_KEYS = ("seq", "post_key", "content_sha", "capture_sha", "prev_hash", "entry_hash")
 
 
 class BundleError(TelewatchError):
@@ -111,6 +112,8 @@ class EntryLike(Protocol):
 class LinkLike(Protocol):
     @property
     def seq(self) -> int: ...
+    @property
+    def post_key(self) -> str: ...
     @property
     def content_sha(self) -> str: ...
     @property

@@ -1,13 +1,16 @@
 """The observation log's hash chain: pure functions, no I/O (docs/evidence.md).
 
-Each entry commits to its content (``content_sha``), to the raw capture it was read from
-(``capture_sha``, optional) and to the entry before it (``prev_hash``)::
+Each entry commits to the post it is about (``post_key``, ``"{channel_id}/{message_id}"``), to
+its content (``content_sha``), to the raw capture it was read from (``capture_sha``, optional)
+and to the entry before it (``prev_hash``)::
 
     entry_hash = sha256_hex(
-        f"telewatch-log-v1\\n{seq}\\n{content_sha}\\n{capture_sha or ''}\\n{prev_hash}".encode()
+        f"telewatch-log-v1\\n{seq}\\n{post_key}\\n{content_sha}\\n{capture_sha or ''}"
+        f"\\n{prev_hash}".encode()
     )
 
-so changing, removing or reordering any entry changes every hash after it.
+so changing, removing or reordering any entry changes every hash after it, and a bare link
+(an entry without its content, as in a bundle) still says which post it is about.
 """
 
 from __future__ import annotations
@@ -43,9 +46,17 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def entry_hash(seq: int, content_sha: str, capture_sha: str | None, prev_hash: str) -> str:
+def post_key(channel_id: int, message_id: int) -> str:
+    """The post an entry is about, as its hash commits to it: public channel and message ids."""
+    return f"{channel_id}/{message_id}"
+
+
+def entry_hash(
+    seq: int, post_key: str, content_sha: str, capture_sha: str | None, prev_hash: str
+) -> str:
     return sha256_hex(
-        f"telewatch-log-v1\n{seq}\n{content_sha}\n{capture_sha or ''}\n{prev_hash}".encode()
+        f"telewatch-log-v1\n{seq}\n{post_key}\n{content_sha}\n{capture_sha or ''}"
+        f"\n{prev_hash}".encode()
     )
 
 
@@ -54,6 +65,7 @@ class Link:
     """The part of a log entry the chain is made of."""
 
     seq: int
+    post_key: str
     content_sha: str
     capture_sha: str | None
     prev_hash: str
@@ -81,7 +93,9 @@ def verify_links(links: Sequence[Link], *, start_prev: str = GENESIS) -> Broken 
             return Broken(link.seq, f"expected seq {expected_seq} after {expected_seq - 1}")
         if link.prev_hash != prev:
             return Broken(link.seq, "prev_hash does not match the previous entry's entry_hash")
-        recomputed = entry_hash(link.seq, link.content_sha, link.capture_sha, link.prev_hash)
+        recomputed = entry_hash(
+            link.seq, link.post_key, link.content_sha, link.capture_sha, link.prev_hash
+        )
         if link.entry_hash != recomputed:
             return Broken(link.seq, "entry_hash does not match its recomputed hash")
         prev = link.entry_hash

@@ -78,7 +78,12 @@ class Entry:
 
     def link(self) -> chain.Link:
         return chain.Link(
-            self.seq, self.content_sha, self.capture_sha, self.prev_hash, self.entry_hash
+            self.seq,
+            chain.post_key(self.channel_id, self.message_id),
+            self.content_sha,
+            self.capture_sha,
+            self.prev_hash,
+            self.entry_hash,
         )
 
 
@@ -214,7 +219,8 @@ async def append(
         )
         content_sha = chain.sha256_hex(text)
         capture_sha = o.capture.sha256 if o.capture is not None else None
-        entry = chain.entry_hash(seq, content_sha, capture_sha, prev)
+        key = chain.post_key(o.channel_id, o.message_id)
+        entry = chain.entry_hash(seq, key, content_sha, capture_sha, prev)
         rows.append(
             (seq, o.at, o.post_id, o.channel_id, o.message_id, o.kind, o.event_id, o.version_id,
              o.source, text.decode(), content_sha, capture_sha, prev, entry)
@@ -243,11 +249,11 @@ async def entries_for_post(archive: Archive, post_id: int) -> list[Entry]:
 async def links(archive: Archive, first_seq: int, last_seq: int) -> list[chain.Link]:
     """The chain's links from ``first_seq`` to ``last_seq``, both included."""
     rows = await archive.fetchall(
-        "SELECT seq, content_sha, capture_sha, prev_hash, entry_hash FROM observations"
-        " WHERE seq BETWEEN ? AND ? ORDER BY seq",
+        "SELECT seq, channel_id, message_id, content_sha, capture_sha, prev_hash, entry_hash"
+        " FROM observations WHERE seq BETWEEN ? AND ? ORDER BY seq",
         (first_seq, last_seq),
     )
-    return [chain.Link(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    return [chain.Link(r[0], chain.post_key(r[1], r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
 
 def _root(r: Any) -> Root:

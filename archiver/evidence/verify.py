@@ -4,9 +4,11 @@ In seq order, for each entry: the seqs run 1, 2, 3 ... without a gap; ``content_
 SHA-256 of ``content``; the columns say what ``content`` says (kind, time, post, version);
 the version the entry names still has the text and entities the entry logged; its capture,
 when still kept, has the bytes of its ``capture_sha``; ``prev_hash`` and ``entry_hash`` hold
-(:func:`archiver.evidence.chain.verify_links`). Then each daily root: its hash is the
-entry_hash of its last entry, and its RFC 3161 token, if any, stamps that hash. The first
-thing that does not hold is reported as a :class:`~archiver.evidence.chain.Broken`.
+(:func:`archiver.evidence.chain.verify_links`; the hash commits to the entry's channel_id
+and message_id columns too, so neither can be changed without breaking it). Then each daily
+root: its hash is the entry_hash of its last entry, and its RFC 3161 token, if any, stamps
+that hash. The first thing that does not hold is reported as a
+:class:`~archiver.evidence.chain.Broken`.
 """
 
 from __future__ import annotations
@@ -277,7 +279,7 @@ async def check(archive: Archive) -> tuple[chain.Broken | None, Summary]:
                 problem = await v.entry(r)
                 if problem is not None:
                     return chain.Broken(seq, problem), Summary(count, None, v.pruned)
-                link = chain.Link(seq, r[10], r[11], r[12], r[13])
+                link = chain.Link(seq, chain.post_key(r[3], r[4]), r[10], r[11], r[12], r[13])
                 broken = chain.verify_links([link], start_prev=prev)
                 if broken is not None:
                     return broken, Summary(count, None, v.pruned)

@@ -35,7 +35,12 @@ class Entry:
 
     def link(self) -> chain.Link:
         return chain.Link(
-            self.seq, self.content_sha, self.capture_sha, self.prev_hash, self.entry_hash
+            self.seq,
+            chain.post_key(self.channel_id, self.message_id),
+            self.content_sha,
+            self.capture_sha,
+            self.prev_hash,
+            self.entry_hash,
         )
 
 
@@ -118,7 +123,9 @@ class MemLog:
         e = Entry(
             seq, at, post_id, channel_id, message_id, kind, None,
             version[0] if version else None, source, text.decode(), content_sha, cap_sha, prev,
-            chain.entry_hash(seq, content_sha, cap_sha, prev),
+            chain.entry_hash(
+                seq, chain.post_key(channel_id, message_id), content_sha, cap_sha, prev
+            ),
         )  # fmt: skip
         self.entries.append(e)
         return e

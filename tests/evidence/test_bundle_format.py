@@ -158,7 +158,10 @@ async def test_log_holds_the_posts_entries_in_full_and_the_others_as_links(bundl
     assert [x["seq"] for x in lines] == list(range(1, 9))
     full = [x["seq"] for x in lines if "content" in x]
     assert full == [1, 3, 4, 5, 6, 7]  # posts 7 and 8; post 9's entries 2 and 8 are links
-    assert set(lines[1]) == {"seq", "content_sha", "capture_sha", "prev_hash", "entry_hash"}
+    assert set(lines[1]) == {
+        "seq", "post_key", "content_sha", "capture_sha", "prev_hash", "entry_hash",
+    }  # fmt: skip
+    assert lines[1]["post_key"] == f"{lines[0]['channel_id']}/9"  # post 9's, public ids
     roots = json.loads(read_member(bundle, "roots.json"))
     assert [(r["day"], r["seq"]) for r in roots] == [("2024-05-01", 4), ("2024-05-02", 8)]
 
@@ -267,8 +270,9 @@ def _rechain(data: bytes) -> bytes:
         obj = json.loads(line)
         if prev is not None:
             obj["prev_hash"] = prev
+        key = obj.get("post_key") or chain.post_key(obj["channel_id"], obj["message_id"])
         obj["entry_hash"] = chain.entry_hash(
-            obj["seq"], obj["content_sha"], obj["capture_sha"], obj["prev_hash"]
+            obj["seq"], key, obj["content_sha"], obj["capture_sha"], obj["prev_hash"]
         )
         prev = obj["entry_hash"]
         out.append(

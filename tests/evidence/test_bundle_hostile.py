@@ -77,27 +77,58 @@ async def test_a_log_line_longer_than_any_entry_is_refused(
     assert any("log.jsonl line" in p and "longer than" in p for p in v.problems), v.problems
 
 
-async def test_an_entry_of_the_post_withheld_as_a_bare_link_still_verifies(
-    tmp_path: Path,
-) -> None:
-    """The limit docs/evidence.md states ("What a bundle proves, and what it does not"): a
-    bundle shows the entries its maker put in full; another entry is a bare link, which does
-    not say whose it is. Whoever makes the bundle (with their own archive's post_id column
-    pointed elsewhere, say) can so leave out an entry of the post, here its revert to the
-    first text, and the bundle verifies. If this ever fails, the gap is closed: say so in the
-    docs."""
+async def test_an_entry_of_the_post_withheld_as_a_bare_link_is_named(tmp_path: Path) -> None:
+    """docs/evidence.md ("What a bundle proves, and what it does not"): the bundle's maker
+    (with their own archive's post_id column pointed elsewhere, say, which no hash covers)
+    leaves an entry of the post out as a bare link, here its revert to the first text, so
+    that the report shows version 2 current when it was deleted. Each link's hash commits to
+    the post it is about, so the verifier names the entry withheld."""
     from evidence.test_bundle_format import story
 
     log = story()
     reverted = next(e for e in log.entries if e.kind == "reverted")
     object.__setattr__(reverted, "post_id", 99)  # outside every hash
     out = await build(tmp_path, log)
-    v = verify_bundle(out)
-    assert v.ok, v.problems
     with zipfile.ZipFile(out) as zf:
         report = zf.read("report.md").decode()
+        lines = zf.read("log.jsonl").decode().splitlines()
     assert "an earlier version is current again" not in report  # (the honest report has it)
-    assert "Version 2 (current)" in report  # wrong: version 1 was current when it was deleted
+    assert '"content"' not in lines[reverted.seq - 1]  # a bare link in the bundle
+    v = verify_bundle(out)
+    assert not v.ok
+    assert (
+        f"log.jsonl line {reverted.seq}: entry {reverted.seq} of post"
+        " https://t.me/saltpepper/7 is withheld: only its link is in the bundle"
+    ) in v.problems, v.problems
+
+
+async def test_a_bare_link_said_to_be_of_another_post_breaks_the_chain(tmp_path: Path) -> None:
+    """The same withheld entry, its link's post_key changed to another post's: its entry_hash
+    no longer holds (the key is inside it), and the next root's hash would have to change."""
+    import json
+
+    from evidence.test_bundle_format import story
+
+    log = story()
+    reverted = next(e for e in log.entries if e.kind == "reverted")
+    object.__setattr__(reverted, "post_id", 99)
+    good = await build(tmp_path, log)
+    bad = tmp_path / "other.zip"
+    with zipfile.ZipFile(bad, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members(good):
+            if name == "log.jsonl":
+                lines = data.splitlines(keepends=True)
+                obj = json.loads(lines[reverted.seq - 1])
+                obj["post_key"] = f"{reverted.channel_id}/9"
+                lines[reverted.seq - 1] = bundle_check.canonical_json(obj) + b"\n"
+                data = b"".join(lines)
+            zf.writestr(name, data)
+    problems = verify_bundle(bad).problems
+    assert any(
+        p.startswith(f"log.jsonl line {reverted.seq} (entry {reverted.seq}): its entry_hash is not")
+        for p in problems
+    ), problems
+    assert not any("is withheld" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("name", ["manifest.json", "roots.json", "log.jsonl"])

@@ -17,6 +17,7 @@ from archiver.evidence.chain import (
     canonical,
     canonical_reference,
     entry_hash,
+    post_key,
     sha256_hex,
     verify_links,
 )
@@ -29,8 +30,8 @@ def build(contents: list[str], captures: list[str | None] | None = None) -> list
         seq = i + 1
         content_sha = sha256_hex(text.encode())
         capture = captures[i] if captures else None
-        h = entry_hash(seq, content_sha, capture, prev)
-        links.append(Link(seq, content_sha, capture, prev, h))
+        h = entry_hash(seq, "-100/7", content_sha, capture, prev)
+        links.append(Link(seq, "-100/7", content_sha, capture, prev, h))
         prev = h
     return links
 
@@ -44,13 +45,14 @@ def test_canonical_is_sorted_compact_utf8() -> None:
 def test_entry_hash_formula() -> None:
     content_sha = "a" * 64
     expected = hashlib.sha256(
-        f"telewatch-log-v1\n7\n{content_sha}\n\n{GENESIS}".encode()
+        f"telewatch-log-v1\n7\n1500000001/42\n{content_sha}\n\n{GENESIS}".encode()
     ).hexdigest()
-    assert entry_hash(7, content_sha, None, GENESIS) == expected
+    assert post_key(1500000001, 42) == "1500000001/42"
+    assert entry_hash(7, "1500000001/42", content_sha, None, GENESIS) == expected
     with_capture = hashlib.sha256(
-        f"telewatch-log-v1\n7\n{content_sha}\n{'b' * 64}\n{GENESIS}".encode()
+        f"telewatch-log-v1\n7\n1500000001/42\n{content_sha}\n{'b' * 64}\n{GENESIS}".encode()
     ).hexdigest()
-    assert entry_hash(7, content_sha, "b" * 64, GENESIS) == with_capture
+    assert entry_hash(7, "1500000001/42", content_sha, "b" * 64, GENESIS) == with_capture
     assert GENESIS == "0" * 64
 
 
@@ -90,14 +92,21 @@ def _dropped(links: list[Link]) -> list[Link]:
 def _rehashed_one(links: list[Link]) -> list[Link]:
     # The tamperer recomputes entry 2's hash after changing it: entry 3 still points at the old.
     content_sha = sha256_hex(b"other")
-    h = entry_hash(2, content_sha, None, links[0].entry_hash)
+    h = entry_hash(2, links[1].post_key, content_sha, None, links[0].entry_hash)
     links[1] = replace(links[1], content_sha=content_sha, entry_hash=h)
+    return links
+
+
+def _other_post(links: list[Link]) -> list[Link]:
+    # A link said to be about another post than the one it was hashed for.
+    links[3] = replace(links[3], post_key="-100/8")
     return links
 
 
 @pytest.mark.parametrize(
     ("tamper", "broken"),
     [
+        (_other_post, Broken(4, "entry_hash does not match its recomputed hash")),
         (_changed_content, Broken(2, "entry_hash does not match its recomputed hash")),
         (_changed_capture, Broken(3, "entry_hash does not match its recomputed hash")),
         (_swapped, Broken(3, "expected seq 2 after 1")),

@@ -46,14 +46,15 @@ async def three_days(path: Path, make_post: MakePost) -> None:
         from archiver.evidence import chain
 
         prev = chain.GENESIS
-        for seq, at, content, cap in await a.fetchall(
-            "SELECT seq, at, content, capture_sha FROM observations ORDER BY seq"
+        for seq, at, content, cap, cid, mid in await a.fetchall(
+            "SELECT seq, at, content, capture_sha, channel_id, message_id FROM observations"
+            " ORDER BY seq"
         ):
             data = json.loads(content)
             data["at"] = at
             text = chain.canonical(data)
             sha = chain.sha256_hex(text)
-            h = chain.entry_hash(seq, sha, cap, prev)
+            h = chain.entry_hash(seq, chain.post_key(cid, mid), sha, cap, prev)
             await a.write(
                 "UPDATE observations SET content = ?, content_sha = ?, prev_hash = ?,"
                 " entry_hash = ? WHERE seq = ?",
