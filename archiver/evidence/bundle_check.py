@@ -370,9 +370,9 @@ def _check_withheld(manifest: dict[str, Any], log: _Log, v: Verdict) -> None:
     of that post its maker left out."""
     posts = manifest.get("posts")
     for p in posts if isinstance(posts, list) else []:
-        if not isinstance(p, dict):
-            continue
-        key = chain.post_key(p.get("channel_id"), p.get("message_id"))
+        if not isinstance(p, dict) or "channel_id" not in p or "message_id" not in p:
+            continue  # (a manifest with other fields is a problem of its own)
+        key = chain.post_key(p["channel_id"], p["message_id"])
         for n, seq in log.bare.get(key, []):
             v.problems.append(
                 f"log.jsonl line {n}: entry {seq} of post {p.get('link')} is withheld: only its"
