@@ -41,6 +41,7 @@ from typing import IO, Any, Protocol, cast
 from archiver import __version__
 from archiver.channels import parse_ref, post_link
 from archiver.errors import TelewatchError
+from archiver.evidence import chain
 from archiver.evidence import log as evlog
 from archiver.evidence.facts import BadContent, PostFacts, parse_content, post_facts, post_key
 from archiver.evidence.report import (
@@ -78,81 +79,13 @@ class BundleError(TelewatchError):
 # ---------------------------------------------------------------------------- what the log gives
 
 
-class EntryLike(Protocol):
-    @property
-    def seq(self) -> int: ...
-    @property
-    def at(self) -> str: ...
-    @property
-    def post_id(self) -> int: ...
-    @property
-    def channel_id(self) -> int: ...
-    @property
-    def message_id(self) -> int: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def event_id(self) -> int | None: ...
-    @property
-    def version_id(self) -> int | None: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def content(self) -> str: ...
-    @property
-    def content_sha(self) -> str: ...
-    @property
-    def capture_sha(self) -> str | None: ...
-    @property
-    def prev_hash(self) -> str: ...
-    @property
-    def entry_hash(self) -> str: ...
-
-
-class LinkLike(Protocol):
-    @property
-    def seq(self) -> int: ...
-    @property
-    def post_key(self) -> str: ...
-    @property
-    def content_sha(self) -> str: ...
-    @property
-    def capture_sha(self) -> str | None: ...
-    @property
-    def prev_hash(self) -> str: ...
-    @property
-    def entry_hash(self) -> str: ...
-
-
-class RootLike(Protocol):
-    @property
-    def day(self) -> str: ...
-    @property
-    def seq(self) -> int: ...
-    @property
-    def root_hash(self) -> str: ...
-    @property
-    def tsa_url(self) -> str | None: ...
-    @property
-    def tsa_token(self) -> bytes | None: ...
-    @property
-    def made_at(self) -> str: ...
-
-
-class CaptureLike(Protocol):
-    @property
-    def media_type(self) -> str: ...
-    @property
-    def body(self) -> bytes: ...
-
-
 class LogReader(Protocol):
     """What a bundle reads of the observation log (archiver.evidence.log's API)."""
 
-    async def entries_for_post(self, post_id: int) -> Sequence[EntryLike]: ...
-    async def links(self, first_seq: int, last_seq: int) -> Sequence[LinkLike]: ...
-    async def root_covering(self, seq: int) -> RootLike | None: ...
-    async def get_capture(self, sha256: str) -> CaptureLike | None: ...
+    async def entries_for_post(self, post_id: int) -> Sequence[evlog.Entry]: ...
+    async def links(self, first_seq: int, last_seq: int) -> Sequence[chain.Link]: ...
+    async def root_covering(self, seq: int) -> evlog.Root | None: ...
+    async def get_capture(self, sha256: str) -> evlog.Capture | None: ...
 
 
 class ArchiveLog:
@@ -161,16 +94,16 @@ class ArchiveLog:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
 
-    async def entries_for_post(self, post_id: int) -> Sequence[EntryLike]:
+    async def entries_for_post(self, post_id: int) -> Sequence[evlog.Entry]:
         return await evlog.entries_for_post(self.archive, post_id)
 
-    async def links(self, first_seq: int, last_seq: int) -> Sequence[LinkLike]:
+    async def links(self, first_seq: int, last_seq: int) -> Sequence[chain.Link]:
         return await evlog.links(self.archive, first_seq, last_seq)
 
-    async def root_covering(self, seq: int) -> RootLike | None:
+    async def root_covering(self, seq: int) -> evlog.Root | None:
         return await evlog.root_covering(self.archive, seq)
 
-    async def get_capture(self, sha256: str) -> CaptureLike | None:
+    async def get_capture(self, sha256: str) -> evlog.Capture | None:
         return await evlog.get_capture(self.archive, sha256)
 
 
@@ -298,15 +231,15 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     )
 
 
-def entry_line(e: EntryLike) -> dict[str, Any]:
+def entry_line(e: evlog.Entry) -> dict[str, Any]:
     return {k: getattr(e, k) for k in ENTRY_KEYS}
 
 
-def link_line(link: LinkLike) -> dict[str, Any]:
+def link_line(link: chain.Link) -> dict[str, Any]:
     return {k: getattr(link, k) for k in LINK_KEYS}
 
 
-def root_json(r: RootLike) -> dict[str, Any]:
+def root_json(r: evlog.Root) -> dict[str, Any]:
     return {
         "day": r.day,
         "seq": r.seq,
@@ -354,14 +287,14 @@ async def make_bundle(
 ) -> Summary:
     """Write the bundle of ``wanted`` to ``output`` (see the module docstring)."""
     made = ts(made_at or utcnow())
-    per_post: list[tuple[Wanted, list[EntryLike]]] = []
+    per_post: list[tuple[Wanted, list[evlog.Entry]]] = []
     for w in wanted:
         per_post.append((w, list(await reader.entries_for_post(w.post_id))))
     full = {e.seq: e for _, entries in per_post for e in entries}
     first = min(full) if full else None
     last = max(full) if full else None
-    roots: list[RootLike] = []
-    covering: RootLike | None = None
+    roots: list[evlog.Root] = []
+    covering: evlog.Root | None = None
     if first is not None and last is not None:
         covering = await reader.root_covering(last)
         end = covering.seq if covering is not None else last

@@ -14,53 +14,7 @@ from typing import Any
 
 from archiver.evidence import chain
 from archiver.evidence.bundles import manifest_bytes
-
-
-@dataclass(frozen=True)
-class Entry:
-    seq: int
-    at: str
-    post_id: int
-    channel_id: int
-    message_id: int
-    kind: str
-    event_id: int | None
-    version_id: int | None
-    source: str
-    content: str
-    content_sha: str
-    capture_sha: str | None
-    prev_hash: str
-    entry_hash: str
-
-    def link(self) -> chain.Link:
-        return chain.Link(
-            self.seq,
-            chain.post_key(self.channel_id, self.message_id),
-            self.content_sha,
-            self.capture_sha,
-            self.prev_hash,
-            self.entry_hash,
-        )
-
-
-@dataclass(frozen=True)
-class Root:
-    day: str
-    seq: int
-    root_hash: str
-    tsa_url: str | None
-    tsa_token: bytes | None
-    made_at: str
-
-
-@dataclass(frozen=True)
-class Capture:
-    sha256: str
-    media_type: str
-    size: int
-    body: bytes
-    first_at: str
+from archiver.evidence.log import Capture, Entry, Root
 
 
 @dataclass
