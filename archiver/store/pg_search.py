@@ -43,6 +43,7 @@ from archiver.query import (
     Query,
     Term,
 )
+from archiver.store.search_filters import filter_sql
 
 if TYPE_CHECKING:
     from archiver.store.archive import Archive
@@ -235,23 +236,7 @@ class _Compiler:
         return self.filter(node)
 
     def filter(self, f: Filter) -> str:
-        if f.field == "channel":
-            self.params.append(self.channel_ids[f.value])
-            return "p.channel_id = ?"
-        if f.field == "since":
-            self.params.append(f.bound)
-            return "p.date >= ?"
-        if f.field == "until":
-            self.params.append(f.bound)
-            return "p.date < ?"
-        if f.field == "is":
-            return "p.edited = 1" if f.value == "edited" else "p.deleted_at IS NOT NULL"
-        if f.value == "media":
-            return "p.media_kind IS NOT NULL"
-        if f.value == "link":
-            return "p.has_link = 1"
-        self.params.append(f.value)
-        return "p.media_kind IS NOT DISTINCT FROM ?"  # NOT (NULL = x) would drop media-less posts
+        return filter_sql(f, self.channel_ids, self.params)
 
 
 @dataclass(frozen=True, slots=True)

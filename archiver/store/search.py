@@ -35,6 +35,7 @@ from archiver.store import pg_search
 from archiver.store.archive import Archive, iso_utc, parse_ts
 from archiver.store.channels import require_channel
 from archiver.store.ingest import EPOCH
+from archiver.store.search_filters import filter_sql
 
 SORTS = ("newest", "relevance")
 RELEVANCE_WINDOW = 1000  # matching versions ranked by bm25 for --sort relevance (see plan)
@@ -125,23 +126,7 @@ class _Compiler:
         return self.filter(node)
 
     def filter(self, f: Filter) -> str:
-        if f.field == "channel":
-            self.params.append(self.channel_ids[f.value])
-            return "p.channel_id = ?"
-        if f.field == "since":
-            self.params.append(f.bound)
-            return "p.date >= ?"
-        if f.field == "until":
-            self.params.append(f.bound)
-            return "p.date < ?"
-        if f.field == "is":
-            return "p.edited = 1" if f.value == "edited" else "p.deleted_at IS NOT NULL"
-        if f.value == "media":
-            return "p.media_kind IS NOT NULL"
-        if f.value == "link":
-            return "p.has_link = 1"
-        self.params.append(f.value)
-        return "p.media_kind IS ?"  # IS, not =: NOT (NULL = x) would drop posts without media
+        return filter_sql(f, self.channel_ids, self.params)
 
 
 @dataclass(frozen=True, slots=True)
