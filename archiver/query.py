@@ -134,6 +134,18 @@ def walk(node: Node) -> Iterator[Node]:
         yield from walk(node.item)
 
 
+def is_text(node: Node) -> bool:
+    """Whether ``node`` is made of words, phrases and prefixes only (no filter): what a
+    full-text index answers alone."""
+    if isinstance(node, Term | Phrase | Prefix):
+        return True
+    if isinstance(node, Not):
+        return is_text(node.item)
+    if isinstance(node, And | Or):
+        return all(is_text(n) for n in node.items)
+    return False
+
+
 def _positive(node: Node, negated: bool) -> Iterator[TextNode]:
     if isinstance(node, Term | Phrase | Prefix):
         if not negated:

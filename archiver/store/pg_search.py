@@ -42,6 +42,7 @@ from archiver.query import (
     Prefix,
     Query,
     Term,
+    is_text,
 )
 from archiver.store.search_filters import filter_sql
 
@@ -179,16 +180,6 @@ def ts_text(node: Term | Phrase | Prefix) -> str:
             return lexeme(node.words[0])
         return "(" + " <-> ".join(lexeme(w) for w in node.words) + ")"
     return lexeme(node.prefix) + ":*"
-
-
-def is_text(node: Node) -> bool:
-    if isinstance(node, Term | Phrase | Prefix):
-        return True
-    if isinstance(node, Not):
-        return is_text(node.item)
-    if isinstance(node, And | Or):
-        return all(is_text(n) for n in node.items)
-    return False
 
 
 def to_tsquery(node: Node) -> str:

@@ -28,6 +28,7 @@ from archiver.query import (
     Prefix,
     Query,
     Term,
+    is_text,
     to_fts,
 )
 from archiver.snippets import Span, snippet
@@ -87,16 +88,6 @@ class Hit:
 # ---------------------------------------------------------------------------- compiling
 
 
-def _is_text(node: Node) -> bool:
-    if isinstance(node, Term | Phrase | Prefix):
-        return True
-    if isinstance(node, Not):
-        return _is_text(node.item)
-    if isinstance(node, And | Or):
-        return all(_is_text(n) for n in node.items)
-    return False
-
-
 def _key(day_text: str) -> int:
     dt = parse_ts(day_text)
     assert dt is not None
@@ -111,7 +102,7 @@ class _Compiler:
     def where(self, node: Node) -> str:
         if isinstance(node, All):
             return "1"
-        expr = to_fts(node) if _is_text(node) else None
+        expr = to_fts(node) if is_text(node) else None
         if expr is not None:
             self.params.append(expr)
             return "v.id IN (SELECT rowid FROM versions_fts WHERE versions_fts MATCH ?)"
@@ -162,7 +153,7 @@ async def plan(
     c = _Compiler(await _channel_ids(archive, query))
     root = query.root
     items = list(root.items) if isinstance(root, And) else [root]
-    text_items = [n for n in items if _is_text(n)]
+    text_items = [n for n in items if is_text(n)]
     match = to_fts(And(tuple(text_items))) if len(text_items) > 1 else None
     if len(text_items) == 1:
         match = to_fts(text_items[0])
@@ -210,7 +201,7 @@ def _ranked(query: Query) -> Node | None:
     :func:`plan` (None when FTS5 cannot express it, and the order is newest first)."""
     root = query.root
     items = list(root.items) if isinstance(root, And) else [root]
-    text_items = [n for n in items if _is_text(n)]
+    text_items = [n for n in items if is_text(n)]
     if not text_items:
         return None
     node = text_items[0] if len(text_items) == 1 else And(tuple(text_items))
