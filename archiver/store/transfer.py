@@ -102,9 +102,12 @@ def _row_hash(row: Sequence[Any]) -> int:
     return int.from_bytes(hashlib.sha256(repr(tuple(row)).encode()).digest(), "big")
 
 
-async def _sqlite_batches(
-    source: Archive, t: _Table, after: int | None
+async def _batches(
+    source: Archive, t: _Table, after: int | None, size: int | None = None
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """``t``'s rows in key order, ``size`` (else ``BATCH``) at a time after key ``after``, on
+    either backend."""
+    size = size or BATCH
     cols = ", ".join(f'"{c}"' for c in t.columns)
     order = ", ".join(f'"{c}"' for c in t.key)
     if t.int_key:
@@ -112,7 +115,7 @@ async def _sqlite_batches(
         while True:
             where = "" if last is None else f' WHERE "{t.key[0]}" > ?'
             rows = await source.fetchall(
-                f'SELECT {cols} FROM "{t.name}"{where} ORDER BY {order} LIMIT {BATCH}',
+                f'SELECT {cols} FROM "{t.name}"{where} ORDER BY {order} LIMIT {size}',
                 () if last is None else (last,),
             )
             if not rows:
@@ -123,7 +126,7 @@ async def _sqlite_batches(
         offset = 0
         while True:
             rows = await source.fetchall(
-                f'SELECT {cols} FROM "{t.name}" ORDER BY {order} LIMIT {BATCH} OFFSET {offset}'
+                f'SELECT {cols} FROM "{t.name}" ORDER BY {order} LIMIT {size} OFFSET {offset}'
             )
             if not rows:
                 return
@@ -145,7 +148,7 @@ async def _copy_table(
         progress(t.name, done, total)
     insert = _upsert(t)
     copied = 0
-    async for batch in _sqlite_batches(source, t, after):
+    async for batch in _batches(source, t, after):
         try:
             async with target.transaction() as db:
                 added = len(batch)
@@ -196,27 +199,11 @@ def _pg(target: Archive) -> PgConnection:
 
 async def _digest(archive: Archive, t: _Table) -> tuple[int, int]:
     """(rows, hash) of a table: streamed in batches, the hash independent of the order."""
-    cols = ", ".join(f'"{c}"' for c in t.columns)
     count, total = 0, 0
-    if t.int_key:
-        last: int | None = None
-        key = t.key[0]
-        while True:
-            where = "" if last is None else f' WHERE "{key}" > ?'
-            rows = await archive.fetchall(
-                f'SELECT {cols} FROM "{t.name}"{where} ORDER BY "{key}" LIMIT {BATCH * 5}',
-                () if last is None else (last,),
-            )
-            if not rows:
-                break
-            for r in rows:
-                total = (total + _row_hash(r)) % (1 << 256)
-            count += len(rows)
-            last = rows[-1][t.columns.index(key)]
-    else:
-        for r in await archive.fetchall(f'SELECT {cols} FROM "{t.name}"'):
+    async for rows in _batches(archive, t, None, BATCH * 5):
+        for r in rows:
             total = (total + _row_hash(r)) % (1 << 256)
-            count += 1
+        count += len(rows)
     return count, total
 
 
