@@ -953,3 +953,19 @@ async def test_a_reader_process_that_dies_is_a_clear_error_and_keeps_what_landed
     assert killed
     posts, versions = await counts(archive)
     assert 500 <= posts < 6000 and versions == posts
+
+
+async def test_a_file_with_a_bad_message_id_keeps_what_was_archived(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """The refusal of an id below 1 leaves the archive as it was: the channel's earlier import
+    is all there, and nothing of the refused file."""
+    await import_file(archive, CHANNEL, username="testchan")
+    before = await counts(archive)
+    doc = json.loads(CHANNEL.read_text(encoding="utf-8"))
+    doc["messages"].append(dict(doc["messages"][-1], id=-5, text="подменённый текст"))
+    doc["messages"][0] = dict(doc["messages"][0], text="изменено перед ошибкой")
+    bad = write_json(tmp_path / "bad.json", doc)
+    with pytest.raises(InputFileError, match=r"\(a message id\), got -5"):
+        await import_file(archive, bad)
+    assert await counts(archive) == before
