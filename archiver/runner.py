@@ -32,14 +32,15 @@ import logging
 import os
 import signal
 import sqlite3
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any
 
-from archiver.config import Settings
+from archiver.config import ChannelConfig, Settings, account_settings
 from archiver.errors import NotLoggedIn, TelewatchError
 from archiver.health import record_end, record_start
 from archiver.lock import instance_lock
 from archiver.store.archive import Archive
+from archiver.store.following import ref_key
 
 log = logging.getLogger(__name__)
 
@@ -93,32 +94,31 @@ async def _finish(task: asyncio.Task[Any], grace: float, what: str) -> None:
 def _jobs(
     archive: Archive,
     settings: Settings,
-    client: Any,
-    live: bool,
+    tg: Telegram,
     wake: asyncio.Event,
     fatal: Callable[[TelewatchError], None],
 ) -> dict[str, Callable[[], Awaitable[object]]]:
     """The scheduler's job functions (the imports happen when a job first runs). ``wake`` is
     set after a sync or recheck, so the bot delivers their alerts at once, not at its next
-    poll of the outbox. A lost Telegram login stops the whole process (``fatal``): nothing
-    Telethon does can work until someone runs ``telewatch login``."""
-    polled = [c for c in settings.channels if not (live and c.source == "telethon" and c.join)]
+    poll of the outbox. A lost Telegram login of every account stops the whole process
+    (``fatal``): nothing Telethon does can work until someone runs ``telewatch login``; one
+    account of several is recorded on its channels, and the others go on."""
     reconnecting = asyncio.Lock()
 
     async def connected() -> None:
-        """Connect the shared client again when Telegram dropped it (or never answered at
-        start). The live listener does this itself when there is one; without it nothing
-        else would, and every later pass would fail with "Cannot send requests while
+        """Connect the shared clients again when Telegram dropped them (or never answered at
+        start). A live listener does this itself for its account; without one nothing else
+        would, and every later pass would fail with "Cannot send requests while
         disconnected". A failure here is recorded by the pass, channel by channel."""
-        if client is None or live:
-            return
         async with reconnecting:
-            if client.is_connected():
-                return
-            try:
-                await client.connect()  # bounded: DeadlineClient.connect
-            except OSError as exc:  # TimeoutError is one
-                log.warning("telegram: not reachable yet (%s); this pass records it", exc)
+            for name, client in tg.clients.items():
+                if name in tg.live or client.is_connected():
+                    continue
+                try:
+                    await client.connect()  # bounded: DeadlineClient.connect
+                except OSError as exc:  # TimeoutError is one
+                    log.warning("telegram: account %s not reachable yet (%s); this pass"
+                                " records it", name, exc)  # fmt: skip
 
     async def sync() -> object:
         from archiver.store.followed import channel_configs
@@ -131,8 +131,8 @@ def _jobs(
             log.warning("sync: the channels followed from the chat could not be read (%s)", exc)
             extra = []
         try:
-            channels = [*polled, *extra]
-            results = await sync_all(archive, settings, client=client, channels=channels)
+            channels = await tg.polled(archive, settings, extra)
+            results = await sync_all(archive, settings, channels=channels, **tg.kwargs())
         except NotLoggedIn as exc:
             fatal(exc)
             raise
@@ -147,7 +147,7 @@ def _jobs(
 
         await connected()
         try:
-            results = await recheck_all(archive, settings, client=client)
+            results = await recheck_all(archive, settings, **tg.kwargs())
         except NotLoggedIn as exc:
             fatal(exc)
             raise
@@ -323,21 +323,18 @@ async def _start(
 
     wake = asyncio.Event()  # set when alerts may have been committed; the bot's delivery waits
     archive.on_alerts = wake.set  # every commit that queues alerts wakes the bot at once
-    client: Any = None
     live = any(c.source == "telethon" and c.join for c in settings.channels)
+    tg = Telegram()
     if uses_telethon(settings):
-        from archiver.sync import disconnect
-
-        client = await _open_telegram(settings, live, archive)
-        stack.push_async_callback(disconnect, client)
-    if live:
+        await tg.open(archive, settings, live, stack)
+    if live and tg.live:
         from archiver.sync import follow_live
 
-        task = start("live", follow_live(archive, settings, stop, client=client))
+        task = start("live", follow_live(archive, settings, stop, **tg.kwargs(live=True)))
         stack.push_async_callback(_finish, task, LIVE_GRACE, "live listener")
 
     scheduler = Scheduler(
-        _jobs(archive, settings, client, live, wake, fatal),
+        _jobs(archive, settings, tg, wake, fatal),
         settings.schedule,
         timezone=settings.display.timezone,
     )
@@ -363,6 +360,97 @@ async def _start(
         ", ".join(scheduler.job_names) or "none",
         "on" if with_bot else "off",
     )
+
+
+class Telegram:
+    """The Telegram side of ``run``: one client per account that has channels (one session
+    per process), the accounts followed live, and the channels' accounts (read again at every
+    sync pass; the live listeners read this same mapping, so a channel that moves to another
+    account is followed there from the next pass on).
+
+    ``accounts``: the accounts this process runs (None: all). A channel whose account is
+    not run here is left to whoever runs it."""
+
+    def __init__(self, accounts: Collection[str] | None = None) -> None:
+        self.accounts = accounts
+        self.clients: dict[str, Any] = {}
+        self.live: set[str] = set()  # accounts with a live listener
+        self.assigned: dict[str, str | None] = {}
+        self.single = True  # a config without [[accounts]]
+
+    def kwargs(self, *, live: bool = False) -> dict[str, Any]:
+        """What ``sync_all``/``recheck_all`` (and with ``live``, ``follow_live``) are given:
+        the clients by account and the accounts run here; with one account of a config
+        without ``[[accounts]]`` and no filter, its client alone (``client=``), as before."""
+        accounts = self.live if live else self.accounts
+        if self.single and self.accounts is None:
+            return {"client": next(iter(self.clients.values()), None)}
+        out: dict[str, Any] = {"clients": self.clients, "accounts": accounts}
+        if live:
+            out["assigned"] = self.assigned
+        return out
+
+    async def assign(
+        self, archive: Archive, settings: Settings, extra: Sequence[ChannelConfig] = ()
+    ) -> dict[str, str | None]:
+        from archiver.sources.telethon_accounts import assign
+
+        now = await assign(archive, settings, [*settings.channels, *extra])
+        self.assigned.clear()
+        self.assigned.update(now)
+        return self.assigned
+
+    async def open(
+        self, archive: Archive, settings: Settings, live: bool, stack: contextlib.AsyncExitStack
+    ) -> None:
+        """Assign the channels, then open the clients of the accounts that have some, side
+        by side. With several accounts, one whose login is missing gets no client: each pass
+        records its channels with the reason, the others go on; with one, it stops the start
+        as before."""
+        from archiver.store.followed import channel_configs
+        from archiver.sync import disconnect
+
+        try:
+            extra = await channel_configs(archive, settings)
+        except sqlite3.Error:
+            extra = []
+        assigned = await self.assign(archive, settings, extra)
+        used = set(assigned.values())
+        names = [a.name for a in settings.accounts if a.name in used]
+        if self.accounts is not None:
+            names = [n for n in names if n in self.accounts]
+        single = len(settings.accounts) == 1
+        self.single = not settings.configured_accounts
+
+        async def one(name: str) -> None:
+            try:
+                client = await _open_telegram(account_settings(settings, name), live, archive)
+            except NotLoggedIn as exc:
+                if single:
+                    raise
+                log.error("telegram: %s; that account's channels are recorded with it at each"
+                          " pass, the other accounts go on", exc)  # fmt: skip
+                return
+            self.clients[name] = client
+            stack.push_async_callback(disconnect, client)
+
+        await asyncio.gather(*(one(n) for n in names))
+        live_channels = {assigned.get(ref_key(c.ref)) for c in settings.channels
+                         if c.source == "telethon" and c.join}  # fmt: skip
+        self.live = {n for n in self.clients if live and n in live_channels}
+
+    async def polled(
+        self, archive: Archive, settings: Settings, extra: Sequence[ChannelConfig]
+    ) -> list[ChannelConfig]:
+        """The channels a sync pass reads: all but the ``join = true`` Telethon channels of
+        an account that a live listener follows (it reads them itself), after assigning the
+        channels again."""
+        assigned = await self.assign(archive, settings, extra)
+
+        def live(c: ChannelConfig) -> bool:
+            return c.source == "telethon" and c.join and assigned.get(ref_key(c.ref)) in self.live
+
+        return [c for c in [*settings.channels, *extra] if not live(c)]
 
 
 async def _open_telegram(settings: Settings, live: bool, archive: Archive) -> Any:

@@ -37,7 +37,7 @@ ERRORS = [
      "storage.pathh: unknown key (see config.example.toml for the known keys)"),
     ("[storage]\nbackup_keep = 0", "storage.backup_keep: expected a positive number, got 0"),
     ("storage = 5", "storage: expected a table, got 5"),
-    ("[nope]", "nope: unknown section (known: bot, channels, display, evidence, logging, media, "
+    ("[nope]", "nope: unknown section (known: accounts, bot, channels, display, evidence, logging, media, "
      "recheck, rules, schedule, storage, telegram, web, web_view)"),
     (
         '[telegram]\napi_id = "0123456789abcdef0123456789abcdef"',

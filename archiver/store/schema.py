@@ -500,6 +500,25 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
     """,
+    # Many Telegram accounts (docs/operations.md, Many accounts): which account follows each
+    # Telethon channel (the key is the channel's reference as [[channels]] writes it, lower
+    # case, as channel_status), and whether that account joined it. account_full: an account
+    # Telegram refused a join to (CHANNELS_TOO_MUCH) takes no more channels than it had joined.
+    """
+    CREATE TABLE channel_accounts (
+        channel TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        joined INTEGER NOT NULL DEFAULT 0,
+        assigned_at TEXT NOT NULL
+    );
+    CREATE INDEX channel_accounts_account ON channel_accounts(account);
+    CREATE TABLE account_full (
+        account TEXT PRIMARY KEY,
+        channel_limit INTEGER NOT NULL,      -- the channels it had joined when refused
+        refused_channel TEXT NOT NULL,
+        refused_at TEXT NOT NULL
+    );
+    """,
 ]
 
 # PostgreSQL (docs/postgresql.md, Schema): a new PostgreSQL archive starts at the schema of
@@ -550,5 +569,20 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
         made_at TEXT COLLATE "C" NOT NULL
     );
     INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
+    """,
+    13: """
+    CREATE TABLE channel_accounts (
+        channel TEXT COLLATE "C" PRIMARY KEY,
+        account TEXT COLLATE "C" NOT NULL,
+        joined INTEGER NOT NULL DEFAULT 0,
+        assigned_at TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX channel_accounts_account ON channel_accounts(account);
+    CREATE TABLE account_full (
+        account TEXT COLLATE "C" PRIMARY KEY,
+        channel_limit INTEGER NOT NULL,
+        refused_channel TEXT COLLATE "C" NOT NULL,
+        refused_at TEXT COLLATE "C" NOT NULL
+    );
     """,
 }
