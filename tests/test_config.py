@@ -37,8 +37,8 @@ ERRORS = [
      "storage.pathh: unknown key (see config.example.toml for the known keys)"),
     ("[storage]\nbackup_keep = 0", "storage.backup_keep: expected a positive number, got 0"),
     ("storage = 5", "storage: expected a table, got 5"),
-    ("[nope]", "nope: unknown section (known: accounts, bot, channels, display, evidence, logging, media, "
-     "recheck, rules, schedule, storage, telegram, web, web_view)"),
+    ("[nope]", "nope: unknown section (known: accounts, bot, channels, display, evidence, logging,"
+     " media, recheck, rules, schedule, storage, telegram, web, web_view)"),
     (
         '[telegram]\napi_id = "0123456789abcdef0123456789abcdef"',
         "telegram.api_id: expected an integer, got a value of the wrong kind (not shown: it may"
