@@ -26,7 +26,14 @@ import click
 
 from archiver import __version__
 from archiver.config import Settings, find_config, load_settings
-from archiver.errors import Interrupted, NotWritable, PartialFailure, QueryError, TelewatchError
+from archiver.errors import (
+    ConfigError,
+    Interrupted,
+    NotWritable,
+    PartialFailure,
+    QueryError,
+    TelewatchError,
+)
 from archiver.logs import setup_logging
 from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 
@@ -894,27 +901,33 @@ async def alerts(app: App, status: str | None, limit: int, as_json: bool, requeu
 
 @cli.command()
 @click.option("--string", "as_string", is_flag=True, help="Print a session string instead.")
+@click.option("--account", "account", metavar="NAME", help="The [[accounts]] account to log in.")
 @pass_app
 @run_async
-async def login(app: App, as_string: bool) -> None:
+async def login(app: App, as_string: bool, account: str | None) -> None:
     """Log in to Telegram once (phone, code, 2FA password). The only command that prompts.
 
     Writes the session file ([telegram] session, mode 0600), or with --string prints a session
     string to put in TELEWATCH_SESSION (container secrets). Needs [telegram] api_id and
-    api_hash (or TELEWATCH_API_ID / TELEWATCH_API_HASH) from https://my.telegram.org.
+    api_hash (or TELEWATCH_API_ID / TELEWATCH_API_HASH) from https://my.telegram.org. With
+    [[accounts]], --account NAME logs in that account (its session, or with --string a string
+    for TELEWATCH_SESSION_<NAME>); it is needed when there are several.
 
     \b
     Examples:
       telewatch login
+      telewatch login --account desk2
       docker compose run --rm telewatch login
     """
+    from archiver.config import account_settings
     from archiver.lock import session_lock
     from archiver.sources.telethon import login as tg_login
 
-    lock = session_lock(app.settings)
+    settings = account_settings(app.settings, _login_account(app.settings, account))
+    lock = session_lock(settings)
     lock.acquire("login")
     try:
-        out = await tg_login(app.settings, as_string=as_string)
+        out = await tg_login(settings, as_string=as_string)
     except EOFError:  # stdin at its end at a prompt
         click.echo(err=True)  # end the prompt's line
         raise TelewatchError(
@@ -928,7 +941,21 @@ async def login(app: App, as_string: bool) -> None:
         click.echo(out)
         click.echo("Keep this string secret: it is a password to the account.", err=True)
     else:
-        click.echo(f"Logged in; session saved to {app.settings.telegram.session}", err=True)
+        click.echo(f"Logged in; session saved to {settings.telegram.session}", err=True)
+
+
+def _login_account(settings: Settings, name: str | None) -> str:
+    """The account ``login`` is for: ``--account``, or the only one; with several and no
+    ``--account``, a one-line error listing them."""
+    if name is not None:
+        return settings.account(name).name  # a ConfigError listing the names when unknown
+    if len(settings.accounts) == 1:
+        return settings.accounts[0].name
+    names = ", ".join(a.name for a in settings.accounts)
+    raise ConfigError(
+        f"login: the config has {len(settings.accounts)} accounts ({names}); say which with"
+        " `telewatch login --account NAME`"
+    )
 
 
 _NOT_FAILED = ("ok", "flood_wait", "skipped", "too_many_channels", "join_pending")
@@ -1010,14 +1037,18 @@ async def _one_pass(app: App, command: str) -> None:
     failed = _sync_summary(list(results))
     if not failed:
         return
-    lost = getattr(results, "login_lost", None)
+    logins = getattr(results, "logins_lost", {})
+    lost = getattr(results, "login_lost", None) or next(iter(logins.values()), None)
     if failed == len(results):
         if lost is not None:
             raise lost
         raise TelewatchError(f"{command}: every channel failed (see above)")
+    hint = "; run `telewatch login` for the Telegram ones" if lost else ""
+    if logins and settings.configured_accounts:
+        hint = "; log in " + ", ".join(f"`telewatch login --account {n}`" for n in logins)
     raise PartialFailure(
         f"{command}: {failed} of {len(results)} channel(s) failed (see above); the others are"
-        " archived" + ("; run `telewatch login` for the Telegram ones" if lost else "")
+        " archived" + hint
     )
 
 

@@ -94,7 +94,8 @@ async def _finish(task: asyncio.Task[Any], grace: float, what: str) -> None:
 def _jobs(
     archive: Archive,
     settings: Settings,
-    tg: Telegram,
+    client: Telegram | Any,
+    live: bool,
     wake: asyncio.Event,
     fatal: Callable[[TelewatchError], None],
 ) -> dict[str, Callable[[], Awaitable[object]]]:
@@ -102,7 +103,10 @@ def _jobs(
     set after a sync or recheck, so the bot delivers their alerts at once, not at its next
     poll of the outbox. A lost Telegram login of every account stops the whole process
     (``fatal``): nothing Telethon does can work until someone runs ``telewatch login``; one
-    account of several is recorded on its channels, and the others go on."""
+    account of several is recorded on its channels, and the others go on. ``client``: the
+    :class:`Telegram` of the run, or the one client of a config without ``[[accounts]]``
+    (``live``: its channels are followed live)."""
+    tg = client if isinstance(client, Telegram) else Telegram.of(settings, client, live)
     reconnecting = asyncio.Lock()
 
     async def connected() -> None:
@@ -334,7 +338,7 @@ async def _start(
         stack.push_async_callback(_finish, task, LIVE_GRACE, "live listener")
 
     scheduler = Scheduler(
-        _jobs(archive, settings, tg, wake, fatal),
+        _jobs(archive, settings, tg, live, wake, fatal),
         settings.schedule,
         timezone=settings.display.timezone,
     )
@@ -377,6 +381,18 @@ class Telegram:
         self.live: set[str] = set()  # accounts with a live listener
         self.assigned: dict[str, str | None] = {}
         self.single = True  # a config without [[accounts]]
+
+    @classmethod
+    def of(cls, settings: Settings, client: Any, live: bool) -> Telegram:
+        """The Telegram of one account's client (None: none opened)."""
+        tg = cls()
+        tg.single = not settings.configured_accounts
+        if client is not None:
+            name = settings.accounts[0].name
+            tg.clients[name] = client
+            if live:
+                tg.live.add(name)
+        return tg
 
     def kwargs(self, *, live: bool = False) -> dict[str, Any]:
         """What ``sync_all``/``recheck_all`` (and with ``live``, ``follow_live``) are given:

@@ -341,12 +341,24 @@ async def _accounts_part(
         report.deadline = report.deadline or reports[n].deadline
         if (lost := reports[n].login_lost) is not None:
             report.logins_lost[n] = lost
+            if settings.configured_accounts:
+                await _login_status(archive, groups[n], lost)
     if names and len(report.logins_lost) == len(names):
         report.login_lost = report.logins_lost[names[0]]
     if accounts is None:
         for cfg in none:
             by_cfg[id(cfg)] = await _no_account(archive, cfg, started)
     return by_cfg
+
+
+async def _login_status(archive: Archive, todo: list[ChannelConfig], lost: NotLoggedIn) -> None:
+    """An account's login is missing: its channels' status says so (``stats``, ``health``,
+    the bot), also for those never read yet; the next good read sets them ``ok``."""
+    from archiver.store.following import set_status
+
+    for cfg in todo:
+        await set_status(archive, cfg.ref, source="telethon", status="error", reason=str(lost),
+                         now=utcnow())  # fmt: skip
 
 
 async def _no_account(archive: Archive, cfg: ChannelConfig, started: float) -> ChannelSyncResult:
