@@ -649,6 +649,7 @@ async def stats(app: App, as_json: bool) -> None:
     try:
         rows = await channel_stats(archive)
         report = await following_report(archive)
+        accounts = await _accounts_report(archive, app.settings)
         web_pass = await last_pass(archive)
         covered = (
             {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
@@ -665,13 +666,20 @@ async def stats(app: App, as_json: bool) -> None:
             cov = covered[r.channel_id].as_json()
             data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
             data |= report.json_for(r.channel_id)
+            if accounts is not None and r.source == "telethon":
+                data["account"] = accounts.account_for(r.channel_id, r.channel)
             click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
+            extra: dict[str, Any] = {}
+            if accounts is not None and ch.source == "telethon":
+                extra["account"] = accounts.by_key.get(str(ch.ref).lower())
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
                                    "sync_status": "never archived"}
-                                  | report.json_for_ref(ch.ref)))  # fmt: skip
+                                  | report.json_for_ref(ch.ref) | extra))  # fmt: skip
         for wait in report.flood_json():
             click.echo(json.dumps(wait))
+        for load in accounts.json() if accounts is not None else []:
+            click.echo(json.dumps(load))
         if web_pass is not None:
             click.echo(json.dumps({"web_pass": web_pass}))
     else:
@@ -684,8 +692,20 @@ async def stats(app: App, as_json: bool) -> None:
             click.echo(f"{ch.ref} ({ch.source}): {why}")
         for text in report.lines(known_ids={r.channel_id for r in rows}):
             click.echo(text)
+        for text in accounts.lines() if accounts is not None else []:
+            click.echo(text)
         if web_pass is not None:
             click.echo(pass_summary(web_pass))
+
+
+async def _accounts_report(archive: Any, settings: Settings) -> Any:
+    """Which account follows each Telethon channel, with ``[[accounts]]`` (None without:
+    the one account follows them all, and the output stays as it was)."""
+    if not settings.configured_accounts:
+        return None
+    from archiver.sources.telethon_accounts import accounts_report
+
+    return await accounts_report(archive, settings)
 
 
 @cli.group("log")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from archiver.config import ChannelConfig, Settings
@@ -221,3 +222,95 @@ def by_account(
         else:
             groups.setdefault(account, []).append(c)
     return groups, none
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLoad:
+    """One account as ``stats`` and ``/status`` show it."""
+
+    name: str
+    channels: tuple[str, ...]  # channel keys, in config order
+    join_limit: int  # as configured
+    limit: int  # what it takes now: lower while Telegram found it full
+    full_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsReport:
+    """Which account follows each configured Telethon channel, read from the archive (the
+    last assignment; nothing is assigned here)."""
+
+    accounts: tuple[AccountLoad, ...]
+    by_key: dict[str, str]  # channel key -> account
+    unassigned: tuple[str, ...]  # configured Telethon channels no account has (no room, or yet)
+    no_room: tuple[str, ...]  # of those, the ones no account had room for
+    ids: dict[int, str]  # marked channel id -> key, for channels configured by id
+    usernames: dict[str, str]  # username -> key
+
+    def account_for(self, channel_id: int | None, username: str | None) -> str | None:
+        """The account of an archived channel (by its id or its username)."""
+        key = self.ids.get(channel_id) if channel_id is not None else None
+        if key is None and username:
+            key = self.usernames.get(username.lower())
+        return self.by_key.get(key) if key is not None else None
+
+    def lines(self) -> list[str]:
+        out = ["accounts (Telethon channels):"]
+        for a in self.accounts:
+            full = ""
+            if a.full_since is not None:
+                full = (
+                    f", full: Telegram refused a join at {a.limit} on {a.full_since:%Y-%m-%d %H:%M}"
+                    " UTC"
+                )
+            names = ", ".join(a.channels) or "none"
+            out.append(f"  {a.name} ({len(a.channels)} of {a.join_limit}{full}): {names}")
+        if self.no_room:
+            out.append(f"  no account: {', '.join(self.no_room)}: {NO_ROOM}")
+        waiting = [k for k in self.unassigned if k not in self.no_room]
+        if waiting:
+            out.append(f"  not assigned yet (at the next pass): {', '.join(waiting)}")
+        return out
+
+    def json(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = [
+            {
+                "account": a.name,
+                "channels": list(a.channels),
+                "join_limit": a.join_limit,
+                "limit": a.limit,
+                "full_since": a.full_since.isoformat() if a.full_since else None,
+            }
+            for a in self.accounts
+        ]
+        if self.unassigned:
+            out.append({"account": None, "channels": list(self.unassigned),
+                        "no_room": list(self.no_room)})  # fmt: skip
+        return out
+
+
+async def accounts_report(
+    archive: Archive, settings: Settings, now: datetime | None = None
+) -> AccountsReport:
+    from archiver.store.accounts import assignments
+    from archiver.store.following import channel_statuses
+
+    todo = telethon_channels(settings.channels)
+    keys = [ref_key(c.ref) for c in todo]
+    stored = await assignments(archive)
+    by_key = {k: stored[k] for k in keys if k in stored}
+    at = now or utcnow()
+    effective = await limits(archive, settings, at)
+    full = await full_accounts(archive)
+    loads = []
+    for a in settings.accounts:
+        f = full.get(a.name)
+        since = f.refused_at if f is not None and effective[a.name] < a.join_limit else None
+        mine = tuple(k for k in keys if by_key.get(k) == a.name)
+        loads.append(AccountLoad(a.name, mine, a.join_limit, effective[a.name], since))
+    unassigned = tuple(k for k in keys if k not in by_key)
+    statuses = {s.ref: s.status for s in await channel_statuses(archive, problems_only=True)}
+    no_room = tuple(k for k in unassigned if statuses.get(k) == NO_ACCOUNT)
+    ids = {c.ref.id: ref_key(c.ref) for c in todo if c.ref.id is not None}
+    names = {c.ref.username: ref_key(c.ref) for c in todo if c.ref.username is not None}
+    return AccountsReport(tuple(loads), by_key, unassigned, no_room, ids, names)
