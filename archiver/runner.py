@@ -7,8 +7,9 @@ Started in this order, each stopped in the reverse order:
 2. the archive, with the rules engine installed, so every ingest queues its alerts;
 3. the heartbeat (``heartbeats`` row ``run``, every ``[schedule] heartbeat_seconds``), which
    ``telewatch health`` reads;
-4. one Telethon client, when any channel uses Telethon, shared by everything below (one session
-   per process) and the live listener for the ``join = true`` channels;
+4. one Telethon client per account that has channels (``[[accounts]]``; without them the one
+   account of ``[telegram]``), each shared by everything below (one session per process), and
+   a live listener per account for its ``join = true`` channels (:class:`Telegram`);
 5. the scheduler: ``sync`` for the channels that are not followed live (polled Telethon
    channels and web channels; it also runs once at start), ``recheck``, ``backup``,
    ``maintenance`` and ``digest``;
