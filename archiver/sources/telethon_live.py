@@ -85,6 +85,7 @@ class LiveListener:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconnects = 0  # reconnects no re-read has started after yet
         self._rereading = False
+        self._marked: set[int] = set()  # channels whose join is recorded for this account
 
     @property
     def configs(self) -> list[ChannelConfig]:
@@ -189,7 +190,9 @@ class LiveListener:
         (too_many_channels, join_pending: tried again daily, the channel is polled meanwhile)."""
         f = await get_following(self.archive, p.row.id)
         if f is not None and f.joined_at is not None:
-            await mark_joined(self.archive, p.cfg.ref, self.account)
+            if p.row.id not in self._marked:  # once per listener, not at every reconcile
+                await mark_joined(self.archive, p.cfg.ref, self.account)
+                self._marked.add(p.row.id)
             return
         st = await get_status(self.archive, p.cfg.ref)
         now = self.options.now()

@@ -20,12 +20,16 @@ from tests.store.test_record_migration import _schema_3_archive
 
 def _before_the_log(path: Path) -> None:
     """Take the archive back to the schema before the log (what the previous telewatch left)."""
+    import re
+
+    log = next(i for i, m in enumerate(MIGRATIONS) if "CREATE TABLE observations" in m)
+    later = [t for m in MIGRATIONS[log:] for t in re.findall(r"CREATE TABLE (\w+)", m)]
     con = sqlite3.connect(path)
     con.executescript(
-        f"""
-        DROP TABLE observations; DROP TABLE captures; DROP TABLE log_roots;
+        "".join(f"DROP TABLE {t};" for t in later)  # the log's tables, and any added after it
+        + f"""
         DELETE FROM meta WHERE key = 'evidence.backfill';
-        PRAGMA user_version = {len(MIGRATIONS) - 1};
+        PRAGMA user_version = {log};
         """
     )
     con.close()
