@@ -276,8 +276,8 @@ async def _telethon_part(
                         archive, cfg, partial(run_one, client, cfg), what
                     )
                 except NotLoggedIn as exc:
-                    report.login_lost = exc
-                    down = str(exc)
+                    report.login_lost = _named(settings, exc)
+                    down = str(report.login_lost)
                     results.append(await _not_done(archive, cfg, down, started))
                     continue
                 results.append(result)
@@ -369,6 +369,15 @@ async def _no_account(archive: Archive, cfg: ChannelConfig, started: float) -> C
     result = replace(result, status=NO_ACCOUNT)
     log_result(result)
     return result
+
+
+def _named(settings: Settings, exc: NotLoggedIn) -> NotLoggedIn:
+    """A lost login naming its ``[[accounts]]`` account (as it is without accounts)."""
+    if settings.for_account is None:
+        return exc
+    from archiver.sources.telethon_session import named
+
+    return named(settings, exc)
 
 
 async def disconnect(client: Any) -> None:

@@ -340,14 +340,15 @@ def not_logged_in(settings: Settings) -> str:
     return f"account {name}: not logged in: run `{_login(settings)}`"
 
 
-def revoked(settings: Settings) -> str:
+def named(settings: Settings, exc: NotLoggedIn) -> NotLoggedIn:
+    """``exc`` naming the ``[[accounts]]`` account and its login command (unchanged for the
+    one account of a config without ``[[accounts]]``)."""
     name = settings.for_account
-    if name is None:
-        return REVOKED
-    return (
-        f"account {name}: the Telegram session is no longer valid (revoked or logged out): run"
-        f" `{_login(settings)}` again"
-    )
+    text = str(exc)
+    if name is None or text.startswith(f"account {name}:"):
+        return exc
+    text = text.replace("`telewatch login`", f"`{_login(settings)}`")
+    return NotLoggedIn(f"account {name}: {text}")
 
 
 async def connect_client(
@@ -377,15 +378,13 @@ async def connect_client(
             await ensure_ledger(archive, client, now)
     except NotLoggedIn as exc:
         await client.disconnect()
-        if settings.for_account is not None and str(exc) == REVOKED:
-            raise NotLoggedIn(revoked(settings)) from None
-        raise
+        raise named(settings, exc) from None
     except OSError as exc:
         await client.disconnect()
         raise SourceError(f"cannot connect to Telegram ({exc}): check the network") from None
     except LOGIN_LOST as exc:  # inside connect(): Telegram refuses the key at once
         await client.disconnect()
-        raise login_lost(exc) from None
+        raise named(settings, login_lost(exc)) from None
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:  # inside connect()
         me = getattr(client, "_self_id", None)
         unrecorded = client.ledger is None or client.ledger.account != me  # _call skipped it
