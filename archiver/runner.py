@@ -438,13 +438,20 @@ class Telegram:
         self.single = not settings.configured_accounts
 
         async def one(name: str) -> None:
+            from archiver.sources.telethon_flood import AccountFloodWait
+
+            mine = account_settings(settings, name)
             try:
-                client = await _open_telegram(account_settings(settings, name), live, archive)
+                client = await _open_telegram(mine, live, archive, wait=single)
             except NotLoggedIn as exc:
                 if single:
                     raise
                 log.error("telegram: %s; that account's channels are recorded with it at each"
                           " pass, the other accounts go on", exc)  # fmt: skip
+                return
+            except AccountFloodWait as exc:  # several accounts: the others do not wait for it
+                log.warning("telegram: account %s: %s; its channels are tried at each pass, the"
+                            " other accounts go on", name, exc)  # fmt: skip
                 return
             self.clients[name] = client
             stack.push_async_callback(disconnect, client)
@@ -468,10 +475,13 @@ class Telegram:
         return [c for c in [*settings.channels, *extra] if not live(c)]
 
 
-async def _open_telegram(settings: Settings, live: bool, archive: Archive) -> Any:
+async def _open_telegram(
+    settings: Settings, live: bool, archive: Archive, *, wait: bool = True
+) -> Any:
     """The shared client. A flood wait at the login check is waited out here (a signal
     cancels the wait), not an exit: under a restart policy an exit would connect again at
-    every restart, during the wait. Telegram unreachable: a client not connected yet."""
+    every restart, during the wait (``wait=False``, one of several accounts: raised, so that
+    the other accounts start at once). Telegram unreachable: a client not connected yet."""
     from archiver.sources.telethon_flood import AccountFloodWait
     from archiver.sources.telethon_network import TelegramUnreachable, offline_client, open_client
 
@@ -487,6 +497,8 @@ async def _open_telegram(settings: Settings, live: bool, archive: Archive) -> An
                       "by the live listener" if live else "at each pass")  # fmt: skip
             return offline_client(settings, receive_updates=live)
         except AccountFloodWait as exc:
+            if not wait:
+                raise
             log.warning(
                 "telegram: a flood wait on %s until %s UTC; connecting again then (nothing is"
                 " sent before)", exc.method, f"{exc.until:%Y-%m-%d %H:%M}",

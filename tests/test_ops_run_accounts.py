@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.telethon_client import SELF_ID, FakeTelegram, attach, settings_for
+from fakes.telethon_client import SELF_ID, FakeTelegram, attach, flood, settings_for
 from telethon import functions
 
 from archiver import runner
@@ -137,3 +137,22 @@ async def test_run_goes_on_when_one_account_is_logged_out(
             assert st is not None and st.status == "error"
             assert "telewatch login --account desk2" in (st.reason or "")
         assert (await get_status(a, "alpha")).status == "ok"  # type: ignore[union-attr]
+
+
+async def test_a_flood_wait_at_one_accounts_login_check_does_not_hold_the_others(
+    tmp_path: Path, tg: tuple[FakeTelegram, list[Any]]
+) -> None:
+    """With one account, `run` waits a login-check flood wait out before starting; with
+    several, the others start at once and desk1's channels are tried at each pass."""
+    t, _ = tg
+    s = settings(tmp_path, t)
+    t.fail(functions.updates.GetStateRequest, flood(20000), account=SELF_ID, times=1000)
+
+    async def done() -> bool:
+        got = await archived(s)
+        return (got.get("bravo"), got.get("delta")) == (3, 3)
+
+    await run_until(s, done)
+    got = await archived(s)
+    assert (got["bravo"], got["delta"]) == (3, 3)
+    assert not got.get("alpha") and not got.get("charlie")
