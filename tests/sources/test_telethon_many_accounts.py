@@ -15,6 +15,7 @@ from fakes.telethon_client import (
     FakeTelegram,
     Sleeper,
     attach,
+    connected,
     flood,
     settings_for,
 )
@@ -271,3 +272,23 @@ async def test_channels_too_much_moves_the_channel_to_an_account_with_room(
     await live_once()
     assert DESK2 in tg.channel(BARE["alpha"]).members
     assert (await assignment_rows(archive))["alpha"].joined
+
+
+async def test_a_login_lost_mid_pass_names_the_account_and_spares_the_other(
+    archive: Archive, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    """Clients already connected (as in `run`); desk2's session is logged out before its
+    reads: its channels say which account to log in again, desk1's are read."""
+    s = with_accounts(tmp_path, tg, [cfg(n) for n in BARE], *TWO)
+    clients = {
+        "desk1": await connected(tg, tg.session(SELF_ID)),
+        "desk2": await connected(tg, tg.session(DESK2)),
+    }
+    tg.revoke(DESK2)
+    results = await sync_all(archive, s, clients=clients, options=opts(tg))
+    assert [r.status for r in results] == ["ok", "error", "ok", "error"]
+    assert results[1].error == (
+        "bravo: account desk2: the Telegram session is no longer valid (revoked or logged out):"
+        " run `telewatch login --account desk2` again"
+    )
+    assert list(results.logins_lost) == ["desk2"] and results.login_lost is None
