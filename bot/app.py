@@ -33,6 +33,7 @@ from archiver.config import Settings, require
 from archiver.errors import ConfigError
 from archiver.store.archive import Archive
 from archiver.store.user_langs import all_langs, all_seen_langs
+from archiver.store.wakeup import watcher_for
 from bot.access import AccessPolicy
 from bot.alerts import alert_buttons, alert_html, summary_buttons, summary_html
 from bot.delivery import Delivery, Limits, RetryPolicy
@@ -147,6 +148,7 @@ async def _post_init(app: App) -> None:
         limits=opts.limits,
         retry=opts.retry or RetryPolicy(max_attempts=settings.bot.max_attempts),
         wake=setup.wake,
+        watcher=watcher_for(archive),  # alerts queued by other processes wake it at once
         send_timeout=opts.send_timeout,
     )
     svc.digests = PersonalDigests(archive, app.bot, settings, svc.delivery.limiter,
