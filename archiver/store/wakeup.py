@@ -13,12 +13,12 @@ alerts (``telewatch run``, ``sync``, ``import``, another worker) wakes it at onc
   own every :data:`WATCH_SECONDS`. The value changes when any *other* connection commits: in
   WAL mode SQLite learns that from the WAL index in the ``-shm`` file, which is shared memory
   (no disk read). Only when it changed does the watcher read ``max(id)`` of ``alerts`` (an
-  index lookup), and wakes the bot when that grew. Measured on the 2-core VM: about 150 us of
+  index lookup), and wakes the bot when that grew. Measured on the 2-core VM: 150 - 200 us of
   CPU a look, most of it the thread waking up, so 0.4 % of one core at 50 ms (1.5 % at 10 ms);
-  50 ms adds at most 50 ms to an alert's way. It works
-  wherever the archive itself works: WAL already requires every process that opens the file to
-  share that memory (one host, a local filesystem; containers sharing a volume on one host),
-  and needs nothing from the process that writes. docs/operations.md gives the measurements.
+  50 ms adds at most 50 ms to an alert's way. It works wherever the archive itself works:
+  WAL already requires every process that opens the file to share that memory (one host, a
+  local filesystem; containers sharing a volume on one host), and it needs nothing from the
+  process that writes. docs/operations.md argues the choice, docs/benchmarks.md measures it.
 
 A missed wake-up (a NOTIFY while the listener reconnects, an alert re-queued rather than
 inserted) costs at most one poll period: the poll is never switched off.
@@ -39,7 +39,7 @@ from archiver.store import postgres
 log = logging.getLogger(__name__)
 
 CHANNEL = "telewatch_alerts"
-WATCH_SECONDS = 0.05  # SQLite: how often data_version is asked (about 150 us of CPU each)
+WATCH_SECONDS = 0.05  # SQLite: how often data_version is asked (150 - 200 us of CPU each)
 KEEPALIVE_SECONDS = 30.0  # PostgreSQL: a quiet listener checks its connection this often
 RECONNECT_SECONDS = (0.5, 30.0)  # PostgreSQL: first and longest wait before connecting again
 APPLICATION_NAME = "telewatch-listen"  # the listener in pg_stat_activity
