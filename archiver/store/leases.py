@@ -129,12 +129,12 @@ async def register(
             "SELECT host, pid, seen_at FROM workers WHERE name = ?", (name,)
         ) as cur:
             row = await cur.fetchone()
-        if row is not None and (row[0], row[1]) != (host, pid):
-            if row[2] > later(now, -lease_seconds):
-                raise WorkerNameInUse(
-                    f"worker {name} is already running (pid {row[1]} on {row[0]}, seen"
-                    f" {row[2][:19]} UTC); give this one another --worker name, or stop that one"
-                )
+        alive = row is not None and row[2] > later(now, -lease_seconds)
+        if row is not None and alive and (row[0], row[1]) != (host, pid):
+            raise WorkerNameInUse(
+                f"worker {name} is already running (pid {row[1]} on {row[0]}, seen"
+                f" {row[2][:19]} UTC); give this one another --worker name, or stop that one"
+            )
         await db.execute(
             "INSERT INTO workers (name, host, pid, started_at, seen_at) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
