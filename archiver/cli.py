@@ -986,7 +986,7 @@ async def _interruptible(coro: Coroutine[Any, Any, R], command: str) -> R:
             loop.remove_signal_handler(sig)
 
 
-async def _one_pass(app: App, command: str) -> None:
+async def _one_pass(app: App, command: str, worker: str | None = None) -> None:
     from archiver.lock import instance_lock
     from archiver.rules import RuleLoader
     from archiver.runner import uses_telethon
@@ -998,13 +998,17 @@ async def _one_pass(app: App, command: str) -> None:
             "no channels configured: add [[channels]] to the config (see config.example.toml)"
         )
     loader = RuleLoader.for_settings(settings)  # a bad rule stops here, before any network
-    with instance_lock(settings, session=uses_telethon(settings), command=command):
+    session = uses_telethon(settings) and worker is None
+    with instance_lock(settings, session=session, command=command, worker=worker):
         archive = await app.open_archive()
         try:
             loader.install(archive)
             await archive.heartbeat(command, os.getpid())
-            run_pass = sync_all if command == "sync" else recheck_all
-            results = await _interruptible(run_pass(archive, settings), command)
+            if worker is not None:
+                results = await _interruptible(_worker_pass(archive, settings, worker), command)
+            else:
+                run_pass = sync_all if command == "sync" else recheck_all
+                results = await _interruptible(run_pass(archive, settings), command)
         finally:
             await archive.close()
     failed = _sync_summary(list(results))
@@ -1021,10 +1025,47 @@ async def _one_pass(app: App, command: str) -> None:
     )
 
 
+async def _worker_pass(archive: Any, settings: Any, name: str) -> Any:
+    """``sync --worker NAME``: one pass over this worker's share of the units (leases,
+    docs/operations.md "Several workers"), released at the end."""
+    from archiver.errors import AlreadyRunning
+    from archiver.lock import session_lock
+    from archiver.store.leases import ACCOUNT
+    from archiver.sync import sync_all
+    from archiver.worker import Worker
+
+    worker = Worker(archive, settings, name)
+    try:
+        await worker.start()
+        archive.fence = worker.fence
+        lock = session_lock(settings)
+        if worker.accounts_held():
+            try:
+                lock.acquire("sync")
+            except AlreadyRunning as exc:
+                log.warning("worker %s: %s; its Telegram channels are left to it", name, exc)
+                await worker.give_back(u for u in set(worker.held) if u.startswith(ACCOUNT))
+        try:
+            channels = worker.channels()
+            log.info("worker %s: %d unit(s), %d channel(s)", name, len(worker.held),
+                     len(channels))  # fmt: skip
+            return await sync_all(archive, settings, channels=channels)
+        finally:
+            lock.release()
+    finally:
+        await worker.stop()
+
+
 @cli.command()
+@click.option(
+    "--worker",
+    "worker",
+    metavar="NAME",
+    help="Sync only this worker's share of the channels (several workers).",
+)
 @pass_app
 @run_async
-async def sync(app: App) -> None:
+async def sync(app: App, worker: str | None) -> None:
     """One pass over every configured channel, then exit (for cron).
 
     Each channel resumes from its last archived post; the first pass of a channel is its
@@ -1037,8 +1078,11 @@ async def sync(app: App) -> None:
     \b
     Example (crontab, every 15 minutes):
       */15 * * * * cd /srv/telewatch && .venv/bin/telewatch sync
+      telewatch sync --worker w1
     """
-    await _one_pass(app, "sync")
+    from archiver.worker import check_name
+
+    await _one_pass(app, "sync", None if worker is None else check_name(worker))
 
 
 @cli.command()
@@ -1176,9 +1220,15 @@ def hash_password_cmd() -> None:
 
 @cli.command()
 @click.option("--no-bot", is_flag=True, help="The archiver alone; run `telewatch bot` elsewhere.")
+@click.option(
+    "--worker",
+    "worker",
+    metavar="NAME",
+    help="Run as this worker, sharing the channels with the other workers.",
+)
 @pass_app
 @run_async
-async def run(app: App, no_bot: bool) -> None:
+async def run(app: App, no_bot: bool, worker: str | None) -> None:
     """Follow every channel, run the scheduled jobs and serve the bot, in one process.
 
     Live updates for Telethon channels with join = true, the [schedule] jobs (sync of the
@@ -1186,15 +1236,22 @@ async def run(app: App, no_bot: bool) -> None:
     and the bot unless --no-bot. Stops cleanly on SIGTERM or Ctrl-C. A second `run` or `sync`
     on the same archive or session refuses to start. See docs/operations.md.
 
+    With --worker NAME, several run processes (on one machine or many, on one archive)
+    share the channels through leases: each follows its share, and a stopped or crashed
+    worker's channels move to the others within [workers] lease_seconds.
+
     \b
     Examples:
       telewatch run
       telewatch --log-format json run --no-bot
+      telewatch run --no-bot --worker w1
     """
     from archiver.runner import run as run_service
+    from archiver.worker import check_name
 
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta
-    await run_service(app.settings, with_bot=not no_bot)
+    name = None if worker is None else check_name(worker)
+    await run_service(app.settings, with_bot=not no_bot, worker=name)
 
 
 @cli.command()

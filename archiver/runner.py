@@ -33,13 +33,17 @@ import os
 import signal
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archiver.config import Settings
 from archiver.errors import NotLoggedIn, TelewatchError
 from archiver.health import record_end, record_start
 from archiver.lock import instance_lock
 from archiver.store.archive import Archive
+
+if TYPE_CHECKING:
+    from archiver.scheduler import Scheduler
+    from archiver.units import Units
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,7 @@ async def _finish(task: asyncio.Task[Any], grace: float, what: str) -> None:
 def _jobs(
     archive: Archive,
     settings: Settings,
-    client: Any,
+    units: Units,
     live: bool,
     wake: asyncio.Event,
     fatal: Callable[[TelewatchError], None],
@@ -101,7 +105,8 @@ def _jobs(
     """The scheduler's job functions (the imports happen when a job first runs). ``wake`` is
     set after a sync or recheck, so the bot delivers their alerts at once, not at its next
     poll of the outbox. A lost Telegram login stops the whole process (``fatal``): nothing
-    Telethon does can work until someone runs ``telewatch login``."""
+    Telethon does can work until someone runs ``telewatch login``. Every pass covers only the
+    units this worker holds (``units``), and the Telegram client is its account unit's."""
     polled = [c for c in settings.channels if not (live and c.source == "telethon" and c.join)]
     reconnecting = asyncio.Lock()
 
@@ -110,6 +115,7 @@ def _jobs(
         start). The live listener does this itself when there is one; without it nothing
         else would, and every later pass would fail with "Cannot send requests while
         disconnected". A failure here is recorded by the pass, channel by channel."""
+        client = units.client()
         if client is None or live:
             return
         async with reconnecting:
@@ -124,28 +130,37 @@ def _jobs(
         from archiver.store.followed import channel_configs
         from archiver.sync import sync_all
 
-        await connected()
-        try:  # and the channels admins follow from the chat: read each pass, no restart
-            extra = await channel_configs(archive, settings)
-        except sqlite3.Error as exc:
-            log.warning("sync: the channels followed from the chat could not be read (%s)", exc)
-            extra = []
-        try:
-            channels = [*polled, *extra]
-            results = await sync_all(archive, settings, client=client, channels=channels)
-        except NotLoggedIn as exc:
-            fatal(exc)
-            raise
-        finally:
-            wake.set()
-        if (lost := getattr(results, "login_lost", None)) is not None:
-            fatal(lost)
-        return results
+        while True:  # again while units gained meanwhile wait for their catch-up pass
+            await connected()
+            try:  # and the channels admins follow from the chat: read each pass, no restart
+                extra = await channel_configs(archive, settings)
+            except sqlite3.Error as exc:
+                log.warning("sync: the channels followed from the chat could not be read (%s)",
+                            exc)  # fmt: skip
+                extra = []
+            covered = units.runnable_units()
+            try:
+                channels = units.channels([*polled, *extra])
+                results = await sync_all(archive, settings, client=units.client(),
+                                         channels=channels)  # fmt: skip
+            except NotLoggedIn as exc:
+                fatal(exc)
+                raise
+            finally:
+                wake.set()
+            if (lost := getattr(results, "login_lost", None)) is not None:
+                fatal(lost)
+            units.worker.caught_up(covered)
+            if not units.worker.pending & units.runnable_units():
+                return results
 
     async def recheck() -> object:
         from archiver.sync import recheck_all
 
         await connected()
+        client = units.client()
+        if client is None:  # this worker does not hold the account now
+            return None
         try:
             results = await recheck_all(archive, settings, client=client)
         except NotLoggedIn as exc:
@@ -212,16 +227,19 @@ async def run(
     *,
     with_bot: bool = True,
     stop: asyncio.Event | None = None,
+    worker: str | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set); see the module docstring."""
+    """Run until SIGTERM/SIGINT (or ``stop`` is set); see the module docstring. ``worker``:
+    run as that named worker, sharing the units with the others (``--worker``)."""
     note = None
     if with_bot and not settings.bot.token:
         log.warning("%s", BOT_OFF)
         with_bot, note = False, BOT_OFF
     stop = stop or asyncio.Event()
-    with instance_lock(settings, session=uses_telethon(settings), command="run"):
+    session = uses_telethon(settings) and worker is None  # a worker locks it per account unit
+    with instance_lock(settings, session=session, command="run", worker=worker):
         try:
-            await _run(settings, with_bot, stop, note)
+            await _run(settings, with_bot, stop, note, worker)
         except (Exception, asyncio.CancelledError) as exc:
             await record_end(
                 settings.storage.path, PROCESS, os.getpid(), exc, url=settings.storage.url
@@ -233,7 +251,11 @@ async def run(
 
 
 async def _run(
-    settings: Settings, with_bot: bool, stop: asyncio.Event, note: str | None = None
+    settings: Settings,
+    with_bot: bool,
+    stop: asyncio.Event,
+    note: str | None = None,
+    worker: str | None = None,
 ) -> None:
     tasks: dict[str, asyncio.Task[Any]] = {}  # the long-running parts, by name
     trigger: list[str] = []  # the part whose end stopped the others, if one did
@@ -248,7 +270,7 @@ async def _run(
     async with contextlib.AsyncExitStack() as stack:
         try:
             starting = asyncio.ensure_future(
-                _start(settings, with_bot, stop, stack, tasks, trigger, stop_with, note)
+                _start(settings, with_bot, stop, stack, tasks, trigger, stop_with, note, worker)
             )
             # A signal during start-up (connecting to a Telegram that does not answer, say)
             # stops the start at once rather than after it.
@@ -291,6 +313,7 @@ async def _start(
     trigger: list[str],
     fatal: Callable[[TelewatchError], None],
     note: str | None = None,
+    worker_name: str | None = None,
 ) -> None:
     from archiver.rules import RuleLoader
     from archiver.scheduler import Scheduler
@@ -323,26 +346,18 @@ async def _start(
 
     wake = asyncio.Event()  # set when alerts may have been committed; the bot's delivery waits
     archive.on_alerts = wake.set  # every commit that queues alerts wakes the bot at once
-    client: Any = None
     live = any(c.source == "telethon" and c.join for c in settings.channels)
-    if uses_telethon(settings):
-        from archiver.sync import disconnect
+    scheduler: list[Scheduler] = []  # once started: the units' catch-up triggers its sync
+    units = await _start_worker(archive, settings, worker_name, stop, stack, start, fatal,
+                                lambda: scheduler and scheduler[0].trigger("sync"))  # fmt: skip
 
-        client = await _open_telegram(settings, live, archive)
-        stack.push_async_callback(disconnect, client)
-    if live:
-        from archiver.sync import follow_live
-
-        task = start("live", follow_live(archive, settings, stop, client=client))
-        stack.push_async_callback(_finish, task, LIVE_GRACE, "live listener")
-
-    scheduler = Scheduler(
-        _jobs(archive, settings, client, live, wake, fatal),
+    scheduler.append(Scheduler(
+        _jobs(archive, settings, units, live, wake, fatal),
         settings.schedule,
         timezone=settings.display.timezone,
-    )
-    scheduler.start(run_now=["sync"])  # catch up the polled channels at once
-    stack.push_async_callback(scheduler.stop, JOBS_GRACE)
+    ))  # fmt: skip
+    scheduler[0].start(run_now=["sync"])  # catch up the polled channels at once
+    stack.push_async_callback(scheduler[0].stop, JOBS_GRACE)
 
     if with_bot:
         from bot.app import run_bot
@@ -356,13 +371,57 @@ async def _start(
             "(see config.example.toml), or try `telewatch demo`"
         )
     log.info(
-        "telewatch run: started (pid %d): %d channel(s), live %s, jobs %s, bot %s",
+        "telewatch run: started (pid %d, worker %s): %d channel(s), live %s, jobs %s, bot %s",
         os.getpid(),
+        units.worker.name,
         len(settings.channels),
         "on" if live else "off",
-        ", ".join(scheduler.job_names) or "none",
+        ", ".join(scheduler[0].job_names) or "none",
         "on" if with_bot else "off",
     )
+
+
+async def _start_worker(
+    archive: Archive,
+    settings: Settings,
+    name: str | None,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
+    start: Callable[[str, Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+    fatal: Callable[[TelewatchError], None],
+    catch_up: Callable[[], object],
+) -> Units:
+    """Register the worker, take its units and start them (an account's client and live
+    listener here, as before: a missing login stops the start), then renew the leases in the
+    background (archiver/units.py). Without a ``name`` the worker is ``run@<host>`` and takes
+    every unit nobody else holds."""
+    from archiver.units import Units, lease_loop
+    from archiver.worker import Worker, default_name
+
+    worker = Worker(archive, settings, name or default_name(), share=name is not None)
+    stack.push_async_callback(worker.stop)  # last: after every part of a unit has stopped
+    change = await worker.start()
+    archive.fence = worker.fence
+
+    def failed(what: str, exc: BaseException | None) -> None:
+        if isinstance(exc, TelewatchError):
+            fatal(exc)
+        else:
+            log.error("%s failed", what, exc_info=exc)
+            fatal(TelewatchError(f"{what} failed; see the log above"))
+
+    units = Units(archive, settings, worker, stop, open_client=_open_telegram, failed=failed,
+                  catch_up=lambda: catch_up(), session_locks=name is not None)  # fmt: skip
+    stack.push_async_callback(units.stop_all)
+    for unit in sorted(change.gained):
+        await units.start(unit, wait=True)
+    worker.pending -= units.runnable_units()  # the first pass (run_now) catches them up
+    task = start("leases", lease_loop(units, stop))
+    stack.push_async_callback(_finish, task, 1.0, "leases")
+    if not worker.held and worker.units:
+        log.warning("worker %s: every unit is held by another worker; standing by",
+                    worker.name)  # fmt: skip
+    return units
 
 
 async def _open_telegram(settings: Settings, live: bool, archive: Archive) -> Any:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,6 +138,9 @@ class Archive:
         self.matcher_loader: Callable[[Archive], Awaitable[Matcher | None]] | None = None
         # Called after a commit that queued alerts (``telewatch run`` wakes the bot with it).
         self.on_alerts: Callable[[], None] | None = None
+        # Called inside each ingest or deletion transaction with the batch's channel ids; it
+        # raises to refuse the batch (a worker that lost a unit's lease: archiver.worker).
+        self.fence: Callable[[Any, Iterable[int]], Awaitable[None]] | None = None
         self._write_lock = asyncio.Lock()
         self._closed = False
 
