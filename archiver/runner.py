@@ -97,7 +97,7 @@ async def _finish(task: asyncio.Task[Any], grace: float, what: str) -> None:
 def _jobs(
     archive: Archive,
     settings: Settings,
-    units: Units,
+    work: Units | Any,
     live: bool,
     wake: asyncio.Event,
     fatal: Callable[[TelewatchError], None],
@@ -106,7 +106,11 @@ def _jobs(
     set after a sync or recheck, so the bot delivers their alerts at once, not at its next
     poll of the outbox. A lost Telegram login stops the whole process (``fatal``): nothing
     Telethon does can work until someone runs ``telewatch login``. Every pass covers only the
-    units this worker holds (``units``), and the Telegram client is its account unit's."""
+    units this worker holds (``work``: archiver.units.Units), and the Telegram client is its
+    account unit's; ``work`` may also be a client (or None): every channel, that client."""
+    from archiver.units import Everything, Units
+
+    units = work if isinstance(work, Units) else Everything(work)
     polled = [c for c in settings.channels if not (live and c.source == "telethon" and c.join)]
     reconnecting = asyncio.Lock()
 
@@ -150,8 +154,8 @@ def _jobs(
                 wake.set()
             if (lost := getattr(results, "login_lost", None)) is not None:
                 fatal(lost)
-            units.worker.caught_up(covered)
-            if not units.worker.pending & units.runnable_units():
+            units.caught_up(covered)
+            if not units.pending():
                 return results
 
     async def recheck() -> object:

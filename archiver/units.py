@@ -87,6 +87,14 @@ class Units:
             or self.client(u.removeprefix(leases.ACCOUNT)) is not None
         }
 
+    def caught_up(self, units: Iterable[str]) -> None:
+        """A pass covered ``units``: their catch-up is done."""
+        self.worker.pending -= set(units)
+
+    def pending(self) -> set[str]:
+        """Units gained and runnable, not yet covered by a pass."""
+        return self.worker.pending & self.runnable_units()
+
     def channels(self, pool: Iterable[ChannelConfig]) -> list[ChannelConfig]:
         """The channels of ``pool`` that this worker may sync now: those of its held units,
         Telethon ones only once their account's client is ready (a pass given a Telethon
@@ -198,6 +206,29 @@ class Units:
             await self.start(unit)
         if change.gained:
             self._catch_up()
+
+
+class Everything:
+    """No leases: every channel, with one given client (or None); the runner's jobs take it
+    where they take :class:`Units` (tests give their own client so)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def client(self, account: str = MAIN) -> Any:
+        return self._client
+
+    def channels(self, pool: Iterable[ChannelConfig]) -> list[ChannelConfig]:
+        return list(pool)
+
+    def runnable_units(self) -> set[str]:
+        return set()
+
+    def caught_up(self, units: Iterable[str]) -> None:
+        return None
+
+    def pending(self) -> set[str]:
+        return set()
 
 
 async def lease_loop(units: Units, stop: asyncio.Event) -> None:
