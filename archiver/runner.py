@@ -402,7 +402,10 @@ async def _start_worker(
     from archiver.units import Units, lease_loop
     from archiver.worker import Worker, default_name
 
-    worker = Worker(archive, settings, name or default_name(), share=name is not None)
+    leases_db = await Archive.open_storage(settings.storage)  # the leases' own connection
+    stack.push_async_callback(leases_db.close)
+    worker = Worker(archive, settings, name or default_name(), share=name is not None,
+                    leases_db=leases_db)  # fmt: skip
     stack.push_async_callback(worker.stop)  # last: after every part of a unit has stopped
     change = await worker.start()
     archive.fence = worker.fence

@@ -109,8 +109,12 @@ class Worker:
         share: bool = True,
         host: str | None = None,
         pid: int | None = None,
+        leases_db: Archive | None = None,
     ) -> None:
         self.archive = archive
+        # The leases' own connection (the runner opens one): a renewal never queues behind
+        # this process's ingest transactions on the archive's connection
+        self.db = leases_db or archive
         self.settings = settings
         self.name = name
         self.share = share
@@ -133,8 +137,8 @@ class Worker:
 
     async def start(self) -> Change:
         """Register (refused while another live process has the name) and take a share."""
-        now = await leases.db_now(self.archive)
-        await leases.register(self.archive, self.name, self.host, self.pid,
+        now = await leases.db_now(self.db)
+        await leases.register(self.db, self.name, self.host, self.pid,
                               self.lease_seconds, now)  # fmt: skip
         log.log(self.level, "worker %s: registered (pid %d on %s), lease %g s", self.name,
                 self.pid, self.host, self.lease_seconds)  # fmt: skip
@@ -144,8 +148,8 @@ class Worker:
         """Every unit of the configured channels (and those followed from the chat)."""
         from archiver.store.followed import channel_configs
 
-        self.extra_channels = await channel_configs(self.archive, self.settings)
-        accounts = await account_assignments(self.archive)
+        self.extra_channels = await channel_configs(self.db, self.settings)
+        accounts = await account_assignments(self.db)
         units: dict[str, list[ChannelConfig]] = {}
         for cfg in (*self.settings.channels, *self.extra_channels):
             unit = unit_of(cfg, accounts)
@@ -156,7 +160,7 @@ class Worker:
 
     async def tick(self) -> Change:
         """Beat, renew, take the share; see :class:`Change`."""
-        a = self.archive
+        a = self.db
         now = await leases.db_now(a)
         await leases.beat(a, self.name, now)
         units = await self.configured()
@@ -193,16 +197,22 @@ class Worker:
         units = set(units) & self.held
         if not units:
             return
-        await leases.release(self.archive, self.name, units, await leases.db_now(self.archive))
+        # said before the release: whoever takes a unit next says so after it
+        log.log(self.level, "worker %s: giving back %s", self.name, ", ".join(sorted(units)))
         self.held -= units
         self.pending -= units
-        log.log(self.level, "worker %s: gave back %s", self.name, ", ".join(sorted(units)))
+        await leases.release(self.db, self.name, units, await leases.db_now(self.db))
 
     async def stop(self) -> None:
         """A clean stop: every unit released, the worker no longer counted as live."""
         try:
-            await self.give_back(set(self.held))
-            await leases.forget_worker(self.archive, self.name)
+            if self.held:
+                log.log(self.level, "worker %s: giving back %s", self.name,
+                        ", ".join(sorted(self.held)))  # fmt: skip
+            self.held, self.pending = set(), set()
+            now = await leases.db_now(self.db)
+            await leases.release_all(self.db, self.name, now)
+            await leases.forget_worker(self.db, self.name)
         except (sqlite3.Error, TelewatchError) as exc:  # the archive gone: they expire
             log.warning("worker %s: leases not released (%s); they expire in %g s", self.name,
                         type(exc).__name__, self.lease_seconds)  # fmt: skip

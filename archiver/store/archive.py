@@ -432,8 +432,11 @@ class Archive:
         """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on any
         exception, so a batch lands whole or not at all."""
         async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                # BEGIN inside: a task cancelled while PostgreSQL's BEGIN takes the write lock
+                # (a shutdown) must not leave the connection in a transaction that swallows
+                # every later statement (archiver.worker's release of its leases at stop)
+                await self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
                 await self.db.execute("COMMIT")
             except BaseException:

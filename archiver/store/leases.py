@@ -250,6 +250,16 @@ async def release(archive: Archive, worker: str, units: Iterable[str], now: str)
         )
 
 
+async def release_all(archive: Archive, worker: str, now: str) -> list[str]:
+    """Give back every unit this worker holds (a clean stop), also one whose acquisition
+    committed while the worker was being stopped; the units released."""
+    rows = await archive.write(
+        "UPDATE leases SET expires_at = ? WHERE worker = ? AND expires_at > ? RETURNING unit",
+        (now, worker, now),
+    )
+    return sorted(r[0] for r in rows)
+
+
 async def leases(archive: Archive) -> dict[str, Lease]:
     """Every unit's row, held or not (:meth:`Lease.held_at` says)."""
     rows = await archive.fetchall(
