@@ -643,6 +643,7 @@ async def stats(app: App, as_json: bool) -> None:
         rows = await channel_stats(archive)
         report = await following_report(archive)
         web_pass = await last_pass(archive)
+        workers = await _workers_of(archive, app.settings)
         covered = (
             {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
              for r in rows}
@@ -658,11 +659,15 @@ async def stats(app: App, as_json: bool) -> None:
             cov = covered[r.channel_id].as_json()
             data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
             data |= report.json_for(r.channel_id)
+            if workers is not None:  # the worker following it (several workers: leases)
+                data["worker"] = workers.get(r.channel or "", workers.get(str(r.channel_id)))
             click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
-            click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
-                                   "sync_status": "never archived"}
-                                  | report.json_for_ref(ch.ref)))  # fmt: skip
+            data = {"channel": str(ch.ref), "source": ch.source, "posts": 0,
+                    "sync_status": "never archived"} | report.json_for_ref(ch.ref)  # fmt: skip
+            if workers is not None:
+                data["worker"] = workers.get(str(ch.ref))
+            click.echo(json.dumps(data))
         for wait in report.flood_json():
             click.echo(json.dumps(wait))
         if web_pass is not None:
@@ -679,6 +684,24 @@ async def stats(app: App, as_json: bool) -> None:
             click.echo(text)
         if web_pass is not None:
             click.echo(pass_summary(web_pass))
+        for who, keys in _by_worker(workers or {}).items():
+            click.echo(f"worker {who} follows: {', '.join(keys)}" if who
+                       else f"followed by no worker now: {', '.join(keys)}")  # fmt: skip
+
+
+def _by_worker(workers: dict[str, str | None]) -> dict[str | None, list[str]]:
+    out: dict[str | None, list[str]] = {}
+    for key, who in workers.items():
+        out.setdefault(who, []).append(key)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] is None, kv[0] or "")))
+
+
+async def _workers_of(archive: Any, settings: Any) -> dict[str, str | None] | None:
+    """Channel key -> the worker following it now (None: nobody); None without leases."""
+    from archiver.worker import following
+
+    rows = await following(archive, settings)
+    return None if rows is None else {f.channel: f.worker for f in rows}
 
 
 @cli.group("log")

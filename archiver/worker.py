@@ -32,6 +32,7 @@ import socket
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from archiver.config import ChannelConfig, Settings
@@ -260,3 +261,68 @@ class Worker:
         have = await leases.held(db, self.archive.dialect, self.name, needed, now)
         if needed - have:
             raise LeaseLost(self.name, needed - have)
+
+
+@dataclass(frozen=True)
+class Following:
+    """Who follows a channel now: its unit and the worker holding that unit's lease (None:
+    nobody, or no unit: a Telethon channel no account has room for)."""
+
+    channel: str
+    source: str
+    unit: str | None
+    worker: str | None
+
+
+async def following(archive: Archive, settings: Settings) -> list[Following] | None:
+    """Every configured (and chat-followed) channel with its worker; None when no worker has
+    ever run on this archive (``sync`` from cron: no leases)."""
+    from archiver.store.followed import channel_configs
+
+    rows = await leases.leases(archive)
+    if not rows:
+        return None
+    now = await leases.db_now(archive)
+    accounts = await account_assignments(archive)
+    out = []
+    for cfg in (*settings.channels, *await channel_configs(archive, settings)):
+        unit = unit_of(cfg, accounts)
+        lease = rows.get(unit) if unit is not None else None
+        holder = lease.worker if lease is not None and lease.held_at(now) else None
+        out.append(Following(str(cfg.ref), cfg.source, unit, holder))
+    return out
+
+
+def _ago(now: datetime, then: datetime) -> str:
+    seconds = int((now - then).total_seconds())
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
+
+
+async def problems(archive: Archive, settings: Settings) -> list[str]:
+    """For ``health``: workers that stopped beating without a clean stop (killed, crashed,
+    stuck), and units nobody holds while some worker is alive."""
+    now_text = await leases.db_now(archive)
+    now = leases.parse(now_text)
+    lease = settings.workers.lease_seconds
+    out: list[str] = []
+    live = 0
+    for w in await leases.workers(archive):
+        seen = leases.parse(w.seen_at)
+        if (now - seen).total_seconds() <= lease:
+            live += 1
+            continue
+        out.append(
+            f"worker {w.name}: no sign of life for {_ago(now, seen)} (pid {w.pid} on {w.host};"
+            f" [workers] lease_seconds = {lease:g}): killed, crashed or stuck; its units move to"
+            f" the other workers. Start it again (`telewatch run --worker {w.name}`); a worker"
+            " that stops cleanly is forgotten"
+        )
+    rows = await following(archive, settings)
+    if live and rows is not None:
+        orphans = sorted({f.unit for f in rows if f.unit is not None and f.worker is None})
+        if orphans:
+            out.append(
+                f"units nobody holds: {', '.join(orphans)}; the live workers take them within"
+                f" {lease:g} s, unless each already has its share (start another worker)"
+            )
+    return out

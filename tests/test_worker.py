@@ -4,6 +4,7 @@ lease ran out writes nothing (no version, no alert, no entry of the observation 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,7 +22,8 @@ from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
 from archiver.store.deletions import mark_deleted
 from archiver.store.ingest import ingest
-from archiver.worker import Worker, check_name, unit_of
+from archiver.worker import Following, Worker, check_name, following, unit_of
+from archiver.worker import problems as worker_problems
 
 CH = -1001811111111
 DAY = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -200,3 +202,85 @@ def test_bad_worker_names_are_refused(name: str) -> None:
 
     with pytest.raises(ConfigError, match="--worker"):
         check_name(name)
+
+
+async def test_health_names_a_silent_worker_and_units_nobody_holds(opener) -> None:  # type: ignore[no-untyped-def]
+    from archiver.health import check_health
+
+    s = settings(*WEB)
+    a = await opener()
+    w1, w2 = Worker(a, s, "w1", host="hostA", pid=101), Worker(await opener(), s, "w2")
+    await w1.start()
+    await w2.start()
+    await w1.give_back((await w1.tick()).extra)  # w1 keeps 3 of 5, w2 has taken none yet
+    await w2.tick()
+    assert await worker_problems(a, s) == []
+    await expire(a, "w1")  # w1 killed
+    problems = await worker_problems(a, s)
+    assert len(problems) == 2
+    assert problems[0].startswith("worker w1: no sign of life for ")
+    assert (
+        "(pid 101 on hostA; [workers] lease_seconds = 30): killed, crashed or stuck"
+        in (problems[0])
+    )
+    assert "`telewatch run --worker w1`" in problems[0]
+    orphans = ", ".join(sorted(w1.held))
+    assert problems[1] == (
+        f"units nobody holds: {orphans}; the live workers take them within 30 s, unless each"
+        " already has its share (start another worker)"
+    )
+    report = await check_health(a, s, process=None)
+    assert problems[0] in report.problems and problems[1] in report.problems
+    await w2.tick()  # w2 takes them over
+    assert await worker_problems(a, s) == [problems[0]]
+    await w1.start()  # w1 is back (the same name, as its process was restarted)
+    assert await worker_problems(a, s) == []
+
+
+async def test_following_names_the_worker_of_each_channel(opener) -> None:  # type: ignore[no-untyped-def]
+    s = settings("chan0", "chan1", telethon=("vsaldo",))
+    a = await opener()
+    assert await following(a, s) is None  # no worker ever ran here: `sync` from cron
+    w1 = Worker(a, s, "w1")
+    await w1.start()
+    await w1.give_back(["web:chan1"])
+    rows = await following(a, s)
+    assert rows == [
+        Following("chan0", "web", "web:chan0", "w1"),
+        Following("chan1", "web", "web:chan1", None),
+        Following("vsaldo", "telethon", "account:main", "w1"),
+    ]
+
+
+async def test_stats_shows_the_worker_following_each_channel(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from archiver.cli import cli
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\npath = "{tmp_path / "a.db"}"\n'
+        '[[channels]]\nusername = "vsaldo"\nsource = "web"\n'
+        '[[channels]]\nusername = "chan1"\nsource = "web"\n'
+    )
+    s = settings("vsaldo", "chan1")
+    async with await Archive.open(tmp_path / "a.db") as a:
+        await upsert_channel(a, ChannelInfo(id=CH, username="vsaldo"), source="web")
+        before = await asyncio.to_thread(CliRunner().invoke, cli, ["--config", str(config),
+                                                                   "stats"])  # fmt: skip
+        assert before.exit_code == 0 and "worker" not in before.output  # no leases: as before
+        w1 = Worker(a, s, "w1")
+        await w1.start()
+        await w1.give_back(["web:chan1"])
+    text = await asyncio.to_thread(CliRunner().invoke, cli, ["--config", str(config), "stats"])
+    assert text.exit_code == 0, text.output
+    assert "worker w1 follows: vsaldo\nfollowed by no worker now: chan1\n" in text.output
+    out = await asyncio.to_thread(CliRunner().invoke, cli, ["--config", str(config), "stats",
+                                                            "--json"])  # fmt: skip
+    rows = [json.loads(line) for line in out.output.splitlines()]
+    assert {r["channel"]: r["worker"] for r in rows if "channel" in r} == {
+        "vsaldo": "w1",
+        "chan1": None,
+    }
