@@ -18,12 +18,12 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from archiver.config import Settings
+from archiver.config import Settings, account_settings
 from archiver.errors import AlreadyRunning, NotWritable, TelewatchError
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,13 @@ def session_lock(settings: Settings) -> FileLock:
     return FileLock(session.with_name(session.name + ".lock"), f"the Telegram session {session}")
 
 
+def session_locks(settings: Settings, accounts: Iterable[str] | None = None) -> list[FileLock]:
+    """The session locks of every ``[[accounts]]`` account (``accounts``: of these), or of
+    ``[telegram]``'s session without them."""
+    chosen = [a for a in settings.accounts if accounts is None or a.name in accounts]
+    return [session_lock(account_settings(settings, a)) for a in chosen]
+
+
 @contextlib.contextmanager
 def instance_lock(
     settings: Settings, *, session: bool, command: str, worker: str | None = None
@@ -148,7 +155,7 @@ def instance_lock(
     of that worker name only (:func:`archive_lock`)."""
     locks = [archive_lock(settings, worker)]
     if session:
-        locks.append(session_lock(settings))
+        locks += session_locks(settings)
     with contextlib.ExitStack() as stack:
         for lock in locks:
             lock.acquire(command)

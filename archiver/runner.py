@@ -7,8 +7,9 @@ Started in this order, each stopped in the reverse order:
 2. the archive, with the rules engine installed, so every ingest queues its alerts;
 3. the heartbeat (``heartbeats`` row ``run``, every ``[schedule] heartbeat_seconds``), which
    ``telewatch health`` reads;
-4. one Telethon client, when any channel uses Telethon, shared by everything below (one session
-   per process) and the live listener for the ``join = true`` channels;
+4. one Telethon client per account that has channels (``[[accounts]]``; without them the one
+   account of ``[telegram]``), each shared by everything below (one session per process), and
+   a live listener per account for its ``join = true`` channels (:class:`Telegram`);
 5. the scheduler: ``sync`` for the channels that are not followed live (polled Telethon
    channels and web channels; it also runs once at start), ``recheck``, ``backup``,
    ``maintenance`` and ``digest``;
@@ -32,14 +33,15 @@ import logging
 import os
 import signal
 import sqlite3
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from archiver.config import Settings
+from archiver.config import ChannelConfig, Settings, account_settings
 from archiver.errors import NotLoggedIn, TelewatchError
 from archiver.health import record_end, record_start
 from archiver.lock import instance_lock
 from archiver.store.archive import Archive
+from archiver.store.following import ref_key
 
 if TYPE_CHECKING:
     from archiver.scheduler import Scheduler
@@ -97,38 +99,42 @@ async def _finish(task: asyncio.Task[Any], grace: float, what: str) -> None:
 def _jobs(
     archive: Archive,
     settings: Settings,
-    work: Units | Any,
+    client: Units | Telegram | Any,
     live: bool,
     wake: asyncio.Event,
     fatal: Callable[[TelewatchError], None],
 ) -> dict[str, Callable[[], Awaitable[object]]]:
     """The scheduler's job functions (the imports happen when a job first runs). ``wake`` is
     set after a sync or recheck, so the bot delivers their alerts at once, not at its next
-    poll of the outbox. A lost Telegram login stops the whole process (``fatal``): nothing
-    Telethon does can work until someone runs ``telewatch login``. Every pass covers only the
-    units this worker holds (``work``: archiver.units.Units), and the Telegram client is its
-    account unit's; ``work`` may also be a client (or None): every channel, that client."""
-    from archiver.units import Everything, Units
+    poll of the outbox. A lost Telegram login of every account stops the whole process
+    (``fatal``): nothing Telethon does can work until someone runs ``telewatch login``; one
+    account of several is recorded on its channels, and the others go on. ``client``: the
+    :class:`Telegram` of the run, or the one client of a config without ``[[accounts]]``
+    (``live``: its channels are followed live); or the :class:`archiver.units.Units` of a
+    worker: then every pass covers only the units it holds, each account with its client."""
+    from archiver.units import Units
 
-    units = work if isinstance(work, Units) else Everything(work)
-    polled = [c for c in settings.channels if not (live and c.source == "telethon" and c.join)]
+    if isinstance(client, Units):
+        units: Units | Everything = client
+    else:
+        units = Everything(client if isinstance(client, Telegram)
+                           else Telegram.of(settings, client, live))  # fmt: skip
     reconnecting = asyncio.Lock()
 
     async def connected() -> None:
-        """Connect the shared client again when Telegram dropped it (or never answered at
-        start). The live listener does this itself when there is one; without it nothing
-        else would, and every later pass would fail with "Cannot send requests while
+        """Connect the shared clients again when Telegram dropped them (or never answered at
+        start). A live listener does this itself for its account; without one nothing else
+        would, and every later pass would fail with "Cannot send requests while
         disconnected". A failure here is recorded by the pass, channel by channel."""
-        client = units.client()
-        if client is None or live:
-            return
         async with reconnecting:
-            if client.is_connected():
-                return
-            try:
-                await client.connect()  # bounded: DeadlineClient.connect
-            except OSError as exc:  # TimeoutError is one
-                log.warning("telegram: not reachable yet (%s); this pass records it", exc)
+            for name, client in units.polled_clients().items():
+                if client.is_connected():
+                    continue
+                try:
+                    await client.connect()  # bounded: DeadlineClient.connect
+                except OSError as exc:  # TimeoutError is one
+                    log.warning("telegram: account %s not reachable yet (%s); this pass"
+                                " records it", name, exc)  # fmt: skip
 
     async def sync() -> object:
         from archiver.store.followed import channel_configs
@@ -144,9 +150,9 @@ def _jobs(
                 extra = []
             covered = units.runnable_units()
             try:
-                channels = units.channels([*polled, *extra])
-                results = await sync_all(archive, settings, client=units.client(),
-                                         channels=channels)  # fmt: skip
+                channels = await units.polled(archive, settings, extra)
+                results = await sync_all(archive, settings, channels=channels,
+                                         **units.kwargs())  # fmt: skip
             except NotLoggedIn as exc:
                 fatal(exc)
                 raise
@@ -162,11 +168,10 @@ def _jobs(
         from archiver.sync import recheck_all
 
         await connected()
-        client = units.client()
-        if client is None:  # this worker does not hold the account now
+        if not units.rechecks():  # this worker holds no account now
             return None
         try:
-            results = await recheck_all(archive, settings, client=client)
+            results = await recheck_all(archive, settings, **units.kwargs())
         except NotLoggedIn as exc:
             fatal(exc)
             raise
@@ -354,7 +359,6 @@ async def _start(
     scheduler: list[Scheduler] = []  # once started: the units' catch-up triggers its sync
     units = await _start_worker(archive, settings, worker_name, stop, stack, start, fatal,
                                 lambda: scheduler and scheduler[0].trigger("sync"))  # fmt: skip
-
     scheduler.append(Scheduler(
         _jobs(archive, settings, units, live, wake, fatal),
         settings.schedule,
@@ -395,10 +399,10 @@ async def _start_worker(
     fatal: Callable[[TelewatchError], None],
     catch_up: Callable[[], object],
 ) -> Units:
-    """Register the worker, take its units and start them (an account's client and live
-    listener here, as before: a missing login stops the start), then renew the leases in the
-    background (archiver/units.py). Without a ``name`` the worker is ``run@<host>`` and takes
-    every unit nobody else holds."""
+    """Register the worker, take its units and start them (each account's client and live
+    listener here, side by side, as before: a missing login of the only account stops the
+    start), then renew the leases in the background (archiver/units.py). Without a ``name``
+    the worker is ``run@<host>`` and takes every unit nobody else holds."""
     from archiver.units import Units, lease_loop
     from archiver.worker import Worker, default_name
 
@@ -418,10 +422,9 @@ async def _start_worker(
             fatal(TelewatchError(f"{what} failed; see the log above"))
 
     units = Units(archive, settings, worker, stop, open_client=_open_telegram, failed=failed,
-                  catch_up=lambda: catch_up(), session_locks=name is not None)  # fmt: skip
+                  catch_up=catch_up, session_locks=name is not None)  # fmt: skip
     stack.push_async_callback(units.stop_all)
-    for unit in sorted(change.gained):
-        await units.start(unit, wait=True)
+    await asyncio.gather(*(units.start(u, wait=True) for u in sorted(change.gained)))
     worker.pending -= units.runnable_units()  # the first pass (run_now) catches them up
     task = start("leases", lease_loop(units, stop))
     stack.push_async_callback(_finish, task, 1.0, "leases")
@@ -429,6 +432,140 @@ async def _start_worker(
         log.warning("worker %s: every unit is held by another worker; standing by",
                     worker.name)  # fmt: skip
     return units
+
+
+class Everything:
+    """No leases: every channel, with the clients of a :class:`Telegram` (what the jobs are
+    given by tests and the fault suite); the same surface as :class:`archiver.units.Units`."""
+
+    def __init__(self, tg: Telegram) -> None:
+        self.tg = tg
+
+    def polled_clients(self) -> dict[str, Any]:
+        return {n: c for n, c in self.tg.clients.items() if n not in self.tg.live}
+
+    async def polled(
+        self, archive: Archive, settings: Settings, extra: Sequence[ChannelConfig]
+    ) -> list[ChannelConfig]:
+        return await self.tg.polled(archive, settings, extra)
+
+    def kwargs(self) -> dict[str, Any]:
+        return self.tg.kwargs()
+
+    def rechecks(self) -> bool:
+        return True
+
+    def runnable_units(self) -> set[str]:
+        return set()
+
+    def caught_up(self, units: Collection[str]) -> None:
+        return None
+
+    def pending(self) -> set[str]:
+        return set()
+
+
+class Telegram:
+    """The Telegram side of ``run``: one client per account that has channels (one session
+    per process), the accounts followed live, and the channels' accounts (read again at every
+    sync pass; the live listeners read this same mapping, so a channel that moves to another
+    account is followed there from the next pass on).
+
+    ``accounts``: the accounts this process runs (None: all). A channel whose account is
+    not run here is left to whoever runs it."""
+
+    def __init__(self, accounts: Collection[str] | None = None) -> None:
+        self.accounts = accounts
+        self.clients: dict[str, Any] = {}
+        self.live: set[str] = set()  # accounts with a live listener
+        self.assigned: dict[str, str | None] = {}
+        self.single = True  # a config without [[accounts]]
+
+    @classmethod
+    def of(cls, settings: Settings, client: Any, live: bool) -> Telegram:
+        """The Telegram of one account's client (None: none opened)."""
+        tg = cls()
+        tg.single = not settings.configured_accounts
+        if client is not None:
+            name = settings.accounts[0].name
+            tg.clients[name] = client
+            if live:
+                tg.live.add(name)
+        return tg
+
+    def kwargs(self, *, live: bool = False) -> dict[str, Any]:
+        """What ``sync_all``/``recheck_all`` (and with ``live``, ``follow_live``) are given:
+        the clients by account and the accounts run here; with one account of a config
+        without ``[[accounts]]`` and no filter, its client alone (``client=``), as before."""
+        accounts = self.live if live else self.accounts
+        if self.single and self.accounts is None:
+            return {"client": next(iter(self.clients.values()), None)}
+        out: dict[str, Any] = {"clients": self.clients, "accounts": accounts}
+        if live:
+            out["assigned"] = self.assigned
+        return out
+
+    async def assign(
+        self, archive: Archive, settings: Settings, extra: Sequence[ChannelConfig] = ()
+    ) -> dict[str, str | None]:
+        from archiver.sources.telethon_accounts import assign
+
+        now = await assign(archive, settings, [*settings.channels, *extra])
+        self.assigned.clear()
+        self.assigned.update(now)
+        return self.assigned
+
+    async def open(
+        self, archive: Archive, settings: Settings, live: bool, stack: contextlib.AsyncExitStack
+    ) -> None:
+        """Assign the channels, then open the clients of the accounts that have some, side
+        by side. With several accounts, one whose login is missing gets no client: each pass
+        records its channels with the reason, the others go on; with one, it stops the start
+        as before."""
+        from archiver.store.followed import channel_configs
+        from archiver.sync import disconnect
+
+        try:
+            extra = await channel_configs(archive, settings)
+        except sqlite3.Error:
+            extra = []
+        assigned = await self.assign(archive, settings, extra)
+        used = set(assigned.values())
+        names = [a.name for a in settings.accounts if a.name in used]
+        if self.accounts is not None:
+            names = [n for n in names if n in self.accounts]
+        single = len(settings.accounts) == 1
+        self.single = not settings.configured_accounts
+
+        async def one(name: str) -> None:
+            try:
+                client = await _open_telegram(account_settings(settings, name), live, archive)
+            except NotLoggedIn as exc:
+                if single:
+                    raise
+                log.error("telegram: %s; that account's channels are recorded with it at each"
+                          " pass, the other accounts go on", exc)  # fmt: skip
+                return
+            self.clients[name] = client
+            stack.push_async_callback(disconnect, client)
+
+        await asyncio.gather(*(one(n) for n in names))
+        live_channels = {assigned.get(ref_key(c.ref)) for c in settings.channels
+                         if c.source == "telethon" and c.join}  # fmt: skip
+        self.live = {n for n in self.clients if live and n in live_channels}
+
+    async def polled(
+        self, archive: Archive, settings: Settings, extra: Sequence[ChannelConfig]
+    ) -> list[ChannelConfig]:
+        """The channels a sync pass reads: all but the ``join = true`` Telethon channels of
+        an account that a live listener follows (it reads them itself), after assigning the
+        channels again."""
+        assigned = await self.assign(archive, settings, extra)
+
+        def live(c: ChannelConfig) -> bool:
+            return c.source == "telethon" and c.join and assigned.get(ref_key(c.ref)) in self.live
+
+        return [c for c in [*settings.channels, *extra] if not live(c)]
 
 
 async def _open_telegram(settings: Settings, live: bool, archive: Archive) -> Any:

@@ -15,15 +15,16 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archiver.config import ChannelConfig, Settings
-from archiver.errors import AlreadyRunning, TelewatchError
+from archiver.config import ChannelConfig, Settings, account_settings
+from archiver.errors import AlreadyRunning, NotLoggedIn, TelewatchError
 from archiver.lock import FileLock, session_lock
 from archiver.store import leases
 from archiver.store.archive import Archive
+from archiver.store.following import ref_key
 from archiver.worker import MAIN, Worker
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ LIVE_GRACE = 2.0
 class _Account:
     client: Any = None
     ready: bool = False
+    logged_out: bool = False  # held, but its login is missing: each pass records it
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     live: asyncio.Task[Any] | None = None
     starting: asyncio.Task[Any] | None = None
@@ -79,13 +81,48 @@ class Units:
         return acc.client if acc is not None and acc.ready else None
 
     def runnable_units(self) -> set[str]:
-        """Held units whose work can run now (an account's client is ready)."""
-        return {
-            u
-            for u in self.worker.held
-            if not u.startswith(leases.ACCOUNT)
-            or self.client(u.removeprefix(leases.ACCOUNT)) is not None
-        }
+        """Held units whose work can run now: web channels, and accounts whose client is
+        ready (or whose login is missing: each pass records that on their channels)."""
+        out = set()
+        for u in self.worker.held:
+            acc = self.accounts.get(u.removeprefix(leases.ACCOUNT))
+            if not u.startswith(leases.ACCOUNT) or (
+                acc is not None and (acc.ready or acc.logged_out)
+            ):
+                out.add(u)
+        return out
+
+    def _runnable_accounts(self) -> set[str]:
+        return {u.removeprefix(leases.ACCOUNT) for u in self.runnable_units()
+                if u.startswith(leases.ACCOUNT)}  # fmt: skip
+
+    def polled_clients(self) -> dict[str, Any]:
+        """The ready clients no live listener keeps connected (the sync job reconnects them)."""
+        return {n: a.client for n, a in self.accounts.items() if a.ready and a.live is None}
+
+    def kwargs(self) -> dict[str, Any]:
+        """What ``sync_all``/``recheck_all`` are given: the clients of the accounts held
+        here, and those accounts only."""
+        names = self._runnable_accounts()
+        clients = {n: a.client for n, a in self.accounts.items() if a.ready and n in names}
+        return {"clients": clients, "accounts": names}
+
+    def rechecks(self) -> bool:
+        """Whether a recheck has anything to do here: an account is held."""
+        return bool(self._runnable_accounts())
+
+    async def polled(
+        self, archive: Archive, settings: Settings, extra: Sequence[ChannelConfig]
+    ) -> list[ChannelConfig]:
+        """The channels a sync pass reads here: those of the held units, but the ``join =
+        true`` Telethon channels of an account whose live listener reads them itself."""
+        live = {n for n, a in self.accounts.items() if a.live is not None}
+        assigned = self.worker.assigned
+
+        def followed_live(c: ChannelConfig) -> bool:
+            return c.source == "telethon" and c.join and assigned.get(ref_key(c.ref)) in live
+
+        return [c for c in self.channels([*settings.channels, *extra]) if not followed_live(c)]
 
     def caught_up(self, units: Iterable[str]) -> None:
         """A pass covered ``units``: their catch-up is done."""
@@ -100,8 +137,8 @@ class Units:
         Telethon ones only once their account's client is ready (a pass given a Telethon
         channel and no client would open a client of its own: a second session)."""
         runnable = self.runnable_units()
-        by_key = {str(c.ref): u for u, cs in self.worker.units.items() for c in cs}
-        return [c for c in self.worker.channels(pool) if by_key.get(str(c.ref)) in runnable]
+        by_key = {ref_key(c.ref): u for u, cs in self.worker.units.items() for c in cs}
+        return [c for c in self.worker.channels(pool) if by_key.get(ref_key(c.ref)) in runnable]
 
     async def start(self, unit: str, *, wait: bool = False) -> None:
         """Start a gained unit (an account's in the background, unless ``wait``)."""
@@ -109,7 +146,7 @@ class Units:
             return
         name = unit.removeprefix(leases.ACCOUNT)
         acc = self.accounts.setdefault(name, _Account())
-        if acc.starting is not None or acc.ready:
+        if acc.starting is not None or acc.ready or acc.logged_out:
             return
         acc.stop = asyncio.Event()
         if wait:
@@ -128,8 +165,9 @@ class Units:
             self._failed(f"account {name}", exc)
 
     async def _start_account(self, name: str, acc: _Account) -> None:
+        settings = account_settings(self.settings, name)
         if self._session_locks:
-            lock = session_lock(self.settings)
+            lock = session_lock(settings)
             try:
                 lock.acquire("run")
             except AlreadyRunning as exc:
@@ -138,7 +176,16 @@ class Units:
                 return
             acc.lock = lock
         try:
-            acc.client = await self._open(self.settings, self.live, self.archive)
+            acc.client = await self._open(settings, self.live, self.archive)
+        except NotLoggedIn as exc:
+            self._unlock(acc)
+            if len(self.settings.accounts) == 1:
+                raise  # the only account: nothing Telethon does can work, as before
+            log.error("telegram: %s; that account's channels are recorded with it at each"
+                      " pass, the other accounts go on", exc)  # fmt: skip
+            acc.logged_out = True
+            self._catch_up()
+            return
         except BaseException:
             self._unlock(acc)
             raise
@@ -148,9 +195,10 @@ class Units:
             from archiver.sync import follow_live
 
             task = asyncio.create_task(
-                follow_live(self.archive, self.settings, acc.stop, client=acc.client),
+                follow_live(self.archive, self.settings, acc.stop, clients={name: acc.client},
+                            accounts={name}, assigned=self.worker.assigned),
                 name=f"live {name}",
-            )
+            )  # fmt: skip
             acc.live = task
             task.add_done_callback(lambda t: self._live_ended(name, acc, t))
         self._catch_up()
@@ -206,29 +254,6 @@ class Units:
             await self.start(unit)
         if change.gained:
             self._catch_up()
-
-
-class Everything:
-    """No leases: every channel, with one given client (or None); the runner's jobs take it
-    where they take :class:`Units` (tests give their own client so)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def client(self, account: str = MAIN) -> Any:
-        return self._client
-
-    def channels(self, pool: Iterable[ChannelConfig]) -> list[ChannelConfig]:
-        return list(pool)
-
-    def runnable_units(self) -> set[str]:
-        return set()
-
-    def caught_up(self, units: Iterable[str]) -> None:
-        return None
-
-    def pending(self) -> set[str]:
-        return set()
 
 
 async def lease_loop(units: Units, stop: asyncio.Event) -> None:

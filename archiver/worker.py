@@ -24,7 +24,7 @@ worker paused past its expiry never writes, alerts or logs as if it still owned 
 
 from __future__ import annotations
 
-import importlib
+import asyncio
 import logging
 import os
 import re
@@ -39,10 +39,12 @@ from archiver.config import ChannelConfig, Settings
 from archiver.errors import ConfigError, TelewatchError
 from archiver.store import leases
 from archiver.store.archive import Archive
+from archiver.store.following import ref_key
 from archiver.store.leases import LeaseLost
 
 log = logging.getLogger(__name__)
 
+STOP_WITHIN = 3.0  # seconds a clean stop gives the release of its leases
 MAIN = "main"  # the implicit account when no [[accounts]] are configured
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
@@ -62,20 +64,26 @@ def default_name() -> str:
     return f"run@{socket.gethostname() or 'localhost'}"
 
 
-async def account_assignments(archive: Archive) -> dict[str, str] | None:
-    """Channel key -> account name from ``archiver.store.accounts.assignments`` (helper
-    ``accounts``), or None while that module does not exist (one account: ``main``)."""
-    try:
-        module: Any = importlib.import_module("archiver.store.accounts")
-    except ImportError:
-        return None
-    got: dict[str, str] = await module.assignments(archive)
+async def account_assignments(
+    archive: Archive, settings: Settings, channels: Sequence[ChannelConfig]
+) -> dict[str, str | None]:
+    """Channel key -> account name (archiver.store.accounts); the Telethon channels that
+    have none yet are assigned first (archiver.sources.telethon_accounts.assign: by room,
+    sticky), by whichever worker sees them first. None: no account has room for it."""
+    from archiver.store.accounts import assignments
+
+    got: dict[str, str | None] = dict(await assignments(archive))
+    if any(c.source == "telethon" and ref_key(c.ref) not in got for c in channels):
+        from archiver.sources.telethon_accounts import assign
+
+        got.update(await assign(archive, settings, list(channels)))
     return got
 
 
-def unit_of(cfg: ChannelConfig, accounts: Mapping[str, str] | None) -> str | None:
-    """The unit that follows ``cfg``; None for a Telethon channel no account has (yet)."""
-    key = str(cfg.ref)
+def unit_of(cfg: ChannelConfig, accounts: Mapping[str, str | None] | None) -> str | None:
+    """The unit that follows ``cfg``; None for a Telethon channel no account has (yet).
+    ``accounts``: channel key -> account (None: one account, ``main``)."""
+    key = ref_key(cfg.ref)
     if cfg.source == "web":
         return leases.web_unit(key)
     if accounts is None:
@@ -126,6 +134,7 @@ class Worker:
         self.units: dict[str, list[ChannelConfig]] = {}  # every unit -> its channels
         self.pending: set[str] = set()  # gained, not yet caught up by a pass
         self.extra_channels: Sequence[ChannelConfig] = ()  # followed from the chat
+        self.assigned: dict[str, str | None] = {}  # channel key -> account (updated in place)
 
     @property
     def level(self) -> int:
@@ -150,9 +159,12 @@ class Worker:
         from archiver.store.followed import channel_configs
 
         self.extra_channels = await channel_configs(self.db, self.settings)
-        accounts = await account_assignments(self.db)
+        every = (*self.settings.channels, *self.extra_channels)
+        accounts = await account_assignments(self.db, self.settings, every)
+        self.assigned.clear()
+        self.assigned.update(accounts)  # the live listeners read this same mapping
         units: dict[str, list[ChannelConfig]] = {}
-        for cfg in (*self.settings.channels, *self.extra_channels):
+        for cfg in every:
             unit = unit_of(cfg, accounts)
             if unit is not None:
                 units.setdefault(unit, []).append(cfg)
@@ -211,10 +223,11 @@ class Worker:
                 log.log(self.level, "worker %s: giving back %s", self.name,
                         ", ".join(sorted(self.held)))  # fmt: skip
             self.held, self.pending = set(), set()
-            now = await leases.db_now(self.db)
-            await leases.release_all(self.db, self.name, now)
-            await leases.forget_worker(self.db, self.name)
-        except (sqlite3.Error, TelewatchError) as exc:  # the archive gone: they expire
+            async with asyncio.timeout(STOP_WITHIN):  # a shutdown never hangs on it
+                now = await leases.db_now(self.db)
+                await leases.release_all(self.db, self.name, now)
+                await leases.forget_worker(self.db, self.name)
+        except (sqlite3.Error, TelewatchError, TimeoutError) as exc:  # they expire by themselves
             log.warning("worker %s: leases not released (%s); they expire in %g s", self.name,
                         type(exc).__name__, self.lease_seconds)  # fmt: skip
 
@@ -224,9 +237,9 @@ class Worker:
     def channels(self, channels: Iterable[ChannelConfig] | None = None) -> list[ChannelConfig]:
         """``channels`` (default: every configured one) that this worker's units cover."""
         covered = {id(c) for u in self.held for c in self.units.get(u, ())}
-        keys = {str(c.ref) for u in self.held for c in self.units.get(u, ())}
+        keys = {ref_key(c.ref) for u in self.held for c in self.units.get(u, ())}
         pool = (*self.settings.channels, *self.extra_channels) if channels is None else channels
-        return [c for c in pool if id(c) in covered or str(c.ref) in keys]
+        return [c for c in pool if id(c) in covered or ref_key(c.ref) in keys]
 
     def accounts_held(self) -> list[str]:
         return sorted(u.removeprefix(leases.ACCOUNT) for u in self.held
@@ -244,7 +257,7 @@ class Worker:
         keys: dict[str, str] = {}
         for unit, cfgs in self.units.items():
             for cfg in cfgs:
-                keys[f"{cfg.source}:{cfg.ref}"] = unit
+                keys[f"{cfg.source}:{ref_key(cfg.ref)}"] = unit
         marks = ", ".join("?" * len(ids))
         async with db.execute(
             f"SELECT id, username, source FROM channels WHERE id IN ({marks})", ids
@@ -283,7 +296,9 @@ async def following(archive: Archive, settings: Settings) -> list[Following] | N
     if not rows:
         return None
     now = await leases.db_now(archive)
-    accounts = await account_assignments(archive)
+    from archiver.store.accounts import assignments
+
+    accounts: dict[str, str | None] = dict(await assignments(archive))  # read only
     out = []
     for cfg in (*settings.channels, *await channel_configs(archive, settings)):
         unit = unit_of(cfg, accounts)

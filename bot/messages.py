@@ -282,6 +282,8 @@ class Status:
     paused_since: datetime | None = None  # delivery paused: the archive cannot be written
     paused_reason: str | None = None
     problems: Sequence[ChannelStatus] = ()  # configured channels that cannot be followed
+    accounts: Mapping[int, str] | None = None  # channel id -> the [[accounts]] account
+    no_account: Sequence[str] = ()  # Telethon channels no account has room for
 
 
 def _ago(then: datetime | None, now: datetime, _: Tr = str) -> str:
@@ -339,6 +341,8 @@ def status_blocks(st: Status, tz: ZoneInfo, _: Tr = str) -> list[str]:
         name = esc(channel_label(s.title, s.channel, s.channel_id))
         line = name + ": " + _("last sync ok {sync}, last post {post}").format(
             sync=_ago(s.last_sync_ok, st.now, _), post=_ago(s.last_post, st.now, _))  # fmt: skip
+        if st.accounts is not None and s.channel_id in st.accounts:
+            line += ", " + _("account {name}").format(name=esc(st.accounts[s.channel_id]))
         if s.flood_wait_until is not None and s.flood_wait_until > st.now:
             line += ", " + _("<b>flood wait</b> until {when}").format(
                 when=esc(local_time(s.flood_wait_until, tz)))  # fmt: skip
@@ -347,6 +351,11 @@ def status_blocks(st: Status, tz: ZoneInfo, _: Tr = str) -> list[str]:
             if s.last_error:
                 line += f": {esc(s.last_error[:200])}"
         lines.append(line)
+    if st.no_account:
+        lines.append(
+            _("<b>No account</b> has room for: {channels} (add an account or raise a join_limit)")
+            .format(channels=esc(", ".join(st.no_account)))
+        )  # fmt: skip
     blocks.append("\n".join(lines))
     return blocks
 

@@ -40,8 +40,8 @@ ERRORS = [
     ("[workers]\nlease_seconds = 0", "workers.lease_seconds: expected a positive number, got 0"),
     ("[workers]\nlease_seconds = 0.5",
      "workers.lease_seconds: expected a number of seconds from 1 to 86400, got 0.5"),
-    ("[nope]", "nope: unknown section (known: bot, channels, display, evidence, logging, media, "
-     "recheck, rules, schedule, storage, telegram, web, web_view, workers)"),
+    ("[nope]", "nope: unknown section (known: accounts, bot, channels, display, evidence, logging,"
+     " media, recheck, rules, schedule, storage, telegram, web, web_view, workers)"),
     (
         '[telegram]\napi_id = "0123456789abcdef0123456789abcdef"',
         "telegram.api_id: expected an integer, got a value of the wrong kind (not shown: it may"

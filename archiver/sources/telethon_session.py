@@ -265,7 +265,8 @@ async def ensure_ledger(
     archive: Archive, client: Any, now: Callable[[], datetime] = utcnow
 ) -> FloodLedger:
     """The client's flood ledger for ``archive`` and the logged-in account, installed (or
-    read again from the archive, where another process may have added a wait)."""
+    read again from the archive, where another process may have added a wait). Each account
+    has its own (keyed by its Telegram user id): one account's waits never hold another."""
     ledger: FloodLedger | None = getattr(client, "ledger", None)
     me = await account_id(client)
     if ledger is not None and ledger.archive is archive and ledger.account == me:
@@ -274,8 +275,9 @@ async def ensure_ledger(
         return ledger
     ledger = await FloodLedger.load(archive, me, now)
     client.ledger = ledger
-    if await last_account(archive) != me:
-        await remember_account(archive, me)
+    name = getattr(client, "account_name", None)
+    if await last_account(archive, name) != me:
+        await remember_account(archive, me, name)
     return ledger
 
 
@@ -291,17 +293,50 @@ def unconnected_client(
         try:
             session: Any = StringSession(tg.session_string)
         except (ValueError, struct.error):
+            env = (
+                settings.account(settings.for_account).env_name
+                if settings.for_account
+                else "TELEWATCH_SESSION"
+            )
             raise NotLoggedIn(
-                "TELEWATCH_SESSION is not a session string: run `telewatch login --string` again"
+                f"{env} is not a session string: run `{_login(settings)} --string` again"
             ) from None
         catch_up = False  # a StringSession keeps no update state
     else:
         path = session_path(settings)
         if not path.exists():
-            raise NotLoggedIn(NOT_LOGGED_IN)
+            raise NotLoggedIn(not_logged_in(settings))
         session = str(path)
         catch_up = receive_updates
-    return factory(session, api_id, api_hash, receive_updates=receive_updates, catch_up=catch_up)
+    client = factory(session, api_id, api_hash, receive_updates=receive_updates, catch_up=catch_up)
+    if settings.for_account is not None:
+        client.account_name = (
+            settings.for_account
+        )  # the ledger's key of the last user id, per account
+    return client
+
+
+def _login(settings: Settings) -> str:
+    name = settings.for_account
+    return "telewatch login" if name is None else f"telewatch login --account {name}"
+
+
+def not_logged_in(settings: Settings) -> str:
+    """The missing-login message, naming the account when there are ``[[accounts]]``."""
+    name = settings.for_account
+    if name is None:
+        return NOT_LOGGED_IN
+    return f"account {name}: not logged in: run `{_login(settings)}`"
+
+
+def revoked(settings: Settings) -> str:
+    name = settings.for_account
+    if name is None:
+        return REVOKED
+    return (
+        f"account {name}: the Telegram session is no longer valid (revoked or logged out): run"
+        f" `{_login(settings)}` again"
+    )
 
 
 async def connect_client(
@@ -319,7 +354,7 @@ async def connect_client(
     it (``catch_up=True``; see :func:`make_client` for what that does and does not do)."""
     client = unconnected_client(settings, receive_updates=receive_updates, factory=factory)
     if archive is not None:
-        known = await last_account(archive)
+        known = await last_account(archive, settings.for_account)
         if known is not None:
             client.ledger = await FloodLedger.load(archive, known, now)
     try:
@@ -329,6 +364,11 @@ async def connect_client(
         await check_login(client, now)
         if archive is not None:
             await ensure_ledger(archive, client, now)
+    except NotLoggedIn as exc:
+        await client.disconnect()
+        if settings.for_account is not None and str(exc) == REVOKED:
+            raise NotLoggedIn(revoked(settings)) from None
+        raise
     except OSError as exc:
         await client.disconnect()
         raise SourceError(f"cannot connect to Telegram ({exc}): check the network") from None

@@ -8,6 +8,7 @@ out a write transaction. The feature modules beside it (``ingest``, ``search``, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -440,7 +441,10 @@ class Archive:
                 yield self.db
                 await self.db.execute("COMMIT")
             except BaseException:
-                if self.db.in_transaction:  # the block failed, or COMMIT itself did (busy)
+                # the block failed, or COMMIT itself did (busy); or the task was cancelled
+                # while BEGIN ran (aiosqlite finishes it in its thread after the cancellation,
+                # so ``in_transaction`` may not say so yet): roll back in every case, after it
+                with contextlib.suppress(sqlite3.OperationalError):  # no transaction after all
                     await self.db.execute("ROLLBACK")
                 raise
 

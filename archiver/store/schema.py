@@ -500,7 +500,26 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
     """,
-    # 13: workers and their leases (issue 18, docs/operations.md "Several workers"): a unit
+    # Many Telegram accounts (docs/operations.md, Many accounts): which account follows each
+    # Telethon channel (the key is the channel's reference as [[channels]] writes it, lower
+    # case, as channel_status), and whether that account joined it. account_full: an account
+    # Telegram refused a join to (CHANNELS_TOO_MUCH) takes no more channels than it had joined.
+    """
+    CREATE TABLE channel_accounts (
+        channel TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        joined INTEGER NOT NULL DEFAULT 0,
+        assigned_at TEXT NOT NULL
+    );
+    CREATE INDEX channel_accounts_account ON channel_accounts(account);
+    CREATE TABLE account_full (
+        account TEXT PRIMARY KEY,
+        channel_limit INTEGER NOT NULL,      -- the channels it had joined when refused
+        refused_channel TEXT NOT NULL,
+        refused_at TEXT NOT NULL
+    );
+    """,
+    # 14: workers and their leases (issue 18, docs/operations.md "Several workers"): a unit
     # of work (``account:<name>``, ``web:<channel key>``) is followed by the worker holding
     # its lease until ``expires_at``; times are UTC text with milliseconds
     """
@@ -570,6 +589,21 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
     """,
     13: """
+    CREATE TABLE channel_accounts (
+        channel TEXT COLLATE "C" PRIMARY KEY,
+        account TEXT COLLATE "C" NOT NULL,
+        joined INTEGER NOT NULL DEFAULT 0,
+        assigned_at TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX channel_accounts_account ON channel_accounts(account);
+    CREATE TABLE account_full (
+        account TEXT COLLATE "C" PRIMARY KEY,
+        channel_limit INTEGER NOT NULL,
+        refused_channel TEXT COLLATE "C" NOT NULL,
+        refused_at TEXT COLLATE "C" NOT NULL
+    );
+    """,
+    14: """
     CREATE TABLE workers (
         name TEXT COLLATE "C" PRIMARY KEY,
         host TEXT COLLATE "C",
