@@ -7,13 +7,17 @@ Started in this order, each stopped in the reverse order:
 2. the archive, with the rules engine installed, so every ingest queues its alerts;
 3. the heartbeat (``heartbeats`` row ``run``, every ``[schedule] heartbeat_seconds``), which
    ``telewatch health`` reads;
-4. one Telethon client per account that has channels (``[[accounts]]``; without them the one
+4. the worker (archiver/worker.py, archiver/units.py): its leases of the units it follows
+   (``--worker NAME`` shares them with other processes; without it, every unit nobody else
+   holds), renewed in the background; the parts below run only the held units;
+5. one Telethon client per account that has channels (``[[accounts]]``; without them the one
    account of ``[telegram]``), each shared by everything below (one session per process), and
-   a live listener per account for its ``join = true`` channels (:class:`Telegram`);
-5. the scheduler: ``sync`` for the channels that are not followed live (polled Telethon
+   a live listener per account for its ``join = true`` channels: each account is a unit of
+   the worker (:class:`archiver.units.Units`; :class:`Telegram` when the jobs get clients);
+6. the scheduler: ``sync`` for the channels that are not followed live (polled Telethon
    channels and web channels; it also runs once at start), ``recheck``, ``backup``,
    ``maintenance`` and ``digest``;
-6. the bot (imported lazily), unless ``--no-bot``: then run ``telewatch bot`` elsewhere.
+7. the bot (imported lazily), unless ``--no-bot``: then run ``telewatch bot`` elsewhere.
    Without a bot token the bot stays off and one warning says so (an archive-only team, or one
    whose bot is not made yet, can run it: no restart loop in a container).
 
