@@ -197,6 +197,15 @@ class EvidenceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkersSettings:
+    """Several worker processes sharing the work (docs/operations.md, "Several workers"): a
+    worker holds each unit for ``lease_seconds``, renews it every third of that, and a dead
+    worker's units move to the others after it."""
+
+    lease_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "INFO"
     format: str = "text"
@@ -216,6 +225,7 @@ class Settings:
     recheck: RecheckSettings = RecheckSettings()
     web_view: WebViewSettings = WebViewSettings()
     evidence: EvidenceSettings = EvidenceSettings()
+    workers: WorkersSettings = WorkersSettings()
     channels: tuple[ChannelConfig, ...] = ()
     rules: tuple[Rule, ...] = ()
     configured_accounts: tuple[AccountSettings, ...] = ()  # [[accounts]] as written
@@ -637,6 +647,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         "recheck",
         "web_view",
         "evidence",
+        "workers",
         "channels",
         "rules",
         "accounts",
@@ -781,6 +792,13 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
     )
     ev.done()
 
+    wk = _section(raw, "workers", where)
+    lease = float(wk.positive("lease_seconds", (int, float), 60.0, maximum=86_400))
+    if not lease >= 1:  # also refuses nan
+        wk.fail("lease_seconds", f"expected a number of seconds from 1 to 86400, got {lease}")
+    workers = WorkersSettings(lease_seconds=lease)
+    wk.done()
+
     lg = _section(raw, "logging", where)
     level = lg.get("level", str, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -830,6 +848,7 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         recheck=recheck,
         web_view=web_view,
         evidence=evidence,
+        workers=workers,
         channels=channels,
         rules=rules,
         configured_accounts=accounts,

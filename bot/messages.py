@@ -20,6 +20,7 @@ from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
 from archiver.store.search import ChannelStats, HistoryEvent, Hit, PostHistory
 from archiver.store.vocabulary import Suggestion
+from archiver.worker import Following
 from bot.alerts import how_of
 from bot.format import (
     MAX_MESSAGE,
@@ -392,3 +393,20 @@ def rules_page(
         if r.id is not None:
             shown.append(r.id)
     return out, shown
+
+
+def workers_block(rows: Sequence[Following], _: Tr = str) -> str:
+    """/status: which worker follows which channel now (several workers share the archive
+    through leases; docs/operations.md "Several workers")."""
+    by: dict[str | None, list[str]] = {}
+    for f in rows:
+        by.setdefault(f.worker, []).append(f.channel)
+    lines = ["<b>" + _("Workers") + "</b>"]
+    for who, keys in sorted(by.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
+        channels = esc(", ".join(keys))
+        if who is None:
+            lines.append(_("no worker follows: {channels}").format(channels=channels))
+        else:
+            lines.append(_("{worker} follows: {channels}").format(worker=esc(who),
+                                                                   channels=channels))  # fmt: skip
+    return "\n".join(lines)

@@ -519,6 +519,24 @@ MIGRATIONS: list[str] = [
         refused_at TEXT NOT NULL
     );
     """,
+    # 14: workers and their leases (issue 18, docs/operations.md "Several workers"): a unit
+    # of work (``account:<name>``, ``web:<channel key>``) is followed by the worker holding
+    # its lease until ``expires_at``; times are UTC text with milliseconds
+    """
+    CREATE TABLE workers (
+        name TEXT PRIMARY KEY,
+        host TEXT,
+        pid INTEGER,
+        started_at TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+    );
+    CREATE TABLE leases (
+        unit TEXT PRIMARY KEY,
+        worker TEXT NOT NULL,                -- the holder, or the last one once expired
+        acquired_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    """,
 ]
 
 # PostgreSQL (docs/postgresql.md, Schema): a new PostgreSQL archive starts at the schema of
@@ -583,6 +601,21 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
         channel_limit INTEGER NOT NULL,
         refused_channel TEXT COLLATE "C" NOT NULL,
         refused_at TEXT COLLATE "C" NOT NULL
+    );
+    """,
+    14: """
+    CREATE TABLE workers (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        host TEXT COLLATE "C",
+        pid BIGINT,
+        started_at TEXT COLLATE "C" NOT NULL,
+        seen_at TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE leases (
+        unit TEXT COLLATE "C" PRIMARY KEY,
+        worker TEXT COLLATE "C" NOT NULL,
+        acquired_at TEXT COLLATE "C" NOT NULL,
+        expires_at TEXT COLLATE "C" NOT NULL
     );
     """,
 }

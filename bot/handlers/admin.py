@@ -17,11 +17,12 @@ from archiver.store.archive import Archive
 from archiver.store.followed import follow, telethon_configured, unfollow
 from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats
+from archiver.worker import following
 from bot.access import Role
 from bot.format import esc
 from bot.handlers.common import arg_text, reply, role_of, translator_for, usage
 from bot.i18n import translator
-from bot.messages import Status, status_blocks
+from bot.messages import Status, status_blocks, workers_block
 from bot.services import services
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,10 @@ async def status_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if svc.settings.configured_accounts:
         st = await _with_accounts(st, svc.archive, svc.settings)
     _ = await translator_for(update, context)
-    await reply(update, status_blocks(st, svc.settings.display.timezone, _))
+    blocks = status_blocks(st, svc.settings.display.timezone, _)
+    if (rows := await following(svc.archive, svc.settings)) is not None:
+        blocks.append(workers_block(rows, _))  # several workers: who follows what
+    await reply(update, blocks)
 
 
 async def _with_accounts(st: Status, archive: Archive, settings: Settings) -> Status:
