@@ -1106,14 +1106,20 @@ async def _worker_pass(archive: Any, settings: Any, name: str) -> Any:
 
     from archiver.errors import AlreadyRunning
     from archiver.lock import session_locks
+    from archiver.store.archive import Archive
     from archiver.store.leases import account_unit
     from archiver.sync import sync_all
     from archiver.worker import Worker
 
-    worker = Worker(archive, settings, name)
+    # the leases' own connection: a renewal never queues behind the pass's ingest
+    leases_db = await Archive.open_storage(settings.storage)
+    worker = Worker(archive, settings, name, leases_db=leases_db)
+    stop = asyncio.Event()
+    keeping: asyncio.Task[None] | None = None
     try:
         await worker.start()
         archive.fence = worker.fence
+        keeping = asyncio.create_task(worker.keep(stop), name="leases")  # a long pass
         with contextlib.ExitStack() as held:
             for account in worker.accounts_held():  # one session in one process at a time
                 [lock] = session_locks(settings, [account])
@@ -1130,7 +1136,11 @@ async def _worker_pass(archive: Any, settings: Any, name: str) -> Any:
             return await sync_all(archive, settings, channels=channels,
                                   accounts=worker.accounts_held())  # fmt: skip
     finally:
+        stop.set()
+        if keeping is not None:
+            await asyncio.wait([keeping])
         await worker.stop()
+        await leases_db.close()
 
 
 @cli.command()

@@ -25,6 +25,7 @@ worker paused past its expiry never writes, alerts or logs as if it still owned 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -204,6 +205,27 @@ class Worker:
             log.log(self.level, "worker %s: took %s", self.name,
                     ", ".join(sorted(change.gained)))  # fmt: skip
         return change
+
+    async def keep(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: beat and renew what this worker holds every tick, taking nothing
+        new (``sync --worker``: a pass may outlast ``lease_seconds``, and its own writes must
+        not be refused as if another worker had taken its units)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.tick_seconds)
+            if stop.is_set():
+                return
+            try:
+                now = await leases.db_now(self.db)
+                await leases.beat(self.db, self.name, now)
+                kept = await leases.renew(self.db, self.name, self.held, self.lease_seconds, now)
+            except (sqlite3.Error, TelewatchError) as exc:
+                log.warning("worker %s: leases not renewed (%s); trying again", self.name, exc)
+                continue
+            if lost := self.held - kept:
+                log.warning("worker %s: lost %s (its lease expired and another worker took"
+                            " it)", self.name, ", ".join(sorted(lost)))  # fmt: skip
+            self.held = kept
 
     async def give_back(self, units: Iterable[str]) -> None:
         """Release ``units`` (the caller stopped them first)."""
