@@ -265,10 +265,20 @@ async def lease_loop(units: Units, stop: asyncio.Event) -> None:
         if stop.is_set():
             return
         try:
-            change = await worker.tick()
-        except (sqlite3.Error, TelewatchError) as exc:
+            async with asyncio.timeout(worker.tick_seconds):  # a stalled database is a failure
+                change = await worker.tick()
+        except (sqlite3.Error, TelewatchError, TimeoutError) as exc:
             # The fence keeps every write of a unit whose lease runs out meanwhile out of the
             # archive; the next tick tries again.
-            log.warning("worker %s: leases not renewed (%s); trying again", worker.name, exc)
+            log.warning("worker %s: leases not renewed (%s); trying again", worker.name,
+                        str(exc) or type(exc).__name__)  # fmt: skip
+            if worker.held and worker.expiring():
+                # Its leases run out before the next tick, and then another worker may take
+                # them: let go of every unit first (an account's session must never be
+                # connected from two places: Telegram answers AUTH_KEY_DUPLICATED).
+                log.warning("worker %s: cannot renew its leases before they expire; stopping"
+                            " %s", worker.name, ", ".join(sorted(worker.held)))  # fmt: skip
+                for unit in sorted(worker.drop()):
+                    await units.stop(unit)
             continue
         await units.apply(change)

@@ -31,6 +31,7 @@ import os
 import re
 import socket
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -136,6 +137,10 @@ class Worker:
         self.pending: set[str] = set()  # gained, not yet caught up by a pass
         self.extra_channels: Sequence[ChannelConfig] = ()  # followed from the chat
         self.assigned: dict[str, str | None] = {}  # channel key -> account (updated in place)
+        # this machine's monotonic clock when the last successful tick began: every lease it
+        # renewed runs at least until renewed_at + lease_seconds (the database's now was read
+        # after it), so a worker that cannot renew knows, by its own clock, when to let go
+        self.renewed_at = time.monotonic()
 
     @property
     def level(self) -> int:
@@ -174,6 +179,7 @@ class Worker:
 
     async def tick(self) -> Change:
         """Beat, renew, take the share; see :class:`Change`."""
+        began = time.monotonic()
         a = self.db
         now = await leases.db_now(a)
         await leases.beat(a, self.name, now)
@@ -204,7 +210,19 @@ class Worker:
         if change.gained:
             log.log(self.level, "worker %s: took %s", self.name,
                     ", ".join(sorted(change.gained)))  # fmt: skip
+        self.renewed_at = began
         return change
+
+    def expiring(self) -> bool:
+        """Whether this worker's leases may run out before its next tick (the last renewal
+        was too long ago, by this machine's clock)."""
+        return time.monotonic() + self.tick_seconds >= self.renewed_at + self.lease_seconds
+
+    def drop(self) -> set[str]:
+        """Forget every held unit (its lease is about to run out unrenewed); the units."""
+        dropped, self.held = self.held, set()
+        self.pending -= dropped
+        return dropped
 
     async def keep(self, stop: asyncio.Event) -> None:
         """Until ``stop``: beat and renew what this worker holds every tick, taking nothing

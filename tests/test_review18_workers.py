@@ -12,6 +12,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from pg import pg_server, pg_url  # noqa: F401
 from test_ops_run import env, spawn  # noqa: F401
 from test_ops_workers import WAIT, GatedTme, tme, until  # noqa: F401
 
@@ -78,3 +79,123 @@ async def test_a_sync_worker_pass_longer_than_the_lease_keeps_what_it_reads(
     assert "no longer holds" not in text
     async with await Archive.open(db) as a:
         assert [tuple(r) for r in await a.fetchall("SELECT count(*) FROM posts")] == [(20,)]
+
+
+# --------------------------------------------------------------- a worker cut off from the db
+class PgCut:
+    """A Unix-socket relay in front of the test's PostgreSQL (``host=`` a folder of our own):
+    :meth:`cut` drops every relayed connection and refuses new ones, as a network partition
+    between one worker's machine and the database server does (the others still reach it)."""
+
+    def __init__(self, url: str, folder: Path) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(url)
+        self.real = Path(parse_qs(parts.query)["host"][0]) / f".s.PGSQL.{parts.port or 5432}"
+        self.folder = folder
+        self.url = url.replace(str(self.real.parent), str(folder))
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.AbstractServer | None = None
+
+    async def __aenter__(self) -> PgCut:
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                w.close()
+
+        async def relay(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            ur, uw = await asyncio.open_unix_connection(str(self.real))
+            self.writers += [w, uw]
+            await asyncio.gather(pipe(r, uw), pipe(ur, w))
+
+        self.server = await asyncio.start_unix_server(relay, str(self.folder / self.real.name))
+        return self
+
+    def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        (self.folder / self.real.name).unlink(missing_ok=True)
+        for w in self.writers:
+            w.close()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+
+
+async def test_a_worker_cut_off_from_the_database_lets_go_of_its_session(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """w1 follows account:main live; its machine loses the database (w2's does not). Once
+    w1's lease expires w2 takes the account and connects its session: w1 must have let go of
+    the session by then (it cannot renew, so it no longer holds it), or Telegram sees one
+    authorization key in two places (AUTH_KEY_DUPLICATED, which invalidates the session)."""
+    from fakes.telethon_client import SELF_ID, FakeTelegram
+    from fakes.telethon_remote import serve
+    from sources.test_telethon_remote import setup, telewatch
+
+    tg = FakeTelegram()
+    tg.add_channel()
+    tg.posts(3)
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        setup(folder, tg)
+        cfg = folder / "config.toml"
+        text = cfg.read_text().replace('backfill = "all"\n', 'backfill = "all"\njoin = true\n')
+        cfg.write_text(text + f"[workers]\nlease_seconds = {LEASE}\n")
+    (two / "data" / "telewatch.session").write_bytes(
+        (one / "data" / "telewatch.session").read_bytes()
+    )  # the one account's session on both machines
+    procs: list[asyncio.subprocess.Process] = []
+    async with serve(tg) as served, PgCut(pg_url, tmp_path / "relay") as relay:
+        try:
+            w1 = await _telewatch_pg(telewatch, served.address, one, relay.url, "w1")
+            procs.append(w1)
+            async with await Archive.open(pg_url) as a:
+
+                async def w1_follows() -> bool:
+                    return bool(served.places(SELF_ID)) and "w1" in [
+                        r.worker for r in (await L.leases(a)).values()
+                    ]
+
+                await until("w1 follows the account", w1_follows)
+                relay.cut()  # w1's machine loses the database
+                w2 = await _telewatch_pg(telewatch, served.address, two, pg_url, "w2")
+                procs.append(w2)
+
+                async def w2_follows() -> bool:
+                    now = await L.db_now(a)
+                    row = (await L.leases(a)).get(L.account_unit("main"))
+                    return bool(served.duplicated) or bool(
+                        row is not None
+                        and row.worker == "w2"
+                        and row.held_at(now)
+                        and w2.pid in served.places(SELF_ID)
+                    )
+
+                await until("w2 took the account over", w2_follows, 40)
+        finally:
+            said = []
+            for p in procs:
+                if p.returncode is None:
+                    p.kill()
+                _, err = await p.communicate()
+                said.append(err.decode())
+    assert served.duplicated == [], said
+
+
+async def _telewatch_pg(
+    telewatch: object, address: str, folder: Path, url: str, name: str
+) -> asyncio.subprocess.Process:
+    """``run --no-bot --worker NAME`` on the archive at ``url`` ([storage] url: the remote
+    helper's environment carries no TELEWATCH_ variable)."""
+    cfg = folder / "config.toml"
+    cfg.write_text(cfg.read_text().replace('path = "data/t.db"', f'url = "{url}"'))
+    return await telewatch(address, folder, "run", "--no-bot", "--worker", name)  # type: ignore[operator,no-any-return]
