@@ -70,12 +70,15 @@ async def account_assignments(
     archive: Archive, settings: Settings, channels: Sequence[ChannelConfig]
 ) -> dict[str, str | None]:
     """Channel key -> account name (archiver.store.accounts); the Telethon channels that
-    have none yet are assigned first (archiver.sources.telethon_accounts.assign: by room,
-    sticky), by whichever worker sees them first. None: no account has room for it."""
+    have none yet, or one no longer configured, are assigned first
+    (archiver.sources.telethon_accounts.assign: by room, sticky), by whichever worker sees
+    them first. None: no account has room for it."""
     from archiver.store.accounts import assignments
 
     got: dict[str, str | None] = dict(await assignments(archive))
-    if any(c.source == "telethon" and ref_key(c.ref) not in got for c in channels):
+    names = {a.name for a in settings.accounts}
+    # also a channel still assigned to an account since removed from the config: it moves
+    if any(c.source == "telethon" and got.get(ref_key(c.ref)) not in names for c in channels):
         from archiver.sources.telethon_accounts import assign
 
         got.update(await assign(archive, settings, list(channels)))

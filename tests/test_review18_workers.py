@@ -279,3 +279,40 @@ async def test_a_paused_worker_and_its_successor_never_share_the_session(
                 _, err = await p.communicate()
                 said.append(err.decode())
     assert served.duplicated == [], said
+
+
+async def test_a_worker_after_an_account_was_removed_from_the_config(tmp_path: Path) -> None:
+    """The desk removes [[accounts]] "gone" from the config; its channel is still assigned to
+    it in the archive. `sync --worker w1` must move the channel to a configured account (as a
+    plain `sync` does), not crash on the account nobody configures."""
+    from datetime import UTC, datetime
+
+    from archiver.config import load_settings
+    from archiver.store.accounts import assignments, save_assignments
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        '[storage]\npath = "data/t.db"\n'
+        '[telegram]\napi_id = 12345\napi_hash = "0123456789abcdef0123456789abcdef"\n'
+        '[[accounts]]\nname = "a1"\n[[accounts]]\nname = "a2"\n'
+        '[[channels]]\nusername = "vsaldo"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "data").mkdir()
+    settings = load_settings(cfg, env={})
+    db = tmp_path / "data" / "t.db"
+    async with await Archive.open(db) as a:  # assigned while "gone" was configured
+        await save_assignments(a, {"vsaldo": ("gone", True)}, [], now=datetime.now(UTC))
+    assert settings.channels
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "archiver", "--config", str(cfg), "sync", "--worker", "w1",
+        cwd=tmp_path, env=env(), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), WAIT)
+    said = err.decode()
+    assert "Traceback" not in said, said
+    assert said.splitlines()[-1].startswith("Error: "), said  # one line (nobody logged in)
+    assert "telewatch login --account a1" in said.splitlines()[-1], said
+    async with await Archive.open(db) as a:
+        assert await assignments(a) == {"vsaldo": "a1"}
