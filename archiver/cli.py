@@ -1427,8 +1427,10 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
         "telewatch restore",
         "restore a pg_dump with pg_restore (docs/postgresql.md, Backups)",
     )
+    import contextlib
+
     from archiver.backup import restore_sync, verify
-    from archiver.lock import archive_lock
+    from archiver.lock import archive_lock, worker_locks
 
     settings = app.settings
     verify(backup_file)
@@ -1449,7 +1451,11 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
     lock = archive_lock(settings)
     lock.acquire("restore")
     try:
-        restore_sync(backup_file, target)
+        with contextlib.ExitStack() as workers:  # and no `run --worker` on it either
+            for worker in worker_locks(settings):
+                worker.acquire("restore")
+                workers.callback(worker.release)
+            restore_sync(backup_file, target)
     finally:
         lock.release()
     click.echo(f"{target}: restored from {backup_file}")

@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -120,6 +121,18 @@ def archive_lock(settings: Settings, worker: str | None = None) -> FileLock:
         return FileLock(path.with_name(f"{path.name}.{worker}.lock"),
                         f"the worker {worker} of the archive {path}")  # fmt: skip
     return FileLock(path.with_name(path.name + ".lock"), f"the archive {path}")
+
+
+def worker_locks(settings: Settings) -> list[FileLock]:
+    """The locks of every named worker that ever ran on this SQLite archive on this machine
+    (``<archive>.<worker>.lock``, see :func:`archive_lock`): a command that must have the
+    archive to itself (``restore``) takes them all, so it refuses while any worker runs."""
+    path = settings.storage.path
+    return [
+        FileLock(p, f"the worker {p.name[len(path.name) + 1 : -len('.lock')]} of the archive"
+                 f" {path}")
+        for p in sorted(path.parent.glob(f"{glob_escape(path.name)}.*.lock"))
+    ]  # fmt: skip
 
 
 def session_lock(settings: Settings) -> FileLock:

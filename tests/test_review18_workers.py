@@ -316,3 +316,44 @@ async def test_a_worker_after_an_account_was_removed_from_the_config(tmp_path: P
     assert "telewatch login --account a1" in said.splitlines()[-1], said
     async with await Archive.open(db) as a:
         assert await assignments(a) == {"vsaldo": "a1"}
+
+
+async def test_restore_refuses_while_a_named_worker_runs_on_the_archive(
+    tmp_path: Path,
+    spawn: list,  # type: ignore[type-arg]  # noqa: F811
+) -> None:
+    """`restore` says it refuses while a `run` or `sync` is going on: also while `run
+    --worker w1` runs on the SQLite archive (it holds `<archive>.w1.lock`, not
+    `<archive>.lock`). The archive is left as it is."""
+    from test_ops_run import start
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        '[storage]\npath = "data/t.db"\nbackup_dir = "data/backups"\n'
+        "[schedule]\nheartbeat_seconds = 1\n"
+        '[web]\nbase_url = "http://127.0.0.1:9"\n'
+        '[[channels]]\nusername = "vsaldo"\nsource = "web"\n',
+        encoding="utf-8",
+    )
+
+    async def telewatch(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "archiver", "--config", str(cfg), *args, cwd=tmp_path,
+            env=env(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), WAIT)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode()
+
+    async with await Archive.open(tmp_path / "data" / "t.db"):
+        pass
+    code, out = await telewatch("backup")
+    assert code == 0, out
+    [backup] = (tmp_path / "data" / "backups").glob("*.db")
+    w1 = await start(spawn, tmp_path, "--config", str(cfg), "run", "--no-bot", "--worker", "w1")
+    await w1.wait_for_line("telewatch run: started")
+    code, out = await telewatch("restore", "--yes", str(backup))
+    assert code != 0, out
+    assert "Traceback" not in out and "w1" in out.splitlines()[-1], out
+    assert "restored" not in out, out
