@@ -1073,6 +1073,8 @@ async def _one_pass(app: App, command: str, worker: str | None = None) -> None:
         archive = await app.open_archive()
         try:
             loader.install(archive)
+            if worker is None:
+                await _no_live_workers(archive, settings, command)
             await archive.heartbeat(command, os.getpid())
             if worker is not None:
                 results = await _interruptible(_worker_pass(archive, settings, worker), command)
@@ -1097,6 +1099,28 @@ async def _one_pass(app: App, command: str, worker: str | None = None) -> None:
         f"{command}: {failed} of {len(results)} channel(s) failed (see above); the others are"
         " archived" + hint
     )
+
+
+async def _no_live_workers(archive: Any, settings: Any, command: str) -> None:
+    """A pass without a worker name takes no lease and opens every account's session: not
+    while workers (``run``, ``run --worker``) follow this archive's channels, maybe on
+    other machines (one session in two places: Telegram answers AUTH_KEY_DUPLICATED)."""
+    from archiver.store import leases
+
+    live = await leases.live_workers(
+        archive, settings.workers.lease_seconds, await leases.db_now(archive)
+    )
+    if live:
+        hint = (
+            "use `telewatch sync --worker NAME` for one worker's share"
+            if command == "sync"
+            else "their `run` rechecks on [schedule] recheck"
+        )
+        raise TelewatchError(
+            f"{command}: worker(s) {', '.join(live)} follow this archive's channels now (a"
+            f" pass without --worker would use the same Telegram sessions); {hint}, or stop"
+            " them first"
+        )
 
 
 async def _worker_pass(archive: Any, settings: Any, name: str) -> Any:

@@ -357,3 +357,50 @@ async def test_restore_refuses_while_a_named_worker_runs_on_the_archive(
     assert code != 0, out
     assert "Traceback" not in out and "w1" in out.splitlines()[-1], out
     assert "restored" not in out, out
+
+
+async def test_a_plain_recheck_beside_a_running_worker_never_shares_its_session(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """w1 (`run --worker w1`) follows account:main live on the PostgreSQL archive; on another
+    machine a cron `telewatch recheck` (no worker: no lease, every account) starts. It must
+    not connect the session w1 is using (AUTH_KEY_DUPLICATED invalidates it): it refuses in
+    one line, or leaves w1's account alone."""
+    from fakes.telethon_client import SELF_ID, FakeTelegram
+    from fakes.telethon_remote import serve
+    from sources.test_telethon_remote import setup, telewatch
+
+    tg = FakeTelegram()
+    tg.add_channel()
+    tg.posts(3)
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder in (one, two):
+        setup(folder, tg)
+        cfg = folder / "config.toml"
+        text = cfg.read_text().replace('backfill = "all"\n', 'backfill = "all"\njoin = true\n')
+        cfg.write_text(text.replace('path = "data/t.db"', f'url = "{pg_url}"'))
+    (two / "data" / "telewatch.session").write_bytes(
+        (one / "data" / "telewatch.session").read_bytes()
+    )
+    said = ""
+    async with serve(tg) as served:
+        w1 = await telewatch(served.address, one, "run", "--no-bot", "--worker", "w1")
+        try:
+            async with await Archive.open(pg_url) as a:
+
+                async def w1_follows() -> bool:
+                    return bool(served.places(SELF_ID)) and "w1" in [
+                        r.worker for r in (await L.leases(a)).values()
+                    ]
+
+                await until("w1 follows the account", w1_follows)
+            cron = await telewatch(served.address, two, "recheck")
+            _, err = await asyncio.wait_for(cron.communicate(), WAIT)
+            said = err.decode()
+        finally:
+            if w1.returncode is None:
+                w1.terminate()
+            _, werr = await asyncio.wait_for(w1.communicate(), WAIT)
+    assert "Traceback" not in said, said
+    assert served.duplicated == [], (said, werr.decode())
