@@ -191,6 +191,11 @@ class Archive:
                 p.parent, os.W_OK | os.X_OK, effective_ids=True
             ):  # a read-only folder or mount: WAL needs its -wal and -shm files beside the archive
                 raise NotWritable(p.parent) from None
+            if any(w in str(exc) for w in ("malformed", "corrupt")):  # its schema unreadable
+                raise ArchiveError(
+                    f"{p}: the archive is damaged ({exc}); restore the newest backup with"
+                    " `telewatch restore FILE` (docs/operations.md, Restore)"
+                ) from None
             raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
         except BaseException:
             await db.close()
