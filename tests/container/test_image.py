@@ -12,10 +12,12 @@ image's HEALTHCHECK is not under test (podman's health timers need systemd).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
 import shlex
+import socketserver
 import sqlite3
 import subprocess
 import threading
@@ -581,3 +583,152 @@ def _answers(url: str) -> bool:
         return httpx.get(url, trust_env=False, timeout=2).status_code < 500
     except httpx.HTTPError:
         return False
+
+
+# ------------------------------------------------------------ the compose `postgres` profile
+POSTGRES_UP = "docker compose --profile postgres up -d postgres archiver-1 archiver-2 bot"
+
+
+def compose_service(name: str) -> dict[str, object]:
+    yaml = pytest.importorskip("yaml")
+    svc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][name]
+    assert isinstance(svc, dict)
+    return svc
+
+
+class _Relay(socketserver.ThreadingTCPServer):
+    """TCP on the host's loopback to the test server's Unix socket (in its private data
+    folder, which the container's user cannot enter): what the containers see of
+    PostgreSQL, as the compose file's `postgres` service is TCP on its network."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        super().__init__(("127.0.0.1", 0), _RelayHandler)
+
+
+class _RelayHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        import socket
+
+        assert isinstance(self.server, _Relay)
+        upstream = socket.socket(socket.AF_UNIX)
+        upstream.connect(self.server.socket_path)
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+
+        other = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
+        other.start()
+        pump(self.request, upstream)
+        other.join()
+        upstream.close()
+
+
+def test_the_postgres_profile_workers_share_the_channels_and_survive_a_kill(
+    project: Project, container_names: list[str], pg_server: str
+) -> None:
+    """The profile's two archiver workers, as the compose file runs them, on one PostgreSQL
+    (the test's own server, reached through its socket: the `postgres` image cannot be pulled
+    here): each follows half the channels, and when one is killed the other takes its half."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import psycopg
+    from pg import new_database
+
+    assert documented(POSTGRES_UP)
+    url = new_database(pg_server)
+    folder = parse_qs(urlsplit(url).query)["host"][0]
+    relay = _Relay(str(Path(folder) / ".s.PGSQL.5432"))
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    inside = f"postgresql://postgres@127.0.0.1:{relay.server_address[1]}{urlsplit(url).path}"
+    fake = FakeTme()
+    names = [f"chan{i}" for i in range(1, 5)]
+    for i, n in enumerate(names):
+        ch = fake.channel(n, page_size=10, bare_id=1811111111 + i)
+        ch.add_texts(range(1, 31), n + " сводка {id}: эвакуация")
+    handler = type("Handler", (_Handler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    channels = "".join(
+        f'[[channels]]\nusername = "{n}"\nsource = "web"\nbackfill = "all"\n' for n in names
+    )
+    copy_example_config(project, channels=channels, web=f'base_url = "{base}"\n')
+    config = project.data / "config.toml"
+    text = config.read_text().replace("delay_seconds = 1.0", "delay_seconds = 0.0")
+    assert "\nlease_seconds = 60\n" in text  # the example's [workers], shortened for the test
+    config.write_text(text.replace("\nlease_seconds = 60\n", "\nlease_seconds = 4\n"))
+
+    def held() -> dict[str, str]:
+        with psycopg.connect(url) as conn, conn.transaction():
+            if not conn.execute("SELECT to_regclass('leases')").fetchall()[0][0]:
+                return {}  # the first worker has not made the archive yet
+            rows = conn.execute(
+                "SELECT unit, worker FROM leases WHERE expires_at > to_char(clock_timestamp()"
+                " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS')"  # leases.db_now's clock
+            ).fetchall()
+        return {str(u): str(w) for u, w in rows}
+
+    def posts() -> list[tuple[object, ...]]:
+        with psycopg.connect(url) as conn:
+            if not conn.execute("SELECT to_regclass('observations')").fetchall()[0][0]:
+                return []
+            return conn.execute(
+                "SELECT count(*), count(DISTINCT (channel_id, message_id)),"
+                " (SELECT count(*) FROM versions),"
+                " (SELECT count(*) FROM observations WHERE kind = 'seen') FROM posts"
+            ).fetchall()
+
+    started: dict[str, str] = {}
+    try:
+        for worker in ("archiver-1", "archiver-2"):
+            svc = compose_service(worker)
+            command = [str(c) for c in svc["command"]]  # type: ignore[attr-defined]
+            assert command == ["run", "--no-bot", "--worker", worker]
+            name = new_name(container_names)
+            up = podman(*project.compose_up(
+                name, "--network", "host", "-e", f"TELEWATCH_DATABASE_URL={inside}",
+                command=command,
+            ))  # fmt: skip
+            assert up.returncode == 0, up.stderr
+            started[worker] = name
+
+        def shared() -> bool:
+            h = held()
+            return len(h) == 4 and sorted(h.values()) == ["archiver-1"] * 2 + ["archiver-2"] * 2
+
+        wait_until(shared, "the two workers hold two channels each")
+        wait_until(lambda: posts() == [(120, 120, 120, 120)], "120 posts archived once")
+
+        victim = held()["web:chan1"]
+        podman("kill", "--signal", "KILL", started[victim])
+        for n in names:
+            fake.channels[n].add_texts([31], n + " сводка {id}: эвакуация завершена")
+        survivor = "archiver-2" if victim == "archiver-1" else "archiver-1"
+        wait_until(
+            lambda: set(held().values()) == {survivor} and len(held()) == 4,
+            "the survivor holds every channel",
+        )
+        wait_until(lambda: posts() == [(124, 124, 124, 124)], "the new posts archived once")
+        logs = podman("logs", started[survivor]).stderr
+        assert "Traceback" not in logs, logs
+    except AssertionError:
+        for worker, name in started.items():  # what the workers said, for the failure
+            print(f"--- {worker}:\n{podman('logs', name).stderr[-3000:]}")
+        print(f"--- leases: {held()}")
+        raise
+    finally:
+        for s in (server, relay):
+            s.shutdown()
+            s.server_close()
