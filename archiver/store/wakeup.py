@@ -13,7 +13,7 @@ alerts (``telewatch run``, ``sync``, ``import``, another worker) wakes it at onc
   own every :data:`WATCH_SECONDS`. The value changes when any *other* connection commits: in
   WAL mode SQLite learns that from the WAL index in the ``-shm`` file, which is shared memory
   (no disk read). Only when it changed does the watcher read ``max(id)`` of ``alerts`` (an
-  index lookup), and wakes the bot when that grew. Measured on the 2-core VM: 150 - 200 us of
+  index lookup), and wakes the bot when that changed (grew; or fell: a `restore`). Measured on the 2-core VM: 150 - 200 us of
   CPU a look, most of it the thread waking up, so 0.4 % of one core at 50 ms (1.5 % at 10 ms);
   50 ms adds at most 50 ms to an alert's way. It works wherever the archive itself works:
   WAL already requires every process that opens the file to share that memory (one host, a
@@ -166,7 +166,9 @@ class DataVersionWatcher:
                     if now != version:
                         version = now
                         got = conn.execute("SELECT max(id) FROM alerts").fetchone()[0] or 0
-                        if got > top:  # the first look wakes too: alerts queued before it
+                        # the first look wakes too (alerts queued before it); a lower
+                        # max(id) is an outbox replaced under us (`restore`): start over
+                        if got != top:
                             top = got
                             with contextlib.suppress(RuntimeError):  # the loop closed
                                 loop.call_soon_threadsafe(wake.set)
