@@ -14,7 +14,8 @@ alerts (``telewatch run``, ``sync``, ``import``, another worker) wakes it at onc
   WAL mode SQLite learns that from the WAL index in the ``-shm`` file, which is shared memory
   (no disk read). Only when it changed does the watcher read ``max(id)`` of ``alerts`` (an
   index lookup), and wakes the bot when that changed (grew; or fell: a ``restore``).
-  Measured on the 2-core VM: 150 - 200 us of CPU a look, most of it the thread waking up, so 0.4 % of one core at 50 ms (1.5 % at 10 ms);
+  Measured on the 2-core VM: 150 - 200 us of CPU a look, most of it the thread waking up,
+  so 0.4 % of one core at 50 ms (1.5 % at 10 ms);
   50 ms adds at most 50 ms to an alert's way. It works wherever the archive itself works:
   WAL already requires every process that opens the file to share that memory (one host, a
   local filesystem; containers sharing a volume on one host), and it needs nothing from the
