@@ -1315,8 +1315,9 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
 @pass_app
 @run_async
 async def maintenance(app: App) -> None:
-    """Optimise the archive: PRAGMA optimize, merge the full-text index, checkpoint the WAL;
-    prune raw captures past [evidence] capture_retention_days.
+    """Optimise the archive: PRAGMA optimize, merge the full-text index, checkpoint the WAL
+    (on PostgreSQL: ANALYZE, autovacuum does the rest); prune raw captures past
+    [evidence] capture_retention_days.
 
     Safe while telewatch runs; `telewatch run` does it weekly ([schedule] maintenance).
 
@@ -1324,7 +1325,6 @@ async def maintenance(app: App) -> None:
     Example:
       telewatch maintenance
     """
-    app.sqlite_only("telewatch maintenance", "PostgreSQL's autovacuum does this work")
     from archiver.maintenance import maintain
 
     archive = await app.open_archive(create=False)

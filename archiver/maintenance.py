@@ -8,6 +8,9 @@
 
 All three are safe while the bot and other readers run; the FTS merge holds the write lock
 for its duration (seconds on a few million posts), and writers wait for it (busy timeout).
+
+On PostgreSQL, autovacuum does the index and space upkeep; maintenance there prunes the
+captures and runs ``ANALYZE`` (fresh planner statistics right after a large import or prune).
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ async def maintain(archive: Archive, *, capture_retention_days: int = 0) -> Main
 
     started = time.monotonic()
     pruned = await prune_captures(archive, capture_retention_days, now=utcnow())
+    if archive.dialect == "postgresql":
+        async with archive.transaction() as db:
+            await db.execute("ANALYZE")
+        seconds = time.monotonic() - started
+        log.info("maintenance: done in %.1f s (ANALYZE on PostgreSQL)", seconds)
+        return MaintenanceResult(seconds, -1, pruned)
     async with archive.transaction() as db:
         await db.execute("INSERT INTO versions_fts (versions_fts) VALUES ('optimize')")
         await db.execute("PRAGMA optimize")

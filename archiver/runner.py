@@ -172,12 +172,10 @@ def _jobs(
 
     jobs: dict[str, Callable[[], Awaitable[object]]] = {}
     if archive.dialect == "sqlite":
-        jobs.update(backup=backup, maintenance=maintenance)
+        jobs["backup"] = backup
     else:
-        log.info(
-            "archive on PostgreSQL: no backup or maintenance job (pg_dump and autovacuum do"
-            " that: docs/postgresql.md)"
-        )
+        log.info("archive on PostgreSQL: no backup job (pg_dump does that: docs/postgresql.md)")
+    jobs["maintenance"] = maintenance
     jobs["sync"] = sync  # also with no channel configured: /follow may add some
     if uses_telethon(settings):
         jobs["recheck"] = recheck

@@ -290,7 +290,8 @@ async def test_run_on_postgresql_beats_its_heart_there_and_leaves_backups_to_pg_
     environ = env(TELEWATCH_DATABASE_URL=pg_url)
     run = await start(spawn, tmp_path, "--config", str(config), "run", "--no-bot", environ=environ)
     await run.wait_for_line("telewatch run: started")
-    assert "no backup or maintenance job (pg_dump and autovacuum" in run.stderr
+    assert "archive on PostgreSQL: no backup job (pg_dump does that" in run.stderr
+    assert "maintenance" in run.stderr.split("telewatch run: started")[1].splitlines()[0]
     assert not (tmp_path / "data" / "t.db").exists()  # the archive is on the server
     async with await Archive.open(pg_url) as a:
         row = await a.fetchone("SELECT pid, state FROM heartbeats WHERE process = 'run'")

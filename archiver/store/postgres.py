@@ -53,12 +53,6 @@ class NotOnPostgres(TelewatchError):
         )
 
 
-def refuse(archive: object, what: str) -> None:
-    """Raise :class:`NotOnPostgres` for ``what`` when ``archive`` is on PostgreSQL."""
-    if getattr(archive, "dialect", "sqlite") == "postgresql":
-        raise NotOnPostgres(what)
-
-
 def is_url(location: object) -> bool:
     """Whether ``location`` (``[storage] url``, ``--db`` or a path) names a PostgreSQL server."""
     return isinstance(location, str) and location.startswith(SCHEMES)

@@ -40,7 +40,7 @@ def page(url: str, body: bytes) -> object:
     )  # fmt: skip
 
 
-async def populate(path: Path, posts: int = 3) -> None:
+async def populate(path: Path | str, posts: int = 3) -> None:
     """Post 1: seen by Telethon (its message object captured), edited, seen on a web page,
     missing from a listing, confirmed deleted by its embed page; posts 2..n seen once."""
     async with await Archive.open(path) as a:
