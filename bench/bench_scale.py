@@ -202,7 +202,7 @@ def stage_import(args: argparse.Namespace, base: str) -> None:
     print(f"# COPY: {copy_n:,} posts in {copy_s:.0f} s", file=sys.stderr)
     record(
         args.name,
-        "import",
+        args.label or "import",
         {
             "posts": lite_n,
             "export_mb": round(args.export.stat().st_size / 1e6),
@@ -225,16 +225,27 @@ def stage_import(args: argparse.Namespace, base: str) -> None:
 # ---------------------------------------------------------------------------- search
 
 
-async def _search(archive: Any, text: str, sort: str = "newest") -> tuple[float, list[Any]]:
+async def _search(
+    archive: Any, text: str, sort: str = "newest", module: Any = None
+) -> tuple[float, list[Any]]:
+    """One search as ``telewatch search`` runs it; ``module``: the PostgreSQL search code
+    to use (bench/pg_search_before.py: the code before this round's changes)."""
+    import archiver.store.search as s
     from archiver.query import parse
-    from archiver.store.search import search
+    from archiver.store import pg_search
 
-    t0 = time.perf_counter()
-    hits = await search(archive, parse(text), limit=20, sort=sort)
-    return time.perf_counter() - t0, [(h.post_id, h.version_id) for h in hits]
+    s.pg_search = module or pg_search
+    try:
+        t0 = time.perf_counter()
+        hits = await s.search(archive, parse(text), limit=20, sort=sort)
+        dt = time.perf_counter() - t0
+    finally:
+        s.pg_search = pg_search
+    return dt, [(h.post_id, h.version_id) for h in hits]
 
 
 async def search_run(args: argparse.Namespace, base: str) -> dict[str, Any]:
+    import pg_search_before
     from bench_search import build_queries, pct, vocabulary
 
     from archiver.store.archive import Archive
@@ -243,6 +254,9 @@ async def search_run(args: argparse.Namespace, base: str) -> dict[str, Any]:
     rng = random.Random(args.seed)
     lite = await Archive.open(db, create=False)
     pg = await Archive.open(url, create=False)
+    backends: list[tuple[str, Any, Any]] = [("sqlite", lite, None), ("pg", pg, None)]
+    if args.before:
+        backends.append(("pg_before", pg, pg_search_before))
     try:
         n_posts = int((await lite.fetchone("SELECT count(*) FROM posts"))[0])  # type: ignore[index]
         row = await lite.fetchone(
@@ -258,33 +272,37 @@ async def search_run(args: argparse.Namespace, base: str) -> dict[str, Any]:
             assert r is not None
             days.append(str(r[0]))
         qs = build_queries(await vocabulary(lite, rng, 2000), rng, int(row[0]), days)
-        times: dict[str, dict[str, list[float]]] = {q.text: {"sqlite": [], "pg": []} for q in qs}
-        differ: list[str] = []
-        for q in qs:
+        names = [b[0] for b in backends]
+        times: dict[str, dict[str, list[float]]] = {q.text: {n: [] for n in names} for q in qs}
+        differ: dict[str, list[str]] = {n: [] for n in names[1:]}
+        for q in qs:  # the warm-up pass, and the comparison
             _, a = await _search(lite, q.text)
-            _, b = await _search(pg, q.text)
-            if a != b:
-                differ.append(q.text)
+            for name, archive, module in backends[1:]:
+                _, b = await _search(archive, q.text, module=module)
+                if a != b:
+                    differ[name].append(q.text)
         for r_i in range(args.rounds):
             order = qs[:]
             rng.shuffle(order)
             for i, q in enumerate(order):
-                pair = [("sqlite", lite), ("pg", pg)]
-                for name, archive in pair if (i + r_i) % 2 == 0 else pair[::-1]:
-                    dt, _ = await _search(archive, q.text)
+                turn = backends[i % len(backends) :] + backends[: i % len(backends)]
+                for name, archive, module in turn:
+                    dt, _ = await _search(archive, q.text, module=module)
                     times[q.text][name].append(dt * 1000)
             print(f"# round {r_i + 1}/{args.rounds}", file=sys.stderr)
         rel = []
         for k in ("common", "mid", "rare", "base form", "common + common", "rare + common"):
             q = next(q for q in qs if q.kind == k)
-            await _search(lite, q.text, "relevance")
-            await _search(pg, q.text, "relevance")
-            dl, a = await _search(lite, q.text, "relevance")
-            dp, b = await _search(pg, q.text, "relevance")
-            rel.append(
-                {"query": q.text, "kind": k, "sqlite_ms": round(dl * 1000, 1),
-                 "pg_ms": round(dp * 1000, 1), "same": a == b}
-            )  # fmt: skip
+            entry: dict[str, Any] = {"query": q.text, "kind": k}
+            for name, archive, module in backends:
+                await _search(archive, q.text, "relevance", module)
+                dt, res = await _search(archive, q.text, "relevance", module)
+                entry[f"{name}_ms"] = round(dt * 1000, 1)
+                entry[f"{name}_res"] = res
+            entry["same"] = all(entry[f"{n}_res"] == entry["sqlite_res"] for n in names[1:])
+            for n in names:
+                del entry[f"{n}_res"]
+            rel.append(entry)
     finally:
         await lite.close()
         await pg.close()
@@ -292,28 +310,25 @@ async def search_run(args: argparse.Namespace, base: str) -> dict[str, Any]:
     out: dict[str, Any] = {"posts": n_posts, "rounds": args.rounds, "differ": differ}
     for cls in ("one-word", "two-word", "other", "all"):
         sel = [q.text for q in qs if cls in ("all", q.cls)]
-        for be in ("sqlite", "pg"):
+        for be in names:
             v = [ms[t][be] for t in sel]
             out[f"{cls}:{be}"] = {
                 "n": len(v), "p50": round(pct(v, 50), 1), "p95": round(pct(v, 95), 1),
                 "max": round(max(v), 1),
             }  # fmt: skip
-    out["slowest_pg"] = [
-        {"query": q.text, "kind": q.kind, "sqlite_ms": round(ms[q.text]["sqlite"], 1),
-         "pg_ms": round(ms[q.text]["pg"], 1)}
-        for q in sorted(qs, key=lambda q: -ms[q.text]["pg"])[:5]
-    ]  # fmt: skip
-    out["slowest_sqlite"] = [
-        {"query": q.text, "kind": q.kind, "sqlite_ms": round(ms[q.text]["sqlite"], 1),
-         "pg_ms": round(ms[q.text]["pg"], 1)}
-        for q in sorted(qs, key=lambda q: -ms[q.text]["sqlite"])[:5]
-    ]  # fmt: skip
+
+    def row(q: Any) -> dict[str, Any]:
+        return {"query": q.text, "class": q.cls, "kind": q.kind,
+                **{f"{n}_ms": round(ms[q.text][n], 1) for n in names}}  # fmt: skip
+
+    out["slowest_pg"] = [row(q) for q in sorted(qs, key=lambda q: -ms[q.text]["pg"])[:5]]
+    out["slowest_sqlite"] = [row(q) for q in sorted(qs, key=lambda q: -ms[q.text]["sqlite"])[:5]]
+    if args.before:
+        out["slowest_pg_before"] = [
+            row(q) for q in sorted(qs, key=lambda q: -ms[q.text]["pg_before"])[:5]
+        ]
     out["relevance"] = rel
-    out["queries"] = [
-        {"query": q.text, "class": q.cls, "kind": q.kind, "sqlite_ms": round(ms[q.text]["sqlite"], 2),
-         "pg_ms": round(ms[q.text]["pg"], 2)}
-        for q in qs
-    ]  # fmt: skip
+    out["queries"] = [row(q) for q in qs]
     return out
 
 
@@ -337,9 +352,14 @@ def rule_posts(n: int) -> tuple[list[Any], list[Any]]:
     villages = [bench_rules.village(rng) for _ in range(2000)]
     t0 = datetime(2019, 1, 1, tzinfo=UTC)  # before the export's first post
     posts = [
-        Post(RULE_CHANNEL, i + 1, t0 + timedelta(minutes=i), bench_rules.post_text(rng, people, villages))
+        Post(
+            RULE_CHANNEL,
+            i + 1,
+            t0 + timedelta(minutes=i),
+            bench_rules.post_text(rng, people, villages),
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
     rules = bench_rules.make_rules(RULES, random.Random(1 + RULES), people, rare, villages)
     return posts, rules
 
@@ -477,7 +497,10 @@ def main() -> None:
     ap.add_argument("--url", help="a PostgreSQL server (its telewatch_* databases are replaced)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--label", help="search: record under this name (e.g. search-before)")
+    ap.add_argument(
+        "--before", action="store_true", help="search: also time bench/pg_search_before.py"
+    )
+    ap.add_argument("--label", help="record the stage under this name (e.g. search-before)")
     args = ap.parse_args()
     if args.stage == "stop":
         with warnings.catch_warnings():

@@ -15,7 +15,9 @@ The same results as SQLite's FTS5 (:mod:`archiver.store.search`), by the same sp
   never through ``to_tsquery``, whose parser would re-split the words. Filters are SQL
   around it. Results are newest first by version id, a post once (at its newest matching
   version), as on SQLite; relevance is FTS5's own bm25, computed here over the same window
-  of the newest :data:`~archiver.store.search.RELEVANCE_WINDOW` matches.
+  of the newest :data:`~archiver.store.search.RELEVANCE_WINDOW` matches. A purely textual
+  query is read newest first in windows of the newest versions while its matches are dense,
+  and through the GIN index once they are sparse (:func:`matching_versions`).
 
 Limits PostgreSQL puts on a ``tsvector`` (none reached by a Telegram post, 4,096 letters):
 a lexeme holds at most 2,047 bytes (a word is cut to :data:`MAX_WORD` letters, in posts and
@@ -353,20 +355,123 @@ async def bm25(
         v = math.log((n_rows - n_hit + 0.5) / (n_hit + 0.5))
         idf.append(v if v > 0.0 else 1e-6)
     k1, b = 1.2, 0.75
+    # A phrase a version lacks adds exactly 0.0 to its score, which leaves a float sum as it
+    # was: only the phrases present are summed, still in FTS5's order (a word of 90 forms is
+    # 90 phrases, of which a version holds one or two).
+    by_word: dict[str, list[int]] = {}
+    other: list[int] = []
+    for i, ph in enumerate(phrases):
+        if isinstance(ph, tuple) and len(ph) == 1:
+            by_word.setdefault(ph[0], []).append(i)
+        else:
+            other.append(i)
     scored: list[tuple[float, int, int]] = []
     for vid, pid, words_text in rows:
         words = words_text.split()
         counts = Counter(words)
         d = float(len(words))
+        present = [i for w in counts.keys() & by_word.keys() for i in by_word[w]]
         score = 0.0
-        for i, ph in enumerate(phrases):
-            freq = float(_instances(words, counts, ph))
+        for i in sorted(present + other):
+            freq = float(_instances(words, counts, phrases[i]))
             score += idf[i] * ((freq * (k1 + 1.0)) / (freq + k1 * (1 - b + b * d / avgdl)))
         scored.append((-1.0 * score, vid, pid))
     return scored
 
 
 # ---------------------------------------------------------------------------- reading
+
+# A purely textual query is read in two ways, chosen by what the newest versions show
+# (docs/benchmarks.md, "Scale"; PostgreSQL's own choice went by its guess of how many
+# versions match, which for two words ANDed is the product of their shares and was 20 times
+# off either way, e.g. 274 guessed for 5,226 found):
+# - a *window*: the newest versions in key order (at most WINDOW of them, growing by 4 up to
+#   _MAX_WINDOW), each tested against the tsquery: dense matches cost a few thousand tests;
+# - when a window held fewer matches than the batch wanted, they are sparse: every match
+#   older than the window through the GIN index (one bitmap, only the matches read), the
+#   newest first. Posts are joined only for the rows returned (service posts are dropped
+#   after), not for every match before the sort.
+WINDOW = 2000
+_MAX_WINDOW = 32000
+
+_WINDOW_SQL = """
+SELECT t.id, t.post_id, p.is_service FROM (
+    SELECT v.id, v.post_id FROM (
+        SELECT id, post_id, tsv FROM versions WHERE id < ? ORDER BY id DESC LIMIT ?
+    ) v WHERE v.tsv @@ CAST(? AS tsquery)
+) t JOIN posts p ON p.id = t.post_id ORDER BY t.id DESC
+"""
+_WINDOW_END_SQL = (
+    "SELECT min(id), count(*) FROM"
+    " (SELECT id FROM versions WHERE id < ? ORDER BY id DESC LIMIT ?) w"
+)
+_SPARSE_SQL = """
+WITH m AS MATERIALIZED (
+    SELECT id, post_id FROM versions WHERE tsv @@ CAST(? AS tsquery) AND id < ?
+)
+SELECT t.id, t.post_id, p.is_service
+FROM (SELECT id, post_id FROM m ORDER BY id DESC LIMIT ?) t
+JOIN posts p ON p.id = t.post_id ORDER BY t.id DESC
+"""
+_TOP = 2**63 - 1
+
+
+async def _text_versions(
+    archive: Archive, tsquery: str, below: int | None
+) -> AsyncIterator[tuple[int, int]]:
+    """``(version id, post id)`` of every version matching ``tsquery`` (of a post that is not
+    a service message), newest first: windows while matches are dense, then the index."""
+    top = _TOP if below is None else below
+    size, batch = WINDOW, _FIRST_BATCH
+    while True:
+        rows = await archive.fetchall(_WINDOW_SQL, (top, size, tsquery))
+        end = await archive.fetchone(_WINDOW_END_SQL, (top, size))
+        for r in rows:
+            if not r[2]:
+                yield int(r[0]), int(r[1])
+        if end is None or end[0] is None or int(end[1]) < size:
+            return  # the window reached the oldest version
+        top = int(end[0])
+        if len(rows) < batch:
+            break  # sparse: the rest through the index
+        size = min(size * 4, _MAX_WINDOW)
+    while True:
+        rows = await archive.fetchall(_SPARSE_SQL, (tsquery, top, batch))
+        for r in rows:
+            if not r[2]:
+                yield int(r[0]), int(r[1])
+        if len(rows) < batch:
+            return
+        top = int(rows[-1][0])
+        batch = min(batch * 4, _MAX_BATCH)
+
+
+async def _planned_versions(
+    archive: Archive, query: Query, channel_ids: dict[str, int], since_key: Any
+) -> AsyncIterator[tuple[int, int]]:
+    """As :func:`_text_versions`, for a query with filters: by :func:`plan`, in batches."""
+    below: int | None = None
+    batch = _FIRST_BATCH
+    while True:
+        p = plan(query, channel_ids, below=below, limit=batch, since_key=since_key)
+        rows = await archive.fetchall(p.sql, p.params)
+        for r in rows:
+            yield int(r[0]), int(r[1])
+        if len(rows) < batch:
+            return
+        below = int(rows[-1][0])
+        batch = min(batch * 4, _MAX_BATCH)
+
+
+def matching_versions(
+    archive: Archive, query: Query, channel_ids: dict[str, int], since_key: Any = None
+) -> AsyncIterator[tuple[int, int]]:
+    """``(version id, post id)`` of every matching version, newest first (a post as often
+    as it has matching versions)."""
+    root = query.root
+    if is_text(root) and not isinstance(root, All):
+        return _text_versions(archive, to_tsquery(root), None)
+    return _planned_versions(archive, query, channel_ids, since_key)
 
 
 async def iter_matches(
@@ -384,30 +489,29 @@ async def iter_matches(
     newest ``window`` matching versions in bm25 order first, then every older match newest
     first, exactly as :func:`archiver.store.search.iter_matches` on SQLite."""
     seen: set[int] = set()
-    below: int | None = None
+    versions = matching_versions(archive, query, channel_ids, since_key)
     if ranked is not None:
-        p = plan(query, channel_ids, limit=window, since_key=since_key, words=True)
-        rows = [(int(r[0]), int(r[1]), str(r[2])) for r in await archive.fetchall(p.sql, p.params)]
+        first: list[tuple[int, int]] = []
+        async for pair in versions:
+            first.append(pair)
+            if len(first) >= window:
+                break
+        got = await archive.fetchall(
+            "SELECT id, words FROM versions WHERE id = ANY(CAST(? AS bigint[]))",
+            ([vid for vid, _ in first],),
+        )
+        words = {int(r[0]): str(r[1]) for r in got}
+        rows = [(vid, pid, words[vid]) for vid, pid in first]
         for vid, pid in await bm25_order(archive, ranked, rows):
             if pid not in seen:
                 seen.add(pid)
                 yield pid, vid
-        if len(rows) < window:
+        if len(first) < window:
             return
-        below = min(vid for vid, _, _ in rows)
-    batch = _FIRST_BATCH
-    while True:
-        p = plan(query, channel_ids, below=below, limit=batch, since_key=since_key)
-        rows2 = await archive.fetchall(p.sql, p.params)
-        for r in rows2:
-            vid, pid = int(r[0]), int(r[1])
-            if pid not in seen:
-                seen.add(pid)
-                yield pid, vid
-        if len(rows2) < batch:
-            return
-        below = int(rows2[-1][0])
-        batch = min(batch * 4, _MAX_BATCH)
+    async for vid, pid in versions:
+        if pid not in seen:
+            seen.add(pid)
+            yield pid, vid
 
 
 HYDRATE = """

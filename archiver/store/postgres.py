@@ -380,7 +380,9 @@ class PgConnection:
 # (the search counts of archiver.store.pg_search) run once per chunk, not once per row: 2,000
 # versions took 13.7 s one statement each and 0.9 s in chunks of 500 (docs/benchmarks.md,
 # "Scale"). Row-level triggers still see the rows inserted before theirs, as they did.
-_PLAIN_INSERT = re.compile(r"(?is)\s*(INSERT\s+INTO\s+[\w\"]+\s*\([^()]*\)\s*VALUES)\s*(\([^()]*\))\s*")
+_PLAIN_INSERT = re.compile(
+    r"(?is)\s*(INSERT\s+INTO\s+[\w\"]+\s*\([^()]*\)\s*VALUES)\s*(\([^()]*\))\s*"
+)
 _MAX_PARAMS = 65535  # PostgreSQL's limit of parameters in one statement
 _MAX_ROWS = 500
 
