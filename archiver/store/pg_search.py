@@ -381,24 +381,27 @@ async def bm25(
 
 # ---------------------------------------------------------------------------- reading
 
-# A purely textual query is read in two ways, chosen by what the newest versions show
-# (docs/benchmarks.md, "Scale"; PostgreSQL's own choice went by its guess of how many
-# versions match, which for two words ANDed is the product of their shares and was 20 times
-# off either way, e.g. 274 guessed for 5,226 found):
-# - a *window*: the newest versions in key order (at most WINDOW of them, growing by 4 up to
-#   _MAX_WINDOW), each tested against the tsquery: dense matches cost a few thousand tests;
-# - when a window held fewer matches than the batch wanted, they are sparse: every match
-#   older than the window through the GIN index (one bitmap, only the matches read), the
-#   newest first. Posts are joined only for the rows returned (service posts are dropped
-#   after), not for every match before the sort.
+# A purely textual query with an AND or a phrase is read in two ways, chosen by what the
+# newest versions show (docs/benchmarks.md, "Scale"). PostgreSQL's own choice goes by its
+# guess of how many versions match, which for words ANDed is the product of their shares:
+# 20 times off either way (274 guessed, 5,226 found for `that false` at 100,000 posts), so
+# it read every version newest first for two common words seldom together, or every match
+# through the index for two that go together. Instead:
+# - a *window*: the newest versions in key order, at most WINDOW of them, each tested
+#   against the tsquery, stopping at the batch's number of matches: dense matches cost what
+#   they need;
+# - when a whole window held fewer matches than the batch wanted, they are sparse: every
+#   match older than the window through the GIN index (one bitmap: only the matches are
+#   read), the newest first.
+# Posts are joined for the rows returned only (service posts dropped after). A single word,
+# a prefix or words ORed keep the planner's plan (:func:`plan`): its guess there is good.
 WINDOW = 2000
-_MAX_WINDOW = 32000
 
 _WINDOW_SQL = """
 SELECT t.id, t.post_id, p.is_service FROM (
     SELECT v.id, v.post_id FROM (
         SELECT id, post_id, tsv FROM versions WHERE id < ? ORDER BY id DESC LIMIT ?
-    ) v WHERE v.tsv @@ CAST(? AS tsquery)
+    ) v WHERE v.tsv @@ CAST(? AS tsquery) ORDER BY v.id DESC LIMIT ?
 ) t JOIN posts p ON p.id = t.post_id ORDER BY t.id DESC
 """
 _WINDOW_END_SQL = (
@@ -417,24 +420,26 @@ _TOP = 2**63 - 1
 
 
 async def _text_versions(
-    archive: Archive, tsquery: str, below: int | None
+    archive: Archive, tsquery: str, batch: int
 ) -> AsyncIterator[tuple[int, int]]:
     """``(version id, post id)`` of every version matching ``tsquery`` (of a post that is not
-    a service message), newest first: windows while matches are dense, then the index."""
-    top = _TOP if below is None else below
-    size, batch = WINDOW, _FIRST_BATCH
+    a service message), newest first, ``batch`` rows at first: windows while matches are
+    dense, then the index."""
+    top = _TOP
     while True:
-        rows = await archive.fetchall(_WINDOW_SQL, (top, size, tsquery))
-        end = await archive.fetchone(_WINDOW_END_SQL, (top, size))
+        rows = await archive.fetchall(_WINDOW_SQL, (top, WINDOW, tsquery, batch))
         for r in rows:
             if not r[2]:
                 yield int(r[0]), int(r[1])
-        if end is None or end[0] is None or int(end[1]) < size:
+        if len(rows) == batch:  # dense: the next batch from there
+            top = int(rows[-1][0])
+            batch = min(batch * 4, _MAX_BATCH)
+            continue
+        end = await archive.fetchone(_WINDOW_END_SQL, (top, WINDOW))
+        if end is None or end[0] is None or int(end[1]) < WINDOW:
             return  # the window reached the oldest version
         top = int(end[0])
-        if len(rows) < batch:
-            break  # sparse: the rest through the index
-        size = min(size * 4, _MAX_WINDOW)
+        break  # sparse: the rest through the index
     while True:
         rows = await archive.fetchall(_SPARSE_SQL, (tsquery, top, batch))
         for r in rows:
@@ -447,11 +452,10 @@ async def _text_versions(
 
 
 async def _planned_versions(
-    archive: Archive, query: Query, channel_ids: dict[str, int], since_key: Any
+    archive: Archive, query: Query, channel_ids: dict[str, int], since_key: Any, batch: int
 ) -> AsyncIterator[tuple[int, int]]:
-    """As :func:`_text_versions`, for a query with filters: by :func:`plan`, in batches."""
+    """As :func:`_text_versions`, for any query: by :func:`plan`, in batches."""
     below: int | None = None
-    batch = _FIRST_BATCH
     while True:
         p = plan(query, channel_ids, below=below, limit=batch, since_key=since_key)
         rows = await archive.fetchall(p.sql, p.params)
@@ -463,15 +467,33 @@ async def _planned_versions(
         batch = min(batch * 4, _MAX_BATCH)
 
 
+def _ands(node: Node) -> bool:
+    """Whether the tsquery of ``node`` ANDs lexemes (an AND, or a phrase of several words)."""
+    if isinstance(node, And):
+        return True
+    if isinstance(node, Phrase):
+        return len(node.words) > 1
+    if isinstance(node, Or):
+        return any(_ands(n) for n in node.items)
+    if isinstance(node, Not):
+        return _ands(node.item)
+    return False
+
+
 def matching_versions(
-    archive: Archive, query: Query, channel_ids: dict[str, int], since_key: Any = None
+    archive: Archive,
+    query: Query,
+    channel_ids: dict[str, int],
+    since_key: Any = None,
+    *,
+    batch: int = _FIRST_BATCH,
 ) -> AsyncIterator[tuple[int, int]]:
     """``(version id, post id)`` of every matching version, newest first (a post as often
-    as it has matching versions)."""
+    as it has matching versions), read ``batch`` at first."""
     root = query.root
-    if is_text(root) and not isinstance(root, All):
-        return _text_versions(archive, to_tsquery(root), None)
-    return _planned_versions(archive, query, channel_ids, since_key)
+    if is_text(root) and _ands(root):
+        return _text_versions(archive, to_tsquery(root), batch)
+    return _planned_versions(archive, query, channel_ids, since_key, batch)
 
 
 async def iter_matches(
@@ -489,7 +511,9 @@ async def iter_matches(
     newest ``window`` matching versions in bm25 order first, then every older match newest
     first, exactly as :func:`archiver.store.search.iter_matches` on SQLite."""
     seen: set[int] = set()
-    versions = matching_versions(archive, query, channel_ids, since_key)
+    versions = matching_versions(
+        archive, query, channel_ids, since_key, batch=window if ranked else _FIRST_BATCH
+    )
     if ranked is not None:
         first: list[tuple[int, int]] = []
         async for pair in versions:
