@@ -381,23 +381,24 @@ async def bm25(
 
 # ---------------------------------------------------------------------------- reading
 
-# A purely textual query with an AND or a phrase is read in two ways, chosen by what the
-# newest versions show (docs/benchmarks.md, "Scale"). PostgreSQL's own choice goes by its
-# guess of how many versions match, which for words ANDed is the product of their shares:
-# 20 times off either way (274 guessed, 5,226 found for `that false` at 100,000 posts), so
-# it read every version newest first for two common words seldom together, or every match
-# through the index for two that go together. Instead:
-# - a *window*: the newest versions in key order, at most WINDOW of them, each tested
-#   against the tsquery, stopping at the batch's number of matches: dense matches cost what
-#   they need;
-# - when a whole window held fewer matches than the batch wanted, they are sparse: every
-#   match older than the window through the GIN index (one bitmap: only the matches are
-#   read), the newest first.
-# When the words' counts (search_words) bound the matches to SPARSE or fewer (a rare word
-# ANDed), the index is read at once: it reads no more than those.
-# Posts are joined for the rows returned only (service posts dropped after). A single word,
-# a prefix or words ORed keep the planner's plan (:func:`plan`): its guess there is good.
+# A purely textual query is read newest first in one of two ways, chosen by what the archive
+# shows (docs/benchmarks.md, "Scale"). PostgreSQL's own plan went by its guess of how many
+# versions match: for words ANDed the product of their shares, 20 times off either way (274
+# guessed, 5,226 found for `that false` at 100,000 posts), and for an uncommon word a share
+# spread evenly over time, when its posts may all be old. It then read the newest versions
+# one by one until the end of the archive (2 s for a phrase at 1,000,000 posts), or every
+# match through the index with each one's post before keeping 64. Instead:
+# - when the words' counts (search_words) allow SPARSE matches at most, the GIN index at
+#   once: one bitmap, only the matches read, the newest first;
+# - else a *window*: the newest versions in key order, each tested against the tsquery,
+#   stopping at the batch's number of matches (dense matches cost what they need). When a
+#   whole window held fewer, the next is sized for the rest of the batch at the density
+#   seen, as long as that costs fewer reads than the index would (density * all versions);
+#   else the index reads the rest.
+# Posts are joined for the rows returned only (service posts dropped after). A query with
+# filters keeps the planner's plan (:func:`plan`).
 WINDOW = 2000
+_MAX_WINDOW = 100_000
 SPARSE = 5000  # matches at most (by the words' counts): read through the index at once
 
 _WINDOW_SQL = """
@@ -429,8 +430,10 @@ async def _text_versions(
     a service message), newest first, ``batch`` rows at first: windows while matches are
     dense, then the index (at once when ``sparse``)."""
     top = _TOP
+    size = WINDOW
+    total: int | None = None
     while not sparse:
-        rows = await archive.fetchall(_WINDOW_SQL, (top, WINDOW, tsquery, batch))
+        rows = await archive.fetchall(_WINDOW_SQL, (top, size, tsquery, batch))
         for r in rows:
             if not r[2]:
                 yield int(r[0]), int(r[1])
@@ -438,11 +441,22 @@ async def _text_versions(
             top = int(rows[-1][0])
             batch = min(batch * 4, _MAX_BATCH)
             continue
-        end = await archive.fetchone(_WINDOW_END_SQL, (top, WINDOW))
-        if end is None or end[0] is None or int(end[1]) < WINDOW:
+        end = await archive.fetchone(_WINDOW_END_SQL, (top, size))
+        if end is None or end[0] is None or int(end[1]) < size:
             return  # the window reached the oldest version
         top = int(end[0])
-        break  # sparse: the rest through the index
+        if not rows:
+            break
+        # k matches in ``size`` versions: reading on for the rest of the batch tests about
+        # (batch - k) / density versions; the index would read density * total matches.
+        if total is None:
+            stats = await archive.fetchone("SELECT versions FROM search_stats")
+            total = int(stats[0]) if stats is not None else 0
+        density = len(rows) / size
+        more = (batch - len(rows)) / density
+        if more >= density * total:
+            break
+        size = min(int(more * 1.25) + 1, _MAX_WINDOW)
     while True:
         rows = await archive.fetchall(_SPARSE_SQL, (tsquery, top, batch))
         for r in rows:
@@ -474,22 +488,9 @@ async def _planned_versions(
         batch = min(batch * 4, _MAX_BATCH)
 
 
-def _ands(node: Node) -> bool:
-    """Whether the tsquery of ``node`` ANDs lexemes (an AND, or a phrase of several words)."""
-    if isinstance(node, And):
-        return True
-    if isinstance(node, Phrase):
-        return len(node.words) > 1
-    if isinstance(node, Or):
-        return any(_ands(n) for n in node.items)
-    if isinstance(node, Not):
-        return _ands(node.item)
-    return False
-
-
 def _windowed(root: Node) -> bool:
-    """Whether a query of ``root`` is read by :func:`_text_versions`."""
-    return is_text(root) and _ands(root)
+    """Whether a query of ``root`` is read by :func:`_text_versions` (purely textual)."""
+    return is_text(root)
 
 
 def _words(node: Node, out: set[str]) -> None:
@@ -533,7 +534,7 @@ async def matching_versions(
         names: set[str] = set()
         _words(root, names)
         docs = dict(await words_named(archive, sorted(names)))
-        # Few matches at most (a rare word ANDed): the index reads no more than those.
+        # Few matches at most (a rare word, or one ANDed): the index reads no more than those.
         sparse = _bound(root, docs) <= SPARSE
         async for pair in _text_versions(archive, to_tsquery(root), batch, sparse=sparse):
             yield pair
