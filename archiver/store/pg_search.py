@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from archiver.store.archive import Archive
 
 MAX_WORD = 511  # letters: 4 bytes each at most, under the 2,047 bytes of a lexeme
-_FIRST_BATCH = 64
+_FIRST_BATCH = 24  # a page is 20 posts; a few more for posts with several matching versions
 _MAX_BATCH = 8192
 
 _TOKENS = "cardinality(array_remove(string_to_array(words, ' '), ''))"  # a version's words
@@ -393,12 +393,15 @@ async def bm25(
 # - else a *window*: the newest versions in key order, each tested against the tsquery,
 #   stopping at the batch's number of matches (dense matches cost what they need). When a
 #   whole window held fewer, the next is sized for the rest of the batch at the density
-#   seen, as long as that costs fewer reads than the index would (density * all versions);
-#   else the index reads the rest.
+#   seen, as long as that costs less than the index would (density * all versions matches,
+#   INDEX_COST each); else the index reads the rest.
 # Posts are joined for the rows returned only (service posts dropped after). A query with
 # filters keeps the planner's plan (:func:`plan`).
 WINDOW = 2000
 _MAX_WINDOW = 100_000
+# A match read through the index costs about 4 versions tested in a window (at 1,000,000
+# posts: 27 us a match for a word of 30 forms ANDed, 6 us a version; docs/benchmarks.md)
+INDEX_COST = 4
 SPARSE = 5000  # matches at most (by the words' counts): read through the index at once
 
 _WINDOW_SQL = """
@@ -448,13 +451,14 @@ async def _text_versions(
         if not rows:
             break
         # k matches in ``size`` versions: reading on for the rest of the batch tests about
-        # (batch - k) / density versions; the index would read density * total matches.
+        # (batch - k) / density versions; the index would read density * total matches, each
+        # costing about INDEX_COST versions tested in a window.
         if total is None:
             stats = await archive.fetchone("SELECT versions FROM search_stats")
             total = int(stats[0]) if stats is not None else 0
         density = len(rows) / size
         more = (batch - len(rows)) / density
-        if more >= density * total:
+        if more >= INDEX_COST * density * total:
             break
         size = min(int(more * 1.25) + 1, _MAX_WINDOW)
     while True:
