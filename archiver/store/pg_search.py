@@ -388,8 +388,9 @@ async def bm25(
 # spread evenly over time, when its posts may all be old. It then read the newest versions
 # one by one until the end of the archive (2 s for a phrase at 1,000,000 posts), or every
 # match through the index with each one's post before keeping 64. Instead:
-# - when the words' counts (search_words) allow SPARSE matches at most, the GIN index at
-#   once: one bitmap, only the matches read, the newest first;
+# - when the words' counts (search_words) allow so few matches that reading them all through
+#   the GIN index (INDEX_COST each) costs less than a window would test to find a batch of
+#   them at that density, the index at once: one bitmap, only the matches read, newest first;
 # - else a *window*: the newest versions in key order, each tested against the tsquery,
 #   stopping at the batch's number of matches (dense matches cost what they need). When a
 #   whole window held fewer, the next is sized for the rest of the batch at the density
@@ -402,7 +403,7 @@ _MAX_WINDOW = 100_000
 # A match read through the index costs about 4 versions tested in a window (at 1,000,000
 # posts: 27 us a match for a word of 30 forms ANDed, 6 us a version; docs/benchmarks.md)
 INDEX_COST = 4
-SPARSE = 5000  # matches at most (by the words' counts): read through the index at once
+SPARSE: int | None = None  # tests: read through the index at once up to this many matches
 
 _WINDOW_SQL = """
 SELECT t.id, t.post_id, p.is_service FROM (
@@ -427,14 +428,13 @@ _TOP = 2**63 - 1
 
 
 async def _text_versions(
-    archive: Archive, tsquery: str, batch: int, *, sparse: bool = False
+    archive: Archive, tsquery: str, batch: int, total: int, *, sparse: bool = False
 ) -> AsyncIterator[tuple[int, int]]:
     """``(version id, post id)`` of every version matching ``tsquery`` (of a post that is not
     a service message), newest first, ``batch`` rows at first: windows while matches are
     dense, then the index (at once when ``sparse``)."""
     top = _TOP
     size = WINDOW
-    total: int | None = None
     while not sparse:
         rows = await archive.fetchall(_WINDOW_SQL, (top, size, tsquery, batch))
         for r in rows:
@@ -453,9 +453,6 @@ async def _text_versions(
         # k matches in ``size`` versions: reading on for the rest of the batch tests about
         # (batch - k) / density versions; the index would read density * total matches, each
         # costing about INDEX_COST versions tested in a window.
-        if total is None:
-            stats = await archive.fetchone("SELECT versions FROM search_stats")
-            total = int(stats[0]) if stats is not None else 0
         density = len(rows) / size
         more = (batch - len(rows)) / density
         if more >= INDEX_COST * density * total:
@@ -538,9 +535,16 @@ async def matching_versions(
         names: set[str] = set()
         _words(root, names)
         docs = dict(await words_named(archive, sorted(names)))
-        # Few matches at most (a rare word, or one ANDed): the index reads no more than those.
-        sparse = _bound(root, docs) <= SPARSE
-        async for pair in _text_versions(archive, to_tsquery(root), batch, sparse=sparse):
+        stats = await archive.fetchone("SELECT versions FROM search_stats")
+        total = int(stats[0]) if stats is not None else 0
+        bound = _bound(root, docs)
+        # Few matches at most (a rare word, or one ANDed): the index reads no more than those,
+        # where a window would test about batch * total / bound versions to find a batch.
+        if SPARSE is not None:
+            sparse = bound <= SPARSE
+        else:
+            sparse = bound * bound * INDEX_COST <= batch * total
+        async for pair in _text_versions(archive, to_tsquery(root), batch, total, sparse=sparse):
             yield pair
         return
     async for pair in _planned_versions(archive, query, channel_ids, since_key, batch):
