@@ -400,8 +400,8 @@ async def bm25(
 # filters keeps the planner's plan (:func:`plan`).
 WINDOW = 2000
 _MAX_WINDOW = 100_000
-# A match read through the index costs about 4 versions tested in a window (at 1,000,000
-# posts: 27 us a match for a word of 30 forms ANDed, 6 us a version; docs/benchmarks.md)
+# A match read through the index weighs about 4 versions tested in a window: a rough weight
+# from one query at 1,000,000 posts (docs/benchmarks.md, "Scale"), not a measured constant.
 INDEX_COST = 4
 SPARSE: int | None = None  # tests: read through the index at once up to this many matches
 
