@@ -33,6 +33,7 @@ from archiver.config import Settings, require
 from archiver.errors import ConfigError
 from archiver.store.archive import Archive
 from archiver.store.user_langs import all_langs, all_seen_langs
+from archiver.store.wakeup import watcher_for
 from bot.access import AccessPolicy
 from bot.alerts import alert_buttons, alert_html, summary_buttons, summary_html
 from bot.delivery import Delivery, Limits, RetryPolicy
@@ -59,6 +60,7 @@ class BotOptions:
     stranger_cooldown: float = 600.0
     stop_grace: float = 3.0  # how long a stop waits for sends in flight (`run` allows 4 s)
     max_startup_wait: float = 60.0  # backoff cap while the Bot API is unreachable at start
+    watch: bool = True  # wake on alerts queued by other processes (False: poll only; benches)
 
 
 @dataclass(slots=True)
@@ -147,6 +149,7 @@ async def _post_init(app: App) -> None:
         limits=opts.limits,
         retry=opts.retry or RetryPolicy(max_attempts=settings.bot.max_attempts),
         wake=setup.wake,
+        watcher=watcher_for(archive) if opts.watch else None,  # other processes' alerts
         send_timeout=opts.send_timeout,
     )
     svc.digests = PersonalDigests(archive, app.bot, settings, svc.delivery.limiter,

@@ -2,9 +2,12 @@
 
 How it works:
 
-- A dispatcher reads due alerts from the outbox (:mod:`archiver.store.outbox`) every
-  ``poll_seconds`` (an archiver in another process is seen within that time) and at once when
-  :meth:`Delivery.notify` is called (the archiver in the same process calls it after ingest).
+- A dispatcher reads due alerts from the outbox (:mod:`archiver.store.outbox`) at once when
+  :meth:`Delivery.notify` is called (the archiver in the same process calls it after ingest)
+  or its ``watcher`` sees alerts queued by another process (:mod:`archiver.store.wakeup`:
+  LISTEN/NOTIFY on PostgreSQL, ``PRAGMA data_version`` on SQLite), and every
+  ``poll_seconds`` whatever happens (the fallback for a missed wake-up, and for alerts that
+  fall due later).
 - Each chat has one worker that sends its alerts in order. Before each send the worker takes a
   slot from :class:`RateLimiter`: about 30 messages/s overall, 1/s per chat, 20/min per group.
 - Access is checked at send time: :func:`archiver.store.outbox.claim` reads the recipient's
@@ -76,6 +79,7 @@ from archiver.store import outbox
 from archiver.store.archive import Archive, ts, utcnow
 from archiver.store.outbox import AlertRow, Claim, Refusal
 from archiver.store.quiet import QuietHours, quiet_hours
+from archiver.store.wakeup import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +267,7 @@ class Delivery:
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
         wake: asyncio.Event | None = None,
+        watcher: Watcher | None = None,
         batch: int = 1000,
         per_chat: int = 25,
         send_timeout: float | None = None,
@@ -280,6 +285,7 @@ class Delivery:
         self.limiter = RateLimiter(limits or Limits(), clock)
         self.retry = retry or RetryPolicy()
         self.wake = wake if wake is not None else asyncio.Event()
+        self.watcher = watcher  # wakes it when another process queues alerts
         self.batch = batch
         self.per_chat = per_chat
         self.send_timeout = send_timeout
@@ -323,11 +329,15 @@ class Delivery:
                 asyncio.create_task(self._read_loop(), name="telewatch-outbox-reader"),
                 asyncio.create_task(self._schedule_loop(), name="telewatch-send-scheduler"),
             ]
+            if self.watcher is not None:
+                self.watcher.start(self.wake)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop reading and scheduling; let sends in flight finish and be recorded (up to
         ``grace`` seconds), cancel the rest. Unsent alerts stay pending for the next start."""
         self._stop.set()
+        if self.watcher is not None:
+            await self.watcher.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -115,6 +115,17 @@ _DROPPED = (types.UpdateEditChannelMessage, types.UpdateDeleteChannelMessages)
 # ``AuthKeyError``: Telethon gives that class to any 406 (NOT_ACCEPTABLE) it has no class for
 # (``errors/rpcbaseerrors.py``), and Telegram adds errors all the time.
 LOGIN_LOST = (errors.UnauthorizedError, errors.AuthKeyDuplicatedError)
+DUPLICATED = (
+    "Telegram saw the session used from two places at once and no longer accepts it"
+    " (AUTH_KEY_DUPLICATED): give every running process its own session ([[accounts]],"
+    " `telewatch run --worker`, docs/operations.md) and run `telewatch login` again"
+)
+
+
+def login_lost(exc: BaseException) -> NotLoggedIn:
+    """The domain error for a session Telegram no longer accepts (one of ``LOGIN_LOST``)."""
+    return NotLoggedIn(DUPLICATED if isinstance(exc, errors.AuthKeyDuplicatedError) else REVOKED)
+
 
 ClientFactory = Callable[..., Any]  # (session, api_id, api_hash, *, receive_updates, catch_up)
 
@@ -234,8 +245,8 @@ async def check_login(client: Any, now: Callable[[], datetime] = utcnow) -> None
         await client(functions.updates.GetStateRequest())
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:
         raise _account_wait(exc, now) from None
-    except LOGIN_LOST:
-        raise NotLoggedIn(REVOKED) from None
+    except LOGIN_LOST as exc:
+        raise login_lost(exc) from None
     except errors.RPCError as exc:
         raise SourceError(
             f"the login check failed: Telegram answered {exc.__class__.__name__}; try again later"
@@ -332,6 +343,9 @@ async def connect_client(
     except OSError as exc:
         await client.disconnect()
         raise SourceError(f"cannot connect to Telegram ({exc}): check the network") from None
+    except LOGIN_LOST as exc:  # inside connect(): Telegram refuses the key at once
+        await client.disconnect()
+        raise login_lost(exc) from None
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:  # inside connect()
         me = getattr(client, "_self_id", None)
         unrecorded = client.ledger is None or client.ledger.account != me  # _call skipped it

@@ -32,9 +32,9 @@ from datetime import datetime, timedelta
 
 from telethon import errors
 
-from archiver.errors import NotLoggedIn, SourceError, TelewatchError
+from archiver.errors import SourceError, TelewatchError
 from archiver.sources.telethon_flood import FloodWaitTooLong
-from archiver.sources.telethon_session import LOGIN_LOST, REVOKED
+from archiver.sources.telethon_session import LOGIN_LOST, login_lost
 
 DAY = timedelta(days=1)
 TOO_MANY = (
@@ -142,5 +142,5 @@ def classify(
 def translate(name: str, exc: errors.RPCError) -> Exception:
     """A Telegram error that is not about one channel, as a domain error."""
     if isinstance(exc, LOGIN_LOST):
-        return NotLoggedIn(REVOKED)
+        return login_lost(exc)
     return SourceError(f"{name}: Telegram refused {exc.__class__.__name__}: {exc.message}")

@@ -35,6 +35,7 @@ from archiver.store.followups import (
     version_words,
 )
 from archiver.store.postgres import dialect
+from archiver.store.wakeup import announce
 from archiver.text import Analysis, words_text
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,10 @@ class AlertBuffer:
             " ON CONFLICT DO NOTHING",
             self.rows,
         )
-        return db.total_changes - before
+        queued = db.total_changes - before
+        if queued:
+            await announce(db)  # the bots in other processes wake at commit
+        return queued
 
 
 class Prepared(NamedTuple):

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from archiver.channels import post_link
 from archiver.store.archive import Archive, iso_utc, parse_ts, ts, utcnow
+from archiver.store.wakeup import announce
 
 log = logging.getLogger(__name__)
 
@@ -616,6 +617,8 @@ async def requeue(archive: Archive, alert_ids: list[int] | None = None) -> int:
                 f" WHERE status = 'failed' AND id IN ({marks})",
                 alert_ids,
             )
+        if cur.rowcount:
+            await announce(db)  # a bot in another process sends them at once
         return cur.rowcount
 
 

@@ -1,11 +1,17 @@
-"""The archive on PostgreSQL: one psycopg connection with the surface of aiosqlite's.
+"""The archive on PostgreSQL: a psycopg connection pool with the surface of aiosqlite's.
 
 The store modules speak to ``archive.db`` as to an aiosqlite connection: ``execute`` (awaited,
 or used as ``async with`` for its cursor), ``executemany``, ``fetchone``/``fetchall``,
-``rowcount``, ``total_changes``. :class:`PgConnection` gives them exactly that over one
-``psycopg.AsyncConnection`` in autocommit mode, so a statement outside
-:meth:`archiver.store.archive.Archive.transaction` is its own transaction (as SQLite's
-autocommit), and a read inside one sees its writes (one connection, as with aiosqlite).
+``rowcount``, ``total_changes``. :class:`PgConnection` gives them exactly that over a
+``psycopg_pool.AsyncConnectionPool`` of autocommit connections (up to :data:`POOL_SIZE`), so
+a statement outside :meth:`archiver.store.archive.Archive.transaction` is its own transaction
+(as SQLite's autocommit) on whichever connection is free: the bot's delivery, its command
+handlers and its digests read side by side instead of queueing on one connection. A
+transaction holds one connection from ``BEGIN`` to ``COMMIT``/``ROLLBACK``: every statement of
+the task that began it (and of tasks it starts meanwhile) goes there, so a read inside it
+sees its writes, and statements of other tasks go to other connections and do not see them
+before the commit. A connection the server dropped is thrown away by the pool and made again:
+the statement that met the loss fails (as any failed write does); the next one runs.
 
 The SQL stays SQLite's: :func:`translate` rewrites each statement once (cached) to
 PostgreSQL's dialect: placeholders ``?`` and ``?N`` to ``%s``, and the few SQLite functions the
@@ -22,6 +28,8 @@ import re
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from functools import lru_cache
 from types import TracebackType
@@ -32,6 +40,7 @@ from archiver.errors import TelewatchError
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,8 @@ SCHEMES = ("postgresql://", "postgres://")
 # across every process on the server, as SQLite's BEGIN IMMEDIATE gives (ingest assigns ids as
 # max + 1 under it). Single statements (``Archive.write``: the outbox's claims) do not take it.
 WRITE_LOCK_KEY = 0x74656C65  # "tele"
+POOL_SIZE = 4  # connections per process at most (one is kept open)
+CHECKOUT_SECONDS = 10.0  # a statement waits this long for a free (or new) connection
 
 
 class NotOnPostgres(TelewatchError):
@@ -270,17 +281,33 @@ class PgCursor:
         self._rows.clear()
 
 
+class _Held:
+    """The connection a transaction holds (None once it ended): shared by the task that
+    began it and the tasks that task starts meanwhile (they copy its context)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
+        self.conn = conn
+
+
 class PgConnection:
-    """aiosqlite.Connection's surface (the part the store uses) over psycopg."""
+    """aiosqlite.Connection's surface (the part the store uses) over a psycopg pool."""
 
     dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], url: str = "") -> None:
-        self._conn = conn
+    def __init__(self, pool: AsyncConnectionPool[Any], url: str = "") -> None:
+        self._pool = pool
         self._url = url
+        self._held: ContextVar[_Held | None] = ContextVar(f"pg_held_{id(self)}", default=None)
         self.total_changes = 0
-        self.in_transaction = False
         self.row_factory: Any = None  # set by callers written for aiosqlite; rows are Row
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether this task is inside a transaction (``BEGIN`` .. ``COMMIT``/``ROLLBACK``)."""
+        held = self._held.get()
+        return held is not None and held.conn is not None
 
     def execute(self, sql: str, parameters: Any = None) -> PgCursor:
         return PgCursor(self, sql, parameters)
@@ -292,12 +319,37 @@ class PgConnection:
         cur = await self.execute(sql, parameters)
         return await cur.fetchall()
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """The transaction's connection in a transaction, else one from the pool."""
+        import psycopg
+
+        held = self._held.get()
+        if held is not None and held.conn is not None:
+            yield held.conn
+            return
+        try:
+            cm = self._pool.connection(timeout=CHECKOUT_SECONDS)
+            conn = await cm.__aenter__()
+        except psycopg.Error as exc:  # PoolTimeout: the server cannot be reached
+            raise _error(exc) from None
+        try:
+            yield conn
+        except BaseException as exc:
+            await cm.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            await cm.__aexit__(None, None, None)
+
     async def script(self, sql: str) -> None:
         """Run a script of several statements (a migration) as it is: no translation."""
-        try:
-            await self._conn.execute(sql.encode())  # bytes: no %-placeholders are read in it
-        except Exception as exc:
-            raise _error(exc) from exc
+        import psycopg
+
+        async with self._connection() as conn:
+            try:
+                await conn.execute(sql.encode())  # bytes: no %-placeholders are read in it
+            except psycopg.Error as exc:
+                raise self._lost(conn, exc) from exc
 
     async def copy_rows(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
@@ -306,73 +358,89 @@ class PgConnection:
         import psycopg
 
         cols = ", ".join(f'"{c}"' for c in columns)
-        try:
-            async with (
-                self._conn.cursor() as cur,
-                cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy,
-            ):
-                for row in rows:
-                    await copy.write_row(row)
-        except psycopg.Error as exc:
-            raise _error(exc) from exc
+        async with self._connection() as conn:
+            try:
+                async with (
+                    conn.cursor() as cur,
+                    cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy,
+                ):
+                    for row in rows:
+                        await copy.write_row(row)
+            except psycopg.Error as exc:
+                raise self._lost(conn, exc) from exc
 
-    async def _connected(self) -> None:
-        """A connection the server dropped (a restart, a failover, an idle timeout) is made
-        again before the next statement outside a transaction: the statement that met the
-        loss failed, as any failed write does; the process goes on with the next."""
-        import psycopg
-
-        if not (self._conn.broken or self._conn.closed) or self.in_transaction or not self._url:
-            return
-        log.warning("PostgreSQL: the connection was lost; connecting again")
-        try:
-            self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-        except psycopg.Error as exc:
-            raise _error(exc) from None
+    @staticmethod
+    def _lost(conn: psycopg.AsyncConnection[Any], exc: Exception) -> sqlite3.Error:
+        """``exc`` as sqlite3's class; a connection the server dropped (a restart, a failover,
+        an idle time-out) is said once: the pool makes a new one for the next statement."""
+        if conn.broken or conn.closed:
+            log.warning("PostgreSQL: a connection was lost; the next statement connects again")
+        return _error(exc)
 
     async def _run(self, cursor: PgCursor) -> None:
         import psycopg
 
-        await self._connected()
         word = cursor._sql.lstrip().split(None, 1)[0].upper() if cursor._sql.strip() else ""
         if word in ("BEGIN", "COMMIT", "ROLLBACK"):
             await self._control(word)
             return
         t = translate(cursor._sql)
-        try:
-            async with self._conn.cursor() as cur:
-                if cursor._many:
-                    rows = [_params(p, t.order) for p in cursor._params]
-                    cursor.rowcount = await _many(cur, t.sql, rows)
-                else:
-                    await cur.execute(t.sql, _params(cursor._params, t.order))
-                    cursor.rowcount = cur.rowcount
-                    if cur.description is not None:
-                        names = {d.name.lower(): i for i, d in enumerate(cur.description)}
-                        cursor._rows = deque(Row(_value(r), names) for r in await cur.fetchall())
-        except psycopg.Error as exc:
-            raise _error(exc) from exc
+        async with self._connection() as conn:
+            try:
+                async with conn.cursor() as cur:
+                    if cursor._many:
+                        rows = [_params(p, t.order) for p in cursor._params]
+                        cursor.rowcount = await _many(cur, t.sql, rows)
+                    else:
+                        await cur.execute(t.sql, _params(cursor._params, t.order))
+                        cursor.rowcount = cur.rowcount
+                        if cur.description is not None:
+                            names = {d.name.lower(): i for i, d in enumerate(cur.description)}
+                            cursor._rows = deque(
+                                Row(_value(r), names) for r in await cur.fetchall()
+                            )
+            except psycopg.Error as exc:
+                raise self._lost(conn, exc) from exc
         if word in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
             self.total_changes += cursor.rowcount
 
     async def _control(self, word: str) -> None:
+        """``BEGIN`` takes a connection from the pool for the transaction and the write lock
+        on it; ``COMMIT``/``ROLLBACK`` end it and give the connection back (a broken one is
+        replaced by the pool)."""
         import psycopg
 
         if word == "BEGIN":
-            await self._connected()
+            if self.in_transaction:
+                raise sqlite3.OperationalError("cannot start a transaction within a transaction")
+            try:
+                conn = await self._pool.getconn(timeout=CHECKOUT_SECONDS)
+            except psycopg.Error as exc:
+                raise _error(exc) from None
+            try:
+                await conn.execute("BEGIN")
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            except BaseException as exc:
+                await self._pool.putconn(conn)
+                if isinstance(exc, psycopg.Error):
+                    raise self._lost(conn, exc) from exc
+                raise
+            self._held.set(_Held(conn))
+            return
+        held = self._held.get()
+        if held is None or held.conn is None:
+            raise sqlite3.OperationalError(f"cannot {word.lower()} - no transaction is active")
+        conn, held.conn = held.conn, None
+        self._held.set(None)
         try:
-            if word == "BEGIN":
-                await self._conn.execute("BEGIN")
-                self.in_transaction = True
-                await self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
-            else:
-                self.in_transaction = False
-                await self._conn.execute(word)
+            await conn.execute(word)
         except psycopg.Error as exc:
-            raise _error(exc) from exc
+            raise self._lost(conn, exc) from exc
+        finally:
+            await self._pool.putconn(conn)
 
     async def close(self) -> None:
-        await self._conn.close()
+        await self._pool.close()
 
 
 # A plain ``INSERT INTO t (cols) VALUES (...)`` (nothing after the values: no ON CONFLICT, no
@@ -416,12 +484,26 @@ def _value(row: Sequence[Any]) -> list[Any]:
     ]
 
 
-async def connect(url: str) -> PgConnection:
-    """A connection to the server at ``url`` (autocommit: transactions are explicit)."""
+async def connect(url: str, *, size: int = POOL_SIZE) -> PgConnection:
+    """A pool of connections to the server at ``url`` (autocommit: transactions are explicit).
+    One connection is made first on its own, so that a refusal (no server, no database, a
+    wrong password) is PostgreSQL's own one line at once, not a pool's time-out."""
     import psycopg
+    from psycopg_pool import AsyncConnectionPool
 
     try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        first = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        await first.close()
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            kwargs={"autocommit": True},
+            open=False,
+            timeout=CHECKOUT_SECONDS,
+            name="telewatch",
+        )
+        await pool.open(wait=True, timeout=CHECKOUT_SECONDS)
     except psycopg.Error as exc:
         raise _error(exc) from None
-    return PgConnection(conn, url)
+    return PgConnection(pool, url)
