@@ -225,3 +225,13 @@ async def test_executemany_of_an_insert_is_one_statement_per_chunk_for_statement
     assert [tuple(r) for r in got] == rows
     more = await pg_archive.fetchall("SELECT a, b, c FROM t WHERE a < 0 ORDER BY a DESC")
     assert [tuple(r) for r in more] == [(-1, "x", 7), (-2, "x", 7), (-3, "y", 1), (-4, "z", 2)]
+
+
+async def test_the_search_column_stays_in_the_row(pg_archive: Archive) -> None:
+    """versions.tsv is tested row by row by a search: kept in the row (STORAGE MAIN), not
+    moved out to TOAST before the text and raw JSON (docs/benchmarks.md, "Scale")."""
+    rows = await pg_archive.fetchall(
+        "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = 'versions'::regclass"
+        " AND attname IN ('tsv', 'raw', 'text')"
+    )
+    assert {r[0]: r[1] for r in rows} == {"tsv": "m", "raw": "x", "text": "x"}
