@@ -257,6 +257,10 @@ async def search_run(args: argparse.Namespace, base: str) -> dict[str, Any]:
     backends: list[tuple[str, Any, Any]] = [("sqlite", lite, None), ("pg", pg, None)]
     if args.before:
         backends.append(("pg_before", pg, pg_search_before))
+    other = None
+    if args.also_db:  # the same archive in another database (another layout), new code
+        other = await Archive.open(db_url(base, args.also_db), create=False)
+        backends.append(("pg_" + args.also_db.rsplit("_", 1)[-1], other, None))
     try:
         n_posts = int((await lite.fetchone("SELECT count(*) FROM posts"))[0])  # type: ignore[index]
         row = await lite.fetchone(
@@ -306,6 +310,8 @@ async def search_run(args: argparse.Namespace, base: str) -> dict[str, Any]:
     finally:
         await lite.close()
         await pg.close()
+        if other is not None:
+            await other.close()
     ms = {t: {k: statistics.median(v) for k, v in d.items()} for t, d in times.items()}
     out: dict[str, Any] = {"posts": n_posts, "rounds": args.rounds, "differ": differ}
     for cls in ("one-word", "two-word", "other", "all"):
@@ -508,7 +514,7 @@ def report(names: list[str]) -> None:
         sr = d.get("search")
         if sr is None:
             continue
-        bes = [b for b in ("sqlite", "pg", "pg_before") if f"all:{b}" in sr]
+        bes = [k.split(":", 1)[1] for k in sr if k.startswith("all:")]
         print(f"{sr['posts']:,} posts, {sr['at']}, load {sr['load']}; differ: {sr['differ']}")
         print("| class | " + " | ".join(f"{b} p50 | p95 | max" for b in bes) + " |")
         print("|---|" + "---:|---:|---:|" * len(bes))
@@ -550,6 +556,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--before", action="store_true", help="search: also time bench/pg_search_before.py"
+    )
+    ap.add_argument(
+        "--also-db", help="search: also time this database of the same server (new code)"
     )
     ap.add_argument("--label", help="record the stage under this name (e.g. search-before)")
     args = ap.parse_args()
