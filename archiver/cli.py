@@ -26,7 +26,14 @@ import click
 
 from archiver import __version__
 from archiver.config import Settings, find_config, load_settings
-from archiver.errors import Interrupted, NotWritable, PartialFailure, QueryError, TelewatchError
+from archiver.errors import (
+    ConfigError,
+    Interrupted,
+    NotWritable,
+    PartialFailure,
+    QueryError,
+    TelewatchError,
+)
 from archiver.logs import setup_logging
 from archiver.query import Node, Or, Query, and_filters, make_filter, parse
 
@@ -642,7 +649,9 @@ async def stats(app: App, as_json: bool) -> None:
     try:
         rows = await channel_stats(archive)
         report = await following_report(archive)
+        accounts = await _accounts_report(archive, app.settings)
         web_pass = await last_pass(archive)
+        workers = await _workers_of(archive, app.settings)
         covered = (
             {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
              for r in rows}
@@ -658,13 +667,24 @@ async def stats(app: App, as_json: bool) -> None:
             cov = covered[r.channel_id].as_json()
             data = {**r.to_json(), "coverage": {k: cov[k] for k in _COVERAGE_KEYS}}
             data |= report.json_for(r.channel_id)
+            if accounts is not None and r.source == "telethon":
+                data["account"] = accounts.account_for(r.channel_id, r.channel)
+            if workers is not None:  # the worker following it (several workers: leases)
+                data["worker"] = workers.get(r.channel or "", workers.get(str(r.channel_id)))
             click.echo(json.dumps(data, ensure_ascii=False))
         for ch in missing:
+            extra: dict[str, Any] = {}
+            if accounts is not None and ch.source == "telethon":
+                extra["account"] = accounts.by_key.get(str(ch.ref).lower())
+            if workers is not None:
+                extra["worker"] = workers.get(str(ch.ref))
             click.echo(json.dumps({"channel": str(ch.ref), "source": ch.source, "posts": 0,
                                    "sync_status": "never archived"}
-                                  | report.json_for_ref(ch.ref)))  # fmt: skip
+                                  | report.json_for_ref(ch.ref) | extra))  # fmt: skip
         for wait in report.flood_json():
             click.echo(json.dumps(wait))
+        for load in accounts.json() if accounts is not None else []:
+            click.echo(json.dumps(load))
         if web_pass is not None:
             click.echo(json.dumps({"web_pass": web_pass}))
     else:
@@ -677,8 +697,38 @@ async def stats(app: App, as_json: bool) -> None:
             click.echo(f"{ch.ref} ({ch.source}): {why}")
         for text in report.lines(known_ids={r.channel_id for r in rows}):
             click.echo(text)
+        for text in accounts.lines() if accounts is not None else []:
+            click.echo(text)
         if web_pass is not None:
             click.echo(pass_summary(web_pass))
+        for who, keys in _by_worker(workers or {}).items():
+            click.echo(f"worker {who} follows: {', '.join(keys)}" if who
+                       else f"followed by no worker now: {', '.join(keys)}")  # fmt: skip
+
+
+def _by_worker(workers: dict[str, str | None]) -> dict[str | None, list[str]]:
+    out: dict[str | None, list[str]] = {}
+    for key, who in workers.items():
+        out.setdefault(who, []).append(key)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] is None, kv[0] or "")))
+
+
+async def _workers_of(archive: Any, settings: Any) -> dict[str, str | None] | None:
+    """Channel key -> the worker following it now (None: nobody); None without leases."""
+    from archiver.worker import following
+
+    rows = await following(archive, settings)
+    return None if rows is None else {f.channel: f.worker for f in rows}
+
+
+async def _accounts_report(archive: Any, settings: Settings) -> Any:
+    """Which account follows each Telethon channel, with ``[[accounts]]`` (None without:
+    the one account follows them all, and the output stays as it was)."""
+    if not settings.configured_accounts:
+        return None
+    from archiver.sources.telethon_accounts import accounts_report
+
+    return await accounts_report(archive, settings)
 
 
 @cli.group("log")
@@ -894,27 +944,33 @@ async def alerts(app: App, status: str | None, limit: int, as_json: bool, requeu
 
 @cli.command()
 @click.option("--string", "as_string", is_flag=True, help="Print a session string instead.")
+@click.option("--account", "account", metavar="NAME", help="The [[accounts]] account to log in.")
 @pass_app
 @run_async
-async def login(app: App, as_string: bool) -> None:
+async def login(app: App, as_string: bool, account: str | None) -> None:
     """Log in to Telegram once (phone, code, 2FA password). The only command that prompts.
 
     Writes the session file ([telegram] session, mode 0600), or with --string prints a session
     string to put in TELEWATCH_SESSION (container secrets). Needs [telegram] api_id and
-    api_hash (or TELEWATCH_API_ID / TELEWATCH_API_HASH) from https://my.telegram.org.
+    api_hash (or TELEWATCH_API_ID / TELEWATCH_API_HASH) from https://my.telegram.org. With
+    [[accounts]], --account NAME logs in that account (its session, or with --string a string
+    for TELEWATCH_SESSION_<NAME>); it is needed when there are several.
 
     \b
     Examples:
       telewatch login
+      telewatch login --account desk2
       docker compose run --rm telewatch login
     """
+    from archiver.config import account_settings
     from archiver.lock import session_lock
     from archiver.sources.telethon import login as tg_login
 
-    lock = session_lock(app.settings)
+    settings = account_settings(app.settings, _login_account(app.settings, account))
+    lock = session_lock(settings)
     lock.acquire("login")
     try:
-        out = await tg_login(app.settings, as_string=as_string)
+        out = await tg_login(settings, as_string=as_string)
     except EOFError:  # stdin at its end at a prompt
         click.echo(err=True)  # end the prompt's line
         raise TelewatchError(
@@ -928,7 +984,21 @@ async def login(app: App, as_string: bool) -> None:
         click.echo(out)
         click.echo("Keep this string secret: it is a password to the account.", err=True)
     else:
-        click.echo(f"Logged in; session saved to {app.settings.telegram.session}", err=True)
+        click.echo(f"Logged in; session saved to {settings.telegram.session}", err=True)
+
+
+def _login_account(settings: Settings, name: str | None) -> str:
+    """The account ``login`` is for: ``--account``, or the only one; with several and no
+    ``--account``, a one-line error listing them."""
+    if name is not None:
+        return settings.account(name).name  # a ConfigError listing the names when unknown
+    if len(settings.accounts) == 1:
+        return settings.accounts[0].name
+    names = ", ".join(a.name for a in settings.accounts)
+    raise ConfigError(
+        f"login: the config has {len(settings.accounts)} accounts ({names}); say which with"
+        " `telewatch login --account NAME`"
+    )
 
 
 _NOT_FAILED = ("ok", "flood_wait", "skipped", "too_many_channels", "join_pending")
@@ -986,7 +1056,7 @@ async def _interruptible(coro: Coroutine[Any, Any, R], command: str) -> R:
             loop.remove_signal_handler(sig)
 
 
-async def _one_pass(app: App, command: str) -> None:
+async def _one_pass(app: App, command: str, worker: str | None = None) -> None:
     from archiver.lock import instance_lock
     from archiver.rules import RuleLoader
     from archiver.runner import uses_telethon
@@ -998,33 +1068,81 @@ async def _one_pass(app: App, command: str) -> None:
             "no channels configured: add [[channels]] to the config (see config.example.toml)"
         )
     loader = RuleLoader.for_settings(settings)  # a bad rule stops here, before any network
-    with instance_lock(settings, session=uses_telethon(settings), command=command):
+    session = uses_telethon(settings) and worker is None
+    with instance_lock(settings, session=session, command=command, worker=worker):
         archive = await app.open_archive()
         try:
             loader.install(archive)
             await archive.heartbeat(command, os.getpid())
-            run_pass = sync_all if command == "sync" else recheck_all
-            results = await _interruptible(run_pass(archive, settings), command)
+            if worker is not None:
+                results = await _interruptible(_worker_pass(archive, settings, worker), command)
+            else:
+                run_pass = sync_all if command == "sync" else recheck_all
+                results = await _interruptible(run_pass(archive, settings), command)
         finally:
             await archive.close()
     failed = _sync_summary(list(results))
     if not failed:
         return
-    lost = getattr(results, "login_lost", None)
+    logins = getattr(results, "logins_lost", {})
+    lost = getattr(results, "login_lost", None) or next(iter(logins.values()), None)
     if failed == len(results):
         if lost is not None:
             raise lost
         raise TelewatchError(f"{command}: every channel failed (see above)")
+    hint = "; run `telewatch login` for the Telegram ones" if lost else ""
+    if logins and settings.configured_accounts:
+        hint = "; log in " + ", ".join(f"`telewatch login --account {n}`" for n in logins)
     raise PartialFailure(
         f"{command}: {failed} of {len(results)} channel(s) failed (see above); the others are"
-        " archived" + ("; run `telewatch login` for the Telegram ones" if lost else "")
+        " archived" + hint
     )
 
 
+async def _worker_pass(archive: Any, settings: Any, name: str) -> Any:
+    """``sync --worker NAME``: one pass over this worker's share of the units (leases,
+    docs/operations.md "Several workers"), released at the end."""
+    import contextlib
+
+    from archiver.errors import AlreadyRunning
+    from archiver.lock import session_locks
+    from archiver.store.leases import account_unit
+    from archiver.sync import sync_all
+    from archiver.worker import Worker
+
+    worker = Worker(archive, settings, name)
+    try:
+        await worker.start()
+        archive.fence = worker.fence
+        with contextlib.ExitStack() as held:
+            for account in worker.accounts_held():  # one session in one process at a time
+                [lock] = session_locks(settings, [account])
+                try:
+                    lock.acquire("sync")
+                except AlreadyRunning as exc:
+                    log.warning("worker %s: %s; its channels are left to it", name, exc)
+                    await worker.give_back([account_unit(account)])
+                    continue
+                held.callback(lock.release)
+            channels = worker.channels()
+            log.info("worker %s: %d unit(s), %d channel(s)", name, len(worker.held),
+                     len(channels))  # fmt: skip
+            return await sync_all(archive, settings, channels=channels,
+                                  accounts=worker.accounts_held())  # fmt: skip
+    finally:
+        await worker.stop()
+
+
 @cli.command()
+@click.option(
+    "--worker",
+    "worker",
+    metavar="NAME",
+    help="Sync only this worker's share of the channels (several workers).",
+)
 @pass_app
 @run_async
-async def sync(app: App) -> None:
+async def sync(app: App, worker: str | None) -> None:
     """One pass over every configured channel, then exit (for cron).
 
     Each channel resumes from its last archived post; the first pass of a channel is its
@@ -1037,8 +1155,11 @@ async def sync(app: App) -> None:
     \b
     Example (crontab, every 15 minutes):
       */15 * * * * cd /srv/telewatch && .venv/bin/telewatch sync
+      telewatch sync --worker w1
     """
-    await _one_pass(app, "sync")
+    from archiver.worker import check_name
+
+    await _one_pass(app, "sync", None if worker is None else check_name(worker))
 
 
 @cli.command()
@@ -1176,9 +1297,15 @@ def hash_password_cmd() -> None:
 
 @cli.command()
 @click.option("--no-bot", is_flag=True, help="The archiver alone; run `telewatch bot` elsewhere.")
+@click.option(
+    "--worker",
+    "worker",
+    metavar="NAME",
+    help="Run as this worker, sharing the channels with the other workers.",
+)
 @pass_app
 @run_async
-async def run(app: App, no_bot: bool) -> None:
+async def run(app: App, no_bot: bool, worker: str | None) -> None:
     """Follow every channel, run the scheduled jobs and serve the bot, in one process.
 
     Live updates for Telethon channels with join = true, the [schedule] jobs (sync of the
@@ -1186,15 +1313,22 @@ async def run(app: App, no_bot: bool) -> None:
     and the bot unless --no-bot. Stops cleanly on SIGTERM or Ctrl-C. A second `run` or `sync`
     on the same archive or session refuses to start. See docs/operations.md.
 
+    With --worker NAME, several run processes (on one machine or many, on one archive)
+    share the channels through leases: each follows its share, and a stopped or crashed
+    worker's channels move to the others within [workers] lease_seconds.
+
     \b
     Examples:
       telewatch run
       telewatch --log-format json run --no-bot
+      telewatch run --no-bot --worker w1
     """
     from archiver.runner import run as run_service
+    from archiver.worker import check_name
 
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # PTB 22: retry_after as a timedelta
-    await run_service(app.settings, with_bot=not no_bot)
+    name = None if worker is None else check_name(worker)
+    await run_service(app.settings, with_bot=not no_bot, worker=name)
 
 
 @cli.command()

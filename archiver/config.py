@@ -60,6 +60,7 @@ class ChannelConfig:
     source: str = "telethon"
     backfill: Backfill = Backfill("age", age=timedelta(days=30))
     join: bool = True
+    account: str | None = None  # pinned to this [[accounts]] name (Telethon channels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,39 @@ class TelegramSettings:
     recent_hours: int = 48
     timeout_seconds: float = 30.0  # deadline of one request, and of connecting
     connect_attempts: int = 4  # connections tried (backoff with jitter) before a pass gives up
+
+
+IMPLICIT_ACCOUNT = "main"  # the one account of a config without [[accounts]]
+JOIN_LIMIT = 500  # channels an account may join (Telegram: about 500)
+PREMIUM_JOIN_LIMIT = 1000  # with Telegram Premium
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSettings:
+    """One Telegram account (``[[accounts]]``): its own session, its own join limit. Without
+    ``[[accounts]]`` there is one, ``main``, made of ``[telegram]`` (:attr:`Settings.accounts`).
+    ``api_id``/``api_hash`` None: ``[telegram]``'s."""
+
+    name: str
+    session: Path
+    session_string: str | None = field(default=None, repr=False)
+    api_id: int | None = None
+    api_hash: str | None = field(default=None, repr=False)
+    join_limit: int = JOIN_LIMIT
+    premium: bool = False
+    implicit: bool = False  # the ``main`` account of a config without [[accounts]]
+
+    @property
+    def env_name(self) -> str:
+        """The environment variable that may hold this account's session string."""
+        if self.implicit:
+            return "TELEWATCH_SESSION"
+        return "TELEWATCH_SESSION_" + self.name.upper().replace("-", "_")
+
+    @property
+    def login_command(self) -> str:
+        return "telewatch login" if self.implicit else f"telewatch login --account {self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +197,15 @@ class EvidenceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkersSettings:
+    """Several worker processes sharing the work (docs/operations.md, "Several workers"): a
+    worker holds each unit for ``lease_seconds``, renews it every third of that, and a dead
+    worker's units move to the others after it."""
+
+    lease_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "INFO"
     format: str = "text"
@@ -182,19 +225,75 @@ class Settings:
     recheck: RecheckSettings = RecheckSettings()
     web_view: WebViewSettings = WebViewSettings()
     evidence: EvidenceSettings = EvidenceSettings()
+    workers: WorkersSettings = WorkersSettings()
     channels: tuple[ChannelConfig, ...] = ()
     rules: tuple[Rule, ...] = ()
+    configured_accounts: tuple[AccountSettings, ...] = ()  # [[accounts]] as written
+    # The [[accounts]] name these settings are for (account_settings); None: the implicit one.
+    for_account: str | None = None
+
+    @property
+    def accounts(self) -> tuple[AccountSettings, ...]:
+        """The Telegram accounts, in config order: the ``[[accounts]]`` tables, or without
+        them the one implicit account ``main`` made of ``[telegram]``."""
+        if self.configured_accounts:
+            return self.configured_accounts
+        tg = self.telegram
+        return (
+            AccountSettings(
+                IMPLICIT_ACCOUNT, tg.session, tg.session_string, tg.api_id, tg.api_hash,
+                implicit=True,
+            ),
+        )  # fmt: skip
+
+    def account(self, name: str) -> AccountSettings:
+        """The account named ``name``; a ConfigError listing the names when there is none."""
+        for a in self.accounts:
+            if a.name == name:
+                return a
+        names = ", ".join(a.name for a in self.accounts)
+        raise ConfigError(f"no account named {name!r} in the config (accounts: {names})")
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret value configured: what log redaction must never let through."""
-        values = (
+        values = [
             self.telegram.api_hash,
             self.telegram.session_string,
             self.bot.token,
             self.web_view.password_hash,
-        )
+        ]
+        for a in self.configured_accounts:
+            values += [a.api_hash, a.session_string]
         return tuple(v for v in values if v)
+
+
+def account_name(settings: Settings) -> str:
+    """The account ``settings`` are for (:func:`account_settings`): its name, else the first
+    account's (``main`` without ``[[accounts]]``)."""
+    return settings.for_account or settings.accounts[0].name
+
+
+def account_settings(settings: Settings, account: AccountSettings | str) -> Settings:
+    """``settings`` as one account sees them: ``[telegram]`` with that account's session,
+    session string and credentials (``[telegram]``'s when it has none), and ``for_account``
+    naming it. Everything that opens a Telethon client reads ``settings.telegram``, so this is
+    how a client of another account is made. The implicit account: ``settings`` unchanged."""
+    acct = settings.account(account) if isinstance(account, str) else account
+    if acct.implicit:
+        return settings
+    tg = settings.telegram
+    return replace(
+        settings,
+        telegram=replace(
+            tg,
+            session=acct.session,
+            session_string=acct.session_string,
+            api_id=acct.api_id if acct.api_id is not None else tg.api_id,
+            api_hash=acct.api_hash or tg.api_hash,
+        ),
+        for_account=acct.name,
+    )
 
 
 # ---------------------------------------------------------------------------- validation
@@ -228,7 +327,8 @@ class _Section:
         ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         if not ok:
             names = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
-            shown = _kind_of(value) if self.name(key) in _SECRET_KEYS else _show(value)
+            secret = self.name(key) in _SECRET_KEYS or key in _SECRET_NAMES
+            shown = _kind_of(value) if secret else _show(value)
             self.fail(key, f"expected {names}, got {shown}")
         return value
 
@@ -283,6 +383,7 @@ _KIND_NAMES: dict[type, str] = {
 _SECRET_KEYS = frozenset(
     {"telegram.api_id", "telegram.api_hash", "bot.token", "web_view.password_hash", "storage.url"}
 )
+_SECRET_NAMES = frozenset({"api_id", "api_hash", "session_string"})  # in any table
 
 
 def _kind_of(value: Any) -> str:
@@ -397,9 +498,79 @@ def _channel(data: Any, i: int, where: str) -> ChannelConfig:
         sec.fail("source", f"expected one of {', '.join(SOURCES)}, got {source!r}")
     if source == "web" and ref.username is None:
         sec.fail(key, "a web channel needs its public username (the preview is t.me/s/<username>)")
-    ch = ChannelConfig(ref, source, _backfill(sec), sec.get("join", bool, True))
+    account = sec.get("account", str, None)
+    if account is not None and source != "telethon":
+        sec.fail("account", "only a Telethon channel is followed by an account (source is web)")
+    ch = ChannelConfig(ref, source, _backfill(sec), sec.get("join", bool, True), account)
     sec.done()
     return ch
+
+
+def _account(data: Any, i: int, where: str, base: Path) -> AccountSettings:
+    sec = _Section(data, f"accounts[{i}]", where)
+    name = sec.get("name", str, None)
+    if name is None:
+        sec.fail("name", 'missing: every account needs a name, like name = "desk1"')
+    if not _ACCOUNT_NAME.match(name):
+        sec.fail(
+            "name",
+            f"expected 1 to 32 of a-z, 0-9, _ and - (it names the session file and the"
+            f" environment variable), got {name!r}",
+        )
+    session_text = sec.get("session", str, None)
+    if session_text is not None and (not session_text.strip() or "\x00" in session_text):
+        sec.fail("session", "expected the path of a session file")
+    session = Path(session_text).expanduser() if session_text else Path(f"data/{name}.session")
+    if not session.is_absolute():
+        session = base / session
+    premium = sec.get("premium", bool, False)
+    limit = PREMIUM_JOIN_LIMIT if premium else JOIN_LIMIT
+    acct = AccountSettings(
+        name=name,
+        session=session,
+        api_id=sec.get("api_id", int, None),
+        api_hash=sec.get("api_hash", str, None),
+        join_limit=sec.positive("join_limit", int, limit, maximum=10_000),
+        premium=premium,
+    )
+    sec.done()
+    return acct
+
+
+def _accounts(raw: dict[str, Any], where: str, base: Path) -> tuple[AccountSettings, ...]:
+    accounts_raw = raw.get("accounts", [])
+    if not isinstance(accounts_raw, list):
+        raise ConfigError(f"{where}: accounts: expected a list of [[accounts]] tables")
+    accounts = tuple(_account(a, i, where, base) for i, a in enumerate(accounts_raw))
+    first: dict[str, int] = {}
+    sessions: dict[Path, int] = {}
+    for i, a in enumerate(accounts):
+        if a.name in first:
+            raise ConfigError(
+                f"{where}: accounts[{i}].name: {a.name!r} is used twice (accounts[{first[a.name]}]"
+                " has it); give each account its own name"
+            )
+        if a.session in sessions:
+            raise ConfigError(
+                f"{where}: accounts[{i}].session: {a.session} is the session of"
+                f" accounts[{sessions[a.session]}] too; one session per account (Telegram"
+                " refuses one session used twice at once: AUTH_KEY_DUPLICATED)"
+            )
+        first[a.name] = i
+        sessions[a.session] = i
+    return accounts
+
+
+def _check_pins(
+    channels: tuple[ChannelConfig, ...], accounts: tuple[AccountSettings, ...], where: str
+) -> None:
+    names = [a.name for a in accounts] or [IMPLICIT_ACCOUNT]
+    for i, ch in enumerate(channels):
+        if ch.account is not None and ch.account not in names:
+            raise ConfigError(
+                f"{where}: channels[{i}].account: no account named {ch.account!r} (accounts:"
+                f" {', '.join(names)}); add it as [[accounts]] or fix the name"
+            )
 
 
 def _rule(data: Any, i: int, where: str) -> Rule:
@@ -476,8 +647,10 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         "recheck",
         "web_view",
         "evidence",
+        "workers",
         "channels",
         "rules",
+        "accounts",
     }
     for key in raw:
         if key not in known:
@@ -619,6 +792,13 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
     )
     ev.done()
 
+    wk = _section(raw, "workers", where)
+    lease = float(wk.positive("lease_seconds", (int, float), 60.0, maximum=86_400))
+    if not lease >= 1:  # also refuses nan
+        wk.fail("lease_seconds", f"expected a number of seconds from 1 to 86400, got {lease}")
+    workers = WorkersSettings(lease_seconds=lease)
+    wk.done()
+
     lg = _section(raw, "logging", where)
     level = lg.get("level", str, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -640,6 +820,8 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
                 f"{where}: channels[{i}]: {key} is already listed as channels[{seen[key]}]"
             )
         seen[key] = i
+    accounts = _accounts(raw, where, base)
+    _check_pins(channels, accounts, where)
 
     rules_raw = raw.get("rules", [])
     if not isinstance(rules_raw, list):
@@ -666,8 +848,10 @@ def _build(raw: dict[str, Any], where: str, base: Path) -> Settings:
         recheck=recheck,
         web_view=web_view,
         evidence=evidence,
+        workers=workers,
         channels=channels,
         rules=rules,
+        configured_accounts=accounts,
     )
 
 
@@ -699,6 +883,11 @@ def _env(settings: Settings, env: Mapping[str, str], where: str) -> Settings:
         tg = replace(tg, api_hash=api_hash.strip())
     if session := env.get("TELEWATCH_SESSION"):
         tg = replace(tg, session_string=session.strip())
+    accounts = tuple(
+        replace(a, session_string=value.strip()) if (value := env.get(a.env_name)) else a
+        for a in settings.configured_accounts
+    )
+    settings = replace(settings, configured_accounts=accounts)
     bot = settings.bot
     if token := env.get("TELEWATCH_BOT_TOKEN"):
         bot = replace(bot, token=token.strip())
@@ -814,6 +1003,7 @@ def summary(settings: Settings) -> list[str]:
             if s.telegram.session_string
             else str(s.telegram.session)
         ),
+        *_account_lines(s),
         f"bot: token {secret(s.bot.token)}, {len(s.bot.admins)} admin(s), "
         f"{len(s.bot.allowed_users)} allowed user(s), {len(s.bot.allowed_chats)} allowed chat(s)",
         f"display time zone: {s.display.timezone.key}",
@@ -821,8 +1011,9 @@ def summary(settings: Settings) -> list[str]:
         f"channels: {len(s.channels)}",
     ]
     for ch in s.channels:
+        pin = f", account {ch.account}" if ch.account else ""
         lines.append(
-            f"  {ch.ref} via {ch.source}, backfill {ch.backfill}, join {str(ch.join).lower()}"
+            f"  {ch.ref} via {ch.source}, backfill {ch.backfill}, join {str(ch.join).lower()}" + pin
         )
     lines.append(f"rules: {len(s.rules)}")
     for rule in s.rules:
@@ -840,4 +1031,16 @@ def summary(settings: Settings) -> list[str]:
         if expr
     )
     lines.append(f"schedule: {jobs}")
+    return lines
+
+
+def _account_lines(s: Settings) -> list[str]:
+    """``config check``: each [[accounts]] table (none without them: [telegram] says it all)."""
+    lines = []
+    if s.configured_accounts:
+        lines.append(f"accounts: {len(s.configured_accounts)}")
+    for a in s.configured_accounts:
+        where = f"string from {a.env_name}" if a.session_string else str(a.session)
+        own = ", own api_id/api_hash" if a.api_id is not None or a.api_hash else ""
+        lines.append(f"  {a.name}: session {where}, join limit {a.join_limit}{own}")
     return lines

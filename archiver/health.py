@@ -196,4 +196,7 @@ async def check_health(
         problems.append(
             f"channel {name}: {when}, older than {settings.schedule.stale_after_minutes} min{why}"
         )
+    from archiver.worker import problems as worker_problems
+
+    problems.extend(await worker_problems(archive, settings))  # several workers: leases
     return HealthReport(tuple(ok), tuple(problems))

@@ -18,12 +18,12 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from archiver.config import Settings
+from archiver.config import Settings, account_settings
 from archiver.errors import AlreadyRunning, NotWritable, TelewatchError
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,14 @@ def _read_pid(fh: IO[str]) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def archive_lock(settings: Settings) -> FileLock:
-    """The lock of the archive file: ``<archive>.lock`` beside it."""
+def archive_lock(settings: Settings, worker: str | None = None) -> FileLock:
+    """The lock of the archive file: ``<archive>.lock`` beside it; for a named worker
+    (``--worker``) ``<archive>.<worker>.lock``: several workers share one archive (their
+    leases divide the work), but one name runs once per machine."""
     path = settings.storage.path
+    if worker is not None:
+        return FileLock(path.with_name(f"{path.name}.{worker}.lock"),
+                        f"the worker {worker} of the archive {path}")  # fmt: skip
     return FileLock(path.with_name(path.name + ".lock"), f"the archive {path}")
 
 
@@ -132,15 +137,25 @@ def session_lock(settings: Settings) -> FileLock:
     return FileLock(session.with_name(session.name + ".lock"), f"the Telegram session {session}")
 
 
+def session_locks(settings: Settings, accounts: Iterable[str] | None = None) -> list[FileLock]:
+    """The session locks of every ``[[accounts]]`` account (``accounts``: of these), or of
+    ``[telegram]``'s session without them."""
+    chosen = [a for a in settings.accounts if accounts is None or a.name in accounts]
+    return [session_lock(account_settings(settings, a)) for a in chosen]
+
+
 @contextlib.contextmanager
-def instance_lock(settings: Settings, *, session: bool, command: str) -> Iterator[None]:
+def instance_lock(
+    settings: Settings, *, session: bool, command: str, worker: str | None = None
+) -> Iterator[None]:
     """Hold the archive's lock (and the session's, when ``session``) for the block.
 
     ``with instance_lock(settings, session=uses_telethon, command="sync"): ...``; raises
-    :class:`AlreadyRunning` at once when another process holds either."""
-    locks = [archive_lock(settings)]
+    :class:`AlreadyRunning` at once when another process holds either. ``worker``: the lock
+    of that worker name only (:func:`archive_lock`)."""
+    locks = [archive_lock(settings, worker)]
     if session:
-        locks.append(session_lock(settings))
+        locks += session_locks(settings)
     with contextlib.ExitStack() as stack:
         for lock in locks:
             lock.acquire(command)

@@ -17,9 +17,10 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from archiver.config import ChannelConfig, Settings
 from archiver.errors import ConfigError, NotLoggedIn, TelewatchError
@@ -28,6 +29,8 @@ from archiver.store.archive import Archive, utcnow
 from archiver.store.channels import get_channel, record_sync
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 __all__ = [  # the result types live in archiver.sources.result; re-exported here
     "ChannelSyncResult",
@@ -137,6 +140,12 @@ class PassResults(list[ChannelSyncResult]):
 
     login_lost: NotLoggedIn | None = None
     deadline: bool = False
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        # Each account whose login is missing or revoked (``[[accounts]]``); ``login_lost`` is
+        # set only when every account of the pass lost it (one account cannot stop the rest).
+        self.logins_lost: dict[str, NotLoggedIn] = {}
 
     @property
     def failed(self) -> list[ChannelSyncResult]:
@@ -267,8 +276,8 @@ async def _telethon_part(
                         archive, cfg, partial(run_one, client, cfg), what
                     )
                 except NotLoggedIn as exc:
-                    report.login_lost = exc
-                    down = str(exc)
+                    report.login_lost = _named(settings, exc)
+                    down = str(report.login_lost)
                     results.append(await _not_done(archive, cfg, down, started))
                     continue
                 results.append(result)
@@ -284,6 +293,93 @@ async def _telethon_part(
     return results
 
 
+def _clients(settings: Settings, client: Any, clients: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The connected clients by account name: ``clients``, or ``client`` as the client of the
+    one account (a config without ``[[accounts]]``, or with one)."""
+    out = dict(clients or {})
+    if client is not None:
+        if len(settings.accounts) != 1:
+            raise TypeError("client= is for one account; pass clients= by account name")
+        out.setdefault(settings.accounts[0].name, client)
+    return out
+
+
+async def _accounts_part(
+    archive: Archive,
+    settings: Settings,
+    todo: list[ChannelConfig],
+    clients: Mapping[str, Any],
+    deadline: float,
+    run_one: Callable[[Any, ChannelConfig], Awaitable[ChannelSyncResult]],
+    report: PassResults,
+    what: str,
+    assigned: Mapping[str, str | None],
+    accounts: Collection[str] | None,
+) -> dict[int, ChannelSyncResult]:
+    """The Telethon channels, each account's with that account's client (``clients``, or one
+    opened for the pass with its own session), the accounts side by side: a flood wait or an
+    unreachable Telegram on one account never holds up another's channels. ``accounts``: run
+    only these accounts' channels (None: every account). A channel with no account (none has
+    room) is recorded as such."""
+    from archiver.config import account_settings
+    from archiver.sources.telethon_accounts import by_account
+
+    started = time.monotonic()
+    groups, none = by_account(todo, dict(assigned))
+    names = [a.name for a in settings.accounts if a.name in groups]
+    if accounts is not None:
+        names = [n for n in names if n in accounts]
+    reports = {n: PassResults() for n in names}
+    done = await _all_or_first_failure([
+        _telethon_part(archive, account_settings(settings, n), groups[n], clients.get(n),
+                       deadline, run_one, reports[n], what)
+        for n in names
+    ])  # fmt: skip
+    by_cfg: dict[int, ChannelSyncResult] = {}
+    for n, part in zip(names, done, strict=True):
+        by_cfg.update((id(c), r) for c, r in zip(groups[n], part, strict=True))
+        report.deadline = report.deadline or reports[n].deadline
+        if (lost := reports[n].login_lost) is not None:
+            report.logins_lost[n] = lost
+            if settings.configured_accounts:
+                await _login_status(archive, groups[n], lost)
+    if names and len(report.logins_lost) == len(names):
+        report.login_lost = report.logins_lost[names[0]]
+    if accounts is None:
+        for cfg in none:
+            by_cfg[id(cfg)] = await _no_account(archive, cfg, started)
+    return by_cfg
+
+
+async def _login_status(archive: Archive, todo: list[ChannelConfig], lost: NotLoggedIn) -> None:
+    """An account's login is missing: its channels' status says so (``stats``, ``health``,
+    the bot), also for those never read yet; the next good read sets them ``ok``."""
+    from archiver.store.following import set_status
+
+    for cfg in todo:
+        await set_status(archive, cfg.ref, source="telethon", status="error", reason=str(lost),
+                         now=utcnow())  # fmt: skip
+
+
+async def _no_account(archive: Archive, cfg: ChannelConfig, started: float) -> ChannelSyncResult:
+    """A Telethon channel that no account has room for: recorded, logged, in one line."""
+    from archiver.sources.telethon_accounts import NO_ACCOUNT, NO_ROOM
+
+    result = await _failed(archive, cfg, f"{cfg.ref}: {NO_ROOM}", started)
+    result = replace(result, status=NO_ACCOUNT)
+    log_result(result)
+    return result
+
+
+def _named(settings: Settings, exc: NotLoggedIn) -> NotLoggedIn:
+    """A lost login naming its ``[[accounts]]`` account (as it is without accounts)."""
+    if settings.for_account is None:
+        return exc
+    from archiver.sources.telethon_session import named
+
+    return named(settings, exc)
+
+
 async def disconnect(client: Any) -> None:
     """Telethon's disconnect, bounded: it can wait on a connection that never closes."""
     try:
@@ -297,9 +393,11 @@ async def _run_pass(
     archive: Archive,
     settings: Settings,
     todo: Sequence[ChannelConfig],
-    client: Any,
+    clients: Mapping[str, Any],
     run_one: Callable[[Any, ChannelConfig], Awaitable[ChannelSyncResult]],
     what: str,
+    assigned: Mapping[str, str | None],
+    accounts: Collection[str] | None,
 ) -> PassResults:
     """The Telethon and the web channels of a pass side by side (two networks: a stalled
     Telegram cannot hold up the web channels), under one deadline; results in config order."""
@@ -310,16 +408,16 @@ async def _run_pass(
     for c in todo:
         if c.source not in ("telethon", "web"):  # config validation makes this unreachable
             log.warning("%s %s: unknown source %r, skipped", what, c.ref, c.source)
-    parts: list[Awaitable[list[ChannelSyncResult]]] = []
+    parts: list[Awaitable[dict[int, ChannelSyncResult]]] = []
     if telethon:
-        parts.append(_telethon_part(archive, settings, telethon, client, deadline, run_one,
-                                    report, what))  # fmt: skip
+        parts.append(_accounts_part(archive, settings, telethon, clients, deadline, run_one,
+                                    report, what, assigned, accounts))  # fmt: skip
     if web:
-        parts.append(_web_part(archive, settings, web, deadline))
+        parts.append(_by_cfg(web, _web_part(archive, settings, web, deadline)))
     done = await _all_or_first_failure(parts)
     by_cfg: dict[int, ChannelSyncResult] = {}
-    for cfgs, part_results in zip([c for c in (telethon, web) if c], done, strict=True):
-        by_cfg.update((id(cfg), r) for cfg, r in zip(cfgs, part_results, strict=True))
+    for part_results in done:
+        by_cfg.update(part_results)
     report.extend(by_cfg[id(c)] for c in todo if id(c) in by_cfg)
     report.deadline = report.deadline or any(
         r.error is not None and "pass_deadline_seconds" in r.error for r in report
@@ -327,9 +425,14 @@ async def _run_pass(
     return report
 
 
-async def _all_or_first_failure(
-    parts: Sequence[Awaitable[list[ChannelSyncResult]]],
-) -> list[list[ChannelSyncResult]]:
+async def _by_cfg(
+    cfgs: list[ChannelConfig], part: Awaitable[list[ChannelSyncResult]]
+) -> dict[int, ChannelSyncResult]:
+    """A part's results (in the order of ``cfgs``) by ``id`` of their channel's config."""
+    return {id(c): r for c, r in zip(cfgs, await part, strict=True)}
+
+
+async def _all_or_first_failure(parts: Sequence[Awaitable[T]]) -> list[T]:
     """The parts' results in order; if one raises (the archive cannot be written), the others
     are cancelled (their cleanup runs) before its exception is raised, rather than left
     running against an archive the caller is about to close."""
@@ -354,15 +457,21 @@ async def sync_all(
     settings: Settings,
     *,
     client: Any = None,
+    clients: Mapping[str, Any] | None = None,
     options: SyncOptions | None = None,
     channels: Sequence[ChannelConfig] | None = None,
+    accounts: Collection[str] | None = None,
 ) -> PassResults:
     """One sync pass over ``channels`` (default: every configured channel).
 
-    ``client``: an already connected Telethon client (the live listener's, or a test's);
-    otherwise one is connected for the pass when a Telethon channel exists. A missing login
-    or an unreachable Telegram is recorded for every Telethon channel (``login_lost`` says
-    which); the web channels go on either way."""
+    The Telethon channels are first given their accounts (:func:`assign`); each account's
+    run with its client: ``clients`` (by account name; ``client`` for the one account of a
+    config without ``[[accounts]]``): already connected ones (the live listener's, or a
+    test's); otherwise one is connected for the pass per account with channels. A missing
+    login or an unreachable Telegram is recorded for every channel of that account
+    (``logins_lost`` says which; ``login_lost`` when every account lost it); the other
+    accounts and the web channels go on either way. ``accounts``: only these accounts'
+    Telethon channels (the web channels all run)."""
     todo = list(settings.channels if channels is None else channels)
 
     async def one(client: Any, cfg: ChannelConfig) -> ChannelSyncResult:
@@ -370,11 +479,28 @@ async def sync_all(
 
         return await tg.sync_telethon_channel(archive, client, cfg, settings, options=options)
 
-    results = await _run_pass(archive, settings, todo, client, one, "sync")
+    assigned = await _assign(archive, settings, [*settings.channels, *todo], todo)
+    results = await _run_pass(archive, settings, todo, _clients(settings, client, clients), one,
+                              "sync", assigned, accounts)  # fmt: skip
     from archiver.evidence.roots import close_days
 
     await close_days(archive, settings.evidence.tsa_url)  # the log's roots of finished days
     return results
+
+
+async def _assign(
+    archive: Archive,
+    settings: Settings,
+    every: Sequence[ChannelConfig],
+    todo: Sequence[ChannelConfig],
+) -> dict[str, str | None]:
+    """The accounts of the Telethon channels (assigned over ``every`` channel, so that each
+    account's room counts all of them); nothing to do (no Telegram import) without any."""
+    if not any(c.source == "telethon" for c in todo):
+        return {}
+    from archiver.sources.telethon_accounts import assign
+
+    return await assign(archive, settings, every)
 
 
 async def recheck_all(
@@ -382,11 +508,14 @@ async def recheck_all(
     settings: Settings,
     *,
     client: Any = None,
+    clients: Mapping[str, Any] | None = None,
     options: SyncOptions | None = None,
+    accounts: Collection[str] | None = None,
 ) -> PassResults:
     """Re-read the recent window of every Telethon channel (``[recheck] recent_days``) and the
     rotation's share of older posts: edits and deletions made while we were not listening.
-    Web channels need no separate pass: each web sync re-reads ``[web] recent_pages``."""
+    Web channels need no separate pass: each web sync re-reads ``[web] recent_pages``.
+    Each account's channels with its own client, as :func:`sync_all`."""
     todo = [c for c in settings.channels if c.source == "telethon"]
     if not todo:
         return PassResults()
@@ -396,7 +525,9 @@ async def recheck_all(
 
         return await tg.recheck_channel(archive, client, cfg, settings, options=options)
 
-    return await _run_pass(archive, settings, todo, client, one, "recheck")
+    assigned = await _assign(archive, settings, settings.channels, todo)
+    return await _run_pass(archive, settings, todo, _clients(settings, client, clients), one,
+                           "recheck", assigned, accounts)  # fmt: skip
 
 
 async def follow_live(
@@ -405,24 +536,87 @@ async def follow_live(
     stop_event: asyncio.Event,
     *,
     client: Any = None,
+    clients: Mapping[str, Any] | None = None,
     options: SyncOptions | None = None,
+    assigned: Mapping[str, str | None] | None = None,
+    accounts: Collection[str] | None = None,
 ) -> None:
     """Follow the ``join = true`` Telethon channels live until ``stop_event`` is set: catch up
     from each high-water mark, then ingest new, edited and deleted posts as they happen (and
-    catch up again after every reconnect). Used by ``telewatch run``."""
+    catch up again after every reconnect). Used by ``telewatch run``.
+
+    One listener per account (``accounts``: only these), each on that account's client
+    (``clients``/``client``, else one it connects), side by side. ``assigned`` (channel key ->
+    account): read again at every catch-up, so a channel the sync pass moved to another
+    account is followed there from then on; None: assigned here once. An account whose login
+    is lost stops its own listener only (its channels are recorded with the reason) unless
+    it is the last one: then :class:`NotLoggedIn` is raised, as with one account."""
     todo = [c for c in settings.channels if c.source == "telethon" and c.join]
     if not todo:
         log.info("live: no Telethon channel with join = true; nothing to follow")
         return
+    if assigned is None:
+        assigned = await _assign(archive, settings, settings.channels, todo)
+    current = assigned
+    by_name = _clients(settings, client, clients)
+    names = [a.name for a in settings.accounts if any(current.get(_key(c)) == a.name for c in todo)]
+    if accounts is not None:
+        names = [n for n in names if n in accounts]
+
+    def channels_of(name: str) -> Callable[[], list[ChannelConfig]]:
+        return lambda: [c for c in todo if current.get(_key(c)) == name]
+
+    lost: list[NotLoggedIn] = []
+    tasks = [
+        asyncio.ensure_future(
+            _live_account(archive, settings, n, stop_event, by_name.get(n), options,
+                          channels_of(n), lost, len(names))
+        )
+        for n in names
+    ]  # fmt: skip
+    if not tasks:
+        log.info("live: no account has a channel with join = true; nothing to follow")
+        return
+    await _all_or_first_failure(tasks)
+
+
+def _key(cfg: ChannelConfig) -> str:
+    from archiver.store.following import ref_key
+
+    return ref_key(cfg.ref)
+
+
+async def _live_account(
+    archive: Archive,
+    settings: Settings,
+    name: str,
+    stop_event: asyncio.Event,
+    client: Any,
+    options: SyncOptions | None,
+    channels: Callable[[], list[ChannelConfig]],
+    lost: list[NotLoggedIn],
+    accounts: int,
+) -> None:
+    """One account's live listener (see :func:`follow_live`)."""
+    from archiver.config import account_settings
     from archiver.sources.telethon_live import run_live
 
+    mine = account_settings(settings, name)
     own = client is None
-    if client is None:
-        from archiver.sources.telethon_network import open_client
-
-        client = await open_client(settings, receive_updates=True, archive=archive)
     try:
-        await run_live(archive, client, settings, stop_event, options=options)
+        if client is None:
+            from archiver.sources.telethon_network import open_client
+
+            client = await open_client(mine, receive_updates=True, archive=archive)
+        await run_live(archive, client, mine, stop_event, options=options, channels=channels)
+    except NotLoggedIn as exc:
+        lost.append(exc)
+        if len(lost) == accounts:
+            raise
+        log.error("live: account %s: %s; its channels wait, the other accounts go on", name, exc)
+        started = time.monotonic()
+        for cfg in channels():
+            await _not_done(archive, cfg, str(exc), started)
     finally:
-        if own:
+        if own and client is not None:
             await disconnect(client)

@@ -20,6 +20,7 @@ from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
 from archiver.store.search import ChannelStats, HistoryEvent, Hit, PostHistory
 from archiver.store.vocabulary import Suggestion
+from archiver.worker import Following
 from bot.alerts import how_of
 from bot.format import (
     MAX_MESSAGE,
@@ -281,6 +282,8 @@ class Status:
     paused_since: datetime | None = None  # delivery paused: the archive cannot be written
     paused_reason: str | None = None
     problems: Sequence[ChannelStatus] = ()  # configured channels that cannot be followed
+    accounts: Mapping[int, str] | None = None  # channel id -> the [[accounts]] account
+    no_account: Sequence[str] = ()  # Telethon channels no account has room for
 
 
 def _ago(then: datetime | None, now: datetime, _: Tr = str) -> str:
@@ -338,6 +341,8 @@ def status_blocks(st: Status, tz: ZoneInfo, _: Tr = str) -> list[str]:
         name = esc(channel_label(s.title, s.channel, s.channel_id))
         line = name + ": " + _("last sync ok {sync}, last post {post}").format(
             sync=_ago(s.last_sync_ok, st.now, _), post=_ago(s.last_post, st.now, _))  # fmt: skip
+        if st.accounts is not None and s.channel_id in st.accounts:
+            line += ", " + _("account {name}").format(name=esc(st.accounts[s.channel_id]))
         if s.flood_wait_until is not None and s.flood_wait_until > st.now:
             line += ", " + _("<b>flood wait</b> until {when}").format(
                 when=esc(local_time(s.flood_wait_until, tz)))  # fmt: skip
@@ -346,6 +351,11 @@ def status_blocks(st: Status, tz: ZoneInfo, _: Tr = str) -> list[str]:
             if s.last_error:
                 line += f": {esc(s.last_error[:200])}"
         lines.append(line)
+    if st.no_account:
+        lines.append(
+            _("<b>No account</b> has room for: {channels} (add an account or raise a join_limit)")
+            .format(channels=esc(", ".join(st.no_account)))
+        )  # fmt: skip
     blocks.append("\n".join(lines))
     return blocks
 
@@ -383,3 +393,20 @@ def rules_page(
         if r.id is not None:
             shown.append(r.id)
     return out, shown
+
+
+def workers_block(rows: Sequence[Following], _: Tr = str) -> str:
+    """/status: which worker follows which channel now (several workers share the archive
+    through leases; docs/operations.md "Several workers")."""
+    by: dict[str | None, list[str]] = {}
+    for f in rows:
+        by.setdefault(f.worker, []).append(f.channel)
+    lines = ["<b>" + _("Workers") + "</b>"]
+    for who, keys in sorted(by.items(), key=lambda kv: (kv[0] is None, kv[0] or "")):
+        channels = esc(", ".join(keys))
+        if who is None:
+            lines.append(_("no worker follows: {channels}").format(channels=channels))
+        else:
+            lines.append(_("{worker} follows: {channels}").format(worker=esc(who),
+                                                                   channels=channels))  # fmt: skip
+    return "\n".join(lines)

@@ -37,8 +37,11 @@ ERRORS = [
      "storage.pathh: unknown key (see config.example.toml for the known keys)"),
     ("[storage]\nbackup_keep = 0", "storage.backup_keep: expected a positive number, got 0"),
     ("storage = 5", "storage: expected a table, got 5"),
-    ("[nope]", "nope: unknown section (known: bot, channels, display, evidence, logging, media, "
-     "recheck, rules, schedule, storage, telegram, web, web_view)"),
+    ("[workers]\nlease_seconds = 0", "workers.lease_seconds: expected a positive number, got 0"),
+    ("[workers]\nlease_seconds = 0.5",
+     "workers.lease_seconds: expected a number of seconds from 1 to 86400, got 0.5"),
+    ("[nope]", "nope: unknown section (known: accounts, bot, channels, display, evidence, logging,"
+     " media, recheck, rules, schedule, storage, telegram, web, web_view, workers)"),
     (
         '[telegram]\napi_id = "0123456789abcdef0123456789abcdef"',
         "telegram.api_id: expected an integer, got a value of the wrong kind (not shown: it may"
@@ -113,6 +116,11 @@ def test_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -
     assert str(err.value) == f"{tmp_path / 'config.toml'}: {message}"
     assert "\n" not in str(err.value)
     assert err.value.exit_code == 2
+
+
+def test_workers_lease_seconds(tmp_path: Path) -> None:
+    assert load(tmp_path, "").workers.lease_seconds == 60
+    assert load(tmp_path, "[workers]\nlease_seconds = 2.5").workers.lease_seconds == 2.5
 
 
 def test_invalid_toml_names_the_file_and_line(tmp_path: Path) -> None:
@@ -324,7 +332,9 @@ def test_the_example_config_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     s = load_settings(None, env={})
     skip = {"session_string"}  # environment only
-    for section in ("storage", "telegram", "web", "media", "bot", "display", "schedule", "logging"):
+    sections = ("storage", "telegram", "web", "media", "bot", "display", "schedule", "logging",
+                "workers")  # fmt: skip
+    for section in sections:
         assert f"[{section}]" in text
         for f in dataclasses.fields(getattr(s, section)):
             if f.name in skip:
@@ -339,7 +349,9 @@ def test_the_example_config_documents_every_key() -> None:
 def test_the_configuration_doc_documents_every_key() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     s = load_settings(None, env={})
-    for section in ("storage", "telegram", "web", "media", "bot", "display", "schedule", "logging"):
+    sections = ("storage", "telegram", "web", "media", "bot", "display", "schedule", "logging",
+                "workers")  # fmt: skip
+    for section in sections:
         for f in dataclasses.fields(getattr(s, section)):
             if f.name == "session_string":
                 continue

@@ -125,15 +125,21 @@ class FloodLedger:
         return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def last_account(archive: Archive) -> int | None:
-    value = await archive.get_meta(ACCOUNT_KEY)
+def account_key(name: str | None = None) -> str:
+    """The meta key of the Telegram user id last used with the session of ``[[accounts]]``
+    ``name`` (None: the one session of ``[telegram]``, the key from before accounts)."""
+    return ACCOUNT_KEY if name is None else f"{ACCOUNT_KEY}.{name}"
+
+
+async def last_account(archive: Archive, name: str | None = None) -> int | None:
+    value = await archive.get_meta(account_key(name))
     return int(value) if value else None
 
 
-async def remember_account(archive: Archive, account: int) -> None:
+async def remember_account(archive: Archive, account: int, name: str | None = None) -> None:
     async with archive.transaction() as db:
         await db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (ACCOUNT_KEY, str(account)),
+            (account_key(name), str(account)),
         )

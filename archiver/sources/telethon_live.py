@@ -34,20 +34,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from telethon import errors, events, functions, utils
 
-from archiver.config import ChannelConfig, Settings
+from archiver.config import ChannelConfig, Settings, account_name
 from archiver.errors import NotLoggedIn, TelewatchError
 from archiver.sources.result import ChannelSyncResult, SyncOptions
 from archiver.sources.telethon import SOURCE, _Pass, read_new, run_channel, start_following
+from archiver.sources.telethon_accounts import account_full
 from archiver.sources.telethon_flood import AccountFloodWait, FloodWaitTooLong
 from archiver.sources.telethon_ingest import ingest_messages, store_media
 from archiver.sources.telethon_reread import reconcile_newest, reread_window
 from archiver.sources.telethon_session import check_login
 from archiver.sources.telethon_status import JOIN_STATUSES, classify
+from archiver.store.accounts import mark_joined
 from archiver.store.channels import get_channel
 from archiver.store.deletions import confirm_deleted
 from archiver.store.following import get_following, get_status, set_status, update_following
@@ -68,8 +70,10 @@ class LiveListener:
         settings: Settings,
         *,
         options: SyncOptions | None = None,
+        channels: Callable[[], Sequence[ChannelConfig]] | None = None,
     ) -> None:
         self.archive = archive
+        self._configs = channels  # this account's channels, read at each pass (None: all)
         self.client = client
         self.settings = settings
         self.options = options or SyncOptions()
@@ -81,10 +85,17 @@ class LiveListener:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconnects = 0  # reconnects no re-read has started after yet
         self._rereading = False
+        self._marked: set[int] = set()  # channels whose join is recorded for this account
 
     @property
     def configs(self) -> list[ChannelConfig]:
-        return [c for c in self.settings.channels if c.source == SOURCE and c.join]
+        every = self.settings.channels if self._configs is None else self._configs()
+        return [c for c in every if c.source == SOURCE and c.join]
+
+    @property
+    def account(self) -> str:
+        """The name of the account this listener follows channels with."""
+        return account_name(self.settings)
 
     @property
     def pending(self) -> list[ChannelConfig]:
@@ -179,6 +190,9 @@ class LiveListener:
         (too_many_channels, join_pending: tried again daily, the channel is polled meanwhile)."""
         f = await get_following(self.archive, p.row.id)
         if f is not None and f.joined_at is not None:
+            if p.row.id not in self._marked:  # once per listener, not at every reconcile
+                await mark_joined(self.archive, p.cfg.ref, self.account)
+                self._marked.add(p.row.id)
             return
         st = await get_status(self.archive, p.cfg.ref)
         now = self.options.now()
@@ -196,11 +210,14 @@ class LiveListener:
                 reason=problem.reason, retry_at=problem.retry_at, now=now, channel_id=p.row.id,
             )  # fmt: skip
             log.warning("live %s: join refused: %s", p.name, problem.reason)
+            if isinstance(exc, errors.ChannelsTooMuchError) and len(self.settings.accounts) > 1:
+                await account_full(self.archive, self.account, p.cfg, now=now)
             return
         except FloodWaitTooLong as exc:  # the ledger keeps JoinChannel waiting; reads go on
             log.warning("live %s: not joined yet: %s", p.name, exc)
             return
         await update_following(self.archive, p.row.id, joined_at=now)
+        await mark_joined(self.archive, p.cfg.ref, self.account)
         if st is not None and st.status in JOIN_STATUSES:
             await set_status(self.archive, p.cfg.ref, source=SOURCE, status="ok", now=now,
                              channel_id=p.row.id)  # fmt: skip
@@ -350,12 +367,15 @@ async def run_live(
     options: SyncOptions | None = None,
     reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
     catch_up_seconds: float | None = RECONCILE_SECONDS,
+    channels: Callable[[], Sequence[ChannelConfig]] | None = None,
 ) -> None:
     """Follow the channels until ``stop_event`` is set. A connection lost for good is
     reconnected (with growing delays) and followed by a catch-up and re-read; a revoked
     session raises :class:`NotLoggedIn`. A reported gap re-reads its channel at once; every
-    ``catch_up_seconds`` the newest page of each channel is reconciled."""
-    listener = LiveListener(archive, client, settings, options=options)
+    ``catch_up_seconds`` the newest page of each channel is reconciled. ``channels``: the
+    channels of this client's account, asked again at every pass (None: every configured
+    ``join = true`` Telethon channel)."""
+    listener = LiveListener(archive, client, settings, options=options, channels=channels)
     await listener.start()
     stop = asyncio.ensure_future(stop_event.wait())
     try:

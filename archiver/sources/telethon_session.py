@@ -276,7 +276,8 @@ async def ensure_ledger(
     archive: Archive, client: Any, now: Callable[[], datetime] = utcnow
 ) -> FloodLedger:
     """The client's flood ledger for ``archive`` and the logged-in account, installed (or
-    read again from the archive, where another process may have added a wait)."""
+    read again from the archive, where another process may have added a wait). Each account
+    has its own (keyed by its Telegram user id): one account's waits never hold another."""
     ledger: FloodLedger | None = getattr(client, "ledger", None)
     me = await account_id(client)
     if ledger is not None and ledger.archive is archive and ledger.account == me:
@@ -285,8 +286,9 @@ async def ensure_ledger(
         return ledger
     ledger = await FloodLedger.load(archive, me, now)
     client.ledger = ledger
-    if await last_account(archive) != me:
-        await remember_account(archive, me)
+    name = getattr(client, "account_name", None)
+    if await last_account(archive, name) != me:
+        await remember_account(archive, me, name)
     return ledger
 
 
@@ -302,17 +304,51 @@ def unconnected_client(
         try:
             session: Any = StringSession(tg.session_string)
         except (ValueError, struct.error):
+            env = (
+                settings.account(settings.for_account).env_name
+                if settings.for_account
+                else "TELEWATCH_SESSION"
+            )
             raise NotLoggedIn(
-                "TELEWATCH_SESSION is not a session string: run `telewatch login --string` again"
+                f"{env} is not a session string: run `{_login(settings)} --string` again"
             ) from None
         catch_up = False  # a StringSession keeps no update state
     else:
         path = session_path(settings)
         if not path.exists():
-            raise NotLoggedIn(NOT_LOGGED_IN)
+            raise NotLoggedIn(not_logged_in(settings))
         session = str(path)
         catch_up = receive_updates
-    return factory(session, api_id, api_hash, receive_updates=receive_updates, catch_up=catch_up)
+    client = factory(session, api_id, api_hash, receive_updates=receive_updates, catch_up=catch_up)
+    if settings.for_account is not None:
+        client.account_name = (
+            settings.for_account
+        )  # the ledger's key of the last user id, per account
+    return client
+
+
+def _login(settings: Settings) -> str:
+    name = settings.for_account
+    return "telewatch login" if name is None else f"telewatch login --account {name}"
+
+
+def not_logged_in(settings: Settings) -> str:
+    """The missing-login message, naming the account when there are ``[[accounts]]``."""
+    name = settings.for_account
+    if name is None:
+        return NOT_LOGGED_IN
+    return f"account {name}: not logged in: run `{_login(settings)}`"
+
+
+def named(settings: Settings, exc: NotLoggedIn) -> NotLoggedIn:
+    """``exc`` naming the ``[[accounts]]`` account and its login command (unchanged for the
+    one account of a config without ``[[accounts]]``)."""
+    name = settings.for_account
+    text = str(exc)
+    if name is None or text.startswith(f"account {name}:"):
+        return exc
+    text = text.replace("`telewatch login`", f"`{_login(settings)}`")
+    return NotLoggedIn(f"account {name}: {text}")
 
 
 async def connect_client(
@@ -330,7 +366,7 @@ async def connect_client(
     it (``catch_up=True``; see :func:`make_client` for what that does and does not do)."""
     client = unconnected_client(settings, receive_updates=receive_updates, factory=factory)
     if archive is not None:
-        known = await last_account(archive)
+        known = await last_account(archive, settings.for_account)
         if known is not None:
             client.ledger = await FloodLedger.load(archive, known, now)
     try:
@@ -340,12 +376,15 @@ async def connect_client(
         await check_login(client, now)
         if archive is not None:
             await ensure_ledger(archive, client, now)
+    except NotLoggedIn as exc:
+        await client.disconnect()
+        raise named(settings, exc) from None
     except OSError as exc:
         await client.disconnect()
         raise SourceError(f"cannot connect to Telegram ({exc}): check the network") from None
     except LOGIN_LOST as exc:  # inside connect(): Telegram refuses the key at once
         await client.disconnect()
-        raise login_lost(exc) from None
+        raise named(settings, login_lost(exc)) from None
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:  # inside connect()
         me = getattr(client, "_self_id", None)
         unrecorded = client.ledger is None or client.ledger.account != me  # _call skipped it

@@ -8,10 +8,11 @@ out a write transaction. The feature modules beside it (``ingest``, ``search``, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,6 +139,9 @@ class Archive:
         self.matcher_loader: Callable[[Archive], Awaitable[Matcher | None]] | None = None
         # Called after a commit that queued alerts (``telewatch run`` wakes the bot with it).
         self.on_alerts: Callable[[], None] | None = None
+        # Called inside each ingest or deletion transaction with the batch's channel ids; it
+        # raises to refuse the batch (a worker that lost a unit's lease: archiver.worker).
+        self.fence: Callable[[Any, Iterable[int]], Awaitable[None]] | None = None
         self._write_lock = asyncio.Lock()
         self._closed = False
 
@@ -429,12 +433,18 @@ class Archive:
         """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on any
         exception, so a batch lands whole or not at all."""
         async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                # BEGIN inside: a task cancelled while PostgreSQL's BEGIN takes the write lock
+                # (a shutdown) must not leave the connection in a transaction that swallows
+                # every later statement (archiver.worker's release of its leases at stop)
+                await self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
                 await self.db.execute("COMMIT")
             except BaseException:
-                if self.db.in_transaction:  # the block failed, or COMMIT itself did (busy)
+                # the block failed, or COMMIT itself did (busy); or the task was cancelled
+                # while BEGIN ran (aiosqlite finishes it in its thread after the cancellation,
+                # so ``in_transaction`` may not say so yet): roll back in every case, after it
+                with contextlib.suppress(sqlite3.OperationalError):  # no transaction after all
                     await self.db.execute("ROLLBACK")
                 raise
 

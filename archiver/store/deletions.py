@@ -88,6 +88,8 @@ async def _claim(
     matcher = await archive.current_matcher() if alerts else None
     changed = 0
     async with archive.transaction() as db:
+        if archive.fence is not None:  # a worker still holding the channel's unit
+            await archive.fence(db, [channel_id])
         buf = AlertBuffer(matcher, now)
         names = await usernames(db, [channel_id]) if matcher else {}
         async with db.execute("SELECT coalesce(max(id), 0) FROM post_events") as cur:

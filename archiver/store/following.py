@@ -32,6 +32,7 @@ STATUSES = (
     "flood_wait",
     "invalid",
     "error",
+    "no_account",  # no [[accounts]] account has room for it (archiver.sources.telethon_accounts)
 )
 
 

@@ -635,6 +635,8 @@ async def ingest(
     assert now is not None
     matcher = await archive.current_matcher() if alerts else None
     async with archive.transaction() as db:
+        if archive.fence is not None:  # a worker still holding the channels' units
+            await archive.fence(db, {p.channel_id for p in prepared})
         existing = await _fetch_existing(db, prepared)
         names = await usernames(db, {p.channel_id for p in prepared}) if matcher else {}
         buf = AlertBuffer(matcher, now)

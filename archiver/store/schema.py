@@ -500,7 +500,44 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
     """,
-    # 13 (search on PostgreSQL, issue 18): nothing changes on SQLite (FTS5 keeps its index
+    # Many Telegram accounts (docs/operations.md, Many accounts): which account follows each
+    # Telethon channel (the key is the channel's reference as [[channels]] writes it, lower
+    # case, as channel_status), and whether that account joined it. account_full: an account
+    # Telegram refused a join to (CHANNELS_TOO_MUCH) takes no more channels than it had joined.
+    """
+    CREATE TABLE channel_accounts (
+        channel TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        joined INTEGER NOT NULL DEFAULT 0,
+        assigned_at TEXT NOT NULL
+    );
+    CREATE INDEX channel_accounts_account ON channel_accounts(account);
+    CREATE TABLE account_full (
+        account TEXT PRIMARY KEY,
+        channel_limit INTEGER NOT NULL,      -- the channels it had joined when refused
+        refused_channel TEXT NOT NULL,
+        refused_at TEXT NOT NULL
+    );
+    """,
+    # 14: workers and their leases (issue 18, docs/operations.md "Several workers"): a unit
+    # of work (``account:<name>``, ``web:<channel key>``) is followed by the worker holding
+    # its lease until ``expires_at``; times are UTC text with milliseconds
+    """
+    CREATE TABLE workers (
+        name TEXT PRIMARY KEY,
+        host TEXT,
+        pid INTEGER,
+        started_at TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+    );
+    CREATE TABLE leases (
+        unit TEXT PRIMARY KEY,
+        worker TEXT NOT NULL,                -- the holder, or the last one once expired
+        acquired_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    """,
+    # 15 (search on PostgreSQL, issue 18): nothing changes on SQLite (FTS5 keeps its index
     # apart). On PostgreSQL a version's tsvector stays in its row (see POSTGRES_MIGRATIONS).
     """
     -- nothing on SQLite
@@ -556,13 +593,43 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
     );
     INSERT INTO meta (key, value) VALUES ('evidence.backfill', 'pending');
     """,
+    13: """
+    CREATE TABLE channel_accounts (
+        channel TEXT COLLATE "C" PRIMARY KEY,
+        account TEXT COLLATE "C" NOT NULL,
+        joined INTEGER NOT NULL DEFAULT 0,
+        assigned_at TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX channel_accounts_account ON channel_accounts(account);
+    CREATE TABLE account_full (
+        account TEXT COLLATE "C" PRIMARY KEY,
+        channel_limit INTEGER NOT NULL,
+        refused_channel TEXT COLLATE "C" NOT NULL,
+        refused_at TEXT COLLATE "C" NOT NULL
+    );
+    """,
+    14: """
+    CREATE TABLE workers (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        host TEXT COLLATE "C",
+        pid BIGINT,
+        started_at TEXT COLLATE "C" NOT NULL,
+        seen_at TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE leases (
+        unit TEXT COLLATE "C" PRIMARY KEY,
+        worker TEXT COLLATE "C" NOT NULL,
+        acquired_at TEXT COLLATE "C" NOT NULL,
+        expires_at TEXT COLLATE "C" NOT NULL
+    );
+    """,
     # A search tests versions.tsv row by row (archiver.store.pg_search): at about 1 KB it was
     # the widest column of a 3 KB row and went out of line to TOAST first, a lookup in the
     # TOAST table for every version tested. MAIN keeps it in the row and moves the text, raw
     # JSON and words out instead: testing the newest 20,000 versions 94 -> 55 ms, counting a
     # common word's versions 721 -> 173 ms at 100,000 posts (docs/benchmarks.md, "Scale").
     # Rows written before keep their layout until `VACUUM FULL versions` (docs/postgresql.md).
-    13: """
+    15: """
     ALTER TABLE versions ALTER COLUMN tsv SET STORAGE MAIN;
     """,
 }

@@ -10,16 +10,19 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from archiver.channels import parse_ref
+from archiver.config import Settings
 from archiver.store import outbox
 from archiver.store.access import valid_user_id
+from archiver.store.archive import Archive
 from archiver.store.followed import follow, telethon_configured, unfollow
 from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats
+from archiver.worker import following
 from bot.access import Role
 from bot.format import esc
 from bot.handlers.common import arg_text, reply, role_of, translator_for, usage
 from bot.i18n import translator
-from bot.messages import Status, status_blocks
+from bot.messages import Status, status_blocks, workers_block
 from bot.services import services
 
 log = logging.getLogger(__name__)
@@ -47,8 +50,28 @@ async def status_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         paused_reason=delivery.paused_reason if delivery is not None else None,
         problems=await channel_statuses(svc.archive, problems_only=True),
     )
+    if svc.settings.configured_accounts:
+        st = await _with_accounts(st, svc.archive, svc.settings)
     _ = await translator_for(update, context)
-    await reply(update, status_blocks(st, svc.settings.display.timezone, _))
+    blocks = status_blocks(st, svc.settings.display.timezone, _)
+    if (rows := await following(svc.archive, svc.settings)) is not None:
+        blocks.append(workers_block(rows, _))  # several workers: who follows what
+    await reply(update, blocks)
+
+
+async def _with_accounts(st: Status, archive: Archive, settings: Settings) -> Status:
+    """``/status`` with ``[[accounts]]``: which account follows each Telethon channel, and
+    the channels none has room for."""
+    from dataclasses import replace
+
+    from archiver.sources.telethon_accounts import accounts_report
+
+    report = await accounts_report(archive, settings)
+    accounts = {}
+    for s in st.stats:
+        if s.source == "telethon" and (name := report.account_for(s.channel_id, s.channel)):
+            accounts[s.channel_id] = name
+    return replace(st, accounts=accounts, no_account=report.no_room)
 
 
 def _user_id(update: Update) -> int | None:

@@ -297,6 +297,21 @@ async def test_admin_status(bot: Harness) -> None:
     assert "/status" in only(await bot.send(ADMIN, "/help")).text
 
 
+async def test_admin_status_names_the_worker_of_each_channel(bot: Harness) -> None:
+    """Several workers (leases): /status says which one follows which channel."""
+    from archiver.channels import parse_ref
+    from archiver.store import leases
+    from archiver.store.followed import follow
+
+    assert "Workers" not in only(await bot.send(ADMIN, "/status")).text  # no leases: as before
+    for name in ("kherson_news", "vsaldo"):
+        await follow(bot.archive, bot.settings, parse_ref(name), "web", by=ADMIN)
+    now = await leases.db_now(bot.archive)
+    await leases.acquire(bot.archive, "w<1>", ["web:vsaldo"], 1, 600, now)
+    text = "\n".join(m.text for m in await bot.send(ADMIN, "/status"))
+    assert "<b>Workers</b>\nw&lt;1&gt; follows: vsaldo\nno worker follows: kherson_news" in text
+
+
 async def test_admin_allows_and_denies(bot: Harness) -> None:
     assert str(STRANGER) in only(await bot.send(STRANGER, "/start")).text
     told, answer = await bot.send(ADMIN, f"/allow {STRANGER}")

@@ -5,6 +5,7 @@ new observations chain on after it."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -19,13 +20,17 @@ from tests.store.test_record_migration import _schema_3_archive
 
 
 def _before_the_log(path: Path) -> None:
-    """Take the archive back to the schema before the log (what the previous telewatch left)."""
+    """Take the archive back to the schema before the log (what the previous telewatch left):
+    the log's migration and every later one undone."""
+    log = next(i for i, m in enumerate(MIGRATIONS) if "'evidence.backfill'" in m)
+    later = [t for m in MIGRATIONS[log + 1 :] for t in re.findall(r"CREATE TABLE (\w+)", m)]
     con = sqlite3.connect(path)
     con.executescript(
-        f"""
+        "".join(f"DROP TABLE {t};" for t in later)
+        + f"""
         DROP TABLE observations; DROP TABLE captures; DROP TABLE log_roots;
         DELETE FROM meta WHERE key = 'evidence.backfill';
-        PRAGMA user_version = {len(MIGRATIONS) - 1};
+        PRAGMA user_version = {log};
         """
     )
     con.close()

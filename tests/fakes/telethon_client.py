@@ -123,6 +123,7 @@ class _Failure:
     times: int
     every: int = 0  # fail only every N-th matching request
     seen: int = 0
+    account: int | None = None  # only this account's requests (None: any account's)
 
 
 @dataclass
@@ -387,10 +388,21 @@ class FakeTelegram:
         after: int = 0,
         times: int = 1,
         every: int = 0,
+        account: int | None = None,
     ) -> None:
         """Answer the request of type ``kind`` that comes after ``after`` more of them with
-        ``make(request)`` raised, ``times`` times (with ``every``: only every N-th of them)."""
-        self.failures.append(_Failure(kind, make, after, times, every))
+        ``make(request)`` raised, ``times`` times (with ``every``: only every N-th of them;
+        with ``account``: only that account's requests. Telegram's flood waits and limits are
+        per account: FLOOD_WAIT_X "for the method, for this account",
+        https://core.telegram.org/api/errors#420-flood)."""
+        self.failures.append(_Failure(kind, make, after, times, every, account=account))
+
+    def revoke(self, account: int) -> None:
+        """The account's sessions are logged out (from another device: Settings, Devices):
+        every auth key of it gets AUTH_KEY_UNREGISTERED from now on, the other accounts' keys
+        go on working (https://core.telegram.org/api/errors#401-unauthorized;
+        https://core.telegram.org/method/auth.resetAuthorizations)."""
+        self.keys = {k: a for k, a in self.keys.items() if a != account}
 
     def during(self, kind: type, action: Callable[[], Any], *, after: int = 0) -> None:
         """Run ``action`` (a post, an edit...) in the world while Telegram serves the request
@@ -457,6 +469,8 @@ class FakeTelegram:
                 raise errors.AuthKeyUnregisteredError(request=request)
             self._flood_check(self.accounts[account], request)
         for f in self.failures:
+            if f.account is not None and f.account != account:
+                continue
             if isinstance(request, f.kind) and f.times > 0:
                 if f.after > 0:
                     f.after -= 1

@@ -1,0 +1,274 @@
+"""The work of the units a worker holds, started and stopped as its leases come and go.
+
+Used by :mod:`archiver.runner`. A web unit has nothing running of its own: the sync pass
+covers the web channels of the units held when it starts, and the fence stops a batch of a
+unit lost meanwhile. An account unit (``account:<name>``) is that account's Telethon client
+and, when a channel of it is followed live, its live listener: started when the unit is
+gained (the listener catches up from each channel's high-water mark) and stopped (listener
+first, then the client) when the unit is lost or given back. :func:`lease_loop` ticks the
+worker and applies each change; a gained unit also triggers a catch-up pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from archiver.config import ChannelConfig, Settings, account_settings
+from archiver.errors import AlreadyRunning, NotLoggedIn, TelewatchError
+from archiver.lock import FileLock, session_lock
+from archiver.store import leases
+from archiver.store.archive import Archive
+from archiver.store.following import ref_key
+from archiver.worker import MAIN, Worker
+
+log = logging.getLogger(__name__)
+
+LIVE_GRACE = 2.0
+
+
+@dataclass
+class _Account:
+    client: Any = None
+    ready: bool = False
+    logged_out: bool = False  # held, but its login is missing: each pass records it
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    live: asyncio.Task[Any] | None = None
+    starting: asyncio.Task[Any] | None = None
+    lock: FileLock | None = None
+
+
+class Units:
+    """The running work of a worker's units (see the module docstring).
+
+    ``open_client(settings, live, archive)`` opens an account's client (the runner's
+    ``_open_telegram``); ``failed(name, exc)`` stops the whole process when a live listener
+    fails or a client cannot be opened for a reason no retry fixes (a lost login);
+    ``catch_up()`` asks for a sync pass. ``session_locks``: take the Telegram session's file
+    lock when an account unit starts (``--worker``: several workers on one machine)."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        settings: Settings,
+        worker: Worker,
+        stop: asyncio.Event,
+        *,
+        open_client: Callable[[Settings, bool, Archive], Awaitable[Any]],
+        failed: Callable[[str, BaseException | None], None],
+        catch_up: Callable[[], object],
+        session_locks: bool,
+    ) -> None:
+        self.archive = archive
+        self.settings = settings
+        self.worker = worker
+        self.stop_event = stop
+        self._open = open_client
+        self._failed = failed
+        self._catch_up = catch_up
+        self._session_locks = session_locks
+        self.accounts: dict[str, _Account] = {}
+        self.live = any(c.source == "telethon" and c.join for c in settings.channels)
+
+    def client(self, account: str = MAIN) -> Any:
+        """The account's client once started (None while it is not held or not ready)."""
+        acc = self.accounts.get(account)
+        return acc.client if acc is not None and acc.ready else None
+
+    def runnable_units(self) -> set[str]:
+        """Held units whose work can run now: web channels, and accounts whose client is
+        ready (or whose login is missing: each pass records that on their channels)."""
+        out = set()
+        for u in self.worker.held:
+            acc = self.accounts.get(u.removeprefix(leases.ACCOUNT))
+            if not u.startswith(leases.ACCOUNT) or (
+                acc is not None and (acc.ready or acc.logged_out)
+            ):
+                out.add(u)
+        return out
+
+    def _runnable_accounts(self) -> set[str]:
+        return {u.removeprefix(leases.ACCOUNT) for u in self.runnable_units()
+                if u.startswith(leases.ACCOUNT)}  # fmt: skip
+
+    def polled_clients(self) -> dict[str, Any]:
+        """The ready clients no live listener keeps connected (the sync job reconnects them)."""
+        return {n: a.client for n, a in self.accounts.items() if a.ready and a.live is None}
+
+    def kwargs(self) -> dict[str, Any]:
+        """What ``sync_all``/``recheck_all`` are given: the clients of the accounts held
+        here, and those accounts only."""
+        names = self._runnable_accounts()
+        clients = {n: a.client for n, a in self.accounts.items() if a.ready and n in names}
+        return {"clients": clients, "accounts": names}
+
+    def rechecks(self) -> bool:
+        """Whether a recheck has anything to do here: an account is held."""
+        return bool(self._runnable_accounts())
+
+    async def polled(
+        self, archive: Archive, settings: Settings, extra: Sequence[ChannelConfig]
+    ) -> list[ChannelConfig]:
+        """The channels a sync pass reads here: those of the held units, but the ``join =
+        true`` Telethon channels of an account whose live listener reads them itself."""
+        live = {n for n, a in self.accounts.items() if a.live is not None}
+        assigned = self.worker.assigned
+
+        def followed_live(c: ChannelConfig) -> bool:
+            return c.source == "telethon" and c.join and assigned.get(ref_key(c.ref)) in live
+
+        return [c for c in self.channels([*settings.channels, *extra]) if not followed_live(c)]
+
+    def caught_up(self, units: Iterable[str]) -> None:
+        """A pass covered ``units``: their catch-up is done."""
+        self.worker.pending -= set(units)
+
+    def pending(self) -> set[str]:
+        """Units gained and runnable, not yet covered by a pass."""
+        return self.worker.pending & self.runnable_units()
+
+    def channels(self, pool: Iterable[ChannelConfig]) -> list[ChannelConfig]:
+        """The channels of ``pool`` that this worker may sync now: those of its held units,
+        Telethon ones only once their account's client is ready (a pass given a Telethon
+        channel and no client would open a client of its own: a second session)."""
+        runnable = self.runnable_units()
+        by_key = {ref_key(c.ref): u for u, cs in self.worker.units.items() for c in cs}
+        return [c for c in self.worker.channels(pool) if by_key.get(ref_key(c.ref)) in runnable]
+
+    async def start(self, unit: str, *, wait: bool = False) -> None:
+        """Start a gained unit (an account's in the background, unless ``wait``)."""
+        if not unit.startswith(leases.ACCOUNT):
+            return
+        name = unit.removeprefix(leases.ACCOUNT)
+        acc = self.accounts.setdefault(name, _Account())
+        if acc.starting is not None or acc.ready or acc.logged_out:
+            return
+        acc.stop = asyncio.Event()
+        if wait:
+            await self._start_account(name, acc)
+            return
+        acc.starting = asyncio.create_task(self._start_account(name, acc), name=f"start {unit}")
+        acc.starting.add_done_callback(lambda t: self._started(name, t))
+
+    def _started(self, name: str, task: asyncio.Task[Any]) -> None:
+        acc = self.accounts.get(name)
+        if acc is not None and acc.starting is task:
+            acc.starting = None
+        if task.cancelled():
+            return
+        if (exc := task.exception()) is not None:
+            self._failed(f"account {name}", exc)
+
+    async def _start_account(self, name: str, acc: _Account) -> None:
+        settings = account_settings(self.settings, name)
+        if self._session_locks:
+            lock = session_lock(settings)
+            try:
+                lock.acquire("run")
+            except AlreadyRunning as exc:
+                log.warning("account %s: %s; giving the unit back", name, exc)
+                await self.worker.give_back([leases.account_unit(name)])
+                return
+            acc.lock = lock
+        try:
+            acc.client = await self._open(settings, self.live, self.archive)
+        except NotLoggedIn as exc:
+            self._unlock(acc)
+            if len(self.settings.accounts) == 1:
+                raise  # the only account: nothing Telethon does can work, as before
+            log.error("telegram: %s; that account's channels are recorded with it at each"
+                      " pass, the other accounts go on", exc)  # fmt: skip
+            acc.logged_out = True
+            self._catch_up()
+            return
+        except BaseException:
+            self._unlock(acc)
+            raise
+        acc.ready = True
+        log.log(self.worker.level, "account %s: started", name)
+        if self.live:
+            from archiver.sync import follow_live
+
+            task = asyncio.create_task(
+                follow_live(self.archive, self.settings, acc.stop, clients={name: acc.client},
+                            accounts={name}, assigned=self.worker.assigned),
+                name=f"live {name}",
+            )  # fmt: skip
+            acc.live = task
+            task.add_done_callback(lambda t: self._live_ended(name, acc, t))
+        self._catch_up()
+
+    def _live_ended(self, name: str, acc: _Account, task: asyncio.Task[Any]) -> None:
+        if acc.stop.is_set() or self.stop_event.is_set():
+            return  # told to stop
+        if not task.cancelled() and task.exception() is None:
+            return  # nothing to follow live, which is no reason to stop
+        self._failed(f"live listener of account {name}", None if task.cancelled()
+                     else task.exception())  # fmt: skip
+
+    async def stop(self, unit: str) -> None:
+        """Stop a unit's work (before its lease is given back, or once it is lost)."""
+        if not unit.startswith(leases.ACCOUNT):
+            return
+        name = unit.removeprefix(leases.ACCOUNT)
+        acc = self.accounts.pop(name, None)
+        if acc is None:
+            return
+        acc.stop.set()
+        if acc.starting is not None:
+            acc.starting.cancel()
+            await asyncio.wait([acc.starting], timeout=LIVE_GRACE)
+        if acc.live is not None:
+            from archiver.runner import _finish
+
+            await _finish(acc.live, LIVE_GRACE, f"live listener of account {name}")
+        if acc.client is not None:
+            from archiver.sync import disconnect
+
+            await disconnect(acc.client)
+        self._unlock(acc)
+        log.log(self.worker.level, "account %s: stopped", name)
+
+    def _unlock(self, acc: _Account) -> None:
+        if acc.lock is not None:
+            acc.lock.release()
+            acc.lock = None
+
+    async def stop_all(self) -> None:
+        for name in list(self.accounts):
+            await self.stop(leases.account_unit(name))
+
+    async def apply(self, change: Any) -> None:
+        """One tick's change: stop the lost and the extra units, give the extras back, start
+        the gained ones and ask for a catch-up pass."""
+        for unit in sorted(change.lost | change.extra):
+            await self.stop(unit)
+        if change.extra:
+            await self.worker.give_back(change.extra)
+        for unit in sorted(change.gained):
+            await self.start(unit)
+        if change.gained:
+            self._catch_up()
+
+
+async def lease_loop(units: Units, stop: asyncio.Event) -> None:
+    """Tick the worker every third of the lease time until ``stop``."""
+    worker = units.worker
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), worker.tick_seconds)
+        if stop.is_set():
+            return
+        try:
+            change = await worker.tick()
+        except (sqlite3.Error, TelewatchError) as exc:
+            # The fence keeps every write of a unit whose lease runs out meanwhile out of the
+            # archive; the next tick tries again.
+            log.warning("worker %s: leases not renewed (%s); trying again", worker.name, exc)
+            continue
+        await units.apply(change)

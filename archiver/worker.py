@@ -1,0 +1,343 @@
+"""One worker of ``telewatch run --worker NAME``: which units it holds, and the fence.
+
+:class:`Worker` keeps the leases of one process (archiver/store/leases.py): at start it
+registers its name and takes its share; every third of ``[workers] lease_seconds``
+(:meth:`Worker.tick`) it says it is alive, renews what it holds, notices what it LOST (taken by
+another worker after a pause past the expiry), takes free units up to its share and names the
+extras to give back when more workers are alive. The caller (:mod:`archiver.runner`) starts
+and stops the units' work and only then calls :meth:`Worker.give_back`: stop, then release.
+
+Shares: a named worker (``--worker``) takes at most ceil(units / live workers), so N workers
+split the work. ``run`` without ``--worker`` runs as ``run@<host>`` and takes every unit it
+can (one run per archive, as before); a second such run elsewhere stands by, taking only
+what nobody holds.
+
+Units of the channels (the contract of issue 18): ``web:<channel key>`` for a web channel,
+``account:<name>`` for a Telethon channel, the name read from the channel assignments of the
+accounts (archiver.store.accounts) when that exists, else the one implicit account ``main``.
+
+The fence (:meth:`Worker.fence`, installed as ``archive.fence``): every ingest and every
+deletion batch checks, inside its write transaction, that this worker still holds the units
+of the batch's channels; else nothing of the batch is written (:class:`LeaseLost`), so a
+worker paused past its expiry never writes, alerts or logs as if it still owned a channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from archiver.config import ChannelConfig, Settings
+from archiver.errors import ConfigError, TelewatchError
+from archiver.store import leases
+from archiver.store.archive import Archive
+from archiver.store.following import ref_key
+from archiver.store.leases import LeaseLost
+
+log = logging.getLogger(__name__)
+
+STOP_WITHIN = 3.0  # seconds a clean stop gives the release of its leases
+MAIN = "main"  # the implicit account when no [[accounts]] are configured
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+
+def check_name(name: str) -> str:
+    """A ``--worker`` name: letters, digits, ``_ . @ -``, at most 64."""
+    if not _NAME.fullmatch(name):
+        raise ConfigError(
+            f"--worker {name!r}: use letters, digits, '_', '.', '@' or '-' (at most 64),"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+def default_name() -> str:
+    """The worker name of ``run`` without ``--worker``."""
+    return f"run@{socket.gethostname() or 'localhost'}"
+
+
+async def account_assignments(
+    archive: Archive, settings: Settings, channels: Sequence[ChannelConfig]
+) -> dict[str, str | None]:
+    """Channel key -> account name (archiver.store.accounts); the Telethon channels that
+    have none yet are assigned first (archiver.sources.telethon_accounts.assign: by room,
+    sticky), by whichever worker sees them first. None: no account has room for it."""
+    from archiver.store.accounts import assignments
+
+    got: dict[str, str | None] = dict(await assignments(archive))
+    if any(c.source == "telethon" and ref_key(c.ref) not in got for c in channels):
+        from archiver.sources.telethon_accounts import assign
+
+        got.update(await assign(archive, settings, list(channels)))
+    return got
+
+
+def unit_of(cfg: ChannelConfig, accounts: Mapping[str, str | None] | None) -> str | None:
+    """The unit that follows ``cfg``; None for a Telethon channel no account has (yet).
+    ``accounts``: channel key -> account (None: one account, ``main``)."""
+    key = ref_key(cfg.ref)
+    if cfg.source == "web":
+        return leases.web_unit(key)
+    if accounts is None:
+        return leases.account_unit(MAIN)
+    name = accounts.get(key)
+    return None if name is None else leases.account_unit(name)
+
+
+@dataclass
+class Change:
+    """What a tick found: units GAINED (start them), LOST (taken by another worker: stop
+    them at once) and EXTRA (held beyond the share, or no longer configured: stop them, then
+    :meth:`Worker.give_back`)."""
+
+    gained: set[str] = field(default_factory=set)
+    lost: set[str] = field(default_factory=set)
+    extra: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.gained or self.lost or self.extra)
+
+
+class Worker:
+    """The leases of one process (see the module docstring)."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        settings: Settings,
+        name: str,
+        *,
+        share: bool = True,
+        host: str | None = None,
+        pid: int | None = None,
+        leases_db: Archive | None = None,
+    ) -> None:
+        self.archive = archive
+        # The leases' own connection (the runner opens one): a renewal never queues behind
+        # this process's ingest transactions on the archive's connection
+        self.db = leases_db or archive
+        self.settings = settings
+        self.name = name
+        self.share = share
+        self.host = host or socket.gethostname()
+        self.pid = pid or os.getpid()
+        self.lease_seconds = settings.workers.lease_seconds
+        self.held: set[str] = set()
+        self.units: dict[str, list[ChannelConfig]] = {}  # every unit -> its channels
+        self.pending: set[str] = set()  # gained, not yet caught up by a pass
+        self.extra_channels: Sequence[ChannelConfig] = ()  # followed from the chat
+        self.assigned: dict[str, str | None] = {}  # channel key -> account (updated in place)
+
+    @property
+    def level(self) -> int:
+        """INFO for a named worker; ``run`` alone (one worker) does not talk of leases."""
+        return logging.INFO if self.share else logging.DEBUG
+
+    @property
+    def tick_seconds(self) -> float:
+        return self.lease_seconds / 3
+
+    async def start(self) -> Change:
+        """Register (refused while another live process has the name) and take a share."""
+        now = await leases.db_now(self.db)
+        await leases.register(self.db, self.name, self.host, self.pid,
+                              self.lease_seconds, now)  # fmt: skip
+        log.log(self.level, "worker %s: registered (pid %d on %s), lease %g s", self.name,
+                self.pid, self.host, self.lease_seconds)  # fmt: skip
+        return await self.tick()
+
+    async def configured(self) -> dict[str, list[ChannelConfig]]:
+        """Every unit of the configured channels (and those followed from the chat)."""
+        from archiver.store.followed import channel_configs
+
+        self.extra_channels = await channel_configs(self.db, self.settings)
+        every = (*self.settings.channels, *self.extra_channels)
+        accounts = await account_assignments(self.db, self.settings, every)
+        self.assigned.clear()
+        self.assigned.update(accounts)  # the live listeners read this same mapping
+        units: dict[str, list[ChannelConfig]] = {}
+        for cfg in every:
+            unit = unit_of(cfg, accounts)
+            if unit is not None:
+                units.setdefault(unit, []).append(cfg)
+        self.units = units
+        return units
+
+    async def tick(self) -> Change:
+        """Beat, renew, take the share; see :class:`Change`."""
+        a = self.db
+        now = await leases.db_now(a)
+        await leases.beat(a, self.name, now)
+        units = await self.configured()
+        kept = await leases.renew(a, self.name, self.held, self.lease_seconds, now)
+        change = Change(lost=self.held - kept)
+        self.held = kept
+        self.pending -= change.lost
+        if change.lost:
+            log.warning("worker %s: lost %s (its lease expired and another worker took it);"
+                        " stopping it", self.name, ", ".join(sorted(change.lost)))  # fmt: skip
+        mine = kept & set(units)
+        change.extra = kept - mine
+        if self.share:
+            live = await leases.live_workers(a, self.lease_seconds, now)
+            want = leases.fair_share(len(units), len(live))
+        else:
+            want = len(units)
+        if len(mine) > want:
+            change.extra |= set(sorted(mine)[want:])
+        elif len(mine) < want:
+            free = sorted(set(units) - kept)
+            got = await leases.acquire(a, self.name, free, want - len(mine), self.lease_seconds,
+                                       now)  # fmt: skip
+            change.gained = set(got)
+            self.held |= change.gained
+            self.pending |= change.gained
+        if change.gained:
+            log.log(self.level, "worker %s: took %s", self.name,
+                    ", ".join(sorted(change.gained)))  # fmt: skip
+        return change
+
+    async def give_back(self, units: Iterable[str]) -> None:
+        """Release ``units`` (the caller stopped them first)."""
+        units = set(units) & self.held
+        if not units:
+            return
+        # said before the release: whoever takes a unit next says so after it
+        log.log(self.level, "worker %s: giving back %s", self.name, ", ".join(sorted(units)))
+        self.held -= units
+        self.pending -= units
+        await leases.release(self.db, self.name, units, await leases.db_now(self.db))
+
+    async def stop(self) -> None:
+        """A clean stop: every unit released, the worker no longer counted as live."""
+        try:
+            if self.held:
+                log.log(self.level, "worker %s: giving back %s", self.name,
+                        ", ".join(sorted(self.held)))  # fmt: skip
+            self.held, self.pending = set(), set()
+            async with asyncio.timeout(STOP_WITHIN):  # a shutdown never hangs on it
+                now = await leases.db_now(self.db)
+                await leases.release_all(self.db, self.name, now)
+                await leases.forget_worker(self.db, self.name)
+        except (sqlite3.Error, TelewatchError, TimeoutError) as exc:  # they expire by themselves
+            log.warning("worker %s: leases not released (%s); they expire in %g s", self.name,
+                        type(exc).__name__, self.lease_seconds)  # fmt: skip
+
+    def holds(self, unit: str) -> bool:
+        return unit in self.held
+
+    def channels(self, channels: Iterable[ChannelConfig] | None = None) -> list[ChannelConfig]:
+        """``channels`` (default: every configured one) that this worker's units cover."""
+        covered = {id(c) for u in self.held for c in self.units.get(u, ())}
+        keys = {ref_key(c.ref) for u in self.held for c in self.units.get(u, ())}
+        pool = (*self.settings.channels, *self.extra_channels) if channels is None else channels
+        return [c for c in pool if id(c) in covered or ref_key(c.ref) in keys]
+
+    def accounts_held(self) -> list[str]:
+        return sorted(u.removeprefix(leases.ACCOUNT) for u in self.held
+                      if u.startswith(leases.ACCOUNT))  # fmt: skip
+
+    def caught_up(self, units: Iterable[str]) -> None:
+        self.pending -= set(units)
+
+    async def fence(self, db: Any, channel_ids: Iterable[int]) -> None:
+        """Inside a write transaction: raise :class:`LeaseLost` (rolling it back) unless this
+        worker holds the unit of every channel in ``channel_ids`` that a unit covers."""
+        ids = sorted(set(channel_ids))
+        if not ids:
+            return
+        keys: dict[str, str] = {}
+        for unit, cfgs in self.units.items():
+            for cfg in cfgs:
+                keys[f"{cfg.source}:{ref_key(cfg.ref)}"] = unit
+        marks = ", ".join("?" * len(ids))
+        async with db.execute(
+            f"SELECT id, username, source FROM channels WHERE id IN ({marks})", ids
+        ) as cur:
+            rows = list(await cur.fetchall())
+        needed: set[str] = set()
+        for cid, username, source in rows:
+            names = [username.lower()] if username else []
+            found = [keys[k] for n in (*names, str(cid)) if (k := f"{source}:{n}") in keys]
+            needed.update(found[:1])
+        if not needed:
+            return
+        now = await leases.db_now_in(db, self.archive.dialect)
+        have = await leases.held(db, self.archive.dialect, self.name, needed, now)
+        if needed - have:
+            raise LeaseLost(self.name, needed - have)
+
+
+@dataclass(frozen=True)
+class Following:
+    """Who follows a channel now: its unit and the worker holding that unit's lease (None:
+    nobody, or no unit: a Telethon channel no account has room for)."""
+
+    channel: str
+    source: str
+    unit: str | None
+    worker: str | None
+
+
+async def following(archive: Archive, settings: Settings) -> list[Following] | None:
+    """Every configured (and chat-followed) channel with its worker; None when no worker has
+    ever run on this archive (``sync`` from cron: no leases)."""
+    from archiver.store.followed import channel_configs
+
+    rows = await leases.leases(archive)
+    if not rows:
+        return None
+    now = await leases.db_now(archive)
+    from archiver.store.accounts import assignments
+
+    accounts: dict[str, str | None] = dict(await assignments(archive))  # read only
+    out = []
+    for cfg in (*settings.channels, *await channel_configs(archive, settings)):
+        unit = unit_of(cfg, accounts)
+        lease = rows.get(unit) if unit is not None else None
+        holder = lease.worker if lease is not None and lease.held_at(now) else None
+        out.append(Following(str(cfg.ref), cfg.source, unit, holder))
+    return out
+
+
+def _ago(now: datetime, then: datetime) -> str:
+    seconds = int((now - then).total_seconds())
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
+
+
+async def problems(archive: Archive, settings: Settings) -> list[str]:
+    """For ``health``: workers that stopped beating without a clean stop (killed, crashed,
+    stuck), and units nobody holds while some worker is alive."""
+    now_text = await leases.db_now(archive)
+    now = leases.parse(now_text)
+    lease = settings.workers.lease_seconds
+    out: list[str] = []
+    live = 0
+    for w in await leases.workers(archive):
+        seen = leases.parse(w.seen_at)
+        if (now - seen).total_seconds() <= lease:
+            live += 1
+            continue
+        out.append(
+            f"worker {w.name}: no sign of life for {_ago(now, seen)} (pid {w.pid} on {w.host};"
+            f" [workers] lease_seconds = {lease:g}): killed, crashed or stuck; its units move to"
+            f" the other workers. Start it again (`telewatch run --worker {w.name}`); a worker"
+            " that stops cleanly is forgotten"
+        )
+    rows = await following(archive, settings)
+    if live and rows is not None:
+        orphans = sorted({f.unit for f in rows if f.unit is not None and f.worker is None})
+        if orphans:
+            out.append(
+                f"units nobody holds: {', '.join(orphans)}; the live workers take them within"
+                f" {lease:g} s, unless each already has its share (start another worker)"
+            )
+    return out

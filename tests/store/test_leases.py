@@ -1,0 +1,131 @@
+"""Workers and leases (archiver/store/leases.py), on SQLite and on PostgreSQL; on PostgreSQL
+also with many connections acquiring at once: no unit is ever granted to two workers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from pg import archive_both, new_database  # noqa: F401
+
+from archiver.store import leases as L
+from archiver.store.archive import Archive
+
+UNITS = [f"web:ch{i}" for i in range(7)] + ["account:main"]
+T = "2026-12-03 10:00:00.000"
+
+
+def at(seconds: float) -> str:
+    return L.later(T, seconds)
+
+
+async def test_two_workers_split_the_units_and_never_share_one(archive: Archive) -> None:
+    first = await L.acquire(archive, "w1", UNITS, 4, 10, T)
+    assert len(first) == 4
+    second = await L.acquire(archive, "w2", UNITS, 8, 10, T)
+    assert sorted(first + second) == sorted(UNITS)  # the rest, nothing of w1's
+    assert await L.acquire(archive, "w3", UNITS, 8, 10, at(5)) == []  # nothing free
+    held = await L.leases(archive)
+    assert {u: lease.worker for u, lease in held.items()} == {
+        **dict.fromkeys(first, "w1"),
+        **dict.fromkeys(second, "w2"),
+    }
+    assert all(lease.held_at(at(9)) and not lease.held_at(at(10)) for lease in held.values())
+
+
+async def test_an_expired_lease_is_taken_and_its_old_holder_loses_it(archive: Archive) -> None:
+    mine = await L.acquire(archive, "w1", UNITS, 3, 10, T)
+    assert await L.renew(archive, "w1", mine, 10, at(8)) == set(mine)  # now until at(18)
+    # w1 stops renewing one of them (paused); after the expiry w2 takes it
+    kept, dropped = mine[:2], mine[2]
+    assert await L.renew(archive, "w1", kept, 10, at(16)) == set(kept)
+    assert await L.acquire(archive, "w2", [dropped, *kept], 3, 10, at(17)) == []
+    assert await L.acquire(archive, "w2", [dropped, *kept], 3, 10, at(18)) == [dropped]
+    # w1 wakes up: its renewal says the unit is lost, and the fence refuses its writes
+    assert await L.renew(archive, "w1", mine, 10, at(19)) == set(kept)
+    async with archive.transaction() as db:
+        assert await L.held(db, archive.dialect, "w1", mine, at(19)) == set(kept)
+        assert await L.held(db, archive.dialect, "w2", mine, at(19)) == {dropped}
+    # an expired lease nobody took is not held for a write either
+    async with archive.transaction() as db:
+        assert await L.held(db, archive.dialect, "w1", kept, at(40)) == set()
+
+
+async def test_a_released_unit_is_free_at_once(archive: Archive) -> None:
+    mine = await L.acquire(archive, "w1", UNITS, 8, 60, T)
+    await L.release(archive, "w1", mine[:3], at(1))
+    assert await L.acquire(archive, "w2", UNITS, 8, 60, at(1)) == mine[:3]
+    assert (await L.leases(archive))[mine[0]].worker == "w2"
+    await L.release(archive, "w1", mine[:3], at(2))  # not w1's any more: nothing changes
+    assert (await L.leases(archive))[mine[0]].held_at(at(2))
+
+
+async def test_a_worker_name_runs_once(archive: Archive) -> None:
+    await L.register(archive, "w1", "hostA", 100, 10, T)
+    await L.beat(archive, "w1", at(3))
+    with pytest.raises(L.WorkerNameInUse, match=r"worker w1 is already running \(pid 100 on hostA"):
+        await L.register(archive, "w1", "hostB", 200, 10, at(5))
+    await L.register(archive, "w1", "hostB", 200, 10, at(14))  # w1 was last seen 11 s ago
+    await L.register(archive, "w2", "hostB", 201, 10, at(14))
+    assert await L.live_workers(archive, 10, at(15)) == ["w1", "w2"]
+    await L.beat(archive, "w2", at(20))
+    assert await L.live_workers(archive, 10, at(25)) == ["w2"]
+    await L.forget_worker(archive, "w2")
+    assert [w.name for w in await L.workers(archive)] == ["w1"]
+
+
+@pytest.mark.parametrize(("units", "live", "share"), [(8, 3, 3), (9, 3, 3), (1, 3, 1), (5, 0, 5)])
+def test_fair_share(units: int, live: int, share: int) -> None:
+    assert L.fair_share(units, live) == share
+
+
+async def test_the_database_clock_is_the_lease_clock(archive: Archive) -> None:
+    now = await L.db_now(archive)
+    assert len(now) == len(T) and now[10] == " " and now[19] == "."
+    async with archive.transaction() as db:
+        assert await L.db_now_in(db, archive.dialect) >= now
+
+
+async def test_many_connections_acquiring_at_once_never_share_a_unit(pg_server: str) -> None:
+    """Eight workers, each on its own connection to one PostgreSQL, grab, renew and release
+    at random for many rounds; every grant is checked against what the others believe they
+    hold at that moment."""
+    url = new_database(pg_server)
+    units = [f"web:c{i}" for i in range(20)]
+    names = [f"w{i}" for i in range(8)]
+    archives = [await Archive.open(url) for _ in names]
+    believed: dict[str, set[str]] = {n: set() for n in names}
+    grants = 0
+    rng = random.Random(18)
+
+    async def worker(name: str, a: Archive) -> None:
+        nonlocal grants
+        for _ in range(25):
+            got = await L.acquire(a, name, units, rng.randint(1, 6), 600, T)
+            for other, theirs in believed.items():
+                assert other == name or not (theirs & set(got)), (name, other, theirs & set(got))
+            believed[name] |= set(got)
+            grants += len(got)
+            await asyncio.sleep(0)
+            kept = await L.renew(a, name, believed[name], 600, T)
+            assert kept == believed[name]  # nothing expires here: nothing can be lost
+            give = set(rng.sample(sorted(kept), k=len(kept) // 2))
+            believed[name] -= give  # stop first, then release
+            await L.release(a, name, give, T)
+
+    try:
+        await asyncio.gather(*(worker(n, a) for n, a in zip(names, archives, strict=True)))
+    finally:
+        for a in archives:
+            await a.close()
+    assert grants > len(units)  # units changed hands, many times
+    async with await Archive.open(url) as a:
+        rows = await L.leases(a)
+    holders = {u: r.worker for u, r in rows.items() if r.held_at(L.later(T, 1))}
+    assert holders == {u: n for n, us in believed.items() for u in us}
+
+
+def test_unit_names() -> None:
+    assert L.account_unit("main") == "account:main"
+    assert L.web_unit("testograd") == "web:testograd"
