@@ -150,11 +150,10 @@ def _archive_error(ctx: click.Context, exc: sqlite3.DatabaseError) -> str:
             f"{where}: the disk is full ({reason}); free some space and run the command again"
             " (the last batch was rolled back; nothing archived before it is lost)"
         )
-    if any(w in reason for w in ("malformed", "not a database", "corrupt", "vtable constructor")):
-        return (
-            f"{where}: the archive is damaged ({reason}); restore the newest backup with"
-            " `telewatch restore FILE` (docs/operations.md, Restore)"
-        )
+    from archiver.store.archive import DAMAGED, damaged
+
+    if any(w in reason for w in DAMAGED):
+        return damaged(where, reason)
     return f"{where}: the archive could not be read or written ({reason})"
 
 

@@ -36,7 +36,8 @@ LIVE_GRACE = 2.0
 class _Account:
     client: Any = None
     ready: bool = False
-    logged_out: bool = False  # held, but its login is missing: each pass records it
+    logged_out: bool = False  # held, no client (login missing, or a flood wait at its check):
+    # each pass tries its channels and records why
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     live: asyncio.Task[Any] | None = None
     starting: asyncio.Task[Any] | None = None
@@ -59,7 +60,7 @@ class Units:
         worker: Worker,
         stop: asyncio.Event,
         *,
-        open_client: Callable[[Settings, bool, Archive], Awaitable[Any]],
+        open_client: Callable[..., Awaitable[Any]],
         failed: Callable[[str, BaseException | None], None],
         catch_up: Callable[[], object],
         session_locks: bool,
@@ -105,6 +106,8 @@ class Units:
         here, and those accounts only."""
         names = self._runnable_accounts()
         clients = {n: a.client for n, a in self.accounts.items() if a.ready and n in names}
+        if not self.settings.configured_accounts:  # one account, as before [[accounts]]
+            return {"client": clients.get(MAIN)}
         return {"clients": clients, "accounts": names}
 
     def rechecks(self) -> bool:
@@ -175,14 +178,17 @@ class Units:
                 await self.worker.give_back([leases.account_unit(name)])
                 return
             acc.lock = lock
+        from archiver.sources.telethon_flood import AccountFloodWait
+
+        single = len(self.settings.accounts) == 1
         try:
-            acc.client = await self._open(settings, self.live, self.archive)
-        except NotLoggedIn as exc:
+            acc.client = await self._open(settings, self.live, self.archive, wait=single)
+        except (NotLoggedIn, AccountFloodWait) as exc:
             self._unlock(acc)
-            if len(self.settings.accounts) == 1:
+            if single:
                 raise  # the only account: nothing Telethon does can work, as before
-            log.error("telegram: %s; that account's channels are recorded with it at each"
-                      " pass, the other accounts go on", exc)  # fmt: skip
+            log.error("telegram: account %s: %s; its channels are tried and recorded at each"
+                      " pass, the other accounts go on", name, exc)  # fmt: skip
             acc.logged_out = True
             self._catch_up()
             return
@@ -194,11 +200,14 @@ class Units:
         if self.live:
             from archiver.sync import follow_live
 
+            if self.settings.configured_accounts:
+                kwargs: dict[str, Any] = {"clients": {name: acc.client}, "accounts": {name},
+                                          "assigned": self.worker.assigned}  # fmt: skip
+            else:  # one account, as before [[accounts]]
+                kwargs = {"client": acc.client}
             task = asyncio.create_task(
-                follow_live(self.archive, self.settings, acc.stop, clients={name: acc.client},
-                            accounts={name}, assigned=self.worker.assigned),
-                name=f"live {name}",
-            )  # fmt: skip
+                follow_live(self.archive, self.settings, acc.stop, **kwargs), name=f"live {name}"
+            )
             acc.live = task
             task.add_done_callback(lambda t: self._live_ended(name, acc, t))
         self._catch_up()

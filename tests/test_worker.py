@@ -284,3 +284,45 @@ async def test_stats_shows_the_worker_following_each_channel(tmp_path: Path) -> 
         "vsaldo": "w1",
         "chan1": None,
     }
+
+
+async def test_sync_with_a_worker_name_syncs_its_share_and_gives_it_back(tmp_path: Path) -> None:
+    """`sync --worker w1` (cron on several machines): the channels another worker holds are
+    left to it; w1's share is synced, then released."""
+    import os
+    import subprocess
+    import sys
+
+    from fakes.tme import FakeTme
+    from fakes.tme_http import serve_tme
+
+    fake = FakeTme()
+    names = ["chan0", "chan1", "chan2", "chan3"]
+    for i, n in enumerate(names):
+        fake.channel(n, page_size=5, bare_id=1811111111 + i).add_texts(range(1, 4), n + " {id}")
+    s = settings(*names)
+    async with await Archive.open(tmp_path / "a.db") as a:  # w2 runs elsewhere, holding two
+        await L.register(a, "w2", "box2", 7, 30, await L.db_now(a))
+        await L.acquire(a, "w2", ["web:chan0", "web:chan1"], 2, 600, await L.db_now(a))
+    with serve_tme(fake) as base:
+        (tmp_path / "config.toml").write_text(
+            f'[storage]\npath = "{tmp_path / "a.db"}"\n[web]\nbase_url = "{base}"\n'
+            "delay_seconds = 0\n"
+            + "".join(
+                f'[[channels]]\nusername = "{n}"\nsource = "web"\nbackfill = "all"\n' for n in names
+            )
+        )
+        env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "TELEWATCH_CONFIG": ""}
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "archiver", "--config", str(tmp_path / "config.toml"),
+             "sync", "--worker", "w1"],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "chan2: ok, 3 new" in done.stdout and "chan3: ok, 3 new" in done.stdout
+    assert "chan0" not in done.stdout and "chan1" not in done.stdout
+    async with await Archive.open(tmp_path / "a.db") as a:
+        assert await holders(a) == {"web:chan0": "w2", "web:chan1": "w2"}  # w1's released
+        assert [w.name for w in await L.workers(a)] == ["w2"]
+    assert s.workers.lease_seconds == 30

@@ -35,6 +35,26 @@ DEFAULT_LOCAL = Path("data/telewatch.db")  # a PostgreSQL archive's lock and mar
 BUSY_TIMEOUT_MS = 30_000
 
 
+DAMAGED = ("malformed", "not a database", "corrupt", "vtable constructor")  # SQLite's words
+
+
+def damaged(where: object, reason: str) -> str:
+    """What to say about an archive SQLite found damaged (what to do included)."""
+    return (
+        f"{where}: the archive is damaged ({reason}); restore the newest backup with"
+        " `telewatch restore FILE` (docs/operations.md, Restore)"
+    )
+
+
+def unreadable(p: Path, exc: BaseException) -> str:
+    """An archive that fails to open: damaged (restore a backup), or not ours at all."""
+    reason = str(exc)
+    # "file is not a database" at open: maybe not an archive at all, so no restore advice
+    if any(w in reason for w in DAMAGED if w != "not a database"):
+        return damaged(p, reason)
+    return f"{p}: not a telewatch archive or damaged ({reason})"
+
+
 class ArchiveError(TelewatchError):
     """The archive file cannot be opened or is not a telewatch archive."""
 
@@ -191,7 +211,7 @@ class Archive:
                 p.parent, os.W_OK | os.X_OK, effective_ids=True
             ):  # a read-only folder or mount: WAL needs its -wal and -shm files beside the archive
                 raise NotWritable(p.parent) from None
-            raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
+            raise ArchiveError(unreadable(p, exc)) from None
         except BaseException:
             await db.close()
             raise
@@ -228,7 +248,7 @@ class Archive:
                 raise ArchiveError(f"{p}: schema {version}, expected {len(MIGRATIONS)}: {why}")
         except sqlite3.DatabaseError as exc:
             await db.close()
-            raise ArchiveError(f"{p}: not a telewatch archive or damaged ({exc})") from None
+            raise ArchiveError(unreadable(p, exc)) from None
         except BaseException:
             await db.close()
             raise
