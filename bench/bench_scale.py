@@ -229,7 +229,7 @@ async def _search(
     archive: Any, text: str, sort: str = "newest", module: Any = None
 ) -> tuple[float, list[Any]]:
     """One search as ``telewatch search`` runs it; ``module``: the PostgreSQL search code
-    to use (bench/pg_search_before.py: the code before this round's changes)."""
+    to use (:func:`search_before`: the code before this round's changes)."""
     import archiver.store.search as s
     from archiver.query import parse
     from archiver.store import pg_search
@@ -244,8 +244,25 @@ async def _search(
     return dt, [(h.post_id, h.version_id) for h in hits]
 
 
+BEFORE = "c3cba90"  # main before the scale round: its archiver/store/pg_search.py
+
+
+def search_before(rev: str = BEFORE) -> Any:
+    """archiver/store/pg_search.py as it was at ``rev``, read from git (the same run times the
+    old and the new search; nothing kept twice in the tree)."""
+    import types
+
+    source = subprocess.run(
+        ["git", "show", f"{rev}:archiver/store/pg_search.py"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    module = types.ModuleType("pg_search_before")
+    sys.modules[module.__name__] = module  # its dataclasses look their module up there
+    exec(compile(source, f"{rev}:archiver/store/pg_search.py", "exec"), module.__dict__)
+    return module
+
+
 async def search_run(args: argparse.Namespace, base: str) -> dict[str, Any]:
-    import pg_search_before
     from bench_search import build_queries, pct, vocabulary
 
     from archiver.store.archive import Archive
@@ -256,7 +273,7 @@ async def search_run(args: argparse.Namespace, base: str) -> dict[str, Any]:
     pg = await Archive.open(url, create=False)
     backends: list[tuple[str, Any, Any]] = [("sqlite", lite, None), ("pg", pg, None)]
     if args.before:
-        backends.append(("pg_before", pg, pg_search_before))
+        backends.append(("pg_before", pg, search_before()))
     other = None
     if args.also_db:  # the same archive in another database (another layout), new code
         other = await Archive.open(db_url(base, args.also_db), create=False)
@@ -555,7 +572,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
-        "--before", action="store_true", help="search: also time bench/pg_search_before.py"
+        "--before",
+        action="store_true",
+        help=f"search: also time the PostgreSQL search of {BEFORE} (from git)",
     )
     ap.add_argument(
         "--also-db", help="search: also time this database of the same server (new code)"
