@@ -140,6 +140,20 @@ def _jobs(
                     log.warning("telegram: account %s not reachable yet (%s); this pass"
                                 " records it", name, exc)  # fmt: skip
 
+    async def a_pass(run: Awaitable[Any]) -> Any:
+        """A sync or recheck pass: the bot woken after it; every account's login lost, or
+        the one client's, stops the process (``fatal``)."""
+        try:
+            results = await run
+        except NotLoggedIn as exc:
+            fatal(exc)
+            raise
+        finally:
+            wake.set()
+        if (lost := getattr(results, "login_lost", None)) is not None:
+            fatal(lost)
+        return results
+
     async def sync() -> object:
         from archiver.store.followed import channel_configs
         from archiver.sync import sync_all
@@ -153,17 +167,9 @@ def _jobs(
                             exc)  # fmt: skip
                 extra = []
             covered = units.runnable_units()
-            try:
-                channels = await units.polled(archive, settings, extra)
-                results = await sync_all(archive, settings, channels=channels,
-                                         **units.kwargs())  # fmt: skip
-            except NotLoggedIn as exc:
-                fatal(exc)
-                raise
-            finally:
-                wake.set()
-            if (lost := getattr(results, "login_lost", None)) is not None:
-                fatal(lost)
+            channels = await units.polled(archive, settings, extra)
+            results = await a_pass(sync_all(archive, settings, channels=channels,
+                                            **units.kwargs()))  # fmt: skip
             units.caught_up(covered)
             if not units.pending():
                 return results
@@ -174,16 +180,7 @@ def _jobs(
         await connected()
         if not units.rechecks():  # this worker holds no account now
             return None
-        try:
-            results = await recheck_all(archive, settings, **units.kwargs())
-        except NotLoggedIn as exc:
-            fatal(exc)
-            raise
-        finally:
-            wake.set()
-        if (lost := getattr(results, "login_lost", None)) is not None:
-            fatal(lost)
-        return results
+        return await a_pass(recheck_all(archive, settings, **units.kwargs()))
 
     async def backup() -> object:
         from archiver.backup import backup as run_backup

@@ -15,7 +15,9 @@ The same results as SQLite's FTS5 (:mod:`archiver.store.search`), by the same sp
   never through ``to_tsquery``, whose parser would re-split the words. Filters are SQL
   around it. Results are newest first by version id, a post once (at its newest matching
   version), as on SQLite; relevance is FTS5's own bm25, computed here over the same window
-  of the newest :data:`~archiver.store.search.RELEVANCE_WINDOW` matches.
+  of the newest :data:`~archiver.store.search.RELEVANCE_WINDOW` matches. A purely textual
+  query is read newest first in windows of the newest versions while its matches are dense,
+  and through the GIN index once they are sparse (:func:`matching_versions`).
 
 Limits PostgreSQL puts on a ``tsvector`` (none reached by a Telegram post, 4,096 letters):
 a lexeme holds at most 2,047 bytes (a word is cut to :data:`MAX_WORD` letters, in posts and
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from archiver.store.archive import Archive
 
 MAX_WORD = 511  # letters: 4 bytes each at most, under the 2,047 bytes of a lexeme
-_FIRST_BATCH = 64
+_FIRST_BATCH = 24  # a page is 20 posts; a few more for posts with several matching versions
 _MAX_BATCH = 8192
 
 _TOKENS = "cardinality(array_remove(string_to_array(words, ' '), ''))"  # a version's words
@@ -353,20 +355,200 @@ async def bm25(
         v = math.log((n_rows - n_hit + 0.5) / (n_hit + 0.5))
         idf.append(v if v > 0.0 else 1e-6)
     k1, b = 1.2, 0.75
+    # A phrase a version lacks adds exactly 0.0 to its score, which leaves a float sum as it
+    # was: only the phrases present are summed, still in FTS5's order (a word of 90 forms is
+    # 90 phrases, of which a version holds one or two).
+    by_word: dict[str, list[int]] = {}
+    other: list[int] = []
+    for i, ph in enumerate(phrases):
+        if isinstance(ph, tuple) and len(ph) == 1:
+            by_word.setdefault(ph[0], []).append(i)
+        else:
+            other.append(i)
     scored: list[tuple[float, int, int]] = []
     for vid, pid, words_text in rows:
         words = words_text.split()
         counts = Counter(words)
         d = float(len(words))
+        present = [i for w in counts.keys() & by_word.keys() for i in by_word[w]]
         score = 0.0
-        for i, ph in enumerate(phrases):
-            freq = float(_instances(words, counts, ph))
+        for i in sorted(present + other):
+            freq = float(_instances(words, counts, phrases[i]))
             score += idf[i] * ((freq * (k1 + 1.0)) / (freq + k1 * (1 - b + b * d / avgdl)))
         scored.append((-1.0 * score, vid, pid))
     return scored
 
 
 # ---------------------------------------------------------------------------- reading
+
+# A purely textual query is read newest first in one of two ways, chosen by what the archive
+# shows (docs/benchmarks.md, "Scale"). PostgreSQL's own plan went by its guess of how many
+# versions match: for words ANDed the product of their shares, 20 times off either way (274
+# guessed, 5,226 found for `that false` at 100,000 posts), and for an uncommon word a share
+# spread evenly over time, when its posts may all be old. It then read the newest versions
+# one by one until the end of the archive (2 s for a phrase at 1,000,000 posts), or every
+# match through the index with each one's post before keeping 64. Instead:
+# - when the words' counts (search_words) allow so few matches that reading them all through
+#   the GIN index (INDEX_COST each) costs less than a window would test to find a batch of
+#   them at that density, the index at once: one bitmap, only the matches read, newest first;
+# - else a *window*: the newest versions in key order, each tested against the tsquery,
+#   stopping at the batch's number of matches (dense matches cost what they need). When a
+#   whole window held fewer, the next is sized for the rest of the batch at the density
+#   seen, as long as that costs less than the index would (density * all versions matches,
+#   INDEX_COST each); else the index reads the rest.
+# Posts are joined for the rows returned only (service posts dropped after). A query with
+# filters keeps the planner's plan (:func:`plan`).
+WINDOW = 2000
+_MAX_WINDOW = 100_000
+# A match read through the index weighs about 4 versions tested in a window: a rough weight
+# from one query at 1,000,000 posts (docs/benchmarks.md, "Scale"), not a measured constant.
+INDEX_COST = 4
+SPARSE: int | None = None  # tests: read through the index at once up to this many matches
+
+_WINDOW_SQL = """
+SELECT t.id, t.post_id, p.is_service FROM (
+    SELECT v.id, v.post_id FROM (
+        SELECT id, post_id, tsv FROM versions WHERE id < ? ORDER BY id DESC LIMIT ?
+    ) v WHERE v.tsv @@ CAST(? AS tsquery) ORDER BY v.id DESC LIMIT ?
+) t JOIN posts p ON p.id = t.post_id ORDER BY t.id DESC
+"""
+_WINDOW_END_SQL = (
+    "SELECT min(id), count(*) FROM"
+    " (SELECT id FROM versions WHERE id < ? ORDER BY id DESC LIMIT ?) w"
+)
+_SPARSE_SQL = """
+WITH m AS MATERIALIZED (
+    SELECT id, post_id FROM versions WHERE tsv @@ CAST(? AS tsquery) AND id < ?
+)
+SELECT t.id, t.post_id, p.is_service
+FROM (SELECT id, post_id FROM m ORDER BY id DESC LIMIT ?) t
+JOIN posts p ON p.id = t.post_id ORDER BY t.id DESC
+"""
+_TOP = 2**63 - 1
+
+
+async def _text_versions(
+    archive: Archive, tsquery: str, batch: int, total: int, *, sparse: bool = False
+) -> AsyncIterator[tuple[int, int]]:
+    """``(version id, post id)`` of every version matching ``tsquery`` (of a post that is not
+    a service message), newest first, ``batch`` rows at first: windows while matches are
+    dense, then the index (at once when ``sparse``)."""
+    top = _TOP
+    size = WINDOW
+    while not sparse:
+        rows = await archive.fetchall(_WINDOW_SQL, (top, size, tsquery, batch))
+        for r in rows:
+            if not r[2]:
+                yield int(r[0]), int(r[1])
+        if len(rows) == batch:  # dense: the next batch from there
+            top = int(rows[-1][0])
+            batch = min(batch * 4, _MAX_BATCH)
+            continue
+        end = await archive.fetchone(_WINDOW_END_SQL, (top, size))
+        if end is None or end[0] is None or int(end[1]) < size:
+            return  # the window reached the oldest version
+        top = int(end[0])
+        if not rows:
+            break
+        # k matches in ``size`` versions: reading on for the rest of the batch tests about
+        # (batch - k) / density versions; the index would read density * total matches, each
+        # costing about INDEX_COST versions tested in a window.
+        density = len(rows) / size
+        more = (batch - len(rows)) / density
+        if more >= INDEX_COST * density * total:
+            break
+        size = min(int(more * 1.25) + 1, _MAX_WINDOW)
+    while True:
+        rows = await archive.fetchall(_SPARSE_SQL, (tsquery, top, batch))
+        for r in rows:
+            if not r[2]:
+                yield int(r[0]), int(r[1])
+        if len(rows) < batch:
+            return
+        top = int(rows[-1][0])
+        batch = min(batch * 4, _MAX_BATCH)
+
+
+async def _planned_versions(
+    archive: Archive,
+    query: Query,
+    channel_ids: dict[str, int],
+    since_key: Any,
+    batch: int,
+    below: int | None = None,
+) -> AsyncIterator[tuple[int, int]]:
+    """As :func:`_text_versions`, for any query: by :func:`plan`, in batches."""
+    while True:
+        p = plan(query, channel_ids, below=below, limit=batch, since_key=since_key)
+        rows = await archive.fetchall(p.sql, p.params)
+        for r in rows:
+            yield int(r[0]), int(r[1])
+        if len(rows) < batch:
+            return
+        below = int(rows[-1][0])
+        batch = min(batch * 4, _MAX_BATCH)
+
+
+def _windowed(root: Node) -> bool:
+    """Whether a query of ``root`` is read by :func:`_text_versions` (purely textual)."""
+    return is_text(root)
+
+
+def _words(node: Node, out: set[str]) -> None:
+    if isinstance(node, Term):
+        out.update(node.forms)
+    elif isinstance(node, Phrase):
+        out.update(node.words)
+    elif isinstance(node, And | Or):
+        for n in node.items:
+            _words(n, out)
+    elif isinstance(node, Not):
+        _words(node.item, out)
+
+
+def _bound(node: Node, docs: dict[str, int]) -> float:
+    """At most how many versions match ``node`` (``docs``: each word's versions)."""
+    if isinstance(node, Term):
+        return float(sum(docs.get(f, 0) for f in node.forms))
+    if isinstance(node, Phrase):
+        return float(min(docs.get(w, 0) for w in node.words))
+    if isinstance(node, And):
+        positive = [_bound(n, docs) for n in node.items if not isinstance(n, Not)]
+        return min(positive) if positive else math.inf
+    if isinstance(node, Or):
+        return sum(_bound(n, docs) for n in node.items)
+    return math.inf  # a prefix, a NOT
+
+
+async def matching_versions(
+    archive: Archive,
+    query: Query,
+    channel_ids: dict[str, int],
+    since_key: Any = None,
+    *,
+    batch: int = _FIRST_BATCH,
+) -> AsyncIterator[tuple[int, int]]:
+    """``(version id, post id)`` of every matching version, newest first (a post as often
+    as it has matching versions), read ``batch`` at first."""
+    root = query.root
+    if _windowed(root):
+        names: set[str] = set()
+        _words(root, names)
+        docs = dict(await words_named(archive, sorted(names)))
+        stats = await archive.fetchone("SELECT versions FROM search_stats")
+        total = int(stats[0]) if stats is not None else 0
+        bound = _bound(root, docs)
+        # Few matches at most (a rare word, or one ANDed): the index reads no more than those,
+        # where a window would test about batch * total / bound versions to find a batch.
+        if SPARSE is not None:
+            sparse = bound <= SPARSE
+        else:
+            sparse = bound * bound * INDEX_COST <= batch * total
+        async for pair in _text_versions(archive, to_tsquery(root), batch, total, sparse=sparse):
+            yield pair
+        return
+    async for pair in _planned_versions(archive, query, channel_ids, since_key, batch):
+        yield pair
 
 
 async def iter_matches(
@@ -384,8 +566,8 @@ async def iter_matches(
     newest ``window`` matching versions in bm25 order first, then every older match newest
     first, exactly as :func:`archiver.store.search.iter_matches` on SQLite."""
     seen: set[int] = set()
-    below: int | None = None
-    if ranked is not None:
+    if ranked is not None and not _windowed(query.root):
+        # the planner's plan, the words read with the matches
         p = plan(query, channel_ids, limit=window, since_key=since_key, words=True)
         rows = [(int(r[0]), int(r[1]), str(r[2])) for r in await archive.fetchall(p.sql, p.params)]
         for vid, pid in await bm25_order(archive, ranked, rows):
@@ -395,19 +577,33 @@ async def iter_matches(
         if len(rows) < window:
             return
         below = min(vid for vid, _, _ in rows)
-    batch = _FIRST_BATCH
-    while True:
-        p = plan(query, channel_ids, below=below, limit=batch, since_key=since_key)
-        rows2 = await archive.fetchall(p.sql, p.params)
-        for r in rows2:
-            vid, pid = int(r[0]), int(r[1])
+        versions = _planned_versions(archive, query, channel_ids, since_key, _FIRST_BATCH, below)
+    else:
+        versions = matching_versions(
+            archive, query, channel_ids, since_key, batch=window if ranked else _FIRST_BATCH
+        )
+    if ranked is not None and _windowed(query.root):
+        first: list[tuple[int, int]] = []
+        async for pair in versions:
+            first.append(pair)
+            if len(first) >= window:
+                break
+        got = await archive.fetchall(
+            "SELECT id, words FROM versions WHERE id = ANY(CAST(? AS bigint[]))",
+            ([vid for vid, _ in first],),
+        )
+        words = {int(r[0]): str(r[1]) for r in got}
+        ranked_rows = [(vid, pid, words[vid]) for vid, pid in first]
+        for vid, pid in await bm25_order(archive, ranked, ranked_rows):
             if pid not in seen:
                 seen.add(pid)
                 yield pid, vid
-        if len(rows2) < batch:
+        if len(first) < window:
             return
-        below = int(rows2[-1][0])
-        batch = min(batch * 4, _MAX_BATCH)
+    async for vid, pid in versions:
+        if pid not in seen:
+            seen.add(pid)
+            yield pid, vid
 
 
 HYDRATE = """

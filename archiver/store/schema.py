@@ -537,6 +537,11 @@ MIGRATIONS: list[str] = [
         expires_at TEXT NOT NULL
     );
     """,
+    # 15 (search on PostgreSQL, issue 18): nothing changes on SQLite (FTS5 keeps its index
+    # apart). On PostgreSQL a version's tsvector stays in its row (see POSTGRES_MIGRATIONS).
+    """
+    -- nothing on SQLite
+    """,
 ]
 
 # PostgreSQL (docs/postgresql.md, Schema): a new PostgreSQL archive starts at the schema of
@@ -617,5 +622,14 @@ POSTGRES_MIGRATIONS: dict[int, str] = {
         acquired_at TEXT COLLATE "C" NOT NULL,
         expires_at TEXT COLLATE "C" NOT NULL
     );
+    """,
+    # A search tests versions.tsv row by row (archiver.store.pg_search): at about 1 KB it was
+    # the widest column of a 3 KB row and went out of line to TOAST first, a lookup in the
+    # TOAST table for every version tested. MAIN keeps it in the row and moves the text, raw
+    # JSON and words out instead: testing the newest 20,000 versions 94 -> 55 ms, counting a
+    # common word's versions 721 -> 173 ms at 100,000 posts (docs/benchmarks.md, "Scale").
+    # Rows written before keep their layout until `VACUUM FULL versions` (docs/postgresql.md).
+    15: """
+    ALTER TABLE versions ALTER COLUMN tsv SET STORAGE MAIN;
     """,
 }

@@ -191,3 +191,47 @@ async def test_text_sorts_byte_by_byte_as_on_sqlite_whatever_the_database_collat
         )
     got = await any_archive.fetchall("SELECT ref FROM followed_channels ORDER BY ref")
     assert [r[0] for r in got] == sorted(refs, key=lambda r: r.encode())
+
+
+async def test_executemany_of_an_insert_is_one_statement_per_chunk_for_statement_triggers(
+    pg_archive: Archive,
+) -> None:
+    """The search counts are statement triggers (archiver.store.pg_search): a batch of
+    versions written by executemany must fire them per chunk of rows, not per row (one per
+    row made an import 15 times slower, docs/benchmarks.md "Scale"); every row and value
+    arrives as before, NULLs in any column included."""
+    async with pg_archive.transaction() as db:
+        await db.execute("CREATE TABLE fired (n bigint)")
+        await db.execute("CREATE TABLE t (a bigint, b text, c bigint)")
+        await db.execute(
+            "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN INSERT INTO fired SELECT count(*) FROM new_rows; RETURN NULL; END $$"
+        )
+        await db.execute(
+            "CREATE TRIGGER t_ai AFTER INSERT ON t REFERENCING NEW TABLE AS new_rows"
+            " FOR EACH STATEMENT EXECUTE FUNCTION bump()"
+        )
+        rows = [(i, None if i % 2 else f"r{i}", None) for i in range(1200)]
+        cur = await db.executemany("INSERT INTO t (a, b, c) VALUES (?, ?, ?)", rows)
+        assert cur.rowcount == 1200
+        # literals beside the placeholders, and a statement that is not a plain INSERT
+        await db.executemany("INSERT INTO t (a, b, c) VALUES (?, 'x', 7)", [(-1,), (-2,)])
+        await db.executemany(
+            "INSERT INTO t (a, b, c) VALUES (?, ?, ?) RETURNING a", [(-3, "y", 1), (-4, "z", 2)]
+        )
+    fired = await pg_archive.fetchall("SELECT n FROM fired ORDER BY n DESC")
+    assert sorted(r[0] for r in fired) == [1, 1, 2, 200, 500, 500]
+    got = await pg_archive.fetchall("SELECT a, b, c FROM t WHERE a >= 0 ORDER BY a")
+    assert [tuple(r) for r in got] == rows
+    more = await pg_archive.fetchall("SELECT a, b, c FROM t WHERE a < 0 ORDER BY a DESC")
+    assert [tuple(r) for r in more] == [(-1, "x", 7), (-2, "x", 7), (-3, "y", 1), (-4, "z", 2)]
+
+
+async def test_the_search_column_stays_in_the_row(pg_archive: Archive) -> None:
+    """versions.tsv is tested row by row by a search: kept in the row (STORAGE MAIN), not
+    moved out to TOAST before the text and raw JSON (docs/benchmarks.md, "Scale")."""
+    rows = await pg_archive.fetchall(
+        "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = 'versions'::regclass"
+        " AND attname IN ('tsv', 'raw', 'text')"
+    )
+    assert {r[0]: r[1] for r in rows} == {"tsv": "m", "raw": "x", "text": "x"}

@@ -267,6 +267,64 @@ def test_random_queries_agree_on_both_backends(
     assert keys(pg, query) == keys(lite, query)
 
 
+@pytest.fixture
+def small_windows(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """PostgreSQL's reading with windows of a few versions (and small batches), so that the
+    corpus takes every way pg_search reads: several windows, then the index; the SQL of
+    each statement is kept."""
+    from archiver.store import pg_search
+
+    monkeypatch.setattr(pg_search, "WINDOW", 3)
+    monkeypatch.setattr(pg_search, "SPARSE", 0)  # no word count makes a query sparse at once
+    monkeypatch.setattr(pg_search, "_FIRST_BATCH", 2)
+    monkeypatch.setattr(pg_search, "_MAX_BATCH", 8)
+    seen: list[str] = []
+    real = Archive.fetchall
+
+    async def spy(self: Archive, sql: str, params: Any = ()) -> Any:
+        seen.append(sql)
+        return await real(self, sql, params)
+
+    monkeypatch.setattr(Archive, "fetchall", spy)
+    return seen
+
+
+@pytest.mark.parametrize("query", ALL_QUERIES, ids=[q or "<empty>" for q in ALL_QUERIES])
+def test_small_windows_give_the_same_results(
+    both: tuple[BothCorpus, BothCorpus], small_windows: list[str], query: str
+) -> None:
+    lite, pg = both
+    assert keys(pg, query) == keys(lite, query)
+    assert keys(pg, query, sort="relevance") == keys(lite, query, sort="relevance")
+
+
+def test_small_windows_take_every_way(
+    both: tuple[BothCorpus, BothCorpus], small_windows: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dense query is read window after window, a sparse one through the index after a
+    window, or at once when the words' counts allow few matches; a query with filters keeps
+    the planner's plan (:func:`pg_search.plan`)."""
+    from archiver.store import pg_search
+
+    lite, pg = both
+    dense = "бюллетень номер"  # 150 of the newest posts
+    assert len(keys(pg, dense)) == 150 and keys(pg, dense) == keys(lite, dense)
+    assert small_windows.count(pg_search._WINDOW_SQL) > 3
+    small_windows.clear()
+    assert keys(pg, "ёлку поставили") == keys(lite, "ёлку поставили") == ["ru21"]
+    assert pg_search._WINDOW_SQL in small_windows
+    assert pg_search._SPARSE_SQL in small_windows
+    small_windows.clear()
+    assert keys(pg, "ёлку channel:-1004444444444") == []
+    assert pg_search._WINDOW_SQL not in small_windows
+    assert pg_search._SPARSE_SQL not in small_windows
+    small_windows.clear()
+    monkeypatch.setattr(pg_search, "SPARSE", 5)
+    assert keys(pg, "ёлку") == ["ru21"]
+    assert pg_search._WINDOW_SQL not in small_windows
+    assert pg_search._SPARSE_SQL in small_windows
+
+
 # ---------------------------------------------------------------------------- order, pages
 
 
