@@ -1076,7 +1076,9 @@ async def _one_pass(app: App, command: str, worker: str | None = None) -> None:
                 await _no_live_workers(archive, settings, command)
             await archive.heartbeat(command, os.getpid())
             if worker is not None:
-                results = await _interruptible(_worker_pass(archive, settings, worker), command)
+                results = await _interruptible(
+                    _worker_pass(archive, settings, worker, command), command
+                )
             else:
                 run_pass = sync_all if command == "sync" else recheck_all
                 results = await _interruptible(run_pass(archive, settings), command)
@@ -1122,16 +1124,16 @@ async def _no_live_workers(archive: Any, settings: Any, command: str) -> None:
         )
 
 
-async def _worker_pass(archive: Any, settings: Any, name: str) -> Any:
-    """``sync --worker NAME``: one pass over this worker's share of the units (leases,
-    docs/operations.md "Several workers"), released at the end."""
+async def _worker_pass(archive: Any, settings: Any, name: str, command: str = "sync") -> Any:
+    """``sync --worker NAME`` (``recheck --worker NAME``): one pass over this worker's share
+    of the units (leases, docs/operations.md "Several workers"), released at the end."""
     import contextlib
 
     from archiver.errors import AlreadyRunning
     from archiver.lock import session_locks
     from archiver.store.archive import Archive
     from archiver.store.leases import account_unit
-    from archiver.sync import sync_all
+    from archiver.sync import recheck_all, sync_all
     from archiver.worker import Worker
 
     # the leases' own connection: a renewal never queues behind the pass's ingest
@@ -1147,7 +1149,7 @@ async def _worker_pass(archive: Any, settings: Any, name: str) -> Any:
             for account in worker.accounts_held():  # one session in one process at a time
                 [lock] = session_locks(settings, [account])
                 try:
-                    lock.acquire("sync")
+                    lock.acquire(command)
                 except AlreadyRunning as exc:
                     log.warning("worker %s: %s; its channels are left to it", name, exc)
                     await worker.give_back([account_unit(account)])
@@ -1156,6 +1158,8 @@ async def _worker_pass(archive: Any, settings: Any, name: str) -> Any:
             channels = worker.channels()
             log.info("worker %s: %d unit(s), %d channel(s)", name, len(worker.held),
                      len(channels))  # fmt: skip
+            if command == "recheck":  # the Telegram accounts it holds (web: each sync re-reads)
+                return await recheck_all(archive, settings, accounts=worker.accounts_held())
             return await sync_all(archive, settings, channels=channels,
                                   accounts=worker.accounts_held())  # fmt: skip
     finally:
@@ -1196,17 +1200,26 @@ async def sync(app: App, worker: str | None) -> None:
 
 
 @cli.command()
+@click.option(
+    "--worker",
+    "worker",
+    metavar="NAME",
+    help="Re-read only this worker's share of the Telegram accounts (several workers).",
+)
 @pass_app
 @run_async
-async def recheck(app: App) -> None:
+async def recheck(app: App, worker: str | None) -> None:
     """Re-read the newest posts of every channel: record edits and deletions made while we were
     not listening, and refresh view and reaction counts.
 
     \b
     Example:
       telewatch recheck
+      telewatch recheck --worker w1
     """
-    await _one_pass(app, "recheck")
+    from archiver.worker import check_name
+
+    await _one_pass(app, "recheck", None if worker is None else check_name(worker))
 
 
 @cli.command()

@@ -141,3 +141,49 @@ async def test_an_account_moves_to_another_worker_when_its_holder_is_killed(
             for p in procs.values():
                 await asyncio.wait_for(p.wait(), 30)
     assert all(p.returncode == 0 for n, p in procs.items() if n != victim)
+
+
+async def test_recheck_with_a_worker_name_rereads_only_the_accounts_it_holds(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """`recheck --worker w1` on a cron while w2 holds desk2 elsewhere: w1 re-reads desk1's
+    channels (an edit made while nobody listened is recorded) and never uses desk2's session."""
+    tg = FakeTelegram()
+    tg.add_account(DESK2)
+    for name, (bare, _) in CHANNELS.items():
+        tg.add_channel(bare, name, name.title())
+        tg.posts(3, bare_id=bare, text=name + " {}")
+    config = setup(tmp_path, tg)
+
+    async def telewatch(served_at: str, *args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(REMOTE), served_at, "--", "--config", str(config), *args,
+            cwd=tmp_path, env=env(pg_url), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), WAIT)
+        assert proc.returncode is not None
+        return proc.returncode, err.decode()
+
+    async with serve(tg) as served:
+        code, said = await telewatch(served.address, "sync", "--worker", "w1")
+        assert code == 0, said
+        for name, (bare, _) in CHANNELS.items():  # edited while nobody listened
+            tg.edit(2, f"{name} 2 edited", bare_id=bare, push=False)
+        async with await Archive.open(pg_url) as a:  # w2 runs elsewhere, holding desk2
+            now = await L.db_now(a)
+            await L.register(a, "w2", "box2", 7, 600, now)
+            await L.acquire(a, "w2", ["account:desk2"], 1, 600, now)
+        sent_before = len(tg.sent_by)
+        code, said = await telewatch(served.address, "recheck", "--worker", "w1")
+        assert code == 0, said
+        async with await Archive.open(pg_url) as a:
+            rows = await a.fetchall(
+                "SELECT c.username, v.text FROM versions v JOIN posts p ON p.id = v.post_id"
+                " JOIN channels c ON c.id = p.channel_id WHERE p.message_id = 2 ORDER BY v.id"
+            )
+    texts = [(str(r[0]), str(r[1])) for r in rows]
+    assert ("alpha", "alpha 2 edited") in texts  # desk1's channel re-read by w1
+    assert ("bravo", "bravo 2 edited") not in texts  # desk2's is w2's
+    assert {acc for acc, _ in tg.sent_by[sent_before:]} == {SELF_ID}  # desk1's session only
+    assert served.duplicated == []
