@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -596,6 +597,37 @@ def compose_service(name: str) -> dict[str, object]:
     return svc
 
 
+BOT_TOKEN = "123456:TEST-token"
+
+
+class _BotApiThread:
+    """tests/fakes/botapi.py's fake Bot API on the host's loopback, in a thread of its own
+    (this module's tests are synchronous)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        from fakes.botapi import FakeBotApi
+
+        self.loop = asyncio.new_event_loop()
+        self.fake = FakeBotApi(BOT_TOKEN)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(30)
+        self.api_base_url = self.fake.api_base_url
+
+    def sent(self) -> list[Any]:
+        return list(self.fake.sent())
+
+    def close(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.fake.close(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        self.loop.close()
+
+
 class _Relay(socketserver.ThreadingTCPServer):
     """TCP on the host's loopback to the test server's Unix socket (in its private data
     folder, which the container's user cannot enter): what the containers see of
@@ -606,7 +638,13 @@ class _Relay(socketserver.ThreadingTCPServer):
 
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
+        self.upstreams: set[Any] = set()
         super().__init__(("127.0.0.1", 0), _RelayHandler)
+
+    def server_close(self) -> None:
+        super().server_close()
+        for upstream in list(self.upstreams):  # connections still open when the test ends
+            upstream.close()
 
 
 class _RelayHandler(socketserver.BaseRequestHandler):
@@ -615,7 +653,16 @@ class _RelayHandler(socketserver.BaseRequestHandler):
 
         assert isinstance(self.server, _Relay)
         upstream = socket.socket(socket.AF_UNIX)
-        upstream.connect(self.server.socket_path)
+        self.server.upstreams.add(upstream)
+        try:
+            upstream.connect(self.server.socket_path)
+            self._both_ways(upstream)
+        finally:
+            self.server.upstreams.discard(upstream)
+            upstream.close()
+
+    def _both_ways(self, upstream: Any) -> None:
+        import socket
 
         def pump(src: socket.socket, dst: socket.socket) -> None:
             try:
@@ -632,7 +679,6 @@ class _RelayHandler(socketserver.BaseRequestHandler):
         other.start()
         pump(self.request, upstream)
         other.join()
-        upstream.close()
 
 
 def test_the_postgres_profile_workers_share_the_channels_and_survive_a_kill(
@@ -668,7 +714,15 @@ def test_the_postgres_profile_workers_share_the_channels_and_survive_a_kill(
     config = project.data / "config.toml"
     text = config.read_text().replace("delay_seconds = 1.0", "delay_seconds = 0.0")
     assert "\nlease_seconds = 60\n" in text  # the example's [workers], shortened for the test
-    config.write_text(text.replace("\nlease_seconds = 60\n", "\nlease_seconds = 4\n"))
+    text = text.replace("\nlease_seconds = 60\n", "\nlease_seconds = 4\n")
+    bot_api = _BotApiThread()  # the compose file's bot, talking to a fake Bot API
+    for key, value in (
+        ("api_base_url", f'"{bot_api.api_base_url}"'),
+        ("allowed_users", "[111]"),
+    ):
+        line = next(x for x in text.splitlines() if x.startswith(f"{key} = "))
+        text = text.replace(line, f"{key} = {value}")
+    config.write_text(text + '[[rules]]\nname = "done"\nquery = "завершена"\nnotify = [111]\n')
 
     def held() -> dict[str, str]:
         with psycopg.connect(url) as conn, conn.transaction():
@@ -692,6 +746,15 @@ def test_the_postgres_profile_workers_share_the_channels_and_survive_a_kill(
 
     started: dict[str, str] = {}
     try:
+        bot = compose_service("bot")
+        assert bot["command"] == ["bot"]
+        name = new_name(container_names)
+        up = podman(*project.compose_up(
+            name, "--network", "host", "-e", f"TELEWATCH_DATABASE_URL={inside}",
+            "-e", f"TELEWATCH_BOT_TOKEN={BOT_TOKEN}", command=["bot"],
+        ))  # fmt: skip
+        assert up.returncode == 0, up.stderr
+        started["bot"] = name
         for worker in ("archiver-1", "archiver-2"):
             svc = compose_service(worker)
             command = [str(c) for c in svc["command"]]  # type: ignore[attr-defined]
@@ -721,6 +784,12 @@ def test_the_postgres_profile_workers_share_the_channels_and_survive_a_kill(
             "the survivor holds every channel",
         )
         wait_until(lambda: posts() == [(124, 124, 124, 124)], "the new posts archived once")
+        # the bot sends each "завершена" alert once: four, whichever worker archived the post
+        wait_until(lambda: len(bot_api.sent()) >= 4, "the bot sends the four alerts")
+        time.sleep(2)  # a duplicate would be sent by now
+        texts = sorted(c.params["text"] for c in bot_api.sent())
+        assert len(texts) == 4 and all("завершена" in t for t in texts), texts
+        assert {c.chat_id for c in bot_api.sent()} == {111}
         logs = podman("logs", started[survivor]).stderr
         assert "Traceback" not in logs, logs
     except AssertionError:
@@ -732,3 +801,4 @@ def test_the_postgres_profile_workers_share_the_channels_and_survive_a_kill(
         for s in (server, relay):
             s.shutdown()
             s.server_close()
+        bot_api.close()
