@@ -1,4 +1,4 @@
-"""Break-it review of issue 18's workers (review18): what real operators and real passes do.
+"""Workers against what real operators and real passes do (found by a break-it review of issue 18).
 
 A ``sync --worker`` pass lasts as long as its channels need (a backfill, flood waits: minutes,
 up to [schedule] pass_deadline_seconds = 600 by default) while a lease lasts [workers]
@@ -20,7 +20,7 @@ from test_ops_workers import WAIT, GatedTme, tme, until  # noqa: F401
 from archiver.store import leases as L
 from archiver.store.archive import Archive
 
-LEASE = 1.0
+LEASE = 3.0  # seconds: the drop-before-expiry margin is a third of it; 1 s flaked under load
 
 
 def _config(tmp_path: Path, base: str) -> Path:

@@ -1,4 +1,4 @@
-"""Break-it review of issue 18 (review18): the SQLite wake-up after `telewatch restore`.
+"""The SQLite wake-up after `telewatch restore` (found by a break-it review of issue 18).
 
 `restore` writes the backup into the archive file in place (SQLite's backup API) while a
 `telewatch bot` may go on running (restore stops only `run` and `sync`, by their locks).
