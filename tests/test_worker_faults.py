@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pg import pg_server, pg_url  # noqa: F401
@@ -138,13 +139,40 @@ async def test_a_worker_cut_off_from_the_database_lets_go_of_its_session(
     w1's lease expires w2 takes the account and connects its session: w1 must have let go of
     the session by then (it cannot renew, so it no longer holds it), or Telegram sees one
     authorization key in two places (AUTH_KEY_DUPLICATED, which invalidates the session)."""
-    from fakes.telethon_client import SELF_ID, FakeTelegram
+    from fakes.telethon_client import FakeTelegram
     from fakes.telethon_remote import serve
-    from sources.test_telethon_remote import setup, telewatch
+    from sources.test_telethon_remote import telewatch
 
     tg = FakeTelegram()
     tg.add_channel()
     tg.posts(3)
+    one, two = _two_machines(tmp_path, tg)
+    procs: list[asyncio.subprocess.Process] = []
+    async with serve(tg) as served, PgCut(pg_url, tmp_path / "relay") as relay:
+        try:
+            w1 = await _telewatch_pg(telewatch, served.address, one, relay.url, "w1")
+            procs.append(w1)
+            async with await Archive.open(pg_url) as a:
+                await until("w1 follows the account", lambda: _follows(a, served, "w1"))
+                relay.cut()  # w1's machine loses the database
+                w2 = await _telewatch_pg(telewatch, served.address, two, pg_url, "w2")
+                procs.append(w2)
+
+                await until("w2 took the account over", lambda: _took_over(a, served, w2), 40)
+        finally:
+            said = []
+            for p in procs:
+                if p.returncode is None:
+                    p.kill()
+                _, err = await p.communicate()
+                said.append(err.decode())
+    assert served.duplicated == [], said
+
+
+def _two_machines(tmp_path: Path, tg: Any) -> tuple[Path, Path]:
+    """Two machines' folders following the one account live, with the same session file."""
+    from sources.test_telethon_remote import setup
+
     one, two = tmp_path / "one", tmp_path / "two"
     for folder in (one, two):
         setup(folder, tg)
@@ -154,42 +182,30 @@ async def test_a_worker_cut_off_from_the_database_lets_go_of_its_session(
     (two / "data" / "telewatch.session").write_bytes(
         (one / "data" / "telewatch.session").read_bytes()
     )  # the one account's session on both machines
-    procs: list[asyncio.subprocess.Process] = []
-    async with serve(tg) as served, PgCut(pg_url, tmp_path / "relay") as relay:
-        try:
-            w1 = await _telewatch_pg(telewatch, served.address, one, relay.url, "w1")
-            procs.append(w1)
-            async with await Archive.open(pg_url) as a:
+    return one, two
 
-                async def w1_follows() -> bool:
-                    return bool(served.places(SELF_ID)) and "w1" in [
-                        r.worker for r in (await L.leases(a)).values()
-                    ]
 
-                await until("w1 follows the account", w1_follows)
-                relay.cut()  # w1's machine loses the database
-                w2 = await _telewatch_pg(telewatch, served.address, two, pg_url, "w2")
-                procs.append(w2)
+async def _follows(a: Archive, served: Any, worker: str) -> bool:
+    """``worker`` holds a lease and the account's session is connected."""
+    from fakes.telethon_client import SELF_ID
 
-                async def w2_follows() -> bool:
-                    now = await L.db_now(a)
-                    row = (await L.leases(a)).get(L.account_unit("main"))
-                    return bool(served.duplicated) or bool(
-                        row is not None
-                        and row.worker == "w2"
-                        and row.held_at(now)
-                        and w2.pid in served.places(SELF_ID)
-                    )
+    return bool(served.places(SELF_ID)) and worker in [
+        r.worker for r in (await L.leases(a)).values()
+    ]
 
-                await until("w2 took the account over", w2_follows, 40)
-        finally:
-            said = []
-            for p in procs:
-                if p.returncode is None:
-                    p.kill()
-                _, err = await p.communicate()
-                said.append(err.decode())
-    assert served.duplicated == [], said
+
+async def _took_over(a: Archive, served: Any, w2: asyncio.subprocess.Process) -> bool:
+    """w2 holds account:main now and is connected as it (or the session was duplicated)."""
+    from fakes.telethon_client import SELF_ID
+
+    now = await L.db_now(a)
+    row = (await L.leases(a)).get(L.account_unit("main"))
+    return bool(served.duplicated) or bool(
+        row is not None
+        and row.worker == "w2"
+        and row.held_at(now)
+        and w2.pid in served.places(SELF_ID)
+    )
 
 
 async def _telewatch_pg(
@@ -221,20 +237,12 @@ async def test_a_paused_worker_and_its_successor_never_share_the_session(
 
     from fakes.telethon_client import SELF_ID, FakeTelegram
     from fakes.telethon_remote import serve
-    from sources.test_telethon_remote import setup, telewatch
+    from sources.test_telethon_remote import telewatch
 
     tg = FakeTelegram()
     tg.add_channel()
     tg.posts(3)
-    one, two = tmp_path / "one", tmp_path / "two"
-    for folder in (one, two):
-        setup(folder, tg)
-        cfg = folder / "config.toml"
-        text = cfg.read_text().replace('backfill = "all"\n', 'backfill = "all"\njoin = true\n')
-        cfg.write_text(text + f"[workers]\nlease_seconds = {LEASE}\n")
-    (two / "data" / "telewatch.session").write_bytes(
-        (one / "data" / "telewatch.session").read_bytes()
-    )
+    one, two = _two_machines(tmp_path, tg)
     procs: list[asyncio.subprocess.Process] = []
     said: list[str] = []
     async with serve(tg) as served:
@@ -242,29 +250,13 @@ async def test_a_paused_worker_and_its_successor_never_share_the_session(
             w1 = await _telewatch_pg(telewatch, served.address, one, pg_url, "w1")
             procs.append(w1)
             async with await Archive.open(pg_url) as a:
-
-                async def w1_follows() -> bool:
-                    return bool(served.places(SELF_ID)) and "w1" in [
-                        r.worker for r in (await L.leases(a)).values()
-                    ]
-
-                await until("w1 follows the account", w1_follows)
+                await until("w1 follows the account", lambda: _follows(a, served, "w1"))
                 w1.send_signal(signal.SIGSTOP)
                 try:
                     w2 = await _telewatch_pg(telewatch, served.address, two, pg_url, "w2")
                     procs.append(w2)
 
-                    async def w2_follows() -> bool:
-                        now = await L.db_now(a)
-                        row = (await L.leases(a)).get(L.account_unit("main"))
-                        return bool(served.duplicated) or bool(
-                            row is not None
-                            and row.worker == "w2"
-                            and row.held_at(now)
-                            and w2.pid in served.places(SELF_ID)
-                        )
-
-                    await until("w2 took the account over", w2_follows, 60)
+                    await until("w2 took the account over", lambda: _took_over(a, served, w2), 60)
                 finally:
                     w1.send_signal(signal.SIGCONT)
 
@@ -367,7 +359,7 @@ async def test_a_plain_recheck_beside_a_running_worker_never_shares_its_session(
     machine a cron `telewatch recheck` (no worker: no lease, every account) starts. It must
     not connect the session w1 is using (AUTH_KEY_DUPLICATED invalidates it): it refuses in
     one line, or leaves w1's account alone."""
-    from fakes.telethon_client import SELF_ID, FakeTelegram
+    from fakes.telethon_client import FakeTelegram
     from fakes.telethon_remote import serve
     from sources.test_telethon_remote import setup, telewatch
 
@@ -388,13 +380,7 @@ async def test_a_plain_recheck_beside_a_running_worker_never_shares_its_session(
         w1 = await telewatch(served.address, one, "run", "--no-bot", "--worker", "w1")
         try:
             async with await Archive.open(pg_url) as a:
-
-                async def w1_follows() -> bool:
-                    return bool(served.places(SELF_ID)) and "w1" in [
-                        r.worker for r in (await L.leases(a)).values()
-                    ]
-
-                await until("w1 follows the account", w1_follows)
+                await until("w1 follows the account", lambda: _follows(a, served, "w1"))
             cron = await telewatch(served.address, two, "recheck")
             _, err = await asyncio.wait_for(cron.communicate(), WAIT)
             said = err.decode()
