@@ -27,6 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,26 @@ def child_parse(src: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0, "posts": posts, "text_bytes": text_bytes}
 
 
-def child_baseline(src: Path, db: Path) -> dict[str, Any]:
+def baseline_rows(src: Path) -> Iterator[tuple[object, ...]]:
+    """The export's posts as the baselines' plain rows (channel, message, date, text, edit
+    date, views, raw): what a bare table of posts would hold."""
     from archiver.models import Post
     from archiver.sources.export import ExportReader
 
+    for item in ExportReader(src):
+        if isinstance(item, Post):
+            yield (
+                item.channel_id,
+                item.message_id,
+                item.date.strftime("%Y-%m-%d %H:%M:%S"),
+                item.text,
+                item.edit_date.strftime("%Y-%m-%d %H:%M:%S") if item.edit_date else None,
+                item.views,
+                item.raw,
+            )
+
+
+def child_baseline(src: Path, db: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     con = sqlite3.connect(db, isolation_level=None)
     con.execute("PRAGMA journal_mode = WAL")
@@ -81,20 +98,8 @@ def child_baseline(src: Path, db: Path) -> dict[str, Any]:
         con.execute("COMMIT")
         rows.clear()
 
-    for item in ExportReader(src):
-        if not isinstance(item, Post):
-            continue
-        rows.append(
-            (
-                item.channel_id,
-                item.message_id,
-                item.date.strftime("%Y-%m-%d %H:%M:%S"),
-                item.text,
-                item.edit_date.strftime("%Y-%m-%d %H:%M:%S") if item.edit_date else None,
-                item.views,
-                item.raw,
-            )
-        )
+    for row in baseline_rows(src):
+        rows.append(row)
         posts += 1
         if len(rows) >= BATCH:
             flush()

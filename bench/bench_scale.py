@@ -151,9 +151,7 @@ async def import_into(target: Path | str, src: Path) -> tuple[float, int]:
 def copy_baseline(src: Path, url: str) -> tuple[float, int]:
     """The export's rows by COPY into one plain table: PostgreSQL's own bulk load."""
     import psycopg
-
-    from archiver.models import Post
-    from archiver.sources.export import ExportReader
+    from bench_import import baseline_rows
 
     t = time.perf_counter()
     n = 0
@@ -163,20 +161,8 @@ def copy_baseline(src: Path, url: str) -> tuple[float, int]:
             " edit_date text, views bigint, raw text, PRIMARY KEY (channel_id, message_id))"
         )
         with pg.cursor().copy("COPY posts FROM STDIN") as cp:
-            for item in ExportReader(src):
-                if not isinstance(item, Post):
-                    continue
-                cp.write_row(
-                    (
-                        item.channel_id,
-                        item.message_id,
-                        item.date.strftime("%Y-%m-%d %H:%M:%S"),
-                        item.text,
-                        item.edit_date.strftime("%Y-%m-%d %H:%M:%S") if item.edit_date else None,
-                        item.views,
-                        item.raw,
-                    )
-                )
+            for row in baseline_rows(src):
+                cp.write_row(row)
                 n += 1
         pg.commit()
     return time.perf_counter() - t, n
