@@ -204,6 +204,35 @@ def test_bad_worker_names_are_refused(name: str) -> None:
         check_name(name)
 
 
+@pytest.mark.parametrize("command", ["run", "sync", "recheck"])
+def test_a_bad_worker_name_on_the_command_line_is_one_line_and_changes_nothing(
+    tmp_path: Path, command: str
+) -> None:
+    from click.testing import CliRunner
+
+    from archiver.cli import cli
+
+    db = tmp_path / "a.db"
+
+    async def fill() -> None:
+        async with await Archive.open(db) as a:
+            await upsert_channel(a, ChannelInfo(id=CH, username="vsaldo"), source="web")
+            await ingest(a, [Post(CH, 1, datetime(2024, 5, 1, tzinfo=UTC), "Евакуація")],
+                         source="web", alerts=False)  # fmt: skip
+
+    asyncio.run(fill())
+    before = db.read_bytes()
+    config = tmp_path / "config.toml"
+    config.write_text('[[channels]]\nusername = "vsaldo"\nsource = "web"\n')
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "--db", str(db), command, "--worker", "a b"]
+    )
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: --worker") and "Traceback" not in result.output
+    assert db.read_bytes() == before  # nothing opened, nothing changed
+
+
 async def test_health_names_a_silent_worker_and_units_nobody_holds(opener) -> None:  # type: ignore[no-untyped-def]
     from archiver.health import check_health
 
