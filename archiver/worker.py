@@ -258,7 +258,7 @@ class Worker:
         self.held -= units
         self.pending -= units
         now = await leases.db_now(self.db)
-        await leases.release(self.db, self.name, units, now, self.lease_seconds)
+        await leases.release(self.db, self.name, units, now)
 
     async def stop(self) -> None:
         """A clean stop: every unit released, the worker no longer counted as live."""
@@ -269,7 +269,7 @@ class Worker:
             self.held, self.pending = set(), set()
             async with asyncio.timeout(STOP_WITHIN):  # a shutdown never hangs on it
                 now = await leases.db_now(self.db)
-                await leases.release_all(self.db, self.name, now, self.lease_seconds)
+                await leases.release_all(self.db, self.name, now)
                 await leases.forget_worker(self.db, self.name)
         except (sqlite3.Error, TelewatchError, TimeoutError) as exc:  # they expire by themselves
             log.warning("worker %s: leases not released (%s); they expire in %g s", self.name,
