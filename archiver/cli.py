@@ -709,7 +709,7 @@ async def stats(app: App, as_json: bool) -> None:
         for w in stopped:
             left = w["left"]
             fate = (f"nobody has taken over {', '.join(left)} since" if left
-                    else "its units went to other workers")  # fmt: skip
+                    else "holds nothing (its units, if any, went to other workers)")  # fmt: skip
             click.echo(
                 f"worker {w['worker']}: stopped, last seen {_utc_text(w['last_seen'])}"
                 f" (pid {w['pid']} on {w['host']}); {fate}"

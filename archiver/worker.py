@@ -367,6 +367,8 @@ async def problems(archive: Archive, settings: Settings) -> list[str]:
     lease = settings.workers.lease_seconds
     out: list[str] = []
     left: set[str] = set()
+    live = await leases.live_workers(archive, lease, now_text)
+    taker = f"a live worker does within {lease:g} s" if live else "no worker is alive to take them"
     for w in await stopped_workers(archive, settings, now_text):
         if not w.left:
             continue  # its units were taken over: it no longer matters
@@ -374,12 +376,12 @@ async def problems(archive: Archive, settings: Settings) -> list[str]:
         out.append(
             f"worker {w.name}: no sign of life for {_ago(now, leases.parse(w.seen_at))} (pid"
             f" {w.pid} on {w.host}; [workers] lease_seconds = {lease:g}): killed, crashed or"
-            f" stuck; nobody has taken over {', '.join(w.left)} since (a live worker does"
-            f" within {lease:g} s). Start it again (`telewatch run --worker {w.name}`) or"
-            f" another worker; a name retired for good: `telewatch workers forget {w.name}`"
+            f" stuck; nobody has taken over {', '.join(w.left)} since ({taker}). Start it again"
+            f" (`telewatch run --worker {w.name}`) or another worker; a name retired for good:"
+            f" `telewatch workers forget {w.name}`"
         )
     rows = await following(archive, settings)
-    if rows is not None and await leases.live_workers(archive, lease, now_text):
+    if rows is not None and live:
         orphans = sorted({f.unit for f in rows if f.unit is not None and f.worker is None} - left)
         if orphans:
             out.append(

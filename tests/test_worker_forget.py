@@ -47,7 +47,11 @@ async def test_forget_retires_a_stopped_name_and_refuses_a_live_or_unknown_one(
     )
     await expire(a, "w1")  # killed, and no other worker: its units are left with it
     [problem] = await worker_problems(a, s)
-    assert problem.startswith("worker w1: no sign of life") and "web:web0, web:web1" in problem
+    assert problem.startswith("worker w1: no sign of life")
+    assert (
+        "nobody has taken over web:web0, web:web1, web:web2, web:web3 since (no worker is alive"
+        " to take them)"
+    ) in problem
     gone = await forget(a, s, "w1")
     assert gone == Stopped("w1", "hostA", 101, PAST, tuple(f"web:{c}" for c in WEB))
     assert await L.workers(a) == [] and await stopped_workers(a, s) == []
@@ -105,8 +109,8 @@ async def test_stats_lists_stopped_workers_with_when_they_were_last_seen(tmp_pat
     assert text.exit_code == 0, text.output
     lines = text.stdout.splitlines()
     assert (
-        "worker w1: stopped, last seen 2000-01-01 00:00:00 UTC (pid 11 on box1); its units went"
-        " to other workers"
+        "worker w1: stopped, last seen 2000-01-01 00:00:00 UTC (pid 11 on box1); holds nothing"
+        " (its units, if any, went to other workers)"
     ) in lines
     assert (
         "worker w3: stopped, last seen 2000-01-01 00:00:00 UTC (pid 33 on box3); nobody has"
