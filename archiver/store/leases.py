@@ -317,3 +317,14 @@ async def db_now_in(db: Any, dialect: str) -> str:
         row = await cur.fetchone()
     assert row is not None
     return str(row[0])
+
+
+async def forget_stopped(archive: Archive, name: str, lease_seconds: float, now: str) -> bool:
+    """Forget worker ``name`` if it was not seen within ``lease_seconds`` before ``now`` (one
+    statement: a heartbeat committed meanwhile keeps it); whether it was forgotten. Its lease
+    rows keep naming it as their last holder (they are free: nothing changes for them)."""
+    rows = await archive.write(
+        "DELETE FROM workers WHERE name = ? AND seen_at <= ? RETURNING name",
+        (name, later(now, -lease_seconds)),
+    )
+    return bool(rows)

@@ -156,3 +156,18 @@ async def test_many_connections_acquiring_at_once_never_share_a_unit(pg_server: 
 def test_unit_names() -> None:
     assert L.account_unit("main") == "account:main"
     assert L.web_unit("testograd") == "web:testograd"
+
+
+async def test_only_a_worker_unseen_for_the_lease_time_is_forgotten(archive: Archive) -> None:
+    await L.register(archive, "w1", "hostA", 100, 10, T)
+    await L.beat(archive, "w1", at(5))
+    assert not await L.forget_stopped(archive, "w1", 10, at(14))  # seen 9 s ago: alive
+    assert not await L.forget_stopped(archive, "w9", 10, at(14))  # never seen
+    assert [w.name for w in await L.workers(archive)] == ["w1"]
+    mine = await L.acquire(archive, "w1", UNITS[:2], 2, 10, at(5))
+    assert await L.forget_stopped(archive, "w1", 10, at(15))  # 10 s unseen
+    assert await L.workers(archive) == []
+    # its lease rows stay as they were: free, naming it as their last holder
+    rows = await L.leases(archive)
+    assert [(rows[u].worker, rows[u].held_at(at(15))) for u in mine] == [("w1", False)] * 2
+    assert await L.acquire(archive, "w2", UNITS[:2], 2, 10, at(15)) == mine
