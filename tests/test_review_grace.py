@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from pg import pg_server, pg_url  # noqa: F401
 from test_ops_workers import until
-from test_worker_faults import PgCut, _telewatch_pg, _took_over, _two_machines
+from test_worker_faults import LEASE, PgCut, _telewatch_pg, _took_over, _two_machines
 
 from archiver.store import leases as L
 from archiver.store.archive import Archive
@@ -81,3 +82,131 @@ def _use(folder: Path, url: str) -> None:
     """The folder's config on the PostgreSQL archive at ``url``."""
     cfg = folder / "config.toml"
     cfg.write_text(cfg.read_text().replace('path = "data/t.db"', f'url = "{url}"'))
+
+
+class _Relay:
+    """Like test_worker_faults.PgCut (a Unix-socket relay in front of the test's PostgreSQL),
+    whose partition also heals: :meth:`heal` accepts connections again, as when one
+    machine's network to the database server comes back."""
+
+    def __init__(self, url: str, folder: Path) -> None:
+        self.cutter = PgCut(url, folder)
+        self.url = self.cutter.url
+
+    async def __aenter__(self) -> _Relay:
+        await self.cutter.__aenter__()
+        return self
+
+    def cut(self) -> None:
+        self.cutter.cut()
+
+    async def heal(self) -> None:
+        self.cutter.writers = []
+        await self.cutter.__aenter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cutter.cut()
+
+
+async def test_a_worker_started_again_under_its_name_beside_the_old_process(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """`run --worker w1` on machine one follows account:main live and is cut off from the
+    database (alive: a network partition). The operator (or an orchestrator that moves the
+    job) starts `run --worker w1` on machine two; `register` lets it, since the old one has
+    not been seen for lease_seconds, and it takes account:main at once (acquire: a unit that
+    is ``worker = ?``'s own is free to it, no grace). Then machine one's network comes back:
+    the old w1 ticks again, and its acquire takes "its own" account:main (held by the new
+    w1, same name) and connects the session. Two processes named w1 must never both
+    connect the account's session."""
+    from fakes.telethon_client import FakeTelegram
+    from fakes.telethon_remote import serve
+    from sources.test_telethon_remote import telewatch
+    from test_worker_faults import _follows
+
+    tg = FakeTelegram()
+    tg.add_channel()
+    tg.posts(3)
+    one, two = _two_machines(tmp_path, tg)
+    procs: list[asyncio.subprocess.Process] = []
+    said: dict[int, list[str]] = {}
+    readers: list[asyncio.Task[None]] = []
+
+    async def read(p: asyncio.subprocess.Process) -> None:
+        assert p.stderr is not None
+        said[p.pid] = []
+        async for line in p.stderr:
+            said[p.pid].append(line.decode())
+
+    async with serve(tg) as served, _Relay(pg_url, tmp_path / "relay") as relay:
+        _use(one, relay.url)  # machine one reaches the database through the relay
+        _use(two, pg_url)
+        try:
+            old = await telewatch(served.address, one, "run", "--no-bot", "--worker", "w1")
+            procs.append(old)
+            readers.append(asyncio.create_task(read(old)))
+            async with await Archive.open(pg_url) as a:
+                await until("w1 follows the account", lambda: _follows(a, served, "w1"))
+
+                async def running() -> bool:  # its start and first pass are over (cut off
+                    # while it starts, a worker exits: the start's own writes fail)
+                    return _count(said[old.pid], "job sync: done") > 0
+
+                await until("w1 runs", running)
+                relay.cut()  # machine one loses the database; the old w1 lets go, and waits
+
+                async def w1_silent() -> bool:  # `register` accepts the name again
+                    return "w1" not in await L.live_workers(a, LEASE, await L.db_now(a))
+
+                await until("the old w1 is not seen any more", w1_silent)
+                new = await telewatch(served.address, two, "run", "--no-bot", "--worker", "w1")
+                procs.append(new)
+                readers.append(asyncio.create_task(read(new)))
+                await until("the new w1 took the account", lambda: _holds(a, served, new), 40)
+                started = _count(said[old.pid], "account main: started")
+                await relay.heal()  # machine one reaches the database again
+
+                async def old_w1_decided() -> bool:
+                    """It started the account again (and Telegram saw the session twice), or
+                    it stopped, or it said the name is taken."""
+                    return (
+                        bool(served.duplicated)
+                        or old.returncode is not None
+                        or _count(said[old.pid], "account main: started") > started
+                        or _count(said[old.pid], "already running") > 0
+                    )
+
+                await until("the old w1 reached the database again", old_w1_decided, 60)
+                if _count(said[old.pid], "account main: started") > started:
+                    await until("its login check reached Telegram", lambda: _seen(served))
+        finally:
+            for p in procs:
+                if p.returncode is None:
+                    p.kill()
+                await p.wait()
+            await asyncio.gather(*readers, return_exceptions=True)
+    assert served.duplicated == [], said
+
+
+async def _holds(a: Archive, served: Any, proc: asyncio.subprocess.Process) -> bool:
+    """w1 holds account:main and ``proc`` is connected as it (or the session was duplicated)."""
+    from fakes.telethon_client import SELF_ID
+
+    row = (await L.leases(a)).get(L.account_unit("main"))
+    return bool(served.duplicated) or bool(
+        row is not None
+        and row.worker == "w1"
+        and row.held_at(await L.db_now(a))
+        and proc.pid in served.places(SELF_ID)
+    )
+
+
+def _count(lines: list[str], text: str) -> int:
+    return sum(text in line for line in lines)
+
+
+async def _seen(served: Any) -> bool:
+    """An account started sends its login check at once: the fake counts it if the session
+    is connected from two places."""
+    return bool(served.duplicated)
