@@ -210,3 +210,69 @@ async def _seen(served: Any) -> bool:
     """An account started sends its login check at once: the fake counts it if the session
     is connected from two places."""
     return bool(served.duplicated)
+
+
+async def test_a_worker_that_cannot_renew_disconnects_every_account_before_waiting(
+    tmp_path: Path,
+) -> None:
+    """A worker cut off from the database holds two accounts, each with a live listener
+    stuck on the database. Once its leases are about to run out (lease_loop: ``expiring``),
+    every account's session goes to another worker soon: each must be disconnected before
+    the worker waits for any listener (up to LIVE_GRACE plus a second each). Today the
+    accounts are stopped one after the other, and the second is disconnected only once the
+    first one's listener was waited for: with N accounts the last waits (N-1) times that."""
+    import sqlite3
+
+    from archiver.config import ChannelConfig, Settings, WorkersSettings
+    from archiver.units import Units, _Account, lease_loop
+    from archiver.worker import Worker
+
+    order: list[str] = []
+
+    class Client:  # stands in for TelegramClient.disconnect (telegrambaseclient.py)
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def disconnect(self) -> None:
+            order.append(f"disconnect {self.name}")
+
+    async def listener(name: str) -> None:  # stuck on the database: only a cancel ends it
+        try:
+            await asyncio.Event().wait()
+        finally:
+            order.append(f"listener {name} ended")
+
+    from archiver.channels import parse_ref
+
+    settings = Settings(
+        channels=(ChannelConfig(parse_ref("chan"), source="telethon"),),
+        workers=WorkersSettings(lease_seconds=1),
+    )
+    async with await Archive.open(tmp_path / "a.db") as a:
+        worker = Worker(a, settings, "w1")
+        worker.held = {L.account_unit("a"), L.account_unit("b")}
+
+        async def cut_off() -> Any:
+            raise sqlite3.OperationalError("server closed the connection unexpectedly")
+
+        worker.tick = cut_off  # type: ignore[method-assign]
+        worker.renewed_at -= settings.workers.lease_seconds  # the last renewal: long ago
+        never: Any = None
+        stop = asyncio.Event()
+        units = Units(
+            a, settings, worker, stop, open_client=never,
+            failed=lambda *_: None, catch_up=lambda: None, session_locks=False,
+        )  # fmt: skip
+        for name in ("a", "b"):
+            acc = _Account(client=Client(name), ready=True)
+            acc.live = asyncio.create_task(listener(name))
+            units.accounts[name] = acc
+        loop = asyncio.create_task(lease_loop(units, stop))
+        await until("both accounts stopped", lambda: _empty(units.accounts))
+        stop.set()
+        await loop
+    assert order[:2] == ["disconnect a", "disconnect b"], order
+
+
+async def _empty(accounts: dict[str, Any]) -> bool:
+    return not accounts
