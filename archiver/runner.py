@@ -134,7 +134,8 @@ def _jobs(
             for name, client in units.polled_clients().items():
                 # asked again before each: a unit stopped while another account connected
                 # (lost, or given back) is no longer this worker's to connect
-                if client.is_connected() or units.polled_clients().get(name) is not client:
+                still = any(c is client for c in units.polled_clients().values())
+                if client.is_connected() or not still:
                     continue
                 try:
                     await client.connect()  # bounded: DeadlineClient.connect
