@@ -9,6 +9,7 @@ session used in two places in ``served.duplicated`` (tests/fakes/telethon_remote
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,64 @@ async def test_a_worker_that_cannot_renew_disconnects_every_account_before_waiti
 
 async def _empty(accounts: dict[str, Any]) -> bool:
     return not accounts
+
+
+async def test_a_worker_starting_its_account_slowly_still_renews_its_lease(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """`run --worker w1` takes account:main and opens its client; Telegram answers the login
+    check with a flood wait of 20 s, which `_open_telegram` waits out (the only account).
+    The lease loop starts only once every account has started (runner._start_worker), so
+    nothing renews w1's lease meanwhile: it runs out, w2 takes the account after the grace,
+    and when w1's wait is over it connects the session too (it learns it lost the unit only
+    at its first tick, a third of the lease later). One session, two processes."""
+    from fakes.telethon_client import FakeTelegram
+    from fakes.telethon_remote import serve
+    from sources.test_telethon_remote import telewatch
+    from telethon import errors, functions
+
+    lease, flood = 6, 20
+    tg = FakeTelegram()
+    tg.add_channel()
+    tg.posts(3)
+    tg.fail(
+        functions.updates.GetStateRequest,
+        lambda r: errors.FloodWaitError(request=r, capture=flood),
+    )  # the first login check only
+    one, two = _two_machines(tmp_path, tg)
+    for folder in (one, two):
+        _use(folder, pg_url)
+        cfg = folder / "config.toml"
+        text = cfg.read_text().replace(f"lease_seconds = {LEASE}", f"lease_seconds = {lease}")
+        cfg.write_text(text)
+    procs: list[asyncio.subprocess.Process] = []
+    said: list[str] = []
+    async with serve(tg) as served:
+        try:
+            w1 = await telewatch(served.address, one, "run", "--no-bot", "--worker", "w1")
+            procs.append(w1)
+            async with await Archive.open(pg_url) as a:
+
+                async def w1_waits() -> bool:  # it holds the account, its check got the wait
+                    row = (await L.leases(a)).get(L.account_unit("main"))
+                    return bool(row and row.worker == "w1" and tg.failures[0].times == 0)
+
+                await until("w1 waits out the flood wait at its login check", w1_waits)
+                tg.clock.advance(flood)  # Telegram's side of the wait is over when w1's is
+                w2 = await telewatch(served.address, two, "run", "--no-bot", "--worker", "w2")
+                procs.append(w2)
+                await until("w2 took the account over", lambda: _took_over(a, served, w2), 60)
+
+                async def w1_done() -> bool:  # w1 learnt it lost the unit, or used it
+                    return bool(served.duplicated) or w1.returncode is not None
+
+                with contextlib.suppress(AssertionError):
+                    await until("w1 used the session or stopped", w1_done, flood + 3 * lease)
+        finally:
+            for p in procs:
+                if p.returncode is None:
+                    p.kill()
+                _, err = await p.communicate()
+                said.append(err.decode())
+    assert served.duplicated == [], said
