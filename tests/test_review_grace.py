@@ -13,6 +13,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pg import pg_server, pg_url  # noqa: F401
 from test_ops_workers import until
 from test_worker_faults import LEASE, PgCut, _telewatch_pg, _took_over, _two_machines
@@ -21,6 +22,11 @@ from archiver.store import leases as L
 from archiver.store.archive import Archive
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect (review of 80e9bb3): Worker.keep, the renewal loop of sync/recheck --worker,"
+    " never lets go of a unit whose lease runs out; the pass goes on with the session connected",
+)
 async def test_a_sync_worker_cut_off_from_the_database_lets_go_of_its_session(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
@@ -109,6 +115,12 @@ class _Relay:
         self.cutter.cut()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect (review of 80e9bb3): acquire treats a unit held under the worker's own name as"
+    " its own (worker = ?) and beat/renew never check which process holds the name, so an old"
+    " process back from a partition takes the account its same-named successor holds",
+)
 async def test_a_worker_started_again_under_its_name_beside_the_old_process(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
@@ -279,6 +291,11 @@ async def _empty(accounts: dict[str, Any]) -> bool:
     return not accounts
 
 
+@pytest.mark.xfail(
+    strict=False,  # the overlap it shows is a second or two wide (see the docstring)
+    reason="defect (review of 80e9bb3): runner._start_worker starts the lease loop only after"
+    " every account started; a start that waits (a flood wait at the login check) renews nothing",
+)
 async def test_a_worker_starting_its_account_slowly_still_renews_its_lease(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
