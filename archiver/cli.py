@@ -1200,10 +1200,18 @@ async def _worker_pass(archive: Any, settings: Any, name: str, command: str = "s
     worker = Worker(archive, settings, name, leases_db=leases_db)
     stop = asyncio.Event()
     keeping: asyncio.Task[None] | None = None
+    let_go: list[str] = []  # why the pass was stopped before its end
+    this_pass = asyncio.current_task()
+    assert this_pass is not None
+
+    def stop_the_pass(why: str) -> None:
+        let_go.append(why)
+        this_pass.cancel()  # its clients disconnect as it unwinds
+
     try:
         await worker.start()
         archive.fence = worker.fence
-        keeping = asyncio.create_task(worker.keep(stop), name="leases")  # a long pass
+        keeping = asyncio.create_task(worker.keep(stop, stop_the_pass), name="leases")
         with contextlib.ExitStack() as held:
             for account in worker.accounts_held():  # one session in one process at a time
                 [lock] = session_locks(settings, [account])
@@ -1217,10 +1225,15 @@ async def _worker_pass(archive: Any, settings: Any, name: str, command: str = "s
             channels = worker.channels()
             log.info("worker %s: %d unit(s), %d channel(s)", name, len(worker.held),
                      len(channels))  # fmt: skip
-            if command == "recheck":  # the Telegram accounts it holds (web: each sync re-reads)
-                return await recheck_all(archive, settings, accounts=worker.accounts_held())
-            return await sync_all(archive, settings, channels=channels,
-                                  accounts=worker.accounts_held())  # fmt: skip
+            try:
+                if command == "recheck":  # the Telegram accounts it holds (web: re-read by sync)
+                    return await recheck_all(archive, settings, accounts=worker.accounts_held())
+                return await sync_all(archive, settings, channels=channels,
+                                      accounts=worker.accounts_held())  # fmt: skip
+            except asyncio.CancelledError:
+                if let_go and this_pass.uncancel() == 0:  # cancelled by stop_the_pass only
+                    raise TelewatchError(let_go[0]) from None
+                raise
     finally:
         stop.set()
         if keeping is not None:

@@ -76,6 +76,10 @@ class Units:
         self.accounts: dict[str, _Account] = {}
         self.live = any(c.source == "telethon" and c.join for c in settings.channels)
 
+    def fail(self, what: str, exc: BaseException) -> None:
+        """Stop the whole process for ``exc`` (``failed`` given at construction)."""
+        self._failed(what, exc)
+
     def client(self, account: str = MAIN) -> Any:
         """The account's client once started (None while it is not held or not ready)."""
         acc = self.accounts.get(account)
@@ -295,6 +299,13 @@ async def lease_loop(units: Units, stop: asyncio.Event) -> None:
         try:
             async with asyncio.timeout(worker.tick_seconds):  # a stalled database is a failure
                 change = await worker.tick()
+        except leases.WorkerReplaced as exc:
+            # This process was cut off past its lease and the name was started again
+            # elsewhere: what the name holds is the other process's now. Let go, and stop.
+            log.error("%s", exc)
+            await units.let_go(worker.drop())
+            units.fail("worker", exc)
+            return
         except (sqlite3.Error, TelewatchError, TimeoutError) as exc:
             # The fence keeps every write of a unit whose lease runs out meanwhile out of the
             # archive; the next tick tries again.

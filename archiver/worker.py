@@ -32,7 +32,7 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -144,6 +144,7 @@ class Worker:
         # renewed runs at least until renewed_at + lease_seconds (the database's now was read
         # after it), so a worker that cannot renew knows, by its own clock, when to let go
         self.renewed_at = time.monotonic()
+        self.replaced = False  # another process registered this name: release nothing under it
 
     @property
     def level(self) -> int:
@@ -185,7 +186,7 @@ class Worker:
         began = time.monotonic()
         a = self.db
         now = await leases.db_now(a)
-        await leases.beat(a, self.name, now)
+        await self._beat(now)
         units = await self.configured()
         kept = await leases.renew(a, self.name, self.held, self.lease_seconds, now)
         change = Change(lost=self.held - kept)
@@ -227,22 +228,48 @@ class Worker:
         self.pending -= dropped
         return dropped
 
-    async def keep(self, stop: asyncio.Event) -> None:
+    async def _beat(self, now: str) -> None:
+        try:
+            await leases.beat(self.db, self.name, self.host, self.pid, now)
+        except leases.WorkerReplaced:
+            self.replaced = True
+            raise
+
+    async def keep(self, stop: asyncio.Event, let_go: Callable[[str], object]) -> None:
         """Until ``stop``: beat and renew what this worker holds every tick, taking nothing
         new (``sync --worker``: a pass may outlast ``lease_seconds``, and its own writes must
-        not be refused as if another worker had taken its units)."""
+        not be refused as if another worker had taken its units). When its leases could run
+        out before the next try (the database unreachable) or another process took the name,
+        every unit is dropped and ``let_go(why)`` is called, once (the caller stops the pass:
+        its clients disconnect before another worker may connect their sessions)."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.tick_seconds)
             if stop.is_set():
                 return
+            began = time.monotonic()
             try:
-                now = await leases.db_now(self.db)
-                await leases.beat(self.db, self.name, now)
-                kept = await leases.renew(self.db, self.name, self.held, self.lease_seconds, now)
-            except (sqlite3.Error, TelewatchError) as exc:
-                log.warning("worker %s: leases not renewed (%s); trying again", self.name, exc)
+                async with asyncio.timeout(self.tick_seconds):  # a stalled database fails
+                    now = await leases.db_now(self.db)
+                    await self._beat(now)
+                    kept = await leases.renew(self.db, self.name, self.held,
+                                              self.lease_seconds, now)  # fmt: skip
+            except leases.WorkerReplaced as exc:
+                self.drop()
+                let_go(str(exc))
+                return
+            except (sqlite3.Error, TelewatchError, TimeoutError) as exc:
+                why = str(exc) or type(exc).__name__
+                log.warning("worker %s: leases not renewed (%s); trying again", self.name, why)
+                if self.held and self.expiring():
+                    units = ", ".join(sorted(self.drop()))
+                    let_go(
+                        f"worker {self.name}: cannot renew its leases before they expire"
+                        f" ({why}); the pass is stopped, {units} left to the other workers"
+                    )
+                    return
                 continue
+            self.renewed_at = began
             if lost := self.held - kept:
                 log.warning("worker %s: lost %s (its lease expired and another worker took"
                             " it)", self.name, ", ".join(sorted(lost)))  # fmt: skip
@@ -261,7 +288,11 @@ class Worker:
         await leases.release(self.db, self.name, units, now)
 
     async def stop(self) -> None:
-        """A clean stop: every unit released, the worker no longer counted as live."""
+        """A clean stop: every unit released, the worker no longer counted as live (unless
+        another process runs under the name now: what the name holds is that one's)."""
+        if self.replaced:
+            self.held, self.pending = set(), set()
+            return
         try:
             if self.held:
                 log.log(self.level, "worker %s: giving back %s", self.name,

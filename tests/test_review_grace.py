@@ -22,11 +22,6 @@ from archiver.store import leases as L
 from archiver.store.archive import Archive
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (review of 80e9bb3): Worker.keep, the renewal loop of sync/recheck --worker,"
-    " never lets go of a unit whose lease runs out; the pass goes on with the session connected",
-)
 async def test_a_sync_worker_cut_off_from_the_database_lets_go_of_its_session(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
@@ -76,6 +71,12 @@ async def test_a_sync_worker_cut_off_from_the_database_lets_go_of_its_session(
                 w2 = await _telewatch_pg(telewatch, served.address, two, pg_url, "w2")
                 procs.append(w2)
                 await until("w2 took the account over", lambda: _took_over(a, served, w2), 40)
+                # the pass was stopped, in one line saying why
+                _, err = await asyncio.wait_for(w1.communicate(), 30)
+                said.append(err.decode())
+                assert w1.returncode == 1, said
+                assert "cannot renew its leases before they expire" in said[0], said
+                assert "Traceback" not in said[0]
         finally:
             for p in procs:
                 if p.returncode is None:
@@ -115,12 +116,6 @@ class _Relay:
         self.cutter.cut()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (review of 80e9bb3): acquire treats a unit held under the worker's own name as"
-    " its own (worker = ?) and beat/renew never check which process holds the name, so an old"
-    " process back from a partition takes the account its same-named successor holds",
-)
 async def test_a_worker_started_again_under_its_name_beside_the_old_process(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
@@ -193,6 +188,11 @@ async def test_a_worker_started_again_under_its_name_beside_the_old_process(
                 await until("the old w1 reached the database again", old_w1_decided, 60)
                 if _count(said[old.pid], "account main: started") > started:
                     await until("its login check reached Telegram", lambda: _seen(served))
+                # it stops, saying why, and leaves what the name holds to the new w1
+                await asyncio.wait_for(old.wait(), 30)
+                assert old.returncode != 0
+                assert _count(said[old.pid], "now runs under this name") > 0, said[old.pid]
+                assert await _holds(a, served, new) and not served.duplicated
         finally:
             for p in procs:
                 if p.returncode is None:

@@ -159,9 +159,30 @@ async def register(
         )
 
 
-async def beat(archive: Archive, name: str, now: str) -> None:
-    """Worker ``name`` is alive now (one statement)."""
-    await archive.write("UPDATE workers SET seen_at = ? WHERE name = ?", (now, name))
+class WorkerReplaced(TelewatchError):
+    """Another process now runs under this worker's name (it registered once this one was
+    unseen for the lease time): this one must stop every unit and run no more."""
+
+
+async def beat(archive: Archive, name: str, host: str, pid: int, now: str) -> None:
+    """Worker ``name`` (process ``pid`` on ``host``) is alive now: one statement, which also
+    records the name again if ``workers forget`` removed it meanwhile. Raises
+    :class:`WorkerReplaced` when another process has registered the name since (this one was
+    unseen for the lease time, cut off from the database): the units held under the name are
+    that process's now, and one name in two processes would take each other's units."""
+    rows = await archive.write(
+        "INSERT INTO workers (name, host, pid, started_at, seen_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at"
+        " WHERE workers.host = excluded.host AND workers.pid = excluded.pid RETURNING name",
+        (name, host, pid, now, now),
+    )
+    if not rows:
+        row = await archive.fetchone("SELECT host, pid FROM workers WHERE name = ?", (name,))
+        who = f"pid {row[1]} on {row[0]}" if row is not None else "another process"
+        raise WorkerReplaced(
+            f"worker {name}: another process ({who}) now runs under this name (this one was"
+            " unseen for the lease time, cut off from the database); stopping this one"
+        )
 
 
 async def workers(archive: Archive) -> list[WorkerRow]:

@@ -90,13 +90,13 @@ async def test_a_released_unit_is_free_at_once(archive: Archive) -> None:
 
 async def test_a_worker_name_runs_once(archive: Archive) -> None:
     await L.register(archive, "w1", "hostA", 100, 10, T)
-    await L.beat(archive, "w1", at(3))
+    await L.beat(archive, "w1", "hostA", 100, at(3))
     with pytest.raises(L.WorkerNameInUse, match=r"worker w1 is already running \(pid 100 on hostA"):
         await L.register(archive, "w1", "hostB", 200, 10, at(5))
     await L.register(archive, "w1", "hostB", 200, 10, at(14))  # w1 was last seen 11 s ago
     await L.register(archive, "w2", "hostB", 201, 10, at(14))
     assert await L.live_workers(archive, 10, at(15)) == ["w1", "w2"]
-    await L.beat(archive, "w2", at(20))
+    await L.beat(archive, "w2", "hostB", 201, at(20))
     assert await L.live_workers(archive, 10, at(25)) == ["w2"]
     await L.forget_worker(archive, "w2")
     assert [w.name for w in await L.workers(archive)] == ["w1"]
@@ -153,6 +153,23 @@ async def test_many_connections_acquiring_at_once_never_share_a_unit(pg_server: 
     assert holders == {u: n for n, us in believed.items() for u in us}
 
 
+async def test_a_worker_whose_name_another_process_took_is_told_so(archive: Archive) -> None:
+    """w1 on hostA is cut off from the database past its lease; w1 is started again on hostB.
+    The old process's next heartbeat must not pass for the new one's (then it would renew and
+    take the units held under the name): it is told to stop."""
+    await L.register(archive, "w1", "hostA", 100, 10, T)
+    await L.register(archive, "w1", "hostB", 200, 10, at(11))  # hostA unseen for 11 s
+    await L.beat(archive, "w1", "hostB", 200, at(12))
+    with pytest.raises(L.WorkerReplaced, match=r"worker w1: another process \(pid 200 on hostB\)"):
+        await L.beat(archive, "w1", "hostA", 100, at(13))
+    [row] = await L.workers(archive)
+    assert (row.host, row.pid, row.seen_at) == ("hostB", 200, at(12))
+    # a name forgotten meanwhile (`workers forget`) is recorded again by its next beat
+    await L.forget_worker(archive, "w1")
+    await L.beat(archive, "w1", "hostB", 200, at(14))
+    assert [(w.name, w.pid) for w in await L.workers(archive)] == [("w1", 200)]
+
+
 def test_unit_names() -> None:
     assert L.account_unit("main") == "account:main"
     assert L.web_unit("testograd") == "web:testograd"
@@ -160,7 +177,7 @@ def test_unit_names() -> None:
 
 async def test_only_a_worker_unseen_for_the_lease_time_is_forgotten(archive: Archive) -> None:
     await L.register(archive, "w1", "hostA", 100, 10, T)
-    await L.beat(archive, "w1", at(5))
+    await L.beat(archive, "w1", "hostA", 100, at(5))
     assert not await L.forget_stopped(archive, "w1", 10, at(14))  # seen 9 s ago: alive
     assert not await L.forget_stopped(archive, "w9", 10, at(14))  # never seen
     assert [w.name for w in await L.workers(archive)] == ["w1"]
