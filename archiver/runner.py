@@ -403,10 +403,10 @@ async def _start_worker(
     fatal: Callable[[TelewatchError], None],
     catch_up: Callable[[], object],
 ) -> Units:
-    """Register the worker, take its units and start them (each account's client and live
-    listener here, side by side, as before: a missing login of the only account stops the
-    start), then renew the leases in the background (archiver/units.py). Without a ``name``
-    the worker is ``run@<host>`` and takes every unit nobody else holds."""
+    """Register the worker, take its units, renew their leases in the background
+    (archiver/units.py) and start them (each account's client and live listener here, side
+    by side, as before: a missing login of the only account stops the start). Without a
+    ``name`` the worker is ``run@<host>`` and takes every unit nobody else holds."""
     from archiver.units import Units, lease_loop
     from archiver.worker import Worker, default_name
 
@@ -428,10 +428,11 @@ async def _start_worker(
     units = Units(archive, settings, worker, stop, open_client=_open_telegram, failed=failed,
                   catch_up=catch_up, session_locks=name is not None)  # fmt: skip
     stack.push_async_callback(units.stop_all)
-    await asyncio.gather(*(units.start(u, wait=True) for u in sorted(change.gained)))
-    worker.pending -= units.runnable_units()  # the first pass (run_now) catches them up
+    # the leases are renewed while the accounts start (a start may wait out a flood wait)
     task = start("leases", lease_loop(units, stop))
     stack.push_async_callback(_finish, task, 1.0, "leases")
+    await asyncio.gather(*(units.start(u, wait=True) for u in sorted(change.gained)))
+    worker.pending -= units.runnable_units()  # the first pass (run_now) catches them up
     if not worker.held and worker.units:
         log.warning("worker %s: every unit is held by another worker; standing by",
                     worker.name)  # fmt: skip

@@ -148,7 +148,10 @@ class Units:
         return [c for c in self.worker.channels(pool) if by_key.get(ref_key(c.ref)) in runnable]
 
     async def start(self, unit: str, *, wait: bool = False) -> None:
-        """Start a gained unit (an account's in the background, unless ``wait``)."""
+        """Start a gained unit (an account's in the background, unless ``wait``: then its
+        failure is raised here). Either way the start is a task of its own, which
+        :meth:`stop` cancels (the unit lost or given back while it starts, the lease loop
+        running meanwhile); a start cancelled so ends quietly."""
         if not unit.startswith(leases.ACCOUNT):
             return
         name = unit.removeprefix(leases.ACCOUNT)
@@ -156,11 +159,18 @@ class Units:
         if acc.starting is not None or acc.ready or acc.logged_out:
             return
         acc.stop = asyncio.Event()
-        if wait:
-            await self._start_account(name, acc)
+        task = asyncio.create_task(self._start_account(name, acc), name=f"start {unit}")
+        acc.starting = task
+        if not wait:
+            task.add_done_callback(lambda t: self._started(name, t))
             return
-        acc.starting = asyncio.create_task(self._start_account(name, acc), name=f"start {unit}")
-        acc.starting.add_done_callback(lambda t: self._started(name, t))
+        try:
+            await asyncio.wait([task])  # not ``await task``: a stop cancels it, not us
+        finally:
+            if acc.starting is task:
+                acc.starting = None
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
 
     def _started(self, name: str, task: asyncio.Task[Any]) -> None:
         acc = self.accounts.get(name)

@@ -9,11 +9,9 @@ session used in two places in ``served.duplicated`` (tests/fakes/telethon_remote
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pg import pg_server, pg_url  # noqa: F401
 from test_ops_workers import until
 from test_worker_faults import LEASE, PgCut, _telewatch_pg, _took_over, _two_machines
@@ -291,25 +289,21 @@ async def _empty(accounts: dict[str, Any]) -> bool:
     return not accounts
 
 
-@pytest.mark.xfail(
-    strict=False,  # the overlap it shows is a second or two wide (see the docstring)
-    reason="defect (review of 80e9bb3): runner._start_worker starts the lease loop only after"
-    " every account started; a start that waits (a flood wait at the login check) renews nothing",
-)
 async def test_a_worker_starting_its_account_slowly_still_renews_its_lease(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
 ) -> None:
     """`run --worker w1` takes account:main and opens its client; Telegram answers the login
     check with a flood wait of 20 s, which `_open_telegram` waits out (the only account).
-    The lease loop starts only once every account has started (runner._start_worker), so
-    nothing renews w1's lease meanwhile: it runs out, w2 takes the account after the grace,
-    and when w1's wait is over it connects the session too (it learns it lost the unit only
-    at its first tick, a third of the lease later). One session, two processes."""
-    from fakes.telethon_client import FakeTelegram
+    The lease loop started only once every account had started (runner._start_worker), so
+    nothing renewed w1's lease meanwhile: it ran out, w2 took the account after the grace,
+    and when w1's wait was over it connected the session too. Now w1 renews its lease while
+    it starts: w2 stands by, and w1 follows the account once its wait is over."""
+    from fakes.telethon_client import SELF_ID, FakeTelegram
     from fakes.telethon_remote import serve
     from sources.test_telethon_remote import telewatch
     from telethon import errors, functions
+    from test_worker_faults import _follows
 
     lease, flood = 6, 20
     tg = FakeTelegram()
@@ -341,13 +335,14 @@ async def test_a_worker_starting_its_account_slowly_still_renews_its_lease(
                 tg.clock.advance(flood)  # Telegram's side of the wait is over when w1's is
                 w2 = await telewatch(served.address, two, "run", "--no-bot", "--worker", "w2")
                 procs.append(w2)
-                await until("w2 took the account over", lambda: _took_over(a, served, w2), 60)
-
-                async def w1_done() -> bool:  # w1 learnt it lost the unit, or used it
-                    return bool(served.duplicated) or w1.returncode is not None
-
-                with contextlib.suppress(AssertionError):
-                    await until("w1 used the session or stopped", w1_done, flood + 3 * lease)
+                await until(
+                    "w1 follows the account once its wait is over",
+                    lambda: _follows(a, served, "w1"),
+                    flood + 3 * lease,
+                )
+                row = (await L.leases(a)).get(L.account_unit("main"))
+                assert row is not None and row.worker == "w1"  # w2 never took it
+                assert w1.pid in served.places(SELF_ID) and w2.pid not in served.places(SELF_ID)
         finally:
             for p in procs:
                 if p.returncode is None:
