@@ -217,7 +217,7 @@ async def test_executemany_of_an_insert_is_one_statement_for_statement_triggers(
             "CREATE TRIGGER t_rowid BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION"
             " telewatch_rowid()"
         )
-        odd = "it's\ta \\N\n\\ \"q\" \r ✓ %s ?"
+        odd = 'it\'s\ta \\N\n\\ "q" \r ✓ %s ?'
         rows = [
             (i, None if i % 2 else f"r{i}" + odd, i % 3 == 0, bytes([i % 256, 0, 92]))
             for i in range(1200)
