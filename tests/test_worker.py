@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pg import BACKENDS, new_database
@@ -233,36 +234,54 @@ def test_a_bad_worker_name_on_the_command_line_is_one_line_and_changes_nothing(
     assert db.read_bytes() == before  # nothing opened, nothing changed
 
 
-async def test_health_names_a_silent_worker_and_units_nobody_holds(opener) -> None:  # type: ignore[no-untyped-def]
+async def test_health_names_a_silent_worker_while_its_units_are_left_with_it(opener) -> None:  # type: ignore[no-untyped-def]
     from archiver.health import check_health
+    from archiver.worker import Stopped, stopped_workers
 
     s = settings(*WEB)
     a = await opener()
     w1, w2 = Worker(a, s, "w1", host="hostA", pid=101), Worker(await opener(), s, "w2")
     await w1.start()
     await w2.start()
-    await w1.give_back((await w1.tick()).extra)  # w1 keeps 3 of 5, w2 has taken none yet
+    await w1.give_back((await w1.tick()).extra)  # w1 keeps 3 of 5, w2 takes the 2 given back
     await w2.tick()
     assert await worker_problems(a, s) == []
     await expire(a, "w1")  # w1 killed
-    problems = await worker_problems(a, s)
-    assert len(problems) == 2
-    assert problems[0].startswith("worker w1: no sign of life for ")
+    left = ", ".join(sorted(w1.held))
+    [problem] = await worker_problems(a, s)  # its units in one line, not twice
+    assert problem.startswith("worker w1: no sign of life for ")
+    assert "(pid 101 on hostA; [workers] lease_seconds = 30): killed, crashed or stuck" in problem
     assert (
-        "(pid 101 on hostA; [workers] lease_seconds = 30): killed, crashed or stuck"
-        in (problems[0])
-    )
-    assert "`telewatch run --worker w1`" in problems[0]
-    orphans = ", ".join(sorted(w1.held))
-    assert problems[1] == (
-        f"units nobody holds: {orphans}; the live workers take them within 30 s, unless each"
-        " already has its share (start another worker)"
-    )
+        f"nobody has taken over {left} since (a live worker does within 30 s, an account"
+        " within 40 s)"
+    ) in problem
+    assert "`telewatch run --worker w1`" in problem
+    assert "`telewatch workers forget w1`" in problem
     report = await check_health(a, s, process=None)
-    assert problems[0] in report.problems and problems[1] in report.problems
-    await w2.tick()  # w2 takes them over
-    assert await worker_problems(a, s) == [problems[0]]
+    assert problem in report.problems
+    await w2.tick()  # w2 takes them over: w1 no longer matters to health
+    assert await worker_problems(a, s) == []
+    assert "worker w1" not in "\n".join((await check_health(a, s, process=None)).problems)
+    # ... but it is still known, as stopped, with when it was last seen
+    assert await stopped_workers(a, s) == [
+        Stopped("w1", "hostA", 101, "2000-01-01 00:00:00.000", ())
+    ]
     await w1.start()  # w1 is back (the same name, as its process was restarted)
+    assert await worker_problems(a, s) == []
+    assert await stopped_workers(a, s) == []
+
+
+async def test_units_nobody_holds_are_named_while_a_worker_is_alive(opener) -> None:  # type: ignore[no-untyped-def]
+    s = settings(*WEB)
+    a = await opener()
+    w1 = Worker(a, s, "w1")
+    await w1.start()
+    await w1.give_back(["web:web0", "web:web1"])  # released by a live worker: nobody's now
+    assert await worker_problems(a, s) == [
+        "units nobody holds: web:web0, web:web1; the live workers take them within 30 s (an"
+        " account: 40 s), unless each already has its share (start another worker)"
+    ]
+    await w1.tick()
     assert await worker_problems(a, s) == []
 
 
@@ -355,3 +374,39 @@ async def test_sync_with_a_worker_name_syncs_its_share_and_gives_it_back(tmp_pat
         assert await holders(a) == {"web:chan0": "w2", "web:chan1": "w2"}  # w1's released
         assert [w.name for w in await L.workers(a)] == ["w2"]
     assert s.workers.lease_seconds == 30
+
+
+@pytest.mark.parametrize("at_once", [True, False])
+async def test_an_account_whose_lease_runs_out_is_disconnected_before_anything_else(
+    tmp_path: Path, at_once: bool
+) -> None:
+    """A unit lost or about to run out (``at_once``) is disconnected first: its live listener
+    may be stuck on the database this worker cannot reach, and another worker is about to
+    connect the session. A unit given back cleanly lets its live listener finish first."""
+    from archiver.units import Units, _Account
+
+    order: list[str] = []
+
+    class Client:  # stands in for TelegramClient.disconnect (telegrambaseclient.py)
+        async def disconnect(self) -> None:
+            order.append("disconnect")
+
+    async def listener(stop: asyncio.Event) -> None:
+        await stop.wait()
+        await asyncio.sleep(0.2)  # a listener that takes a moment to end (or is stuck)
+        order.append("listener ended")
+
+    async with await Archive.open(tmp_path / "a.db") as a:
+        worker = Worker(a, settings(telethon=("chan",)), "w1")
+        never: Any = None  # the client is there already: nothing opens one
+        units = Units(
+            a, worker.settings, worker, asyncio.Event(), open_client=never,
+            failed=lambda *_: None, catch_up=lambda: None, session_locks=False,
+        )  # fmt: skip
+        acc = _Account(client=Client(), ready=True)
+        acc.live = asyncio.create_task(listener(acc.stop))
+        units.accounts["main"] = acc
+        await units.stop(L.account_unit("main"), at_once=at_once)
+    expected = ["disconnect", "listener ended"] if at_once else ["listener ended", "disconnect"]
+    assert order == expected
+    assert "main" not in units.accounts

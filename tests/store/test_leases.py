@@ -52,6 +52,33 @@ async def test_an_expired_lease_is_taken_and_its_old_holder_loses_it(archive: Ar
         assert await L.held(db, archive.dialect, "w1", kept, at(40)) == set()
 
 
+async def test_an_account_changes_hands_only_a_grace_after_its_lease_expired(
+    archive: Archive,
+) -> None:
+    """The holder of an account that cannot renew lets go of its session before the lease
+    runs out, but letting go takes time: another worker takes the account only the hand-over
+    grace (a third of the lease) after the expiry, so the session is never connected twice.
+    A web unit has no session: it is free at the expiry."""
+    account, web = "account:main", "web:ch0"
+    assert await L.acquire(archive, "w1", [account, web], 2, 30, T) == [account, web]
+    assert L.handover_grace(30) == 10
+    assert await L.acquire(archive, "w2", [account, web], 2, 30, at(30)) == [web]
+    assert await L.acquire(archive, "w2", [account], 1, 30, at(39.9)) == []
+    assert await L.acquire(archive, "w2", [account], 1, 30, at(40)) == [account]
+    async with archive.transaction() as db:  # meanwhile nobody held it for a write
+        assert await L.held(db, archive.dialect, "w1", [account], at(35)) == set()
+
+
+async def test_an_account_never_held_or_given_back_is_free_at_once(archive: Archive) -> None:
+    account = "account:main"
+    assert await L.acquire(archive, "w1", [account], 1, 30, T) == [account]  # never held
+    await L.release(archive, "w1", [account], at(1))  # stopped first, then given back
+    assert await L.acquire(archive, "w2", [account], 1, 30, at(1)) == [account]
+    assert await L.release_all(archive, "w2", at(2)) == [account]
+    # free at once whatever the taker's lease_seconds (and so its grace)
+    assert await L.acquire(archive, "w3", [account], 1, 600, at(2)) == [account]
+
+
 async def test_a_released_unit_is_free_at_once(archive: Archive) -> None:
     mine = await L.acquire(archive, "w1", UNITS, 8, 60, T)
     await L.release(archive, "w1", mine[:3], at(1))
@@ -129,3 +156,18 @@ async def test_many_connections_acquiring_at_once_never_share_a_unit(pg_server: 
 def test_unit_names() -> None:
     assert L.account_unit("main") == "account:main"
     assert L.web_unit("testograd") == "web:testograd"
+
+
+async def test_only_a_worker_unseen_for_the_lease_time_is_forgotten(archive: Archive) -> None:
+    await L.register(archive, "w1", "hostA", 100, 10, T)
+    await L.beat(archive, "w1", at(5))
+    assert not await L.forget_stopped(archive, "w1", 10, at(14))  # seen 9 s ago: alive
+    assert not await L.forget_stopped(archive, "w9", 10, at(14))  # never seen
+    assert [w.name for w in await L.workers(archive)] == ["w1"]
+    mine = await L.acquire(archive, "w1", UNITS[:2], 2, 10, at(5))
+    assert await L.forget_stopped(archive, "w1", 10, at(15))  # 10 s unseen
+    assert await L.workers(archive) == []
+    # its lease rows stay as they were: free, naming it as their last holder
+    rows = await L.leases(archive)
+    assert [(rows[u].worker, rows[u].held_at(at(15))) for u in mine] == [("w1", False)] * 2
+    assert await L.acquire(archive, "w2", UNITS[:2], 2, 10, at(15)) == mine
