@@ -20,6 +20,8 @@ on the same machine as the SQLite files; ``--url`` names another server instead.
   new PostgreSQL archive the same way, then the baseline: the same parser and the same rows
   (channel, message id, date, text, edit date, views, raw JSON) by PostgreSQL's ``COPY`` into
   one plain table with a primary key, no index on the text. Posts/s of each; the ratio to COPY.
+  ``--import-before REV`` also imports into a third database with the code at ``REV`` (its
+  ``archiver/`` from git, in a child process), between the new import and COPY.
 - **search**: the 100 queries of bench/bench_search.py (seed 1), each as ``telewatch search``
   runs it (``search(archive, parse(q), limit=20)``), one backend right after the other, one
   warm-up pass and ``--rounds`` timed ones; p50/p95/max; and every query's 20 results
@@ -148,6 +150,44 @@ async def import_into(target: Path | str, src: Path) -> tuple[float, int]:
     return time.perf_counter() - t, sum(r.posts_added for r in results)
 
 
+_IMPORT_CODE = """
+import asyncio, json, sys, time
+from pathlib import Path
+from archiver.sources.export import import_file
+from archiver.store.archive import Archive
+
+async def main():
+    t = time.perf_counter()
+    archive = await Archive.open(sys.argv[1])
+    try:
+        results = await import_file(archive, Path(sys.argv[2]), batch_size=int(sys.argv[3]))
+    finally:
+        await archive.close()
+    print(json.dumps([time.perf_counter() - t, sum(r.posts_added for r in results)]))
+
+asyncio.run(main())
+"""
+
+
+def import_before(rev: str, url: str, src: Path) -> tuple[float, int]:
+    """The PostgreSQL import of the code at ``rev`` (its ``archiver/`` read from git into a
+    temporary directory), in a child process: the old and the new import in one run."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="telewatch-before-") as tmp:
+        tar = subprocess.run(
+            ["git", "archive", rev, "archiver"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=tar, check=True)
+        env = dict(os.environ, PYTHONPATH=tmp)
+        out = subprocess.run(
+            [sys.executable, "-c", _IMPORT_CODE, url, str(src.resolve()), str(BATCH)],
+            cwd=tmp, env=env, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    seconds, posts = json.loads(out.strip().splitlines()[-1])
+    return float(seconds), int(posts)
+
+
 def copy_baseline(src: Path, url: str) -> tuple[float, int]:
     """The export's rows by COPY into one plain table: PostgreSQL's own bulk load."""
     import psycopg
@@ -183,13 +223,23 @@ def stage_import(args: argparse.Namespace, base: str) -> None:
         t = time.perf_counter()
         c.execute("VACUUM ANALYZE")
         analyze_s = time.perf_counter() - t
+    before: dict[str, Any] = {}
+    if args.import_before:
+        before_url = new_database(base, f"telewatch_before_{args.name}")
+        b_s, b_n = import_before(args.import_before, before_url, args.export)
+        print(f"# PostgreSQL, {args.import_before}: {b_n:,} posts in {b_s:.0f} s", file=sys.stderr)
+        before = {"pg_before_rev": args.import_before, "pg_before_s": round(b_s, 1),
+                  "pg_before_posts_s": round(b_n / b_s)}  # fmt: skip
     copy_url = new_database(base, f"telewatch_copy_{args.name}")
     copy_s, copy_n = copy_baseline(args.export, copy_url)
     print(f"# COPY: {copy_n:,} posts in {copy_s:.0f} s", file=sys.stderr)
+    if before:
+        before["pg_before_vs_copy"] = round(copy_s / before["pg_before_s"], 3)
     record(
         args.name,
         args.label or "import",
         {
+            **before,
             "posts": lite_n,
             "export_mb": round(args.export.stat().st_size / 1e6),
             "sqlite_s": round(lite_s, 1),
@@ -566,6 +616,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--also-db", help="search: also time this database of the same server (new code)"
+    )
+    ap.add_argument(
+        "--import-before",
+        metavar="REV",
+        help="import: also time the PostgreSQL import of the code at REV (from git)",
     )
     ap.add_argument("--label", help="record the stage under this name (e.g. search-before)")
     args = ap.parse_args()

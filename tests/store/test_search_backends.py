@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 
 from archiver.models import ChannelInfo, Media, Post
 from archiver.query import parse
+from archiver.store import pg_search
 from archiver.store.archive import Archive
 from archiver.store.channels import upsert_channel
 from archiver.store.ingest import ingest
@@ -516,6 +517,58 @@ def test_the_vocabulary_is_fts5s(both: tuple[BothCorpus, BothCorpus]) -> None:
     want = [tuple(r) for r in lite.run(lite.archive.fetchall("SELECT term, doc FROM temp.v"))]
     got = pg.run(pg.archive.fetchall("SELECT word, docs FROM search_words ORDER BY word"))
     assert [tuple(r) for r in got] == want
+
+
+async def test_word_counts_of_long_words_are_the_words_of_at_most_max_word_letters(
+    pg_archive: Archive,
+) -> None:
+    """The counts are read from each version's tsvector, whose lexemes are words cut to
+    MAX_WORD letters: a longer word is still not counted, and a word of exactly MAX_WORD
+    letters still is, once a version, also beside a longer word that it begins."""
+    a = pg_archive
+    n = pg_search.MAX_WORD
+    w511, w510, w600 = "ж" * n, "ы" * (n - 1), "ж" * n + "э" * (600 - n)
+    texts = [
+        f"{w511} один {w511}", f"{w600} два", f"{w600} {w511} три", f"{w510} один",
+        "один два три", f"{w600}",
+    ]  # fmt: skip
+    t0 = datetime(2024, 3, 1, tzinfo=UTC)
+    posts = [
+        Post(channel_id=PAGED, message_id=i + 1, date=t0 + timedelta(hours=i), text=t)
+        for i, t in enumerate(texts)
+    ]
+    await upsert_channel(a, ChannelInfo(PAGED, "bulletins", "Bulletins"), source="telethon")
+    await ingest(a, posts[:2], source="telethon", alerts=False)
+    await ingest(a, posts[2:], source="telethon", alerts=False)
+    want = await a.fetchall(
+        "SELECT w, count(DISTINCT id) FROM versions, unnest(string_to_array(words, ' ')) AS w"
+        f" WHERE w <> '' AND char_length(w) <= {n} GROUP BY w ORDER BY w"
+    )
+    got = await a.fetchall("SELECT word, docs FROM search_words WHERE docs > 0 ORDER BY word")
+    assert [tuple(r) for r in got] == [tuple(r) for r in want]
+    docs = {r[0]: r[1] for r in got}
+    assert docs[w511] == 2 and docs[w510] == 1 and w600 not in docs
+    assert docs["один"] == 3 and docs["три"] == 2
+
+
+async def test_an_archive_of_migration_15_counts_words_from_the_tsvector(pg_url: str) -> None:
+    """Migration 16 replaces the search counts' trigger function of an existing archive
+    (the counts read from each version's tsvector) and the counts stay exact."""
+    async with await Archive.open(pg_url) as a:
+        await a.write("UPDATE telewatch_schema SET version = 15")
+        await a.write(
+            "CREATE OR REPLACE FUNCTION telewatch_count_words() RETURNS trigger"
+            " LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+        )
+    async with await Archive.open(pg_url) as a:
+        body = await a.fetchone(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'telewatch_count_words'"
+        )
+        assert body is not None and "tsvector_to_array" in body[0]
+        await upsert_channel(a, ChannelInfo(PAGED, "bulletins", "Bulletins"), source="telethon")
+        await ingest(a, paged_posts(0)[:10], source="telethon", alerts=False)
+        got = await a.fetchone("SELECT docs FROM search_words WHERE word = 'бюллетень'")
+        assert got is not None and got[0] == 10
 
 
 async def test_word_counts_and_statistics_follow_updates_and_deletes(pg_archive: Archive) -> None:
