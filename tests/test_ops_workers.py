@@ -102,14 +102,17 @@ async def one(a: Archive, sql: str, *args: object) -> list[tuple[object, ...]]:
 
 
 def events(proc: Proc) -> list[tuple[datetime, str, str, list[str]]]:
-    """(time, worker, took|giving back|lost, units) from a worker's JSON log."""
+    """(time, worker, took|giving back|lost|stopping, units) from a worker's JSON log
+    ("stopping": it could not renew its leases before they expire, and let go of them)."""
     out = []
     for line in proc.stderr.splitlines():
         if not line.startswith("{"):
             continue
         record = json.loads(line)
-        msg: str = record["message"]
-        for verb in ("took", "giving back", "lost"):
+        msg: str = record["message"].replace(
+            ": cannot renew its leases before they expire; stopping ", ": stopping "
+        )
+        for verb in ("took", "giving back", "lost", "stopping"):
             head, sep, rest = msg.partition(f": {verb} ")
             if sep and head.startswith("worker "):
                 units = rest.split(" (")[0].split(";")[0].split(", ")
@@ -289,7 +292,8 @@ def _one_holder_at_a_time(rows: list[tuple[object, ...]]) -> None:
 
 def _said_one_holder_at_a_time(workers: dict[str, Proc], victim: str, killed_at: datetime) -> None:
     """From the workers' own logs: a unit is taken only after the worker before it gave it
-    back (the line is written before the release), was killed, or lost it (a worker whose
+    back (the line is written before the release), let go of it (it could not renew its
+    leases before they expired), was killed, or lost it (a worker whose
     pass held its event loop past the expiry: its writes were fenced off meanwhile)."""
     timeline = sorted(
         (at, w, verb, unit)
@@ -308,5 +312,7 @@ def _said_one_holder_at_a_time(workers: dict[str, Proc], victim: str, killed_at:
             holder[unit] = w
         elif verb == "giving back":
             assert holder.get(unit) == w, (unit, w, verb, holder.get(unit))
+            del holder[unit]
+        elif verb == "stopping" and holder.get(unit) == w:  # let go before its lease ran out
             del holder[unit]
     assert any(verb == "took" and at > killed_at for at, _, verb, _ in timeline)
