@@ -234,6 +234,11 @@ class RateLimiter:
             return 0.0
         return left
 
+    @property
+    def replies_waiting(self) -> int:
+        """Replies waiting for a slot now."""
+        return self._replies_waiting
+
     def reply_waiting(self, chat_id: int, waiting: bool) -> None:
         """A reply to ``chat_id`` starts (True) or stops (False) waiting for a slot: meanwhile
         no alert takes that chat's next slot, nor the last free place of the second."""
