@@ -12,6 +12,7 @@ then exactly the limiter's; no assertion depends on how fast this machine is.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -172,7 +173,7 @@ async def test_replies_and_alerts_to_one_chat_keep_a_second_apart(
     await bot.settle(update)
     got = await bot.api.wait_for(chat_id=MEMBER, count=4, since=since)
     assert [is_reply(c) for c in got] == [False, True, False, False]
-    gaps = [b.at - a.at for a, b in zip(got, got[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
     assert min(gaps) >= Limits().chat_interval, gaps
     assert lim.started == len(bot.api.attempts())  # one slot a message: none taken twice
 
