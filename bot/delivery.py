@@ -10,6 +10,12 @@ How it works:
   fall due later).
 - Each chat has one worker that sends its alerts in order. Before each send the worker takes a
   slot from :class:`RateLimiter`: about 30 messages/s overall, 1/s per chat, 20/min per group.
+  The same limiter paces the personal digests and the replies to commands
+  (:mod:`bot.reply_limiter`, the Application's rate limiter): one budget for everything the
+  bot sends. A reply waiting for a slot goes first: no alert takes its chat's next slot or
+  the last free place of the second meanwhile (:meth:`RateLimiter.reply_waiting`). The
+  alerts' own calls carry ``rate_limit_args=PACED`` so that limiter lets them through: their
+  slot is taken here, once.
 - Access is checked at send time: :func:`archiver.store.outbox.claim` reads the recipient's
   entry of the ``access`` table and asks the current config (``refusal``) in the same
   transaction that records the alert as ``sending``. A recipient that may no longer receive
@@ -36,16 +42,19 @@ How it works:
   (:func:`archiver.store.outbox.claim_held`, with the same access and mute checks) and
   recorded together (:func:`archiver.store.outbox.record_many`): the same three steps, so a
   summary is sent at most once and never twice, like any alert.
-- 429 pauses the chat for ``retry_after`` and retries the same alert; 5xx and refused
-  connections back off exponentially; 403 (the user blocked the bot, or it was removed from
+- 429 pauses the chat for ``retry_after`` (replies to it wait too) and retries the same
+  alert; 5xx and refused connections back off exponentially (replies are not held by it); 403 (the user blocked the bot, or it was removed from
   the group) sets the recipient inactive: its alerts stay pending, held, until the chat talks
   to the bot again. After ``max_attempts`` counted failures an alert is ``failed``; it stays
   in the outbox, shows in ``/status`` and can be requeued.
 
 Why not PTB's ``AIORateLimiter``: it needs the extra ``aiolimiter`` dependency, throttles every
-call of the bot (also the replies to commands, which then wait behind a queue of alerts), has
-no per-chat 1/s limit for private chats, and retries a 429 inside the call, invisibly to the
-outbox. A 60-line limiter here knows the chat of each alert and records every outcome.
+call of the bot first come first served (the replies to commands would wait behind a queue of
+alerts), has no per-chat 1/s limit for private chats, and retries a 429 inside the call,
+invisibly to the outbox. The limiter here knows the chat of each alert and records every
+outcome; PTB's hook for a rate limiter (``BaseRateLimiter``) is used only to bring the
+handlers' calls under it, with priority (:mod:`bot.reply_limiter`); the alerts' calls pass
+that hook untouched, and their 429s still come back here to be recorded.
 """
 
 from __future__ import annotations
