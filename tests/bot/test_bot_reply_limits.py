@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -150,6 +151,28 @@ async def test_a_flood_wait_on_a_reply_holds_the_alerts_to_that_chat(
     assert [is_reply(c) for c in got] == [True, False]
     assert got[0].at - refused.at >= 2.0
     assert got[1].at - got[0].at >= 1.0
+
+
+async def test_a_stop_does_not_wait_out_a_replys_flood_wait(
+    limits_bot: tuple[Harness, TransitClock], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reply waits 25 s to be sent again when the bot is told to stop: the stop does not
+    wait for it; the reply is dropped with the one WARNING line (chat id, no text)."""
+    bot, clock = limits_bot
+    assert clock.limiter is not None
+    lim = clock.limiter
+    bot.api.fail("sendMessage", 429, retry_after=25, chat_id=MEMBER)
+    since = len(bot.api.attempts())
+    bot.api.push_message(MEMBER, "/start")
+    await until(lambda: lim.replies_waiting > 0)  # waiting to send it again
+    assert [c.ok for c in bot.api.attempts()[since:]] == [False]
+    with caplog.at_level(logging.WARNING):
+        bot.stop.set()
+        await asyncio.wait_for(bot.task, 5)  # within the stop's grace, not 25 s
+    assert [c.ok for c in bot.api.attempts()[since:]] == [False]
+    lines = [r.getMessage() for r in caplog.records if "flood control" in r.getMessage()]
+    (line,) = lines  # one line, the chat id and the wait left, no text
+    assert line.startswith(f"flood control: a reply to chat {MEMBER} was refused (retry after ")
 
 
 async def test_replies_and_alerts_to_one_chat_keep_a_second_apart(
