@@ -43,9 +43,9 @@ How it works:
   recorded together (:func:`archiver.store.outbox.record_many`): the same three steps, so a
   summary is sent at most once and never twice, like any alert.
 - 429 pauses the chat for ``retry_after`` (replies to it wait too) and retries the same
-  alert; 5xx and refused connections back off exponentially (replies are not held by it); 403 (the user blocked the bot, or it was removed from
-  the group) sets the recipient inactive: its alerts stay pending, held, until the chat talks
-  to the bot again. After ``max_attempts`` counted failures an alert is ``failed``; it stays
+  alert; 5xx and refused connections back off exponentially (replies are not held by it);
+  403 (the user blocked the bot, or it was removed from the group) sets the recipient
+  inactive: its alerts stay pending, held, until the chat talks to the bot again. After ``max_attempts`` counted failures an alert is ``failed``; it stays
   in the outbox, shows in ``/status`` and can be requeued.
 
 Why not PTB's ``AIORateLimiter``: it needs the extra ``aiolimiter`` dependency, throttles every
