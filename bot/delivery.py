@@ -45,8 +45,9 @@ How it works:
 - 429 pauses the chat for ``retry_after`` (replies to it wait too) and retries the same
   alert; 5xx and refused connections back off exponentially (replies are not held by it);
   403 (the user blocked the bot, or it was removed from the group) sets the recipient
-  inactive: its alerts stay pending, held, until the chat talks to the bot again. After ``max_attempts`` counted failures an alert is ``failed``; it stays
-  in the outbox, shows in ``/status`` and can be requeued.
+  inactive: its alerts stay pending, held, until the chat talks to the bot again. After
+  ``max_attempts`` counted failures an alert is ``failed``; it stays in the outbox, shows in
+  ``/status`` and can be requeued.
 
 Why not PTB's ``AIORateLimiter``: it needs the extra ``aiolimiter`` dependency, throttles every
 call of the bot first come first served (the replies to commands would wait behind a queue of
@@ -189,16 +190,15 @@ class RateLimiter:
     def delay(self, chat_id: int) -> float:
         """Seconds until a message to ``chat_id`` is allowed (0: now)."""
         now = self.clock()
-        ready = max(
-            self._next_chat.get(chat_id, 0.0),
-            self._paused.get(chat_id, 0.0),
-            self._backoff.get(chat_id, 0.0),
-        )
+        ready = self._next_chat.get(chat_id, 0.0)
+        for held in (self._paused, self._backoff):  # mostly empty
+            if held:
+                ready = max(ready, held.get(chat_id, 0.0))
         group = self._group_sent.get(chat_id)
         if group is not None and len(group) >= self.limits.group_per_minute:
             ready = max(ready, group[0] + 60.0)
         slot = 1.0 / self.limits.overall_per_second
-        if self._replies.get(chat_id):  # a reply to this chat goes first, then this
+        if self._replies and self._replies.get(chat_id):  # a reply to it goes first, then this
             ready = max(ready, now) + self.limits.chat_interval
         # One slot of slack: a send late by less than a slot keeps the schedule.
         ready = max(ready, self._due - slot)
