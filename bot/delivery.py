@@ -190,25 +190,30 @@ class RateLimiter:
     def delay(self, chat_id: int) -> float:
         """Seconds until a message to ``chat_id`` is allowed (0: now)."""
         now = self.clock()
+        limits = self.limits
         ready = self._next_chat.get(chat_id, 0.0)
-        for held in (self._paused, self._backoff):  # mostly empty
-            if held:
-                ready = max(ready, held.get(chat_id, 0.0))
+        if self._paused:  # mostly empty, like the two below
+            ready = max(ready, self._paused.get(chat_id, 0.0))
+        if self._backoff:
+            ready = max(ready, self._backoff.get(chat_id, 0.0))
+        if self._replies and chat_id in self._replies:  # a reply to it goes first, then this
+            ready = max(ready, now) + limits.chat_interval
         group = self._group_sent.get(chat_id)
-        if group is not None and len(group) >= self.limits.group_per_minute:
+        if group is not None and len(group) >= limits.group_per_minute:
             ready = max(ready, group[0] + 60.0)
-        slot = 1.0 / self.limits.overall_per_second
-        if self._replies and self._replies.get(chat_id):  # a reply to it goes first, then this
-            ready = max(ready, now) + self.limits.chat_interval
         # One slot of slack: a send late by less than a slot keeps the schedule.
-        ready = max(ready, self._due - slot)
+        ready = max(ready, self._due - 1.0 / limits.overall_per_second)
         sent = self._sent
         while sent and sent[0] + 1.0 <= now:
             sent.popleft()
         # The replies waiting get the next free places of the last second before any alert.
-        full = len(sent) + self._replies_waiting - self.limits.overall_per_second
-        if full >= 0:
-            ready = max(ready, sent[int(full)] + 1.0 if full < len(sent) else now + slot)
+        taken = len(sent) + self._replies_waiting
+        if taken >= limits.overall_per_second:
+            first = int(taken - limits.overall_per_second)  # the one that must leave first
+            if first < len(sent):
+                ready = max(ready, sent[first] + 1.0)
+            else:  # more replies waiting than a second holds: look again in a slot
+                ready = max(ready, now + 1.0 / limits.overall_per_second)
         return max(0.0, ready - now)
 
     def reply_delay(self, chat_id: int) -> float:
