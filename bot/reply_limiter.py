@@ -107,14 +107,23 @@ class ReplyLimiter(BaseRateLimiter[str]):
         try:
             return await callback(*args, **kwargs)
         except RetryAfter as exc:
-            seconds = retry_seconds(exc)
-            self.limiter.pause(chat, seconds)  # the alerts to this chat wait too
+            seconds = self._refused(chat, exc)
             if seconds > self.retry_ceiling or self._closing.is_set():
                 raise  # on_error logs it: one WARNING with the chat id
             log.info("flood control: a reply to chat %d is sent again in %.0fs", chat, seconds)
         await self._slot(chat)
         self.resent += 1
-        return await callback(*args, **kwargs)  # a second RetryAfter goes to on_error
+        try:
+            return await callback(*args, **kwargs)
+        except RetryAfter as exc:  # refused again: to on_error, like a long wait
+            self._refused(chat, exc)
+            raise
+
+    def _refused(self, chat: int, exc: RetryAfter) -> float:
+        """Telegram said wait: the chat is paused for everything, alerts too."""
+        seconds = retry_seconds(exc)
+        self.limiter.pause(chat, seconds)
+        return seconds
 
     async def _slot(self, chat: int) -> None:
         """Wait until a message to ``chat`` may go (ahead of the alerts), and take the slot."""

@@ -132,6 +132,26 @@ async def test_a_search_reply_refused_with_retry_after_1_arrives_after_the_wait(
     assert tries[1].at - tries[0].at >= 1.0  # not before Telegram's retry_after
 
 
+async def test_a_reply_refused_twice_is_dropped_with_one_warning(
+    limits_bot: tuple[Harness, TransitClock], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sent again once, not more: refused a second time, the reply is dropped with the
+    WARNING line, and the chat stays paused for what Telegram asked the second time."""
+    bot, clock = limits_bot
+    assert clock.limiter is not None
+    bot.api.fail("sendMessage", 429, retry_after=1, chat_id=MEMBER)
+    bot.api.fail("sendMessage", 429, retry_after=20, chat_id=MEMBER)  # short enough, but twice
+    since = len(bot.api.attempts())
+    with caplog.at_level(logging.WARNING):
+        await bot.send(MEMBER, "/start")
+    tries = bot.api.attempts()[since:]
+    assert [c.ok for c in tries] == [False, False]
+    assert tries[1].at - tries[0].at >= 1.0
+    assert clock.limiter.paused_for(MEMBER) > 10  # the second wait holds the alerts too
+    (line,) = [r.getMessage() for r in caplog.records if "flood control" in r.getMessage()]
+    assert line.startswith(f"flood control: a reply to chat {MEMBER} was refused")
+
+
 async def test_a_flood_wait_on_a_reply_holds_the_alerts_to_that_chat(
     limits_bot: tuple[Harness, TransitClock],
 ) -> None:
