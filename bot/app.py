@@ -21,6 +21,7 @@ import asyncio
 import logging
 import signal
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +37,12 @@ from archiver.store.user_langs import all_langs, all_seen_langs
 from archiver.store.wakeup import watcher_for
 from bot.access import AccessPolicy
 from bot.alerts import alert_buttons, alert_html, summary_buttons, summary_html
-from bot.delivery import Delivery, Limits, RetryPolicy
+from bot.delivery import Clock, Delivery, Limits, RateLimiter, RetryPolicy
 from bot.digests import PersonalDigests
 from bot.handlers import register
 from bot.handlers.common import COMMANDS
 from bot.i18n import LANGS, translator
+from bot.reply_limiter import MAX_WAIT, RETRY_CEILING, ReplyLimiter
 from bot.services import KEY, Services
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,9 @@ class BotOptions:
     stop_grace: float = 3.0  # how long a stop waits for sends in flight (`run` allows 4 s)
     max_startup_wait: float = 60.0  # backoff cap while the Bot API is unreachable at start
     watch: bool = True  # wake on alerts queued by other processes (False: poll only; benches)
+    clock: Clock = time.monotonic  # the rate limiter's (tests step it)
+    reply_max_wait: float = MAX_WAIT  # a reply waits at most this for its slot, seconds
+    reply_retry_ceiling: float = RETRY_CEILING  # a reply refused longer than this is dropped
 
 
 @dataclass(slots=True)
@@ -69,6 +74,7 @@ class _Setup:
     archive: Archive | None
     wake: asyncio.Event | None
     options: BotOptions
+    limiter: RateLimiter  # shared by alerts, digests and replies
 
 
 def file_url(api_base_url: str) -> str:
@@ -90,9 +96,15 @@ def build_application(
     token = require(
         settings.bot.token, "bot.token", "set [bot] token in the config or TELEWATCH_BOT_TOKEN"
     )
+    opts = options or BotOptions()
+    limiter = RateLimiter(opts.limits, opts.clock)
+    replies = ReplyLimiter(
+        limiter, max_wait=opts.reply_max_wait, retry_ceiling=opts.reply_retry_ceiling
+    )
     app: App = (
         ApplicationBuilder()
         .token(token)
+        .rate_limiter(replies)  # every call of the handlers; alerts pass through (PACED)
         .base_url(settings.bot.api_base_url)
         .base_file_url(file_url(settings.bot.api_base_url))
         .defaults(
@@ -111,7 +123,7 @@ def build_application(
         .post_shutdown(_post_shutdown)
         .build()
     )
-    app.bot_data[_SETUP] = _Setup(settings, archive, wake, options or BotOptions())
+    app.bot_data[_SETUP] = _Setup(settings, archive, wake, opts, limiter)
     register(app)
     return app
 
@@ -151,6 +163,8 @@ async def _post_init(app: App) -> None:
         wake=setup.wake,
         watcher=watcher_for(archive) if opts.watch else None,  # other processes' alerts
         send_timeout=opts.send_timeout,
+        clock=opts.clock,
+        limiter=setup.limiter,
     )
     svc.digests = PersonalDigests(archive, app.bot, settings, svc.delivery.limiter,
                                   poll_seconds=min(30.0, settings.bot.poll_seconds),
@@ -287,6 +301,8 @@ class BotRunner:
             await stop.wait()
             log.info("bot stopping")
         finally:
+            if isinstance(app.bot.rate_limiter, ReplyLimiter):
+                app.bot.rate_limiter.close()  # no reply waits for a slot or a flood wait now
             if app.updater is not None and app.updater.running:
                 await app.updater.stop()
             if app.running:

@@ -10,6 +10,12 @@ How it works:
   fall due later).
 - Each chat has one worker that sends its alerts in order. Before each send the worker takes a
   slot from :class:`RateLimiter`: about 30 messages/s overall, 1/s per chat, 20/min per group.
+  The same limiter paces the personal digests and the replies to commands
+  (:mod:`bot.reply_limiter`, the Application's rate limiter): one budget for everything the
+  bot sends. A reply waiting for a slot goes first: no alert takes its chat's next slot or
+  the last free place of the second meanwhile (:meth:`RateLimiter.reply_waiting`). The
+  alerts' own calls carry ``rate_limit_args=PACED`` so that limiter lets them through: their
+  slot is taken here, once.
 - Access is checked at send time: :func:`archiver.store.outbox.claim` reads the recipient's
   entry of the ``access`` table and asks the current config (``refusal``) in the same
   transaction that records the alert as ``sending``. A recipient that may no longer receive
@@ -36,16 +42,20 @@ How it works:
   (:func:`archiver.store.outbox.claim_held`, with the same access and mute checks) and
   recorded together (:func:`archiver.store.outbox.record_many`): the same three steps, so a
   summary is sent at most once and never twice, like any alert.
-- 429 pauses the chat for ``retry_after`` and retries the same alert; 5xx and refused
-  connections back off exponentially; 403 (the user blocked the bot, or it was removed from
-  the group) sets the recipient inactive: its alerts stay pending, held, until the chat talks
-  to the bot again. After ``max_attempts`` counted failures an alert is ``failed``; it stays
-  in the outbox, shows in ``/status`` and can be requeued.
+- 429 pauses the chat for ``retry_after`` (replies to it wait too) and retries the same
+  alert; 5xx and refused connections back off exponentially (replies are not held by it);
+  403 (the user blocked the bot, or it was removed from the group) sets the recipient
+  inactive: its alerts stay pending, held, until the chat talks to the bot again. After
+  ``max_attempts`` counted failures an alert is ``failed``; it stays in the outbox, shows in
+  ``/status`` and can be requeued.
 
 Why not PTB's ``AIORateLimiter``: it needs the extra ``aiolimiter`` dependency, throttles every
-call of the bot (also the replies to commands, which then wait behind a queue of alerts), has
-no per-chat 1/s limit for private chats, and retries a 429 inside the call, invisibly to the
-outbox. A 60-line limiter here knows the chat of each alert and records every outcome.
+call of the bot first come first served (the replies to commands would wait behind a queue of
+alerts), has no per-chat 1/s limit for private chats, and retries a 429 inside the call,
+invisibly to the outbox. The limiter here knows the chat of each alert and records every
+outcome; PTB's hook for a rate limiter (``BaseRateLimiter``) is used only to bring the
+handlers' calls under it, with priority (:mod:`bot.reply_limiter`); the alerts' calls pass
+that hook untouched, and their 429s still come back here to be recorded.
 """
 
 from __future__ import annotations
@@ -61,6 +71,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 import httpx
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
@@ -73,6 +84,7 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
+from telegram.ext import ExtBot
 from telegram.warnings import PTBDeprecationWarning
 
 from archiver.store import outbox
@@ -84,6 +96,9 @@ from archiver.store.wakeup import Watcher
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+# ``rate_limit_args`` of a call that took its slot from :class:`RateLimiter` already (alerts,
+# digests): bot.reply_limiter.ReplyLimiter passes it straight through.
+PACED = "telewatch:paced"
 SUMMARY_MAX = 20  # held alerts in one summary message (each a line: it stays far below 4,096)
 
 
@@ -160,7 +175,13 @@ class RateLimiter:
         self._sent: deque[float] = deque()  # send times within the last second, overall
         self._due = 0.0  # the virtual time of the next overall slot
         self._next_chat: dict[int, float] = {}
+        self._paused: dict[int, float] = {}  # chat -> until when Telegram asked to wait (429)
+        self._backoff: dict[int, float] = {}  # chat -> until when its alerts back off (5xx)
         self._group_sent: dict[int, deque[float]] = {}
+        # Replies waiting for a slot (bot.reply_limiter): alerts let them go first.
+        self._replies: dict[int, int] = {}  # chat -> replies waiting
+        self._replies_waiting = 0
+        self.started = 0  # calls started (start()), for tests and benches
         # The moments calls really started (see gate()): the last second, per chat, per group.
         self._started: deque[float] = deque()
         self._chat_started: dict[int, float] = {}
@@ -169,18 +190,78 @@ class RateLimiter:
     def delay(self, chat_id: int) -> float:
         """Seconds until a message to ``chat_id`` is allowed (0: now)."""
         now = self.clock()
+        limits = self.limits
         ready = self._next_chat.get(chat_id, 0.0)
+        if self._paused:  # mostly empty, like the two below
+            ready = max(ready, self._paused.get(chat_id, 0.0))
+        if self._backoff:
+            ready = max(ready, self._backoff.get(chat_id, 0.0))
+        if self._replies and chat_id in self._replies:  # a reply to it goes first, then this
+            ready = max(ready, now) + limits.chat_interval
         group = self._group_sent.get(chat_id)
-        if group is not None and len(group) >= self.limits.group_per_minute:
+        if group is not None and len(group) >= limits.group_per_minute:
             ready = max(ready, group[0] + 60.0)
         # One slot of slack: a send late by less than a slot keeps the schedule.
-        ready = max(ready, self._due - 1.0 / self.limits.overall_per_second)
+        ready = max(ready, self._due - 1.0 / limits.overall_per_second)
         sent = self._sent
         while sent and sent[0] + 1.0 <= now:
             sent.popleft()
-        if len(sent) >= self.limits.overall_per_second:
-            ready = max(ready, sent[0] + 1.0)
+        # The replies waiting get the next free places of the last second before any alert.
+        taken = len(sent) + self._replies_waiting
+        if taken >= limits.overall_per_second:
+            first = int(taken - limits.overall_per_second)  # the one that must leave first
+            if first < len(sent):
+                ready = max(ready, sent[first] + 1.0)
+            else:  # more replies waiting than a second holds: look again in a slot
+                ready = max(ready, now + 1.0 / limits.overall_per_second)
         return max(0.0, ready - now)
+
+    def reply_delay(self, chat_id: int) -> float:
+        """Seconds until a reply to ``chat_id`` may go (0: now), ahead of the alerts: its chat's
+        interval and its group's minute, against both the slots taken and the calls started,
+        and no more than ``overall_per_second`` in the last second; not the alerts' schedule
+        (a 429 pause is :meth:`paused_for`)."""
+        now = self.clock()
+        ready = self._next_chat.get(chat_id, 0.0)
+        last = self._chat_started.get(chat_id)
+        if last is not None:
+            ready = max(ready, last + self.limits.chat_interval)
+        for groups in (self._group_sent, self._group_started):
+            group = groups.get(chat_id)
+            if group is not None and len(group) >= self.limits.group_per_minute:
+                ready = max(ready, group[0] + 60.0)
+        for moments in (self._sent, self._started):
+            while moments and moments[0] + 1.0 <= now:
+                moments.popleft()
+            if len(moments) >= self.limits.overall_per_second:
+                ready = max(ready, moments[0] + 1.0)
+        return max(0.0, ready - now)
+
+    def paused_for(self, chat_id: int) -> float:
+        """Seconds left of the wait Telegram asked for ``chat_id`` (a 429; 0: none)."""
+        until = self._paused.get(chat_id)
+        if until is None:
+            return 0.0
+        left = until - self.clock()
+        if left <= 0:
+            del self._paused[chat_id]
+            return 0.0
+        return left
+
+    @property
+    def replies_waiting(self) -> int:
+        """Replies waiting for a slot now."""
+        return self._replies_waiting
+
+    def reply_waiting(self, chat_id: int, waiting: bool) -> None:
+        """A reply to ``chat_id`` starts (True) or stops (False) waiting for a slot: meanwhile
+        no alert takes that chat's next slot, nor the last free place of the second."""
+        count = self._replies.get(chat_id, 0) + (1 if waiting else -1)
+        if count > 0:
+            self._replies[chat_id] = count
+        else:
+            self._replies.pop(chat_id, None)
+        self._replies_waiting = sum(self._replies.values())
 
     def record(self, chat_id: int) -> None:
         """A message to ``chat_id`` goes out now."""
@@ -219,6 +300,7 @@ class RateLimiter:
     def start(self, chat_id: int) -> None:
         """A call to ``chat_id`` starts now (right after :meth:`gate` said 0)."""
         now = self.clock()
+        self.started += 1
         self._started.append(now)
         self._chat_started[chat_id] = now
         if chat_id < 0:
@@ -231,9 +313,30 @@ class RateLimiter:
             self._chat_started = {c: t for c, t in self._chat_started.items() if t > cutoff}
 
     def pause(self, chat_id: int, seconds: float) -> None:
-        """Send nothing to ``chat_id`` for ``seconds`` (after a 429)."""
-        until = self.clock() + seconds
-        self._next_chat[chat_id] = max(self._next_chat.get(chat_id, 0.0), until)
+        """Send nothing to ``chat_id`` for ``seconds`` (after a 429): alerts and replies."""
+        self._paused = _until(self._paused, chat_id, self.clock(), seconds)
+
+    def backoff(self, chat_id: int, seconds: float) -> None:
+        """Send no alert to ``chat_id`` for ``seconds`` (a short back-off after a 5xx);
+        replies are not held by it."""
+        self._backoff = _until(self._backoff, chat_id, self.clock(), seconds)
+
+
+def _until(waits: dict[int, float], chat_id: int, now: float, seconds: float) -> dict[int, float]:
+    """``waits`` with ``chat_id`` held until ``now + seconds`` (and the past ones forgotten
+    when there are many)."""
+    waits[chat_id] = max(waits.get(chat_id, 0.0), now + seconds)
+    if len(waits) > 10_000:
+        return {c: t for c, t in waits.items() if t > now}
+    return waits
+
+
+def paced(bot: Bot) -> dict[str, Any]:
+    """The keyword that marks a call as paced already, for a bot with a rate limiter (PTB's
+    ``ExtBot`` refuses ``rate_limit_args`` without one)."""
+    if isinstance(bot, ExtBot) and bot.rate_limiter is not None:
+        return {"rate_limit_args": PACED}
+    return {}
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -272,6 +375,7 @@ class Delivery:
         per_chat: int = 25,
         send_timeout: float | None = None,
         clock: Clock = time.monotonic,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.archive = archive
         self.bot = bot
@@ -282,7 +386,8 @@ class Delivery:
         self.refusal = refusal  # None: every chat may receive alerts (tests of the sender)
         self.poll_seconds = poll_seconds
         self.clock = clock
-        self.limiter = RateLimiter(limits or Limits(), clock)
+        # shared with the replies to commands (bot.reply_limiter) when given
+        self.limiter = limiter or RateLimiter(limits or Limits(), clock)
         self.retry = retry or RetryPolicy()
         self.wake = wake if wake is not None else asyncio.Event()
         self.watcher = watcher  # wakes it when another process queues alerts
@@ -666,7 +771,7 @@ class Delivery:
             queue = self._queues.get(chat_id)
             if queue and queue[0].id == row.id:
                 queue[0] = replace(row, attempts=row.attempts + 1)
-            self.limiter.pause(chat_id, outcome.delay)
+            self.limiter.backoff(chat_id, outcome.delay)
         else:  # sent, failed, unknown, or a long back-off (a later poll takes it again)
             self._done(chat_id, row)
 
@@ -732,6 +837,7 @@ class Delivery:
             ),
             reply_markup=markup,
             **timeouts,  # type: ignore[arg-type]
+            **paced(self.bot),  # its slot is taken: the bot's rate limiter lets it through
         )
         return message.message_id
 

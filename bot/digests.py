@@ -37,7 +37,7 @@ from archiver.store.personal_digests import (
     due_digests,
     unclaim_digest,
 )
-from bot.delivery import RateLimiter, not_accepted
+from bot.delivery import RateLimiter, not_accepted, paced
 from bot.format import esc
 from bot.i18n import Translate, translator
 
@@ -124,6 +124,7 @@ class PersonalDigests:
                 esc(text),  # plain text, as HTML (the bot's default parse mode)
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
+                **paced(self.bot),  # its slot is taken (_slot)
             )
         except TelegramError as exc:
             if not isinstance(exc, Forbidden | BadRequest) and not_accepted(exc):

@@ -20,6 +20,17 @@ success, and those whose answer came too late for the client (``fail(delay=...)`
 does the work before it answers, and the Bot API has no idempotency key, so a client that
 times out has no way to know the message went out.
 
+Flood control as the Bot API answers it (https://core.telegram.org/bots/api#making-requests:
+an unsuccessful answer has ``ok`` false, ``error_code``, a ``description`` and optional
+``parameters``, a ResponseParameters object whose ``retry_after`` is "the number of seconds
+left to wait before the request can be repeated"): ``fail(method, 429, retry_after=N)``
+answers HTTP 429 with ``{"ok": false, "error_code": 429, "description": "Too Many Requests:
+retry after N", "parameters": {"retry_after": N}}``, the body real bots receive; PTB turns it
+into ``RetryAfter`` (``telegram/request/_baserequest.py``).
+
+Each call is stamped (``Call.at``) by ``clock`` (``time.monotonic`` unless a test gives its
+own) the moment its request arrives, before its body is read.
+
 Like Telegram, it refuses text that is not valid HTML of its parse mode ("Bad Request: can't
 parse entities: ...") and text longer than 4,096 characters after parsing ("Bad Request:
 message is too long"), checked by :mod:`fakes.tghtml`, and, like the Bot API, documents
@@ -59,7 +70,7 @@ BOT_USERNAME = "telewatch_test_bot"
 class Call:
     method: str
     params: dict[str, Any]
-    at: float  # time.monotonic() when it arrived
+    at: float  # the fake's clock (time.monotonic() by default) when it arrived
     ok: bool = True  # answered with success
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name -> (filename, data)
     result: Any = None
@@ -88,8 +99,9 @@ class Injected:
 
 
 class FakeBotApi:
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(self, token: str = TOKEN, clock: Callable[[], float] = time.monotonic) -> None:
         self.token = token
+        self.clock = clock  # stamps Call.at
         self.calls: list[Call] = []
         self.updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
@@ -291,6 +303,7 @@ class FakeBotApi:
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
+        at = self.clock()  # on arrival (then counted: a test clock may watch ``received``)
         self.received[method] = self.received.get(method, 0) + 1
         params: dict[str, Any] = {}
         files: dict[str, tuple[str, bytes]] = {}
@@ -301,7 +314,7 @@ class FakeBotApi:
                     params[key] = value
                 else:
                     files[key] = (value.filename, value.file.read())
-        call = Call(method, params, time.monotonic(), files=files)
+        call = Call(method, params, at, files=files)
         if any(len(data) > MAX_UPLOAD for _, data in files.values()):
             call.ok = False
             self.calls.append(call)
