@@ -374,3 +374,29 @@ async def test_on_postgresql_the_web_views_sessions_refuse_writes(
         async with archive.transaction() as db:
             await db.execute("UPDATE channels SET title = 'x'")
     assert len(posts_on((await get(ds, f"{SEARCH}?q=эвакуация")).text)) == 11
+
+
+async def test_on_postgresql_a_lost_database_is_a_page_that_says_so(
+    make_site: MakeSite, pg_server: str
+) -> None:
+    """The database goes away while the web view serves it (dropped, as a failover or a
+    restart would cut the connections): the page says the archive could not be read, in one
+    line, without a traceback or the URL's password; the server itself goes on."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+    from pg import new_database
+
+    from archiver.store.archive import Archive
+
+    url = new_database(pg_server)
+    async with await Archive.open(url):
+        pass
+    ds = await make_site(url.replace("postgres:@", "postgres:s3cret-pw@", 1))
+    assert "s3cret-pw" not in (await get(ds, SEARCH)).text
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    html = (await get(ds, f"{SEARCH}?q=эвакуация", 503)).text
+    assert html.count('class="error"') == 1 and "the archive could not be read" in html
+    assert "Traceback" not in html and "s3cret-pw" not in html
