@@ -7,7 +7,8 @@ site, story_path``): a conftest.py here would shadow the suite's own ``conftest`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,20 @@ _built: list[Path] = []
 _copied: list[str] = []
 
 
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` in a thread of its own: a session fixture may first be asked for where
+    an event loop runs already (Playwright's sync API in the browser tests)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
 @pytest.fixture(scope="session")
 def story_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo archive and the deputy's channel (tests/web/story.py); read-only to tests.
     Built once: each module that imports this fixture shares the file."""
     if not _built:
         path = tmp_path_factory.mktemp("story") / "story.db"
-        asyncio.run(story.build(path))
+        _run(story.build(path))
         _built.append(path)
     return _built[0]
 
@@ -53,7 +61,7 @@ def story_url(story_path: Path, pg_server: str) -> str:
                 await source.close()
                 await target.close()
 
-        asyncio.run(copy())
+        _run(copy())
         _copied.append(url)
     return _copied[0]
 
