@@ -67,6 +67,7 @@ def build(archive: Path | str, password_hash: str | None, tz: ZoneInfo) -> Datas
     the home page."""
     if is_url(archive):
         ds = Datasette([], settings={"sql_time_limit_ms": 3000})
+        ds.remove_database("_memory")  # an empty SQLite in memory: no SQL page to offer
         options = Options(url=str(archive), password_hash=password_hash, timezone=tz, home=True)
     else:
         path = str(archive)

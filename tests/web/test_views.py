@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -27,7 +28,8 @@ from webkit import (  # noqa: F401 (fixtures)
 
 from archiver.cli import cli as telewatch
 from archiver.store.postgres import is_url
-from web.site import Options, close_all, configure, site_of
+from web.server import build
+from web.site import close_all, site_of
 
 SEARCH = "/-/telewatch/search"
 
@@ -80,8 +82,7 @@ def test_the_web_finds_what_telewatch_search_finds(story_archive: Path | str, qu
 
     async def web() -> str:
         if is_url(story_archive):
-            ds = Datasette([])
-            configure(ds, Options(url=str(story_archive)))
+            ds = build(str(story_archive), None, ZoneInfo("UTC"))
         else:
             ds = Datasette([str(story_archive)])
         try:
@@ -339,7 +340,8 @@ async def test_on_postgresql_no_tables_link_and_no_file(
     page = (await get(ds, SEARCH)).text
     assert "Tables</a>" not in page and "Search</a>" in page
     assert site_of(ds).tables_url is None
-    assert all(db.path is None for db in ds.databases.values())
+    assert all(db.path is None for db in ds.databases.values()) and "_memory" not in ds.databases
+    assert (await get(ds, "/_memory", 404)).status_code == 404  # no SQL page on nothing
     assert f"{OFFICIAL}/42" in posts_on((await get(ds, f"{SEARCH}?q=эвакуация")).text)
 
 

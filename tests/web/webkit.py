@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import story
@@ -22,6 +23,7 @@ from pg import BACKENDS, new_database
 
 from archiver.store.postgres import is_url
 from archiver.store.transfer import migrate, open_pair
+from web.server import build
 from web.site import Options, close_all, configure
 
 _built: list[Path] = []
@@ -85,9 +87,9 @@ async def make_site(story_path: Path) -> AsyncIterator[MakeSite]:
     the web view the URL, as ``telewatch serve`` does (web.server.build)."""
 
     async def make(archive: Path | str | None = None, **options: Any) -> Datasette:
-        if is_url(archive):
-            ds = Datasette([])
-            configure(ds, Options(url=str(archive), **options))
+        if is_url(archive):  # as `telewatch serve` makes it
+            ds = build(str(archive), options.pop("password_hash", None), ZoneInfo("UTC"))
+            assert not options, options
         else:
             ds = Datasette([str(archive or story_path)])
             if options:
