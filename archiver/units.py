@@ -220,25 +220,30 @@ class Units:
         self._failed(f"live listener of account {name}", None if task.cancelled()
                      else task.exception())  # fmt: skip
 
-    async def stop(self, unit: str) -> None:
-        """Stop a unit's work (before its lease is given back, or once it is lost)."""
+    async def stop(self, unit: str, *, at_once: bool = False) -> None:
+        """Stop a unit's work (before its lease is given back, or once it is lost).
+        ``at_once``: the lease is lost or about to run out, and then another worker connects
+        the account's session: disconnect it first, before waiting for anything (its live
+        listener may be stuck on the database this worker cannot reach)."""
         if not unit.startswith(leases.ACCOUNT):
             return
         name = unit.removeprefix(leases.ACCOUNT)
         acc = self.accounts.pop(name, None)
         if acc is None:
             return
+        from archiver.sync import disconnect
+
         acc.stop.set()
         if acc.starting is not None:
             acc.starting.cancel()
-            await asyncio.wait([acc.starting], timeout=LIVE_GRACE)
+            await asyncio.wait([acc.starting], timeout=0 if at_once else LIVE_GRACE)
+        if at_once and acc.client is not None:
+            await disconnect(acc.client)
         if acc.live is not None:
             from archiver.runner import _finish
 
             await _finish(acc.live, LIVE_GRACE, f"live listener of account {name}")
-        if acc.client is not None:
-            from archiver.sync import disconnect
-
+        if not at_once and acc.client is not None:
             await disconnect(acc.client)
         self._unlock(acc)
         log.log(self.worker.level, "account %s: stopped", name)
@@ -255,7 +260,9 @@ class Units:
     async def apply(self, change: Any) -> None:
         """One tick's change: stop the lost and the extra units, give the extras back, start
         the gained ones and ask for a catch-up pass."""
-        for unit in sorted(change.lost | change.extra):
+        for unit in sorted(change.lost):
+            await self.stop(unit, at_once=True)
+        for unit in sorted(change.extra):
             await self.stop(unit)
         if change.extra:
             await self.worker.give_back(change.extra)
@@ -288,6 +295,6 @@ async def lease_loop(units: Units, stop: asyncio.Event) -> None:
                 log.warning("worker %s: cannot renew its leases before they expire; stopping"
                             " %s", worker.name, ", ".join(sorted(worker.held)))  # fmt: skip
                 for unit in sorted(worker.drop()):
-                    await units.stop(unit)
+                    await units.stop(unit, at_once=True)
             continue
         await units.apply(change)

@@ -257,7 +257,8 @@ class Worker:
         log.log(self.level, "worker %s: giving back %s", self.name, ", ".join(sorted(units)))
         self.held -= units
         self.pending -= units
-        await leases.release(self.db, self.name, units, await leases.db_now(self.db))
+        now = await leases.db_now(self.db)
+        await leases.release(self.db, self.name, units, now, self.lease_seconds)
 
     async def stop(self) -> None:
         """A clean stop: every unit released, the worker no longer counted as live."""
@@ -268,7 +269,7 @@ class Worker:
             self.held, self.pending = set(), set()
             async with asyncio.timeout(STOP_WITHIN):  # a shutdown never hangs on it
                 now = await leases.db_now(self.db)
-                await leases.release_all(self.db, self.name, now)
+                await leases.release_all(self.db, self.name, now, self.lease_seconds)
                 await leases.forget_worker(self.db, self.name)
         except (sqlite3.Error, TelewatchError, TimeoutError) as exc:  # they expire by themselves
             log.warning("worker %s: leases not released (%s); they expire in %g s", self.name,
@@ -381,6 +382,7 @@ async def problems(archive: Archive, settings: Settings) -> list[str]:
         if orphans:
             out.append(
                 f"units nobody holds: {', '.join(orphans)}; the live workers take them within"
-                f" {lease:g} s, unless each already has its share (start another worker)"
+                f" {lease:g} s (an account: {lease + leases.handover_grace(lease):g} s), unless"
+                " each already has its share (start another worker)"
             )
     return out

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pg import BACKENDS, new_database
@@ -255,8 +256,8 @@ async def test_health_names_a_silent_worker_and_units_nobody_holds(opener) -> No
     assert "`telewatch run --worker w1`" in problems[0]
     orphans = ", ".join(sorted(w1.held))
     assert problems[1] == (
-        f"units nobody holds: {orphans}; the live workers take them within 30 s, unless each"
-        " already has its share (start another worker)"
+        f"units nobody holds: {orphans}; the live workers take them within 30 s (an account:"
+        " 40 s), unless each already has its share (start another worker)"
     )
     report = await check_health(a, s, process=None)
     assert problems[0] in report.problems and problems[1] in report.problems
@@ -355,3 +356,39 @@ async def test_sync_with_a_worker_name_syncs_its_share_and_gives_it_back(tmp_pat
         assert await holders(a) == {"web:chan0": "w2", "web:chan1": "w2"}  # w1's released
         assert [w.name for w in await L.workers(a)] == ["w2"]
     assert s.workers.lease_seconds == 30
+
+
+@pytest.mark.parametrize("at_once", [True, False])
+async def test_an_account_whose_lease_runs_out_is_disconnected_before_anything_else(
+    tmp_path: Path, at_once: bool
+) -> None:
+    """A unit lost or about to run out (``at_once``) is disconnected first: its live listener
+    may be stuck on the database this worker cannot reach, and another worker is about to
+    connect the session. A unit given back cleanly lets its live listener finish first."""
+    from archiver.units import Units, _Account
+
+    order: list[str] = []
+
+    class Client:  # stands in for TelegramClient.disconnect (telegrambaseclient.py)
+        async def disconnect(self) -> None:
+            order.append("disconnect")
+
+    async def listener(stop: asyncio.Event) -> None:
+        await stop.wait()
+        await asyncio.sleep(0.2)  # a listener that takes a moment to end (or is stuck)
+        order.append("listener ended")
+
+    async with await Archive.open(tmp_path / "a.db") as a:
+        worker = Worker(a, settings(telethon=("chan",)), "w1")
+        never: Any = None  # the client is there already: nothing opens one
+        units = Units(
+            a, worker.settings, worker, asyncio.Event(), open_client=never,
+            failed=lambda *_: None, catch_up=lambda: None, session_locks=False,
+        )  # fmt: skip
+        acc = _Account(client=Client(), ready=True)
+        acc.live = asyncio.create_task(listener(acc.stop))
+        units.accounts["main"] = acc
+        await units.stop(L.account_unit("main"), at_once=at_once)
+    expected = ["disconnect", "listener ended"] if at_once else ["listener ended", "disconnect"]
+    assert order == expected
+    assert "main" not in units.accounts

@@ -8,6 +8,13 @@ follows a unit only while it holds the unit's lease, until the lease's ``expires
 renews its leases well before then. A worker that stops cleanly releases them; one that dies
 (SIGKILL, a lost machine) leaves them to expire, and then another worker takes them.
 
+An account unit changes hands only a HAND-OVER GRACE (:func:`handover_grace`, a third of
+the lease) after its lease expired unrenewed: the holder that could not renew lets go of the
+session before its lease runs out (archiver/units.py), but letting go takes time (the live
+listener, Telethon's disconnect), and a busy machine may start it late; the grace keeps the
+session from ever being connected in two places meanwhile. A unit given back
+(:func:`release`) was stopped first, so it is free at once; so is one never held.
+
 A unit has one row in ``leases`` once any worker has seen it (``worker`` is the holder, or the
 last holder once ``expires_at`` has passed: a free unit). Acquiring is one statement on
 PostgreSQL: the free rows are locked with ``FOR UPDATE SKIP LOCKED``, so two workers never
@@ -53,6 +60,15 @@ class LeaseLost(TelewatchError):
             f"worker {worker}: no longer holds {', '.join(self.units)} (lease expired);"
             " nothing written, the unit is stopped here"
         )
+
+
+NEVER = "1970-01-01 00:00:00.000"  # the expiry of a unit never held: free for anyone
+
+
+def handover_grace(lease_seconds: float) -> float:
+    """How long after an account unit's lease expired unrenewed another worker may take it
+    (see the module docstring): one tick of the holder's lease loop."""
+    return lease_seconds / 3
 
 
 def account_unit(name: str) -> str:
@@ -170,8 +186,8 @@ async def forget_worker(archive: Archive, name: str) -> None:
 
 
 async def ensure(archive: Archive, units: Iterable[str], now: str) -> None:
-    """A row for each unit (free: expired at once) so that acquiring is an UPDATE."""
-    rows = [(u, now, now) for u in sorted(set(units))]
+    """A row for each unit (free: never held) so that acquiring is an UPDATE."""
+    rows = [(u, now, NEVER) for u in sorted(set(units))]
     if rows:
         async with archive.transaction() as db:
             await db.executemany(
@@ -181,10 +197,13 @@ async def ensure(archive: Archive, units: Iterable[str], now: str) -> None:
             )
 
 
-_ACQUIRE_PG = """
+# free: this worker's own, or expired (an account unit: the hand-over grace ago)
+_FREE = "(worker = ? OR expires_at <= CASE WHEN unit LIKE 'account:%' THEN ? ELSE ? END)"
+
+_ACQUIRE_PG = f"""
 UPDATE leases SET worker = ?, acquired_at = ?, expires_at = ?
 WHERE unit IN (
-    SELECT unit FROM leases WHERE unit IN ({units}) AND (expires_at <= ? OR worker = ?)
+    SELECT unit FROM leases WHERE unit IN ({{units}}) AND {_FREE}
     ORDER BY unit LIMIT ? FOR UPDATE SKIP LOCKED)
 RETURNING unit
 """
@@ -198,22 +217,24 @@ async def acquire(
     lease_seconds: float,
     now: str,
 ) -> list[str]:
-    """Take up to ``limit`` of ``units`` that are free (their lease expired, or released)
-    or already this worker's; the units taken, sorted."""
+    """Take up to ``limit`` of ``units`` that are free (released, or their lease expired:
+    an account unit's :func:`handover_grace` ago) or already this worker's; the units taken,
+    sorted."""
     units = sorted(set(units))
     if limit <= 0 or not units:
         return []
     await ensure(archive, units, now)
     until = later(now, lease_seconds)
+    free = (worker, later(now, -handover_grace(lease_seconds)), now)
     if archive.dialect == "postgresql":
         sql = _ACQUIRE_PG.format(units=_marks(len(units)))
-        rows = await archive.write(sql, (worker, now, until, *units, now, worker, limit))
+        rows = await archive.write(sql, (worker, now, until, *units, *free, limit))
         return sorted(r[0] for r in rows)
     async with archive.transaction() as db:  # BEGIN IMMEDIATE: the only writer meanwhile
         async with db.execute(
-            f"SELECT unit FROM leases WHERE unit IN ({_marks(len(units))})"
-            " AND (expires_at <= ? OR worker = ?) ORDER BY unit LIMIT ?",
-            (*units, now, worker, limit),
+            f"SELECT unit FROM leases WHERE unit IN ({_marks(len(units))}) AND {_FREE}"
+            " ORDER BY unit LIMIT ?",
+            (*units, *free, limit),
         ) as cur:
             taken = [r[0] for r in await cur.fetchall()]
         await db.executemany(
@@ -239,23 +260,31 @@ async def renew(
     return {r[0] for r in rows}
 
 
-async def release(archive: Archive, worker: str, units: Iterable[str], now: str) -> None:
+def _released(now: str, lease_seconds: float) -> str:
+    """The expiry a given-back unit gets: the hand-over grace is already over (the worker
+    stopped the unit before giving it back), so it is free at once."""
+    return later(now, -handover_grace(lease_seconds))
+
+
+async def release(
+    archive: Archive, worker: str, units: Iterable[str], now: str, lease_seconds: float
+) -> None:
     """Give ``units`` back (free at once); the worker stays named as their last holder."""
     units = sorted(set(units))
     if units:
         await archive.write(
             f"UPDATE leases SET expires_at = ? WHERE worker = ? AND unit IN"
             f" ({_marks(len(units))}) AND expires_at > ?",
-            (now, worker, *units, now),
+            (_released(now, lease_seconds), worker, *units, now),
         )
 
 
-async def release_all(archive: Archive, worker: str, now: str) -> list[str]:
+async def release_all(archive: Archive, worker: str, now: str, lease_seconds: float) -> list[str]:
     """Give back every unit this worker holds (a clean stop), also one whose acquisition
     committed while the worker was being stopped; the units released."""
     rows = await archive.write(
         "UPDATE leases SET expires_at = ? WHERE worker = ? AND expires_at > ? RETURNING unit",
-        (now, worker, now),
+        (_released(now, lease_seconds), worker, now),
     )
     return sorted(r[0] for r in rows)
 

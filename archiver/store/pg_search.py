@@ -15,9 +15,10 @@ The same results as SQLite's FTS5 (:mod:`archiver.store.search`), by the same sp
   never through ``to_tsquery``, whose parser would re-split the words. Filters are SQL
   around it. Results are newest first by version id, a post once (at its newest matching
   version), as on SQLite; relevance is FTS5's own bm25, computed here over the same window
-  of the newest :data:`~archiver.store.search.RELEVANCE_WINDOW` matches. A purely textual
-  query is read newest first in windows of the newest versions while its matches are dense,
-  and through the GIN index once they are sparse (:func:`matching_versions`).
+  of the newest :data:`~archiver.store.search.RELEVANCE_WINDOW` matches. A query's words
+  (with its filters, if any) are read newest first in windows of the newest versions while
+  their matches are dense, and through the GIN index once they are sparse
+  (:func:`matching_versions`).
 
 Limits PostgreSQL puts on a ``tsvector`` (none reached by a Telegram post, 4,096 letters):
 a lexeme holds at most 2,047 bytes (a word is cut to :data:`MAX_WORD` letters, in posts and
@@ -396,8 +397,12 @@ async def bm25(
 #   whole window held fewer, the next is sized for the rest of the batch at the density
 #   seen, as long as that costs less than the index would (density * all versions matches,
 #   INDEX_COST each); else the index reads the rest.
-# Posts are joined for the rows returned only (service posts dropped after). A query with
-# filters keeps the planner's plan (:func:`plan`).
+# Posts are joined for the rows returned only (service posts dropped after). Words ANDed with
+# filters (since:, until:, channel:, is:, has:, and NOTs or ORs of filters alone) are read
+# the same way within the filters' scope: a top-level since:/until: bounds the version ids
+# (the windows begin and end at the dates), and each window's matches of the words are
+# joined to their posts and filtered. Filters alone, or words inside an OR or a NOT with a
+# filter, keep the planner's plan (:func:`plan`).
 WINDOW = 2000
 _MAX_WINDOW = 100_000
 # A match read through the index weighs about 4 versions tested in a window: a rough weight
@@ -408,35 +413,80 @@ SPARSE: int | None = None  # tests: read through the index at once up to this ma
 _WINDOW_SQL = """
 SELECT t.id, t.post_id, p.is_service FROM (
     SELECT v.id, v.post_id FROM (
-        SELECT id, post_id, tsv FROM versions WHERE id < ? ORDER BY id DESC LIMIT ?
+        SELECT id, post_id, tsv FROM versions WHERE id < ? AND id >= ? ORDER BY id DESC LIMIT ?
     ) v WHERE v.tsv @@ CAST(? AS tsquery) ORDER BY v.id DESC LIMIT ?
 ) t JOIN posts p ON p.id = t.post_id ORDER BY t.id DESC
 """
+# with filters: the window's matches of the words, then their posts, filtered
+_WINDOW_FILTERED_SQL = """
+SELECT t.id, t.post_id, p.is_service FROM (
+    SELECT v.id, v.post_id FROM (
+        SELECT id, post_id, tsv FROM versions WHERE id < ? AND id >= ? ORDER BY id DESC LIMIT ?
+    ) v WHERE v.tsv @@ CAST(? AS tsquery)
+) t JOIN posts p ON p.id = t.post_id WHERE p.is_service = 0 AND {filters}
+ORDER BY t.id DESC LIMIT ?
+"""
 _WINDOW_END_SQL = (
     "SELECT min(id), count(*) FROM"
-    " (SELECT id FROM versions WHERE id < ? ORDER BY id DESC LIMIT ?) w"
+    " (SELECT id FROM versions WHERE id < ? AND id >= ? ORDER BY id DESC LIMIT ?) w"
 )
 _SPARSE_SQL = """
 WITH m AS MATERIALIZED (
-    SELECT id, post_id FROM versions WHERE tsv @@ CAST(? AS tsquery) AND id < ?
+    SELECT id, post_id FROM versions WHERE tsv @@ CAST(? AS tsquery) AND id < ? AND id >= ?
 )
 SELECT t.id, t.post_id, p.is_service
 FROM (SELECT id, post_id FROM m ORDER BY id DESC LIMIT ?) t
 JOIN posts p ON p.id = t.post_id ORDER BY t.id DESC
 """
+_SPARSE_FILTERED_SQL = """
+WITH m AS MATERIALIZED (
+    SELECT id, post_id FROM versions WHERE tsv @@ CAST(? AS tsquery) AND id < ? AND id >= ?
+)
+SELECT m.id, m.post_id, p.is_service FROM m JOIN posts p ON p.id = m.post_id
+WHERE p.is_service = 0 AND {filters} ORDER BY m.id DESC LIMIT ?
+"""
 _TOP = 2**63 - 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Where a textual query's matches are read: versions with ``floor <= id < top``, and
+    (a query with filters) whose posts pass ``filters`` (SQL over ``posts p``)."""
+
+    top: int = _TOP
+    floor: int = 0
+    filters: str = ""
+    params: tuple[Any, ...] = ()
+
+    def window(self, top: int, size: int, tsquery: str, batch: int) -> tuple[str, tuple[Any, ...]]:
+        if not self.filters:
+            return _WINDOW_SQL, (top, self.floor, size, tsquery, batch)
+        sql = _WINDOW_FILTERED_SQL.format(filters=self.filters)
+        return sql, (top, self.floor, size, tsquery, *self.params, batch)
+
+    def index(self, top: int, tsquery: str, batch: int) -> tuple[str, tuple[Any, ...]]:
+        if not self.filters:
+            return _SPARSE_SQL, (tsquery, top, self.floor, batch)
+        sql = _SPARSE_FILTERED_SQL.format(filters=self.filters)
+        return sql, (tsquery, top, self.floor, *self.params, batch)
+
+
 async def _text_versions(
-    archive: Archive, tsquery: str, batch: int, total: int, *, sparse: bool = False
+    archive: Archive,
+    tsquery: str,
+    batch: int,
+    total: int,
+    *,
+    sparse: bool = False,
+    scope: _Scope = _Scope(),
 ) -> AsyncIterator[tuple[int, int]]:
-    """``(version id, post id)`` of every version matching ``tsquery`` (of a post that is not
-    a service message), newest first, ``batch`` rows at first: windows while matches are
-    dense, then the index (at once when ``sparse``)."""
-    top = _TOP
+    """``(version id, post id)`` of every version matching ``tsquery`` in ``scope`` (of a
+    post that is not a service message), newest first, ``batch`` rows at first: windows
+    while matches are dense, then the index (at once when ``sparse``)."""
+    top = scope.top
     size = WINDOW
     while not sparse:
-        rows = await archive.fetchall(_WINDOW_SQL, (top, size, tsquery, batch))
+        rows = await archive.fetchall(*scope.window(top, size, tsquery, batch))
         for r in rows:
             if not r[2]:
                 yield int(r[0]), int(r[1])
@@ -444,9 +494,9 @@ async def _text_versions(
             top = int(rows[-1][0])
             batch = min(batch * 4, _MAX_BATCH)
             continue
-        end = await archive.fetchone(_WINDOW_END_SQL, (top, size))
+        end = await archive.fetchone(_WINDOW_END_SQL, (top, scope.floor, size))
         if end is None or end[0] is None or int(end[1]) < size:
-            return  # the window reached the oldest version
+            return  # the window reached the oldest version (of the scope)
         top = int(end[0])
         if not rows:
             break
@@ -459,7 +509,7 @@ async def _text_versions(
             break
         size = min(int(more * 1.25) + 1, _MAX_WINDOW)
     while True:
-        rows = await archive.fetchall(_SPARSE_SQL, (tsquery, top, batch))
+        rows = await archive.fetchall(*scope.index(top, tsquery, batch))
         for r in rows:
             if not r[2]:
                 yield int(r[0]), int(r[1])
@@ -489,9 +539,51 @@ async def _planned_versions(
         batch = min(batch * 4, _MAX_BATCH)
 
 
+def _filters_only(node: Node) -> bool:
+    """Whether ``node`` holds filters and no word (SQL over ``posts p`` alone)."""
+    if isinstance(node, Filter):
+        return True
+    if isinstance(node, Not):
+        return _filters_only(node.item)
+    if isinstance(node, And | Or):
+        return all(_filters_only(n) for n in node.items)
+    return False
+
+
+def _split(root: Node) -> tuple[Node, list[Node]] | None:
+    """A query read by :func:`_text_versions`: its textual part and its filters (none for a
+    purely textual query); None for any other (filters alone, or words inside an OR or a
+    NOT with filters: the planner's plan)."""
+    if is_text(root):
+        return root, []
+    if not isinstance(root, And):
+        return None
+    text = [n for n in root.items if is_text(n)]
+    rest = [n for n in root.items if not is_text(n)]
+    if not text or not all(_filters_only(n) for n in rest):
+        return None
+    return (text[0] if len(text) == 1 else And(tuple(text))), rest
+
+
 def _windowed(root: Node) -> bool:
-    """Whether a query of ``root`` is read by :func:`_text_versions` (purely textual)."""
-    return is_text(root)
+    """Whether a query of ``root`` is read by :func:`_text_versions`."""
+    return _split(root) is not None
+
+
+def _scope(rest: Sequence[Node], channel_ids: dict[str, int], since_key: Any) -> _Scope:
+    """The scope of a query's filters: a top-level since:/until: also bounds the version
+    ids (as :func:`plan` does), so the windows begin and end where the dates do."""
+    if not rest:
+        return _Scope()
+    c = _Compiler(channel_ids)
+    filters = " AND ".join(c.where(n) for n in rest)
+    top, floor = _TOP, 0
+    for n in rest:
+        if since_key is not None and isinstance(n, Filter) and n.field == "since":
+            floor = max(floor, int(since_key(n.bound)))
+        if since_key is not None and isinstance(n, Filter) and n.field == "until":
+            top = min(top, int(since_key(n.bound)))
+    return _Scope(top, floor, filters, tuple(c.params))
 
 
 def _words(node: Node, out: set[str]) -> None:
@@ -530,21 +622,25 @@ async def matching_versions(
 ) -> AsyncIterator[tuple[int, int]]:
     """``(version id, post id)`` of every matching version, newest first (a post as often
     as it has matching versions), read ``batch`` at first."""
-    root = query.root
-    if _windowed(root):
+    split = _split(query.root)
+    if split is not None:
+        text, rest = split
         names: set[str] = set()
-        _words(root, names)
+        _words(text, names)
         docs = dict(await words_named(archive, sorted(names)))
         stats = await archive.fetchone("SELECT versions FROM search_stats")
         total = int(stats[0]) if stats is not None else 0
-        bound = _bound(root, docs)
+        bound = _bound(text, docs)
         # Few matches at most (a rare word, or one ANDed): the index reads no more than those,
         # where a window would test about batch * total / bound versions to find a batch.
         if SPARSE is not None:
             sparse = bound <= SPARSE
         else:
             sparse = bound * bound * INDEX_COST <= batch * total
-        async for pair in _text_versions(archive, to_tsquery(root), batch, total, sparse=sparse):
+        scope = _scope(rest, channel_ids, since_key)
+        async for pair in _text_versions(
+            archive, to_tsquery(text), batch, total, sparse=sparse, scope=scope
+        ):
             yield pair
         return
     async for pair in _planned_versions(archive, query, channel_ids, since_key, batch):

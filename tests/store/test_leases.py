@@ -52,12 +52,38 @@ async def test_an_expired_lease_is_taken_and_its_old_holder_loses_it(archive: Ar
         assert await L.held(db, archive.dialect, "w1", kept, at(40)) == set()
 
 
+async def test_an_account_changes_hands_only_a_grace_after_its_lease_expired(
+    archive: Archive,
+) -> None:
+    """The holder of an account that cannot renew lets go of its session before the lease
+    runs out, but letting go takes time: another worker takes the account only the hand-over
+    grace (a third of the lease) after the expiry, so the session is never connected twice.
+    A web unit has no session: it is free at the expiry."""
+    account, web = "account:main", "web:ch0"
+    assert await L.acquire(archive, "w1", [account, web], 2, 30, T) == [account, web]
+    assert L.handover_grace(30) == 10
+    assert await L.acquire(archive, "w2", [account, web], 2, 30, at(30)) == [web]
+    assert await L.acquire(archive, "w2", [account], 1, 30, at(39.9)) == []
+    assert await L.acquire(archive, "w2", [account], 1, 30, at(40)) == [account]
+    async with archive.transaction() as db:  # meanwhile nobody held it for a write
+        assert await L.held(db, archive.dialect, "w1", [account], at(35)) == set()
+
+
+async def test_an_account_never_held_or_given_back_is_free_at_once(archive: Archive) -> None:
+    account = "account:main"
+    assert await L.acquire(archive, "w1", [account], 1, 30, T) == [account]  # never held
+    await L.release(archive, "w1", [account], at(1), 30)  # stopped first, then given back
+    assert await L.acquire(archive, "w2", [account], 1, 30, at(1)) == [account]
+    assert await L.release_all(archive, "w2", at(2), 30) == [account]
+    assert await L.acquire(archive, "w3", [account], 1, 30, at(2)) == [account]
+
+
 async def test_a_released_unit_is_free_at_once(archive: Archive) -> None:
     mine = await L.acquire(archive, "w1", UNITS, 8, 60, T)
-    await L.release(archive, "w1", mine[:3], at(1))
+    await L.release(archive, "w1", mine[:3], at(1), 60)
     assert await L.acquire(archive, "w2", UNITS, 8, 60, at(1)) == mine[:3]
     assert (await L.leases(archive))[mine[0]].worker == "w2"
-    await L.release(archive, "w1", mine[:3], at(2))  # not w1's any more: nothing changes
+    await L.release(archive, "w1", mine[:3], at(2), 60)  # not w1's any more: nothing changes
     assert (await L.leases(archive))[mine[0]].held_at(at(2))
 
 
@@ -112,7 +138,7 @@ async def test_many_connections_acquiring_at_once_never_share_a_unit(pg_server: 
             assert kept == believed[name]  # nothing expires here: nothing can be lost
             give = set(rng.sample(sorted(kept), k=len(kept) // 2))
             believed[name] -= give  # stop first, then release
-            await L.release(a, name, give, T)
+            await L.release(a, name, give, T, 600)
 
     try:
         await asyncio.gather(*(worker(n, a) for n, a in zip(names, archives, strict=True)))

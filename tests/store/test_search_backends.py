@@ -124,6 +124,16 @@ EXTRA_QUERIES = [
     '"правка 2"',
     "channel:-1004444444444",
     "channel:-1004444444444 since:2024-01-02 until:2024-01-03",
+    # words with filters: read in windows (or through the index) within the filters' scope
+    "бюллетень since:2024-01-03",
+    "бюллетень номер until:2024-01-04 channel:-1004444444444",
+    "бюллетень -is:edited since:2024-01-02 until:2024-01-06",
+    "бюллетень (is:edited OR has:link)",
+    "бюллетень -(is:edited OR has:media)",
+    "ёлку since:2023-01-01",
+    "ёлку until:2023-01-01",
+    "-бюллетень since:2024-01-06",
+    "бюллетень since:2024-01-05 since:2024-01-06 until:2024-01-06",
 ]
 ALL_QUERIES = [q for q, _ in CASES] + EXTRA_QUERIES
 
@@ -267,6 +277,21 @@ def test_random_queries_agree_on_both_backends(
     assert keys(pg, query) == keys(lite, query)
 
 
+@settings(
+    max_examples=int(os.environ.get("TELEWATCH_HYPOTHESIS_EXAMPLES", "200")) // 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(query=queries)
+def test_random_queries_agree_with_small_windows(
+    both: tuple[BothCorpus, BothCorpus], small_windows: list[str], query: str
+) -> None:
+    """The random queries (words, filters, NOT, OR) with PostgreSQL reading windows of three
+    versions: every way of reading, with and without filters, gives SQLite's posts."""
+    lite, pg = both
+    assert keys(pg, query) == keys(lite, query)
+
+
 @pytest.fixture
 def small_windows(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """PostgreSQL's reading with windows of a few versions (and small batches), so that the
@@ -302,8 +327,9 @@ def test_small_windows_take_every_way(
     both: tuple[BothCorpus, BothCorpus], small_windows: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A dense query is read window after window, a sparse one through the index after a
-    window, or at once when the words' counts allow few matches; a query with filters keeps
-    the planner's plan (:func:`pg_search.plan`)."""
+    window, or at once when the words' counts allow few matches; words with filters the
+    same way within the filters' scope; filters alone, or words in an OR with a filter,
+    keep the planner's plan (:func:`pg_search.plan`)."""
     from archiver.store import pg_search
 
     lite, pg = both
@@ -318,6 +344,15 @@ def test_small_windows_take_every_way(
     assert keys(pg, "ёлку channel:-1004444444444") == []
     assert pg_search._WINDOW_SQL not in small_windows
     assert pg_search._SPARSE_SQL not in small_windows
+    assert any("p.channel_id = ?" in sql and "tsv @@" in sql for sql in small_windows)
+    small_windows.clear()
+    recent = "бюллетень since:2024-01-06"  # the newest posts of the paged channel
+    assert len(keys(pg, recent)) > 20 and keys(pg, recent) == keys(lite, recent)
+    windows = [sql for sql in small_windows if "ORDER BY id DESC LIMIT ?" in sql]
+    assert len(windows) > 3 and all("p.date >= ?" in sql for sql in windows)
+    small_windows.clear()
+    assert keys(pg, "бюллетень OR is:edited") == keys(lite, "бюллетень OR is:edited")
+    assert not any("ORDER BY id DESC LIMIT ?" in sql for sql in small_windows)
     small_windows.clear()
     monkeypatch.setattr(pg_search, "SPARSE", 5)
     assert keys(pg, "ёлку") == ["ru21"]
