@@ -651,6 +651,7 @@ async def stats(app: App, as_json: bool) -> None:
         accounts = await _accounts_report(archive, app.settings)
         web_pass = await last_pass(archive)
         workers = await _workers_of(archive, app.settings)
+        stopped = await _stopped_workers(archive, app.settings)
         covered = (
             {r.channel_id: await channel_coverage(archive, r.channel_id, tolerance=tolerance)
              for r in rows}
@@ -686,6 +687,8 @@ async def stats(app: App, as_json: bool) -> None:
             click.echo(json.dumps(load))
         if web_pass is not None:
             click.echo(json.dumps({"web_pass": web_pass}))
+        for w in stopped:
+            click.echo(json.dumps(w))
     else:
         click.echo("\n".join(stats_lines(rows, app.settings.display.timezone)))
         for ch in missing:
@@ -703,6 +706,14 @@ async def stats(app: App, as_json: bool) -> None:
         for who, keys in _by_worker(workers or {}).items():
             click.echo(f"worker {who} follows: {', '.join(keys)}" if who
                        else f"followed by no worker now: {', '.join(keys)}")  # fmt: skip
+        for w in stopped:
+            left = w["left"]
+            fate = (f"nobody has taken over {', '.join(left)} since" if left
+                    else "holds nothing (its units, if any, went to other workers)")  # fmt: skip
+            click.echo(
+                f"worker {w['worker']}: stopped, last seen {_utc_text(w['last_seen'])}"
+                f" (pid {w['pid']} on {w['host']}); {fate}"
+            )
 
 
 def _by_worker(workers: dict[str, str | None]) -> dict[str | None, list[str]]:
@@ -720,6 +731,24 @@ async def _workers_of(archive: Any, settings: Any) -> dict[str, str | None] | No
     return None if rows is None else {f.channel: f.worker for f in rows}
 
 
+def _utc_text(iso: str) -> str:
+    return iso.replace("T", " ").replace("Z", " UTC")
+
+
+async def _stopped_workers(archive: Any, settings: Any) -> list[dict[str, Any]]:
+    """The workers whose heartbeat stopped without a clean stop, as ``stats`` shows them."""
+    from archiver.store.archive import iso_utc
+    from archiver.store.leases import parse
+    from archiver.worker import stopped_workers
+
+    return [
+        {"worker": w.name, "state": "stopped",
+         "last_seen": iso_utc(parse(w.seen_at).replace(microsecond=0)), "host": w.host,
+         "pid": w.pid, "left": list(w.left)}
+        for w in await stopped_workers(archive, settings)
+    ]  # fmt: skip
+
+
 async def _accounts_report(archive: Any, settings: Settings) -> Any:
     """Which account follows each Telethon channel, with ``[[accounts]]`` (None without:
     the one account follows them all, and the output stays as it was)."""
@@ -728,6 +757,36 @@ async def _accounts_report(archive: Any, settings: Settings) -> Any:
     from archiver.sources.telethon_accounts import accounts_report
 
     return await accounts_report(archive, settings)
+
+
+@cli.group("workers")
+def workers_group() -> None:
+    """The worker names of `run --worker NAME` (docs/operations.md, "Several workers")."""
+
+
+@workers_group.command("forget")
+@click.argument("name")
+@pass_app
+@run_async
+async def workers_forget(app: App, name: str) -> None:
+    """Retire a stopped worker's name for good: `health` and `stats` no longer name it.
+    Refused while that worker is alive (seen within [workers] lease_seconds). Its units are
+    left free for the next worker; a clean stop (SIGTERM, Ctrl-C) forgets a name by itself,
+    and `maintenance` forgets one unseen for 7 days that holds nothing.
+
+    \b
+    Example:
+      telewatch workers forget w3
+    """
+    from archiver.worker import forget
+
+    archive = await app.open_archive(create=False)
+    try:
+        gone = await forget(archive, app.settings, name)
+    finally:
+        await archive.close()
+    left = f"; left free: {', '.join(gone.left)}" if gone.left else ""
+    click.echo(f"worker {name} forgotten (last seen {gone.seen_at[:19]} UTC){left}")
 
 
 @cli.group("log")
@@ -1504,7 +1563,7 @@ def restore(app: App, backup_file: Path, yes: bool) -> None:
 async def maintenance(app: App) -> None:
     """Optimise the archive: PRAGMA optimize, merge the full-text index, checkpoint the WAL
     (on PostgreSQL: ANALYZE, autovacuum does the rest); prune raw captures past
-    [evidence] capture_retention_days.
+    [evidence] capture_retention_days; forget workers stopped 7 days ago that hold nothing.
 
     Safe while telewatch runs; `telewatch run` does it weekly ([schedule] maintenance).
 
@@ -1517,11 +1576,15 @@ async def maintenance(app: App) -> None:
     archive = await app.open_archive(create=False)
     try:
         result = await maintain(
-            archive, capture_retention_days=app.settings.evidence.capture_retention_days
+            archive,
+            capture_retention_days=app.settings.evidence.capture_retention_days,
+            settings=app.settings,
         )
     finally:
         await archive.close()
     pruned = f", {result.captures_pruned} capture(s) pruned" if result.captures_pruned else ""
+    if result.workers_forgotten:
+        pruned += f", stopped worker(s) forgotten: {', '.join(result.workers_forgotten)}"
     click.echo(f"maintenance done in {result.seconds:.1f} s{pruned}")
 
 

@@ -571,6 +571,36 @@ def _check_pins(
                 f"{where}: channels[{i}].account: no account named {ch.account!r} (accounts:"
                 f" {', '.join(names)}); add it as [[accounts]] or fix the name"
             )
+    _check_pin_room(channels, accounts, where)
+
+
+def _check_pin_room(
+    channels: tuple[ChannelConfig, ...], accounts: tuple[AccountSettings, ...], where: str
+) -> None:
+    """No account is pinned more channels than its ``join_limit``: a pin always wins, so the
+    account would be given them all and Telegram would refuse the joins past its limit.
+    Only the config's pins count (channels followed from the bot chat are never pinned)."""
+    pinned: dict[str, int] = {}
+    for ch in channels:
+        if ch.account is not None:
+            pinned[ch.account] = pinned.get(ch.account, 0) + 1
+    for a in accounts or (AccountSettings(IMPLICIT_ACCOUNT, Path(), implicit=True),):
+        n = pinned.get(a.name, 0)
+        if n <= a.join_limit:
+            continue
+        if a.implicit:
+            fix = "unpin some, or add [[accounts]] accounts and pin them there"
+        elif a.premium or a.join_limit != JOIN_LIMIT:
+            fix = "unpin some, raise its join_limit, or add an [[accounts]] account for them"
+        else:
+            fix = (
+                "unpin some, raise its join_limit (premium = true if it has Telegram Premium),"
+                " or add an [[accounts]] account for them"
+            )
+        raise ConfigError(
+            f"{where}: channels: {n} channels are pinned to account {a.name!r}, more than its"
+            f" join_limit of {a.join_limit}; {fix}"
+        )
 
 
 def _rule(data: Any, i: int, where: str) -> Rule:

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from archiver.config import Settings
 from archiver.store.archive import BUSY_TIMEOUT_MS, Archive
 
 log = logging.getLogger(__name__)
@@ -32,22 +33,29 @@ class MaintenanceResult:
     seconds: float
     wal_pages: int  # pages in the write-ahead log before the checkpoint (-1: unknown)
     captures_pruned: int = 0  # raw captures past [evidence] capture_retention_days
+    workers_forgotten: tuple[str, ...] = ()  # stopped 7 days ago, holding nothing
 
 
-async def maintain(archive: Archive, *, capture_retention_days: int = 0) -> MaintenanceResult:
+async def maintain(
+    archive: Archive, *, capture_retention_days: int = 0, settings: Settings | None = None
+) -> MaintenanceResult:
     """Run ``PRAGMA optimize``, the FTS5 ``optimize`` merge and a WAL checkpoint; prune raw
-    captures past ``capture_retention_days`` (0: keep them; archiver.evidence.retention)."""
+    captures past ``capture_retention_days`` (0: keep them; archiver.evidence.retention);
+    with ``settings``, forget the workers stopped for 7 days that hold nothing
+    (archiver.worker.forget_long_gone)."""
     from archiver.evidence.retention import prune_captures
     from archiver.store.archive import utcnow
+    from archiver.worker import forget_long_gone
 
     started = time.monotonic()
     pruned = await prune_captures(archive, capture_retention_days, now=utcnow())
+    forgotten = tuple(await forget_long_gone(archive, settings)) if settings is not None else ()
     if archive.dialect == "postgresql":
         async with archive.transaction() as db:
             await db.execute("ANALYZE")
         seconds = time.monotonic() - started
         log.info("maintenance: done in %.1f s (ANALYZE on PostgreSQL)", seconds)
-        return MaintenanceResult(seconds, -1, pruned)
+        return MaintenanceResult(seconds, -1, pruned, forgotten)
     async with archive.transaction() as db:
         await db.execute("INSERT INTO versions_fts (versions_fts) VALUES ('optimize')")
         await db.execute("PRAGMA optimize")
@@ -56,7 +64,7 @@ async def maintain(archive: Archive, *, capture_retention_days: int = 0) -> Main
     wal_pages = await asyncio.to_thread(_checkpoint, archive.path)
     seconds = time.monotonic() - started
     log.info("maintenance: done in %.1f s (%d WAL pages checkpointed)", seconds, wal_pages)
-    return MaintenanceResult(seconds, wal_pages, pruned)
+    return MaintenanceResult(seconds, wal_pages, pruned, forgotten)
 
 
 def _checkpoint(path: Path) -> int:

@@ -192,7 +192,9 @@ def _jobs(
         from archiver.maintenance import maintain
 
         return await maintain(
-            archive, capture_retention_days=settings.evidence.capture_retention_days
+            archive,
+            capture_retention_days=settings.evidence.capture_retention_days,
+            settings=settings,
         )
 
     jobs: dict[str, Callable[[], Awaitable[object]]] = {}

@@ -34,7 +34,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from archiver.config import ChannelConfig, Settings
@@ -258,7 +258,7 @@ class Worker:
         self.held -= units
         self.pending -= units
         now = await leases.db_now(self.db)
-        await leases.release(self.db, self.name, units, now, self.lease_seconds)
+        await leases.release(self.db, self.name, units, now)
 
     async def stop(self) -> None:
         """A clean stop: every unit released, the worker no longer counted as live."""
@@ -269,7 +269,7 @@ class Worker:
             self.held, self.pending = set(), set()
             async with asyncio.timeout(STOP_WITHIN):  # a shutdown never hangs on it
                 now = await leases.db_now(self.db)
-                await leases.release_all(self.db, self.name, now, self.lease_seconds)
+                await leases.release_all(self.db, self.name, now)
                 await leases.forget_worker(self.db, self.name)
         except (sqlite3.Error, TelewatchError, TimeoutError) as exc:  # they expire by themselves
             log.warning("worker %s: leases not released (%s); they expire in %g s", self.name,
@@ -359,26 +359,36 @@ def _ago(now: datetime, then: datetime) -> str:
 
 async def problems(archive: Archive, settings: Settings) -> list[str]:
     """For ``health``: workers that stopped beating without a clean stop (killed, crashed,
-    stuck), and units nobody holds while some worker is alive."""
+    stuck) while it matters, i.e. while a configured unit they held is still left with them
+    (nobody has taken it over: :func:`stopped_workers`), and units nobody holds while some
+    worker is alive. A stopped worker whose units all went to others is no problem any more
+    (``stats`` still lists it, until ``telewatch workers forget NAME`` or :data:`FORGET_AFTER`)."""
     now_text = await leases.db_now(archive)
     now = leases.parse(now_text)
     lease = settings.workers.lease_seconds
     out: list[str] = []
-    live = 0
-    for w in await leases.workers(archive):
-        seen = leases.parse(w.seen_at)
-        if (now - seen).total_seconds() <= lease:
-            live += 1
-            continue
+    left: set[str] = set()
+    live = await leases.live_workers(archive, lease, now_text)
+    taker = (
+        f"a live worker does within {lease:g} s, an account within"
+        f" {lease + leases.handover_grace(lease):g} s"
+        if live
+        else "no worker is alive to take them"
+    )
+    for w in await stopped_workers(archive, settings, now_text):
+        if not w.left:
+            continue  # its units were taken over: it no longer matters
+        left.update(w.left)
         out.append(
-            f"worker {w.name}: no sign of life for {_ago(now, seen)} (pid {w.pid} on {w.host};"
-            f" [workers] lease_seconds = {lease:g}): killed, crashed or stuck; its units move to"
-            f" the other workers. Start it again (`telewatch run --worker {w.name}`); a worker"
-            " that stops cleanly is forgotten"
+            f"worker {w.name}: no sign of life for {_ago(now, leases.parse(w.seen_at))} (pid"
+            f" {w.pid} on {w.host}; [workers] lease_seconds = {lease:g}): killed, crashed or"
+            f" stuck; nobody has taken over {', '.join(w.left)} since ({taker}). Start it again"
+            f" (`telewatch run --worker {w.name}`) or another worker; a name retired for good:"
+            f" `telewatch workers forget {w.name}`"
         )
     rows = await following(archive, settings)
-    if live and rows is not None:
-        orphans = sorted({f.unit for f in rows if f.unit is not None and f.worker is None})
+    if rows is not None and live:
+        orphans = sorted({f.unit for f in rows if f.unit is not None and f.worker is None} - left)
         if orphans:
             out.append(
                 f"units nobody holds: {', '.join(orphans)}; the live workers take them within"
@@ -386,3 +396,84 @@ async def problems(archive: Archive, settings: Settings) -> list[str]:
                 " each already has its share (start another worker)"
             )
     return out
+
+
+FORGET_AFTER = timedelta(days=7)  # a stopped worker that holds nothing is forgotten after this
+
+
+class CannotForget(TelewatchError):
+    """``workers forget NAME``: no such worker, or it is alive."""
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A worker whose heartbeat stopped without a clean stop (killed, crashed, stuck, or a
+    machine gone): not seen within the lease time. ``left``: the configured units whose lease
+    still names it, i.e. that nobody has taken over since (empty: its work went to others)."""
+
+    name: str
+    host: str | None
+    pid: int | None
+    seen_at: str  # UTC, the database's clock
+    left: tuple[str, ...]
+
+
+async def stopped_workers(
+    archive: Archive, settings: Settings, now: str | None = None
+) -> list[Stopped]:
+    """Every stopped worker still named in the archive (a clean stop forgets itself)."""
+    now = now or await leases.db_now(archive)
+    since = leases.later(now, -settings.workers.lease_seconds)
+    gone = [w for w in await leases.workers(archive) if w.seen_at <= since]
+    if not gone:
+        return []
+    rows = await following(archive, settings) or []
+    units = {f.unit for f in rows if f.unit is not None}
+    named = {u: r.worker for u, r in (await leases.leases(archive)).items() if u in units}
+    return [
+        Stopped(w.name, w.host, w.pid, w.seen_at,
+                tuple(sorted(u for u, who in named.items() if who == w.name)))
+        for w in gone
+    ]  # fmt: skip
+
+
+async def forget(archive: Archive, settings: Settings, name: str) -> Stopped:
+    """``telewatch workers forget NAME``: retire a stopped worker's name for good (``health``
+    and ``stats`` no longer name it). Refused in one line while it is alive (seen within the
+    lease time) and for a name never seen. Its units are left as they are: free, for the
+    next worker that starts."""
+    now = await leases.db_now(archive)
+    lease = settings.workers.lease_seconds
+    known = {w.name: w for w in await leases.workers(archive)}
+    if name not in known:
+        names = ", ".join(known) or "none"
+        raise CannotForget(
+            f"workers forget: no worker named {name!r} in the archive (workers: {names});"
+            " `telewatch stats` lists them"
+        )
+    stopped = {w.name: w for w in await stopped_workers(archive, settings, now)}
+    if name not in stopped or not await leases.forget_stopped(archive, name, lease, now):
+        w = known[name]
+        raise CannotForget(
+            f"workers forget: worker {name} is running (pid {w.pid} on {w.host}, seen within"
+            f" [workers] lease_seconds = {lease:g}); stop it first (SIGTERM or Ctrl-C: a clean"
+            " stop forgets the name by itself)"
+        )
+    log.info("worker %s: forgotten (last seen %s UTC)", name, stopped[name].seen_at[:19])
+    return stopped[name]
+
+
+async def forget_long_gone(archive: Archive, settings: Settings) -> list[str]:
+    """Forget the workers stopped for :data:`FORGET_AFTER` that hold nothing (no configured
+    unit is left with them): weekly, with ``maintenance``. The names forgotten."""
+    now = await leases.db_now(archive)
+    before = leases.stamp(leases.parse(now) - FORGET_AFTER)
+    done = []
+    for w in await stopped_workers(archive, settings, now):
+        # seen_at <= before: the lease time has long passed, whatever lease_seconds is
+        long_gone = w.seen_at <= before and not w.left
+        if long_gone and await leases.forget_stopped(archive, w.name, 0, before):
+            done.append(w.name)
+    if done:
+        log.info("workers forgotten after %d days unseen: %s", FORGET_AFTER.days, ", ".join(done))
+    return done

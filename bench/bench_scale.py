@@ -5,7 +5,7 @@ Run from the repository root (each stage appends its figures to
 
     .venv/bin/python bench/gen_export.py 1000000 -o bench/out/export_1m.json --seed 1
     .venv/bin/python bench/bench_scale.py import bench/out/export_1m.json --name 1m
-    .venv/bin/python bench/bench_scale.py search --name 1m [--rounds 3]
+    .venv/bin/python bench/bench_scale.py search --name 1m [--rounds 3] [--before [REV]]
     .venv/bin/python bench/bench_scale.py rules --name 1m
     .venv/bin/python bench/bench_scale.py outbox --name 1m
     .venv/bin/python bench/bench_scale.py report 100k,1m     (the tables of docs/benchmarks.md)
@@ -259,7 +259,7 @@ async def search_run(args: argparse.Namespace, base: str) -> dict[str, Any]:
     pg = await Archive.open(url, create=False)
     backends: list[tuple[str, Any, Any]] = [("sqlite", lite, None), ("pg", pg, None)]
     if args.before:
-        backends.append(("pg_before", pg, search_before()))
+        backends.append(("pg_before", pg, search_before(args.before)))
     other = None
     if args.also_db:  # the same archive in another database (another layout), new code
         other = await Archive.open(db_url(base, args.also_db), create=False)
@@ -559,8 +559,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--before",
-        action="store_true",
-        help=f"search: also time the PostgreSQL search of {BEFORE} (from git)",
+        nargs="?",
+        const=BEFORE,
+        metavar="REV",
+        help=f"search: also time the PostgreSQL search of REV (default {BEFORE}), from git",
     )
     ap.add_argument(
         "--also-db", help="search: also time this database of the same server (new code)"

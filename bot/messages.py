@@ -16,11 +16,12 @@ from archiver.diff import word_diff
 from archiver.store.deletions import HOW
 from archiver.store.followed import Followed
 from archiver.store.following import ChannelStatus
+from archiver.store.leases import parse as parse_lease_time
 from archiver.store.outbox import OutboxCounts
 from archiver.store.personal_rules import PAUSED_FOR_ACCESS, RuleEntry
 from archiver.store.search import ChannelStats, HistoryEvent, Hit, PostHistory
 from archiver.store.vocabulary import Suggestion
-from archiver.worker import Following
+from archiver.worker import Following, Stopped
 from bot.alerts import how_of
 from bot.format import (
     MAX_MESSAGE,
@@ -395,9 +396,15 @@ def rules_page(
     return out, shown
 
 
-def workers_block(rows: Sequence[Following], _: Tr = str) -> str:
+def workers_block(
+    rows: Sequence[Following],
+    _: Tr = str,
+    stopped: Sequence[Stopped] = (),
+    tz: ZoneInfo | None = None,
+) -> str:
     """/status: which worker follows which channel now (several workers share the archive
-    through leases; docs/operations.md "Several workers")."""
+    through leases; docs/operations.md "Several workers"), then the workers that stopped
+    without a clean stop, with when they were last seen."""
     by: dict[str | None, list[str]] = {}
     for f in rows:
         by.setdefault(f.worker, []).append(f.channel)
@@ -409,4 +416,12 @@ def workers_block(rows: Sequence[Following], _: Tr = str) -> str:
         else:
             lines.append(_("{worker} follows: {channels}").format(worker=esc(who),
                                                                    channels=channels))  # fmt: skip
+    for w in stopped:
+        when = esc(local_time(parse_lease_time(w.seen_at), tz or ZoneInfo("UTC")))
+        who = esc(w.name)
+        if w.left:
+            text = _("{worker} stopped, last seen {when}; nobody has taken over: {units}")
+            lines.append(text.format(worker=who, when=when, units=esc(", ".join(w.left))))
+        else:
+            lines.append(_("{worker} stopped, last seen {when}").format(worker=who, when=when))
     return "\n".join(lines)

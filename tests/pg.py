@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -74,6 +75,7 @@ def pg_server() -> Iterator[str]:
             warnings.simplefilter("ignore")
             _stop_at_once(server)
             server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)  # cleanup deletes pgdata, not its folder
 
 
 def _stop_at_once(server: Any) -> None:

@@ -115,6 +115,79 @@ def test_a_join_limit_may_be_set_and_a_pin_is_kept(tmp_path: Path) -> None:
     assert s.channels[0].account == "desk-2"
 
 
+def _pins(account: str, n: int) -> str:
+    return "".join(
+        f'[[channels]]\nusername = "pinned{i:04d}"\naccount = "{account}"\n' for i in range(n)
+    )
+
+
+PIN_ERRORS = [
+    (TWO + "join_limit = 2\n" + _pins("desk-2", 3),
+     "channels: 3 channels are pinned to account 'desk-2', more than its join_limit of 2;"
+     " unpin some, raise its join_limit, or add an [[accounts]] account for them"),
+    (TWO + _pins("desk1", JOIN_LIMIT + 1),
+     "channels: 501 channels are pinned to account 'desk1', more than its join_limit of 500;"
+     " unpin some, raise its join_limit (premium = true if it has Telegram Premium), or add an"
+     " [[accounts]] account for them"),
+    (TWO + _pins("desk-2", PREMIUM_JOIN_LIMIT + 1),  # premium: 1000
+     "channels: 1001 channels are pinned to account 'desk-2', more than its join_limit of 1000;"
+     " unpin some, raise its join_limit, or add an [[accounts]] account for them"),
+    (_pins("main", JOIN_LIMIT + 1),  # no [[accounts]]: the one account main, 500
+     "channels: 501 channels are pinned to account 'main', more than its join_limit of 500;"
+     " unpin some, or add [[accounts]] accounts and pin them there"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), PIN_ERRORS, ids=["set", "default", "premium", "main"])
+def test_more_pins_than_the_join_limit_are_refused_in_one_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, text)
+    assert str(err.value) == f"{tmp_path / 'config.toml'}: {message}"
+    assert err.value.exit_code == 2
+
+
+def test_pins_up_to_the_join_limit_are_kept(tmp_path: Path) -> None:
+    s = load(tmp_path, TWO + "join_limit = 2\n" + _pins("desk-2", 2) + _pins("desk1", 0))
+    assert [c.account for c in s.channels] == ["desk-2", "desk-2"]
+    # premium doubles the default: 501 pins fit
+    s = load(tmp_path, TWO + _pins("desk-2", JOIN_LIMIT + 1))
+    assert len(s.channels) == JOIN_LIMIT + 1
+
+
+def test_too_many_pins_stop_stats_in_one_line_and_change_nothing(tmp_path: Path) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from archiver.models import ChannelInfo, Post
+    from archiver.store.archive import Archive
+    from archiver.store.channels import upsert_channel
+    from archiver.store.ingest import ingest
+
+    db = tmp_path / "a.db"
+
+    async def fill() -> None:
+        async with await Archive.open(db) as a:
+            await upsert_channel(a, ChannelInfo(id=-1001, username="pinned0000"), source="telethon")
+            await ingest(a, [Post(-1001, 1, datetime(2024, 5, 1, tzinfo=UTC), "Евакуація")],
+                         source="telethon", alerts=False)  # fmt: skip
+
+    asyncio.run(fill())
+    before = db.read_bytes()
+    config = tmp_path / "config.toml"
+    config.write_text(BASE + TWO + "join_limit = 1\n" + _pins("desk-2", 2), encoding="utf-8")
+    for command in (["stats"], ["sync"], ["run", "--worker", "w1"], ["health"]):
+        result = CliRunner().invoke(cli, ["--config", str(config), "--db", str(db), *command])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            f"Error: {config}: channels: 2 channels are pinned to account 'desk-2', more than"
+            " its join_limit of 1; unpin some, raise its join_limit, or add an [[accounts]]"
+            " account for them"
+        ]
+    assert db.read_bytes() == before  # nothing opened, nothing changed
+
+
 # ---------------------------------------------------------------------------- login
 
 

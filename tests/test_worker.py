@@ -234,36 +234,54 @@ def test_a_bad_worker_name_on_the_command_line_is_one_line_and_changes_nothing(
     assert db.read_bytes() == before  # nothing opened, nothing changed
 
 
-async def test_health_names_a_silent_worker_and_units_nobody_holds(opener) -> None:  # type: ignore[no-untyped-def]
+async def test_health_names_a_silent_worker_while_its_units_are_left_with_it(opener) -> None:  # type: ignore[no-untyped-def]
     from archiver.health import check_health
+    from archiver.worker import Stopped, stopped_workers
 
     s = settings(*WEB)
     a = await opener()
     w1, w2 = Worker(a, s, "w1", host="hostA", pid=101), Worker(await opener(), s, "w2")
     await w1.start()
     await w2.start()
-    await w1.give_back((await w1.tick()).extra)  # w1 keeps 3 of 5, w2 has taken none yet
+    await w1.give_back((await w1.tick()).extra)  # w1 keeps 3 of 5, w2 takes the 2 given back
     await w2.tick()
     assert await worker_problems(a, s) == []
     await expire(a, "w1")  # w1 killed
-    problems = await worker_problems(a, s)
-    assert len(problems) == 2
-    assert problems[0].startswith("worker w1: no sign of life for ")
+    left = ", ".join(sorted(w1.held))
+    [problem] = await worker_problems(a, s)  # its units in one line, not twice
+    assert problem.startswith("worker w1: no sign of life for ")
+    assert "(pid 101 on hostA; [workers] lease_seconds = 30): killed, crashed or stuck" in problem
     assert (
-        "(pid 101 on hostA; [workers] lease_seconds = 30): killed, crashed or stuck"
-        in (problems[0])
-    )
-    assert "`telewatch run --worker w1`" in problems[0]
-    orphans = ", ".join(sorted(w1.held))
-    assert problems[1] == (
-        f"units nobody holds: {orphans}; the live workers take them within 30 s (an account:"
-        " 40 s), unless each already has its share (start another worker)"
-    )
+        f"nobody has taken over {left} since (a live worker does within 30 s, an account"
+        " within 40 s)"
+    ) in problem
+    assert "`telewatch run --worker w1`" in problem
+    assert "`telewatch workers forget w1`" in problem
     report = await check_health(a, s, process=None)
-    assert problems[0] in report.problems and problems[1] in report.problems
-    await w2.tick()  # w2 takes them over
-    assert await worker_problems(a, s) == [problems[0]]
+    assert problem in report.problems
+    await w2.tick()  # w2 takes them over: w1 no longer matters to health
+    assert await worker_problems(a, s) == []
+    assert "worker w1" not in "\n".join((await check_health(a, s, process=None)).problems)
+    # ... but it is still known, as stopped, with when it was last seen
+    assert await stopped_workers(a, s) == [
+        Stopped("w1", "hostA", 101, "2000-01-01 00:00:00.000", ())
+    ]
     await w1.start()  # w1 is back (the same name, as its process was restarted)
+    assert await worker_problems(a, s) == []
+    assert await stopped_workers(a, s) == []
+
+
+async def test_units_nobody_holds_are_named_while_a_worker_is_alive(opener) -> None:  # type: ignore[no-untyped-def]
+    s = settings(*WEB)
+    a = await opener()
+    w1 = Worker(a, s, "w1")
+    await w1.start()
+    await w1.give_back(["web:web0", "web:web1"])  # released by a live worker: nobody's now
+    assert await worker_problems(a, s) == [
+        "units nobody holds: web:web0, web:web1; the live workers take them within 30 s (an"
+        " account: 40 s), unless each already has its share (start another worker)"
+    ]
+    await w1.tick()
     assert await worker_problems(a, s) == []
 
 

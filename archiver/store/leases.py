@@ -260,31 +260,25 @@ async def renew(
     return {r[0] for r in rows}
 
 
-def _released(now: str, lease_seconds: float) -> str:
-    """The expiry a given-back unit gets: the hand-over grace is already over (the worker
-    stopped the unit before giving it back), so it is free at once."""
-    return later(now, -handover_grace(lease_seconds))
-
-
-async def release(
-    archive: Archive, worker: str, units: Iterable[str], now: str, lease_seconds: float
-) -> None:
-    """Give ``units`` back (free at once); the worker stays named as their last holder."""
+async def release(archive: Archive, worker: str, units: Iterable[str], now: str) -> None:
+    """Give ``units`` back: free at once for any worker (the worker stopped them first, so no
+    hand-over grace applies: the expiry becomes :data:`NEVER`); the worker stays named as
+    their last holder."""
     units = sorted(set(units))
     if units:
         await archive.write(
             f"UPDATE leases SET expires_at = ? WHERE worker = ? AND unit IN"
             f" ({_marks(len(units))}) AND expires_at > ?",
-            (_released(now, lease_seconds), worker, *units, now),
+            (NEVER, worker, *units, now),
         )
 
 
-async def release_all(archive: Archive, worker: str, now: str, lease_seconds: float) -> list[str]:
+async def release_all(archive: Archive, worker: str, now: str) -> list[str]:
     """Give back every unit this worker holds (a clean stop), also one whose acquisition
     committed while the worker was being stopped; the units released."""
     rows = await archive.write(
         "UPDATE leases SET expires_at = ? WHERE worker = ? AND expires_at > ? RETURNING unit",
-        (_released(now, lease_seconds), worker, now),
+        (NEVER, worker, now),
     )
     return sorted(r[0] for r in rows)
 
@@ -323,3 +317,14 @@ async def db_now_in(db: Any, dialect: str) -> str:
         row = await cur.fetchone()
     assert row is not None
     return str(row[0])
+
+
+async def forget_stopped(archive: Archive, name: str, lease_seconds: float, now: str) -> bool:
+    """Forget worker ``name`` if it was not seen within ``lease_seconds`` before ``now`` (one
+    statement: a heartbeat committed meanwhile keeps it); whether it was forgotten. Its lease
+    rows keep naming it as their last holder (they are free: nothing changes for them)."""
+    rows = await archive.write(
+        "DELETE FROM workers WHERE name = ? AND seen_at <= ? RETURNING name",
+        (name, later(now, -lease_seconds)),
+    )
+    return bool(rows)

@@ -17,7 +17,7 @@ from archiver.store.archive import Archive
 from archiver.store.followed import follow, telethon_configured, unfollow
 from archiver.store.following import channel_statuses
 from archiver.store.search import channel_stats
-from archiver.worker import following
+from archiver.worker import following, stopped_workers
 from bot.access import Role
 from bot.format import esc
 from bot.handlers.common import arg_text, reply, role_of, translator_for, usage
@@ -55,7 +55,8 @@ async def status_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     _ = await translator_for(update, context)
     blocks = status_blocks(st, svc.settings.display.timezone, _)
     if (rows := await following(svc.archive, svc.settings)) is not None:
-        blocks.append(workers_block(rows, _))  # several workers: who follows what
+        stopped = await stopped_workers(svc.archive, svc.settings)
+        blocks.append(workers_block(rows, _, stopped, svc.settings.display.timezone))
     await reply(update, blocks)
 
 

@@ -312,6 +312,32 @@ async def test_admin_status_names_the_worker_of_each_channel(bot: Harness) -> No
     assert "<b>Workers</b>\nw&lt;1&gt; follows: vsaldo\nno worker follows: kherson_news" in text
 
 
+async def test_admin_status_lists_stopped_workers_with_when_they_were_last_seen(
+    bot: Harness,
+) -> None:
+    """A worker killed without a clean stop: /status names it as stopped, and what is left
+    with it (nobody took it over since)."""
+    from archiver.channels import parse_ref
+    from archiver.store import leases
+    from archiver.store.followed import follow
+
+    for name in ("kherson_news", "vsaldo"):
+        await follow(bot.archive, bot.settings, parse_ref(name), "web", by=ADMIN)
+    past = "2000-01-01 00:00:00.000"
+    for worker, unit in (("w<2>", "web:kherson_news"), ("w3", "web:vsaldo")):
+        await leases.register(bot.archive, worker, "box", 7, 60, past)
+        await leases.acquire(bot.archive, worker, [unit], 1, 60, past)
+    now = await leases.db_now(bot.archive)
+    await leases.acquire(bot.archive, "w1", ["web:vsaldo"], 1, 600, now)  # w3's, taken over
+    text = "\n".join(m.text for m in await bot.send(ADMIN, "/status"))
+    assert (
+        "w1 follows: vsaldo\nno worker follows: kherson_news\n"
+        "w3 stopped, last seen 2000-01-01 02:00 EET\n"  # the display time zone, Europe/Kyiv
+        "w&lt;2&gt; stopped, last seen 2000-01-01 02:00 EET; nobody has taken over:"
+        " web:kherson_news"
+    ) in text
+
+
 async def test_admin_allows_and_denies(bot: Harness) -> None:
     assert str(STRANGER) in only(await bot.send(STRANGER, "/start")).text
     told, answer = await bot.send(ADMIN, f"/allow {STRANGER}")

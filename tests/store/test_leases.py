@@ -72,18 +72,19 @@ async def test_an_account_changes_hands_only_a_grace_after_its_lease_expired(
 async def test_an_account_never_held_or_given_back_is_free_at_once(archive: Archive) -> None:
     account = "account:main"
     assert await L.acquire(archive, "w1", [account], 1, 30, T) == [account]  # never held
-    await L.release(archive, "w1", [account], at(1), 30)  # stopped first, then given back
+    await L.release(archive, "w1", [account], at(1))  # stopped first, then given back
     assert await L.acquire(archive, "w2", [account], 1, 30, at(1)) == [account]
-    assert await L.release_all(archive, "w2", at(2), 30) == [account]
-    assert await L.acquire(archive, "w3", [account], 1, 30, at(2)) == [account]
+    assert await L.release_all(archive, "w2", at(2)) == [account]
+    # free at once whatever the taker's lease_seconds (and so its grace)
+    assert await L.acquire(archive, "w3", [account], 1, 600, at(2)) == [account]
 
 
 async def test_a_released_unit_is_free_at_once(archive: Archive) -> None:
     mine = await L.acquire(archive, "w1", UNITS, 8, 60, T)
-    await L.release(archive, "w1", mine[:3], at(1), 60)
+    await L.release(archive, "w1", mine[:3], at(1))
     assert await L.acquire(archive, "w2", UNITS, 8, 60, at(1)) == mine[:3]
     assert (await L.leases(archive))[mine[0]].worker == "w2"
-    await L.release(archive, "w1", mine[:3], at(2), 60)  # not w1's any more: nothing changes
+    await L.release(archive, "w1", mine[:3], at(2))  # not w1's any more: nothing changes
     assert (await L.leases(archive))[mine[0]].held_at(at(2))
 
 
@@ -138,7 +139,7 @@ async def test_many_connections_acquiring_at_once_never_share_a_unit(pg_server: 
             assert kept == believed[name]  # nothing expires here: nothing can be lost
             give = set(rng.sample(sorted(kept), k=len(kept) // 2))
             believed[name] -= give  # stop first, then release
-            await L.release(a, name, give, T, 600)
+            await L.release(a, name, give, T)
 
     try:
         await asyncio.gather(*(worker(n, a) for n, a in zip(names, archives, strict=True)))
@@ -155,3 +156,18 @@ async def test_many_connections_acquiring_at_once_never_share_a_unit(pg_server: 
 def test_unit_names() -> None:
     assert L.account_unit("main") == "account:main"
     assert L.web_unit("testograd") == "web:testograd"
+
+
+async def test_only_a_worker_unseen_for_the_lease_time_is_forgotten(archive: Archive) -> None:
+    await L.register(archive, "w1", "hostA", 100, 10, T)
+    await L.beat(archive, "w1", at(5))
+    assert not await L.forget_stopped(archive, "w1", 10, at(14))  # seen 9 s ago: alive
+    assert not await L.forget_stopped(archive, "w9", 10, at(14))  # never seen
+    assert [w.name for w in await L.workers(archive)] == ["w1"]
+    mine = await L.acquire(archive, "w1", UNITS[:2], 2, 10, at(5))
+    assert await L.forget_stopped(archive, "w1", 10, at(15))  # 10 s unseen
+    assert await L.workers(archive) == []
+    # its lease rows stay as they were: free, naming it as their last holder
+    rows = await L.leases(archive)
+    assert [(rows[u].worker, rows[u].held_at(at(15))) for u in mine] == [("w1", False)] * 2
+    assert await L.acquire(archive, "w2", UNITS[:2], 2, 10, at(15)) == mine
