@@ -132,7 +132,10 @@ def _jobs(
         disconnected". A failure here is recorded by the pass, channel by channel."""
         async with reconnecting:
             for name, client in units.polled_clients().items():
-                if client.is_connected():
+                # asked again before each: a unit stopped while another account connected
+                # (lost, or given back) is no longer this worker's to connect
+                still = any(c is client for c in units.polled_clients().values())
+                if client.is_connected() or not still:
                     continue
                 try:
                     await client.connect()  # bounded: DeadlineClient.connect

@@ -248,6 +248,19 @@ class Units:
         self._unlock(acc)
         log.log(self.worker.level, "account %s: stopped", name)
 
+    async def let_go(self, units: Iterable[str]) -> None:
+        """Units whose lease is lost or about to run out: every account's session is
+        disconnected first, side by side (another worker connects them soon), and only then
+        is each unit stopped (its live listener waited for, up to LIVE_GRACE each)."""
+        from archiver.sync import disconnect
+
+        units = sorted(units)
+        names = [u.removeprefix(leases.ACCOUNT) for u in units if u.startswith(leases.ACCOUNT)]
+        clients = [a.client for n in names if (a := self.accounts.get(n)) and a.client is not None]
+        await asyncio.gather(*(disconnect(c) for c in clients))
+        for unit in units:
+            await self.stop(unit, at_once=True)
+
     def _unlock(self, acc: _Account) -> None:
         if acc.lock is not None:
             acc.lock.release()
@@ -260,8 +273,7 @@ class Units:
     async def apply(self, change: Any) -> None:
         """One tick's change: stop the lost and the extra units, give the extras back, start
         the gained ones and ask for a catch-up pass."""
-        for unit in sorted(change.lost):
-            await self.stop(unit, at_once=True)
+        await self.let_go(change.lost)
         for unit in sorted(change.extra):
             await self.stop(unit)
         if change.extra:
@@ -294,7 +306,6 @@ async def lease_loop(units: Units, stop: asyncio.Event) -> None:
                 # connected from two places: Telegram answers AUTH_KEY_DUPLICATED).
                 log.warning("worker %s: cannot renew its leases before they expire; stopping"
                             " %s", worker.name, ", ".join(sorted(worker.held)))  # fmt: skip
-                for unit in sorted(worker.drop()):
-                    await units.stop(unit, at_once=True)
+                await units.let_go(worker.drop())
             continue
         await units.apply(change)
