@@ -1356,14 +1356,15 @@ async def serve(app: App, host: str, port: int) -> None:
 
     Listens on 127.0.0.1 by default. Any other address needs [web_view] password_hash (make
     it with `telewatch hash-password`): every page then asks for the password, and the
-    server answers reads only. Needs Datasette: pip install 'telewatch[web]'.
+    server answers reads only. Needs Datasette: pip install 'telewatch[web]'. On a
+    PostgreSQL archive ([storage] url) the same pages; Datasette's table pages read SQLite
+    files only, so use psql there for raw tables.
 
     \b
     Examples:
       telewatch serve
       telewatch serve --host 0.0.0.0 --port 8080   # with [web_view] password_hash set
     """
-    app.sqlite_only("telewatch serve", "the web view reads a SQLite file")
     try:
         from web.server import serve as run_server
     except ImportError as exc:
@@ -1376,7 +1377,7 @@ async def serve(app: App, host: str, port: int) -> None:
     archive = await app.open_archive(create=False)  # upgrades an older schema, once
     await archive.close()
     await run_server(
-        settings.storage.path,
+        settings.storage.url or settings.storage.path,  # PostgreSQL's URL, else the file
         host,
         port,
         settings.web_view.password_hash,

@@ -102,7 +102,6 @@ def test_a_bad_url_is_one_line_without_the_password(tmp_path: Path) -> None:
     [
         (("backup",), "`telewatch backup` is not yet supported on PostgreSQL"),
         (("restore", "--yes", "x.db"), "`telewatch restore` is not yet supported"),
-        (("serve",), "`telewatch serve` is not yet supported on PostgreSQL"),
     ],
 )
 def test_what_does_not_work_yet_refuses_in_one_line(

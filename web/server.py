@@ -3,6 +3,10 @@
 It listens on 127.0.0.1 unless told otherwise; any other address needs ``[web_view]
 password_hash`` (then every page asks for the password and the server answers reads only).
 The socket is bound before anything else, so a port in use is one clear line.
+
+On a PostgreSQL archive (``[storage] url``) Datasette gets no file: the web view's pages read
+the archive over read-only sessions (``Archive.open_readonly``), and Datasette's own table and
+SQL pages, which read SQLite files only, are not offered.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import uvicorn
 from datasette.app import Datasette
 
 from archiver.errors import ConfigError, TelewatchError
+from archiver.store.postgres import is_url, redact
 from web.access import is_local
 from web.site import Options, configure, site_of
 
@@ -57,16 +62,24 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build(path: Path, password_hash: str | None, tz: ZoneInfo) -> Datasette:
-    """Datasette on the archive at ``path``, with the web view as the home page."""
-    ds = Datasette([str(path)], settings={"sql_time_limit_ms": 3000})
-    name = next(k for k, db in ds.databases.items() if db.path == str(path))
-    configure(ds, Options(database=name, password_hash=password_hash, timezone=tz, home=True))
+def build(archive: Path | str, password_hash: str | None, tz: ZoneInfo) -> Datasette:
+    """Datasette on the archive (a SQLite file, or a PostgreSQL URL), with the web view as
+    the home page."""
+    if is_url(archive):
+        ds = Datasette([], settings={"sql_time_limit_ms": 3000})
+        ds.remove_database("_memory")  # an empty SQLite in memory: no SQL page to offer
+        options = Options(url=str(archive), password_hash=password_hash, timezone=tz, home=True)
+    else:
+        path = str(archive)
+        ds = Datasette([path], settings={"sql_time_limit_ms": 3000})
+        name = next(k for k, db in ds.databases.items() if db.path == path)
+        options = Options(database=name, password_hash=password_hash, timezone=tz, home=True)
+    configure(ds, options)
     return ds
 
 
 async def serve(
-    path: Path,
+    archive: Path | str,
     host: str,
     port: int,
     password_hash: str | None,
@@ -76,11 +89,12 @@ async def serve(
 ) -> None:
     check_host(host, password_hash)
     sock = bind(host, port)
-    ds = build(path, password_hash, tz)
+    ds = build(archive, password_hash, tz)
     await ds.invoke_startup()
     shown = f"[{host}]" if ":" in host else host
+    of = f"PostgreSQL {redact(str(archive))}" if is_url(archive) else archive
     echo(
-        f"telewatch web view of {path}: http://{shown}:{sock.getsockname()[1]}/"
+        f"telewatch web view of {of}: http://{shown}:{sock.getsockname()[1]}/"
         + (" (password required)" if password_hash else "")
         + "; Ctrl-C stops it"
     )

@@ -25,6 +25,7 @@ import jinja2
 from archiver.errors import TelewatchError
 from archiver.password import check_hash
 from archiver.store.archive import Archive, ArchiveError
+from archiver.store.postgres import redact
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class Options:
     password_hash: str | None = field(default=None, repr=False)
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     home: bool = False  # the search page answers at / (``telewatch serve``)
+    # A PostgreSQL archive's URL (``telewatch serve`` on ``[storage] url``): the archive is
+    # there, not among Datasette's databases, and Datasette's table pages cannot show it.
+    url: str | None = field(default=None, repr=False)
 
 
 class Site:
@@ -78,8 +82,11 @@ class Site:
         return self._env
 
     @property
-    def tables_url(self) -> str:
-        """Datasette's page of the archive's tables."""
+    def tables_url(self) -> str | None:
+        """Datasette's page of the archive's tables; None on PostgreSQL (Datasette reads
+        SQLite files only: psql or any PostgreSQL tool shows the tables there)."""
+        if self.options.url is not None:
+            return None
         if self.db_name is None:
             return "/"
         return str(self.datasette.urls.database(self.db_name))
@@ -95,15 +102,20 @@ class Site:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self.archive is None:
-                path = await self._path()
+                url = self.options.url
+                path = url if url is not None else await self._path()
                 self.archive = await Archive.open_readonly(path)
-                log.info("web view: archive %s opened read-only", path)
+                shown = redact(url) if url is not None else path
+                log.info("web view: archive %s opened read-only", shown)
         return self.archive
 
     async def open_counter(self) -> Archive:
         """A second read-only connection to the archive, on a thread of its own: a page
-        counts its total there while the search runs on the first (SQLite runs both at once)."""
+        counts its total there while the search runs on the first (SQLite runs both at once).
+        On PostgreSQL the archive's own pool runs both at once already."""
         archive = await self.open()
+        if archive.dialect == "postgresql":
+            return archive
         if self.counter is None:
             counter = await Archive.open_readonly(archive.path)
             if self.counter is None:

@@ -145,6 +145,18 @@ def _busy_message(path: Path) -> str:
     )
 
 
+async def _connect_postgres(url: str, *, readonly: bool = False) -> postgres.PgConnection:
+    """A pool on the server of ``url``, or one line naming it (without its password)."""
+    try:
+        return await postgres.connect(url, readonly=readonly)
+    except sqlite3.Error as exc:  # PostgreSQL's refusal: no server, no database, auth
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArchiveError(
+            f"{postgres.redact(url)}: cannot connect to PostgreSQL ({first}); check [storage]"
+            " url or TELEWATCH_DATABASE_URL and that the server is running"
+        ) from None
+
+
 class Archive:
     """An open archive. Use ``async with await Archive.open(path) as archive`` or close it."""
 
@@ -220,8 +232,11 @@ class Archive:
     @classmethod
     async def open_readonly(cls, path: Path | str) -> Archive:
         """Open an existing archive for reading only (SQLite's ``mode=ro``): no migration, no
-        write, whatever the caller does (the web view). An archive of another schema is
-        refused with what to do."""
+        write, whatever the caller does (the web view). A PostgreSQL URL opens that archive
+        with every session read-only (``default_transaction_read_only``: the server refuses
+        any write). An archive of another schema is refused with what to do."""
+        if postgres.is_url(path):
+            return await cls._open_postgres_readonly(str(path))
         p = Path(path)
         if not await asyncio.to_thread(p.is_file):
             raise ArchiveError(f"{p}: no archive here")
@@ -255,16 +270,35 @@ class Archive:
         return archive
 
     @classmethod
+    async def _open_postgres_readonly(cls, url: str) -> Archive:
+        shown = postgres.redact(url)
+        db = await _connect_postgres(url, readonly=True)
+        archive = cls(DEFAULT_LOCAL, cast(aiosqlite.Connection, db), url=url)
+        try:
+            found = await archive.fetchone("SELECT to_regclass('telewatch_schema') IS NOT NULL")
+            version = await archive._user_version() if found is not None and found[0] else 0
+            if version != len(MIGRATIONS):
+                why = (
+                    "made by a newer telewatch; upgrade telewatch"
+                    if version > len(MIGRATIONS)
+                    else "an older schema; any telewatch command run on it"
+                    " (`telewatch stats`) upgrades it"
+                )
+                if version == 0:
+                    why = "not a telewatch archive"
+                raise ArchiveError(f"{shown}: schema {version}, expected {len(MIGRATIONS)}: {why}")
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise ArchiveError(f"{shown}: the archive could not be read ({exc})") from None
+        except BaseException:
+            await db.close()
+            raise
+        return archive
+
+    @classmethod
     async def _open_postgres(cls, url: str, local: Path, *, create: bool) -> Archive:
         shown = postgres.redact(url)
-        try:
-            db = await postgres.connect(url)
-        except sqlite3.Error as exc:  # PostgreSQL's refusal: no server, no database, auth
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArchiveError(
-                f"{shown}: cannot connect to PostgreSQL ({first}); check [storage] url or"
-                " TELEWATCH_DATABASE_URL and that the server is running"
-            ) from None
+        db = await _connect_postgres(url)
         archive = cls(local, cast(aiosqlite.Connection, db), url=url)
         try:
             await archive._migrate_postgres(db, shown, create=create)

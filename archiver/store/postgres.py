@@ -496,18 +496,30 @@ def _value(row: Sequence[Any]) -> list[Any]:
     ]
 
 
-async def connect(url: str, *, size: int = POOL_SIZE) -> PgConnection:
-    """A pool of connections to the server at ``url`` (autocommit: transactions are explicit).
-    One connection is made first on its own, so that a refusal (no server, no database, a
-    wrong password) is PostgreSQL's own one line at once, not a pool's time-out."""
+def read_only(url: str) -> str:
+    """``url`` as a libpq connection string whose sessions start read-only
+    (``default_transaction_read_only``, added to any ``options`` the URL carries): the server
+    refuses every write made through it, whatever the statement (the web view)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    given = str(conninfo_to_dict(url).get("options") or "")
+    return make_conninfo(url, options=f"{given} -c default_transaction_read_only=on".strip())
+
+
+async def connect(url: str, *, size: int = POOL_SIZE, readonly: bool = False) -> PgConnection:
+    """A pool of connections to the server at ``url`` (autocommit: transactions are explicit;
+    ``readonly``: every session read-only, see :func:`read_only`). One connection is made
+    first on its own, so that a refusal (no server, no database, a wrong password) is
+    PostgreSQL's own one line at once, not a pool's time-out."""
     import psycopg
     from psycopg_pool import AsyncConnectionPool
 
     try:
-        first = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        conninfo = read_only(url) if readonly else url
+        first = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
         await first.close()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            url,
+            conninfo,
             min_size=1,
             max_size=size,
             kwargs={"autocommit": True},

@@ -802,3 +802,91 @@ def test_the_postgres_profile_workers_share_the_channels_and_survive_a_kill(
             s.shutdown()
             s.server_close()
         bot_api.close()
+
+
+def test_the_postgres_profiles_web_view_reads_the_archive_there(
+    project: Project, container_names: list[str], pg_server: str, tmp_path: Path
+) -> None:
+    """The profile's `web-pg` service, as the compose file runs it, on a PostgreSQL archive
+    (the test's own server through the relay, the demo archive moved there by `migrate`'s
+    code): behind its password, the search finds the demo's posts; its start-up line hides
+    the URL's password."""
+    import asyncio
+    import re
+    import socket
+    from urllib.parse import parse_qs, urlsplit
+
+    from pg import new_database
+
+    from archiver.demo import run_demo
+    from archiver.password import hash_password
+    from archiver.store.transfer import migrate, open_pair
+
+    assert documented(POSTGRES_UP) and "Add `web-pg` to that line" in README
+    svc = compose_service("web-pg")
+    assert svc["profiles"] == ["postgres"] and svc["ports"] == ["127.0.0.1:8001:8001"]
+    assert "TELEWATCH_DATABASE_URL" in svc["environment"]  # type: ignore[operator]
+    url = new_database(pg_server)
+
+    async def archive() -> None:
+        demo = tmp_path / "demo.db"
+        await run_demo(demo, lambda _line: None)
+        source, target = await open_pair(demo, url)
+        try:
+            await migrate(source, target)
+        finally:
+            await source.close()
+            await target.close()
+
+    asyncio.run(archive())
+    folder = parse_qs(urlsplit(url).query)["host"][0]
+    relay = _Relay(str(Path(folder) / ".s.PGSQL.5432"))
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    # a password in the URL (the test server trusts its users: it is there to be hidden)
+    inside = (
+        f"postgresql://postgres:s3cret-pw@127.0.0.1:{relay.server_address[1]}{urlsplit(url).path}"
+    )
+    password = "correct horse battery"
+    (project.data / "config.toml").write_text(
+        f'[web_view]\npassword_hash = "{hash_password(password)}"\n'
+    )
+    os.chown(project.data / "config.toml", UID, UID)
+    with socket.socket() as s:  # --network host (test-only): a free port of the host's
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [str(c) for c in svc["command"]]  # type: ignore[attr-defined]
+    assert command[:3] == ["serve", "--host", "0.0.0.0"]
+    command[-1] = str(port)
+    name = new_name(container_names)
+    try:
+        up = podman(*project.compose_up(
+            name, "--network", "host", "-e", f"TELEWATCH_DATABASE_URL={inside}",
+            command=command,
+        ))  # fmt: skip
+        assert up.returncode == 0, up.stderr
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(f"{base}/-/telewatch/login"), "the web view listens")
+        with httpx.Client(base_url=base, trust_env=False, timeout=30) as client:
+            locked = client.get("/-/telewatch/search?q=евакуація")
+            assert locked.status_code == 302
+            form = client.get("/-/telewatch/login?next=/-/telewatch/search")
+            token = re.search(r'name="csrftoken" value="([^"]+)"', form.text)
+            assert token is not None
+            signed = client.post(
+                "/-/telewatch/login",
+                data={"csrftoken": token.group(1), "password": password,
+                      "next": "/-/telewatch/search?q=евакуація"},
+            )  # fmt: skip
+            assert signed.status_code == 302
+            found = client.get("/-/telewatch/search?q=евакуація")
+            assert found.status_code == 200 and "Tables</a>" not in found.text
+            total = re.search(r'id="total" data-total="(\d+)"', found.text)
+            assert total is not None and int(total.group(1)) > 0
+        logs = podman("logs", name).stderr
+        assert "telewatch web view of PostgreSQL postgresql://postgres:***@127.0.0.1:" in logs
+        assert "s3cret-pw" not in logs and "Traceback" not in logs, logs
+        stopped = podman("stop", name, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        relay.shutdown()
+        relay.server_close()

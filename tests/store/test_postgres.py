@@ -256,3 +256,73 @@ async def test_the_search_column_stays_in_the_row(pg_archive: Archive) -> None:
         " AND attname IN ('tsv', 'raw', 'text')"
     )
     assert {r[0]: r[1] for r in rows} == {"tsv": "m", "raw": "x", "text": "x"}
+
+
+# ---------------------------------------------------------------------------- read-only
+
+
+async def test_a_read_only_archive_reads_and_the_server_refuses_its_writes(
+    pg_archive: Archive,
+) -> None:
+    """``Archive.open_readonly`` of a URL (the web view): every session read-only, so the
+    server itself refuses a write, a single statement or a transaction, whatever SQL runs."""
+    assert pg_archive.url is not None
+    async with pg_archive.transaction() as db:
+        await db.execute("INSERT INTO meta (key, value) VALUES ('seen', 'before')")
+    ro = await Archive.open_readonly(pg_archive.url)
+    try:
+        assert await ro.get_meta("seen") == "before"
+        with pytest.raises(sqlite3.DatabaseError, match="read-only transaction"):
+            await ro.db.execute("UPDATE meta SET value = 'changed' WHERE key = 'seen'")
+        with pytest.raises(sqlite3.DatabaseError, match="read-only transaction"):
+            async with ro.transaction() as db:
+                await db.execute("INSERT INTO meta (key, value) VALUES ('new', 'x')")
+        with pytest.raises(sqlite3.DatabaseError, match="read-only transaction"):
+            await ro.db.execute("CREATE TABLE intruder (id int)")
+    finally:
+        await ro.close()
+    assert await pg_archive.get_meta("seen") == "before"
+    assert await pg_archive.get_meta("new") is None
+
+
+async def test_read_only_keeps_the_urls_own_options(pg_archive: Archive) -> None:
+    """An ``options`` parameter in the URL (a search_path) is kept beside read-only."""
+    assert pg_archive.url is not None
+    sep = "&" if "?" in pg_archive.url else "?"
+    url = pg_archive.url + sep + "options=-c%20application_name%3Dtw_web"
+    ro = await Archive.open_readonly(url)
+    try:
+        got = await ro.fetchone(
+            "SELECT current_setting('application_name'),"
+            " current_setting('default_transaction_read_only')"
+        )
+        assert got is not None and tuple(got) == ("tw_web", "on")
+    finally:
+        await ro.close()
+
+
+async def test_read_only_refuses_another_schema_with_what_to_do(pg_url: str) -> None:
+    import psycopg
+
+    with pytest.raises(ArchiveError, match=r"schema 0, expected \d+: not a telewatch archive"):
+        await Archive.open_readonly(pg_url)  # an empty database
+    async with await Archive.open(pg_url):
+        pass
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE telewatch_schema SET version = version - 1")
+    with pytest.raises(ArchiveError, match=r"expected \d+: an older schema; any telewatch"):
+        await Archive.open_readonly(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE telewatch_schema SET version = version + 2")
+    with pytest.raises(ArchiveError, match="made by a newer telewatch; upgrade telewatch"):
+        await Archive.open_readonly(pg_url)
+
+
+async def test_read_only_without_a_server_is_one_line_without_the_password(
+    tmp_path: object,
+) -> None:
+    url = f"postgresql://tw:s3cret@/telewatch?host={tmp_path}&connect_timeout=2"
+    with pytest.raises(ArchiveError, match="cannot connect to PostgreSQL") as err:
+        await Archive.open_readonly(url)
+    assert "s3cret" not in str(err.value) and "tw:***@" in str(err.value)
+    assert "\n" not in str(err.value)

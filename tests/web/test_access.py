@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 from datasette.app import Datasette
-from webkit import MakeSite, make_site, site, story_path  # noqa: F401 (fixtures)
+from webkit import (  # noqa: F401 (fixtures)
+    MakeSite,
+    make_site,
+    site,
+    story_archive,
+    story_path,
+    story_url,
+)
 
 from archiver.errors import ConfigError, TelewatchError
 from archiver.password import hash_password
@@ -29,8 +36,9 @@ def password_hash() -> str:
 
 
 @pytest.fixture
-async def locked(make_site: MakeSite, password_hash: str) -> Datasette:
-    return await make_site(password_hash=password_hash)
+async def locked(make_site: MakeSite, story_archive: Path | str, password_hash: str) -> Datasette:
+    """The web view with a password, on each backend in turn."""
+    return await make_site(story_archive, password_hash=password_hash)
 
 
 async def login(ds: Datasette, password: str, next_url: str = "/-/telewatch/search") -> Any:
@@ -76,10 +84,17 @@ async def test_the_right_password_opens_reads_only(locked: Datasette) -> None:
     actor = {"ds_actor": resp.cookies["ds_actor"]}
     page = await locked.client.get("/-/telewatch/post/kherson_admin_demo/42", cookies=actor)
     assert page.status_code == 200 and "Log out" in page.text
-    table = await locked.client.get("/story/posts.json", cookies=actor)
-    assert table.status_code == 200
     write = await locked.client.post("/story/posts", cookies=actor, data={"x": "1"})
     assert write.status_code == 405 and write.text == "This server is read-only."
+
+
+async def test_after_login_datasettes_own_pages_open_too(
+    make_site: MakeSite, password_hash: str
+) -> None:
+    locked = await make_site(password_hash=password_hash)  # the story's SQLite file
+    actor = {"ds_actor": (await login(locked, PASSWORD)).cookies["ds_actor"]}
+    table = await locked.client.get("/story/posts.json", cookies=actor)
+    assert table.status_code == 200
 
 
 async def test_a_forged_or_expired_cookie_is_not_a_login(locked: Datasette) -> None:

@@ -1,8 +1,9 @@
 """End to end in a real browser: ``telewatch serve`` in its own process on the story's
-archive, Debian's chromium driven by Playwright (``executable_path``: no browser download),
-one browser for the whole module, through a search, a post page, a time line and a channel
-page. Each test writes a screenshot: into the test's temporary folder, or into
-``$TELEWATCH_SCREENSHOTS`` (``make screenshots`` sets it to docs/img for docs/web.md).
+archive, on each backend in turn (the SQLite file, then its copy on PostgreSQL), Debian's
+chromium driven by Playwright (``executable_path``: no browser download), one browser for the
+whole module, through a search, a post page, a time line and a channel page. Each test writes
+a screenshot: into the test's temporary folder, or, on SQLite, into ``$TELEWATCH_SCREENSHOTS``
+(``make screenshots`` sets it to docs/img for docs/web.md).
 
 Skipped, with one reason, where chromium or Playwright is missing (`.ci/run` installs chromium
 with apt when it can)."""
@@ -21,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg import BACKENDS
 from story import DEPUTY, OFFICIAL
-from webkit import story_path  # noqa: F401 (a fixture)
+from webkit import story_path, story_url  # noqa: F401 (fixtures)
+
+from archiver.store.postgres import is_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
@@ -45,15 +49,34 @@ FLAGS = [
 VIEWPORT = {"width": 1000, "height": 720}
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def archive(request: pytest.FixtureRequest, story_path: Path) -> Path | str:
+    """The story's archive: its file, or its copy on PostgreSQL (the module runs once each)."""
+    if request.param == "sqlite":
+        return story_path
+    return str(request.getfixturevalue("story_url"))
+
+
+def telewatch(archive: Path | str, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of ``telewatch ARGS`` on ``archive`` (PostgreSQL's
+    URL in the environment, as a deployment gives it)."""
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "TELEWATCH_CONFIG": ""}
+    env.pop("TELEWATCH_DATABASE_URL", None)
+    if is_url(archive):
+        env["TELEWATCH_DATABASE_URL"] = str(archive)
+        return [sys.executable, "-m", "archiver", *args], env
+    return [sys.executable, "-m", "archiver", "--db", str(archive), *args], env
+
+
 @pytest.fixture(scope="module")
-def server(story_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``telewatch --db STORY serve --port 0`` in its own process; its URL. Stopped with
+def server(archive: Path | str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``telewatch serve --port 0`` on the archive in its own process; its URL. Stopped with
     SIGTERM, which must end it cleanly: the archive closed, the exit status SIGTERM's (uvicorn
     shuts down, then raises the signal again; a shell shows 143)."""
     cwd = tmp_path_factory.mktemp("serve")  # no config.toml here: built-in defaults
-    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "TELEWATCH_CONFIG": ""}
+    argv, env = telewatch(archive, "serve", "--port", "0")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "archiver", "--db", str(story_path), "serve", "--port", "0"],
+        argv,
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -102,32 +125,36 @@ def page(browser: Any) -> Iterator[Any]:
         context.close()
 
 
-def shot(page: Any, name: str, tmp_path: Path, *, full: bool = True) -> Path:
-    folder = Path(os.environ.get("TELEWATCH_SCREENSHOTS") or tmp_path)
+@pytest.fixture
+def shots(archive: Path | str, tmp_path: Path) -> Path:
+    """Where the screenshots go: docs/img's pictures are the SQLite run's."""
+    wanted = os.environ.get("TELEWATCH_SCREENSHOTS")
+    return Path(wanted) if wanted and not is_url(archive) else tmp_path
+
+
+def shot(page: Any, name: str, folder: Path, *, full: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"web-{name}.png"
     page.screenshot(path=str(path), full_page=full)
     return path
 
 
-def cli_count(story_path: Path, query: str) -> int:
+def cli_count(archive: Path | str, query: str) -> int:
     """What ``telewatch search`` finds (in a process of its own: Playwright's sync API runs an
     event loop in this thread)."""
-    argv = ["--db", str(story_path), "search", query, "--json", "--limit", "1000"]
-    out = subprocess.run(
-        [sys.executable, "-m", "archiver", *argv], capture_output=True, text=True, check=True
-    ).stdout
+    argv, env = telewatch(archive, "search", query, "--json", "--limit", "1000")
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     return len([json.loads(x) for x in out.splitlines()])
 
 
-def test_search_in_the_browser(server: str, page: Any, story_path: Path, tmp_path: Path) -> None:
+def test_search_in_the_browser(server: str, page: Any, archive: Path | str, shots: Path) -> None:
     page.goto(server + "/")
     assert page.url.endswith("/-/telewatch/search")
     page.fill("#q", "эвакуация")
     page.press("#q", "Enter")
     page.wait_for_selector("#total")
     hits = page.locator("li.hit")
-    expected = cli_count(story_path, "эвакуация")
+    expected = cli_count(archive, "эвакуация")
     assert hits.count() == expected == int(page.get_attribute("#total", "data-total") or -1)
     marks = {m.lower() for m in page.locator("li.hit mark").all_inner_texts()}
     assert {"эвакуация", "эвакуации", "эвакуацию"} <= marks
@@ -141,7 +168,7 @@ def test_search_in_the_browser(server: str, page: Any, story_path: Path, tmp_pat
     page.wait_for_selector("#total")
     assert _posts(page) == [f"{OFFICIAL}/42"]
     page.goto(server + "/-/telewatch/search?q=эвакуация")
-    assert shot(page, "search", tmp_path, full=False).stat().st_size > 10_000
+    assert shot(page, "search", shots, full=False).stat().st_size > 10_000
 
 
 def _posts(page: Any) -> list[str]:
@@ -150,7 +177,7 @@ def _posts(page: Any) -> list[str]:
     ]
 
 
-def test_a_post_page_in_the_browser(server: str, page: Any, tmp_path: Path) -> None:
+def test_a_post_page_in_the_browser(server: str, page: Any, shots: Path) -> None:
     page.goto(server + "/-/telewatch/search?q=эвакуация&deleted=1")
     page.click(f'li.hit[data-post="{OFFICIAL}/42"] a.when')
     page.wait_for_selector("#state")
@@ -165,10 +192,10 @@ def test_a_post_page_in_the_browser(server: str, page: Any, tmp_path: Path) -> N
         "#v2 del", "e => getComputedStyle(e).textDecorationLine"
     )
     assert page.get_attribute("a.tg", "href") == f"https://t.me/{OFFICIAL}/42"
-    assert shot(page, "post", tmp_path).stat().st_size > 10_000
+    assert shot(page, "post", shots).stat().st_size > 10_000
 
 
-def test_a_time_line_in_the_browser(server: str, page: Any, tmp_path: Path) -> None:
+def test_a_time_line_in_the_browser(server: str, page: Any, shots: Path) -> None:
     page.goto(server + "/-/telewatch/timeline")
     page.fill("#q", "эвакуация OR выезд")
     page.fill("input[name=since]", "2025-01-01")
@@ -190,12 +217,12 @@ def test_a_time_line_in_the_browser(server: str, page: Any, tmp_path: Path) -> N
     right = page.locator(f'tr.entry[data-post="{DEPUTY}/302"] td.cell').first.bounding_box()
     assert left is not None and right is not None and left["x"] < right["x"]
     assert page.locator("svg.activity").count() == 2
-    assert shot(page, "timeline", tmp_path).stat().st_size > 10_000
+    assert shot(page, "timeline", shots).stat().st_size > 10_000
 
 
-def test_a_channel_page_in_the_browser(server: str, page: Any, tmp_path: Path) -> None:
+def test_a_channel_page_in_the_browser(server: str, page: Any, shots: Path) -> None:
     page.goto(server + "/-/telewatch/channels")
     page.click(f'a[href="/-/telewatch/channel/{OFFICIAL}"]')
     page.wait_for_selector("svg.activity")
     assert "1–42" in page.inner_text("section.coverage")
-    assert shot(page, "channel", tmp_path).stat().st_size > 10_000
+    assert shot(page, "channel", shots).stat().st_size > 10_000

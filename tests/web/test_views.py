@@ -1,5 +1,6 @@
 """The web view's pages through Datasette's own test client, on the story's archive: the
-demo's official channel and his deputy's (tests/web/story.py)."""
+demo's official channel and his deputy's (tests/web/story.py). Each page test runs on both
+backends: the story's SQLite file, and the same archive copied to PostgreSQL (``site``)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,25 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
 from datasette.app import Datasette
 from story import DEPUTY, OFFICIAL
-from webkit import MakeSite, make_site, site, story_path  # noqa: F401 (fixtures)
+from webkit import (  # noqa: F401 (fixtures)
+    MakeSite,
+    make_site,
+    site,
+    story_archive,
+    story_path,
+    story_url,
+)
 
-from archiver.cli import cli
-from web.site import close_all
+from archiver.cli import cli as telewatch
+from archiver.store.postgres import is_url
+from web.server import build
+from web.site import close_all, site_of
 
 SEARCH = "/-/telewatch/search"
 
@@ -40,12 +51,21 @@ async def get(ds: Datasette, url: str, status: int = 200) -> Any:
     return resp
 
 
-def cli_search(path: Path, *args: str) -> list[dict[str, Any]]:
-    result = CliRunner().invoke(
-        cli, ["--db", str(path), "search", *args, "--json", "--limit", "10000"]
-    )
+def cli(archive: Path | str, *args: str) -> str:
+    """``telewatch ARGS`` on the archive (a file, or PostgreSQL's URL as the environment
+    gives it); its standard output."""
+    if is_url(archive):
+        env, db = {"TELEWATCH_DATABASE_URL": str(archive), "TELEWATCH_CONFIG": ""}, []
+    else:
+        env, db = {"TELEWATCH_CONFIG": ""}, ["--db", str(archive)]
+    result = CliRunner().invoke(telewatch, [*db, *args], env=env)
     assert result.exit_code == 0, result.output
-    return [json.loads(line) for line in result.output.splitlines()]
+    return result.stdout
+
+
+def cli_search(archive: Path | str, *args: str) -> list[dict[str, Any]]:
+    out = cli(archive, "search", *args, "--json", "--limit", "10000")
+    return [json.loads(line) for line in out.splitlines()]
 
 
 # ---------------------------------------------------------------------------- search
@@ -56,12 +76,15 @@ def cli_search(path: Path, *args: str) -> list[dict[str, Any]]:
     ["эвакуация", "евакуація", "evacuation", "выезд OR эвакуация", '"тревожный чемоданчик"',
      "эвак*", "эвакуация -отменено"],
 )  # fmt: skip
-def test_the_web_finds_what_telewatch_search_finds(story_path: Path, query: str) -> None:
-    expected = [f"{h['channel']}/{h['message_id']}" for h in cli_search(story_path, query)]
+def test_the_web_finds_what_telewatch_search_finds(story_archive: Path | str, query: str) -> None:
+    expected = [f"{h['channel']}/{h['message_id']}" for h in cli_search(story_archive, query)]
     assert expected, query
 
     async def web() -> str:
-        ds = Datasette([str(story_path)])
+        if is_url(story_archive):
+            ds = build(str(story_archive), None, ZoneInfo("UTC"))
+        else:
+            ds = Datasette([str(story_archive)])
         try:
             from urllib.parse import quote
 
@@ -152,11 +175,11 @@ async def test_a_total_over_the_cap_says_more_than(
     assert total_on(exact) == 11 and "more than" not in exact
 
 
-async def test_relevance_order_is_the_clis(site: Datasette, story_path: Path) -> None:
+async def test_relevance_order_is_the_clis(site: Datasette, story_archive: Path | str) -> None:
     newest = posts_on((await get(site, f"{SEARCH}?q=эвакуация")).text)
     relevant = posts_on((await get(site, f"{SEARCH}?q=эвакуация&sort=relevance")).text)
     assert sorted(relevant) == sorted(newest) and relevant != newest
-    ranked = await asyncio.to_thread(cli_search, story_path, "эвакуация", "--sort", "relevance")
+    ranked = await asyncio.to_thread(cli_search, story_archive, "эвакуация", "--sort", "relevance")
     assert relevant == [f"{h['channel']}/{h['message_id']}" for h in ranked]
 
 
@@ -187,21 +210,13 @@ async def test_the_empty_form_explains_the_language(site: Datasette) -> None:
     assert f'<option value="{DEPUTY}">' in html and f'<option value="{OFFICIAL}">' in html
 
 
-async def test_csv_export_is_telewatch_export(site: Datasette, story_path: Path) -> None:
+async def test_csv_export_is_telewatch_export(site: Datasette, story_archive: Path | str) -> None:
     resp = await get(site, "/-/telewatch/search.csv?q=эвакуация")
     assert resp.headers["content-type"].startswith("text/csv")
     assert resp.text.startswith("\ufeff")  # Excel opens Cyrillic as is
     rows = list(csv.DictReader(io.StringIO(resp.text.lstrip("\ufeff"))))
-    runner = CliRunner()
-
-    def cli_export() -> str:
-        result = runner.invoke(cli, ["--db", str(story_path), "export", "эвакуация"])
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    expected = list(
-        csv.DictReader(io.StringIO((await asyncio.to_thread(cli_export)).lstrip("\ufeff")))
-    )
+    exported = await asyncio.to_thread(cli, story_archive, "export", "эвакуация")
+    expected = list(csv.DictReader(io.StringIO(exported.lstrip("\ufeff"))))
     assert rows == expected and len(rows) == 11
     deleted = next(r for r in rows if r["message_id"] == "42")
     assert deleted["state"] == "deleted" and deleted["deleted_how"] == "live"
@@ -308,9 +323,26 @@ async def test_channel_page_shows_status_and_coverage(site: Datasette) -> None:
     assert listing.count('<a href="/-/telewatch/channel/') == 2
 
 
-async def test_datasette_pages_still_work_and_link_here(site: Datasette) -> None:
-    html = (await get(site, "/story")).text
+async def test_datasette_pages_still_work_and_link_here(make_site: MakeSite) -> None:
+    ds = await make_site()  # the story's SQLite file
+    html = (await get(ds, "/story")).text
     assert "versions" in html and "/-/telewatch/search" in html  # the menu links here
+    page = (await get(ds, SEARCH)).text
+    assert '<a href="/story">Tables</a>' in page
+
+
+async def test_on_postgresql_no_tables_link_and_no_file(
+    make_site: MakeSite, story_url: str
+) -> None:
+    """Datasette reads SQLite files only: on PostgreSQL it has none (its empty in-memory
+    database aside), and the pages do not offer its table browser (psql shows the tables)."""
+    ds = await make_site(story_url)
+    page = (await get(ds, SEARCH)).text
+    assert "Tables</a>" not in page and "Search</a>" in page
+    assert site_of(ds).tables_url is None
+    assert all(db.path is None for db in ds.databases.values()) and "_memory" not in ds.databases
+    assert (await get(ds, "/_memory", 404)).status_code == 404  # no SQL page on nothing
+    assert f"{OFFICIAL}/42" in posts_on((await get(ds, f"{SEARCH}?q=эвакуация")).text)
 
 
 async def test_an_archive_of_another_schema_is_named(make_site: MakeSite, tmp_path: Path) -> None:
@@ -325,3 +357,48 @@ async def test_an_archive_of_another_schema_is_named(make_site: MakeSite, tmp_pa
     ds = await make_site(other)
     html = (await get(ds, SEARCH, 503)).text
     assert "schema 2, expected" in html and "upgrades it" in html
+
+
+async def test_on_postgresql_the_web_views_sessions_refuse_writes(
+    make_site: MakeSite, story_url: str
+) -> None:
+    """The guarantee is the server's, not the pages' good manners: a write through the web
+    view's own archive, a single statement or a transaction, is refused by PostgreSQL."""
+    import sqlite3
+
+    ds = await make_site(story_url)
+    assert (await get(ds, f"{SEARCH}?q=эвакуация")).status_code == 200
+    archive = site_of(ds).archive
+    assert archive is not None and archive.dialect == "postgresql"
+    with pytest.raises(sqlite3.DatabaseError, match="read-only transaction"):
+        await archive.db.execute("DELETE FROM posts")
+    with pytest.raises(sqlite3.DatabaseError, match="read-only transaction"):
+        async with archive.transaction() as db:
+            await db.execute("UPDATE channels SET title = 'x'")
+    assert len(posts_on((await get(ds, f"{SEARCH}?q=эвакуация")).text)) == 11
+
+
+async def test_on_postgresql_a_lost_database_is_a_page_that_says_so(
+    make_site: MakeSite, pg_server: str
+) -> None:
+    """The database goes away while the web view serves it (dropped, as a failover or a
+    restart would cut the connections): the page says the archive could not be read, in one
+    line, without a traceback or the URL's password; the server itself goes on."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+    from pg import new_database
+
+    from archiver.store.archive import Archive
+
+    url = new_database(pg_server)
+    async with await Archive.open(url):
+        pass
+    ds = await make_site(url.replace("postgres:@", "postgres:s3cret-pw@", 1))
+    assert "s3cret-pw" not in (await get(ds, SEARCH)).text
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    html = (await get(ds, f"{SEARCH}?q=эвакуация", 503)).text
+    assert html.count('class="error"') == 1 and "the archive could not be read" in html
+    assert "Traceback" not in html and "s3cret-pw" not in html
