@@ -188,3 +188,20 @@ async def test_only_a_worker_unseen_for_the_lease_time_is_forgotten(archive: Arc
     rows = await L.leases(archive)
     assert [(rows[u].worker, rows[u].held_at(at(15))) for u in mine] == [("w1", False)] * 2
     assert await L.acquire(archive, "w2", UNITS[:2], 2, 10, at(15)) == mine
+
+
+async def test_a_name_started_again_takes_its_old_account_only_a_grace_after_the_expiry(
+    archive: Archive,
+) -> None:
+    """Review (60b8f2e): w1 on hostA holds the account and is cut off from the database (a
+    busy machine may begin letting go of the session late: the hand-over grace is for that).
+    w1 is started again on hostB once hostA was unseen for the lease time, that is at the
+    very expiry of hostA's lease. The new process must wait the grace like any other taker:
+    the lease row names 'w1', and 'this worker's own unit' must not pass for a free one."""
+    account = "account:main"
+    await L.register(archive, "w1", "hostA", 100, 30, T)
+    assert await L.acquire(archive, "w1", [account], 1, 30, T) == [account]  # until at(30)
+    await L.register(archive, "w1", "hostB", 200, 30, at(30))  # hostA unseen for 30 s
+    assert await L.acquire(archive, "w1", [account], 1, 30, at(30)) == []
+    assert await L.acquire(archive, "w1", [account], 1, 30, at(39.9)) == []
+    assert await L.acquire(archive, "w1", [account], 1, 30, at(40)) == [account]
