@@ -1,0 +1,66 @@
+"""Break-it review of 60b8f2e/46b3155 (sync --worker stopping its pass, beat as an upsert,
+run --worker starting its accounts while the lease loop runs): the paths where the pass's
+cancellation escapes as a raw CancelledError, or one session is used by two processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archiver.channels import parse_ref
+from archiver.config import ChannelConfig, Settings, StorageSettings, WorkersSettings
+from archiver.errors import TelewatchError
+from archiver.store import leases as L
+from archiver.store.archive import Archive
+
+
+async def test_a_let_go_while_the_pass_is_ending_is_one_line_not_a_cancelled_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync --worker w1`'s pass ends while Worker.keep is in the middle of a renewal; the
+    renewal then finds that the name was started again elsewhere (or that the leases run
+    out: the same path) and calls let_go, which cancels the pass task. The pass task is by
+    then in its ``finally``, awaiting the renewal loop: the CancelledError is raised there,
+    outside the ``except CancelledError`` that turns it into one line, so worker.stop() and
+    the leases' connection's close are skipped and `sync` ends with a raw CancelledError
+    (asyncio.run prints its traceback)."""
+    from archiver import cli, sync
+    from archiver.sync import PassResults
+
+    s = Settings(
+        channels=(ChannelConfig(parse_ref("chan0"), source="web"),),
+        workers=WorkersSettings(lease_seconds=3),  # a renewal every second
+        storage=StorageSettings(path=tmp_path / "a.db"),
+    )
+    renewing = asyncio.Event()
+    real_beat = L.beat
+    beats: list[str] = []
+
+    async def beat(archive: Any, name: str, host: str, pid: int, now: str) -> None:
+        beats.append(now)
+        if len(beats) == 1:  # the start's tick
+            return await real_beat(archive, name, host, pid, now)
+        renewing.set()  # the pass ends meanwhile and waits for this renewal loop
+        for _ in range(50):
+            await asyncio.sleep(0)
+        raise L.WorkerReplaced("worker w1: another process (pid 2 on box2) now runs under it")
+
+    async def a_pass(*args: Any, **kwargs: Any) -> PassResults:
+        await renewing.wait()
+        return PassResults()
+
+    monkeypatch.setattr(L, "beat", beat)
+    monkeypatch.setattr(sync, "sync_all", a_pass)
+    async with await Archive.open(tmp_path / "a.db") as archive:
+        try:
+            await asyncio.wait_for(
+                cli._interruptible(cli._worker_pass(archive, s, "w1"), "sync"), 30
+            )
+        except TelewatchError:
+            pass  # one line: the pass's work was done, the name is another process's now
+        except asyncio.CancelledError:
+            pytest.fail("the pass's cancellation escaped as a raw CancelledError")
+    assert len(beats) == 2
