@@ -218,8 +218,13 @@ async def ensure(archive: Archive, units: Iterable[str], now: str) -> None:
             )
 
 
-# free: this worker's own, or expired (an account unit: the hand-over grace ago)
-_FREE = "(worker = ? OR expires_at <= CASE WHEN unit LIKE 'account:%' THEN ? ELSE ? END)"
+# free: this worker's own while its lease runs, or expired (an account unit: the hand-over
+# grace ago), also one that names this worker: a process started again under a name that was
+# unseen for the lease time takes the old process's account only after the grace, like anyone
+_FREE = (
+    "((worker = ? AND expires_at > ?)"
+    " OR expires_at <= CASE WHEN unit LIKE 'account:%' THEN ? ELSE ? END)"
+)
 
 _ACQUIRE_PG = f"""
 UPDATE leases SET worker = ?, acquired_at = ?, expires_at = ?
@@ -246,7 +251,7 @@ async def acquire(
         return []
     await ensure(archive, units, now)
     until = later(now, lease_seconds)
-    free = (worker, later(now, -handover_grace(lease_seconds)), now)
+    free = (worker, now, later(now, -handover_grace(lease_seconds)), now)
     if archive.dialect == "postgresql":
         sql = _ACQUIRE_PG.format(units=_marks(len(units)))
         rows = await archive.write(sql, (worker, now, until, *units, *free, limit))
