@@ -1203,10 +1203,12 @@ async def _worker_pass(archive: Any, settings: Any, name: str, command: str = "s
     let_go: list[str] = []  # why the pass was stopped before its end
     this_pass = asyncio.current_task()
     assert this_pass is not None
+    passing: list[bool] = []  # the pass runs: a cancel lands in it (not in our own cleanup)
 
     def stop_the_pass(why: str) -> None:
         let_go.append(why)
-        this_pass.cancel()  # its clients disconnect as it unwinds
+        if passing:
+            this_pass.cancel()  # its clients disconnect as it unwinds
 
     try:
         await worker.start()
@@ -1225,7 +1227,10 @@ async def _worker_pass(archive: Any, settings: Any, name: str, command: str = "s
             channels = worker.channels()
             log.info("worker %s: %d unit(s), %d channel(s)", name, len(worker.held),
                      len(channels))  # fmt: skip
+            passing.append(True)
             try:
+                if let_go:  # let go of its units before the pass began
+                    raise TelewatchError(let_go[0])
                 if command == "recheck":  # the Telegram accounts it holds (web: re-read by sync)
                     return await recheck_all(archive, settings, accounts=worker.accounts_held())
                 return await sync_all(archive, settings, channels=channels,
@@ -1234,6 +1239,8 @@ async def _worker_pass(archive: Any, settings: Any, name: str, command: str = "s
                 if let_go and this_pass.uncancel() == 0:  # cancelled by stop_the_pass only
                     raise TelewatchError(let_go[0]) from None
                 raise
+            finally:
+                passing.clear()
     finally:
         stop.set()
         if keeping is not None:
