@@ -64,3 +64,49 @@ async def test_a_let_go_while_the_pass_is_ending_is_one_line_not_a_cancelled_err
         except asyncio.CancelledError:
             pytest.fail("the pass's cancellation escaped as a raw CancelledError")
     assert len(beats) == 2
+
+
+async def test_a_start_whose_waiter_is_cancelled_is_still_stopped_by_stop_all(
+    tmp_path: Path,
+) -> None:
+    """`run --worker w1` is stopped (SIGTERM) while its account starts, say sleeping out a
+    flood wait at the login check (runner._until_stopped cancels the start-up): the
+    cancel lands in Units.start(wait=True)'s ``asyncio.wait``, whose ``finally`` forgets
+    the start task (acc.starting = None) without cancelling it. Then the exit stack's
+    units.stop_all() finds no start to cancel and no client to disconnect, and
+    worker.stop() releases the account, free at once (NEVER) for another worker, while
+    the orphaned start goes on opening the session (it is cancelled only when asyncio.run
+    ends, after record_end and the archive's close). It also holds the session's file lock,
+    which stop() has already released under it."""
+    from archiver.units import Units
+    from archiver.worker import Worker
+
+    opening = asyncio.Event()
+    opened: list[str] = []  # "cancelled" once the start is cancelled
+
+    async def open_client(settings: Any, live: bool, archive: Any, *, wait: bool) -> Any:
+        opening.set()
+        try:
+            await asyncio.Event().wait()  # the flood wait at the login check
+        except asyncio.CancelledError:
+            opened.append("cancelled")
+            raise
+
+    s = Settings(
+        channels=(ChannelConfig(parse_ref("chan"), source="telethon"),),
+        workers=WorkersSettings(lease_seconds=30),
+    )
+    async with await Archive.open(tmp_path / "a.db") as a:
+        worker = Worker(a, s, "w1")
+        units = Units(
+            a, s, worker, asyncio.Event(), open_client=open_client,
+            failed=lambda *_: None, catch_up=lambda: None, session_locks=False,
+        )  # fmt: skip
+        starting = asyncio.ensure_future(units.start(L.account_unit("main"), wait=True))
+        await asyncio.wait_for(opening.wait(), 10)
+        starting.cancel()  # runner._until_stopped: a signal during start-up
+        await asyncio.wait([starting])
+        await units.stop_all()  # the exit stack, before worker.stop() releases the unit
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert opened == ["cancelled"], "the start goes on after its unit was stopped"
