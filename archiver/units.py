@@ -166,9 +166,13 @@ class Units:
             return
         try:
             await asyncio.wait([task])  # not ``await task``: a stop cancels it, not us
-        finally:
-            if acc.starting is task:
-                acc.starting = None
+        except asyncio.CancelledError:
+            # the start-up itself is stopped (a signal): so is this start, and it stays
+            # ``starting`` so that stop() waits for its end before the unit is given back
+            task.cancel()
+            raise
+        if acc.starting is task:
+            acc.starting = None
         if not task.cancelled() and (exc := task.exception()) is not None:
             raise exc
 
