@@ -110,3 +110,42 @@ async def test_a_start_whose_waiter_is_cancelled_is_still_stopped_by_stop_all(
         for _ in range(10):
             await asyncio.sleep(0)
         assert opened == ["cancelled"], "the start goes on after its unit was stopped"
+
+
+async def test_a_cancel_during_telethons_connect_retry_is_not_retried_as_a_network_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Telethon's MTProtoSender._try_connect (network/mtprotosender.py, 1.45) catches a failed
+    connect (IOError) and sleeps ``retry_delay`` INSIDE the except block; a cancel landing
+    there (a let-go of sync --worker's pass, a stop of the unit's start) is a CancelledError
+    whose __context__ is that OSError. is_network_failure follows __context__, so stamina's
+    retry in open_client takes the cancel for a network failure, swallows it and connects
+    again: the session is connected after the pass or the start was told to stop."""
+    from archiver.sources import telethon as tg_source
+    from archiver.sources import telethon_network as net
+
+    sleeping = asyncio.Event()
+    calls: list[int] = []
+
+    class Client:
+        async def disconnect(self) -> None:
+            pass
+
+    async def connect_client(settings: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            try:
+                raise ConnectionRefusedError("connect refused")
+            except OSError:  # as _try_connect: log, then sleep the retry delay
+                sleeping.set()
+                await asyncio.sleep(3600)
+        return Client()  # the next attempt connects
+
+    monkeypatch.setattr(tg_source, "connect_client", connect_client)
+    monkeypatch.setattr(net, "WAIT_MAX", 0.01)
+    monkeypatch.setattr(net, "WAIT_JITTER", 0.0)
+    opening = asyncio.ensure_future(net.open_client(Settings()))
+    await asyncio.wait_for(sleeping.wait(), 10)
+    opening.cancel()  # the pass is stopped (its leases run out) while Telethon retries
+    done, _ = await asyncio.wait([opening], timeout=30)
+    assert done and opening.cancelled(), f"connected again after the cancel ({len(calls)} tries)"
