@@ -170,7 +170,11 @@ def network_kwargs(settings: Settings) -> dict[str, Any]:
 def is_network_failure(exc: BaseException) -> bool:
     """Whether ``exc`` (or what it was raised from) is the network failing: a refused or
     dropped connection, a deadline, or bytes that are not MTProto (Telethon's
-    ``InvalidBufferError`` is a ``BufferError``)."""
+    ``InvalidBufferError`` is a ``BufferError``). A cancel is never one, also when it was
+    raised while a network failure was being handled (Telethon's ``_try_connect`` sleeps its
+    retry delay inside its ``except IOError``): retried, the cancel would be lost."""
+    if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, SystemExit
+        return False
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
