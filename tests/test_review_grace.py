@@ -14,7 +14,7 @@ from typing import Any
 
 from pg import pg_server, pg_url  # noqa: F401
 from test_ops_workers import until
-from test_worker_faults import LEASE, PgCut, _telewatch_pg, _took_over, _two_machines
+from test_worker_faults import LEASE, PgCut, _telewatch_pg, _took_over, _two_machines, ended
 
 from archiver.store import leases as L
 from archiver.store.archive import Archive
@@ -76,11 +76,7 @@ async def test_a_sync_worker_cut_off_from_the_database_lets_go_of_its_session(
                 assert "cannot renew its leases before they expire" in said[0], said
                 assert "Traceback" not in said[0]
         finally:
-            for p in procs:
-                if p.returncode is None:
-                    p.kill()
-                _, err = await p.communicate()
-                said.append(err.decode())
+            said += await ended(procs)
     assert served.duplicated == [], said
 
 
@@ -344,9 +340,5 @@ async def test_a_worker_starting_its_account_slowly_still_renews_its_lease(
                 assert row is not None and row.worker == "w1"  # w2 never took it
                 assert w1.pid in served.places(SELF_ID) and w2.pid not in served.places(SELF_ID)
         finally:
-            for p in procs:
-                if p.returncode is None:
-                    p.kill()
-                _, err = await p.communicate()
-                said.append(err.decode())
+            said += await ended(procs)
     assert served.duplicated == [], said

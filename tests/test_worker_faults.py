@@ -160,13 +160,19 @@ async def test_a_worker_cut_off_from_the_database_lets_go_of_its_session(
 
                 await until("w2 took the account over", lambda: _took_over(a, served, w2), 40)
         finally:
-            said = []
-            for p in procs:
-                if p.returncode is None:
-                    p.kill()
-                _, err = await p.communicate()
-                said.append(err.decode())
+            said = await ended(procs)
     assert served.duplicated == [], said
+
+
+async def ended(procs: list[asyncio.subprocess.Process]) -> list[str]:
+    """Kill the processes that still run; each one's standard error, in order."""
+    said = []
+    for p in procs:
+        if p.returncode is None:
+            p.kill()
+        _, err = await p.communicate()
+        said.append(err.decode())
+    return said
 
 
 def _two_machines(tmp_path: Path, tg: Any) -> tuple[Path, Path]:
@@ -266,11 +272,7 @@ async def test_a_paused_worker_and_its_successor_never_share_the_session(
 
                 await until("w1 let go of the session", w1_let_go, 60)
         finally:
-            for p in procs:
-                if p.returncode is None:
-                    p.kill()
-                _, err = await p.communicate()
-                said.append(err.decode())
+            said += await ended(procs)
     assert served.duplicated == [], said
 
 
