@@ -299,7 +299,6 @@ async def test_a_worker_starting_its_account_slowly_still_renews_its_lease(
     from fakes.telethon_remote import serve
     from sources.test_telethon_remote import telewatch
     from telethon import errors, functions
-    from test_worker_faults import _follows
 
     lease, flood = 6, 20
     tg = FakeTelegram()
@@ -331,14 +330,14 @@ async def test_a_worker_starting_its_account_slowly_still_renews_its_lease(
                 tg.clock.advance(flood)  # Telegram's side of the wait is over when w1's is
                 w2 = await telewatch(served.address, two, "run", "--no-bot", "--worker", "w2")
                 procs.append(w2)
-                await until(
-                    "w1 follows the account once its wait is over",
-                    lambda: _follows(a, served, "w1"),
-                    flood + 3 * lease,
-                )
-                row = (await L.leases(a)).get(L.account_unit("main"))
-                assert row is not None and row.worker == "w1"  # w2 never took it
-                assert w1.pid in served.places(SELF_ID) and w2.pid not in served.places(SELF_ID)
+
+                async def w1_follows() -> bool:  # at one moment: w1 holds it and is connected
+                    row = (await L.leases(a)).get(L.account_unit("main"))
+                    return bool(row and row.worker == "w1" and w1.pid in served.places(SELF_ID))
+
+                await until("w1 follows the account once its wait is over", w1_follows,
+                            flood + 3 * lease)  # fmt: skip
+                assert w2.pid not in served.places(SELF_ID)  # w2 stood by
         finally:
             said += await ended(procs)
     assert served.duplicated == [], said
