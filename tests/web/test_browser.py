@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from typing import Any
 import pytest
 from pg import BACKENDS
 from story import DEPUTY, OFFICIAL
-from webkit import story_path, story_url  # noqa: F401 (fixtures)
+from webkit import serving, story_path, story_url  # noqa: F401 (fixtures)
 
 from archiver.store.postgres import is_url
 
@@ -75,33 +73,9 @@ def server(archive: Path | str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     shuts down, then raises the signal again; a shell shows 143)."""
     cwd = tmp_path_factory.mktemp("serve")  # no config.toml here: built-in defaults
     argv, env = telewatch(archive, "serve", "--port", "0")
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()  # "telewatch web view of ...: http://127.0.0.1:PORT/; ..."
-    found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-    if found is None:
-        proc.kill()
-        pytest.fail(f"telewatch serve did not start: {line}{proc.stderr.read()}")
-    try:
-        yield found.group(1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("telewatch serve did not stop on SIGTERM within 20 s")
-        rest = proc.stderr.read()
-        proc.stderr.close()
-        assert code == -signal.SIGTERM, rest
-        assert "archive closed" in rest and "Traceback" not in rest
+    with serving(argv, env, cwd) as served:
+        yield served.url
+    assert "archive closed" in served.rest and "Traceback" not in served.rest
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,7 @@ and stops on SIGTERM, its password never shown."""
 from __future__ import annotations
 
 import os
-import re
-import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from story import OFFICIAL
-from webkit import story_path, story_url  # noqa: F401 (fixtures)
+from webkit import serving, story_path, story_url  # noqa: F401 (fixtures)
 
 from archiver.cli import cli
 
@@ -91,23 +88,13 @@ def test_serve_on_postgresql_answers_over_loopback_and_stops_on_sigterm(
         "TELEWATCH_CONFIG": "",
         "TELEWATCH_DATABASE_URL": url,
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "archiver", "serve", "--port", "0"],
-        cwd=tmp_path,  # no config.toml here: built-in defaults, the archive from the environment
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-    if found is None:
-        proc.kill()
-        pytest.fail(f"telewatch serve did not start: {line}{proc.stderr.read()}")
-    try:
-        assert line.startswith("telewatch web view of PostgreSQL postgresql://postgres:***@/")
-        with httpx.Client(base_url=found.group(1), trust_env=False, timeout=30) as client:
+    argv = [sys.executable, "-m", "archiver", "serve", "--port", "0"]
+    # no config.toml in tmp_path: built-in defaults, the archive from the environment
+    with serving(argv, env, tmp_path) as served:
+        assert served.line.startswith(
+            "telewatch web view of PostgreSQL postgresql://postgres:***@/"
+        )
+        with httpx.Client(base_url=served.url, trust_env=False, timeout=30) as client:
             home = client.get("/", follow_redirects=True)
             assert home.status_code == 200 and str(home.url).endswith("/-/telewatch/search")
             assert "Tables</a>" not in home.text  # Datasette cannot show a PostgreSQL table
@@ -116,18 +103,9 @@ def test_serve_on_postgresql_answers_over_loopback_and_stops_on_sigterm(
             assert f'data-post="{OFFICIAL}/42"' in found_page.text
             post = client.get(f"/-/telewatch/post/{OFFICIAL}/42")
             assert post.status_code == 200 and "<ins>" in post.text
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("telewatch serve did not stop on SIGTERM within 20 s")
-        rest = proc.stderr.read()
-        proc.stderr.close()
-    assert code == -signal.SIGTERM, rest
+    rest = served.rest
     assert "opened read-only" in rest and "archive closed" in rest, rest
-    assert "s3cret-pw" not in line + rest and "Traceback" not in rest
+    assert "s3cret-pw" not in served.line + rest and "Traceback" not in rest
 
 
 def test_serve_without_the_postgresql_server_is_one_line(tmp_path: Path) -> None:

@@ -7,8 +7,13 @@ site, story_path``): a conftest.py here would shadow the suite's own ``conftest`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+import contextlib
+import re
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +30,46 @@ from archiver.store.postgres import is_url
 from archiver.store.transfer import migrate, open_pair
 from web.server import build
 from web.site import Options, close_all, configure
+
+
+@dataclass
+class Served:
+    """A ``telewatch serve`` process: its address, its first line, and (once stopped) the
+    rest of its standard error."""
+
+    url: str
+    line: str
+    rest: str = ""
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], env: dict[str, str], cwd: Path) -> Iterator[Served]:
+    """``telewatch serve --port 0`` (``argv``) in its own process until the block ends; then
+    SIGTERM, which must end it cleanly: the exit status SIGTERM's (uvicorn shuts down, then
+    raises the signal again; a shell shows 143)."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # "telewatch web view of ...: http://127.0.0.1:PORT/; ..."
+    found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+    if found is None:
+        proc.kill()
+        pytest.fail(f"telewatch serve did not start: {line}{proc.stderr.read()}")
+    served = Served(found.group(1), line)
+    try:
+        yield served
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("telewatch serve did not stop on SIGTERM within 20 s")
+        served.rest = proc.stderr.read()
+        proc.stderr.close()
+    assert code == -signal.SIGTERM, served.rest
+
 
 _built: list[Path] = []
 _copied: list[str] = []
